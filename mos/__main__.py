@@ -1,0 +1,5 @@
+import sys
+
+from mos.cli import main
+
+sys.exit(main())

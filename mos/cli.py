@@ -1,0 +1,263 @@
+"""The `mos` command.
+
+    mos streams CAPTURE [--overlap first|last] [--midstream] [--checksum verify|ignore|auto]
+                        [--write-dir DIR] [--buffer-size N]
+    mos run CAPTURE --app MODULE [--midstream] [--checksum ...] [--no-progress]
+    mos demo
+
+Exit status: 0 on success, 2 for a bad argument, an unreadable or corrupt
+capture (after printing what was read before the fault).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import ipaddress
+import json
+import os
+import sys
+import time
+from typing import Optional
+
+import mos
+from mos.errors import CaptureError, MosError
+
+STREAMS_BUFFER = 8 << 20
+
+
+def _config(args, **extra) -> mos.Config:
+    return mos.Config(overlap=args.overlap, midstream=args.midstream, checksum=args.checksum,
+                      tcp_timeout=args.timeout, **extra)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("capture", help="pcap or pcapng file")
+    p.add_argument("--overlap", choices=("first", "last"), default="first",
+                   help="which bytes win when retransmissions overlap (default: first)")
+    p.add_argument("--midstream", action="store_true",
+                   help="also track flows whose handshake was not captured")
+    p.add_argument("--checksum", choices=("verify", "ignore", "auto"), default="auto",
+                   help="checksum policy (default: auto, i.e. ignore if >10%% of the first "
+                        "1000 TCP packets fail, as with offload)")
+    p.add_argument("--timeout", type=float, default=30.0,
+                   help="idle timeout of a flow in seconds of capture time (default: 30)")
+
+
+def _file_name(ip: str, port: int) -> str:
+    a = ipaddress.ip_address(ip)
+    if a.version == 4:
+        return ".".join(f"{int(o):03d}" for o in ip.split(".")) + f".{port:05d}"
+    return a.exploded.replace(":", "") + f".{port:05d}"
+
+
+class _Streams:
+    """Collects one record per flow direction at CONN_END."""
+
+    def __init__(self, write_dir: Optional[str]):
+        self.records: list[tuple[int, dict, dict]] = []
+        self.write_dir = write_dir
+
+    def attach(self, eng: mos.Engine) -> None:
+        mon = eng.attach(mos.Monitor(name="streams"))
+        mon.on(mos.Event.CONN_END, self.on_end, side=mos.Side.CLIENT)
+        if self.write_dir:
+            mon.on(mos.Event.CONN_NEW_DATA, self.on_data)
+
+    def _path(self, flow, side) -> str:
+        if side == mos.Side.SERVER:  # the server received it: client -> server
+            name = (_file_name(flow.client_ip, flow.client_port) + "-" +
+                    _file_name(flow.server_ip, flow.server_port))
+        else:
+            name = (_file_name(flow.server_ip, flow.server_port) + "-" +
+                    _file_name(flow.client_ip, flow.client_port))
+        return os.path.join(self.write_dir, name)
+
+    def on_data(self, flow, side, event) -> None:
+        if flow.uctx is None:
+            flow.uctx = {}
+        while True:
+            data = flow.peek(side)
+            if not data:
+                break
+            path = self._path(flow, side)
+            mode = "ab" if flow.uctx.get(side) else "wb"
+            with open(path, mode) as fh:
+                fh.write(data)
+            flow.uctx[side] = True
+
+    def on_end(self, flow, side, event) -> None:
+        if self.write_dir:
+            for s in (mos.Side.CLIENT, mos.Side.SERVER):
+                self.on_data(flow, s, event)
+        base = {"client": flow.client_addr, "server": flow.server_addr}
+        states = {"client_state": flow.client.state.name, "server_state": flow.server.state.name}
+        out = []
+        for direction, s in (("c2s", mos.Side.SERVER), ("s2c", mos.Side.CLIENT)):
+            hashed, lost = flow.digest_info(s)
+            gaps = [[o, n] for o, n in flow.gaps(s)]
+            rec = dict(base, direction=direction, bytes=hashed, sha256=flow.sha256(s), gaps=gaps)
+            rec.update(states)
+            if lost:
+                rec["lost"] = lost
+            out.append(rec)
+        self.records.append((flow.id, out[0], out[1]))
+
+
+def cmd_streams(args) -> int:
+    if args.write_dir:
+        os.makedirs(args.write_dir, exist_ok=True)
+    eng = mos.Engine(_config(args, digest=True, buffer_size=args.buffer_size))
+    st = _Streams(args.write_dir)
+    st.attach(eng)
+    rc = 0
+    try:
+        stats = eng.run(args.capture)
+    except CaptureError as exc:
+        eng.close()
+        print(f"mos: error: {exc}", file=sys.stderr)
+        rc = 2
+        stats = None
+    write = sys.stdout.write
+    for _id, c2s, s2c in sorted(st.records, key=lambda r: r[0]):
+        write(json.dumps(c2s) + "\n")
+        write(json.dumps(s2c) + "\n")
+    _notes(eng.counters())
+    if stats is not None and args.stats:
+        print(json.dumps(stats.as_dict()), file=sys.stderr)
+    return rc
+
+
+def _notes(c: dict) -> None:
+    skipped = {k: c[k] for k in ("truncated", "malformed", "unsupported", "bad_checksum") if c[k]}
+    if skipped:
+        print("mos: note: frames skipped: " + ", ".join(f"{v} {k}" for k, v in skipped.items()),
+              file=sys.stderr)
+
+
+def _load_app(spec: str):
+    if spec.endswith(".py") or os.path.sep in spec:
+        if not os.path.exists(spec):
+            raise MosError(f"--app: no such file {spec!r}")
+        name = os.path.splitext(os.path.basename(spec))[0]
+        sp = importlib.util.spec_from_file_location(name, spec)
+        mod = importlib.util.module_from_spec(sp)
+        sp.loader.exec_module(mod)
+        return mod
+    try:
+        return importlib.import_module(spec)
+    except ImportError as exc:
+        raise MosError(f"--app: cannot import {spec!r}: {exc}") from None
+
+
+def cmd_run(args) -> int:
+    app = _load_app(args.app) if args.app else None
+    if app is not None and not hasattr(app, "attach"):
+        print(f"mos: error: --app {args.app!r} has no attach(engine) function", file=sys.stderr)
+        return 2
+    eng = mos.Engine(_config(args, buffer_size=args.buffer_size))
+    if app is not None:
+        app.attach(eng)
+    progress = None
+    bar = None
+    show = sys.stderr.isatty() and not args.no_progress
+    if show:
+        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
+                                   TimeRemainingColumn, TransferSpeedColumn)
+        bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
+                       TransferSpeedColumn(), TimeRemainingColumn(), transient=True,
+                       console=_stderr_console())
+        task = bar.add_task(os.path.basename(args.capture), total=os.path.getsize(args.capture))
+        bar.start()
+
+        def progress(off, size):
+            bar.update(task, completed=off)
+    rc = 0
+    t0 = time.perf_counter()
+    try:
+        stats = eng.run(args.capture, progress=progress)
+    except CaptureError as exc:
+        eng.close()
+        stats = None
+        rc = 2
+        err = exc
+    finally:
+        if bar is not None:
+            bar.stop()
+    if rc:
+        print(f"mos: error: {err}", file=sys.stderr)
+    c = eng.counters()
+    if stats is None:
+        stats = mos.RunStats(packets=c["frames"], bytes=c["bytes"], flows=c["flows_created"],
+                             events=c["events"], handler_calls=c["handler_calls"],
+                             seconds=time.perf_counter() - t0, counters=c)
+    if app is not None and hasattr(app, "finish"):
+        app.finish(eng, stats)
+    _summary(stats)
+    _notes(c)
+    return rc
+
+
+def _stderr_console():
+    from rich.console import Console
+    return Console(stderr=True)
+
+
+def _summary(stats: mos.RunStats) -> None:
+    line = (f"{stats.packets} packets, {stats.flows} flows, {stats.events} events, "
+            f"{stats.handler_calls} handler calls in {stats.seconds:.3f} s "
+            f"({stats.pps:,.0f} packets/s)")
+    print(f"mos: {line}", file=sys.stderr)
+
+
+def cmd_demo(args) -> int:
+    """The main job on the shipped capture: streams, then per-flow statistics."""
+    cap = mos.sample_capture()
+    print(f"# mos streams {cap}")
+    ns = argparse.Namespace(capture=cap, overlap="first", midstream=False, checksum="auto",
+                            timeout=30.0, write_dir=None, buffer_size=STREAMS_BUFFER, stats=False)
+    rc = cmd_streams(ns)
+    print(f"\n# mos run {cap} --app middleboxes.midstat")
+    ns = argparse.Namespace(capture=cap, overlap="first", midstream=False, checksum="auto",
+                            timeout=30.0, app="middleboxes.midstat", no_progress=True,
+                            buffer_size=mos.Config().buffer_size)
+    return rc or cmd_run(ns)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mos", description="Stateful TCP monitoring on a compiled dual stack.")
+    p.add_argument("--version", action="version", version=f"mos {mos.__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("streams", help="reassemble every flow direction; one JSON line each")
+    _common(s)
+    s.add_argument("--write-dir", metavar="DIR", help="also write each direction to a file, as tcpflow does")
+    s.add_argument("--buffer-size", type=int, default=STREAMS_BUFFER,
+                   help=f"bytes of out-of-order data kept per direction (default: {STREAMS_BUFFER})")
+    s.add_argument("--stats", action="store_true", help="print run statistics as JSON on stderr")
+    s.set_defaults(func=cmd_streams)
+    r = sub.add_parser("run", help="run a handler module over a capture")
+    _common(r)
+    r.add_argument("--app", metavar="MODULE", help="module or .py file with attach(engine) [and finish(engine, stats)]")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--buffer-size", type=int, default=mos.Config().buffer_size,
+                   help="receive buffer per side of each flow, bytes")
+    r.set_defaults(func=cmd_run)
+    d = sub.add_parser("demo", help="run streams and midstat on the shipped sample capture")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except MosError as exc:
+        print(f"mos: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+# Declarations of engine.h for Cython: `from mos.dualstack._cengine cimport *`.
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from mos._cnative cimport mos_frame_t, mos_pkt_t, mos_defrag_stats_t, mos_sha256_t
+from mos.dualstack._rbuf cimport mos_rbuf_t
+
+cdef extern from "engine.h" nogil:
+    enum:
+        MOS_EV_PKT_IN, MOS_EV_CONN_START, MOS_EV_STATE_CHANGE, MOS_EV_NEW_DATA
+        MOS_EV_REXMIT, MOS_EV_ERROR, MOS_EV_ORPHAN, MOS_EV_CONN_END, MOS_EV_TIMEOUT, MOS_EV_COUNT
+        MOS_HK_SEND, MOS_HK_RECV, MOS_HK_NONE
+        MOS_CLIENT, MOS_SERVER
+        MOS_ERR_COUNT, MOS_END_COUNT, MOS_END_SHUTDOWN, MOS_END_RST
+        MOS_EPF_ISN, MOS_EPF_SENT, MOS_EPF_ACKED, MOS_EPF_FIN, MOS_EPF_WSCALE, MOS_EPF_SACKOK
+        MOS_EPF_TS, MOS_EPF_UNMON
+        MOS_FF_LIVE, MOS_FF_DYING, MOS_FF_MIDSTREAM, MOS_FF_UNMON
+        MOS_CSUM_IGNORE, MOS_CSUM_VERIFY, MOS_CSUM_AUTO
+    uint32_t MOS_NIL
+    uint32_t MOS_NOPKT
+
+    ctypedef struct mos_ep_t:
+        uint8_t state
+        uint8_t flags
+        uint8_t wscale
+        uint8_t syn_seen
+        uint16_t mss
+        uint32_t isn
+        uint32_t snd_nxt
+        uint32_t ack
+        uint32_t win
+        uint32_t rwin_edge
+        uint32_t fin_seq
+        uint32_t tsval
+        uint32_t ref_seq
+        uint64_t ref_off
+        uint64_t data_end
+        uint64_t pkts
+        uint64_t bytes
+        uint64_t consumed
+        mos_rbuf_t rbuf
+
+    ctypedef struct mos_digest_t:
+        mos_sha256_t sha
+        uint64_t hashed_to
+        uint64_t hashed_bytes
+        uint64_t lost
+
+    ctypedef struct mos_flow_t:
+        uint32_t gen
+        uint16_t flags
+        uint8_t ipver
+        uint8_t end_reason
+        uint8_t caddr[16]
+        uint8_t saddr[16]
+        uint16_t cport
+        uint16_t sport
+        uint64_t id
+        uint64_t interest
+        uint64_t first_ts
+        uint64_t last_ts
+        mos_digest_t *digest
+        mos_ep_t ep[2]
+
+    ctypedef struct mos_event_t:
+        uint8_t type
+        uint8_t hook
+        uint8_t side
+        uint8_t reason
+        uint32_t flow
+        uint32_t pkt
+        uint32_t aux
+        uint64_t a
+        uint64_t b
+
+    ctypedef struct mos_config_t:
+        uint32_t buffer_size[2]
+        uint8_t overlap[2]
+        uint8_t midstream
+        uint8_t checksum
+        uint8_t digest
+        uint32_t max_flows
+        uint64_t tcp_timeout_ns
+        uint64_t defrag_mem
+        uint64_t defrag_timeout_ns
+
+    ctypedef struct mos_counters_t:
+        uint64_t frames, bytes, tcp, non_tcp, truncated, malformed, unsupported
+        uint64_t bad_checksum, fragments, orphans, flows_created, flows_ended, flows_live
+        uint64_t ended[7]
+        uint64_t errors[9]
+        uint64_t events, rexmit, payload_bytes, ooo_segments, snapped
+
+    ctypedef struct mos_engine_t:
+        pass
+
+    mos_engine_t *mos_engine_new(const mos_config_t *cfg)
+    void mos_engine_free(mos_engine_t *e)
+    void mos_engine_set_interest(mos_engine_t *e, uint64_t bits)
+    int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int n, uint64_t stop_ts)
+    void mos_engine_advance(mos_engine_t *e, uint64_t now_ns)
+    void mos_engine_end_all(mos_engine_t *e, int reason)
+    void mos_engine_end_flow(mos_engine_t *e, uint32_t slot, int reason)
+    const mos_event_t *mos_engine_events(const mos_engine_t *e, uint32_t *n)
+    void mos_engine_clear_events(mos_engine_t *e)
+    uint32_t mos_engine_reap(mos_engine_t *e, uint32_t *slots_out, uint32_t max)
+    uint32_t mos_engine_pending_reap(const mos_engine_t *e)
+    const uint32_t *mos_engine_dying(const mos_engine_t *e, uint32_t *n)
+    mos_flow_t *mos_engine_flow(mos_engine_t *e, uint32_t slot, uint32_t gen)
+    mos_flow_t *mos_engine_flow_any(mos_engine_t *e, uint32_t slot)
+    const mos_pkt_t *mos_engine_pkt(const mos_engine_t *e, uint32_t i)
+    const mos_frame_t *mos_engine_frame(const mos_engine_t *e, uint32_t i)
+    const mos_counters_t *mos_engine_counters(const mos_engine_t *e)
+    const mos_defrag_stats_t *mos_engine_defrag_stats(const mos_engine_t *e)
+    uint64_t mos_engine_now(const mos_engine_t *e)
+    uint32_t mos_engine_slots(const mos_engine_t *e)
+    uint64_t mos_engine_memory(const mos_engine_t *e)
+    void mos_flow_set_buffer(mos_engine_t *e, mos_flow_t *f, int side, uint32_t size)
+    void mos_flow_stop_side(mos_engine_t *e, mos_flow_t *f, int side)

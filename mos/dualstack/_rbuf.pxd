@@ -1,0 +1,54 @@
+# Declarations of rbuf.h for Cython: `from mos.dualstack._rbuf cimport *`.
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+
+cdef extern from "rbuf.h" nogil:
+    enum:
+        MOS_OVERLAP_FIRST
+        MOS_OVERLAP_LAST
+        MOS_RBUF_MAX_RUNS
+        MOS_RBUF_MAX_GAPS
+        MOS_RBUF_MAX_LIMIT
+
+    ctypedef struct mos_span_t:
+        uint64_t off
+        uint64_t len
+
+    ctypedef struct mos_rbuf_t:
+        uint8_t *data
+        uint32_t cap
+        uint32_t limit
+        uint64_t base
+        uint64_t head
+        mos_span_t *runs
+        mos_span_t *gaps
+        uint16_t nruns
+        uint16_t runcap
+        uint16_t ngaps
+        uint16_t gapcap
+        uint8_t policy
+        uint8_t _pad[3]
+        uint32_t gap_overflow
+
+    ctypedef struct mos_rbuf_result_t:
+        uint64_t new_inorder
+        uint64_t overlap
+        uint64_t overlap_diff
+        uint64_t dropped_old_from
+        uint64_t dropped_old_to
+        uint64_t dropped_new
+        uint64_t below_base
+        uint16_t gaps_added
+        uint16_t runs_dropped
+        uint64_t in_gap
+
+    void mos_rbuf_init(mos_rbuf_t *rb, uint32_t limit, int policy)
+    void mos_rbuf_free(mos_rbuf_t *rb)
+    uint64_t mos_rbuf_set_limit(mos_rbuf_t *rb, uint32_t limit)
+    void mos_rbuf_insert(mos_rbuf_t *rb, uint64_t off, const uint8_t *data, uint32_t len,
+                         mos_rbuf_result_t *res)
+    int mos_rbuf_skip_to(mos_rbuf_t *rb, uint64_t off, uint64_t *advanced)
+    int mos_rbuf_flush(mos_rbuf_t *rb, uint64_t *advanced)
+    uint32_t mos_rbuf_copy(const mos_rbuf_t *rb, uint64_t off, uint8_t *out, uint32_t n)
+    const uint8_t *mos_rbuf_ptr(const mos_rbuf_t *rb, uint64_t off, uint32_t *len)
+    const mos_span_t *mos_rbuf_gap_after(const mos_rbuf_t *rb, uint64_t off)
+    uint64_t mos_rbuf_ooo_bytes(const mos_rbuf_t *rb)

@@ -1,0 +1,901 @@
+/* engine.c: flow table, passive TCP endpoint models and event recording.
+ *
+ * A packet from A to B first updates A's model as a sender, then B's model
+ * as a receiver (DESIGN 2).  Transitions follow RFC 9293 3.3.2 as seen from
+ * the wire; RST acceptance follows RFC 9293 3.10.7 and RFC 5961 3.2.
+ */
+#include "engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "tcpseq.h"
+
+#define CHUNK_SHIFT 10
+#define CHUNK (1u << CHUNK_SHIFT)
+
+struct mos_engine {
+    mos_config_t cfg;
+    mos_counters_t c;
+    uint64_t interest;
+    uint64_t now;
+    uint64_t next_id;
+    uint64_t defrag_checked;
+    uint32_t serial;            /* burst counter, for NEW_DATA coalescing */
+    uint32_t csum_seen, csum_bad; /* checksum AUTO sample */
+    /* flow slab: chunks never move, so a slot's address is stable */
+    mos_flow_t **chunks;
+    uint32_t nchunks, chunkcap;
+    uint32_t nslots;            /* slots handed out so far */
+    uint32_t freelist;          /* free slots chained through hnext */
+    /* hash table */
+    uint32_t *buckets;
+    uint32_t nbuckets;          /* power of two */
+    /* LRU: head = least recently active */
+    uint32_t lru_head, lru_tail;
+    /* flows ended and not reaped yet */
+    uint32_t *dying;
+    uint32_t ndying, dyingcap;
+    /* events of the current burst */
+    mos_event_t *ev;
+    uint32_t nev, evcap;
+    /* decoded packets of the current burst */
+    mos_pkt_t *pkts;
+    uint32_t pktcap;
+    const mos_frame_t *frames;
+    mos_defrag_t *defrag;
+};
+
+static inline mos_flow_t *slot_ptr(const mos_engine_t *e, uint32_t slot)
+{
+    return &e->chunks[slot >> CHUNK_SHIFT][slot & (CHUNK - 1)];
+}
+
+/* ---------------------------------------------------------------- events */
+
+static void grow_events(mos_engine_t *e)
+{
+    uint32_t cap = e->evcap ? e->evcap * 2 : 1024;
+    mos_event_t *n = realloc(e->ev, (size_t)cap * sizeof *n);
+    if (!n) abort();
+    e->ev = n;
+    e->evcap = cap;
+}
+
+static inline int wanted(const mos_engine_t *e, const mos_flow_t *f, int type, int hook, int side)
+{
+    uint64_t bit = MOS_EVBIT(type, hook, side);
+    if (!f) return (e->interest & bit) != 0;
+    if (!((e->interest | f->interest) & bit)) return 0;
+    if (f->flags & MOS_FF_UNMON) return 0;
+    return !(f->ep[side].flags & MOS_EPF_UNMON);
+}
+
+static inline void emit(mos_engine_t *e, const mos_flow_t *f, uint32_t slot, int type, int hook,
+                        int side, uint32_t pkt, int reason, uint32_t aux, uint64_t a, uint64_t b)
+{
+    if (!wanted(e, f, type, hook, side)) return;
+    if (e->nev == e->evcap) grow_events(e);
+    mos_event_t *ev = &e->ev[e->nev++];
+    ev->type = (uint8_t)type;
+    ev->hook = (uint8_t)hook;
+    ev->side = (uint8_t)side;
+    ev->reason = (uint8_t)reason;
+    ev->flow = slot;
+    ev->pkt = pkt;
+    ev->aux = aux;
+    ev->a = a;
+    ev->b = b;
+    e->c.events++;
+}
+
+static inline void error_ev(mos_engine_t *e, const mos_flow_t *f, uint32_t slot, int side,
+                            uint32_t pkt, int reason, uint64_t a, uint64_t b)
+{
+    e->c.errors[reason]++;
+    emit(e, f, slot, MOS_EV_ERROR, MOS_HK_RECV, side, pkt, reason, 0, a, b);
+}
+
+static inline void set_state(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int side, int hook,
+                             uint32_t pkt, int st)
+{
+    uint8_t old = f->ep[side].state;
+    if (old == st) return;
+    f->ep[side].state = (uint8_t)st;
+    emit(e, f, slot, MOS_EV_STATE_CHANGE, hook, side, pkt, st, old, 0, 0);
+}
+
+/* ---------------------------------------------------------------- table */
+
+static inline int flow_dir(const mos_flow_t *f, const mos_pkt_t *p)
+{
+    size_t al = p->addrlen;
+    if (f->ipver != p->ipver) return -1;
+    if (p->sport == f->cport && p->dport == f->sport && !memcmp(p->src, f->caddr, al) &&
+        !memcmp(p->dst, f->saddr, al))
+        return MOS_CLIENT;
+    if (p->sport == f->sport && p->dport == f->cport && !memcmp(p->src, f->saddr, al) &&
+        !memcmp(p->dst, f->caddr, al))
+        return MOS_SERVER;
+    return -1;
+}
+
+static mos_flow_t *lookup(mos_engine_t *e, const mos_pkt_t *p, uint32_t hash, uint32_t *slot,
+                          int *dir)
+{
+    for (uint32_t s = e->buckets[hash & (e->nbuckets - 1)]; s != MOS_NIL;) {
+        mos_flow_t *f = slot_ptr(e, s);
+        if (f->hash == hash) {
+            int d = flow_dir(f, p);
+            if (d >= 0) {
+                *slot = s;
+                *dir = d;
+                return f;
+            }
+        }
+        s = f->hnext;
+    }
+    return NULL;
+}
+
+static void hash_insert(mos_engine_t *e, mos_flow_t *f, uint32_t slot)
+{
+    uint32_t *b = &e->buckets[f->hash & (e->nbuckets - 1)];
+    f->hnext = *b;
+    *b = slot;
+}
+
+static void hash_remove(mos_engine_t *e, mos_flow_t *f, uint32_t slot)
+{
+    uint32_t *pp = &e->buckets[f->hash & (e->nbuckets - 1)];
+    while (*pp != MOS_NIL) {
+        if (*pp == slot) {
+            *pp = f->hnext;
+            return;
+        }
+        pp = &slot_ptr(e, *pp)->hnext;
+    }
+}
+
+static void hash_grow(mos_engine_t *e)
+{
+    uint32_t nb = e->nbuckets * 2;
+    uint32_t *b = malloc((size_t)nb * sizeof *b);
+    if (!b) return; /* keep the smaller table: longer chains, still correct */
+    memset(b, 0xff, (size_t)nb * sizeof *b);
+    free(e->buckets);
+    e->buckets = b;
+    e->nbuckets = nb;
+    for (uint32_t s = 0; s < e->nslots; s++) {
+        mos_flow_t *f = slot_ptr(e, s);
+        if (f->flags & MOS_FF_LIVE) hash_insert(e, f, s);
+    }
+}
+
+static void lru_unlink(mos_engine_t *e, mos_flow_t *f)
+{
+    if (f->lru_prev != MOS_NIL) slot_ptr(e, f->lru_prev)->lru_next = f->lru_next;
+    else e->lru_head = f->lru_next;
+    if (f->lru_next != MOS_NIL) slot_ptr(e, f->lru_next)->lru_prev = f->lru_prev;
+    else e->lru_tail = f->lru_prev;
+    f->lru_prev = f->lru_next = MOS_NIL;
+}
+
+static void lru_append(mos_engine_t *e, mos_flow_t *f, uint32_t slot)
+{
+    f->lru_prev = e->lru_tail;
+    f->lru_next = MOS_NIL;
+    if (e->lru_tail != MOS_NIL) slot_ptr(e, e->lru_tail)->lru_next = slot;
+    else e->lru_head = slot;
+    e->lru_tail = slot;
+}
+
+static inline void lru_touch(mos_engine_t *e, mos_flow_t *f, uint32_t slot)
+{
+    if (e->lru_tail == slot) return;
+    lru_unlink(e, f);
+    lru_append(e, f, slot);
+}
+
+static int alloc_slot(mos_engine_t *e, uint32_t *slot)
+{
+    if (e->freelist != MOS_NIL) {
+        *slot = e->freelist;
+        e->freelist = slot_ptr(e, *slot)->hnext;
+        return 0;
+    }
+    if (e->nslots == e->nchunks * CHUNK) {
+        if (e->nchunks == e->chunkcap) {
+            uint32_t cap = e->chunkcap ? e->chunkcap * 2 : 16;
+            mos_flow_t **c = realloc(e->chunks, (size_t)cap * sizeof *c);
+            if (!c) return -1;
+            e->chunks = c;
+            e->chunkcap = cap;
+        }
+        mos_flow_t *chunk = calloc(CHUNK, sizeof *chunk);
+        if (!chunk) return -1;
+        e->chunks[e->nchunks++] = chunk;
+    }
+    *slot = e->nslots++;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- endpoints */
+
+static inline void init_isn(mos_ep_t *ep, uint32_t isn)
+{
+    ep->isn = isn;
+    ep->snd_nxt = isn + 1;
+    ep->ref_seq = isn + 1; /* stream offset 0 is ISN+1 (DESIGN 2) */
+    ep->ref_off = 0;
+    ep->flags |= MOS_EPF_ISN;
+}
+
+static inline int wscale_on(const mos_flow_t *f)
+{
+    /* RFC 7323 2.2: scaling applies only when both SYNs carried the option */
+    return (f->ep[0].flags & MOS_EPF_WSCALE) && (f->ep[1].flags & MOS_EPF_WSCALE);
+}
+
+static inline int window_known(const mos_flow_t *f, const mos_ep_t *r)
+{
+    return (r->flags & MOS_EPF_ACKED) && f->ep[0].syn_seen && f->ep[1].syn_seen;
+}
+
+/* Hash the in-order bytes of a side not hashed yet (digest mode). */
+static void digest_advance(mos_flow_t *f, int side)
+{
+    mos_digest_t *d = &f->digest[side];
+    const mos_rbuf_t *rb = &f->ep[side].rbuf;
+    uint64_t off = d->hashed_to;
+    while (off < rb->head) {
+        uint32_t n;
+        const uint8_t *ptr = mos_rbuf_ptr(rb, off, &n);
+        if (n) {
+            mos_sha256_update(&d->sha, ptr, n);
+            d->hashed_bytes += n;
+            off += n;
+            continue;
+        }
+        const mos_span_t *g = mos_rbuf_gap_after(rb, off);
+        if (g && g->off <= off) {
+            off = g->off + g->len;
+            continue;
+        }
+        /* present per head but no longer held: bytes left the ring first */
+        uint64_t next = g && g->off < rb->head ? g->off : rb->head;
+        if (off < rb->base && rb->base < next) next = rb->base;
+        d->lost += next - off;
+        off = next;
+    }
+    d->hashed_to = off;
+}
+
+/* The buffer of `side` moved head or declared gaps: raise what follows. */
+static void after_rbuf(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int side, uint32_t pkt,
+                       uint64_t advanced, int gaps_added)
+{
+    mos_rbuf_t *rb = &f->ep[side].rbuf;
+    if (gaps_added > 0) {
+        int first = rb->ngaps - gaps_added;
+        if (first < 0) first = 0;
+        for (int i = first; i < rb->ngaps; i++)
+            error_ev(e, f, slot, side, pkt, MOS_ERR_GAP, rb->gaps[i].off, rb->gaps[i].len);
+    }
+    if (advanced) {
+        if (f->digest) digest_advance(f, side);
+        if (f->nd_stamp[side] != e->serial) {
+            f->nd_stamp[side] = e->serial;
+            emit(e, f, slot, MOS_EV_NEW_DATA, MOS_HK_RECV, side, pkt, 0, 0, rb->head, advanced);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- flow life */
+
+static void end_flow(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int reason)
+{
+    if (!(f->flags & MOS_FF_LIVE)) return;
+    /* out-of-order data left over is delivered past its holes (DESIGN 2:
+     * gaps are reported when the flow ends) */
+    for (int side = 0; side < 2; side++) {
+        uint64_t adv = 0;
+        int g = mos_rbuf_flush(&f->ep[side].rbuf, &adv);
+        if (g || adv) after_rbuf(e, f, slot, side, MOS_NOPKT, adv, g);
+    }
+    hash_remove(e, f, slot);
+    lru_unlink(e, f);
+    f->flags = (uint16_t)((f->flags & ~MOS_FF_LIVE) | MOS_FF_DYING);
+    f->end_reason = (uint8_t)reason;
+    e->c.flows_live--;
+    e->c.flows_ended++;
+    if (reason > 0 && reason < MOS_END_COUNT) e->c.ended[reason]++;
+    if (reason == MOS_END_TIMEOUT) {
+        emit(e, f, slot, MOS_EV_TIMEOUT, MOS_HK_NONE, MOS_CLIENT, MOS_NOPKT, reason, 0, 0, 0);
+        emit(e, f, slot, MOS_EV_TIMEOUT, MOS_HK_NONE, MOS_SERVER, MOS_NOPKT, reason, 0, 0, 0);
+    }
+    emit(e, f, slot, MOS_EV_CONN_END, MOS_HK_NONE, MOS_CLIENT, MOS_NOPKT, reason, 0, 0, 0);
+    emit(e, f, slot, MOS_EV_CONN_END, MOS_HK_NONE, MOS_SERVER, MOS_NOPKT, reason, 0, 0, 0);
+    if (e->ndying == e->dyingcap) {
+        uint32_t cap = e->dyingcap ? e->dyingcap * 2 : 256;
+        uint32_t *d = realloc(e->dying, (size_t)cap * sizeof *d);
+        if (!d) abort();
+        e->dying = d;
+        e->dyingcap = cap;
+    }
+    e->dying[e->ndying++] = slot;
+}
+
+void mos_engine_end_flow(mos_engine_t *e, uint32_t slot, int reason)
+{
+    if (slot >= e->nslots) return;
+    end_flow(e, slot_ptr(e, slot), slot, reason);
+}
+
+static void expire(mos_engine_t *e, uint64_t now)
+{
+    while (e->lru_head != MOS_NIL) {
+        uint32_t s = e->lru_head;
+        mos_flow_t *f = slot_ptr(e, s);
+        if (f->last_ts + e->cfg.tcp_timeout_ns >= now) break;
+        end_flow(e, f, s, MOS_END_TIMEOUT);
+    }
+}
+
+static mos_flow_t *create_flow(mos_engine_t *e, const mos_pkt_t *p, uint32_t hash, uint64_t ts,
+                               uint32_t pi, uint32_t *slot, int *dir)
+{
+    uint8_t fl = p->flags;
+    int src_is_client;
+    int midstream = 0;
+    if ((fl & MOS_TH_SYN) && !(fl & MOS_TH_ACK)) {
+        src_is_client = 1;
+    } else if (!e->cfg.midstream || (fl & MOS_TH_RST)) {
+        return NULL;
+    } else {
+        midstream = 1;
+        if (fl & MOS_TH_SYN) src_is_client = 0; /* SYN-ACK: its sender is the server */
+        else if (p->dport != p->sport) src_is_client = p->dport < p->sport; /* lower port serves */
+        else src_is_client = 1;
+    }
+    if (e->c.flows_live >= e->cfg.max_flows && e->lru_head != MOS_NIL)
+        end_flow(e, slot_ptr(e, e->lru_head), e->lru_head, MOS_END_EVICT);
+    uint32_t s;
+    if (alloc_slot(e, &s) < 0) return NULL;
+    mos_flow_t *f = slot_ptr(e, s);
+    uint32_t gen = f->gen;
+    memset(f, 0, sizeof *f);
+    f->gen = gen;
+    f->hash = hash;
+    f->ipver = p->ipver;
+    if (src_is_client) {
+        memcpy(f->caddr, p->src, 16);
+        memcpy(f->saddr, p->dst, 16);
+        f->cport = p->sport;
+        f->sport = p->dport;
+    } else {
+        memcpy(f->caddr, p->dst, 16);
+        memcpy(f->saddr, p->src, 16);
+        f->cport = p->dport;
+        f->sport = p->sport;
+    }
+    f->flags = MOS_FF_LIVE | (midstream ? MOS_FF_MIDSTREAM : 0);
+    f->id = ++e->next_id;
+    f->first_ts = f->last_ts = ts;
+    f->nd_stamp[0] = f->nd_stamp[1] = e->serial - 1;
+    for (int side = 0; side < 2; side++)
+        mos_rbuf_init(&f->ep[side].rbuf, e->cfg.buffer_size[side], e->cfg.overlap[side]);
+    if (!midstream) {
+        f->ep[MOS_CLIENT].state = MOS_TCPS_CLOSED;
+        f->ep[MOS_SERVER].state = MOS_TCPS_LISTEN;
+    } else if (fl & MOS_TH_SYN) {
+        f->ep[MOS_CLIENT].state = MOS_TCPS_SYN_SENT;
+        f->ep[MOS_SERVER].state = MOS_TCPS_LISTEN;
+    } else {
+        f->ep[MOS_CLIENT].state = MOS_TCPS_ESTABLISHED;
+        f->ep[MOS_SERVER].state = MOS_TCPS_ESTABLISHED;
+    }
+    if (e->cfg.digest) {
+        f->digest = calloc(2, sizeof *f->digest);
+        if (f->digest) {
+            mos_sha256_init(&f->digest[0].sha);
+            mos_sha256_init(&f->digest[1].sha);
+        }
+    }
+    if (e->c.flows_live + 1 > e->nbuckets) hash_grow(e);
+    hash_insert(e, f, s);
+    lru_append(e, f, s);
+    e->c.flows_created++;
+    e->c.flows_live++;
+    *slot = s;
+    *dir = src_is_client ? MOS_CLIENT : MOS_SERVER;
+    f->flags |= MOS_FF_STARTED;
+    emit(e, f, s, MOS_EV_CONN_START, MOS_HK_SEND, *dir, pi, 0, 0, 0, 0);
+    return f;
+}
+
+static void free_flow(mos_engine_t *e, uint32_t slot)
+{
+    mos_flow_t *f = slot_ptr(e, slot);
+    mos_rbuf_free(&f->ep[0].rbuf);
+    mos_rbuf_free(&f->ep[1].rbuf);
+    free(f->digest);
+    f->digest = NULL;
+    f->flags = 0;
+    f->gen++;
+    f->hnext = e->freelist;
+    e->freelist = slot;
+}
+
+/* ---------------------------------------------------------------- packets */
+
+/* RFC 9293 3.10.7.3 (SYN-SENT) and RFC 5961 3.2 (in-window) */
+static int rst_acceptable(const mos_flow_t *f, int s, const mos_pkt_t *p)
+{
+    const mos_ep_t *S = &f->ep[s], *R = &f->ep[!s];
+    if (R->state == MOS_TCPS_SYN_SENT)
+        return (p->flags & MOS_TH_ACK) && (R->flags & MOS_EPF_ISN) && p->ack == R->isn + 1;
+    if (R->flags & MOS_EPF_ACKED) {
+        uint32_t wnd = R->win ? R->win : 1;
+        if (seq_in(p->seq, R->ack, R->ack + wnd)) return 1;
+        /* data in flight the receiver has not acknowledged yet */
+        return (S->flags & MOS_EPF_ISN) && seq_in(p->seq, R->ack, S->snd_nxt + 1);
+    }
+    if (S->flags & MOS_EPF_ISN) /* the receiver never spoke: judge by the sender's own space */
+        return seq_in(p->seq, S->snd_nxt - 1, S->snd_nxt + 65536);
+    return 1;
+}
+
+static void store_data(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int r, const mos_pkt_t *p,
+                       uint32_t pi, uint32_t dseq, int64_t doff)
+{
+    mos_ep_t *R = &f->ep[r];
+    uint32_t len = p->seglen;
+    uint32_t have = p->paylen;
+    const uint8_t *data = p->payload;
+    if (doff < 0) { /* bytes before offset 0 (before ISN+1): not part of the stream */
+        uint64_t skip = (uint64_t)(-doff);
+        if (skip >= len) return;
+        len -= (uint32_t)skip;
+        have = have > skip ? have - (uint32_t)skip : 0;
+        data += skip;
+        dseq += (uint32_t)skip;
+        doff = 0;
+    }
+    if (window_known(f, R)) {
+        uint32_t edge = R->rwin_edge;
+        if (!seq_lt(dseq, edge)) {
+            error_ev(e, f, slot, r, pi, MOS_ERR_OUT_OF_WINDOW, (uint64_t)doff, len);
+            return;
+        }
+        if (seq_gt(dseq + len, edge)) {
+            uint32_t keep = edge - dseq;
+            error_ev(e, f, slot, r, pi, MOS_ERR_OUT_OF_WINDOW, (uint64_t)doff + keep, len - keep);
+            len = keep;
+            if (have > keep) have = keep;
+        }
+    }
+    if (R->flags & MOS_EPF_UNMON) return;
+    mos_rbuf_t *rb = &R->rbuf;
+    uint64_t head0 = rb->head;
+    mos_rbuf_result_t res;
+    uint64_t advanced = 0;
+    int gaps = 0;
+    uint64_t overlap_diff = 0, dropped_new = 0, below = 0;
+    uint64_t lost_from = 0, lost_to = 0;
+    for (int part = 0; part < 2; part++) {
+        uint64_t o = (uint64_t)doff + (part ? have : 0);
+        uint32_t n = part ? len - have : have;
+        if (!n) continue;
+        mos_rbuf_insert(rb, o, part ? NULL : data, n, &res);
+        gaps += res.gaps_added;
+        overlap_diff += res.overlap_diff;
+        dropped_new += res.dropped_new;
+        below += res.below_base;
+        if (res.dropped_old_to > res.dropped_old_from) {
+            if (lost_to == lost_from) lost_from = res.dropped_old_from;
+            lost_to = res.dropped_old_to;
+        }
+    }
+    advanced = rb->head - head0;
+    if ((uint64_t)doff > head0) e->c.ooo_segments++;
+    if (lost_to > R->consumed && lost_to > lost_from) {
+        uint64_t from = lost_from > R->consumed ? lost_from : R->consumed;
+        error_ev(e, f, slot, r, pi, MOS_ERR_OVERRUN, from, lost_to);
+    }
+    if (overlap_diff) error_ev(e, f, slot, r, pi, MOS_ERR_OVERLAP_DIFF, (uint64_t)doff, overlap_diff);
+    if (dropped_new) error_ev(e, f, slot, r, pi, MOS_ERR_NO_ROOM, (uint64_t)doff, dropped_new);
+    if (below) e->c.errors[MOS_ERR_BELOW_BASE]++;
+    if (advanced || gaps) after_rbuf(e, f, slot, r, pi, advanced, gaps);
+}
+
+static void tcp_packet(mos_engine_t *e, uint32_t pi, const mos_pkt_t *p, uint64_t ts)
+{
+    e->c.tcp++;
+    uint32_t hash = mos_flow_hash(p);
+    uint32_t slot = MOS_NIL;
+    int s = 0;
+    mos_flow_t *f = lookup(e, p, hash, &slot, &s);
+    uint8_t fl = p->flags;
+
+    if (e->cfg.checksum != MOS_CSUM_IGNORE) {
+        int bad = (p->ipver == 4 && mos_ipv4_csum_ok(p) == 0) || mos_tcp_csum_ok(p) == 0;
+        if (e->cfg.checksum == MOS_CSUM_AUTO) {
+            e->csum_bad += bad;
+            if (++e->csum_seen >= MOS_CSUM_SAMPLE)
+                e->cfg.checksum = e->csum_bad * 10 > e->csum_seen ? MOS_CSUM_IGNORE : MOS_CSUM_VERIFY;
+        }
+        if (!bad) goto checked;
+        e->c.bad_checksum++;
+        if (f) error_ev(e, f, slot, !s, pi, MOS_ERR_BAD_CHECKSUM, 0, 0);
+        else e->c.errors[MOS_ERR_BAD_CHECKSUM]++;
+        return;
+    }
+checked:;
+    int created = 0;
+    if (f && (fl & MOS_TH_SYN) && !(fl & MOS_TH_ACK)) {
+        /* port reuse: a new SYN after this side closed (RFC 9293 3.10.7.4 TIME-WAIT) */
+        const mos_ep_t *S = &f->ep[s];
+        if ((S->flags & MOS_EPF_ISN) && p->seq != S->isn &&
+            (S->flags & MOS_EPF_FIN || S->state == MOS_TCPS_CLOSED)) {
+            end_flow(e, f, slot, MOS_END_REUSE);
+            f = NULL;
+        }
+    }
+    if (!f) {
+        f = create_flow(e, p, hash, ts, pi, &slot, &s);
+        if (!f) {
+            e->c.orphans++;
+            emit(e, NULL, MOS_NIL, MOS_EV_ORPHAN, MOS_HK_NONE, MOS_CLIENT, pi, 0, 0, 0, 0);
+            return;
+        }
+        created = 1;
+    }
+    lru_touch(e, f, slot);
+    if (ts > f->last_ts) f->last_ts = ts;
+    int r = !s;
+    mos_ep_t *S = &f->ep[s], *R = &f->ep[r];
+    uint32_t len = p->seglen;
+    e->c.payload_bytes += len;
+    if (p->paylen < p->seglen) e->c.snapped++;
+
+    /* ---- the sender's model ---- */
+    S->pkts++;
+    S->bytes += len;
+    S->flags |= MOS_EPF_SENT;
+    int rexmit = 0;
+    int had_isn = S->flags & MOS_EPF_ISN;
+    if (fl & MOS_TH_SYN) {
+        if (!had_isn || !S->syn_seen) {
+            init_isn(S, p->seq);
+            had_isn = 0;
+        } else if (p->seq == S->isn) {
+            rexmit = 1;
+        } else if (s == MOS_CLIENT && S->state == MOS_TCPS_SYN_SENT && !(fl & MOS_TH_ACK)) {
+            init_isn(S, p->seq); /* the client gave up on its first SYN and chose a new ISN */
+            had_isn = 0;
+        }
+        S->syn_seen = 1;
+        if (p->opts & MOS_OPT_MSS) S->mss = p->mss;
+        if (p->opts & MOS_OPT_WSCALE) {
+            S->flags |= MOS_EPF_WSCALE;
+            S->wscale = p->wscale;
+        }
+        if (p->opts & MOS_OPT_SACKOK) S->flags |= MOS_EPF_SACKOK;
+        if (p->opts & MOS_OPT_TS) S->flags |= MOS_EPF_TS;
+    } else if (!had_isn) {
+        init_isn(S, p->seq - 1); /* mid-stream: this byte is offset 0 */
+    }
+    if (p->opts & MOS_OPT_TS) S->tsval = p->tsval;
+    uint32_t syn = (fl & MOS_TH_SYN) ? 1 : 0;
+    uint32_t dseq = p->seq + syn;
+    uint32_t end = dseq + len + ((fl & MOS_TH_FIN) ? 1 : 0);
+    int64_t doff = seq_to_off(dseq, S->ref_seq, S->ref_off);
+    if (had_isn && !syn && (len || (fl & MOS_TH_FIN)) && seq_lt(dseq, S->snd_nxt)) rexmit = 1;
+    if (seq_gt(end, S->snd_nxt)) S->snd_nxt = end;
+    if (len && doff + (int64_t)len > (int64_t)S->data_end) {
+        S->data_end = (uint64_t)(doff + len);
+        S->ref_seq = dseq + len;
+        S->ref_off = S->data_end;
+    }
+    if (fl & MOS_TH_ACK) {
+        if (!(S->flags & MOS_EPF_ACKED) || seq_gt(p->ack, S->ack)) S->ack = p->ack;
+        /* RFC 7323 2.2: the window in a SYN is never scaled */
+        uint32_t win = syn ? p->win : (uint32_t)p->win << (wscale_on(f) ? S->wscale : 0);
+        uint32_t edge = p->ack + win;
+        if (!(S->flags & MOS_EPF_ACKED) || seq_gt(edge, S->rwin_edge)) S->rwin_edge = edge;
+        S->win = win;
+        S->flags |= MOS_EPF_ACKED;
+    }
+    if (rexmit) {
+        e->c.rexmit++;
+        emit(e, f, slot, MOS_EV_REXMIT, MOS_HK_SEND, s, pi, 0, 0, doff < 0 ? 0 : (uint64_t)doff, len);
+    }
+    if (fl & MOS_TH_RST) {
+        /* handled below once the PKT_IN at SEND has fired */
+    } else {
+        if (syn) {
+            if (s == MOS_CLIENT && !(fl & MOS_TH_ACK) && S->state == MOS_TCPS_CLOSED)
+                set_state(e, f, slot, s, MOS_HK_SEND, pi, MOS_TCPS_SYN_SENT);
+            else if (s == MOS_SERVER && (S->state == MOS_TCPS_LISTEN || S->state == MOS_TCPS_CLOSED))
+                set_state(e, f, slot, s, MOS_HK_SEND, pi, MOS_TCPS_SYN_RCVD);
+        }
+        if (fl & MOS_TH_FIN) {
+            if (!(S->flags & MOS_EPF_FIN) || seq_gt(end - 1, S->fin_seq)) S->fin_seq = end - 1;
+            S->flags |= MOS_EPF_FIN;
+            switch (S->state) {
+            case MOS_TCPS_CLOSE_WAIT: {
+                /* a FIN that does not acknowledge the peer's FIN was sent before
+                 * that FIN arrived: simultaneous close (RFC 9293 3.6, Figure 13) */
+                int acks_peer = (fl & MOS_TH_ACK) && (R->flags & MOS_EPF_FIN) &&
+                                seq_geq(p->ack, R->fin_seq + 1);
+                set_state(e, f, slot, s, MOS_HK_SEND, pi,
+                          acks_peer ? MOS_TCPS_LAST_ACK : MOS_TCPS_CLOSING);
+                break;
+            }
+            case MOS_TCPS_ESTABLISHED: case MOS_TCPS_SYN_RCVD: case MOS_TCPS_SYN_SENT:
+            case MOS_TCPS_LISTEN: case MOS_TCPS_CLOSED:
+                set_state(e, f, slot, s, MOS_HK_SEND, pi, MOS_TCPS_FIN_WAIT_1);
+                break;
+            default:
+                break;
+            }
+        }
+        /* the sender acknowledged bytes of its own receive buffer that the
+         * monitor never saw: the receiver got them, so the hole is a gap */
+        if ((fl & MOS_TH_ACK) && (R->flags & MOS_EPF_ISN) && !(S->flags & MOS_EPF_UNMON)) {
+            int64_t aoff = seq_to_off(p->ack, R->ref_seq, R->ref_off);
+            if (aoff > (int64_t)R->data_end) aoff = (int64_t)R->data_end;
+            if (aoff > 0 && (uint64_t)aoff > S->rbuf.head) {
+                uint64_t adv = 0;
+                int g = mos_rbuf_skip_to(&S->rbuf, (uint64_t)aoff, &adv);
+                if (g || adv) after_rbuf(e, f, slot, s, pi, adv, g);
+            }
+        }
+    }
+    emit(e, f, slot, MOS_EV_PKT_IN, MOS_HK_SEND, s, pi, 0, 0, 0, 0);
+
+    /* ---- the receiver's model ---- */
+    if (created) emit(e, f, slot, MOS_EV_CONN_START, MOS_HK_RECV, r, pi, 0, 0, 0, 0);
+    if (fl & MOS_TH_RST) {
+        if (rst_acceptable(f, s, p)) {
+            set_state(e, f, slot, s, MOS_HK_SEND, pi, MOS_TCPS_CLOSED);
+            set_state(e, f, slot, r, MOS_HK_RECV, pi, MOS_TCPS_CLOSED);
+            emit(e, f, slot, MOS_EV_PKT_IN, MOS_HK_RECV, r, pi, 0, 0, 0, 0);
+            end_flow(e, f, slot, MOS_END_RST); /* RST payload never enters a stream */
+        } else {
+            error_ev(e, f, slot, r, pi, MOS_ERR_RST_OUT_OF_WINDOW, p->seq, 0);
+            emit(e, f, slot, MOS_EV_PKT_IN, MOS_HK_RECV, r, pi, 0, 0, 0, 0);
+        }
+        return;
+    }
+    if ((fl & MOS_TH_ACK) && !(R->flags & MOS_EPF_ISN)) init_isn(R, p->ack - 1);
+    int acks_syn = (fl & MOS_TH_ACK) && (R->flags & MOS_EPF_ISN) && seq_geq(p->ack, R->isn + 1);
+    int acks_fin = (fl & MOS_TH_ACK) && (R->flags & MOS_EPF_FIN) && seq_geq(p->ack, R->fin_seq + 1);
+    int fin = fl & MOS_TH_FIN;
+    switch (R->state) {
+    case MOS_TCPS_LISTEN: case MOS_TCPS_CLOSED:
+        if (syn && !(fl & MOS_TH_ACK)) set_state(e, f, slot, r, MOS_HK_RECV, pi, MOS_TCPS_SYN_RCVD);
+        else if (fin) set_state(e, f, slot, r, MOS_HK_RECV, pi, MOS_TCPS_CLOSE_WAIT);
+        break;
+    case MOS_TCPS_SYN_SENT:
+        if (syn && !(fl & MOS_TH_ACK)) { /* simultaneous open / split handshake */
+            set_state(e, f, slot, r, MOS_HK_RECV, pi, MOS_TCPS_SYN_RCVD);
+        } else if (acks_syn) {
+            set_state(e, f, slot, r, MOS_HK_RECV, pi, MOS_TCPS_ESTABLISHED);
+            if (fin) set_state(e, f, slot, r, MOS_HK_RECV, pi, MOS_TCPS_CLOSE_WAIT);
+        } else if (fin) {
+            set_state(e, f, slot, r, MOS_HK_RECV, pi, MOS_TCPS_CLOSE_WAIT);
+        }
+        break;
+    case MOS_TCPS_SYN_RCVD:
+        if (acks_syn) set_state(e, f, slot, r, MOS_HK_RECV, pi, MOS_TCPS_ESTABLISHED);
+        if (fin) set_state(e, f, slot, r, MOS_HK_RECV, pi, MOS_TCPS_CLOSE_WAIT);
+        break;
+    case MOS_TCPS_ESTABLISHED:
+        if (fin) set_state(e, f, slot, r, MOS_HK_RECV, pi, MOS_TCPS_CLOSE_WAIT);
+        break;
+    case MOS_TCPS_FIN_WAIT_1:
+        if (acks_fin) set_state(e, f, slot, r, MOS_HK_RECV, pi, fin ? MOS_TCPS_TIME_WAIT : MOS_TCPS_FIN_WAIT_2);
+        else if (fin) set_state(e, f, slot, r, MOS_HK_RECV, pi, MOS_TCPS_CLOSING);
+        break;
+    case MOS_TCPS_FIN_WAIT_2:
+        if (fin) set_state(e, f, slot, r, MOS_HK_RECV, pi, MOS_TCPS_TIME_WAIT);
+        break;
+    case MOS_TCPS_CLOSING:
+        if (acks_fin) set_state(e, f, slot, r, MOS_HK_RECV, pi, MOS_TCPS_TIME_WAIT);
+        break;
+    case MOS_TCPS_LAST_ACK:
+        if (acks_fin) set_state(e, f, slot, r, MOS_HK_RECV, pi, MOS_TCPS_CLOSED);
+        break;
+    default:
+        break;
+    }
+    if (len) store_data(e, f, slot, r, p, pi, dseq, doff);
+    emit(e, f, slot, MOS_EV_PKT_IN, MOS_HK_RECV, r, pi, 0, 0, 0, 0);
+
+    /* both ends closed: the connection is over (RFC 9293 3.6) */
+    uint8_t a = f->ep[0].state, b = f->ep[1].state;
+    if ((a == MOS_TCPS_CLOSED || a == MOS_TCPS_TIME_WAIT) &&
+        (b == MOS_TCPS_CLOSED || b == MOS_TCPS_TIME_WAIT))
+        end_flow(e, f, slot, MOS_END_CLOSE);
+}
+
+/* ---------------------------------------------------------------- API */
+
+mos_engine_t *mos_engine_new(const mos_config_t *cfg)
+{
+    mos_engine_t *e = calloc(1, sizeof *e);
+    if (!e) return NULL;
+    e->cfg = *cfg;
+    if (!e->cfg.max_flows) e->cfg.max_flows = 1u << 20;
+    if (!e->cfg.tcp_timeout_ns) e->cfg.tcp_timeout_ns = 30ull * 1000000000ull;
+    e->freelist = MOS_NIL;
+    e->lru_head = e->lru_tail = MOS_NIL;
+    e->nbuckets = 4096;
+    e->buckets = malloc(e->nbuckets * sizeof *e->buckets);
+    e->defrag = mos_defrag_new(cfg->defrag_mem ? cfg->defrag_mem : (64u << 20),
+                               cfg->defrag_timeout_ns ? cfg->defrag_timeout_ns : 30ull * 1000000000ull);
+    if (!e->buckets || !e->defrag) {
+        mos_engine_free(e);
+        return NULL;
+    }
+    memset(e->buckets, 0xff, e->nbuckets * sizeof *e->buckets);
+    return e;
+}
+
+void mos_engine_free(mos_engine_t *e)
+{
+    if (!e) return;
+    for (uint32_t s = 0; s < e->nslots; s++) {
+        mos_flow_t *f = slot_ptr(e, s);
+        if (f->flags & (MOS_FF_LIVE | MOS_FF_DYING)) {
+            mos_rbuf_free(&f->ep[0].rbuf);
+            mos_rbuf_free(&f->ep[1].rbuf);
+            free(f->digest);
+        }
+    }
+    for (uint32_t i = 0; i < e->nchunks; i++) free(e->chunks[i]);
+    free(e->chunks);
+    free(e->buckets);
+    free(e->dying);
+    free(e->ev);
+    free(e->pkts);
+    if (e->defrag) mos_defrag_free(e->defrag);
+    free(e);
+}
+
+void mos_engine_set_interest(mos_engine_t *e, uint64_t bits) { e->interest = bits; }
+
+int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int n, uint64_t stop_ts)
+{
+    mos_defrag_release(e->defrag);
+    e->serial++;
+    e->frames = frames;
+    if ((uint32_t)n > e->pktcap) {
+        mos_pkt_t *pk = realloc(e->pkts, (size_t)n * sizeof *pk);
+        if (!pk) return 0;
+        e->pkts = pk;
+        e->pktcap = (uint32_t)n;
+    }
+    int i;
+    for (i = 0; i < n; i++) {
+        const mos_frame_t *fr = &frames[i];
+        if (fr->ts_ns > stop_ts) break;
+        e->c.frames++;
+        e->c.bytes += fr->wirelen;
+        if (fr->ts_ns > e->now) {
+            e->now = fr->ts_ns;
+            if (e->lru_head != MOS_NIL &&
+                slot_ptr(e, e->lru_head)->last_ts + e->cfg.tcp_timeout_ns < e->now)
+                expire(e, e->now);
+            if (e->now - e->defrag_checked > 1000000000ull) {
+                mos_defrag_expire(e->defrag, e->now);
+                e->defrag_checked = e->now;
+            }
+        }
+        mos_pkt_t *p = &e->pkts[i];
+        int rc = mos_decode(fr->linktype, fr->data, fr->caplen, p);
+        if (rc == MOS_DEC_FRAGMENT) {
+            e->c.fragments++;
+            uint32_t dl = 0;
+            const uint8_t *d = mos_defrag_add(e->defrag, p, e->now, &dl);
+            if (!d) continue;
+            rc = mos_decode_ip(d, dl, p);
+        }
+        switch (rc) {
+        case MOS_DEC_TCP: tcp_packet(e, (uint32_t)i, p, fr->ts_ns); break;
+        case MOS_DEC_OTHER: e->c.non_tcp++; break;
+        case MOS_DEC_TRUNCATED: e->c.truncated++; break;
+        case MOS_DEC_MALFORMED: e->c.malformed++; break;
+        case MOS_DEC_FRAGMENT: e->c.non_tcp++; break; /* a fragment inside a reassembled datagram */
+        default: e->c.unsupported++; break;
+        }
+    }
+    return i;
+}
+
+void mos_engine_advance(mos_engine_t *e, uint64_t now_ns)
+{
+    if (now_ns > e->now) e->now = now_ns;
+    expire(e, e->now);
+    mos_defrag_expire(e->defrag, e->now);
+}
+
+void mos_engine_end_all(mos_engine_t *e, int reason)
+{
+    while (e->lru_head != MOS_NIL) end_flow(e, slot_ptr(e, e->lru_head), e->lru_head, reason);
+}
+
+const mos_event_t *mos_engine_events(const mos_engine_t *e, uint32_t *n)
+{
+    *n = e->nev;
+    return e->ev;
+}
+
+void mos_engine_clear_events(mos_engine_t *e) { e->nev = 0; }
+
+uint32_t mos_engine_reap(mos_engine_t *e, uint32_t *slots_out, uint32_t max)
+{
+    uint32_t n = e->ndying;
+    for (uint32_t i = 0; i < n; i++) {
+        if (slots_out && i < max) slots_out[i] = e->dying[i];
+        free_flow(e, e->dying[i]);
+    }
+    e->ndying = 0;
+    return n;
+}
+
+uint32_t mos_engine_pending_reap(const mos_engine_t *e) { return e->ndying; }
+
+const uint32_t *mos_engine_dying(const mos_engine_t *e, uint32_t *n)
+{
+    *n = e->ndying;
+    return e->dying;
+}
+
+mos_flow_t *mos_engine_flow(mos_engine_t *e, uint32_t slot, uint32_t gen)
+{
+    if (slot >= e->nslots) return NULL;
+    mos_flow_t *f = slot_ptr(e, slot);
+    if (f->gen != gen || !(f->flags & (MOS_FF_LIVE | MOS_FF_DYING))) return NULL;
+    return f;
+}
+
+mos_flow_t *mos_engine_flow_any(mos_engine_t *e, uint32_t slot)
+{
+    if (slot >= e->nslots) return NULL;
+    return slot_ptr(e, slot);
+}
+
+const mos_pkt_t *mos_engine_pkt(const mos_engine_t *e, uint32_t i)
+{
+    return i < e->pktcap ? &e->pkts[i] : NULL;
+}
+
+const mos_frame_t *mos_engine_frame(const mos_engine_t *e, uint32_t i) { return &e->frames[i]; }
+const mos_counters_t *mos_engine_counters(const mos_engine_t *e) { return &e->c; }
+const mos_defrag_stats_t *mos_engine_defrag_stats(const mos_engine_t *e) { return mos_defrag_stats(e->defrag); }
+uint64_t mos_engine_now(const mos_engine_t *e) { return e->now; }
+uint32_t mos_engine_slots(const mos_engine_t *e) { return e->nslots; }
+
+uint64_t mos_engine_memory(const mos_engine_t *e)
+{
+    return (uint64_t)e->nchunks * CHUNK * sizeof(mos_flow_t) + (uint64_t)e->nbuckets * 4 +
+           (uint64_t)e->chunkcap * sizeof(void *) + (uint64_t)e->evcap * sizeof(mos_event_t) +
+           (uint64_t)e->pktcap * sizeof(mos_pkt_t);
+}
+
+void mos_flow_set_buffer(mos_engine_t *e, mos_flow_t *f, int side, uint32_t size)
+{
+    (void)e;
+    mos_rbuf_set_limit(&f->ep[side].rbuf, size);
+}
+
+void mos_flow_stop_side(mos_engine_t *e, mos_flow_t *f, int side)
+{
+    (void)e;
+    f->ep[side].flags |= MOS_EPF_UNMON;
+    mos_rbuf_set_limit(&f->ep[side].rbuf, 0);
+    if ((f->ep[0].flags & MOS_EPF_UNMON) && (f->ep[1].flags & MOS_EPF_UNMON)) f->flags |= MOS_FF_UNMON;
+}

@@ -1,0 +1,226 @@
+/* engine.h: the monitor's per-packet core.
+ *
+ * A flow table of two passive TCP endpoint models per flow, their receive
+ * buffers, and an event list.  Sans-I/O: frames and their timestamps go in,
+ * a list of fired events comes out; the engine never reads a clock.
+ *
+ * One call processes a burst.  Events are recorded only when someone is
+ * interested in (event, hook, side), globally or for that flow, so an event
+ * nobody asked for costs one bit test.  Flows that end inside a burst stay
+ * readable until mos_engine_reap(), which the caller runs after dispatching
+ * the burst's events.
+ */
+#ifndef MOS_ENGINE_H
+#define MOS_ENGINE_H
+#include <stddef.h>
+#include <stdint.h>
+#include "capture.h"
+#include "decode.h"
+#include "defrag.h"
+#include "rbuf.h"
+#include "sha256.h"
+
+/* RFC 9293 3.3.2 state names */
+enum mos_tcp_state {
+    MOS_TCPS_CLOSED = 0, MOS_TCPS_LISTEN, MOS_TCPS_SYN_SENT, MOS_TCPS_SYN_RCVD,
+    MOS_TCPS_ESTABLISHED, MOS_TCPS_FIN_WAIT_1, MOS_TCPS_FIN_WAIT_2, MOS_TCPS_CLOSING,
+    MOS_TCPS_TIME_WAIT, MOS_TCPS_CLOSE_WAIT, MOS_TCPS_LAST_ACK,
+};
+
+enum mos_event_type {
+    MOS_EV_PKT_IN = 0, MOS_EV_CONN_START, MOS_EV_STATE_CHANGE, MOS_EV_NEW_DATA,
+    MOS_EV_REXMIT, MOS_EV_ERROR, MOS_EV_ORPHAN, MOS_EV_CONN_END, MOS_EV_TIMEOUT,
+    MOS_EV_COUNT
+};
+enum mos_hook { MOS_HK_SEND = 0, MOS_HK_RECV = 1, MOS_HK_NONE = 2 };
+enum mos_side { MOS_CLIENT = 0, MOS_SERVER = 1 };
+#define MOS_EVBIT(ev, hk, side) (1ULL << ((ev) * 6 + (hk) * 2 + (side)))
+
+/* ERROR reasons: each has a counter (mos_counters_t.errors[reason]) */
+enum mos_error_reason {
+    MOS_ERR_NONE = 0,
+    MOS_ERR_OUT_OF_WINDOW,     /* data beyond the receiver's advertised window: not stored */
+    MOS_ERR_OVERRUN,           /* buffer full: unread bytes [a, b) dropped */
+    MOS_ERR_BAD_CHECKSUM,      /* IPv4 or TCP checksum wrong (verify mode): packet ignored */
+    MOS_ERR_GAP,               /* hole [a, a+b) will never be filled; reader moves past it */
+    MOS_ERR_OVERLAP_DIFF,      /* a retransmission carried different bytes (b of them) */
+    MOS_ERR_RST_OUT_OF_WINDOW, /* RST whose sequence number is not acceptable: ignored */
+    MOS_ERR_NO_ROOM,           /* out-of-order bytes could not be stored (b of them) */
+    MOS_ERR_BELOW_BASE,        /* retransmitted bytes older than the buffer holds (b) */
+    MOS_ERR_COUNT
+};
+
+/* why a flow ended (CONN_END reason) */
+enum mos_end_reason {
+    MOS_END_CLOSE = 1, MOS_END_RST, MOS_END_TIMEOUT, MOS_END_EVICT, MOS_END_SHUTDOWN, MOS_END_REUSE,
+    MOS_END_COUNT
+};
+
+/* endpoint flags */
+enum {
+    MOS_EPF_ISN = 1,        /* ISN known (SYN seen, or guessed mid-stream) */
+    MOS_EPF_SENT = 2,       /* sent at least one packet */
+    MOS_EPF_ACKED = 4,      /* sent at least one ACK: ack/win valid */
+    MOS_EPF_FIN = 8,        /* sent a FIN: fin_seq valid */
+    MOS_EPF_WSCALE = 16,    /* its SYN carried window scale */
+    MOS_EPF_SACKOK = 32,
+    MOS_EPF_TS = 64,
+    MOS_EPF_UNMON = 128,    /* monitoring stopped for this side */
+};
+
+typedef struct mos_ep {
+    uint8_t state;
+    uint8_t flags;
+    uint8_t wscale;        /* shift this endpoint advertised in its SYN */
+    uint8_t syn_seen;      /* 1: its SYN seen (not guessed) */
+    uint16_t mss;
+    uint16_t _pad;
+    uint32_t isn;
+    uint32_t snd_nxt;      /* highest sequence number sent + 1 (SYN/FIN count) */
+    uint32_t ack;          /* last acknowledgement number it sent */
+    uint32_t win;          /* last window it advertised, scaled */
+    uint32_t rwin_edge;    /* right edge of its receive window: max(ack + win) */
+    uint32_t fin_seq;      /* sequence number of its FIN */
+    uint32_t tsval;        /* last TSval it sent */
+    uint32_t ref_seq;      /* seq <-> 64-bit offset reference for what it sends */
+    uint64_t ref_off;
+    uint64_t data_end;     /* highest stream offset of its data seen + 1 */
+    uint64_t pkts;         /* packets sent */
+    uint64_t bytes;        /* payload bytes sent (retransmissions included) */
+    uint64_t consumed;     /* lowest read offset of any monitor in this side's buffer */
+    mos_rbuf_t rbuf;       /* bytes RECEIVED by this endpoint (sent by the peer) */
+} mos_ep_t;
+
+enum {
+    MOS_FF_LIVE = 1,       /* in the table */
+    MOS_FF_DYING = 2,      /* ended this burst; freed at reap */
+    MOS_FF_MIDSTREAM = 4,  /* picked up without a SYN */
+    MOS_FF_UNMON = 8,      /* monitoring stopped on both sides: no events */
+    MOS_FF_STARTED = 16,   /* CONN_START raised */
+};
+
+typedef struct mos_digest {
+    mos_sha256_t sha;
+    uint64_t hashed_to;    /* stream offset hashed up to */
+    uint64_t hashed_bytes;
+    uint64_t lost;         /* present bytes that left the buffer before hashing */
+} mos_digest_t;
+
+typedef struct mos_flow {
+    uint32_t hnext;        /* hash chain (slot, MOS_NIL ends) */
+    uint32_t hash;
+    uint32_t lru_prev, lru_next;
+    uint32_t gen;          /* bumped when the slot is freed */
+    uint16_t flags;
+    uint8_t ipver;
+    uint8_t end_reason;
+    uint8_t caddr[16];     /* client address (IPv4: first 4 bytes) */
+    uint8_t saddr[16];
+    uint16_t cport, sport;
+    uint32_t nd_stamp[2];  /* burst serial of the last NEW_DATA per side */
+    uint64_t id;           /* creation order, from 1 */
+    uint64_t interest;     /* per-flow event bits (OR-ed with the global ones) */
+    uint64_t first_ts, last_ts;
+    mos_digest_t *digest;  /* [2] in digest mode, else NULL */
+    mos_ep_t ep[2];        /* [MOS_CLIENT], [MOS_SERVER] */
+} mos_flow_t;
+
+#define MOS_NIL 0xffffffffu
+#define MOS_NOPKT 0xffffffffu
+
+typedef struct mos_event {
+    uint8_t type, hook, side, reason; /* reason: error/end reason; new state for STATE_CHANGE */
+    uint32_t flow;                    /* slot, MOS_NIL for ORPHAN */
+    uint32_t pkt;                     /* index in the burst, MOS_NOPKT if none */
+    uint32_t aux;                     /* old state for STATE_CHANGE */
+    uint64_t a, b;                    /* offsets / lengths, per reason */
+} mos_event_t;
+
+/* checksum policy; AUTO verifies the first MOS_CSUM_SAMPLE TCP packets and
+ * then stops verifying if more than 1 in 10 failed (offloaded checksums),
+ * as Suricata's checksum-validation: auto does */
+enum { MOS_CSUM_IGNORE = 0, MOS_CSUM_VERIFY = 1, MOS_CSUM_AUTO = 2 };
+#define MOS_CSUM_SAMPLE 1000
+
+typedef struct mos_config {
+    uint32_t buffer_size[2];   /* receive buffer per side, bytes (0 = keep no bytes) */
+    uint8_t overlap[2];        /* MOS_OVERLAP_* per side */
+    uint8_t midstream;         /* create flows from mid-stream packets */
+    uint8_t checksum;          /* MOS_CSUM_* */
+    uint8_t digest;            /* keep a SHA-256 of each direction (mos streams) */
+    uint8_t _pad[3];
+    uint32_t max_flows;        /* live flows before LRU eviction */
+    uint64_t tcp_timeout_ns;   /* idle timeout */
+    uint64_t defrag_mem;       /* bytes for IP fragment reassembly */
+    uint64_t defrag_timeout_ns;
+} mos_config_t;
+
+typedef struct mos_counters {
+    uint64_t frames, bytes;        /* frames seen, their wire bytes */
+    uint64_t tcp, non_tcp;
+    uint64_t truncated, malformed, unsupported;
+    uint64_t bad_checksum;         /* dropped for a bad checksum */
+    uint64_t fragments;            /* IP fragments fed to reassembly */
+    uint64_t orphans;              /* TCP packets of no tracked flow */
+    uint64_t flows_created, flows_ended, flows_live;
+    uint64_t ended[MOS_END_COUNT];
+    uint64_t errors[MOS_ERR_COUNT];
+    uint64_t events;               /* events recorded */
+    uint64_t rexmit;               /* retransmitted segments */
+    uint64_t payload_bytes;        /* TCP payload bytes of tracked flows */
+    uint64_t ooo_segments;         /* segments stored out of order */
+    uint64_t snapped;              /* TCP segments whose payload was cut by the capture */
+} mos_counters_t;
+
+typedef struct mos_engine mos_engine_t;
+
+mos_engine_t *mos_engine_new(const mos_config_t *cfg);
+void mos_engine_free(mos_engine_t *e);
+
+/* Global interest bits (MOS_EVBIT). */
+void mos_engine_set_interest(mos_engine_t *e, uint64_t bits);
+
+/* Process frames[0..n) whose timestamp is <= stop_ts; stops before the
+ * first later frame.  Returns how many frames were consumed.  Events land in
+ * mos_engine_events(); decoded packets of this call stay readable through
+ * mos_engine_pkt(i) until the next call. */
+int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int n, uint64_t stop_ts);
+
+/* Advance time with no packet: expire idle flows (TIMEOUT, CONN_END). */
+void mos_engine_advance(mos_engine_t *e, uint64_t now_ns);
+
+/* End every live flow (reason MOS_END_SHUTDOWN), e.g. at the end of a capture. */
+void mos_engine_end_all(mos_engine_t *e, int reason);
+
+/* End one flow now (events are recorded as for any end). */
+void mos_engine_end_flow(mos_engine_t *e, uint32_t slot, int reason);
+
+const mos_event_t *mos_engine_events(const mos_engine_t *e, uint32_t *n);
+void mos_engine_clear_events(mos_engine_t *e);
+
+/* Free the flows that ended since the last reap.  slots_out (may be NULL)
+ * receives their slots, at most max of them; returns the count freed. */
+uint32_t mos_engine_reap(mos_engine_t *e, uint32_t *slots_out, uint32_t max);
+uint32_t mos_engine_pending_reap(const mos_engine_t *e);
+const uint32_t *mos_engine_dying(const mos_engine_t *e, uint32_t *n); /* slots awaiting reap */
+
+/* Slot to flow (NULL when the slot is free or gen differs). */
+mos_flow_t *mos_engine_flow(mos_engine_t *e, uint32_t slot, uint32_t gen);
+mos_flow_t *mos_engine_flow_any(mos_engine_t *e, uint32_t slot);
+
+const mos_pkt_t *mos_engine_pkt(const mos_engine_t *e, uint32_t i);
+const mos_frame_t *mos_engine_frame(const mos_engine_t *e, uint32_t i);
+const mos_counters_t *mos_engine_counters(const mos_engine_t *e);
+const mos_defrag_stats_t *mos_engine_defrag_stats(const mos_engine_t *e);
+uint64_t mos_engine_now(const mos_engine_t *e);
+uint32_t mos_engine_slots(const mos_engine_t *e);     /* slots allocated so far */
+uint64_t mos_engine_memory(const mos_engine_t *e);    /* bytes held by the table (not buffers) */
+
+/* Per-side run-time settings. */
+void mos_flow_set_buffer(mos_engine_t *e, mos_flow_t *f, int side, uint32_t size);
+void mos_flow_stop_side(mos_engine_t *e, mos_flow_t *f, int side);
+
+/* Stream bytes present in f->ep[side].rbuf starting at off, stopping at a
+ * gap/hole: see mos_rbuf_copy. */
+
+#endif

@@ -1,0 +1,104 @@
+/* rbuf.h: one side's receive buffer, addressed by 64-bit stream offset.
+ *
+ * Bytes live in a ring that holds at most `limit` bytes: the window
+ * [base, base + limit).  Below `head` every offset is either present or a
+ * declared gap; above it, out-of-order data is kept as sorted, disjoint runs.
+ * The overlap policy decides which bytes win when a new segment covers bytes
+ * already stored (anywhere in the window, below or above head):
+ *   FIRST  keep what is stored (Suricata's default, Zeek, tshark)
+ *   LAST   the new bytes replace the stored ones
+ * Storage is allocated on the first byte stored and grows in powers of two up
+ * to the limit.  limit 0 keeps no bytes but still tracks head/runs/gaps, so
+ * state tracking goes on without buffering.
+ */
+#ifndef MOS_RBUF_H
+#define MOS_RBUF_H
+#include <stddef.h>
+#include <stdint.h>
+
+enum { MOS_OVERLAP_FIRST = 0, MOS_OVERLAP_LAST = 1 };
+
+typedef struct mos_span { uint64_t off, len; } mos_span_t;
+
+typedef struct mos_rbuf {
+    uint8_t *data;        /* ring storage or NULL */
+    uint32_t cap;         /* bytes allocated (power of two) */
+    uint32_t limit;       /* most bytes held; 0 = keep none */
+    uint64_t base;        /* oldest offset still held (bytes below it are gone) */
+    uint64_t head;        /* in-order frontier */
+    mos_span_t *runs;     /* out-of-order data above head: sorted, disjoint, not touching */
+    mos_span_t *gaps;     /* declared holes below head, in order */
+    uint16_t nruns, runcap;
+    uint16_t ngaps, gapcap;
+    uint8_t policy;       /* MOS_OVERLAP_* */
+    uint8_t _pad[3];
+    uint32_t gap_overflow; /* holes merged into the previous gap: MOS_RBUF_MAX_GAPS reached */
+} mos_rbuf_t;
+
+/* What one insert did (all fields zeroed by the call). */
+typedef struct mos_rbuf_result {
+    uint64_t new_inorder;  /* bytes by which head advanced */
+    uint64_t overlap;      /* bytes of the segment that covered stored bytes */
+    uint64_t overlap_diff; /* of those, bytes whose value differed */
+    uint64_t dropped_old_from, dropped_old_to; /* base moved: held bytes [from,to) are gone (from==to: none) */
+    uint64_t dropped_new;  /* bytes of this segment not stored: no room (beyond base+limit after making room) */
+    uint64_t below_base;   /* bytes of this segment below base (already gone, ignored) */
+    uint16_t gaps_added;   /* gaps declared because the window had to move past head */
+    uint16_t runs_dropped; /* max runs exceeded: newest runs not kept */
+    uint64_t in_gap;       /* bytes of this segment that fell on a declared gap (not stored) */
+} mos_rbuf_result_t;
+
+/* Upper bound on out-of-order runs per buffer; beyond it segments are
+ * dropped and counted (a flood of tiny out-of-order segments must not cost
+ * unbounded memory or time). */
+#define MOS_RBUF_MAX_RUNS 1024
+/* Most gaps listed (ngaps is 16-bit); gaps only cover [base, head). */
+#define MOS_RBUF_MAX_GAPS 65535
+/* limit is clamped to this so that a power-of-two ring holding it fits cap. */
+#define MOS_RBUF_MAX_LIMIT 0x80000000u
+
+void mos_rbuf_init(mos_rbuf_t *rb, uint32_t limit, int policy);
+void mos_rbuf_free(mos_rbuf_t *rb);   /* frees storage, keeps offsets; init again to reuse */
+
+/* Change the limit at run time.  Shrinking drops the oldest bytes (reported
+ * through base moving; returns the number of held bytes dropped).  0 frees
+ * the storage. */
+uint64_t mos_rbuf_set_limit(mos_rbuf_t *rb, uint32_t limit);
+
+/* Store a segment's bytes at stream offset off.  data may be NULL with
+ * len > 0 to account for sequence space whose bytes were not captured (a
+ * snapped frame): such ranges are not stored and stay holes.
+ * Making room: if off+len > base+limit, base advances to off+len-limit; if
+ * that passes head, the holes between head and the new base become gaps and
+ * head moves to the new base (then past any run it reaches). */
+void mos_rbuf_insert(mos_rbuf_t *rb, uint64_t off, const uint8_t *data, uint32_t len,
+                     mos_rbuf_result_t *res);
+
+/* Declare everything below `off` delivered: holes in [head, off) become gaps,
+ * runs below off merge into the in-order data, and head = max(head, off),
+ * then head extends over any run that now touches it.  Used when the
+ * receiver acknowledged data the monitor never saw.  Returns the number of
+ * gaps declared; *advanced gets how far head moved. */
+int mos_rbuf_skip_to(mos_rbuf_t *rb, uint64_t off, uint64_t *advanced);
+
+/* At flow end: skip to the end of the last run (if any). */
+int mos_rbuf_flush(mos_rbuf_t *rb, uint64_t *advanced);
+
+/* Copy the present bytes starting at off, up to n, stopping at the first
+ * byte that is not present (a hole, a gap, head for in-order data or the end
+ * of a run, or below base).  Returns the count copied (0 if off itself is
+ * not present). */
+uint32_t mos_rbuf_copy(const mos_rbuf_t *rb, uint64_t off, uint8_t *out, uint32_t n);
+
+/* Zero-copy form: pointer to the contiguous present bytes at off in the
+ * ring (stops also at the ring's wrap point); *len gets their count (0 and
+ * NULL if off is not present). */
+const uint8_t *mos_rbuf_ptr(const mos_rbuf_t *rb, uint64_t off, uint32_t *len);
+
+/* The first declared gap that ends after off, or NULL. */
+const mos_span_t *mos_rbuf_gap_after(const mos_rbuf_t *rb, uint64_t off);
+
+/* Bytes present above head (sum of runs). */
+uint64_t mos_rbuf_ooo_bytes(const mos_rbuf_t *rb);
+
+#endif

@@ -1,0 +1,83 @@
+"""Monitors: a set of handlers, optionally limited to some flows.
+
+    >>> import mos
+    >>> mon = mos.Monitor(filter="port 80")
+    >>> @mon.on(mos.Event.CONN_NEW_DATA, side=mos.Side.SERVER)
+    ... def request_bytes(flow, side, event):
+    ...     data = flow.peek(side)          # what the client sent, from this monitor's offset
+
+Each monitor keeps its own read offset per flow and side, so two monitors
+can read the same stream independently.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Callable, Optional, Union
+
+from mos.events import AnyEvent, Hook, Side
+from mos.events.tree import Registration, build_trees, interest_mask
+from mos.filter import FlowFilter, compile_filter
+
+__all__ = ["Monitor"]
+
+
+class Monitor:
+    """A group of event handlers over the flows its filter admits.
+
+    ``filter`` is a flow filter expression (``"port 80 and net 198.18.0.0/15"``,
+    see :mod:`mos.filter`), a callable ``f(flow) -> bool`` evaluated once per
+    flow, or None for every flow.
+    """
+
+    def __init__(self, filter: Union[None, str, Callable[..., bool]] = None, name: str = ""):
+        self.name = name or f"monitor{id(self) & 0xffff:04x}"
+        self.filter: Optional[Callable] = compile_filter(filter) if isinstance(filter, str) else filter
+        if self.filter is not None and not callable(self.filter):
+            raise TypeError(f"filter must be a string or a callable, not {filter!r}")
+        self.filter_text = filter if isinstance(filter, str) else None
+        self._regs: list[Registration] = []
+        self._trees: dict = {}
+        self._mask = 0
+        self._engines: "weakref.WeakSet" = weakref.WeakSet()
+
+    def on(self, event: AnyEvent, handler: Optional[Callable] = None, *,
+           hook: Union[None, Hook, tuple] = None, side: Side = Side.BOTH):
+        """Register ``handler(flow, side, event)`` for ``event``.
+
+        ``hook`` defaults per event (mos.events.DEFAULT_HOOKS); a pair that can
+        never fire (e.g. CONN_NEW_DATA at Hook.SEND) raises RegistrationError.
+        Usable as a decorator when ``handler`` is omitted.
+        """
+        if handler is None:
+            def deco(fn):
+                self.on(event, fn, hook=hook, side=side)
+                return fn
+            return deco
+        self._regs.append(Registration(event, handler, hook, side))
+        self._changed()
+        return handler
+
+    def off(self, event: AnyEvent, handler: Callable) -> int:
+        """Remove every registration of ``handler`` for ``event``; returns how many."""
+        before = len(self._regs)
+        self._regs = [r for r in self._regs if not (r.event is event and r.handler == handler)]
+        if len(self._regs) != before:
+            self._changed()
+        return before - len(self._regs)
+
+    def _changed(self) -> None:
+        self._trees = build_trees(self._regs)
+        self._mask = interest_mask(self._trees)
+        for eng in list(self._engines):
+            eng._rebuild()
+
+    def admits(self, flow) -> bool:
+        return self.filter is None or bool(self.filter(flow))
+
+    def __repr__(self) -> str:
+        flt = f" filter={self.filter_text!r}" if self.filter_text else ""
+        return f"<Monitor {self.name}{flt} registrations={len(self._regs)}>"
+
+
+FlowFilter = FlowFilter

@@ -1,0 +1,637 @@
+"""The per-side reassembly buffer (mos/dualstack/rbuf.c through _stream).
+
+A slow pure-Python model (one dict entry per byte, one set entry per gap
+byte) states the contract; hypothesis drives both with the same operations.
+"""
+import random
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mos.dualstack._stream import MAX_GAPS, MAX_LIMIT, MAX_RUNS, StreamBuffer, bench
+
+TOP = 2**64 - 1  # exclusive end of the offset space: byte TOP is never stored
+RESULT_KEYS = ("new_inorder", "overlap", "overlap_diff", "dropped_old_from", "dropped_old_to",
+               "dropped_new", "below_base", "gaps_added", "runs_dropped", "in_gap")
+
+
+# ---------------------------------------------------------------- model
+
+def intervals(offsets):
+    """Sorted offsets -> maximal [(off, len)]."""
+    out = []
+    for o in sorted(offsets):
+        if out and out[-1][0] + out[-1][1] == o:
+            out[-1] = (out[-1][0], out[-1][1] + 1)
+        else:
+            out.append((o, 1))
+    return out
+
+
+class Model:
+    """Obviously correct, slow.  present: offset -> byte for every byte held
+    (or, with limit 0, recorded as if held); gap: offsets declared missing."""
+
+    def __init__(self, limit, policy="first", start=0):
+        self.limit = min(limit, MAX_LIMIT)
+        self.policy = policy
+        self.base = self.head = start
+        self.present = {}
+        self.gap = set()
+
+    def _deliver_to(self, to):
+        """Holes in [head, to) become gaps; head = to, then over present bytes."""
+        holes = 0
+        for o in range(self.head, to):
+            if o not in self.present:
+                if o == self.head or o - 1 in self.present:
+                    holes += 1
+                self.gap.add(o)
+        self.head = max(self.head, to)
+        while self.head in self.present:
+            self.head += 1
+        return holes
+
+    def _forget_below(self, nb):
+        for o in [o for o in self.present if o < nb]:
+            del self.present[o]
+        self.gap = {o for o in self.gap if o >= nb}
+
+    def insert(self, off, data, length=None):
+        n = len(data) if length is None else length
+        res = dict.fromkeys(RESULT_KEYS, 0)
+        if n == 0:
+            return res
+        h0 = self.head
+        end = off + n
+        if end > TOP:
+            res["dropped_new"] = end - TOP
+            end = TOP
+        old_base = self.base
+        res["below_base"] = max(0, min(end, old_base) - off)
+        if off >= end or end <= old_base:
+            return res
+        if self.limit and end - self.base > self.limit:
+            nb = end - self.limit
+            res["dropped_old_from"], res["dropped_old_to"] = self.base, nb
+            if nb > self.head:
+                res["gaps_added"] = self._deliver_to(nb)
+            self.base = nb
+            self._forget_below(nb)
+        res["dropped_new"] += max(0, min(end, self.base) - max(off, old_base))
+        if data is not None:
+            for o in range(max(off, self.base), end):
+                b = data[o - off]
+                if o in self.gap:
+                    res["in_gap"] += 1
+                elif o in self.present:
+                    res["overlap"] += 1
+                    if self.limit and self.present[o] != b:
+                        res["overlap_diff"] += 1
+                        if self.policy == "last":
+                            self.present[o] = b
+                else:
+                    assert o >= self.head, "a hole below head"
+                    self.present[o] = b
+            while self.head in self.present:
+                self.head += 1
+        res["new_inorder"] = self.head - h0
+        return res
+
+    def skip_to(self, off):
+        h0 = self.head
+        holes = self._deliver_to(off) if off > self.head else 0
+        return holes, self.head - h0
+
+    def flush(self):
+        above = [o for o in self.present if o >= self.head]
+        return self.skip_to(max(above) + 1) if above else (0, 0)
+
+    def set_limit(self, n):
+        n = min(n, MAX_LIMIT)
+        if n == self.limit:
+            return 0
+        if self.limit == 0:  # nothing was held
+            self.base = self.head
+            self.present.clear()
+            self.gap.clear()
+            self.limit = n
+            return 0
+        if n == 0:
+            self.limit = 0
+            return len(self.present)
+        dropped = 0
+        if n < self.limit:
+            hi = max(self.present) + 1 if self.present else self.base
+            if hi - self.base > n:
+                nb = min(hi - n, self.head)
+                dropped = sum(1 for o in self.present if o < nb)
+                self._forget_below(nb)
+                self.base = nb
+                beyond = [o for o in self.present if o >= nb + n]
+                dropped += len(beyond)
+                for o in beyond:
+                    del self.present[o]
+        self.limit = n
+        return dropped
+
+    def runs(self):
+        return intervals(o for o in self.present if o >= self.head)
+
+    def gaps(self):
+        return intervals(self.gap)
+
+    def inorder_spans(self):
+        return intervals(o for o in self.present if o < self.head)
+
+    def bytes_at(self, off, n):
+        return bytes(self.present[o] for o in range(off, off + n))
+
+
+def check_same(buf, m):
+    assert buf.base == m.base
+    assert buf.head == m.head
+    assert buf.runs == m.runs()
+    assert buf.gaps == m.gaps()
+    assert buf.ooo_bytes == sum(n for _, n in m.runs())
+    # below head: every offset in [base, head) is present or a gap
+    held = {o for o in m.present if o < m.head}
+    assert held | m.gap == set(range(m.base, m.head))
+    assert not held & m.gap
+    for off, n in m.inorder_spans() + m.runs():
+        if m.limit:
+            got = buf.read(off, n + 3)  # must stop at the first missing byte
+            assert got == m.bytes_at(off, n)
+            c = buf.contiguous(off)
+            assert c and got.startswith(c)
+        else:
+            assert buf.read(off, n) == b"" and buf.contiguous(off) == b""
+    for off, _ in m.gaps():
+        assert buf.read(off, 4) == b""
+    assert buf.read(m.head, 4) == b""
+    if m.base:
+        assert buf.read(m.base - 1, 4) == b""
+
+
+# ---------------------------------------------------------------- properties
+
+def split(data, cuts, extra):
+    """Segments covering data at the cut points, plus duplicate sub-ranges."""
+    pts = sorted({0, len(data), *cuts})
+    segs = [(a, data[a:b]) for a, b in zip(pts, pts[1:])]
+    segs += [(a, data[a:b]) for a, b in extra]
+    return segs
+
+
+@st.composite
+def segmented(draw, max_seg=None):
+    data = draw(st.binary(min_size=1, max_size=3000))
+    n = len(data)
+    step = max_seg or n
+    cuts = draw(st.lists(st.integers(1, max(1, n - 1)), max_size=60))
+    # every piece at most max_seg long: add forced cuts
+    cuts += list(range(step, n, step))
+    extra = []
+    for a in draw(st.lists(st.integers(0, n - 1), max_size=20)):
+        b = draw(st.integers(a + 1, min(n, a + step)))
+        extra.append((a, b))
+    segs = split(data, cuts, extra)
+    if max_seg:
+        segs = [(o, d) for o, d in segs for o, d in chop(o, d, max_seg)]
+    order = draw(st.permutations(range(len(segs))))
+    return data, [segs[i] for i in order]
+
+
+def chop(off, d, m):
+    return [(off + i, d[i:i + m]) for i in range(0, len(d), m)]
+
+
+@settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(segmented(), st.sampled_from(["first", "last"]), st.integers(1, 3))
+def test_any_segmentation_order_and_duplication_reassembles_to_original(case, policy, factor):
+    data, segs = case
+    buf = StreamBuffer(len(data) * factor, policy)
+    for off, d in segs:
+        buf.insert(off, d)
+    buf.flush()
+    assert buf.head == len(data)
+    assert buf.read(0, len(data)) == data
+    assert buf.gaps == [] and buf.runs == [] and buf.base == 0
+
+
+@settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(1, 400), st.data(), st.sampled_from(["first", "last"]))
+def test_small_window_with_reader_reassembles_when_segments_stay_within_limit(limit, dd, policy):
+    data, segs = dd.draw(segmented(max_seg=limit))
+    buf = StreamBuffer(limit, policy)
+    out = bytearray()
+    pending = list(segs)
+    while pending:
+        # the first pending segment that is not more than limit ahead of head
+        i = next(i for i, (o, d) in enumerate(pending) if o + len(d) <= buf.head + limit)
+        off, d = pending.pop(i)
+        r = buf.insert(off, d)
+        assert r["gaps_added"] == 0 and r["dropped_new"] == 0
+        assert buf.base <= len(out)  # nothing unread was dropped
+        chunk = buf.read(len(out), buf.head - len(out))
+        assert len(chunk) == buf.head - len(out)
+        out += chunk
+    assert buf.head == len(data) and bytes(out) == data
+
+
+LIMITS = [0, 1, 5, 16, 40, 64, 1000]
+
+
+@st.composite
+def op_lists(draw):
+    ops = []
+    for _ in range(draw(st.integers(1, 40))):
+        kind = draw(st.sampled_from(["insert"] * 7 + ["skip", "flush", "set_limit"]))
+        if kind == "insert":
+            off = draw(st.integers(0, 299))
+            n = draw(st.integers(0, 48))
+            if draw(st.integers(0, 9)) == 0:
+                ops.append(("insert", off, None, n))
+            else:
+                ops.append(("insert", off, bytes(draw(st.lists(st.sampled_from(b"abc"),
+                                                                min_size=n, max_size=n))), None))
+        elif kind == "skip":
+            ops.append(("skip", draw(st.integers(0, 299))))
+        elif kind == "flush":
+            ops.append(("flush",))
+        else:
+            ops.append(("set_limit", draw(st.sampled_from(LIMITS))))
+    return ops
+
+
+@settings(deadline=None, max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(LIMITS), st.sampled_from(["first", "last"]),
+       st.sampled_from([0, 70000, 2**64 - 300]), op_lists())
+def test_random_operations_match_model_after_every_step(limit, policy, start, ops):
+    buf, m = StreamBuffer(limit, policy, start=start), Model(limit, policy, start=start)
+    for op in ops:
+        if op[0] == "insert":
+            _, off, data, n = op
+            assert buf.insert(start + off, data, n) == m.insert(start + off, data, n), op
+        elif op[0] == "skip":
+            assert buf.skip_to(start + op[1]) == m.skip_to(start + op[1])
+        elif op[0] == "flush":
+            assert buf.flush() == m.flush()
+        else:
+            assert buf.set_limit(op[1]) == m.set_limit(op[1])
+        check_same(buf, m)
+
+
+# ---------------------------------------------------------------- unit tests
+
+def view(buf, lo, hi):
+    """One character per offset: the byte, or '.' when not present."""
+    return "".join((buf.read(o, 1) or b".").decode() for o in range(lo, hi))
+
+
+def test_empty_buffer_has_nothing_and_zero_length_insert_is_a_noop():
+    buf = StreamBuffer(100)
+    assert (buf.base, buf.head, buf.runs, buf.gaps, buf.cap) == (0, 0, [], [], 0)
+    assert buf.insert(0, b"") == dict.fromkeys(RESULT_KEYS, 0)
+    assert buf.insert(5, b"abc", 0) == dict.fromkeys(RESULT_KEYS, 0)
+    assert buf.read(0, 10) == b"" and buf.contiguous(0) == b"" and buf.cap == 0
+
+
+def test_inorder_appends_advance_head_and_allocate_lazily():
+    buf = StreamBuffer(1 << 20)
+    assert buf.insert(0, b"hello ")["new_inorder"] == 6
+    assert buf.insert(6, b"world")["new_inorder"] == 5
+    assert buf.head == 11 and buf.read(0, 100) == b"hello world"
+    assert buf.read(3, 4) == b"lo w"
+    assert buf.cap == 4096  # grows on demand, not to the limit
+    buf.insert(11, bytes(10000))
+    assert buf.cap == 16384 and buf.read(0, 11) == b"hello world"
+
+
+def test_insert_ahead_of_head_keeps_a_run_and_does_not_advance():
+    buf = StreamBuffer(100)
+    r = buf.insert(10, b"xyz")
+    assert r["new_inorder"] == 0 and buf.head == 0
+    assert buf.runs == [(10, 3)] and buf.ooo_bytes == 3
+    assert buf.read(10, 10) == b"xyz" and buf.read(0, 10) == b""
+
+
+def test_insert_fills_hole_advances_head_over_runs():
+    buf = StreamBuffer(100)
+    buf.insert(0, b"01")
+    buf.insert(4, b"45")
+    buf.insert(8, b"89")
+    buf.insert(12, b"CD")
+    assert buf.runs == [(4, 2), (8, 2), (12, 2)]
+    r = buf.insert(2, b"23")  # touches the first run only
+    assert r["new_inorder"] == 4 and buf.head == 6 and buf.runs == [(8, 2), (12, 2)]
+    r = buf.insert(5, b"567AB")  # overlaps byte 5, fills 6-7, merges 8-9, touches 10-11? no
+    assert r["overlap"] == 1 and buf.head == 10 and buf.runs == [(12, 2)]
+    r = buf.insert(10, b"AB")
+    assert r["new_inorder"] == 4 and buf.head == 14 and buf.runs == []
+    assert buf.read(0, 20) == b"0123456789ABCD"
+
+
+def test_insert_bridging_several_runs_merges_them_into_one():
+    buf = StreamBuffer(100)
+    for off in (10, 14, 18):
+        buf.insert(off, b"rr")
+    r = buf.insert(11, b"nnnnnnnn")  # 11..19 covers the holes 12-13, 16-17
+    assert buf.runs == [(10, 10)] and r["overlap"] == 4 and buf.head == 0
+    assert buf.read(10, 10) == b"rrnnrrnnrr"  # first policy keeps stored bytes
+
+
+# Overlap shapes, stored bytes 'a' at [10, 20); the new segment is 'b'.  The
+# views cover offsets [5, 25): '.' is not present.
+OVERLAP_SHAPES = [
+    # name,                        off, len, overlap, first view,             last view
+    ("before, touching start",     5,   5,   0,  "bbbbbaaaaaaaaaa.....", "bbbbbaaaaaaaaaa....."),
+    ("before, ends inside",        5,   10,  5,  "bbbbbaaaaaaaaaa.....", "bbbbbbbbbbaaaaa....."),
+    ("before, ends at end",        5,   15,  10, "bbbbbaaaaaaaaaa.....", "bbbbbbbbbbbbbbb....."),
+    ("before, ends after",         5,   20,  10, "bbbbbaaaaaaaaaabbbbb", "bbbbbbbbbbbbbbbbbbbb"),
+    ("at start, ends inside",      10,  5,   5,  ".....aaaaaaaaaa.....", ".....bbbbbaaaaa....."),
+    ("at start, ends at end",      10,  10,  10, ".....aaaaaaaaaa.....", ".....bbbbbbbbbb....."),
+    ("at start, ends after",       10,  15,  10, ".....aaaaaaaaaabbbbb", ".....bbbbbbbbbbbbbbb"),
+    ("inside, ends inside",        12,  5,   5,  ".....aaaaaaaaaa.....", ".....aabbbbbaaa....."),
+    ("inside, ends at end",        12,  8,   8,  ".....aaaaaaaaaa.....", ".....aabbbbbbbb....."),
+    ("inside, ends after",         12,  13,  8,  ".....aaaaaaaaaabbbbb", ".....aabbbbbbbbbbbbb"),
+    ("at end, touching",           20,  5,   0,  ".....aaaaaaaaaabbbbb", ".....aaaaaaaaaabbbbb"),
+    ("disjoint before",            5,   3,   0,  "bbb..aaaaaaaaaa.....", "bbb..aaaaaaaaaa....."),
+]
+
+
+@pytest.mark.parametrize("policy", ["first", "last"])
+@pytest.mark.parametrize("where", ["run", "below_head"])
+@pytest.mark.parametrize("name,off,n,overlap,first,last", OVERLAP_SHAPES,
+                         ids=[s[0] for s in OVERLAP_SHAPES])
+def test_overlap_shape_under_policy_keeps_expected_bytes(policy, where, name, off, n, overlap,
+                                                         first, last):
+    buf = StreamBuffer(100, policy)
+    expect = first if policy == "first" else last
+    if where == "below_head":
+        # [0, 10) is a declared gap and the stored bytes are in order: new
+        # bytes below 10 fall on the gap and are not stored
+        buf.skip_to(10)
+        expect = "....." + expect[5:]
+    buf.insert(10, b"a" * 10)
+    r = buf.insert(off, b"b" * n)
+    assert r["overlap"] == overlap
+    assert r["overlap_diff"] == overlap  # 'a' vs 'b': every overlapped byte differs
+    assert view(buf, 5, 25) == expect
+    if where == "below_head":
+        assert r["in_gap"] == max(0, min(off + n, 10) - off)
+
+
+@pytest.mark.parametrize("policy", ["first", "last"])
+def test_identical_retransmission_counts_overlap_but_no_difference(policy):
+    buf = StreamBuffer(100, policy)
+    buf.insert(0, b"abcdef")
+    buf.insert(10, b"klmn")
+    r = buf.insert(2, b"cdefghijkl")
+    assert (r["overlap"], r["overlap_diff"]) == (6, 0)
+    assert buf.read(0, 20) == b"abcdef" + b"ghij" + b"klmn"
+
+
+def test_window_overflow_drops_oldest_bytes_and_reports_range():
+    buf = StreamBuffer(16)
+    buf.insert(0, b"0123456789abcdef")
+    r = buf.insert(16, b"ghijklmn")
+    assert (r["dropped_old_from"], r["dropped_old_to"]) == (0, 8)
+    assert buf.base == 8 and buf.head == 24
+    assert buf.read(0, 10) == b"" and buf.read(7, 1) == b""
+    assert buf.read(8, 100) == b"89abcdefghijklmn"
+    r = buf.insert(2, b"23456789")  # below base: ignored and counted
+    assert r["below_base"] == 6 and r["overlap"] == 2 and r["dropped_old_to"] == 0
+
+
+def test_ring_wrap_splits_zero_copy_view_but_not_copy():
+    buf = StreamBuffer(16)
+    buf.insert(0, bytes(range(24)))
+    assert buf.cap == 16 and buf.base == 8
+    assert buf.contiguous(8) == bytes(range(8, 16))  # stops at the wrap
+    assert buf.contiguous(16) == bytes(range(16, 24))
+    assert buf.read(8, 100) == bytes(range(8, 24))
+
+
+def test_segment_longer_than_limit_keeps_only_its_tail():
+    buf = StreamBuffer(8)
+    r = buf.insert(0, b"0123456789AB")
+    assert r["dropped_new"] == 4 and r["dropped_old_to"] == 4
+    assert buf.base == 4 and buf.head == 12 and buf.read(4, 20) == b"456789AB"
+
+
+def test_window_passing_head_turns_holes_into_gaps_and_runs_into_delivered():
+    buf = StreamBuffer(16)
+    buf.insert(0, b"0123")
+    buf.insert(6, b"67")
+    r = buf.insert(30, b"wxyz")  # new base 18 > head 4
+    assert buf.base == 18 and r["gaps_added"] == 2  # [4, 6) and [8, 18)
+    assert buf.head == 18 and r["new_inorder"] == 14
+    assert buf.gaps == []  # gaps only cover [base, head)
+    assert buf.runs == [(30, 4)] and buf.read(30, 4) == b"wxyz"
+
+
+def test_window_passing_head_inside_a_run_extends_head_to_run_end():
+    buf = StreamBuffer(16)
+    buf.insert(0, b"0123")
+    buf.insert(10, b"ABCDEFGHIJ")  # run [10, 20)
+    r = buf.insert(24, b"wxyz")  # new base 12
+    assert r["gaps_added"] == 1 and buf.base == 12 and buf.head == 20
+    assert buf.read(12, 100) == b"CDEFGHIJ"
+    assert buf.runs == [(24, 4)]
+    r = buf.insert(20, b"KLMN")
+    assert r["new_inorder"] == 8 and buf.head == 28 and buf.read(12, 100) == b"CDEFGHIJKLMNwxyz"
+
+
+def test_skip_to_declares_gaps_merges_runs_and_extends_over_touching_run():
+    buf = StreamBuffer(100)
+    buf.insert(0, b"ab")
+    buf.insert(5, b"fg")
+    buf.insert(10, b"kl")
+    assert buf.skip_to(8) == (2, 6)  # holes [2, 5) and [7, 8)
+    assert buf.head == 8 and buf.gaps == [(2, 3), (7, 1)] and buf.runs == [(10, 2)]
+    assert buf.skip_to(10) == (1, 4)  # [8, 10) merges with [7, 8); run 10-12 joins
+    assert buf.head == 12 and buf.gaps == [(2, 3), (7, 3)] and buf.runs == []
+    assert buf.read(0, 100) == b"ab" and buf.read(5, 100) == b"fg" and buf.read(10, 9) == b"kl"
+    assert buf.read(3, 1) == b"" and buf.read(8, 1) == b""
+    assert buf.gap_after(0) == (2, 3) and buf.gap_after(5) == (7, 3) and buf.gap_after(10) is None
+    assert buf.skip_to(4) == (0, 0) and buf.head == 12  # never backwards
+
+
+def test_bytes_arriving_on_a_declared_gap_are_not_stored():
+    buf = StreamBuffer(100, "last")
+    buf.skip_to(5)
+    r = buf.insert(0, b"0123456")
+    assert r["in_gap"] == 5 and r["new_inorder"] == 2 and r["overlap"] == 0
+    assert buf.gaps == [(0, 5)] and buf.read(0, 10) == b"" and buf.read(5, 10) == b"56"
+
+
+def test_flush_skips_to_end_of_last_run():
+    buf = StreamBuffer(100)
+    buf.insert(0, b"ab")
+    buf.insert(4, b"ef")
+    buf.insert(9, b"j")
+    assert buf.flush() == (2, 8)
+    assert buf.head == 10 and buf.gaps == [(2, 2), (6, 3)] and buf.runs == []
+    assert buf.flush() == (0, 0)
+
+
+def test_null_data_range_stays_hole_and_becomes_gap_when_skipped():
+    buf = StreamBuffer(100)
+    buf.insert(0, b"ab")
+    r = buf.insert(2, None, 5)  # snapped: sequence space seen, bytes not
+    assert r["new_inorder"] == 0 and buf.head == 2 and buf.runs == []
+    buf.insert(7, b"hi")
+    assert buf.runs == [(7, 2)]
+    assert buf.skip_to(7) == (1, 7)
+    assert buf.gaps == [(2, 5)] and buf.head == 9
+
+
+def test_null_data_moves_the_window_like_real_data():
+    buf = StreamBuffer(10)
+    buf.insert(0, b"0123456789")
+    r = buf.insert(10, None, 4)
+    assert (r["dropped_old_from"], r["dropped_old_to"]) == (0, 4) and buf.base == 4
+    assert buf.head == 10 and buf.read(4, 10) == b"456789"
+
+
+def test_huge_null_range_far_ahead_is_bookkept_without_memory():
+    buf = StreamBuffer(1000)
+    buf.insert(0, b"abc")
+    r = buf.insert(1 << 40, None, 2**32 - 1)
+    assert buf.base == (1 << 40) + 2**32 - 1 - 1000 and buf.head == buf.base
+    assert r["gaps_added"] == 1 and r["dropped_new"] == 2**32 - 1 - 1000
+    assert buf.cap == 4096
+
+
+@pytest.mark.parametrize("policy", ["first", "last"])
+def test_limit_zero_keeps_bookkeeping_identical_to_unbounded_buffer(policy):
+    rng = random.Random(7)
+    zero, big = StreamBuffer(0, policy), StreamBuffer(1 << 20, policy)
+    for _ in range(300):
+        off, n = rng.randrange(0, 2000), rng.randrange(0, 60)
+        d = bytes(rng.choice(b"xy") for _ in range(n))
+        a, b = zero.insert(off, d), big.insert(off, d)
+        b["overlap_diff"] = 0  # limit 0 cannot compare bytes
+        assert a == b
+        if rng.random() < 0.05:
+            assert zero.skip_to(off) == big.skip_to(off)
+        assert (zero.head, zero.runs, zero.gaps, zero.base) == (big.head, big.runs, big.gaps, big.base)
+    assert zero.flush() == big.flush()
+    assert zero.cap == 0 and zero.read(0, 100) == b"" and zero.contiguous(zero.head - 1) == b""
+
+
+def test_set_limit_grow_relays_wrapped_ring_content():
+    buf = StreamBuffer(16)
+    buf.insert(0, bytes(range(40)))  # keeps [24, 40), wrapped in a 16-byte ring
+    assert buf.base == 24 and buf.cap == 16
+    assert buf.set_limit(100000) == 0 and buf.cap == 16  # the ring follows on demand
+    buf.insert(40, bytes(range(40, 200)))
+    assert buf.cap == 256 and buf.base == 24
+    assert buf.read(24, 1000) == bytes(range(24, 200))
+
+
+def test_set_limit_shrink_moves_base_up_to_head_and_cuts_runs_beyond():
+    buf = StreamBuffer(64)
+    buf.insert(0, bytes(range(40)))
+    buf.insert(50, bytes(range(50, 60)))  # run [50, 60)
+    dropped = buf.set_limit(16)  # base may go only to head (40): window [40, 56)
+    assert buf.base == 40 and buf.head == 40 and buf.runs == [(50, 6)]
+    assert dropped == 40 + 4 and buf.cap == 16
+    assert buf.read(50, 100) == bytes(range(50, 56)) and buf.read(39, 1) == b""
+    assert buf.set_limit(8) == 6 and buf.runs == []  # run [50, 56) lies beyond [40, 48)
+
+
+def test_set_limit_shrink_with_gap_at_head_keeps_present_bytes():
+    buf = StreamBuffer(1000)
+    buf.insert(0, b"abcdef")
+    buf.skip_to(900)
+    assert buf.set_limit(10) == 0 and buf.base == 0  # only 6 bytes are really held
+    assert buf.read(0, 10) == b"abcdef" and buf.gaps == [(6, 894)]
+    assert buf.set_limit(4) == 2 and buf.base == 2 and buf.read(2, 10) == b"cdef"
+
+
+def test_set_limit_zero_frees_and_growing_again_starts_at_head():
+    buf = StreamBuffer(100)
+    buf.insert(0, b"abcdef")
+    buf.insert(10, b"kl")
+    assert buf.set_limit(0) == 8 and buf.cap == 0 and buf.read(0, 10) == b""
+    buf.insert(6, b"gh")  # bookkeeping continues
+    assert buf.head == 8 and buf.runs == [(10, 2)]
+    assert buf.set_limit(50) == 0
+    assert buf.base == 8 and buf.head == 8 and buf.runs == []  # bytes of runs were never kept
+    buf.insert(8, b"ijklmn")
+    assert buf.read(8, 10) == b"ijklmn"
+
+
+def test_limit_above_maximum_is_clamped():
+    buf = StreamBuffer(2**32 - 1)
+    assert buf.limit == MAX_LIMIT == 2**31
+    assert buf.set_limit(2**32 - 1) == 0 and buf.limit == MAX_LIMIT
+
+
+def test_flood_of_one_byte_out_of_order_segments_is_bounded_in_runs_memory_and_time():
+    buf = StreamBuffer(1 << 20)
+    n = 20000
+    t = time.perf_counter()
+    dropped = 0
+    for i in range(n, 0, -1):  # newest lowest: every insert lands at the front
+        dropped += buf.insert(2 * i, b"x")["runs_dropped"]
+    for i in range(n):
+        buf.insert(2 * n + 2 + 2 * i, b"y")  # and at the back
+    elapsed = time.perf_counter() - t
+    assert len(buf.runs) == MAX_RUNS and dropped == n - MAX_RUNS
+    assert buf.memory <= 4096 + MAX_RUNS * 16 + 8 * 16
+    assert elapsed < 2.0
+    buf.insert(0, bytes(2 * n + 2))  # fills every hole: all runs join
+    assert buf.runs == [] and buf.head == 2 * n + 2
+
+
+def test_gap_list_at_maximum_widens_last_gap_instead_of_growing():
+    buf = StreamBuffer(0)
+    for i in range(MAX_GAPS + 10):
+        buf.insert(2 * i, b"x")
+        buf.skip_to(2 * i + 2)
+    gaps = buf.gaps
+    assert len(gaps) == MAX_GAPS and buf.gap_overflow == 10
+    assert gaps[-1] == (2 * (MAX_GAPS - 1) + 1, 21)  # covers the last ten holes and bytes between
+    assert buf.head == 2 * (MAX_GAPS + 10)
+
+
+def test_offsets_near_end_of_space_are_clipped_not_wrapped():
+    start = 2**64 - 10
+    buf = StreamBuffer(100, start=start)
+    r = buf.insert(start, b"0123456789ABCDEF")
+    assert r["dropped_new"] == 7 and buf.head == TOP and buf.read(start, 100) == b"012345678"
+    r = buf.insert(TOP, b"z")
+    assert r["dropped_new"] == 1 and buf.head == TOP
+    assert buf.skip_to(TOP) == (0, 0)
+    r = buf.insert(0, b"abc")  # far behind base
+    assert r["below_base"] == 3
+
+
+def test_offsets_near_end_of_space_move_window_and_gaps():
+    start = 2**64 - 2000
+    buf = StreamBuffer(64, start=start)
+    buf.insert(start, b"a" * 10)
+    r = buf.insert(TOP - 5, b"b" * 100)
+    assert r["dropped_new"] == 95 and buf.base == TOP - 64 and buf.head == TOP
+    assert buf.read(TOP - 5, 10) == b"bbbbb"
+    assert buf.skip_to(2**64 - 1) == (0, 0)
+
+
+def test_absurd_lengths_and_offsets_do_not_crash():
+    buf = StreamBuffer(1 << 16)
+    buf.insert(2**64 - 2**31, None, 2**32 - 1)
+    buf.insert(0, None, 2**32 - 1)
+    buf.insert(2**63, b"x" * 100)
+    buf.skip_to(2**64 - 1)
+    buf.flush()
+    assert buf.head == 2**64 - 1 and buf.read(2**64 - 2, 10) == b""
+
+
+def test_benchmark_loops_reassemble():
+    for kind in ("inorder", "tail", "scatter"):
+        assert bench(kind, 4096, 1460, 1 << 16) > 0
