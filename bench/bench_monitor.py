@@ -737,7 +737,7 @@ def build_rows(R: dict) -> list[list[str]]:
         ok = h["calls_ps"] >= TARGET_CALLS_PS
         extra = f"{h['calls']} calls, {_f(h['calls_ps'])} calls/s"
         if h.get("ns_per_call") is not None:
-            extra += f", +{h['ns_per_call']:.0f} ns/call"
+            extra += f", {h['ns_per_call']:+.0f} ns/call"
         rows.append([name, _f(h["seconds"], "s", 3), runs_s(h), _f(h["pps"]), _f(h["gbps"]),
                      extra, f"{'PASS' if ok else 'FAIL'} >= {_f(TARGET_CALLS_PS, digits=0)} calls/s"])
     mem = R.get("memory")

@@ -591,9 +591,11 @@ checked:;
     uint32_t dseq = p->seq + syn;
     uint32_t end = dseq + len + ((fl & MOS_TH_FIN) ? 1 : 0);
     int64_t doff = seq_to_off(dseq, S->ref_seq, S->ref_off);
-    if (had_isn && !syn && (len || (fl & MOS_TH_FIN)) && seq_lt(dseq, S->snd_nxt)) rexmit = 1;
-    if (seq_gt(end, S->snd_nxt)) S->snd_nxt = end;
-    if (len && doff + (int64_t)len > (int64_t)S->data_end) {
+    if (had_isn && !syn && !(fl & MOS_TH_RST) && (len || (fl & MOS_TH_FIN)) && seq_lt(dseq, S->snd_nxt))
+        rexmit = 1;
+    /* a RST's sequence number is judged below, not believed */
+    if (!(fl & MOS_TH_RST) && seq_gt(end, S->snd_nxt)) S->snd_nxt = end;
+    if (len && !(fl & MOS_TH_RST) && doff + (int64_t)len > (int64_t)S->data_end) {
         S->data_end = (uint64_t)(doff + len);
         S->ref_seq = dseq + len;
         S->ref_off = S->data_end;

@@ -1,0 +1,53 @@
+# Two commands for a newcomer (see README.md):
+#   make demo   installs everything (system packages too) and runs mos on the shipped capture
+#   make test   runs the whole test suite (installing first when needed)
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+APT_PKGS := tshark tcpflow tcpdump iproute2 ethtool curl
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SOURCES := $(wildcard native/*.[ch] mos/*.pyx mos/*.pxd mos/dualstack/*.[ch] mos/dualstack/*.pyx mos/dualstack/*.pxd)
+
+.PHONY: demo test setup system-deps build bench lint format clean
+
+demo: setup
+	$(BIN)/mos demo
+
+test: setup
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+setup: $(VENV)/.installed build
+
+$(VENV)/.installed: pyproject.toml setup.py
+	$(MAKE) system-deps
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+# compile the per-packet core in place (fast when nothing changed)
+build: $(VENV)/.installed
+	$(BIN)/python setup.py -q build_ext --inplace 2>&1 | grep -v "^warning: \|^$$" || true
+	@$(BIN)/python -c "import mos.dualstack._engine, mos._native, mos.dualstack._stream"
+
+system-deps:
+	@if command -v apt-get >/dev/null 2>&1; then \
+	  missing=$$(for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing system packages:" $$missing; \
+	    $(SUDO) apt-get update -qq && \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  fi; \
+	else echo "no apt-get: install $(APT_PKGS) yourself (optional: used by tests and bench)"; fi
+
+bench: setup
+	$(BIN)/python bench/bench_monitor.py
+
+lint:
+	$(BIN)/python -m ruff check mos tests bench middleboxes
+
+format:
+	$(BIN)/python -m ruff format mos tests bench middleboxes
+
+clean:
+	rm -rf build $(VENV) mos/*.so mos/dualstack/*.so mos/_native.c mos/dualstack/_engine.c mos/dualstack/_stream.c
