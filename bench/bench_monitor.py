@@ -81,11 +81,21 @@ def mos_stats(stats) -> dict:
     for k in ("packets", "flows", "events", "handler_calls", "seconds"):
         if k not in d and hasattr(stats, k):
             d[k] = getattr(stats, k)
-    return {k: v for k, v in d.items() if isinstance(v, (int, float, str, bool)) or v is None}
+    return {k: v for k, v in d.items()
+            if isinstance(v, (int, float, str, bool, dict)) or v is None}
 
 
 def mos_run(eng, path):
     return eng.run(path)
+
+
+def mos_run_keep(eng, path):
+    """Run without tearing the flows down at the end (so memory can be read
+    while they are alive), if the engine supports it."""
+    try:
+        return eng.run(path, close=False)
+    except TypeError:
+        return eng.run(path)
 
 
 def mos_cli_argv(mos_cmd, path, buffer_size=None):
@@ -188,7 +198,7 @@ def worker_mem(path: str, buffer_size: str) -> dict:
     mos_attach(eng)
     before = proc_status()
     t0 = time.perf_counter()
-    stats = mos_run(eng, path)
+    stats = mos_run_keep(eng, path)
     dt = time.perf_counter() - t0
     after = proc_status()       # the engine (and maybe its flows) is still alive here
     return {"seconds": dt, "stats": mos_stats(stats), "before": before, "after": after}
@@ -399,7 +409,8 @@ def tcpflow_key(name: str):
             if ":" in ip:
                 out.append(f"[{ipaddress.IPv6Address(ip)}]:{int(port)}")
             else:
-                out.append(f"{ipaddress.IPv4Address('.'.join(str(int(o)) for o in ip.split('.')))}:{int(port)}")
+                v4 = ".".join(str(int(o)) for o in ip.split("."))   # 198.018.000.001
+                out.append(f"{ipaddress.IPv4Address(v4)}:{int(port)}")
         return tuple(out)
     except ValueError:
         return None
@@ -534,7 +545,8 @@ class MosEnv:
         elif self.info.get("has_main"):
             self.cli = [sys.executable, "-m", "mos"]
         elif self.info.get("has_cli"):
-            self.cli = [sys.executable, "-c", "import sys; from mos.cli import main; sys.exit(main())"]
+            self.cli = [sys.executable, "-c",
+                        "import sys; from mos.cli import main; sys.exit(main())"]
         else:
             self.cli = [shutil.which("mos") or "mos"]
 
@@ -686,7 +698,7 @@ def build_rows(R: dict) -> list[list[str]]:
         rows.append([name, "-", "-", "-", "-", r.get("error", "?"), ""])
 
     def runs_s(r):
-        return "/".join(f"{s:.2f}" for s in r.get("runs", []))
+        return "/".join(f"{s:.3f}" if s < 10 else f"{s:.1f}" for s in r.get("runs", []))
 
     t = R.get("tcpflow")
     if t is not None:
@@ -724,7 +736,7 @@ def build_rows(R: dict) -> list[list[str]]:
             ok = e["pps"] >= TARGET_ENGINE_PPS
             rows.append(["mos engine, no handlers", _f(e["seconds"], "s", 3), runs_s(e),
                          _f(e["pps"]), _f(e["gbps"]),
-                         f"flows {e['stats'].get('flows', '?')}, events {e['stats'].get('events', '?')}",
+                         engine_details(e["stats"]),
                          f"{'PASS' if ok else 'FAIL'} >= {_f(TARGET_ENGINE_PPS, digits=0)} pkt/s"])
     for key, name in (("mos_new_data", "mos + CONN_NEW_DATA handler"),
                       ("mos_pkt_in", "mos + PKT_IN handler")):
@@ -737,9 +749,12 @@ def build_rows(R: dict) -> list[list[str]]:
         ok = h["calls_ps"] >= TARGET_CALLS_PS
         extra = f"{h['calls']} calls, {_f(h['calls_ps'])} calls/s"
         if h.get("ns_per_call") is not None:
-            extra += f", {h['ns_per_call']:+.0f} ns/call"
+            extra += f"; marginal {h['ns_per_call']:+.0f} ns/call"
+            if h["ns_per_call"] > 0:
+                extra += f" = {_f(1e9 / h['ns_per_call'])} calls/s"
         rows.append([name, _f(h["seconds"], "s", 3), runs_s(h), _f(h["pps"]), _f(h["gbps"]),
-                     extra, f"{'PASS' if ok else 'FAIL'} >= {_f(TARGET_CALLS_PS, digits=0)} calls/s"])
+                     extra,
+                     f"{'PASS' if ok else 'FAIL'} >= {_f(TARGET_CALLS_PS, digits=0)} calls/s"])
     mem = R.get("memory")
     if mem is not None:
         if "error" in mem:
@@ -760,6 +775,23 @@ def build_rows(R: dict) -> list[list[str]]:
                     tgt = f"{'PASS' if ok else 'FAIL'} <= {TARGET_BYTES_PER_FLOW} B/flow"
                 rows.append([name, "-", "", "-", "-", txt, tgt])
     return rows
+
+
+def engine_details(st: dict) -> str:
+    txt = f"flows {st.get('flows', '?')}"
+    c = st.get("counters")
+    if isinstance(c, dict):
+        errs = c.get("errors")
+        nerr = None
+        if isinstance(errs, dict):
+            nerr = sum(v for v in errs.values() if isinstance(v, int))
+        txt += f", live at end {c.get('flows_live', '?')}"
+        if nerr is not None:
+            txt += f", TCP errors {nerr}"
+        for k in ("bad_checksum", "malformed", "rexmit", "ooo_segments"):
+            if c.get(k):
+                txt += f", {k} {c[k]}"
+    return txt
 
 
 HEAD = ["tool", "time", "runs (s)", "pkt/s", "Gbit/s", "details", "target"]
@@ -847,6 +879,25 @@ def strip_for_json(R):
     return clean(R)
 
 
+def summary(R: dict, key: str) -> None:
+    """One progress line on stderr as soon as a measurement is done."""
+    r = R.get(key) or {}
+    if "error" in r:
+        log(f"  {key}: {r['error']}")
+    elif key == "memory":
+        for lab in ("buffer0", "default"):
+            x = r.get(lab, {})
+            log(f"  memory {lab}: " + (x["error"] if "error" in x else
+                                      f"{x['bytes_per_flow']:.0f} B/flow (anon peak)"))
+    else:
+        txt = f"  {key}: {r['seconds']:.3f} s (runs {r.get('runs')}), {_f(r.get('pps'))} pkt/s"
+        if r.get("calls_ps"):
+            txt += f", {_f(r['calls_ps'])} calls/s"
+        if r.get("check"):
+            txt += f", check {json.dumps(r['check'])[:200]}"
+        log(txt)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--worker"]:
@@ -863,7 +914,7 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-peers", action="store_true", help="do not run tcpflow and dpkt")
     ap.add_argument("--skip-memory", action="store_true", help="do not run the memory test")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each fast tool (median)")
-    ap.add_argument("--timeout", type=float, default=600, help="seconds per child process")
+    ap.add_argument("--timeout", type=float, default=300, help="seconds per child process")
     ap.add_argument("--mos-cmd", help="command for the mos CLI (default: found automatically)")
     ap.add_argument("--regen", action="store_true", help="regenerate captures")
     ap.add_argument("--json-out", help="also write the JSON result to this file")
@@ -884,8 +935,10 @@ def main(argv=None) -> int:
     if not a.skip_peers:
         log("tcpflow ...")
         R["tcpflow"] = bench_tcpflow(path, exp, a.repeat, a.timeout)
+        summary(R, "tcpflow")
         log("dpkt loop ...")
         R["dpkt"] = bench_dpkt(path, exp, a.repeat, a.timeout)
+        summary(R, "dpkt")
 
     m = MosEnv(a.timeout, a.mos_cmd)
     R["mos"] = {"error": m.error} if m.error else dict(m.info, cli=m.cli)
@@ -897,19 +950,26 @@ def main(argv=None) -> int:
     else:
         log("mos streams ...")
         R["mos_streams"] = bench_mos_streams(m, path, exp, a.repeat, a.timeout)
+        summary(R, "mos_streams")
         log("mos engine ...")
-        R["mos_engine"] = bench_mos_engine(m, path, exp, a.repeat, a.timeout)
+        R["mos_engine"] = base = bench_mos_engine(m, path, exp, a.repeat, a.timeout)
+        summary(R, "mos_engine")
         for key, ev in (("mos_new_data", "CONN_NEW_DATA"), ("mos_pkt_in", "PKT_IN")):
+            if "error" in base:
+                R[key] = {"error": "skipped: the run without handlers failed"}
+                continue
             log(f"mos + {ev} handler ...")
             R[key] = h = bench_mos_engine(m, path, exp, a.repeat, a.timeout, event=ev)
-            base = R["mos_engine"]
-            if "error" not in h and "error" not in base and h.get("calls"):
+            if "error" not in h and h.get("calls"):
                 h["ns_per_call"] = (h["seconds"] - base["seconds"]) / h["calls"] * 1e9
+            summary(R, key)
         if not a.skip_memory:
             log("memory ...")
-            big = ensure_capture("open", a.timeout, regen=a.regen, open_flows=a.open_flows, seed=a.seed)
+            big = ensure_capture("open", a.timeout, regen=a.regen, open_flows=a.open_flows,
+                                 seed=a.seed)
             tiny = ensure_capture("open", a.timeout, regen=a.regen, open_flows=100, seed=a.seed)
             R["memory"] = bench_memory(m, big, tiny, a.timeout)
+            summary(R, "memory")
     R["ratios"] = compute_ratios(R)
     R["loadavg_end"] = _loadavg()
     R["total_seconds"] = time.perf_counter() - t_start

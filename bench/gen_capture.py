@@ -195,7 +195,8 @@ class Gen:
         while True:
             if v6:
                 cip = b"\x20\x01\x0d\xb8\x00\x0c" + rng.randbytes(10)
-                sip = b"\x20\x01\x0d\xb8\x00\x05" + bytes(8) + rng.randrange(1, self.n_servers + 1).to_bytes(2, "big")
+                host = rng.randrange(1, self.n_servers + 1)
+                sip = b"\x20\x01\x0d\xb8\x00\x05" + bytes(8) + host.to_bytes(2, "big")
             else:
                 cip = bytes((198, 18)) + rng.randrange(1, 65535).to_bytes(2, "big")
                 sip = bytes((198, 19, 0, rng.randrange(1, self.n_servers + 1)))
@@ -220,8 +221,10 @@ def flow_packets(g: Gen, w: Writer, fid: int, nseg: int, open_only: bool, rec: d
     """Generator: emits one packet of the flow per next(); fills rec (expected)."""
     rng = g.rng
     v6, cip, cport, sip, sport = g.new_tuple()
-    c = _Side(v6, cip, sip, cport, sport, MAC_C, MAC_S, rng.getrandbits(16), 502, rng.getrandbits(32))
-    s = _Side(v6, sip, cip, sport, cport, MAC_S, MAC_C, rng.getrandbits(16), 509, rng.getrandbits(32))
+    c = _Side(v6, cip, sip, cport, sport, MAC_C, MAC_S, rng.getrandbits(16), 502,
+              rng.getrandbits(32))
+    s = _Side(v6, sip, cip, sport, cport, MAC_S, MAC_C, rng.getrandbits(16), 509,
+              rng.getrandbits(32))
     mss = 1440 if v6 else 1460
     seg = mss - 12
     cisn = rng.getrandbits(32)
@@ -436,7 +439,8 @@ def main(argv=None) -> int:
     ap.add_argument("--segments", default="10-30",
                     help="response segments per flow, N or MIN-MAX (default 10-30)")
     ap.add_argument("--open-flows", type=int, default=0,
-                    help="instead: N flows that never close (handshake + one data segment each way)")
+                    help="instead: N flows that never close "
+                         "(handshake + one data segment each way)")
     ap.add_argument("--ipv6", type=float, default=0.1, help="fraction of IPv6 flows (default 0.1)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--expected", help="path of the expected JSON (default OUT.expected.json)")

@@ -55,8 +55,12 @@ cdef class Capture:
         cdef char err[ERRLEN]
         bpath = os.fsencode(path)
         self.name = os.fsdecode(bpath)
+        cdef const char *cpath = bpath
+        cdef mos_capture_t *c
         err[0] = 0
-        self.c = mos_capture_open(bpath, err, ERRLEN)
+        with nogil:  # opening a FIFO blocks until its writer (maybe another thread) opens it
+            c = mos_capture_open(cpath, err, ERRLEN)
+        self.c = c
         if self.c == NULL:
             raise CaptureError(err.decode("utf-8", "replace"))
 

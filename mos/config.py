@@ -36,6 +36,9 @@ class Config:
     max_flows: int = 1_000_000
     #: keep a SHA-256 of each direction's stream (used by `mos streams`)
     digest: bool = False
+    #: keep bytes every monitor has read (and the receiver acknowledged) until the
+    #: buffer is full, so ppeek can look back; False frees them at once (less memory)
+    keep_read: bool = True
     #: bytes held for IP fragment reassembly
     defrag_memory: int = 64 << 20
     #: seconds an incomplete fragmented datagram is kept
@@ -56,7 +59,7 @@ class Config:
             bad("overlap", self.overlap, "is not one of first, last")
         if self.checksum not in ("verify", "ignore", "auto"):
             bad("checksum", self.checksum, "is not one of verify, ignore, auto")
-        for key in ("midstream", "digest"):
+        for key in ("midstream", "digest", "keep_read"):
             if not isinstance(getattr(self, key), bool):
                 bad(key, getattr(self, key), "is not true or false")
         for key in ("tcp_timeout", "defrag_timeout"):

@@ -5,8 +5,10 @@ checked once, when the flow starts, against its two ends::
 
     >>> from mos.filter import compile_filter
     >>> f = compile_filter("dst port 80 or 443 and not src net 198.18.0.0/24")
-    >>> f
-    <FlowFilter 'dst port 80 or 443 and not src net 198.18.0.0/24' = (dst port 80 or (dst port 443 and not src net 198.18.0.0/24))>
+    >>> print(f.tree)
+    (dst port 80 or (dst port 443 and not src net 198.18.0.0/24))
+    >>> compile_filter("port 80 or 443 and ip6")
+    <FlowFilter 'port 80 or 443 and ip6' = (port 80 or (port 443 and ip6))>
 
 Grammar (keywords are lower case)::
 

@@ -193,7 +193,8 @@ def test_parentheses_override_precedence():
     [
         ("port 80 or 443", "port 80 or port 443"),
         ("dst port 80 or 443 or 8080", "dst port 80 or dst port 443 or dst port 8080"),
-        ("src host 198.18.0.1 and not 198.18.0.2", "src host 198.18.0.1 and not src host 198.18.0.2"),
+        ("src host 198.18.0.1 and not 198.18.0.2",
+         "src host 198.18.0.1 and not src host 198.18.0.2"),
         ("net 198.18.0.0/24 or 2001:db8::/32", "net 198.18.0.0/24 or net 2001:db8::/32"),
         ("portrange 1-10 or 80-90", "portrange 1-10 or portrange 80-90"),
         ("port 80 and (host 198.18.0.1 or 198.18.0.2)",
@@ -248,7 +249,8 @@ class CountingFlow:
 
 def test_each_address_is_read_at_most_once_per_call():
     f = compile_filter(
-        "host 198.18.0.7 or net 198.18.0.0/30 and not host 198.18.0.2 or src and dst host 198.18.0.8"
+        "host 198.18.0.7 or net 198.18.0.0/30 and not host 198.18.0.2"
+        " or src and dst host 198.18.0.8"
         " or host 198.18.0.9"
     )
     flow = CountingFlow(FakeFlow(4, "198.18.5.5", "198.18.6.6", 1, 2))
@@ -278,7 +280,8 @@ def test_port_only_filter_never_reads_addresses():
                              " got end"),
         ("port 80)", "column 8: unbalanced ')': no '(' to close"),
         ("()", "column 2: empty parentheses"),
-        ("(port 80 and", "column 13: expected a primitive, got end ('(' at column 1 is not closed)"),
+        ("(port 80 and", "column 13: expected a primitive, got end ('(' at column 1 is not"
+                         " closed)"),
         ("port 80 and", "column 12: expected a primitive (host, net, port, portrange, ip, ip6,"
                         " tcp), got end"),
         ("not", "column 4: expected a primitive (host, net, port, portrange, ip, ip6, tcp),"

@@ -32,7 +32,8 @@ def intervals(offsets):
 
 class Model:
     """Obviously correct, slow.  present: offset -> byte for every byte held
-    (or, with limit 0, recorded as if held); gap: offsets declared missing."""
+    (or, with limit 0, recorded as if held); gap: every offset ever declared
+    missing (the buffer may forget gaps below base)."""
 
     def __init__(self, limit, policy="first", start=0):
         self.limit = min(limit, MAX_LIMIT)
@@ -57,7 +58,6 @@ class Model:
     def _forget_below(self, nb):
         for o in [o for o in self.present if o < nb]:
             del self.present[o]
-        self.gap = {o for o in self.gap if o >= nb}
 
     def insert(self, off, data, length=None):
         n = len(data) if length is None else length
@@ -116,7 +116,6 @@ class Model:
         if self.limit == 0:  # nothing was held
             self.base = self.head
             self.present.clear()
-            self.gap.clear()
             self.limit = n
             return 0
         if n == 0:
@@ -141,7 +140,8 @@ class Model:
         return intervals(o for o in self.present if o >= self.head)
 
     def gaps(self):
-        return intervals(self.gap)
+        """Gaps from base on (older ones may or may not still be listed)."""
+        return intervals(o for o in self.gap if o >= self.base)
 
     def inorder_spans(self):
         return intervals(o for o in self.present if o < self.head)
@@ -154,12 +154,18 @@ def check_same(buf, m):
     assert buf.base == m.base
     assert buf.head == m.head
     assert buf.runs == m.runs()
-    assert buf.gaps == m.gaps()
+    # listed gaps: exactly the model's from base on; below base, whatever is
+    # still listed was declared
+    listed = buf.gaps
+    assert intervals(o for g, n in listed for o in range(max(g, m.base), g + n)) == m.gaps()
+    assert all(o in m.gap for g, n in listed for o in range(g, g + n))
+    assert all(a[0] + a[1] < b[0] for a, b in zip(listed, listed[1:]))  # sorted, maximal
     assert buf.ooo_bytes == sum(n for _, n in m.runs())
     # below head: every offset in [base, head) is present or a gap
     held = {o for o in m.present if o < m.head}
-    assert held | m.gap == set(range(m.base, m.head))
-    assert not held & m.gap
+    window_gaps = {o for o in m.gap if o >= m.base}
+    assert held | window_gaps == set(range(m.base, m.head))
+    assert not held & window_gaps
     for off, n in m.inorder_spans() + m.runs():
         if m.limit:
             got = buf.read(off, n + 3)  # must stop at the first missing byte
@@ -284,6 +290,40 @@ def test_random_operations_match_model_after_every_step(limit, policy, start, op
         check_same(buf, m)
 
 
+@st.composite
+def wide_op_lists(draw):
+    """Fewer, longer segments over a wider range: the ring grows and wraps."""
+    ops = []
+    for _ in range(draw(st.integers(1, 14))):
+        kind = draw(st.sampled_from(["insert"] * 8 + ["skip", "set_limit"]))
+        if kind == "insert":
+            off, n = draw(st.integers(0, 24000)), draw(st.integers(1, 3000))
+            ops.append(("insert", off, draw(st.randoms()).randbytes(n), None))
+        elif kind == "skip":
+            ops.append(("skip", draw(st.integers(0, 24000))))
+        else:
+            ops.append(("set_limit", draw(st.sampled_from(WIDE_LIMITS))))
+    return ops
+
+
+WIDE_LIMITS = [3000, 4097, 9000, 20000]
+
+
+@settings(deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(WIDE_LIMITS), st.sampled_from(["first", "last"]), wide_op_lists())
+def test_ring_growth_relayout_and_shrink_match_model(limit, policy, ops):
+    buf, m = StreamBuffer(limit, policy), Model(limit, policy)
+    for op in ops:
+        if op[0] == "insert":
+            assert buf.insert(op[1], op[2]) == m.insert(op[1], op[2])
+        elif op[0] == "skip":
+            assert buf.skip_to(op[1]) == m.skip_to(op[1])
+        else:
+            assert buf.set_limit(op[1]) == m.set_limit(op[1])
+        assert buf.cap <= 1 << (buf.limit - 1).bit_length() or buf.cap == 4096
+        check_same(buf, m)
+
+
 # ---------------------------------------------------------------- unit tests
 
 def view(buf, lo, hi):
@@ -327,8 +367,9 @@ def test_insert_fills_hole_advances_head_over_runs():
     assert buf.runs == [(4, 2), (8, 2), (12, 2)]
     r = buf.insert(2, b"23")  # touches the first run only
     assert r["new_inorder"] == 4 and buf.head == 6 and buf.runs == [(8, 2), (12, 2)]
-    r = buf.insert(5, b"567AB")  # overlaps byte 5, fills 6-7, merges 8-9, touches 10-11? no
-    assert r["overlap"] == 1 and buf.head == 10 and buf.runs == [(12, 2)]
+    r = buf.insert(5, b"567")  # overlaps byte 5, fills 6-7, touches the run at 8
+    assert r["overlap"] == 1 and r["new_inorder"] == 4
+    assert buf.head == 10 and buf.runs == [(12, 2)]
     r = buf.insert(10, b"AB")
     assert r["new_inorder"] == 4 and buf.head == 14 and buf.runs == []
     assert buf.read(0, 20) == b"0123456789ABCD"
@@ -429,8 +470,10 @@ def test_window_passing_head_turns_holes_into_gaps_and_runs_into_delivered():
     r = buf.insert(30, b"wxyz")  # new base 18 > head 4
     assert buf.base == 18 and r["gaps_added"] == 2  # [4, 6) and [8, 18)
     assert buf.head == 18 and r["new_inorder"] == 14
-    assert buf.gaps == []  # gaps only cover [base, head)
+    assert buf.gaps == [(4, 2), (8, 10)]  # listed though below base now
     assert buf.runs == [(30, 4)] and buf.read(30, 4) == b"wxyz"
+    buf.forget_gaps(6)
+    assert buf.gaps == [(8, 10)]
 
 
 def test_window_passing_head_inside_a_run_extends_head_to_run_end():
@@ -503,7 +546,7 @@ def test_huge_null_range_far_ahead_is_bookkept_without_memory():
     r = buf.insert(1 << 40, None, 2**32 - 1)
     assert buf.base == (1 << 40) + 2**32 - 1 - 1000 and buf.head == buf.base
     assert r["gaps_added"] == 1 and r["dropped_new"] == 2**32 - 1 - 1000
-    assert buf.cap == 4096
+    assert buf.cap == 1024  # ring for "abc" only: limit 1000 rounds up to 1024
 
 
 @pytest.mark.parametrize("policy", ["first", "last"])
@@ -529,7 +572,7 @@ def test_set_limit_grow_relays_wrapped_ring_content():
     assert buf.base == 24 and buf.cap == 16
     assert buf.set_limit(100000) == 0 and buf.cap == 16  # the ring follows on demand
     buf.insert(40, bytes(range(40, 200)))
-    assert buf.cap == 256 and buf.base == 24
+    assert buf.cap == 4096 and buf.base == 24  # re-laid into the first full-size step
     assert buf.read(24, 1000) == bytes(range(24, 200))
 
 
@@ -583,10 +626,26 @@ def test_flood_of_one_byte_out_of_order_segments_is_bounded_in_runs_memory_and_t
         buf.insert(2 * n + 2 + 2 * i, b"y")  # and at the back
     elapsed = time.perf_counter() - t
     assert len(buf.runs) == MAX_RUNS and dropped == n - MAX_RUNS
-    assert buf.memory <= 4096 + MAX_RUNS * 16 + 8 * 16
+    assert buf.cap <= 1 << 20  # the ring spans the window, never more
+    assert buf.memory - buf.cap <= MAX_RUNS * 16 + 8 * 16  # run array stops at MAX_RUNS
     assert elapsed < 2.0
     buf.insert(0, bytes(2 * n + 2))  # fills every hole: all runs join
     assert buf.runs == [] and buf.head == 2 * n + 2
+
+
+def test_gaps_below_base_are_forgotten_when_the_list_needs_room():
+    buf = StreamBuffer(100)
+    off = 0
+    for _ in range(5000):  # a lossy flow: a hole every 50 bytes
+        buf.insert(off, bytes(40))
+        off += 50
+        buf.skip_to(off)
+    assert buf.base == off - 110 and len(buf.gaps) <= 8
+    assert buf.memory <= 128 + 8 * 16
+    in_window = [(off - 110, 10), (off - 60, 10), (off - 10, 10)]
+    assert [g for g in buf.gaps if g[0] + g[1] > buf.base] == in_window
+    buf.forget_gaps(off - 100)
+    assert buf.gaps == in_window[1:]
 
 
 def test_gap_list_at_maximum_widens_last_gap_instead_of_growing():
@@ -617,9 +676,11 @@ def test_offsets_near_end_of_space_move_window_and_gaps():
     buf = StreamBuffer(64, start=start)
     buf.insert(start, b"a" * 10)
     r = buf.insert(TOP - 5, b"b" * 100)
-    assert r["dropped_new"] == 95 and buf.base == TOP - 64 and buf.head == TOP
+    assert r["dropped_new"] == 95 and r["gaps_added"] == 1
+    assert buf.base == buf.head == TOP - 64 and buf.runs == [(TOP - 5, 5)]
     assert buf.read(TOP - 5, 10) == b"bbbbb"
-    assert buf.skip_to(2**64 - 1) == (0, 0)
+    assert buf.skip_to(TOP) == (1, 64) and buf.head == TOP
+    assert buf.gaps == [(start + 10, TOP - 5 - start - 10)]  # the new hole extends the old gap
 
 
 def test_absurd_lengths_and_offsets_do_not_crash():

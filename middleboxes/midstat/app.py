@@ -58,7 +58,8 @@ class FlowRecord:
     #: states each end went through, oldest first (first entry: before the first change)
     paths: tuple[list, list] = field(default_factory=lambda: ([], []))
     packets: list = field(default_factory=lambda: [0, 0])  #: packets each side sent
-    bytes: list = field(default_factory=lambda: [0, 0])  #: payload bytes sent, retransmissions included
+    #: payload bytes each side sent, retransmissions included
+    bytes: list = field(default_factory=lambda: [0, 0])
     stream_bytes: list = field(default_factory=lambda: [0, 0])  #: stream length each side sent
     duration: float = 0.0  #: first to last packet, seconds
     end_reason: Optional[EndReason] = None  #: None while the flow lives
@@ -178,9 +179,11 @@ class MidStat:
     # ------------------------------------------------------------ results
 
     def rows(self) -> list[FlowRecord]:
-        """Every flow seen, ended or still live, sorted by id."""
+        """Every flow seen, ended or still live, sorted by id (the ended
+        ones remain available after the engine is gone)."""
         rows = dict(self.finished)
-        for flow in self.engine.live_flows():
+        engine = self._engine()
+        for flow in engine.live_flows() if engine is not None else ():
             rec = flow.uctx
             if isinstance(rec, FlowRecord) and rec.id not in rows:
                 rec.update_counts(flow)

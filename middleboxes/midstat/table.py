@@ -9,7 +9,8 @@ from typing import Sequence, TextIO
 
 from mos import Side
 
-__all__ = ["COLUMNS", "STATUS_COLUMNS", "row_cells", "render_table", "render_status", "format_totals"]
+__all__ = ["COLUMNS", "STATUS_COLUMNS", "row_cells", "render_table", "render_status",
+           "format_totals"]
 
 #: (header, right-aligned)
 COLUMNS = (
@@ -67,11 +68,19 @@ def render_table(rows, totals: dict, out: TextIO, rich: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="midstat: flows", caption=format_totals(totals))
-    for header, right in COLUMNS:
-        table.add_column(header, justify="right" if right else "left", no_wrap=True)
+    # Two lines per flow (client above server) keep the table within a
+    # terminal's width; the plain table keeps one line per flow for tools.
+    table = Table(title="midstat: flows", caption=format_totals(totals), show_lines=True)
+    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("client\nserver", overflow="fold", min_width=15)
+    table.add_column("state", no_wrap=True)
+    table.add_column("packets\nsent", justify="right", no_wrap=True)
+    table.add_column("bytes\nsent", justify="right", no_wrap=True)
+    table.add_column("duration", justify="right", no_wrap=True)
+    table.add_column("end", no_wrap=True)
     for c in cells:
-        table.add_row(*c)
+        table.add_row(c[0], f"{c[1]}\n{c[2]}", f"{c[3]}\n{c[4]}", f"{c[5]}\n{c[6]}",
+                      f"{c[7]}\n{c[8]}", c[9], c[10])
     Console(file=out).print(table)
 
 

@@ -77,6 +77,7 @@ cdef extern from "engine.h" nogil:
         uint8_t midstream
         uint8_t checksum
         uint8_t digest
+        uint8_t keep_read
         uint32_t max_flows
         uint64_t tcp_timeout_ns
         uint64_t defrag_mem
@@ -95,6 +96,8 @@ cdef extern from "engine.h" nogil:
     mos_engine_t *mos_engine_new(const mos_config_t *cfg)
     void mos_engine_free(mos_engine_t *e)
     void mos_engine_set_interest(mos_engine_t *e, uint64_t bits)
+    void mos_engine_set_checksum(mos_engine_t *e, int mode)
+    int mos_capture_checksum_verdict(const char *path, uint32_t sample)
     int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int n, uint64_t stop_ts)
     void mos_engine_advance(mos_engine_t *e, uint64_t now_ns)
     void mos_engine_end_all(mos_engine_t *e, int reason)
@@ -115,3 +118,4 @@ cdef extern from "engine.h" nogil:
     uint64_t mos_engine_memory(const mos_engine_t *e)
     void mos_flow_set_buffer(mos_engine_t *e, mos_flow_t *f, int side, uint32_t size)
     void mos_flow_stop_side(mos_engine_t *e, mos_flow_t *f, int side)
+    void mos_flow_consumed(mos_engine_t *e, mos_flow_t *f, int side, uint64_t off)

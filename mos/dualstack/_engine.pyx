@@ -414,13 +414,18 @@ cdef class Flow:
         return self._offsets[mi]
 
     cdef void _update_consumed(self, mos_flow_t *f, int s):
+        """Bytes every attached monitor has read are released (ppeek can no
+        longer reach them); a monitor that never read this flow holds them."""
         cdef uint64_t lo = 0xffffffffffffffffULL
         cdef uint64_t o
+        if len(self._offsets) < len(self.engine.monitors):
+            lo = 0
         for offs in self._offsets:
             o = offs[s]
             if o < lo:
                 lo = o
-        f.ep[s].consumed = lo
+        if lo != f.ep[s].consumed:
+            mos_flow_consumed(self.engine.e, f, s, lo)
 
     def peek(self, side, Py_ssize_t n=-1, monitor=None):
         """Read up to n new in-order bytes that ``side`` received, from this
@@ -621,6 +626,8 @@ cdef class CoreEngine:
     cdef int cur_mon
     cdef Flow cur_flow
     cdef object _cur_packet
+    cdef bint _checksum_decided
+    cdef public str checksum_mode
 
     def __cinit__(self, config=None):
         self.e = NULL
@@ -640,6 +647,7 @@ cdef class CoreEngine:
         c.midstream = 1 if config.midstream else 0
         c.checksum = {"ignore": MOS_CSUM_IGNORE, "verify": MOS_CSUM_VERIFY, "auto": MOS_CSUM_AUTO}[config.checksum]
         c.digest = 1 if config.digest else 0
+        c.keep_read = 1 if config.keep_read else 0
         c.max_flows = config.max_flows
         c.tcp_timeout_ns = <uint64_t>(config.tcp_timeout * 1e9)
         c.defrag_mem = config.defrag_memory
@@ -647,6 +655,7 @@ cdef class CoreEngine:
         self.e = mos_engine_new(&c)
         if self.e == NULL:
             raise MemoryError("cannot allocate the engine")
+        self.checksum_mode = config.checksum
         self.monitors = []
         self._table = [None] * NBITS
         self._pyflows = []
@@ -964,8 +973,16 @@ cdef class CoreEngine:
         cdef char err[512]
         cdef bytes bpath = str(path).encode()
         cdef mos_capture_t *cap = mos_capture_open(bpath, err, sizeof(err))
+        cdef int verdict
         if cap == NULL:
             raise CaptureError(err.decode(errors="replace"))
+        if self.config.checksum == "auto" and not self._checksum_decided:
+            # decide on the file's first 1000 TCP packets before dropping any
+            verdict = mos_capture_checksum_verdict(bpath, 1000)
+            if verdict >= 0:
+                mos_engine_set_checksum(self.e, verdict)
+                self.checksum_mode = "verify" if verdict == MOS_CSUM_VERIFY else "ignore"
+            self._checksum_decided = True
         cdef mos_frame_t *frames = <mos_frame_t *>malloc(BURST * sizeof(mos_frame_t))
         cdef int n, bursts = 0
         cdef Py_ssize_t done = 0

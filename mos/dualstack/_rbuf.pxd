@@ -7,7 +7,7 @@ cdef extern from "rbuf.h" nogil:
         MOS_OVERLAP_LAST
         MOS_RBUF_MAX_RUNS
         MOS_RBUF_MAX_GAPS
-        MOS_RBUF_MAX_LIMIT
+    const uint32_t MOS_RBUF_MAX_LIMIT
 
     ctypedef struct mos_span_t:
         uint64_t off
@@ -52,3 +52,4 @@ cdef extern from "rbuf.h" nogil:
     const uint8_t *mos_rbuf_ptr(const mos_rbuf_t *rb, uint64_t off, uint32_t *len)
     const mos_span_t *mos_rbuf_gap_after(const mos_rbuf_t *rb, uint64_t off)
     uint64_t mos_rbuf_ooo_bytes(const mos_rbuf_t *rb)
+    void mos_rbuf_forget_gaps(mos_rbuf_t *rb, uint64_t off)

@@ -114,6 +114,10 @@ cdef class StreamBuffer:
     def set_limit(self, uint32_t n):
         return mos_rbuf_set_limit(&self.rb, n)
 
+    def forget_gaps(self, uint64_t off):
+        """Drop the listed gaps that end at or below off."""
+        mos_rbuf_forget_gaps(&self.rb, off)
+
     def gap_after(self, uint64_t off):
         cdef const mos_span_t *g = mos_rbuf_gap_after(&self.rb, off)
         return None if g == NULL else (g.off, g.len)

@@ -243,12 +243,13 @@ static inline int window_known(const mos_flow_t *f, const mos_ep_t *r)
 }
 
 /* Hash the in-order bytes of a side not hashed yet (digest mode). */
-static void digest_advance(mos_flow_t *f, int side)
+static void digest_upto(mos_flow_t *f, int side, uint64_t upto)
 {
     mos_digest_t *d = &f->digest[side];
     const mos_rbuf_t *rb = &f->ep[side].rbuf;
     uint64_t off = d->hashed_to;
-    while (off < rb->head) {
+    if (upto > rb->head) upto = rb->head;
+    while (off < upto) {
         uint32_t n;
         const uint8_t *ptr = mos_rbuf_ptr(rb, off, &n);
         if (n) {
@@ -263,12 +264,57 @@ static void digest_advance(mos_flow_t *f, int side)
             continue;
         }
         /* present per head but no longer held: bytes left the ring first */
-        uint64_t next = g && g->off < rb->head ? g->off : rb->head;
+        uint64_t next = g && g->off < upto ? g->off : upto;
         if (off < rb->base && rb->base < next) next = rb->base;
         d->lost += next - off;
         off = next;
     }
     d->hashed_to = off;
+}
+
+static inline void digest_advance(mos_flow_t *f, int side)
+{
+    digest_upto(f, side, f->ep[side].rbuf.head);
+}
+
+/* In-order bytes are kept for readers: Python handlers (any interest at
+ * all), or a LAST policy that may still rewrite them before they are
+ * hashed.  Otherwise they are released as soon as they are in order, so
+ * reassembly costs no memory beyond the out-of-order data. */
+static inline int retained(const mos_engine_t *e, const mos_flow_t *f, const mos_rbuf_t *rb)
+{
+    return (e->interest | f->interest) != 0 || rb->policy == MOS_OVERLAP_LAST;
+}
+
+/* Forget in-order bytes below off (ring positions are absolute offsets
+ * masked by the capacity, so moving base is all it takes). */
+static inline void rbuf_release(mos_rbuf_t *rb, uint64_t off)
+{
+    if (off > rb->head) off = rb->head;
+    if (off > rb->base) rb->base = off;
+}
+
+/* Offset up to which `side` acknowledged what it received (0 if unknown). */
+static inline uint64_t acked_off(const mos_flow_t *f, int side)
+{
+    const mos_ep_t *me = &f->ep[side], *peer = &f->ep[!side];
+    if (!(me->flags & MOS_EPF_ACKED) || !(peer->flags & MOS_EPF_ISN)) return 0;
+    int64_t o = seq_to_off(me->ack, peer->ref_seq, peer->ref_off);
+    return o > 0 ? (uint64_t)o : 0;
+}
+
+/* Bytes every monitor has read and the receiver has acknowledged can no
+ * longer matter: a retransmission of them is not delivered by the
+ * receiver, so nothing is lost by forgetting them.  Unacknowledged bytes
+ * stay, to compare against retransmissions (OVERLAP_DIFF). */
+static void release_read(mos_flow_t *f, int side)
+{
+    mos_rbuf_t *rb = &f->ep[side].rbuf;
+    uint64_t off = f->ep[side].consumed, ack = acked_off(f, side);
+    if (ack < off) off = ack;
+    if (off <= rb->base) return;
+    if (f->digest) digest_upto(f, side, off);
+    rbuf_release(rb, off);
 }
 
 /* The buffer of `side` moved head or declared gaps: raise what follows. */
@@ -283,7 +329,9 @@ static void after_rbuf(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int side, 
             error_ev(e, f, slot, side, pkt, MOS_ERR_GAP, rb->gaps[i].off, rb->gaps[i].len);
     }
     if (advanced) {
-        if (f->digest) digest_advance(f, side);
+        int keep = retained(e, f, rb);
+        if (f->digest && rb->policy == MOS_OVERLAP_FIRST) digest_advance(f, side);
+        if (!keep) rbuf_release(rb, rb->head);
         if (f->nd_stamp[side] != e->serial) {
             f->nd_stamp[side] = e->serial;
             emit(e, f, slot, MOS_EV_NEW_DATA, MOS_HK_RECV, side, pkt, 0, 0, rb->head, advanced);
@@ -302,6 +350,7 @@ static void end_flow(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int reason)
         uint64_t adv = 0;
         int g = mos_rbuf_flush(&f->ep[side].rbuf, &adv);
         if (g || adv) after_rbuf(e, f, slot, side, MOS_NOPKT, adv, g);
+        if (f->digest) digest_advance(f, side);
     }
     hash_remove(e, f, slot);
     lru_unlink(e, f);
@@ -360,6 +409,8 @@ static mos_flow_t *create_flow(mos_engine_t *e, const mos_pkt_t *p, uint32_t has
     }
     if (e->c.flows_live >= e->cfg.max_flows && e->lru_head != MOS_NIL)
         end_flow(e, slot_ptr(e, e->lru_head), e->lru_head, MOS_END_EVICT);
+    /* grow before the new flow is marked live, or it would be inserted twice */
+    if (e->c.flows_live + 1 > e->nbuckets) hash_grow(e);
     uint32_t s;
     if (alloc_slot(e, &s) < 0) return NULL;
     mos_flow_t *f = slot_ptr(e, s);
@@ -402,7 +453,6 @@ static mos_flow_t *create_flow(mos_engine_t *e, const mos_pkt_t *p, uint32_t has
             mos_sha256_init(&f->digest[1].sha);
         }
     }
-    if (e->c.flows_live + 1 > e->nbuckets) hash_grow(e);
     hash_insert(e, f, s);
     lru_append(e, f, s);
     e->c.flows_created++;
@@ -478,6 +528,23 @@ static void store_data(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int r, con
     if (R->flags & MOS_EPF_UNMON) return;
     mos_rbuf_t *rb = &R->rbuf;
     uint64_t head0 = rb->head;
+    if ((uint64_t)doff == head0 && have == len && rb->nruns == 0 && !retained(e, f, rb)) {
+        /* in order, nothing waiting, nobody to keep it for: no copy */
+        if (f->digest) {
+            mos_digest_t *d = &f->digest[r];
+            if (d->hashed_to == head0) {
+                mos_sha256_update(&d->sha, data, len);
+                d->hashed_bytes += len;
+                d->hashed_to = head0 + len;
+            }
+        }
+        rb->head = rb->base = head0 + len;
+        after_rbuf(e, f, slot, r, pi, len, 0);
+        return;
+    }
+    if (f->digest && rb->policy != MOS_OVERLAP_FIRST && rb->limit &&
+        (uint64_t)doff + len > rb->base + rb->limit)
+        digest_upto(f, r, (uint64_t)doff + len - rb->limit); /* hash what is about to leave */
     mos_rbuf_result_t res;
     uint64_t advanced = 0;
     int gaps = 0;
@@ -521,9 +588,11 @@ static void tcp_packet(mos_engine_t *e, uint32_t pi, const mos_pkt_t *p, uint64_
     if (e->cfg.checksum != MOS_CSUM_IGNORE) {
         int bad = (p->ipver == 4 && mos_ipv4_csum_ok(p) == 0) || mos_tcp_csum_ok(p) == 0;
         if (e->cfg.checksum == MOS_CSUM_AUTO) {
+            /* undecided: accept and count; decide after the sample */
             e->csum_bad += bad;
             if (++e->csum_seen >= MOS_CSUM_SAMPLE)
                 e->cfg.checksum = e->csum_bad * 10 > e->csum_seen ? MOS_CSUM_IGNORE : MOS_CSUM_VERIFY;
+            bad = 0;
         }
         if (!bad) goto checked;
         e->c.bad_checksum++;
@@ -591,6 +660,11 @@ checked:;
     uint32_t dseq = p->seq + syn;
     uint32_t end = dseq + len + ((fl & MOS_TH_FIN) ? 1 : 0);
     int64_t doff = seq_to_off(dseq, S->ref_seq, S->ref_off);
+    /* RFC 9293 3.10.7.4: a receiver drops a segment without ACK (past
+     * SYN-SENT) or before the start of the stream, so such a FIN closes
+     * nothing (it is how FIN-based evasion and scans look) */
+    int fin_ok = (fl & MOS_TH_FIN) && (fl & MOS_TH_ACK) && !(fl & MOS_TH_RST) &&
+                 doff + (int64_t)len >= 0;
     if (had_isn && !syn && !(fl & MOS_TH_RST) && (len || (fl & MOS_TH_FIN)) && seq_lt(dseq, S->snd_nxt))
         rexmit = 1;
     /* a RST's sequence number is judged below, not believed */
@@ -622,7 +696,7 @@ checked:;
             else if (s == MOS_SERVER && (S->state == MOS_TCPS_LISTEN || S->state == MOS_TCPS_CLOSED))
                 set_state(e, f, slot, s, MOS_HK_SEND, pi, MOS_TCPS_SYN_RCVD);
         }
-        if (fl & MOS_TH_FIN) {
+        if (fl & MOS_TH_FIN) { /* the sender's model follows what it sent, valid or not */
             if (!(S->flags & MOS_EPF_FIN) || seq_gt(end - 1, S->fin_seq)) S->fin_seq = end - 1;
             S->flags |= MOS_EPF_FIN;
             switch (S->state) {
@@ -653,6 +727,7 @@ checked:;
                 int g = mos_rbuf_skip_to(&S->rbuf, (uint64_t)aoff, &adv);
                 if (g || adv) after_rbuf(e, f, slot, s, pi, adv, g);
             }
+            if (!e->cfg.keep_read && S->consumed > S->rbuf.base) release_read(f, s);
         }
     }
     emit(e, f, slot, MOS_EV_PKT_IN, MOS_HK_SEND, s, pi, 0, 0, 0, 0);
@@ -674,7 +749,7 @@ checked:;
     if ((fl & MOS_TH_ACK) && !(R->flags & MOS_EPF_ISN)) init_isn(R, p->ack - 1);
     int acks_syn = (fl & MOS_TH_ACK) && (R->flags & MOS_EPF_ISN) && seq_geq(p->ack, R->isn + 1);
     int acks_fin = (fl & MOS_TH_ACK) && (R->flags & MOS_EPF_FIN) && seq_geq(p->ack, R->fin_seq + 1);
-    int fin = fl & MOS_TH_FIN;
+    int fin = fin_ok;
     switch (R->state) {
     case MOS_TCPS_LISTEN: case MOS_TCPS_CLOSED:
         if (syn && !(fl & MOS_TH_ACK)) set_state(e, f, slot, r, MOS_HK_RECV, pi, MOS_TCPS_SYN_RCVD);
@@ -768,6 +843,30 @@ void mos_engine_free(mos_engine_t *e)
 }
 
 void mos_engine_set_interest(mos_engine_t *e, uint64_t bits) { e->interest = bits; }
+void mos_engine_set_checksum(mos_engine_t *e, int mode) { e->cfg.checksum = (uint8_t)mode; }
+
+int mos_capture_checksum_verdict(const char *path, uint32_t sample)
+{
+    char err[256];
+    mos_capture_t *c = mos_capture_open(path, err, sizeof err);
+    if (!c) return -1;
+    mos_frame_t fr[64];
+    mos_pkt_t p;
+    uint32_t seen = 0, bad = 0;
+    int n;
+    while (seen < sample && (n = mos_capture_next(c, fr, 64, err, sizeof err)) > 0) {
+        for (int i = 0; i < n && seen < sample; i++) {
+            if (mos_decode(fr[i].linktype, fr[i].data, fr[i].caplen, &p) != MOS_DEC_TCP) continue;
+            int ok4 = p.ipver == 4 ? mos_ipv4_csum_ok(&p) : 1;
+            int okt = mos_tcp_csum_ok(&p);
+            if (okt < 0) continue; /* snapped: cannot tell */
+            seen++;
+            bad += (ok4 == 0 || okt == 0);
+        }
+    }
+    mos_capture_close(c);
+    return bad * 10 > seen ? MOS_CSUM_IGNORE : MOS_CSUM_VERIFY;
+}
 
 int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int n, uint64_t stop_ts)
 {
@@ -892,6 +991,12 @@ void mos_flow_set_buffer(mos_engine_t *e, mos_flow_t *f, int side, uint32_t size
 {
     (void)e;
     mos_rbuf_set_limit(&f->ep[side].rbuf, size);
+}
+
+void mos_flow_consumed(mos_engine_t *e, mos_flow_t *f, int side, uint64_t off)
+{
+    f->ep[side].consumed = off;
+    if (!e->cfg.keep_read) release_read(f, side);
 }
 
 void mos_flow_stop_side(mos_engine_t *e, mos_flow_t *f, int side)

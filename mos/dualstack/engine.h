@@ -136,9 +136,11 @@ typedef struct mos_event {
     uint64_t a, b;                    /* offsets / lengths, per reason */
 } mos_event_t;
 
-/* checksum policy; AUTO verifies the first MOS_CSUM_SAMPLE TCP packets and
- * then stops verifying if more than 1 in 10 failed (offloaded checksums),
- * as Suricata's checksum-validation: auto does */
+/* checksum policy; AUTO accepts and counts the first MOS_CSUM_SAMPLE TCP
+ * packets, then verifies from there on unless more than 1 in 10 of them
+ * failed (offloaded checksums: Suricata's checksum-validation auto idea).
+ * On a capture file the decision is taken ahead on its first packets
+ * (mos_capture_checksum_verdict), so no packet is accepted unchecked. */
 enum { MOS_CSUM_IGNORE = 0, MOS_CSUM_VERIFY = 1, MOS_CSUM_AUTO = 2 };
 #define MOS_CSUM_SAMPLE 1000
 
@@ -148,7 +150,8 @@ typedef struct mos_config {
     uint8_t midstream;         /* create flows from mid-stream packets */
     uint8_t checksum;          /* MOS_CSUM_* */
     uint8_t digest;            /* keep a SHA-256 of each direction (mos streams) */
-    uint8_t _pad[3];
+    uint8_t keep_read;         /* keep bytes every monitor read until the buffer is full */
+    uint8_t _pad[2];
     uint32_t max_flows;        /* live flows before LRU eviction */
     uint64_t tcp_timeout_ns;   /* idle timeout */
     uint64_t defrag_mem;       /* bytes for IP fragment reassembly */
@@ -179,6 +182,12 @@ void mos_engine_free(mos_engine_t *e);
 
 /* Global interest bits (MOS_EVBIT). */
 void mos_engine_set_interest(mos_engine_t *e, uint64_t bits);
+void mos_engine_set_checksum(mos_engine_t *e, int mode);
+
+/* The checksum AUTO decision taken ahead on a capture file: IGNORE if more
+ * than 1 in 10 of its first `sample` TCP packets fail, else VERIFY; -1 if
+ * the file cannot be opened. */
+int mos_capture_checksum_verdict(const char *path, uint32_t sample);
 
 /* Process frames[0..n) whose timestamp is <= stop_ts; stops before the
  * first later frame.  Returns how many frames were consumed.  Events land in
@@ -219,6 +228,8 @@ uint64_t mos_engine_memory(const mos_engine_t *e);    /* bytes held by the table
 /* Per-side run-time settings. */
 void mos_flow_set_buffer(mos_engine_t *e, mos_flow_t *f, int side, uint32_t size);
 void mos_flow_stop_side(mos_engine_t *e, mos_flow_t *f, int side);
+/* Every monitor has read `side`'s stream up to off: those bytes may go. */
+void mos_flow_consumed(mos_engine_t *e, mos_flow_t *f, int side, uint64_t off);
 
 /* Stream bytes present in f->ep[side].rbuf starting at off, stopping at a
  * gap/hole: see mos_rbuf_copy. */

@@ -8,13 +8,15 @@
  *  - limit is clamped to 2^31 so that a power-of-two ring >= limit fits cap.
  *  - The last offset, UINT64_MAX, is never stored (ends are exclusive and
  *    must fit in 64 bits); bytes beyond it are counted in dropped_new.
- *  - gaps only describe [base, head): gaps wholly below base are forgotten
- *    (those bytes are gone anyway) and one straddling base is clipped, which
- *    keeps memory bounded on long flows.  Gaps created because the window
- *    passed head are therefore reported (gaps_added) but not listed.
- *  - At MOS_RBUF_MAX_GAPS the newest hole is merged into the previous gap
- *    (the present bytes between them become unreadable) and gap_overflow
- *    counts it.
+ *  - A hole declared right where the last gap ends extends that gap, so
+ *    gaps are maximal; gaps_added counts holes, not new entries.
+ *  - Gaps wholly below base may be forgotten, but only when the gap array is
+ *    full and needs room (or on mos_rbuf_forget_gaps): within one call the
+ *    gaps it declared are the last entries, and memory stays proportional to
+ *    the gaps still in the window.
+ *  - At MOS_RBUF_MAX_GAPS gaps in the window the newest hole is merged into
+ *    the previous gap (the present bytes between them become unreadable)
+ *    and gap_overflow counts it.
  *  - New bytes landing on a declared gap are not stored (the gap stays; the
  *    reader was already told) and are counted in in_gap.
  *  - data == NULL moves the window like real data but stores nothing and
@@ -137,44 +139,42 @@ static unsigned gaps_end_gt(const mos_rbuf_t *rb, uint64_t x)
     return lo;
 }
 
+/* Drop the gaps that end at or below off. */
+static void gaps_forget(mos_rbuf_t *rb, uint64_t off)
+{
+    unsigned k = gaps_end_gt(rb, off);
+    if (k) {
+        memmove(rb->gaps, rb->gaps + k, (rb->ngaps - k) * sizeof *rb->gaps);
+        rb->ngaps -= (uint16_t)k;
+    }
+}
+
 /* Declare [from, to) a gap; from >= end of the last gap. */
 static void gap_add(mos_rbuf_t *rb, uint64_t from, uint64_t to)
 {
-    if (rb->ngaps) {
-        mos_span_t *g = &rb->gaps[rb->ngaps - 1];
-        if (span_end(g) == from) { g->len += to - from; return; }
-        if (rb->ngaps >= MOS_RBUF_MAX_GAPS ||
-            spans_reserve(&rb->gaps, &rb->gapcap, rb->ngaps + 1u, MOS_RBUF_MAX_GAPS)) {
-            /* no room for another entry: widen the last one (the bytes in
-             * between become unreadable, never wrongly readable) */
-            g->len = to - g->off;
+    if (rb->ngaps && span_end(&rb->gaps[rb->ngaps - 1]) == from) {
+        rb->gaps[rb->ngaps - 1].len += to - from;
+        return;
+    }
+    if (rb->ngaps == rb->gapcap) {
+        gaps_forget(rb, rb->base); /* make room from history first */
+        if (rb->ngaps == rb->gapcap &&
+            (rb->ngaps >= MOS_RBUF_MAX_GAPS ||
+             spans_reserve(&rb->gaps, &rb->gapcap, rb->ngaps + 1u, MOS_RBUF_MAX_GAPS))) {
+            if (rb->ngaps) {
+                /* widen the last gap: the bytes in between become
+                 * unreadable, never wrongly readable */
+                rb->gaps[rb->ngaps - 1].len = to - rb->gaps[rb->ngaps - 1].off;
+            } else if (to > rb->base) {
+                rb->base = to; /* cannot record even one gap: drop all below it */
+            }
             rb->gap_overflow++;
             return;
         }
-    } else if (spans_reserve(&rb->gaps, &rb->gapcap, 1, MOS_RBUF_MAX_GAPS)) {
-        /* cannot record even one gap: forget everything below it instead */
-        if (to > rb->base) rb->base = to;
-        rb->gap_overflow++;
-        return;
     }
     rb->gaps[rb->ngaps].off = from;
     rb->gaps[rb->ngaps].len = to - from;
     rb->ngaps++;
-}
-
-/* Forget gaps below base, clip one straddling it. */
-static void gaps_prune(mos_rbuf_t *rb)
-{
-    if (!rb->ngaps || rb->gaps[0].off >= rb->base) return;
-    unsigned k = gaps_end_gt(rb, rb->base);
-    if (k) {
-        memmove(rb->gaps, rb->gaps + k, (rb->ngaps - k) * sizeof *rb->gaps);
-        rb->ngaps -= k;
-    }
-    if (rb->ngaps && rb->gaps[0].off < rb->base) {
-        rb->gaps[0].len = span_end(&rb->gaps[0]) - rb->base;
-        rb->gaps[0].off = rb->base;
-    }
 }
 
 /* Declare everything below `to` (> head) delivered: holes become gaps, runs
@@ -198,7 +198,7 @@ static unsigned pass_head(mos_rbuf_t *rb, uint64_t to)
     if (k < rb->nruns && rb->runs[k].off == h) h = span_end(&rb->runs[k++]);
     if (k) {
         memmove(rb->runs, rb->runs + k, (rb->nruns - k) * sizeof *rb->runs);
-        rb->nruns -= k;
+        rb->nruns -= (uint16_t)k;
     }
     rb->head = h;
     return holes;
@@ -221,7 +221,6 @@ static void advance_base(mos_rbuf_t *rb, uint64_t nb, mos_rbuf_result_t *res)
         res->new_inorder += rb->head - h0;
     }
     if (nb > rb->base) rb->base = nb; /* gap_add may already have moved it */
-    gaps_prune(rb);
 }
 
 /* ---- storing ---- */
@@ -372,7 +371,6 @@ void mos_rbuf_insert(mos_rbuf_t *rb, uint64_t off, const uint8_t *data, uint32_t
             if (used > room) {
                 res->dropped_old_from = rb->base;
                 res->dropped_old_to = rb->base = off - room;
-                if (rb->ngaps) gaps_prune(rb);
             }
             ring_write(rb->data, rb->cap, off, data, len);
             rb->head = off + len;
@@ -489,12 +487,17 @@ uint64_t mos_rbuf_ooo_bytes(const mos_rbuf_t *rb)
     return s;
 }
 
-/* Present bytes in [base, to), to <= head. */
+void mos_rbuf_forget_gaps(mos_rbuf_t *rb, uint64_t off)
+{
+    gaps_forget(rb, off);
+}
+
+/* Present bytes in [base, to), base <= to <= head. */
 static uint64_t present_below(const mos_rbuf_t *rb, uint64_t to)
 {
     uint64_t s = to - rb->base;
-    for (unsigned g = 0; g < rb->ngaps && rb->gaps[g].off < to; g++)
-        s -= min64(span_end(&rb->gaps[g]), to) - rb->gaps[g].off;
+    for (unsigned g = gaps_end_gt(rb, rb->base); g < rb->ngaps && rb->gaps[g].off < to; g++)
+        s -= min64(span_end(&rb->gaps[g]), to) - max64(rb->gaps[g].off, rb->base);
     return s;
 }
 
@@ -506,7 +509,6 @@ uint64_t mos_rbuf_set_limit(mos_rbuf_t *rb, uint32_t limit)
     if (rb->limit == 0) { /* nothing was held: start the window at head */
         rb->base = rb->head;
         rb->nruns = 0;
-        gaps_prune(rb);
         rb->limit = limit;
         return 0;
     }
@@ -523,11 +525,11 @@ uint64_t mos_rbuf_set_limit(mos_rbuf_t *rb, uint32_t limit)
         uint64_t hi = rb->head;
         if (rb->nruns) hi = span_end(&rb->runs[rb->nruns - 1]);
         else if (rb->ngaps && span_end(&rb->gaps[rb->ngaps - 1]) == hi) hi = rb->gaps[rb->ngaps - 1].off;
+        if (hi < rb->base) hi = rb->base;
         if (hi - rb->base > limit) {
             uint64_t nb = min64(hi - limit, rb->head);
             dropped += present_below(rb, nb);
             rb->base = nb;
-            gaps_prune(rb);
             /* runs still beyond the window are cut */
             while (rb->nruns && rb->runs[rb->nruns - 1].off - nb >= limit)
                 dropped += rb->runs[--rb->nruns].len;

@@ -52,7 +52,8 @@ typedef struct mos_rbuf_result {
  * dropped and counted (a flood of tiny out-of-order segments must not cost
  * unbounded memory or time). */
 #define MOS_RBUF_MAX_RUNS 1024
-/* Most gaps listed (ngaps is 16-bit); gaps only cover [base, head). */
+/* Most gaps listed (ngaps is 16-bit); beyond it the newest hole widens the
+ * last gap (counted in gap_overflow). */
 #define MOS_RBUF_MAX_GAPS 65535
 /* limit is clamped to this so that a power-of-two ring holding it fits cap. */
 #define MOS_RBUF_MAX_LIMIT 0x80000000u
@@ -100,5 +101,10 @@ const mos_span_t *mos_rbuf_gap_after(const mos_rbuf_t *rb, uint64_t off);
 
 /* Bytes present above head (sum of runs). */
 uint64_t mos_rbuf_ooo_bytes(const mos_rbuf_t *rb);
+
+/* Drop the listed gaps that end at or below off (e.g. every reader is past
+ * them).  Gaps below base are also dropped on their own when the list needs
+ * room, but never those declared by the current call. */
+void mos_rbuf_forget_gaps(mos_rbuf_t *rb, uint64_t off);
 
 #endif
