@@ -200,3 +200,30 @@ def test_config_errors_name_the_key():
         mos.Config(checksum="maybe")
     with pytest.raises(mos.ConfigError, match="tcp_timeout"):
         mos.Config(tcp_timeout=0)
+
+
+def test_engine_timer_set_before_first_packet_counts_from_it():
+    """Regression: a timer set before any packet must not start in 1970."""
+    eng = mos.Engine()
+    ticks = []
+    eng.set_timer(1.0, lambda e: ticks.append(round(e.now, 3)), periodic=True)
+    c = Conv(step=0.5)
+    c.ts = 1_700_000_000.0
+    c.handshake()
+    for _ in range(6):
+        c.send("c", b"x")
+    for ts, fr in c.frames:
+        eng.feed(fr, ts)
+    assert ticks == [1_700_000_001.0, 1_700_000_002.0, 1_700_000_003.0]  # 4.0 is the last packet
+
+
+def test_periodic_timer_coalesces_ticks_missed_in_a_quiet_spell():
+    eng = mos.Engine()
+    ticks = []
+    c = Conv()
+    c.ts = 10.0
+    c.syn()
+    eng.feed(c.frames[0][1], 10.0)
+    eng.set_timer(0.001, lambda e: ticks.append(e.now), periodic=True)
+    eng.advance(10.0 + 3600)  # an hour of nothing: one tick, not 3.6 million
+    assert len(ticks) == 1
