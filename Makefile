@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml setup.py
 
 # compile the per-packet core in place (fast when nothing changed)
 build: $(VENV)/.installed
-	$(BIN)/python setup.py -q build_ext --inplace 2>&1 | grep -v "^warning: \|^$$" || true
+	$(BIN)/python setup.py -q build_ext --inplace
 	@$(BIN)/python -c "import mos.dualstack._engine, mos._native, mos.dualstack._stream"
 
 system-deps:

@@ -178,13 +178,25 @@ def _has_module(name):
 
 
 def worker_mos(path: str, event_name: str | None = None) -> dict:
-    eng = mos_engine()
     calls = [0]
-    if event_name:
+    if event_name == "READER":
+        # an IDS-style reader: every byte is peeked once, then released
+        import mos
+        eng = mos.Engine(mos.Config(keep_read=False))
+        nbytes = [0]
+
+        def reader(flow, side, event):
+            calls[0] += 1
+            nbytes[0] += len(flow.peek(side))
+        mos_attach(eng, "CONN_NEW_DATA", reader)
+    elif event_name:
+        eng = mos_engine()
+
         def handler(flow, side, event):
             calls[0] += 1
         mos_attach(eng, event_name, handler)
     else:
+        eng = mos_engine()
         mos_attach(eng)
     t0 = time.perf_counter()
     stats = mos_run(eng, path)
@@ -739,7 +751,8 @@ def build_rows(R: dict) -> list[list[str]]:
                          engine_details(e["stats"]),
                          f"{'PASS' if ok else 'FAIL'} >= {_f(TARGET_ENGINE_PPS, digits=0)} pkt/s"])
     for key, name in (("mos_new_data", "mos + CONN_NEW_DATA handler"),
-                      ("mos_pkt_in", "mos + PKT_IN handler")):
+                      ("mos_pkt_in", "mos + PKT_IN handler"),
+                      ("mos_reader", "mos + CONN_NEW_DATA reader (peek all, keep_read=False)")):
         h = R.get(key)
         if h is None:
             continue
@@ -944,7 +957,7 @@ def main(argv=None) -> int:
     R["mos"] = {"error": m.error} if m.error else dict(m.info, cli=m.cli)
     if m.error:
         log(m.error)
-        for k in ("mos_streams", "mos_engine", "mos_new_data", "mos_pkt_in") + (
+        for k in ("mos_streams", "mos_engine", "mos_new_data", "mos_pkt_in", "mos_reader") + (
                 () if a.skip_memory else ("memory",)):
             R[k] = {"error": "mos not built"}
     else:
@@ -954,7 +967,8 @@ def main(argv=None) -> int:
         log("mos engine ...")
         R["mos_engine"] = base = bench_mos_engine(m, path, exp, a.repeat, a.timeout)
         summary(R, "mos_engine")
-        for key, ev in (("mos_new_data", "CONN_NEW_DATA"), ("mos_pkt_in", "PKT_IN")):
+        for key, ev in (("mos_new_data", "CONN_NEW_DATA"), ("mos_pkt_in", "PKT_IN"),
+                        ("mos_reader", "READER")):
             if "error" in base:
                 R[key] = {"error": "skipped: the run without handlers failed"}
                 continue

@@ -157,3 +157,4 @@ cdef extern from "sha256.h" nogil:
     void mos_sha256_init(mos_sha256_t *s)
     void mos_sha256_update(mos_sha256_t *s, const uint8_t *data, size_t len)
     void mos_sha256_final(mos_sha256_t *s, uint8_t out[32])
+    const char *mos_sha256_backend()

@@ -34,7 +34,8 @@ RESULT_NAMES = {
     MOS_DEC_UNSUPPORTED: "unsupported",
 }
 
-DEF ERRLEN = 1024
+cdef enum:
+    ERRLEN = 1024
 
 
 cdef class Capture:
@@ -399,3 +400,8 @@ def bench_decode(path, int rounds=20, bint with_hash=True):
     finally:
         free(fr)
         mos_capture_close(c)
+
+
+def sha256_backend():
+    """'libcrypto' or 'builtin': the SHA-256 used for stream digests."""
+    return mos_sha256_backend().decode()

@@ -53,6 +53,13 @@ static inline void pkt_zero(mos_pkt_t *p)
 
 static void tcp_options(const uint8_t *o, uint32_t n, mos_pkt_t *p)
 {
+    /* fast path: NOP NOP TS, what most stacks put on every data segment */
+    if (n == 12 && be32(o) == 0x0101080a) {
+        p->tsval = be32(o + 4);
+        p->tsecr = be32(o + 8);
+        p->opts = MOS_OPT_TS;
+        return;
+    }
     uint32_t i = 0;
     while (i < n) {
         uint8_t kind = o[i];
@@ -251,6 +258,8 @@ static int decode_ip6(const uint8_t *h, uint32_t cap, mos_pkt_t *p)
             uint8_t next = h[off];
             uint32_t id = be32(h + off + 4);
             off += 8;
+            if (off > 0xffff)
+                return MOS_DEC_MALFORMED;
             if ((fo & 0xfff9) == 0) { /* atomic fragment (RFC 6946): a whole packet */
                 nh = next;
                 continue;
@@ -269,6 +278,8 @@ static int decode_ip6(const uint8_t *h, uint32_t cap, mos_pkt_t *p)
         }
         break;
     }
+    if (off > 0xffff) /* only a jumbogram can carry this much header; l3hlen is 16 bits */
+        return MOS_DEC_MALFORMED;
     p->proto = nh;
     p->l3hlen = (uint16_t)off;
     if (nh == 50 || nh == 59) /* ESP hides the rest; 59: nothing follows */

@@ -11,7 +11,10 @@ import pytest
 from mos._native import Capture
 from mos.errors import CaptureError
 
-import _netpkt as N
+try:
+    import _netpkt as N
+except ImportError:  # tests/ imported as a package
+    from tests import _netpkt as N
 
 CORPUS = Path("/work/shared/corpus")
 CORPUS_FILES = sorted(p for p in CORPUS.rglob("*") if p.suffix in (".pcap", ".pcapng", ".trace"))

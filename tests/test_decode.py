@@ -9,7 +9,10 @@ import pytest
 from mos import _native as nat
 from mos._native import Capture, decode, decode_ip, fix_checksums
 
-import _netpkt as N
+try:
+    import _netpkt as N
+except ImportError:  # tests/ imported as a package
+    from tests import _netpkt as N
 
 CORPUS = Path("/work/shared/corpus")
 

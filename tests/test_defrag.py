@@ -7,7 +7,10 @@ import pytest
 
 from mos._native import Capture, Defrag, decode_ip
 
-import _netpkt as N
+try:
+    import _netpkt as N
+except ImportError:  # tests/ imported as a package
+    from tests import _netpkt as N
 
 CORPUS = Path("/work/shared/corpus")
 SEC = 10**9

@@ -10,7 +10,10 @@ from mos import _native as nat
 from mos._native import Capture, Defrag, decode, decode_ip, fix_checksums
 from mos.errors import CaptureError
 
-import _netpkt as N
+try:
+    import _netpkt as N
+except ImportError:  # tests/ imported as a package
+    from tests import _netpkt as N
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
 RESULTS = {"tcp", "other", "fragment", "truncated", "malformed", "unsupported"}
