@@ -123,13 +123,15 @@ def cmd_streams(args) -> int:
     for _id, c2s, s2c in sorted(st.records, key=lambda r: r[0]):
         write(json.dumps(c2s) + "\n")
         write(json.dumps(s2c) + "\n")
-    _notes(eng.counters())
+    _notes(eng.counters(), args.capture if rc == 0 else None)
     if stats is not None and args.stats:
         print(json.dumps(stats.as_dict()), file=sys.stderr)
     return rc
 
 
-def _notes(c: dict) -> None:
+def _notes(c: dict, path: Optional[str] = None) -> None:
+    if path is not None and c["frames"] == 0:
+        print(f"mos: note: {path}: no frames", file=sys.stderr)
     skipped = {k: c[k] for k in ("truncated", "malformed", "unsupported", "bad_checksum") if c[k]}
     if skipped:
         print("mos: note: frames skipped: " + ", ".join(f"{v} {k}" for k, v in skipped.items()),

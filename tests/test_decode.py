@@ -311,6 +311,9 @@ def test_tcp_options_all():
     raw = (b"\x02\x04\x05\xb4" b"\x01" b"\x03\x03\x07" b"\x04\x02" b"\x08\x0a\0\0\0\x01\0\0\0\x02"
            b"\x01\x01")
     assert opts_of(raw) == {"mss": 1460, "wscale": 7, "sackok": True, "ts": (1, 2)}
+    # NOP NOP TS (the decoder's fast path) and the same option laid out otherwise
+    assert opts_of(b"\x01\x01\x08\x0a\xff\0\0\x01\0\0\0\x09") == {"ts": (0xFF000001, 9)}
+    assert opts_of(b"\x08\x0a\xff\0\0\x01\0\0\0\x09\x01\x01") == {"ts": (0xFF000001, 9)}
     assert opts_of(b"\x03\x03\x0f") == {"wscale": 14}   # RFC 7323 §2.3 clamp
     assert opts_of(b"\x03\x03\xff") == {"wscale": 14}
     for n in range(1, 5):

@@ -197,15 +197,11 @@ def segmented(draw, max_seg=None):
     n = len(data)
     step = max_seg or n
     cuts = draw(st.lists(st.integers(1, max(1, n - 1)), max_size=60))
-    # every piece at most max_seg long: add forced cuts
-    cuts += list(range(step, n, step))
     extra = []
     for a in draw(st.lists(st.integers(0, n - 1), max_size=20)):
-        b = draw(st.integers(a + 1, min(n, a + step)))
-        extra.append((a, b))
-    segs = split(data, cuts, extra)
-    if max_seg:
-        segs = [(o, d) for o, d in segs for o, d in chop(o, d, max_seg)]
+        extra.append((a, draw(st.integers(a + 1, min(n, a + step)))))
+    # no piece longer than max_seg
+    segs = [piece for off, d in split(data, cuts, extra) for piece in chop(off, d, step)]
     order = draw(st.permutations(range(len(segs))))
     return data, [segs[i] for i in order]
 

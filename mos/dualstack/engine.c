@@ -323,10 +323,14 @@ static void after_rbuf(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int side, 
 {
     mos_rbuf_t *rb = &f->ep[side].rbuf;
     if (gaps_added > 0) {
-        int first = rb->ngaps - gaps_added;
-        if (first < 0) first = 0;
-        for (int i = first; i < rb->ngaps; i++)
-            error_ev(e, f, slot, side, pkt, MOS_ERR_GAP, rb->gaps[i].off, rb->gaps[i].len);
+        /* report the part of each gap that lies in the range head just
+         * crossed (a new hole may have widened a gap listed before) */
+        uint64_t head0 = rb->head - advanced;
+        for (const mos_span_t *g = mos_rbuf_gap_after(rb, head0); g && g->off < rb->head;
+             g = mos_rbuf_gap_after(rb, g->off + g->len)) {
+            uint64_t from = g->off > head0 ? g->off : head0;
+            error_ev(e, f, slot, side, pkt, MOS_ERR_GAP, from, g->off + g->len - from);
+        }
     }
     if (advanced) {
         int keep = retained(e, f, rb);

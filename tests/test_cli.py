@@ -1,0 +1,128 @@
+"""The `mos` command line: output format, errors on bad input, apps."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import mos
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLE = mos.sample_capture()
+
+
+def run(*args, timeout=120):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "mos", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=ROOT)
+
+
+def test_streams_prints_two_json_lines_per_flow():
+    r = run("streams", SAMPLE)
+    assert r.returncode == 0, r.stderr
+    recs = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(recs) == 14
+    assert [r["direction"] for r in recs] == ["c2s", "s2c"] * 7
+    keys = {"client", "server", "direction", "bytes", "sha256", "gaps", "client_state", "server_state"}
+    assert all(set(r) == keys for r in recs)
+    big = [r for r in recs if r["bytes"] == 200204]
+    assert big and big[0]["direction"] == "s2c" and big[0]["gaps"] == []
+    v6 = [r for r in recs if r["client"].startswith("[2001:db8::1]:")]
+    assert v6 and v6[0]["server"] == "[2001:db8::2]:80"
+    refused = [r for r in recs if r["server"].endswith(":81")]
+    assert refused[0]["client_state"] == "CLOSED" and refused[0]["bytes"] == 0
+
+
+def test_streams_write_dir_files_match_digests(tmp_path):
+    r = run("streams", SAMPLE, "--write-dir", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    recs = [json.loads(line) for line in r.stdout.splitlines()]
+    digests = {hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()}
+    assert {x["sha256"] for x in recs if x["bytes"]} <= digests
+    assert len(list(tmp_path.iterdir())) == sum(1 for x in recs if x["bytes"])
+
+
+def test_streams_cut_short_capture_names_file_and_offset(tmp_path):
+    data = open(SAMPLE, "rb").read()
+    bad = tmp_path / "cut.pcap"
+    bad.write_bytes(data[: len(data) // 2])
+    r = run("streams", str(bad))
+    assert r.returncode == 2
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and str(bad) in err[0] and "offset" in err[0]
+    assert r.stdout.strip(), "flows read before the fault are still printed"
+
+
+def test_streams_empty_file_is_zero_frames_with_a_note(tmp_path):
+    empty = tmp_path / "empty.pcap"
+    empty.write_bytes(b"")
+    r = run("streams", str(empty))
+    assert r.returncode == 0 and r.stdout == "" and "no frames" in r.stderr
+
+
+@pytest.mark.parametrize("content", [b"not a capture at all, just text\n", b"\xd4\xc3\xb2"])
+def test_streams_unreadable_capture_one_line_error(tmp_path, content):
+    bad = tmp_path / "junk.pcap"
+    bad.write_bytes(content)
+    r = run("streams", str(bad))
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and "junk.pcap" in r.stderr
+
+
+def test_streams_missing_file():
+    r = run("streams", "/nonexistent/x.pcap")
+    assert r.returncode == 2 and "x.pcap" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_streams_snapped_frames_are_counted_and_skipped(tmp_path):
+    """Frames whose headers the capture cut are counted, never a crash."""
+    import dpkt
+    out = tmp_path / "snap.pcap"
+    with open(SAMPLE, "rb") as fh, open(out, "wb") as wh:
+        w = dpkt.pcap.Writer(wh, snaplen=65535)
+        for i, (ts, buf) in enumerate(dpkt.pcap.Reader(fh)):
+            w.writepkt(buf[:30] if i % 10 == 5 else buf, ts)
+    r = run("streams", str(out))
+    assert r.returncode == 0
+    assert "truncated" in r.stderr
+
+
+def test_run_app_prints_summary():
+    r = run("run", SAMPLE, "--app", "middleboxes.midstat", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "packets" in r.stderr and "packets/s" in r.stderr
+    assert "198.18.0.1" in r.stdout
+
+
+def test_run_app_from_file(tmp_path):
+    app = tmp_path / "counter.py"
+    app.write_text(
+        "import mos\n"
+        "seen = []\n"
+        "def attach(engine):\n"
+        "    mon = engine.attach(mos.Monitor())\n"
+        "    mon.on(mos.Event.CONN_START, lambda f, s, e: seen.append(f.server_port))\n"
+        "def finish(engine, stats):\n"
+        "    print('starts', len(seen))\n")
+    r = run("run", SAMPLE, "--app", str(app), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert "starts 7" in r.stdout
+
+
+def test_run_app_not_importable():
+    r = run("run", SAMPLE, "--app", "no_such_module_xyz")
+    assert r.returncode == 2 and "no_such_module_xyz" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bad_option_value_is_refused():
+    r = run("streams", SAMPLE, "--overlap", "newest")
+    assert r.returncode == 2 and "newest" in r.stderr
+
+
+def test_demo_runs_on_the_shipped_capture():
+    r = run("demo")
+    assert r.returncode == 0, r.stderr
+    assert '"direction": "c2s"' in r.stdout
