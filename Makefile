@@ -22,6 +22,7 @@ $(VENV)/.installed: pyproject.toml setup.py
 	$(MAKE) system-deps
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q 'setuptools>=65' wheel 'Cython>=3.0'
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 

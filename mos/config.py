@@ -36,9 +36,9 @@ class Config:
     max_flows: int = 1_000_000
     #: keep a SHA-256 of each direction's stream (used by `mos streams`)
     digest: bool = False
-    #: keep bytes every monitor has read (and the receiver acknowledged) until the
-    #: buffer is full, so ppeek can look back; False frees them at once (less memory)
-    keep_read: bool = True
+    #: keep bytes that every monitor has read and the receiver acknowledged until the
+    #: buffer is full (ppeek can look back); False frees them at the flow's next packet
+    keep_read: bool = False
     #: bytes held for IP fragment reassembly
     defrag_memory: int = 64 << 20
     #: seconds an incomplete fragmented datagram is kept

@@ -58,7 +58,7 @@ def l4_with_csum(l4: bytes, proto: int, src: bytes, dst: bytes, off=16) -> bytes
 # ---- IPv4 (RFC 791) ----
 
 
-def ip4(src="10.0.0.1", dst="10.0.0.2", proto=6, payload=b"", *, ttl=64, ident=1, flags=0,
+def ip4(src="198.18.0.1", dst="198.18.0.2", proto=6, payload=b"", *, ttl=64, ident=1, flags=0,
         frag_off=0, options=b"", tot=None, fill_l4_csum=True, ihl=None, version=4):
     s, d = a4(src), a4(dst)
     if fill_l4_csum and proto == 6 and len(payload) >= 20 and not (flags & 1 or frag_off):

@@ -396,6 +396,8 @@ def trace(path, *, per_frame: bool = True, frames=None, **config) -> Trace:
     fires per packet and frame numbers are known; otherwise ``Engine.run``
     processes the file in bursts (frame numbers are then None)."""
     config.setdefault("buffer_size", 1 << 20)
+    # keep what was read, so the bytes still held at the end can be compared too
+    config.setdefault("keep_read", True)
     eng = mos.Engine(mos.Config(**config))
     mon = eng.attach(mos.Monitor(name="corpus-trace"))
     flows: dict = {}

@@ -397,7 +397,7 @@ def dpkt_frame(v6=False, payload=b"hello world!", odd=False):
                           dst=socket.inet_pton(socket.AF_INET6, "fe80::2"), nxt=6, hlim=64, data=t,
                           plen=len(bytes(t)))
         return bytes(dpkt.ethernet.Ethernet(src=N.MAC1, dst=N.MAC2, type=0x86DD, data=ip))
-    ip = dpkt.ip.IP(src=socket.inet_aton("10.1.1.1"), dst=socket.inet_aton("10.2.2.2"), p=6, data=t)
+    ip = dpkt.ip.IP(src=socket.inet_aton("198.18.1.1"), dst=socket.inet_aton("198.18.2.2"), p=6, data=t)
     return bytes(dpkt.ethernet.Ethernet(src=N.MAC1, dst=N.MAC2, type=0x0800, data=ip))
 
 
@@ -467,14 +467,14 @@ def test_corpus_checksums_agree_with_tshark():
 
 
 def test_flow_hash_symmetric():
-    a = decode(1, N.eth(N.ip4("10.0.0.1", "10.0.0.2", payload=N.tcp(1111, 80))))
-    b = decode(1, N.eth(N.ip4("10.0.0.2", "10.0.0.1", payload=N.tcp(80, 1111))))
-    c = decode(1, N.eth(N.ip4("10.0.0.1", "10.0.0.2", payload=N.tcp(1112, 80))))
+    a = decode(1, N.eth(N.ip4("198.18.0.1", "198.18.0.2", payload=N.tcp(1111, 80))))
+    b = decode(1, N.eth(N.ip4("198.18.0.2", "198.18.0.1", payload=N.tcp(80, 1111))))
+    c = decode(1, N.eth(N.ip4("198.18.0.1", "198.18.0.2", payload=N.tcp(1112, 80))))
     assert a["hash"] == b["hash"] != c["hash"]
     a6 = decode(229, N.ip6("::1", "::2", payload=N.tcp(1111, 80)))
     b6 = decode(229, N.ip6("::2", "::1", payload=N.tcp(80, 1111)))
     assert a6["hash"] == b6["hash"]
-    hashes = {decode(228, N.ip4("10.0.0.1", "10.0.0.2", payload=N.tcp(p, 80)))["hash"] for p in range(2000)}
+    hashes = {decode(228, N.ip4("198.18.0.1", "198.18.0.2", payload=N.tcp(p, 80)))["hash"] for p in range(2000)}
     assert len(hashes) > 1990
 
 

@@ -21,7 +21,7 @@ def body(n=1000, seed=1):
     return N.tcp(sport=999, dport=80, seq=5, flags=0x18, payload=bytes(r.randrange(256) for _ in range(n - 20)))
 
 
-def fragments4(data, size=64, ident=0x77, options=b"", src="10.9.9.1", dst="10.9.9.2", df=False):
+def fragments4(data, size=64, ident=0x77, options=b"", src="198.18.9.1", dst="198.18.9.2", df=False):
     """Split an L4 payload into IPv4 fragments of `size` data bytes (multiple of 8)."""
     out = []
     for off in range(0, len(data), size):
@@ -33,7 +33,7 @@ def fragments4(data, size=64, ident=0x77, options=b"", src="10.9.9.1", dst="10.9
     return out
 
 
-def whole4(data, ident=0x77, options=b"", src="10.9.9.1", dst="10.9.9.2", df=False):
+def whole4(data, ident=0x77, options=b"", src="198.18.9.1", dst="198.18.9.2", df=False):
     return N.ip4(src, dst, 6, data, ident=ident, options=options, flags=2 if df else 0,
                  fill_l4_csum=False)
 
@@ -48,8 +48,8 @@ def feed(df, pkts, lt=228, t0=0, step=0):
 
 
 def prepared(data):
-    """The L4 bytes with a valid checksum for 10.9.9.1 -> 10.9.9.2."""
-    return N.l4_with_csum(data, 6, N.a4("10.9.9.1"), N.a4("10.9.9.2"))
+    """The L4 bytes with a valid checksum for 198.18.9.1 -> 198.18.9.2."""
+    return N.l4_with_csum(data, 6, N.a4("198.18.9.1"), N.a4("198.18.9.2"))
 
 
 def test_in_order_reversed_shuffled():
@@ -190,10 +190,10 @@ def test_largest_datagram():
 def test_keys_keep_datagrams_apart():
     d1, d2 = prepared(body(200, 1)), prepared(body(200, 2))
     f1 = fragments4(d1, 64, ident=1)
-    f2 = fragments4(d2, 64, ident=1, src="10.9.9.3")  # same id, different source
+    f2 = fragments4(d2, 64, ident=1, src="198.18.9.3")  # same id, different source
     inter = [x for pair in zip(f1, f2) for x in pair]
     out = feed(Defrag(), inter)
-    assert sorted(out) == sorted([whole4(d1, ident=1), whole4(d2, ident=1, src="10.9.9.3")])
+    assert sorted(out) == sorted([whole4(d1, ident=1), whole4(d2, ident=1, src="198.18.9.3")])
 
 
 def test_non_fragments_pass_through():

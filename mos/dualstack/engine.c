@@ -531,6 +531,7 @@ static void store_data(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int r, con
     }
     if (R->flags & MOS_EPF_UNMON) return;
     mos_rbuf_t *rb = &R->rbuf;
+    if (!e->cfg.keep_read && R->consumed > rb->base) release_read(f, r);
     uint64_t head0 = rb->head;
     if ((uint64_t)doff == head0 && have == len && rb->nruns == 0 && !retained(e, f, rb)) {
         /* in order, nothing waiting, nobody to keep it for: no copy */
@@ -999,8 +1000,10 @@ void mos_flow_set_buffer(mos_engine_t *e, mos_flow_t *f, int side, uint32_t size
 
 void mos_flow_consumed(mos_engine_t *e, mos_flow_t *f, int side, uint64_t off)
 {
+    (void)e;
+    /* released when the flow's next packet arrives, so a handler can still
+     * ppeek what it has just read */
     f->ep[side].consumed = off;
-    if (!e->cfg.keep_read) release_read(f, side);
 }
 
 void mos_flow_stop_side(mos_engine_t *e, mos_flow_t *f, int side)

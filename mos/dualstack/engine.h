@@ -228,7 +228,8 @@ uint64_t mos_engine_memory(const mos_engine_t *e);    /* bytes held by the table
 /* Per-side run-time settings. */
 void mos_flow_set_buffer(mos_engine_t *e, mos_flow_t *f, int side, uint32_t size);
 void mos_flow_stop_side(mos_engine_t *e, mos_flow_t *f, int side);
-/* Every monitor has read `side`'s stream up to off: those bytes may go. */
+/* Every monitor has read `side`'s stream up to off: unless keep_read, those
+ * bytes (once acknowledged) are freed when the flow's next packet arrives. */
 void mos_flow_consumed(mos_engine_t *e, mos_flow_t *f, int side, uint64_t off);
 
 /* Stream bytes present in f->ep[side].rbuf starting at off, stopping at a
