@@ -14,7 +14,7 @@ demo: setup
 	$(BIN)/mos demo
 
 test: setup
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 setup: $(VENV)/.installed build
 

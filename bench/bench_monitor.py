@@ -190,7 +190,10 @@ def worker_mos(path: str, event_name: str | None = None) -> dict:
             nbytes[0] += len(flow.peek(side))
         mos_attach(eng, "CONN_NEW_DATA", reader)
     elif event_name:
-        eng = mos_engine()
+        # PKT_IN_NOBUF: a packet-level monitor that reads no stream keeps no payload
+        nobuf = event_name.endswith("_NOBUF")
+        event_name = event_name[:-len("_NOBUF")] if nobuf else event_name
+        eng = mos_engine(0 if nobuf else None)
 
         def handler(flow, side, event):
             calls[0] += 1
@@ -752,7 +755,8 @@ def build_rows(R: dict) -> list[list[str]]:
                          f"{'PASS' if ok else 'FAIL'} >= {_f(TARGET_ENGINE_PPS, digits=0)} pkt/s"])
     for key, name in (("mos_new_data", "mos + CONN_NEW_DATA handler"),
                       ("mos_pkt_in", "mos + PKT_IN handler"),
-                      ("mos_reader", "mos + CONN_NEW_DATA reader (peek all, keep_read=False)")):
+                      ("mos_pkt_in_nobuf", "mos + PKT_IN handler, buffer_size=0"),
+                      ("mos_reader", "mos + CONN_NEW_DATA reader (peeks every byte)")):
         h = R.get(key)
         if h is None:
             continue
@@ -957,7 +961,8 @@ def main(argv=None) -> int:
     R["mos"] = {"error": m.error} if m.error else dict(m.info, cli=m.cli)
     if m.error:
         log(m.error)
-        for k in ("mos_streams", "mos_engine", "mos_new_data", "mos_pkt_in", "mos_reader") + (
+        for k in ("mos_streams", "mos_engine", "mos_new_data", "mos_pkt_in", "mos_pkt_in_nobuf",
+                  "mos_reader") + (
                 () if a.skip_memory else ("memory",)):
             R[k] = {"error": "mos not built"}
     else:
@@ -968,7 +973,7 @@ def main(argv=None) -> int:
         R["mos_engine"] = base = bench_mos_engine(m, path, exp, a.repeat, a.timeout)
         summary(R, "mos_engine")
         for key, ev in (("mos_new_data", "CONN_NEW_DATA"), ("mos_pkt_in", "PKT_IN"),
-                        ("mos_reader", "READER")):
+                        ("mos_pkt_in_nobuf", "PKT_IN_NOBUF"), ("mos_reader", "READER")):
             if "error" in base:
                 R[key] = {"error": "skipped: the run without handlers failed"}
                 continue

@@ -235,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(s)
     s.add_argument("--write-dir", metavar="DIR", help="also write each direction to a file, as tcpflow does")
     s.add_argument("--buffer-size", type=int, default=STREAMS_BUFFER,
-                   help=f"bytes of out-of-order data kept per direction (default: {STREAMS_BUFFER})")
+                   help="receive buffer per direction, bytes: it holds out-of-order data until "
+                        f"the holes fill (default: {STREAMS_BUFFER})")
     s.add_argument("--stats", action="store_true", help="print run statistics as JSON on stderr")
     s.set_defaults(func=cmd_streams)
     r = sub.add_parser("run", help="run a handler module over a capture")
