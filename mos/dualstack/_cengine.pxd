@@ -53,6 +53,7 @@ cdef extern from "engine.h" nogil:
         uint8_t saddr[16]
         uint16_t cport
         uint16_t sport
+        uint16_t iface[2]
         uint64_t id
         uint64_t interest
         uint64_t first_ts
@@ -110,6 +111,9 @@ cdef extern from "engine.h" nogil:
     mos_flow_t *mos_engine_flow(mos_engine_t *e, uint32_t slot, uint32_t gen)
     mos_flow_t *mos_engine_flow_any(mos_engine_t *e, uint32_t slot)
     const mos_pkt_t *mos_engine_pkt(const mos_engine_t *e, uint32_t i)
+    uint8_t *mos_engine_verdicts(mos_engine_t *e)
+    enum:
+        MOS_VERDICT_FORWARD, MOS_VERDICT_DROP
     const mos_frame_t *mos_engine_frame(const mos_engine_t *e, uint32_t i)
     const mos_counters_t *mos_engine_counters(const mos_engine_t *e)
     const mos_defrag_stats_t *mos_engine_defrag_stats(const mos_engine_t *e)
@@ -119,3 +123,9 @@ cdef extern from "engine.h" nogil:
     void mos_flow_set_buffer(mos_engine_t *e, mos_flow_t *f, int side, uint32_t size)
     void mos_flow_stop_side(mos_engine_t *e, mos_flow_t *f, int side)
     void mos_flow_consumed(mos_engine_t *e, mos_flow_t *f, int side, uint64_t off)
+
+
+cdef extern from "port.h" nogil:
+    ctypedef int (*mos_rx_fn)(void *handle, mos_frame_t *frames, int max)
+    ctypedef void (*mos_rx_done_fn)(void *handle)
+    ctypedef int (*mos_tx_fn)(void *handle, const mos_frame_t *frames, int n)

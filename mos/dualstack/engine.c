@@ -41,6 +41,7 @@ struct mos_engine {
     uint32_t nev, evcap;
     /* decoded packets of the current burst */
     mos_pkt_t *pkts;
+    uint8_t *verdict;
     uint32_t pktcap;
     const mos_frame_t *frames;
     mos_defrag_t *defrag;
@@ -581,7 +582,7 @@ static void store_data(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int r, con
     if (advanced || gaps) after_rbuf(e, f, slot, r, pi, advanced, gaps);
 }
 
-static void tcp_packet(mos_engine_t *e, uint32_t pi, const mos_pkt_t *p, uint64_t ts)
+static void tcp_packet(mos_engine_t *e, uint32_t pi, const mos_pkt_t *p, uint64_t ts, uint16_t iface)
 {
     e->c.tcp++;
     uint32_t hash = mos_flow_hash(p);
@@ -627,6 +628,7 @@ checked:;
     }
     lru_touch(e, f, slot);
     if (ts > f->last_ts) f->last_ts = ts;
+    f->iface[s] = iface;
     int r = !s;
     mos_ep_t *S = &f->ep[s], *R = &f->ep[r];
     uint32_t len = p->seglen;
@@ -843,6 +845,7 @@ void mos_engine_free(mos_engine_t *e)
     free(e->dying);
     free(e->ev);
     free(e->pkts);
+    free(e->verdict);
     if (e->defrag) mos_defrag_free(e->defrag);
     free(e);
 }
@@ -882,8 +885,12 @@ int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int n, uint64
         mos_pkt_t *pk = realloc(e->pkts, (size_t)n * sizeof *pk);
         if (!pk) return 0;
         e->pkts = pk;
+        uint8_t *v = realloc(e->verdict, (size_t)n);
+        if (!v) return 0;
+        e->verdict = v;
         e->pktcap = (uint32_t)n;
     }
+    memset(e->verdict, MOS_VERDICT_FORWARD, (size_t)n);
     int i;
     for (i = 0; i < n; i++) {
         const mos_frame_t *fr = &frames[i];
@@ -910,7 +917,7 @@ int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int n, uint64
             rc = mos_decode_ip(d, dl, p);
         }
         switch (rc) {
-        case MOS_DEC_TCP: tcp_packet(e, (uint32_t)i, p, fr->ts_ns); break;
+        case MOS_DEC_TCP: tcp_packet(e, (uint32_t)i, p, fr->ts_ns, fr->iface); break;
         case MOS_DEC_OTHER: e->c.non_tcp++; break;
         case MOS_DEC_TRUNCATED: e->c.truncated++; break;
         case MOS_DEC_MALFORMED: e->c.malformed++; break;
@@ -980,6 +987,7 @@ const mos_pkt_t *mos_engine_pkt(const mos_engine_t *e, uint32_t i)
 }
 
 const mos_frame_t *mos_engine_frame(const mos_engine_t *e, uint32_t i) { return &e->frames[i]; }
+uint8_t *mos_engine_verdicts(mos_engine_t *e) { return e->verdict; }
 const mos_counters_t *mos_engine_counters(const mos_engine_t *e) { return &e->c; }
 const mos_defrag_stats_t *mos_engine_defrag_stats(const mos_engine_t *e) { return mos_defrag_stats(e->defrag); }
 uint64_t mos_engine_now(const mos_engine_t *e) { return e->now; }

@@ -118,6 +118,7 @@ typedef struct mos_flow {
     uint8_t saddr[16];
     uint16_t cport, sport;
     uint32_t nd_stamp[2];  /* burst serial of the last NEW_DATA per side */
+    uint16_t iface[2];     /* port each side's packets arrive on (the port facing it) */
     uint64_t id;           /* creation order, from 1 */
     uint64_t interest;     /* per-flow event bits (OR-ed with the global ones) */
     uint64_t first_ts, last_ts;
@@ -218,6 +219,9 @@ mos_flow_t *mos_engine_flow(mos_engine_t *e, uint32_t slot, uint32_t gen);
 mos_flow_t *mos_engine_flow_any(mos_engine_t *e, uint32_t slot);
 
 const mos_pkt_t *mos_engine_pkt(const mos_engine_t *e, uint32_t i);
+/* Per-frame verdicts of the last process call (MOS_VERDICT_*), set by handlers. */
+uint8_t *mos_engine_verdicts(mos_engine_t *e);
+enum { MOS_VERDICT_FORWARD = 0, MOS_VERDICT_DROP = 1 };
 const mos_frame_t *mos_engine_frame(const mos_engine_t *e, uint32_t i);
 const mos_counters_t *mos_engine_counters(const mos_engine_t *e);
 const mos_defrag_stats_t *mos_engine_defrag_stats(const mos_engine_t *e);

@@ -1,0 +1,253 @@
+"""DPDK port: a DPDK ethdev (physical NIC or --vdev) behind native/port.h.
+
+    >>> from mos.ports.dpdk import DpdkPort
+    >>> eal = ["--no-huge", "-m", "1024", "--no-pci", "-l", "0",
+    ...        "--vdev=net_af_packet0,iface=veth1", "--vdev=net_af_packet1,iface=veth2"]
+    >>> with DpdkPort(0, eal) as a, DpdkPort(1, eal) as b:   # doctest: +SKIP
+    ...     handle, rx, rx_done, tx = a.c_port()
+
+The EAL (DPDK's runtime) starts once per process, with the eal_args of the
+first port; later ports must pass the same eal_args. Unless the args name a
+--file-prefix or --in-memory, mos adds ``--file-prefix mos<pid>`` so that
+processes never share DPDK state, and removes that runtime directory at exit.
+The EAL pins the calling thread to the first lcore of ``-l``.
+
+The compiled part (mos.ports._dpdk_cffi, native/dpdk/) is built only when
+libdpdk was found at build time; otherwise DpdkPort raises MosError saying so.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import shlex
+import shutil
+from collections.abc import Sequence
+
+from mos.errors import ConfigError, MosError
+
+UNAVAILABLE = (
+    "the dpdk driver is unavailable: libdpdk was not found when mos was built "
+    "(apt-get install libdpdk-dev, then reinstall mos)"
+)
+
+try:
+    from mos.ports._dpdk_cffi import ffi, lib
+except ModuleNotFoundError:
+    ffi = lib = None
+    _why_unavailable = UNAVAILABLE
+except ImportError as e:  # built, but libdpdk's shared libraries are gone
+    ffi = lib = None
+    _why_unavailable = (
+        f"the dpdk driver is unavailable: mos.ports._dpdk_cffi does not load ({e}); "
+        "install DPDK's runtime libraries (apt-get install dpdk) or rebuild mos"
+    )
+else:
+    _why_unavailable = ""
+
+__all__ = ["DpdkPort", "available", "forward", "cleanup", "UNAVAILABLE"]
+
+_ERRLEN = 512
+
+# EAL state for this process
+_eal_args: tuple[str, ...] | None = None  # as the first DpdkPort gave them
+_eal_argv_keep: list = []  # the EAL may keep pointers into argv: never freed
+_own_runtime_dir = ""  # set when mos chose the file prefix: removed at exit
+_open_ports: dict[int, DpdkPort] = {}
+
+
+def available() -> tuple[bool, str]:
+    """(True, "") when the DPDK driver can be used, else (False, the reason)."""
+    return (lib is not None, _why_unavailable)
+
+
+def _require_lib():
+    if lib is None:
+        raise MosError(_why_unavailable)
+    return lib
+
+
+def _normalize_eal_args(eal_args: Sequence[str] | str) -> tuple[str, ...]:
+    if isinstance(eal_args, str):
+        eal_args = shlex.split(eal_args)
+    args = tuple(eal_args)
+    for i, a in enumerate(args):
+        if not isinstance(a, str):
+            raise ConfigError(f"eal_args[{i}]: {a!r} is not a string")
+    return args
+
+
+def _has_option(args: Sequence[str], name: str) -> bool:
+    return any(a == name or a.startswith(name + "=") for a in args)
+
+
+def _sweep_stale_runtime_dirs() -> None:
+    """Remove /var/run/dpdk/mos<pid> left by mos processes that were killed."""
+    base = "/var/run/dpdk" if os.geteuid() == 0 else None
+    if not base or not os.path.isdir(base):
+        return
+    for name in os.listdir(base):
+        m = re.fullmatch(r"mos(\d+)", name)
+        if not m or int(m.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+        except PermissionError:
+            pass  # alive, someone else's
+
+
+def _init_eal(eal_args: Sequence[str] | str) -> None:
+    global _eal_args, _own_runtime_dir
+    L = _require_lib()
+    args = _normalize_eal_args(eal_args)
+    if _eal_args is not None:
+        if args != _eal_args:
+            raise ConfigError(
+                f"eal_args: the DPDK EAL of this process already runs with {list(_eal_args)}; "
+                f"it cannot start again with {list(args)} (pass the same eal_args to every "
+                "DpdkPort, listing every --vdev there)"
+            )
+        return
+    if L.mos_dpdk_initialized():
+        raise MosError("the DPDK EAL was cleaned up and cannot start again in this process")
+    full = list(args)
+    chose_prefix = not (_has_option(args, "--file-prefix") or _has_option(args, "--in-memory"))
+    if chose_prefix:
+        _sweep_stale_runtime_dirs()
+        full += ["--file-prefix", f"mos{os.getpid()}"]
+    keep = [ffi.new("char[]", a.encode()) for a in ["mos", *full]]
+    argv = ffi.new("char *[]", keep)
+    err = ffi.new("char[]", _ERRLEN)
+    if L.mos_dpdk_init(len(keep), argv, err, _ERRLEN) != 0:
+        raise MosError(
+            f"DPDK EAL init failed: {ffi.string(err).decode(errors='replace')}; "
+            f"eal_args: {list(full)} (DPDK printed the details on stderr)"
+        )
+    _eal_argv_keep.extend([keep, argv])
+    _eal_args = args
+    if chose_prefix:
+        _own_runtime_dir = ffi.string(L.mos_dpdk_runtime_dir()).decode()
+    atexit.register(cleanup)
+
+
+def cleanup() -> None:
+    """Close every open DpdkPort and stop the EAL (also runs at exit).
+
+    DPDK cannot start again in this process afterwards."""
+    global _own_runtime_dir
+    for port in list(_open_ports.values()):
+        port.close()
+    if lib is None or not lib.mos_dpdk_initialized():
+        return
+    lib.mos_dpdk_cleanup()
+    if _own_runtime_dir and os.path.basename(_own_runtime_dir) == f"mos{os.getpid()}":
+        shutil.rmtree(_own_runtime_dir, ignore_errors=True)
+    _own_runtime_dir = ""
+
+
+class DpdkPort:
+    """One DPDK ethdev port: one rx and one tx queue, promiscuous, started.
+
+    port_id   the ethdev port number (vdevs and NICs in probe order: 0, 1, ...)
+    eal_args  EAL arguments (a list, or one string split like a shell), e.g.
+              ["--no-huge", "-m", "1024", "--no-pci", "-l", "0",
+               "--vdev=net_af_packet0,iface=veth1"]; the same for every port
+    nb_desc   rx and tx ring descriptors (adjusted to the device's limits)
+    """
+
+    def __init__(self, port_id: int, eal_args: Sequence[str] | str, nb_desc: int = 1024):
+        if not isinstance(port_id, int) or not 0 <= port_id < 65536:
+            raise ConfigError(f"port_id: {port_id!r} is not a port number (0..65535)")
+        if not isinstance(nb_desc, int) or not 1 <= nb_desc <= 32768:
+            raise ConfigError(f"nb_desc: {nb_desc!r} is out of range (1..32768)")
+        _init_eal(eal_args)
+        err = ffi.new("char[]", _ERRLEN)
+        h = lib.mos_dpdk_port_open(port_id, nb_desc, err, _ERRLEN)
+        if h == ffi.NULL:
+            raise MosError(ffi.string(err).decode(errors="replace"))
+        self.port_id = port_id
+        self._h = h
+        self._frames = ffi.new("mos_frame_t[]", 64)
+        self._stats = ffi.new("mos_port_stats_t *")
+        _open_ports[port_id] = self
+
+    def _handle(self):
+        if self._h is None:
+            raise MosError(f"DpdkPort({self.port_id}) is closed")
+        return self._h
+
+    def c_port(self) -> tuple[int, int, int, int]:
+        """(handle, rx, rx_done, tx) as addresses for a C forwarding loop (native/port.h)."""
+        return (int(ffi.cast("uintptr_t", self._handle())), *_C_FUNCS)
+
+    @property
+    def handle(self):
+        """The shim handle as a cffi pointer (for lib.mos_dpdk_* calls)."""
+        return self._handle()
+
+    def stats(self) -> dict[str, int]:
+        """rx, rx_bytes, tx, tx_bytes, tx_dropped, and rx_dropped (device imissed + rx_nombuf)."""
+        lib.mos_dpdk_stats(self._handle(), self._stats)
+        s = self._stats
+        return {
+            "rx": s.rx, "rx_bytes": s.rx_bytes, "tx": s.tx, "tx_bytes": s.tx_bytes,
+            "tx_dropped": s.tx_dropped, "rx_dropped": s.rx_dropped,
+        }
+
+    # slow helpers (a copy per frame): for tests and tools, not for forwarding
+    def recv_burst(self, max_frames: int = 64) -> list[bytes]:
+        """Frames waiting now (at most max_frames), copied out; [] when none."""
+        h = self._handle()
+        if max_frames > len(self._frames):
+            self._frames = ffi.new("mos_frame_t[]", min(max_frames, lib.MOS_DPDK_BURST_MAX))
+        n = lib.mos_dpdk_rx(h, self._frames, max_frames)
+        out = [ffi.buffer(self._frames[i].data, self._frames[i].caplen)[:] for i in range(n)]
+        lib.mos_dpdk_rx_done(h)
+        return out
+
+    def send(self, frames: Sequence[bytes]) -> int:
+        """Send copies of frames (whole Ethernet frames); returns how many were queued."""
+        h = self._handle()
+        if not frames:
+            return 0
+        bufs = [ffi.from_buffer(f) for f in frames]
+        arr = ffi.new("mos_frame_t[]", len(frames))
+        for i, b in enumerate(bufs):
+            arr[i].data = b
+            arr[i].caplen = arr[i].wirelen = len(b)
+            arr[i].linktype = 1
+        return lib.mos_dpdk_tx(h, arr, len(frames))
+
+    def close(self) -> None:
+        """Stop and close the device (its port id is released). Safe to call twice."""
+        if self._h is not None:
+            lib.mos_dpdk_port_close(self._h)
+            self._h = None
+            _open_ports.pop(self.port_id, None)
+
+    def __enter__(self) -> DpdkPort:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"DpdkPort({self.port_id}{', closed' if self._h is None else ''})"
+
+
+def forward(src: DpdkPort, dst: DpdkPort) -> int:
+    """Zero copy: one rx burst (up to 64) from src sent on dst; returns frames received."""
+    return lib.mos_dpdk_forward(src._handle(), dst._handle())
+
+
+_C_FUNCS: tuple[int, int, int] = (
+    tuple(
+        int(ffi.cast("uintptr_t", ffi.addressof(lib, name)))
+        for name in ("mos_dpdk_rx", "mos_dpdk_rx_done", "mos_dpdk_tx")
+    )
+    if lib is not None
+    else (0, 0, 0)
+)
