@@ -4,7 +4,7 @@
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-APT_PKGS := tshark tcpflow tcpdump iproute2 ethtool curl
+APT_PKGS := tshark tcpflow tcpdump iproute2 ethtool curl iputils-ping
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SOURCES := $(wildcard native/*.[ch] mos/*.pyx mos/*.pxd mos/dualstack/*.[ch] mos/dualstack/*.pyx mos/dualstack/*.pxd)
 

@@ -4,10 +4,16 @@ Extensions:
   mos._native            capture reader and packet decoder (native/*.c)
   mos.dualstack._stream  the reassembly buffer on its own (tests, tools)
   mos.dualstack._engine  flow table, endpoint models, events (the hot path)
+  mos.ports._afpacket    AF_PACKET port (native/afpacket.c), Linux
+  mos.ports._dpdk_cffi   the DPDK port driver (cffi, native/dpdk/), only when
+                         `pkg-config --exists libdpdk` succeeds; without it mos
+                         builds anyway and that driver says it is unavailable
 
 MOS_BUILD_ONLY=mos._native,... builds a subset (handy while developing).
 """
 import os
+import subprocess
+import sys
 from glob import glob
 
 from Cython.Build import cythonize
@@ -30,14 +36,38 @@ candidates = [
     ext("mos._native", "mos/_native.pyx", NATIVE),
     ext("mos.dualstack._stream", "mos/dualstack/_stream.pyx", [s for s in DUAL if s.endswith("rbuf.c")]),
     ext("mos.dualstack._engine", "mos/dualstack/_engine.pyx", NATIVE + DUAL),
+    ext("mos.ports._afpacket", "mos/ports/_afpacket.pyx", ["native/afpacket.c"]),
 ]
 only = {s.strip() for s in os.environ.get("MOS_BUILD_ONLY", "").split(",") if s.strip()}
 exts = [e for e in candidates if os.path.exists(e.sources[0]) and (not only or e.name in only)]
+
+
+def dpdk_cffi_modules():
+    """cffi_modules for the DPDK driver when libdpdk and cffi are there, else [] and one line."""
+    if only and "mos.ports._dpdk_cffi" not in only:
+        return []
+    try:
+        found = subprocess.run(["pkg-config", "--exists", "libdpdk"]).returncode == 0
+    except FileNotFoundError:  # no pkg-config at all
+        found = False
+    if not found:
+        print("mos: libdpdk not found: the dpdk port driver is unavailable", file=sys.stderr)
+        return []
+    try:
+        import cffi  # noqa: F401  (its setuptools hook handles cffi_modules)
+    except ImportError:
+        print("mos: cffi not installed: the dpdk port driver is unavailable", file=sys.stderr)
+        return []
+    return ["mos/ports/dpdk_build.py:ffi"]
+
+
+cffi_modules = dpdk_cffi_modules()
 
 setup(
     ext_modules=cythonize(
         exts,
         language_level=3,
         compiler_directives={"boundscheck": False, "wraparound": False, "cdivision": True},
-    )
+    ),
+    **({"cffi_modules": cffi_modules} if cffi_modules else {}),
 )

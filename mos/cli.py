@@ -32,8 +32,11 @@ def _config(args, **extra) -> mos.Config:
                       tcp_timeout=args.timeout, **extra)
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("capture", help="pcap or pcapng file")
+def _common(p: argparse.ArgumentParser, capture_optional: bool = False) -> None:
+    if capture_optional:
+        p.add_argument("capture", nargs="?", help="pcap or pcapng file")
+    else:
+        p.add_argument("capture", help="pcap or pcapng file")
     p.add_argument("--overlap", choices=("first", "last"), default="first",
                    help="which bytes win when retransmissions overlap (default: first)")
     p.add_argument("--midstream", action="store_true",
@@ -154,6 +157,18 @@ def _load_app(spec: str):
 
 
 def cmd_run(args) -> int:
+    if getattr(args, "config", None):
+        if args.capture:
+            print("mos: error: give a CAPTURE or -c CONFIG, not both", file=sys.stderr)
+            return 2
+        from mos.inline import run_settings
+        from mos.settings import load_settings
+        settings = load_settings(args.config)
+        return run_settings(settings, app_spec=args.app or settings.app,
+                            status=not args.no_progress)
+    if not args.capture:
+        print("mos: error: nothing to run: give a CAPTURE or -c CONFIG", file=sys.stderr)
+        return 2
     app = _load_app(args.app) if args.app else None
     if app is not None and not hasattr(app, "attach"):
         print(f"mos: error: --app {args.app!r} has no attach(engine) function", file=sys.stderr)
@@ -222,7 +237,7 @@ def cmd_demo(args) -> int:
     rc = cmd_streams(ns)
     print(f"\n# mos run {cap} --app middleboxes.midstat")
     ns = argparse.Namespace(capture=cap, overlap="first", midstream=False, checksum="auto",
-                            timeout=30.0, app="middleboxes.midstat", no_progress=True,
+                            timeout=30.0, app="middleboxes.midstat", no_progress=True, config=None,
                             buffer_size=mos.Config().buffer_size)
     return rc or cmd_run(ns)
 
@@ -239,8 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
                         f"the holes fill (default: {STREAMS_BUFFER})")
     s.add_argument("--stats", action="store_true", help="print run statistics as JSON on stderr")
     s.set_defaults(func=cmd_streams)
-    r = sub.add_parser("run", help="run a handler module over a capture")
-    _common(r)
+    r = sub.add_parser("run", help="run a handler module over a capture, or on live ports (-c)")
+    _common(r, capture_optional=True)
+    r.add_argument("-c", "--config", metavar="CONFIG",
+                   help="YAML settings: in-line or passive ports (AF_PACKET, DPDK); runs until "
+                        "SIGINT/SIGTERM and prints one JSON line of counters")
     r.add_argument("--app", metavar="MODULE", help="module or .py file with attach(engine) [and finish(engine, stats)]")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--buffer-size", type=int, default=mos.Config().buffer_size,
@@ -248,6 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
     d = sub.add_parser("demo", help="run streams and midstat on the shipped sample capture")
     d.set_defaults(func=cmd_demo)
+    try:
+        from mos.testbed import add_testbed_parser
+    except ImportError:
+        pass
+    else:
+        add_testbed_parser(sub)
     return p
 
 

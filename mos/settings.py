@@ -82,25 +82,25 @@ Monitor
 
 The keys of `mos.Config`, checked by building one:
 
-=============== =========== ======================================================
-key             default     meaning
-=============== =========== ======================================================
-buffer_size     ``262144``  receive buffer per side of each flow, bytes; 0 keeps
-                            no payload
-overlap         ``first``   which bytes win when retransmissions overlap:
-                            ``first`` or ``last``
-midstream       ``false``   also track flows whose handshake was not seen
-checksum        ``auto``    ``verify``, ``ignore``, or ``auto`` (stop verifying
-                            if >10% of the first TCP packets fail)
-tcp_timeout     ``30.0``    seconds a flow may stay idle before it ends
-max_flows       ``1000000`` live flows; beyond it the least recently active is
-                            evicted
-digest          ``false``   keep a SHA-256 of each direction's stream
-keep_read       ``false``   keep bytes every monitor has read until the buffer
-                            is full (``ppeek`` can look back)
-defrag_memory   ``67108864`` bytes held for IP fragment reassembly
-defrag_timeout  ``30.0``    seconds an incomplete fragmented datagram is kept
-=============== =========== ======================================================
+=============== ============= ====================================================
+key             default       meaning
+=============== ============= ====================================================
+buffer_size     ``262144``    receive buffer per side of each flow, bytes; 0 keeps
+                              no payload
+overlap         ``first``     which bytes win when retransmissions overlap:
+                              ``first`` or ``last``
+midstream       ``false``     also track flows whose handshake was not seen
+checksum        ``auto``      ``verify``, ``ignore``, or ``auto`` (stop verifying
+                              if >10% of the first TCP packets fail)
+tcp_timeout     ``30.0``      seconds a flow may stay idle before it ends
+max_flows       ``1000000``   live flows; beyond it the least recently active is
+                              evicted
+digest          ``false``     keep a SHA-256 of each direction's stream
+keep_read       ``false``     keep bytes every monitor has read until the buffer
+                              is full (``ppeek`` can look back)
+defrag_memory   ``67108864``  bytes held for IP fragment reassembly
+defrag_timeout  ``30.0``      seconds an incomplete fragmented datagram is kept
+=============== ============= ====================================================
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ import difflib
 import os
 import re
 from dataclasses import dataclass, field, fields
-from typing import Any, NoReturn, Optional
+from typing import Any, NoReturn
 
 import yaml
 from yaml.constructor import SafeConstructor
@@ -118,8 +118,15 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from mos.config import Config
 from mos.errors import ConfigError
 
-__all__ = ["Settings", "PortSpec", "DpdkSpec", "load_settings", "parse_settings",
-           "MODES", "DRIVERS"]
+__all__ = [
+    "DRIVERS",
+    "MODES",
+    "DpdkSpec",
+    "PortSpec",
+    "Settings",
+    "load_settings",
+    "parse_settings",
+]
 
 MODES = ("inline", "passive")
 DRIVERS = ("pcap", "afpacket", "dpdk")
@@ -138,9 +145,9 @@ class PortSpec:
     """One port; see the *Ports* table of this module."""
     name: str
     driver: str
-    iface: Optional[str] = None
-    port_id: Optional[int] = None
-    path: Optional[str] = None
+    iface: str | None = None
+    port_id: int | None = None
+    path: str | None = None
     rx_ring_mb: int = 8
     burst: int = 64
     options: dict = field(default_factory=dict)
@@ -158,10 +165,10 @@ class Settings:
     ports: tuple[PortSpec, ...]
     mode: str = "inline"
     forward: tuple[tuple[str, str], ...] = ()
-    dpdk: Optional[DpdkSpec] = None
+    dpdk: DpdkSpec | None = None
     workers: int = 1
     monitor: Config = field(default_factory=Config)
-    app: Optional[str] = None
+    app: str | None = None
     #: where it was read from (for messages)
     source: str = field(default="<string>", compare=False)
 
@@ -175,7 +182,7 @@ class Settings:
                 return p
         raise KeyError(name)
 
-    def peer(self, name: str) -> Optional[str]:
+    def peer(self, name: str) -> str | None:
         """The port that `name` forwards to, or None."""
         for a, b in self.forward:
             if a == name:
@@ -207,7 +214,7 @@ def load_settings(path: str | os.PathLike) -> Settings:
 
 
 def parse_settings(text: str, name: str = "<string>",
-                   base_dir: Optional[str] = None) -> Settings:
+                   base_dir: str | None = None) -> Settings:
     """Check YAML text; `name` is used in messages, `base_dir` for relative paths."""
     if not isinstance(text, str):
         raise ConfigError(f"{name}: expected text, got {type(text).__name__}")
@@ -240,12 +247,12 @@ def _join(path: str, key: str) -> str:
 class _Reader:
     """Walks the node tree: every value is checked where its line is known."""
 
-    def __init__(self, name: str, base_dir: Optional[str]):
+    def __init__(self, name: str, base_dir: str | None):
         self.name = name
         self.base_dir = base_dir
         self.ctor = SafeConstructor()
 
-    def fail(self, node: Optional[Node], path: str, why: str) -> NoReturn:
+    def fail(self, node: Node | None, path: str, why: str) -> NoReturn:
         line = node.start_mark.line + 1 if node is not None else 1
         raise ConfigError(f"{self.name}:{line}: {path}: {why}")
 
@@ -266,7 +273,8 @@ class _Reader:
         out: dict = {}
         for knode, vnode in flat.value:
             if not isinstance(knode, ScalarNode):
-                self.fail(knode, path or "top level", f"a key must be a plain word, got {_kind(knode)}")
+                self.fail(knode, path or "top level",
+                          f"a key must be a plain word, got {_kind(knode)}")
             key = knode.value
             where = _join(path, key)
             if key not in allowed:
@@ -292,7 +300,8 @@ class _Reader:
         if node.tag == _TAG + "null" or node.value == "":
             self.fail(node, path, "is empty")
         if node.tag not in _TEXT_TAGS:
-            self.fail(node, path, f"{node.value!r}: tag {node.tag} is not supported here")
+            tag = "!!" + node.tag[len(_TAG):] if node.tag.startswith(_TAG) else node.tag
+            self.fail(node, path, f"{node.value!r}: tag {tag} is not supported here")
         return node.value
 
     def choice(self, node: Node, path: str, choices: tuple[str, ...]) -> str:
@@ -307,7 +316,7 @@ class _Reader:
             self.fail(node, path, f"expected a plain value, got {_kind(node)}")
         try:
             return self.ctor.construct_object(node, deep=True)
-        except Exception as exc:  # e.g. a timestamp-looking 2001-13-45, an unknown !tag
+        except Exception as exc:  # noqa: BLE001 - e.g. the timestamp-like 2001-13-45
             why = getattr(exc, "problem", None) or str(exc)
             self.fail(node, path, f"cannot read {node.value!r}: {why}")
 
@@ -329,7 +338,7 @@ class _Reader:
 
     # -- sections ---------------------------------------------------------------------------
 
-    def settings(self, root: Optional[Node]) -> Settings:
+    def settings(self, root: Node | None) -> Settings:
         if root is None:
             self.fail(None, "ports", "required (the file is empty)")
         top = self.mapping(root, "", _TOP)
@@ -373,9 +382,10 @@ class _Reader:
             kw: dict = {"name": name, "driver": driver}
             if "iface" in m:
                 kw["iface"] = self.text(m["iface"][1], f"{path}.iface")
-                if len(kw["iface"]) > 15 or "/" in kw["iface"] or kw["iface"].strip() != kw["iface"]:
+                iface = kw["iface"]
+                if len(iface) > 15 or "/" in iface or iface.strip() != iface:  # IFNAMSIZ 16
                     self.fail(m["iface"][1], f"{path}.iface",
-                              f"{kw['iface']!r} is not a Linux interface name")
+                              f"{iface!r} is not a Linux interface name")
             if "port_id" in m:
                 kw["port_id"] = self.integer(m["port_id"][1], f"{path}.port_id", 0, 65535)
             if "path" in m:
@@ -461,7 +471,7 @@ class _Reader:
                           f"forwards to its peer; use mode: passive to only watch)")
         return tuple(out)
 
-    def dpdk(self, entry, ports: list, port_nodes: list) -> Optional[DpdkSpec]:
+    def dpdk(self, entry, ports: list, port_nodes: list) -> DpdkSpec | None:
         users = [i for i, p in enumerate(ports) if p.driver == "dpdk"]
         if entry is None:
             if users:
@@ -511,7 +521,7 @@ def _strip_key(msg: str, key: str) -> str:
     return msg[len(key) + 2:] if msg.startswith(key + ": ") else msg
 
 
-def _kind(node: Optional[Node]) -> str:
+def _kind(node: Node | None) -> str:
     if isinstance(node, MappingNode):
         return "a mapping"
     if isinstance(node, SequenceNode):

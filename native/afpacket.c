@@ -504,7 +504,7 @@ void mos_afp_rx_done(void *hv)
 static int tx_ring(mos_afp_t *h, const mos_frame_t *f, int n)
 {
     const unsigned off = TPACKET_ALIGN(sizeof(struct tpacket2_hdr));
-    int queued = 0;
+    int queued = 0, unkicked = 0;
     for (int i = 0; i < n; i++) {
         uint32_t len = f[i].caplen;
         if (len > h->tx_max || len < 14) {
@@ -513,6 +513,11 @@ static int tx_ring(mos_afp_t *h, const mos_frame_t *f, int n)
             continue;
         }
         struct tpacket2_hdr *ph = (struct tpacket2_hdr *)(h->txring + (size_t)h->tx_head * h->tx_fsize);
+        if (__atomic_load_n(&ph->tp_status, __ATOMIC_ACQUIRE) != TP_STATUS_AVAILABLE && unkicked) {
+            /* a burst longer than the free ring: send what is queued, look again */
+            tx_kick(h);
+            unkicked = 0;
+        }
         if (__atomic_load_n(&ph->tp_status, __ATOMIC_ACQUIRE) != TP_STATUS_AVAILABLE) {
             h->st.tx_dropped += (uint64_t)(n - i);  /* ring full */
             break;
@@ -525,8 +530,9 @@ static int tx_ring(mos_afp_t *h, const mos_frame_t *f, int n)
         h->st.tx++;
         h->st.tx_bytes += len;
         queued++;
+        unkicked++;
     }
-    if (queued || h->kick_pending)
+    if (unkicked || h->kick_pending)
         tx_kick(h);
     return queued;
 }

@@ -2,7 +2,7 @@
 
 setup.py lists it in cffi_modules only when `pkg-config --exists libdpdk`
 succeeds. To build it by hand, from the repository root:
-    python3 mos/ports/dpdk_build.py      # writes mos/ports/_dpdk_cffi*.so
+    python3 mos/ports/dpdk_build.py      # writes mos/ports/_dpdk_cffi*.so, nothing else
 """
 
 import os
@@ -67,14 +67,23 @@ int mos_dpdk_cleanup(void);
 const char *mos_dpdk_runtime_dir(void);
 """
 
+# setuptools (setup.py's cffi_modules) wants paths relative to the repository
+# root; run as a script, cffi compiles in a temporary folder: absolute paths
+_rel = __name__ != "__main__"
+
+
+def _path(*parts: str) -> str:
+    p = os.path.join(ROOT, *parts)
+    return os.path.relpath(p) if _rel else p
+
+
 ffi = FFI()
 ffi.cdef(CDEF)
 ffi.set_source(
     "mos.ports._dpdk_cffi",
     '#include "dpdk_shim.h"\n',
-    # relative to the repository root, where setup.py runs (setuptools wants relative paths)
-    sources=[os.path.relpath(os.path.join(ROOT, "native", "dpdk", "dpdk_shim.c"))],
-    include_dirs=[os.path.relpath(os.path.join(ROOT, "native"))],
+    sources=[_path("native", "dpdk", "dpdk_shim.c")],
+    include_dirs=[_path("native")],
     extra_compile_args=["-O3", "-std=gnu11", "-Wall", "-Wno-unused-function"]
     + pkg_config("--cflags"),
     # kept in pkg-config's order: its leading -Wl,--as-needed must precede the -l flags
@@ -82,8 +91,18 @@ ffi.set_source(
 )
 
 if __name__ == "__main__":
-    os.chdir(ROOT)
-    ffi.compile(tmpdir=ROOT, verbose=True)  # the .so lands in mos/ports/
-    for leftover in ("mos/ports/_dpdk_cffi.o", "mos/ports/_dpdk_cffi.c"):
-        if os.path.exists(leftover):
-            os.remove(leftover)
+    import shutil
+    import tempfile
+
+    ports = os.path.join(ROOT, "mos", "ports")
+    # the name setup.py's build gives it (cffi modules use the stable ABI); a
+    # copy under another suffix would shadow or be shadowed by it: remove those
+    dest = os.path.join(ports, "_dpdk_cffi.abi3.so")
+    with tempfile.TemporaryDirectory(prefix="mos-dpdk-build-") as tmp:
+        so = ffi.compile(tmpdir=tmp, verbose=True)
+        shutil.copyfile(so, dest + ".tmp")
+        os.replace(dest + ".tmp", dest)  # a running process keeps its old copy
+    for name in os.listdir(ports):
+        if name.startswith("_dpdk_cffi.") and name.endswith(".so") and name != os.path.basename(dest):
+            os.remove(os.path.join(ports, name))
+    print(f"wrote {dest}")

@@ -97,9 +97,12 @@ mos_dpdk_port_t *mos_dpdk_port_open(uint16_t port_id, unsigned nb_desc, char *er
     }
     if (!rte_eth_dev_is_valid_port(port_id)) {
         unsigned n = rte_eth_dev_count_avail();
-        if (n)
-            set_err(err, errlen, "DPDK port %u does not exist (the EAL found %u port%s: 0..%u)",
-                    port_id, n, n == 1 ? "" : "s", n - 1);
+        if (n == 1)
+            set_err(err, errlen, "DPDK port %u does not exist (the EAL found 1 port: 0)",
+                    port_id);
+        else if (n)
+            set_err(err, errlen, "DPDK port %u does not exist (the EAL found %u ports: 0..%u)",
+                    port_id, n, n - 1);
         else
             set_err(err, errlen,
                     "DPDK port %u does not exist (the EAL found no ports: add --vdev=... "

@@ -1,0 +1,181 @@
+"""Running mos on live ports from a settings file (`mos run -c CONFIG`).
+
+One engine per worker process.  Each worker opens every port of the
+settings itself; with several workers the AF_PACKET ports join one fanout
+group whose kernel hash is symmetric, so both directions of a flow land on
+the same worker (DESIGN 1, rule 3).  A worker forwards until SIGINT or
+SIGTERM, then reports its counters; the parent sums them into one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+from typing import Optional
+
+import mos
+from mos.errors import ConfigError, MosError
+
+__all__ = ["run_settings", "open_port"]
+
+
+def open_port(spec, settings, fanout_group: Optional[int]):
+    """The port object for one `ports:` entry."""
+    if spec.driver == "afpacket":
+        from mos.ports._afpacket import AfPacketPort
+        return AfPacketPort(spec.iface, fanout_group=fanout_group)
+    if spec.driver == "dpdk":
+        from mos.ports.dpdk import DpdkPort
+        return DpdkPort(spec.port_id, list(settings.dpdk["eal_args"]))
+    raise ConfigError(f"ports: driver {spec.driver!r} cannot be used in-line")
+
+
+def _peers(settings) -> list[int]:
+    index = {p.name: i for i, p in enumerate(settings.ports)}
+    peers = [-1] * len(settings.ports)
+    if settings.mode == "inline":
+        for a, b in settings.forward:
+            peers[index[a]] = index[b]
+            peers[index[b]] = index[a]
+    return peers
+
+
+def _load_app(spec):
+    if not spec:
+        return None
+    from mos.cli import _load_app
+    return _load_app(spec)
+
+
+def _worker(settings, app_spec, fanout_group, result_q, status: bool, ready_q=None):
+    stop = [False]
+
+    def on_signal(signum, frame):
+        stop[0] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    ports = []
+    try:
+        for spec in settings.ports:
+            ports.append(open_port(spec, settings, fanout_group))
+        eng = mos.Engine(settings.engine_config())
+        app = _load_app(app_spec)
+        if app is not None:
+            app.attach(eng)
+        if ready_q is not None:
+            ready_q.put(os.getpid())
+        show = _status_printer(settings) if status else None
+        counters = eng.run_ports([p.c_port() for p in ports], _peers(settings),
+                                 lambda: stop[0], status=show)
+        eng.close()
+        if app is not None and hasattr(app, "finish"):
+            app.finish(eng, None)
+        c = eng.counters()
+        out = {"ports": {}, "flows": c["flows_created"], "events": c["events"],
+               "handler_calls": c["handler_calls"], "packets": c["frames"],
+               "tcp": c["tcp"], "non_tcp": c["non_tcp"], "errors": c["errors"]}
+        for spec, port, pc in zip(settings.ports, ports, counters):
+            st = port.stats()
+            out["ports"][spec.name] = {"rx": pc["rx"], "tx": pc["tx"], "dropped": pc["dropped"],
+                                       "tx_dropped": pc["tx_dropped"], "injected": pc["injected"],
+                                       "kernel_dropped": st.get("rx_dropped", 0)}
+        result_q.put(out)
+    except Exception as exc:  # reported by the parent as one line
+        result_q.put({"error": f"{type(exc).__name__}: {exc}"})
+        if ready_q is not None:
+            ready_q.put(-1)
+    finally:
+        for p in ports:
+            p.close()
+
+
+def _status_printer(settings):
+    if not sys.stderr.isatty():
+        return None
+
+    def show(eng):
+        c = eng.counters()
+        pcs = eng.port_counters()
+        parts = [f"{s.name} rx {pc['rx']} tx {pc['tx']}" for s, pc in zip(settings.ports, pcs)]
+        sys.stderr.write(f"\rmos: {c['flows_live']} flows, {c['events']} events | "
+                         + " | ".join(parts) + "   ")
+        sys.stderr.flush()
+    return show
+
+
+def _sum(results: list[dict]) -> dict:
+    total: dict = {"workers": len(results), "ports": {}}
+    for r in results:
+        for k in ("flows", "events", "handler_calls", "packets", "tcp", "non_tcp"):
+            total[k] = total.get(k, 0) + r[k]
+        for name, pc in r["ports"].items():
+            agg = total["ports"].setdefault(name, {})
+            for k, v in pc.items():
+                agg[k] = agg.get(k, 0) + v
+        errs = total.setdefault("errors", {})
+        for k, v in r["errors"].items():
+            errs[k] = errs.get(k, 0) + v
+    return total
+
+
+def run_settings(settings, app_spec=None, status=True, ready=None) -> int:
+    """Run until SIGINT/SIGTERM; print one JSON line of final counters."""
+    if settings.mode == "passive" and all(p.driver == "pcap" for p in settings.ports):
+        raise ConfigError("a passive run over capture files is `mos run CAPTURE`")
+    if any(p.driver == "dpdk" for p in settings.ports) and settings.workers > 1:
+        raise ConfigError("workers: the dpdk driver runs one worker for now")
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    ready_q = ctx.Queue()
+    group = (os.getpid() & 0xFFFF) if settings.workers > 1 else None
+    procs = [ctx.Process(target=_worker, args=(settings, app_spec, group, q, status and i == 0,
+                                                ready_q), daemon=True)
+             for i in range(settings.workers)]
+    stop = [False]
+
+    def on_signal(signum, frame):
+        stop[0] = True
+        for p in procs:
+            if p.pid:
+                try:
+                    os.kill(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+
+    old = (signal.signal(signal.SIGINT, on_signal), signal.signal(signal.SIGTERM, on_signal))
+    try:
+        for p in procs:
+            p.start()
+        started = [ready_q.get(timeout=60) for _ in procs]
+        if ready is not None and all(pid > 0 for pid in started):
+            ready()
+        results = []
+        while len(results) < len(procs):
+            try:
+                results.append(q.get(timeout=0.5))
+            except Exception:
+                if not any(p.is_alive() for p in procs) and q.empty():
+                    break
+        for p in procs:
+            p.join(timeout=10)
+    finally:
+        signal.signal(signal.SIGINT, old[0])
+        signal.signal(signal.SIGTERM, old[1])
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+    errors = [r["error"] for r in results if "error" in r]
+    if errors:
+        if status:
+            sys.stderr.write("\n")
+        print(f"mos: error: {errors[0]}", file=sys.stderr)
+        return 2
+    if status and sys.stderr.isatty():
+        sys.stderr.write("\n")
+    print(json.dumps(_sum(results)), flush=True)
+    return 0

@@ -1,0 +1,153 @@
+"""Forward frames between two net_af_packet vdevs through mos.ports.dpdk.
+
+Each DPDK scenario runs in its own process (the EAL starts once per
+process); tests/test_dpdk.py and bench/bench_dpdk.py start this script with
+sys.executable.
+
+    python3 tests/dpdk_forwarder.py copy IFACE_A IFACE_B --seconds 30
+    python3 tests/dpdk_forwarder.py zerocopy IFACE_A IFACE_B --seconds 30
+    python3 tests/dpdk_forwarder.py errors
+
+copy      rx on one port, tx (a copy) on the other, both ways, in a Python loop
+          over the native/port.h function pointers from DpdkPort.c_port()
+zerocopy  the same loop over mos_dpdk_forward (the mbufs themselves move)
+slow      the same with the test helpers recv_burst() and send() (bytes objects)
+errors    the messages for a bad EAL argument and a missing port id
+
+The forwarders print "READY" once both ports run, forward until SIGTERM,
+SIGINT or --seconds, then print one JSON line: per-port stats, loop turns
+and the seconds spent forwarding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from mos.errors import MosError  # noqa: E402
+from mos.ports import dpdk  # noqa: E402
+
+TURNS = 256  # loop turns between looks at the clock and the stop flag
+
+
+def eal_args(a: str, b: str, vdev_opts: str = "", lcore: int = 0) -> list[str]:
+    """EAL args for two net_af_packet vdevs on interfaces a and b (ports 0 and 1).
+
+    No --file-prefix: DpdkPort adds mos<pid> and removes it at exit. (And no
+    --in-memory: DPDK 22.11 refuses it with --no-huge, which implies legacy memory.)"""
+    opts = f",{vdev_opts}" if vdev_opts else ""
+    return [
+        "--no-huge", "-m", "1024", "--no-pci", "-l", str(lcore), "--log-level=lib.eal:warning",
+        f"--vdev=net_af_packet0,iface={a},qpairs=1{opts}",
+        f"--vdev=net_af_packet1,iface={b},qpairs=1{opts}",
+    ]
+
+
+def run_errors() -> dict:
+    out = {}
+    try:
+        dpdk.DpdkPort(0, ["--no-huge", "--no-such-eal-option"])
+    except MosError as e:
+        out["bad_eal_arg"] = str(e)
+    args = ["--no-huge", "-m", "256", "--no-pci", "-l", "0", "--vdev=net_null0"]
+    try:
+        dpdk.DpdkPort(7, args)
+    except MosError as e:
+        out["bad_port"] = str(e)
+    with dpdk.DpdkPort(0, args) as p:
+        out["null_port_rx"] = len(p.recv_burst())
+        try:
+            dpdk.DpdkPort(0, args + ["--vdev=net_null1"])
+        except MosError as e:
+            out["other_eal_args"] = str(e)
+    try:
+        p.stats()
+    except MosError as e:
+        out["closed_port"] = str(e)
+    return out
+
+
+def forward(mode: str, a: str, b: str, seconds: float, burst: int, vdev_opts: str,
+            lcore: int) -> dict:
+    stop = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.append(1))
+    args = eal_args(a, b, vdev_opts, lcore)
+    with dpdk.DpdkPort(0, args) as pa, dpdk.DpdkPort(1, args) as pb:
+        ffi, lib = dpdk.ffi, dpdk.lib
+        print("READY", flush=True)
+        deadline = time.monotonic() + seconds
+        turns = 0
+        t0 = time.monotonic()
+        if mode == "copy":
+            # what an engine does: only the port.h addresses, called through pointers
+            ha, rx_a, done_a, tx_a = pa.c_port()
+            hb, rx_b, done_b, tx_b = pb.c_port()
+            ha, hb = ffi.cast("void *", ha), ffi.cast("void *", hb)
+            rx = ffi.cast("int (*)(void *, mos_frame_t *, int)", rx_a)
+            done = ffi.cast("void (*)(void *)", done_a)
+            tx = ffi.cast("int (*)(void *, const mos_frame_t *, int)", tx_a)
+            assert (rx_a, done_a, tx_a) == (rx_b, done_b, tx_b)  # one driver, two handles
+            frames = ffi.new("mos_frame_t[]", burst)
+            while not stop and time.monotonic() < deadline:
+                for _ in range(TURNS):
+                    n = rx(ha, frames, burst)
+                    if n:
+                        tx(hb, frames, n)
+                        done(ha)
+                    n = rx(hb, frames, burst)
+                    if n:
+                        tx(ha, frames, n)
+                        done(hb)
+                turns += TURNS
+        elif mode == "slow":
+            while not stop and time.monotonic() < deadline:
+                for _ in range(TURNS):
+                    frames = pa.recv_burst(burst)
+                    if frames:
+                        pb.send(frames)
+                    frames = pb.recv_burst(burst)
+                    if frames:
+                        pa.send(frames)
+                turns += TURNS
+        else:
+            fwd = lib.mos_dpdk_forward
+            ha, hb = pa.handle, pb.handle
+            while not stop and time.monotonic() < deadline:
+                for _ in range(TURNS):
+                    fwd(ha, hb)
+                    fwd(hb, ha)
+                turns += TURNS
+        elapsed = time.monotonic() - t0
+        return {"mode": mode, "a": pa.stats(), "b": pb.stats(), "turns": turns,
+                "seconds": elapsed}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("mode", choices=["copy", "zerocopy", "slow", "errors"])
+    ap.add_argument("a", nargs="?")
+    ap.add_argument("b", nargs="?")
+    ap.add_argument("--seconds", type=float, default=30.0, help="forward at most this long")
+    ap.add_argument("--burst", type=int, default=64, help="rx burst of the copy loop")
+    ap.add_argument("--vdev-opts", default="", help="extra net_af_packet options, e.g. framecnt=4096")
+    ap.add_argument("--lcore", type=int, default=0, help="the CPU the EAL pins this process to")
+    o = ap.parse_args()
+    if o.mode == "errors":
+        result = run_errors()
+    else:
+        if not (o.a and o.b):
+            ap.error(f"{o.mode} needs the two interfaces")
+        result = forward(o.mode, o.a, o.b, o.seconds, o.burst, o.vdev_opts, o.lcore)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Fixtures for tests on the namespace test bed (DESIGN §5); import them by name:
+
+    from netbed import http_server, testbed_fixture  # noqa: F401  (the `testbed` fixture)
+
+The fixture function is named `testbed_fixture` so that test parameters called
+`testbed` do not shadow an imported name (pyflakes F811).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from mos.testbed import Testbed, available
+
+__all__ = ["http_server", "needs_testbed", "testbed_fixture"]
+
+_reason: list = []
+
+
+def needs_testbed() -> None:
+    """Skip the calling test, with the reason, when test beds cannot be built here."""
+    if not _reason:
+        _reason.append(available())
+    if _reason[0] is not None:
+        pytest.skip(f"namespace test bed unavailable: {_reason[0]}")
+
+
+@pytest.fixture(name="testbed")
+def testbed_fixture() -> Iterator[Testbed]:
+    """A fresh test bed (client and server namespaces; c1/s1 in the root ns), removed after."""
+    needs_testbed()
+    with Testbed() as tb:
+        yield tb
+
+
+@contextlib.contextmanager
+def http_server(tb: Testbed, root_dir, port: int = 80, lifetime: float = 300.0,
+                wait: float = 10.0) -> Iterator[subprocess.Popen]:
+    """Python's http.server serving `root_dir` in the server namespace on [::]:`port`
+    (IPv4 too); returns once it listens (at most `wait` s), stopped on leaving."""
+    with tempfile.TemporaryFile() as log:
+        p = tb.popen_in(tb.server_ns, [sys.executable, "-m", "http.server", "--bind", "::",
+                                       "--directory", str(root_dir), str(port)],
+                        lifetime=lifetime, stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            deadline = time.monotonic() + wait
+            while True:
+                r = tb.run_in(tb.server_ns, ["ss", "-Hltn", f"sport = :{port}"], timeout=5)
+                if r.stdout.strip():
+                    break
+                if p.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    why = log.read().decode(errors="replace").strip()[-2000:]
+                    raise RuntimeError(f"http.server on port {port} did not start "
+                                       f"(exit {p.poll()}): {why}")
+                time.sleep(0.05)
+            yield p
+        finally:
+            tb.stop(p)
