@@ -13,9 +13,16 @@ Python client in C receives it with recv_into() and hashes it (BLAKE2b) to
 check it arrived byte-identical. Forwarders, per round, in this order:
 
   bridge       Linux bridge enslaving A and B (the kernel peer)
-  mos-ring     mos.ports._afpacket.forward_loop (C, bursts of 64), tx ring
-  mos-mmsg     the same with tx="sendmmsg"
+  mos-v3-ring  mos.ports._afpacket.forward_loop (C, bursts of 64): TPACKET_V3
+               rx ring (the default port), TPACKET_V2 tx ring
+  mos-v3-mmsg  the same with tx="sendmmsg"
+  mos-v2-ring  the same with rx_ring="v2" (per-frame slots, no block retire wait)
   python-loop  recv_burst()/send() in Python (smaller file, --python-mb; 0 skips)
+
+Then a flood (--flood-seconds; 0 skips): a sender in C pushes fixed frames
+(64 and 1514 bytes, EtherType 0x88B5, to S's MAC) as fast as an AfPacketPort
+tx ring takes them, for bridge, mos-v3-ring and mos-v2-ring; pkt/s is what
+reaches S's a0 (its rx_packets) per second, offered is what the sender queued.
 
 Columns: Gbit/s = file payload bits / client receive time; pkt/s = frames
 arriving on A and B (both directions, from /sys/.../statistics) / that time;
@@ -32,6 +39,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import statistics
@@ -177,8 +185,9 @@ def run_bridge(bed, expect, size, port):
     return {"s": dt, "frames": frames, "cpu": None}
 
 
-def run_mos(bed, expect, size, port, tx):
-    with AfPacketPort(bed.a, tx=tx) as pa, AfPacketPort(bed.b, tx=tx) as pb:
+def run_mos(bed, expect, size, port, tx, rx_ring="v3"):
+    with AfPacketPort(bed.a, tx=tx, rx_ring=rx_ring) as pa, \
+            AfPacketPort(bed.b, tx=tx, rx_ring=rx_ring) as pb:
         stop = bytearray(1)
         res = {}
         th = threading.Thread(target=lambda: res.update(forward_loop(pa, pb, 600.0, stop=stop)))
@@ -225,12 +234,66 @@ def run_python(bed, expect, size, port):
     return {"s": dt, "frames": frames, "cpu": None}
 
 
+FLOOD = r"""
+import sys, time
+sys.path.insert(0, sys.argv[4])
+from mos.ports._afpacket import AfPacketPort
+dst, size, secs = bytes.fromhex(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+frame = dst + bytes.fromhex("020000000001") + b"\x88\xb5" + bytes(size - 14)
+burst = [frame] * 64
+with AfPacketPort("a0", poll_ms=0) as p:
+    n, t = 0, time.monotonic()
+    end = t + secs
+    while time.monotonic() < end:
+        n += p.send(burst)
+    print(n, time.monotonic() - t, flush=True)
+"""
+
+
+def ns_rx_packets(ns: str) -> int:
+    return int(sh("ip", "netns", "exec", ns, "cat", "/sys/class/net/a0/statistics/rx_packets").stdout)
+
+
+def flood(bed: Bed, size: int, secs: float) -> tuple[float, float]:
+    """(delivered pkt/s at S, offered pkt/s by the sender)."""
+    mac = re.search(r"link/ether ([0-9a-f:]+)", sh("ip", "-n", bed.nss, "link", "show", "a0").stdout)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r0 = ns_rx_packets(bed.nss)
+    p = bed.popen(bed.nsc, sys.executable, "-c", FLOOD, mac.group(1).replace(":", ""), str(size),
+                  str(secs), root, stdout=subprocess.PIPE, text=True)
+    out, _ = p.communicate(timeout=secs + 30)
+    time.sleep(0.05)
+    n, dt = out.split()
+    return (ns_rx_packets(bed.nss) - r0) / float(dt), int(n) / float(dt)
+
+
+def flood_bridge(bed, size, secs):
+    with bed.bridge():
+        wait_path(bed)
+        return flood(bed, size, secs)
+
+
+def flood_mos(bed, size, secs, rx_ring):
+    with AfPacketPort(bed.a, rx_ring=rx_ring) as pa, AfPacketPort(bed.b, rx_ring=rx_ring) as pb:
+        stop = bytearray(1)
+        res = {}
+        th = threading.Thread(target=lambda: res.update(forward_loop(pa, pb, 600.0, stop=stop)))
+        th.start()
+        try:
+            wait_path(bed)
+            return flood(bed, size, secs)
+        finally:
+            stop[0] = 1
+            th.join(timeout=10)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--mb", type=int, default=200, help="file size in MB (default 200)")
     ap.add_argument("--python-mb", type=int, default=20,
                     help="file size for the Python loop row (default 20; 0 skips it)")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--flood-seconds", type=float, default=2.0)
     ap.add_argument("--json-out", default="")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -255,8 +318,9 @@ def main() -> int:
             assert srv.stdout.readline().strip() == "ready"
         modes = [
             ("bridge", args.mb, run_bridge),
-            ("mos-ring", args.mb, lambda *a: run_mos(*a, "ring")),
-            ("mos-mmsg", args.mb, lambda *a: run_mos(*a, "sendmmsg")),
+            ("mos-v3-ring", args.mb, lambda *a: run_mos(*a, "ring")),
+            ("mos-v3-mmsg", args.mb, lambda *a: run_mos(*a, "sendmmsg")),
+            ("mos-v2-ring", args.mb, lambda *a: run_mos(*a, "ring", "v2")),
         ]
         if args.python_mb:
             modes.append(("python-loop", args.python_mb, run_python))
@@ -268,6 +332,18 @@ def main() -> int:
                 results.setdefault(name, []).append(res)
                 print(f"round {r + 1} {name:12s} {size * 8 / res['s'] / 1e9:6.2f} Gbit/s "
                       f"{res['frames'] / res['s']:10.0f} pkt/s", file=sys.stderr, flush=True)
+        floods: dict[tuple[str, int], list[tuple[float, float]]] = {}
+        if args.flood_seconds > 0:
+            fmodes = [("bridge", flood_bridge),
+                      ("mos-v3-ring", lambda *a: flood_mos(*a, "v3")),
+                      ("mos-v2-ring", lambda *a: flood_mos(*a, "v2"))]
+            for r in range(args.rounds):
+                for size in (64, 1514):
+                    for name, fn in fmodes:
+                        got = fn(bed, size, args.flood_seconds)
+                        floods.setdefault((name, size), []).append(got)
+                        print(f"round {r + 1} flood {size:4d}B {name:12s} {got[0]:10.0f} pkt/s "
+                              f"(offered {got[1]:.0f})", file=sys.stderr, flush=True)
 
     cpu = platform.processor() or "?"
     with contextlib.suppress(OSError):
@@ -290,6 +366,17 @@ def main() -> int:
               f"{g / bridge:6.2f} {c}")
         summary[name] = {"gbit_s": g / 1e9, "pkt_s": pps, "ratio_bridge": g / bridge,
                          "runs": runs}
+    if floods:
+        print(f"\nflood, one direction, fixed frames, medians of {args.rounds} rounds\n")
+        print(f"{'forwarder':12s} {'frame':>6s} {'pkt/s':>10s} {'Gbit/s':>7s} {'offered':>10s} "
+              f"{'ratio':>6s}")
+        for (name, size), runs in floods.items():
+            d = statistics.median(x[0] for x in runs)
+            o = statistics.median(x[1] for x in runs)
+            b = statistics.median(x[0] for x in floods[("bridge", size)])
+            print(f"{name:12s} {size:5d}B {d:10.0f} {d * size * 8 / 1e9:7.2f} {o:10.0f} "
+                  f"{d / b:6.2f}")
+            summary[f"flood-{name}-{size}"] = {"pkt_s": d, "offered": o, "ratio_bridge": d / b}
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump(summary, f, indent=1, default=str)

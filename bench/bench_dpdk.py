@@ -15,6 +15,11 @@ default) served by Python's http.server in the server namespace, stop it.
   zerocopy  tests/dpdk_forwarder.py zerocopy: a Python loop over
             mos_dpdk_forward (bursts of 64, the mbufs move), pinned to CPU 1
 
+Then the loops' own cost, without kernel or wire: the same three forwarders
+between two net_null vdevs (rx makes 64-byte frames without end, tx frees
+them) for --null-seconds each; pkt/s forwarded. On veth the AF_PACKET path
+and the CPUs shared with curl and the server are the ceiling; here the loop is.
+
 Gbit/s = bytes curl received x 8 / curl's total time (TCP payload, HTTP
 headers aside). pkt/s = frames the forwarder received on both ports / the
 same time (ARP, ND and the probe pings count too: a few dozen). The median
@@ -49,7 +54,7 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests"))
 sys.path.insert(0, REPO)
 
-from _vethbed import SERVER4, VethBed  # noqa: E402
+from _vethbed import SERVER4, VethBed
 
 FORWARDER = os.path.join(REPO, "tests", "dpdk_forwarder.py")
 HTTP_PORT = 8098
@@ -85,8 +90,12 @@ def stop(proc: subprocess.Popen, sig=signal.SIGTERM, timeout: float = 20) -> tup
 def wait_for_ping(bed: VethBed, limit: float = 15) -> bool:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        r = subprocess.run(bed.in_client("ping", "-c", "1", "-W", "1", SERVER4),
-                           capture_output=True, timeout=10)
+        r = subprocess.run(
+            bed.in_client("ping", "-c", "1", "-W", "1", SERVER4),
+            check=False,
+            capture_output=True,
+            timeout=10,
+        )
         if r.returncode == 0:
             return True
     return False
@@ -94,10 +103,22 @@ def wait_for_ping(bed: VethBed, limit: float = 15) -> bool:
 
 def curl(bed: VethBed, size: int, timeout: float) -> tuple[int, float]:
     r = subprocess.run(
-        bed.in_client("curl", "-sS", "-o", "/dev/null", "--max-time", str(int(timeout)),
-                      "-w", "%{size_download} %{time_total}",
-                      f"http://{SERVER4}:{HTTP_PORT}/big.bin"),
-        capture_output=True, text=True, timeout=timeout + 10)
+        bed.in_client(
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            str(int(timeout)),
+            "-w",
+            "%{size_download} %{time_total}",
+            f"http://{SERVER4}:{HTTP_PORT}/big.bin",
+        ),
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout + 10,
+    )
     if r.returncode != 0:
         raise RuntimeError(f"curl failed ({r.returncode}): {r.stderr.strip()}")
     got, secs = r.stdout.split()
@@ -109,11 +130,24 @@ def curl(bed: VethBed, size: int, timeout: float) -> tuple[int, float]:
 def run_testpmd(bed: VethBed, vdev_opts: str, size: int, timeout: float) -> dict:
     prefix = f"mosbench{os.getpid()}"
     opts = f",{vdev_opts}" if vdev_opts else ""
-    cmd = ["dpdk-testpmd", "-l", "0,1", "--no-huge", "-m", "1024", "--no-pci",
-           "--file-prefix", prefix,
-           f"--vdev=net_af_packet0,iface={bed.a},qpairs=1{opts}",
-           f"--vdev=net_af_packet1,iface={bed.b},qpairs=1{opts}",
-           "--", "--forward-mode=io", "--burst=64", "--stats-period", "1"]
+    cmd = [
+        "dpdk-testpmd",
+        "-l",
+        "0,1",
+        "--no-huge",
+        "-m",
+        "1024",
+        "--no-pci",
+        "--file-prefix",
+        prefix,
+        f"--vdev=net_af_packet0,iface={bed.a},qpairs=1{opts}",
+        f"--vdev=net_af_packet1,iface={bed.b},qpairs=1{opts}",
+        "--",
+        "--forward-mode=io",
+        "--burst=64",
+        "--stats-period",
+        "1",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         if not wait_for_ping(bed):
@@ -122,17 +156,93 @@ def run_testpmd(bed: VethBed, vdev_opts: str, size: int, timeout: float) -> dict
     finally:
         out, _ = stop(proc, signal.SIGINT)
         shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
-    acc = out[out.find("Accumulated forward statistics"):]
-    m = re.search(r"RX-packets:\s*(\d+).*?TX-packets:\s*(\d+)\s+TX-dropped:\s*(\d+)", acc, re.S)
+    acc = out[out.find("Accumulated forward statistics") :]
+    m = re.search(
+        r"RX-packets:\s*(\d+).*?TX-packets:\s*(\d+)\s+TX-dropped:\s*(\d+)", acc, re.DOTALL
+    )
     if not m:
         raise RuntimeError("no forward statistics in testpmd's output:\n" + out[-1500:])
     rx, tx, dropped = map(int, m.groups())
     return {"bytes": got, "seconds": secs, "rx": rx, "tx": tx, "tx_dropped": dropped}
 
 
+def run_testpmd_null(seconds: float) -> float:
+    """Frames/s testpmd forwards between two net_null vdevs (median of its 1 s samples)."""
+    prefix = f"mosbenchnull{os.getpid()}"
+    cmd = [
+        "dpdk-testpmd",
+        "-l",
+        "0,1",
+        "--no-huge",
+        "-m",
+        "1024",
+        "--no-pci",
+        "--file-prefix",
+        prefix,
+        "--vdev=net_null0",
+        "--vdev=net_null1",
+        "--",
+        "--forward-mode=io",
+        "--burst=64",
+        "--stats-period",
+        "1",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(seconds + 2)  # EAL start, then `seconds` of 1 s samples
+    finally:
+        out, _ = stop(proc, signal.SIGINT)
+        shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
+    per_port = [int(x) for x in re.findall(r"Rx-pps:\s*(\d+)", out)]
+    sums = [per_port[i] + per_port[i + 1] for i in range(0, len(per_port) - 1, 2)]
+    sums = sums[1:]  # the first sample covers the start
+    if not sums:
+        raise RuntimeError("no throughput samples in testpmd's output:\n" + out[-1500:])
+    return statistics.median(sums)
+
+
+def run_mos_null(mode: str, seconds: float) -> float:
+    """Frames/s the mos loop forwards between two net_null vdevs."""
+    r = subprocess.run(
+        [
+            sys.executable,
+            FORWARDER,
+            mode,
+            "null",
+            "null",
+            "--seconds",
+            str(seconds),
+            "--burst",
+            "64",
+            "--lcore",
+            "1",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
+    )
+    lines = r.stdout.strip().splitlines()
+    if r.returncode != 0 or not lines:
+        raise RuntimeError(f"{mode} forwarder on net_null failed:\n{r.stderr[-1500:]}")
+    st = json.loads(lines[-1])
+    return (st["a"]["rx"] + st["b"]["rx"]) / st["seconds"]
+
+
 def run_mos(bed: VethBed, mode: str, vdev_opts: str, size: int, timeout: float) -> dict:
-    cmd = [sys.executable, FORWARDER, mode, bed.a, bed.b, "--seconds", str(timeout + 30),
-           "--burst", "64", "--lcore", "1"]
+    cmd = [
+        sys.executable,
+        FORWARDER,
+        mode,
+        bed.a,
+        bed.b,
+        "--seconds",
+        str(timeout + 30),
+        "--burst",
+        "64",
+        "--lcore",
+        "1",
+    ]
     if vdev_opts:
         cmd += ["--vdev-opts", vdev_opts]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -150,18 +260,29 @@ def run_mos(bed: VethBed, mode: str, vdev_opts: str, size: int, timeout: float) 
         raise RuntimeError(f"{mode} forwarder failed ({proc.returncode}):\n{err[-1500:]}")
     st = json.loads(lines[-1])
     a, b = st["a"], st["b"]
-    return {"bytes": got, "seconds": secs, "rx": a["rx"] + b["rx"], "tx": a["tx"] + b["tx"],
-            "tx_dropped": a["tx_dropped"] + b["tx_dropped"],
-            "rx_dropped": a["rx_dropped"] + b["rx_dropped"]}
+    return {
+        "bytes": got,
+        "seconds": secs,
+        "rx": a["rx"] + b["rx"],
+        "tx": a["tx"] + b["tx"],
+        "tx_dropped": a["tx_dropped"] + b["tx_dropped"],
+        "rx_dropped": a["rx_dropped"] + b["rx_dropped"],
+    }
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size-mb", type=int, default=200, help="file size (MB, 10^6 bytes)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds (median shown)")
-    ap.add_argument("--vdev-opts", default="",
-                    help="extra net_af_packet options for every forwarder, e.g. framecnt=2048")
+    ap.add_argument(
+        "--vdev-opts",
+        default="",
+        help="extra net_af_packet options for every forwarder, e.g. framecnt=2048",
+    )
     ap.add_argument("--timeout", type=float, default=60, help="curl time limit per download (s)")
+    ap.add_argument(
+        "--null-seconds", type=float, default=3, help="seconds per net_null run (0: skip that part)"
+    )
     o = ap.parse_args()
     why = check_prerequisites()
     if why:
@@ -173,13 +294,22 @@ def main() -> int:
     www = tempfile.mkdtemp(prefix="mos-bench-dpdk-", dir="/dev/shm")
     try:
         with open(os.path.join(www, "big.bin"), "wb") as f:
-            for _ in range(o.size_mb):
-                f.write(os.urandom(10**6))
+            f.writelines(os.urandom(10**6) for _ in range(o.size_mb))
         with VethBed(f"mb{os.getpid() % 10**7}") as bed:
             srv = subprocess.Popen(
-                bed.in_server(sys.executable, "-m", "http.server", "--bind", SERVER4,
-                              "-d", www, str(HTTP_PORT)),
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                bed.in_server(
+                    sys.executable,
+                    "-m",
+                    "http.server",
+                    "--bind",
+                    SERVER4,
+                    "-d",
+                    www,
+                    str(HTTP_PORT),
+                ),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             try:
                 time.sleep(0.5)
                 for rnd in range(o.rounds):
@@ -191,13 +321,25 @@ def main() -> int:
                         r["gbps"] = r["bytes"] * 8 / r["seconds"] / 1e9
                         r["pps"] = r["rx"] / r["seconds"]
                         results[mode].append(r)
-                        print(f"  round {rnd + 1} {mode:9s} {r['gbps']:6.2f} Gbit/s "
-                              f"{r['pps'] / 1e3:8.0f} kpkt/s  tx_dropped {r['tx_dropped']}",
-                              flush=True)
+                        print(
+                            f"  round {rnd + 1} {mode:9s} {r['gbps']:6.2f} Gbit/s "
+                            f"{r['pps'] / 1e3:8.0f} kpkt/s  tx_dropped {r['tx_dropped']}",
+                            flush=True,
+                        )
             finally:
                 stop(srv, timeout=10)
     finally:
         shutil.rmtree(www, ignore_errors=True)
+
+    null_pps: dict[str, float] = {}
+    if o.null_seconds > 0:
+        for mode in MODES:
+            null_pps[mode] = (
+                run_testpmd_null(o.null_seconds)
+                if mode == "testpmd"
+                else run_mos_null(mode, o.null_seconds)
+            )
+            print(f"  net_null  {mode:9s} {null_pps[mode] / 1e6:6.2f} Mpkt/s", flush=True)
 
     summary = {}
     for mode in MODES:
@@ -209,18 +351,42 @@ def main() -> int:
             "tx_dropped": [r["tx_dropped"] for r in rs],
         }
     base = summary["testpmd"]["gbps"]
-    print(f"\nDPDK forwarding, curl of {o.size_mb} MB over net_af_packet on veth "
-          f"(median of {o.rounds}; vdev options: {o.vdev_opts or 'defaults'})")
-    print(f"{'forwarder':42s} {'Gbit/s':>7s} {'kpkt/s':>8s} {'vs testpmd':>10s}  runs (Gbit/s)")
-    labels = {"testpmd": "dpdk-testpmd io (C, lcore 1)",
-              "copy": "mos Python loop over rx/tx (copy, burst 64)",
-              "zerocopy": "mos Python loop over mos_dpdk_forward"}
+    print(
+        f"\nDPDK forwarding, curl of {o.size_mb} MB over net_af_packet on veth "
+        f"(median of {o.rounds}; vdev options: {o.vdev_opts or 'defaults'})"
+    )
+    print(f"{'forwarder':44s} {'Gbit/s':>7s} {'kpkt/s':>8s} {'vs testpmd':>10s}  runs (Gbit/s)")
+    labels = {
+        "testpmd": "dpdk-testpmd io (C, lcore 1)",
+        "copy": "mos Python loop over rx/tx (copy, burst 64)",
+        "zerocopy": "mos Python loop over mos_dpdk_forward",
+    }
     for mode in MODES:
         s = summary[mode]
-        print(f"{labels[mode]:42s} {s['gbps']:7.2f} {s['pps'] / 1e3:8.0f} "
-              f"{s['gbps'] / base:9.2f}x  {s['runs_gbps']}")
-    print(json.dumps({"size_mb": o.size_mb, "rounds": o.rounds, "vdev_opts": o.vdev_opts,
-                      "summary": summary, "runs": results}))
+        print(
+            f"{labels[mode]:44s} {s['gbps']:7.2f} {s['pps'] / 1e3:8.0f} "
+            f"{s['gbps'] / base:9.2f}x  {s['runs_gbps']}"
+        )
+    if null_pps:
+        print(f"\nthe loop alone: net_null vdevs, 64-byte frames, {o.null_seconds:g} s each")
+        print(f"{'forwarder':44s} {'Mpkt/s':>7s} {'vs testpmd':>10s}")
+        for mode in MODES:
+            print(
+                f"{labels[mode]:44s} {null_pps[mode] / 1e6:7.2f} "
+                f"{null_pps[mode] / null_pps['testpmd']:9.2f}x"
+            )
+    print(
+        json.dumps(
+            {
+                "size_mb": o.size_mb,
+                "rounds": o.rounds,
+                "vdev_opts": o.vdev_opts,
+                "summary": summary,
+                "runs": results,
+                "null_pps": null_pps,
+            }
+        )
+    )
     return 0
 
 

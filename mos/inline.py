@@ -61,8 +61,10 @@ def _worker(settings, app_spec, fanout_group, result_q, status: bool, ready_q=No
     signal.signal(signal.SIGTERM, on_signal)
     ports = []
     try:
-        for spec in settings.ports:
-            ports.append(open_port(spec, settings, fanout_group))
+        for i, spec in enumerate(settings.ports):
+            # a fanout group belongs to one device: one group id per port
+            ports.append(open_port(spec, settings,
+                                   None if fanout_group is None else fanout_group + i))
         eng = mos.Engine(settings.engine_config())
         app = _load_app(app_spec)
         if app is not None:

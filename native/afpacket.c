@@ -10,6 +10,11 @@
  *         them) were fully handed out and go back at the next rx_done
  * A block partly handed out is never given back, so every frame stays valid
  * at least until the rx_done that follows the rx that returned it.
+ *
+ * With rx_version 2 (TPACKET_V2) the same three indices count fixed-size
+ * frames instead of blocks: each frame reaches user space on its own, with
+ * no block retire timeout (lower latency at low rates, more per-frame
+ * overhead and a fixed snap length of one slot).
  */
 #define _GNU_SOURCE
 #include "afpacket.h"
@@ -44,6 +49,7 @@ void mos_afp_config_default(mos_afp_config_t *cfg)
     cfg->tx_mode = MOS_AFP_TX_RING;
     cfg->tx_ring_bytes = 1u << 20;
     cfg->promisc = 1;
+    cfg->rx_version = 3;
 }
 
 mos_afp_t *mos_afp_open(const char *iface, int fanout_group, unsigned ring_bytes, int poll_ms,
@@ -65,7 +71,8 @@ struct mos_afp {
     int fd;
     uint8_t *ring;
     size_t ring_len;
-    unsigned bsize, nblocks;
+    unsigned bsize, nblocks;      /* V3: blocks; V2: frame slots */
+    int v2;
     unsigned cur, rel, held, left;
     uint8_t *pkt;                 /* next tpacket3_hdr in cur when left > 0 */
     int poll_ms;
@@ -111,6 +118,113 @@ static unsigned floor_pow2(unsigned x)
     return p;
 }
 
+/* Everything after the ring exists: bind, promiscuous, fanout, scratch. */
+static int rx_join(mos_afp_t *h, const char *iface, const mos_afp_config_t *cfg, char *err,
+                   size_t errlen)
+{
+    int fd = h->fd;
+    int one = 1;
+    /* frames our tx socket sends on this device must not come back here */
+    if (setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one) < 0) {
+        fail(err, errlen, iface, "PACKET_IGNORE_OUTGOING (Linux >= 4.20)", errno);
+        return -1;
+    }
+    struct sockaddr_ll sll;
+    memset(&sll, 0, sizeof sll);
+    sll.sll_family = AF_PACKET;
+    sll.sll_protocol = htons(ETH_P_ALL);
+    sll.sll_ifindex = h->ifindex;
+    if (bind(fd, (struct sockaddr *)&sll, sizeof sll) < 0) {
+        fail(err, errlen, iface, "bind", errno);
+        return -1;
+    }
+    if (cfg->promisc) {
+        struct packet_mreq mr;
+        memset(&mr, 0, sizeof mr);
+        mr.mr_ifindex = h->ifindex;
+        mr.mr_type = PACKET_MR_PROMISC;
+        if (setsockopt(fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mr, sizeof mr) < 0) {
+            fail(err, errlen, iface, "PACKET_ADD_MEMBERSHIP promiscuous", errno);
+            return -1;
+        }
+    }
+    if (cfg->fanout_group >= 0) {
+        if (cfg->fanout_group > 0xffff) {
+            fail(err, errlen, iface, "fanout_group must be 0..65535", 0);
+            return -1;
+        }
+        int arg = (cfg->fanout_group & 0xffff) |
+                  ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16);
+        if (setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &arg, sizeof arg) < 0) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "PACKET_FANOUT group %d (another socket uses it with other flags?)",
+                     cfg->fanout_group);
+            fail(err, errlen, iface, msg, errno);
+            return -1;
+        }
+    }
+    h->scratch_len = 64u << 10;
+    h->scratch = malloc(h->scratch_len);
+    if (!h->scratch) {
+        fail(err, errlen, iface, "out of memory", ENOMEM);
+        return -1;
+    }
+    return 0;
+}
+
+static int open_rx_v2(mos_afp_t *h, const char *iface, const mos_afp_config_t *cfg,
+                      unsigned total, char *err, size_t errlen)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0)
+        page = 4096;
+    int fd = socket(AF_PACKET, SOCK_RAW, 0);
+    if (fd < 0) {
+        fail(err, errlen, iface, "socket(AF_PACKET)", errno);
+        return -1;
+    }
+    h->fd = fd;
+    h->v2 = 1;
+    int v = TPACKET_V2;
+    if (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &v, sizeof v) < 0) {
+        fail(err, errlen, iface, "PACKET_VERSION TPACKET_V2", errno);
+        return -1;
+    }
+    /* one slot holds header, sockaddr_ll, padding and an MTU frame with a tag */
+    unsigned need = TPACKET_ALIGN(TPACKET2_HDRLEN + 16) + (unsigned)h->mtu + 18;
+    unsigned fs = 2048;
+    while (fs < need)
+        fs <<= 1;
+    unsigned bs = fs > (64u << 10) ? fs : (64u << 10);
+    if (bs < (unsigned)page)
+        bs = (unsigned)page;
+    unsigned nb = total / bs;
+    if (nb < 1)
+        nb = 1;
+    struct tpacket_req req;
+    memset(&req, 0, sizeof req);
+    req.tp_block_size = bs;
+    req.tp_block_nr = nb;
+    req.tp_frame_size = fs;
+    req.tp_frame_nr = (bs / fs) * nb;
+    if (setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) < 0) {
+        char m[96];
+        snprintf(m, sizeof m, "PACKET_RX_RING (%u frames of %u bytes)", req.tp_frame_nr, fs);
+        fail(err, errlen, iface, m, errno);
+        return -1;
+    }
+    h->ring_len = (size_t)bs * nb;
+    void *m = mmap(NULL, h->ring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+    if (m == MAP_FAILED) {
+        fail(err, errlen, iface, "mmap of the rx ring", errno);
+        return -1;
+    }
+    h->ring = m;
+    h->bsize = fs;                 /* slots are contiguous: block size is a multiple */
+    h->nblocks = req.tp_frame_nr;
+    return rx_join(h, iface, cfg, err, errlen);
+}
+
 static int open_rx(mos_afp_t *h, const char *iface, const mos_afp_config_t *cfg, char *err,
                    size_t errlen)
 {
@@ -118,6 +232,12 @@ static int open_rx(mos_afp_t *h, const char *iface, const mos_afp_config_t *cfg,
     if (page <= 0)
         page = 4096;
     unsigned total = cfg->ring_bytes ? cfg->ring_bytes : (4u << 20);
+    if (cfg->rx_version != 2 && cfg->rx_version != 3) {
+        fail(err, errlen, iface, "rx_version must be 2 or 3", 0);
+        return -1;
+    }
+    if (cfg->rx_version == 2)
+        return open_rx_v2(h, iface, cfg, total, err, errlen);
     unsigned bs = cfg->block_bytes;
     if (!bs) {
         bs = floor_pow2(total / 16);
@@ -171,53 +291,7 @@ static int open_rx(mos_afp_t *h, const char *iface, const mos_afp_config_t *cfg,
     h->bsize = bs;
     h->nblocks = nb;
 
-    int one = 1;
-    /* frames our tx socket sends on this device must not come back here */
-    if (setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one) < 0) {
-        fail(err, errlen, iface, "PACKET_IGNORE_OUTGOING (Linux >= 4.20)", errno);
-        return -1;
-    }
-    struct sockaddr_ll sll;
-    memset(&sll, 0, sizeof sll);
-    sll.sll_family = AF_PACKET;
-    sll.sll_protocol = htons(ETH_P_ALL);
-    sll.sll_ifindex = h->ifindex;
-    if (bind(fd, (struct sockaddr *)&sll, sizeof sll) < 0) {
-        fail(err, errlen, iface, "bind", errno);
-        return -1;
-    }
-    if (cfg->promisc) {
-        struct packet_mreq mr;
-        memset(&mr, 0, sizeof mr);
-        mr.mr_ifindex = h->ifindex;
-        mr.mr_type = PACKET_MR_PROMISC;
-        if (setsockopt(fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mr, sizeof mr) < 0) {
-            fail(err, errlen, iface, "PACKET_ADD_MEMBERSHIP promiscuous", errno);
-            return -1;
-        }
-    }
-    if (cfg->fanout_group >= 0) {
-        if (cfg->fanout_group > 0xffff) {
-            fail(err, errlen, iface, "fanout_group must be 0..65535", 0);
-            return -1;
-        }
-        int arg = (cfg->fanout_group & 0xffff) |
-                  ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16);
-        if (setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &arg, sizeof arg) < 0) {
-            char msg[96];
-            snprintf(msg, sizeof msg, "PACKET_FANOUT group %d (another socket uses it with other flags?)",
-                     cfg->fanout_group);
-            fail(err, errlen, iface, msg, errno);
-            return -1;
-        }
-    }
-    h->scratch_len = 64u << 10;
-    h->scratch = malloc(h->scratch_len);
-    if (!h->scratch) {
-        fail(err, errlen, iface, "out of memory", ENOMEM);
-        return -1;
-    }
-    return 0;
+    return rx_join(h, iface, cfg, err, errlen);
 }
 
 static int open_tx(mos_afp_t *h, const char *iface, const mos_afp_config_t *cfg, char *err,
@@ -390,22 +464,21 @@ static int tx_kick(mos_afp_t *h)
     return 0;
 }
 
-/* Put a stripped 802.1Q/802.1ad tag back in front of the EtherType. */
-static const uint8_t *vlan_restore(mos_afp_t *h, struct tpacket3_hdr *ph, uint8_t *data,
+/* Put a stripped 802.1Q/802.1ad tag back in front of the EtherType.  The
+ * kernel leaves the sockaddr_ll and some padding between the tpacket header
+ * and tp_mac (hdr_end = aligned header + sockaddr_ll), so the 12 address
+ * bytes move 4 to the left in the ring; a scratch copy is the fallback. */
+static const uint8_t *vlan_restore(mos_afp_t *h, uint8_t *data, uint32_t status, uint16_t tci,
+                                   uint16_t tpid, size_t mac_off, size_t hdr_end,
                                    uint32_t *caplen, uint32_t *wirelen)
 {
-    uint16_t tpid = (ph->tp_status & TP_STATUS_VLAN_TPID_VALID) && ph->hv1.tp_vlan_tpid
-                        ? ph->hv1.tp_vlan_tpid : ETH_P_8021Q;
-    uint16_t tci = ph->hv1.tp_vlan_tci;
+    if (!(status & TP_STATUS_VLAN_TPID_VALID) || !tpid)
+        tpid = ETH_P_8021Q;
     uint32_t cl = *caplen;
     if (cl < 12)
         return data;
-    /* the kernel leaves the sockaddr_ll and padding before tp_mac */
-    size_t room = (size_t)ph->tp_mac - (TPACKET_ALIGN(sizeof(struct tpacket3_hdr)) +
-                                        sizeof(struct sockaddr_ll));
     uint8_t *out;
-    if (ph->tp_mac >= TPACKET_ALIGN(sizeof(struct tpacket3_hdr)) + sizeof(struct sockaddr_ll) &&
-        room >= 4) {
+    if (mac_off >= hdr_end + 4) {
         out = data - 4;
         memmove(out, data, 12);                /* MACs move 4 left; EtherType stays */
     } else if (h->scratch_used + cl + 4 <= h->scratch_len) {
@@ -425,6 +498,38 @@ static const uint8_t *vlan_restore(mos_afp_t *h, struct tpacket3_hdr *ph, uint8_
     *wirelen += 4;
     h->xs.vlan_restored++;
     return out;
+}
+
+static int rx_ready_v2(mos_afp_t *h, mos_frame_t *f, int max)
+{
+    const size_t hdr_end = TPACKET_ALIGN(sizeof(struct tpacket2_hdr)) + sizeof(struct sockaddr_ll);
+    int n = 0;
+    while (n < max && h->held < h->nblocks) {
+        uint8_t *slot = h->ring + (size_t)h->cur * h->bsize;
+        struct tpacket2_hdr *ph = (struct tpacket2_hdr *)slot;
+        uint32_t status = __atomic_load_n(&ph->tp_status, __ATOMIC_ACQUIRE);
+        if (!(status & TP_STATUS_USER))
+            break;
+        uint8_t *data = slot + ph->tp_mac;
+        uint32_t caplen = ph->tp_snaplen, wirelen = ph->tp_len;
+        const uint8_t *out = data;
+        if (status & TP_STATUS_VLAN_VALID)
+            out = vlan_restore(h, data, status, ph->tp_vlan_tci, ph->tp_vlan_tpid, ph->tp_mac,
+                               hdr_end, &caplen, &wirelen);
+        f[n].data = out;
+        f[n].caplen = caplen;
+        f[n].wirelen = wirelen;
+        f[n].ts_ns = (uint64_t)ph->tp_sec * 1000000000ull + ph->tp_nsec;
+        f[n].linktype = MOS_LT_ETHERNET;
+        f[n].iface = 0;
+        f[n]._pad = 0;
+        h->st.rx++;
+        h->st.rx_bytes += wirelen;
+        n++;
+        h->held++;
+        h->cur = h->cur + 1 == h->nblocks ? 0 : h->cur + 1;
+    }
+    return n;
 }
 
 static int rx_ready(mos_afp_t *h, mos_frame_t *f, int max)
@@ -452,7 +557,9 @@ static int rx_ready(mos_afp_t *h, mos_frame_t *f, int max)
         uint32_t caplen = ph->tp_snaplen, wirelen = ph->tp_len;
         const uint8_t *out = data;
         if (ph->tp_status & TP_STATUS_VLAN_VALID)
-            out = vlan_restore(h, ph, data, &caplen, &wirelen);
+            out = vlan_restore(h, data, ph->tp_status, ph->hv1.tp_vlan_tci, ph->hv1.tp_vlan_tpid,
+                               ph->tp_mac, TPACKET_ALIGN(sizeof(struct tpacket3_hdr)) +
+                               sizeof(struct sockaddr_ll), &caplen, &wirelen);
         f[n].data = out;
         f[n].caplen = caplen;
         f[n].wirelen = wirelen;
@@ -480,18 +587,27 @@ int mos_afp_rx(void *hv, mos_frame_t *frames, int max)
         tx_kick(h);
     if (max <= 0)
         return 0;
-    int n = rx_ready(h, frames, max);
+    int n = h->v2 ? rx_ready_v2(h, frames, max) : rx_ready(h, frames, max);
     if (n || h->poll_ms <= 0 || h->held == h->nblocks)
         return n;
     struct pollfd p = {.fd = h->fd, .events = POLLIN | POLLERR};
     if (poll(&p, 1, h->poll_ms) > 0)
-        n = rx_ready(h, frames, max);
+        n = h->v2 ? rx_ready_v2(h, frames, max) : rx_ready(h, frames, max);
     return n;
 }
 
 void mos_afp_rx_done(void *hv)
 {
     mos_afp_t *h = hv;
+    if (h->v2) {
+        for (; h->held; h->held--) {
+            struct tpacket2_hdr *ph = (struct tpacket2_hdr *)(h->ring + (size_t)h->rel * h->bsize);
+            __atomic_store_n(&ph->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+            h->rel = h->rel + 1 == h->nblocks ? 0 : h->rel + 1;
+        }
+        h->scratch_used = 0;
+        return;
+    }
     while (h->held) {
         struct tpacket_block_desc *bd = blk(h, h->rel);
         __atomic_store_n(&bd->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);

@@ -41,6 +41,8 @@ typedef struct mos_afp_config {
     int tx_mode;           /* MOS_AFP_TX_RING or MOS_AFP_TX_SENDMMSG */
     unsigned tx_ring_bytes;/* tx ring total (default 1 MiB) */
     int promisc;           /* default 1 */
+    int rx_version;        /* 3 (default): TPACKET_V3 blocks; 2: TPACKET_V2 frame slots,
+                              no retire wait (lower latency), ring_bytes only */
 } mos_afp_config_t;
 
 /* Counters beyond mos_port_stats_t. */

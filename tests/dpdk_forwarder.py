@@ -6,6 +6,7 @@ sys.executable.
 
     python3 tests/dpdk_forwarder.py copy IFACE_A IFACE_B --seconds 30
     python3 tests/dpdk_forwarder.py zerocopy IFACE_A IFACE_B --seconds 30
+    python3 tests/dpdk_forwarder.py copy null null --seconds 3   # net_null vdevs
     python3 tests/dpdk_forwarder.py errors
 
 copy      rx on one port, tx (a copy) on the other, both ways, in a Python loop
@@ -30,22 +31,35 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from mos.errors import MosError  # noqa: E402
-from mos.ports import dpdk  # noqa: E402
+from mos.errors import MosError
+from mos.ports import dpdk
 
 TURNS = 256  # loop turns between looks at the clock and the stop flag
 
 
 def eal_args(a: str, b: str, vdev_opts: str = "", lcore: int = 0) -> list[str]:
-    """EAL args for two net_af_packet vdevs on interfaces a and b (ports 0 and 1).
+    """EAL args for two net_af_packet vdevs on interfaces a and b (ports 0 and 1);
+    a == b == "null": two net_null vdevs instead (endless rx, tx discards: no wire).
 
     No --file-prefix: DpdkPort adds mos<pid> and removes it at exit. (And no
     --in-memory: DPDK 22.11 refuses it with --no-huge, which implies legacy memory.)"""
     opts = f",{vdev_opts}" if vdev_opts else ""
+    if a == b == "null":
+        vdevs = ["--vdev=net_null0", "--vdev=net_null1"]
+    else:
+        vdevs = [
+            f"--vdev=net_af_packet0,iface={a},qpairs=1{opts}",
+            f"--vdev=net_af_packet1,iface={b},qpairs=1{opts}",
+        ]
     return [
-        "--no-huge", "-m", "1024", "--no-pci", "-l", str(lcore), "--log-level=lib.eal:warning",
-        f"--vdev=net_af_packet0,iface={a},qpairs=1{opts}",
-        f"--vdev=net_af_packet1,iface={b},qpairs=1{opts}",
+        "--no-huge",
+        "-m",
+        "1024",
+        "--no-pci",
+        "-l",
+        str(lcore),
+        "--log-level=lib.eal:warning",
+        *vdevs,
     ]
 
 
@@ -73,8 +87,9 @@ def run_errors() -> dict:
     return out
 
 
-def forward(mode: str, a: str, b: str, seconds: float, burst: int, vdev_opts: str,
-            lcore: int) -> dict:
+def forward(
+    mode: str, a: str, b: str, seconds: float, burst: int, vdev_opts: str, lcore: int
+) -> dict:
     stop = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.append(1))
@@ -125,8 +140,7 @@ def forward(mode: str, a: str, b: str, seconds: float, burst: int, vdev_opts: st
                     fwd(hb, ha)
                 turns += TURNS
         elapsed = time.monotonic() - t0
-        return {"mode": mode, "a": pa.stats(), "b": pb.stats(), "turns": turns,
-                "seconds": elapsed}
+        return {"mode": mode, "a": pa.stats(), "b": pb.stats(), "turns": turns, "seconds": elapsed}
 
 
 def main() -> int:
@@ -136,7 +150,9 @@ def main() -> int:
     ap.add_argument("b", nargs="?")
     ap.add_argument("--seconds", type=float, default=30.0, help="forward at most this long")
     ap.add_argument("--burst", type=int, default=64, help="rx burst of the copy loop")
-    ap.add_argument("--vdev-opts", default="", help="extra net_af_packet options, e.g. framecnt=4096")
+    ap.add_argument(
+        "--vdev-opts", default="", help="extra net_af_packet options, e.g. framecnt=4096"
+    )
     ap.add_argument("--lcore", type=int, default=0, help="the CPU the EAL pins this process to")
     o = ap.parse_args()
     if o.mode == "errors":

@@ -18,8 +18,8 @@ import sys
 import time
 
 import pytest
-
 from _vethbed import SERVER4, SERVER6, VethBed
+
 from mos.errors import MosError
 from mos.ports import dpdk
 
@@ -67,8 +67,13 @@ def test_port_arguments_out_of_range_raise_before_eal():
 
 
 def _run_forwarder(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, FORWARDER, *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, FORWARDER, *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @needs_bed
@@ -94,13 +99,18 @@ def bed(tmp_path_factory):
     (root / "f.bin").write_bytes(os.urandom(FILE_SIZE))
     with VethBed() as b:
         srv = subprocess.Popen(
-            b.in_server(sys.executable, "-m", "http.server", "--bind", "::", "-d", str(root),
-                        str(PORT)),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            b.in_server(
+                sys.executable, "-m", "http.server", "--bind", "::", "-d", str(root), str(PORT)
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             for _ in range(100):  # bounded: 10 s
-                probe = subprocess.run(b.in_server("curl", "-s", "-o", "/dev/null",
-                                                   f"http://127.0.0.1:{PORT}/"))
+                probe = subprocess.run(
+                    b.in_server("curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{PORT}/"),
+                    check=False,
+                )
                 if probe.returncode == 0:
                     break
                 time.sleep(0.1)
@@ -113,8 +123,12 @@ def bed(tmp_path_factory):
 
 def _forward_and_drive(bed: VethBed, mode: str, tmp_path, curl: bool = True) -> dict:
     """Start the forwarder, ping v4 and v6, curl over v4 and v6, stop it; collect results."""
-    fw = subprocess.Popen([sys.executable, FORWARDER, mode, bed.a, bed.b, "--seconds", "40"],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    fw = subprocess.Popen(
+        [sys.executable, FORWARDER, mode, bed.a, bed.b, "--seconds", "40"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     res: dict = {"curl": {}}
     try:
         ready, _, _ = select.select([fw.stdout], [], [], 20)
@@ -123,17 +137,34 @@ def _forward_and_drive(bed: VethBed, mode: str, tmp_path, curl: bool = True) -> 
         for name, dst in (("ping4", SERVER4), ("ping6", SERVER6)):
             res[name] = subprocess.run(
                 bed.in_client("ping", "-c", "3", "-i", "0.2", "-W", "3", dst),
-                capture_output=True, text=True, timeout=20).returncode
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=20,
+            ).returncode
         if curl:
             for name, host in (("v4", SERVER4), ("v6", f"[{SERVER6}]")):
                 out = tmp_path / f"{mode}-{name}.bin"
                 r = subprocess.run(
-                    bed.in_client("curl", "-sS", "--max-time", "20", "-o", str(out),
-                                  f"http://{host}:{PORT}/f.bin"),
-                    capture_output=True, text=True, timeout=30)
-                res["curl"][name] = (r.returncode, r.stderr.strip(),
-                                     hashlib.sha256(out.read_bytes()).hexdigest()
-                                     if out.exists() else None)
+                    bed.in_client(
+                        "curl",
+                        "-sS",
+                        "--max-time",
+                        "20",
+                        "-o",
+                        str(out),
+                        f"http://{host}:{PORT}/f.bin",
+                    ),
+                    check=False,
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                )
+                res["curl"][name] = (
+                    r.returncode,
+                    r.stderr.strip(),
+                    hashlib.sha256(out.read_bytes()).hexdigest() if out.exists() else None,
+                )
     finally:
         fw.terminate()
         try:
@@ -153,8 +184,9 @@ def runs(bed, tmp_path_factory):
 
     def get(mode: str) -> dict:
         if mode not in cache:
-            cache[mode] = _forward_and_drive(bed, mode, tmp_path_factory.mktemp(mode),
-                                             curl=mode != "slow")
+            cache[mode] = _forward_and_drive(
+                bed, mode, tmp_path_factory.mktemp(mode), curl=mode != "slow"
+            )
         return cache[mode]
 
     return get
@@ -209,6 +241,11 @@ def test_slow_helpers_recv_burst_send_forward(bed, runs):
 @needs_bed
 def test_bed_without_forwarder_does_not_connect(bed):
     """The control: with nothing bridging the root-side ends, no ping crosses."""
-    r = subprocess.run(bed.in_client("ping", "-c", "1", "-W", "1", SERVER4),
-                       capture_output=True, text=True, timeout=10)
+    r = subprocess.run(
+        bed.in_client("ping", "-c", "1", "-W", "1", SERVER4),
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
     assert r.returncode != 0

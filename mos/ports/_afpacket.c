@@ -1781,7 +1781,7 @@ struct __pyx_MemviewEnum_obj;
 struct __pyx_memoryview_obj;
 struct __pyx_memoryviewslice_obj;
 
-/* "mos/ports/_afpacket.pyx":110
+/* "mos/ports/_afpacket.pyx":111
  * 
  * 
  * cdef enum:             # <<<<<<<<<<<<<<
@@ -1793,7 +1793,7 @@ enum  {
   __pyx_e_3mos_5ports_9_afpacket_SLOW_BURST = 0x400
 };
 
-/* "mos/ports/_afpacket.pyx":124
+/* "mos/ports/_afpacket.pyx":125
  * 
  * 
  * cdef class AfPacketPort:             # <<<<<<<<<<<<<<
@@ -1808,6 +1808,7 @@ struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort {
   PyObject *iface;
   PyObject *fanout_group;
   PyObject *tx_mode;
+  PyObject *rx_ring;
 };
 
 
@@ -1888,7 +1889,7 @@ struct __pyx_memoryviewslice_obj {
 
 
 
-/* "mos/ports/_afpacket.pyx":124
+/* "mos/ports/_afpacket.pyx":125
  * 
  * 
  * cdef class AfPacketPort:             # <<<<<<<<<<<<<<
@@ -2792,6 +2793,9 @@ static void __Pyx_RaiseUnboundLocalError(const char *varname);
 /* DivInt[long].proto */
 static CYTHON_INLINE long __Pyx_div_long(long, long, int b_is_constant);
 
+/* PyObjectCompare.proto */
+static CYTHON_INLINE int __Pyx_PyObject_CompareBoolNe_str_str(PyObject *op1, PyObject *op2, int pyop);
+
 /* PySequenceContains.proto */
 static CYTHON_INLINE int __Pyx_PySequence_ContainsTF(PyObject* item, PyObject* seq, int eq) {
     int result = PySequence_Contains(seq, item);
@@ -3558,7 +3562,7 @@ static PyObject *__pyx_pf___pyx_memoryviewslice___reduce_cython__(CYTHON_UNUSED 
 static PyObject *__pyx_pf___pyx_memoryviewslice_2__setstate_cython__(CYTHON_UNUSED struct __pyx_memoryviewslice_obj *__pyx_v_self, CYTHON_UNUSED PyObject *__pyx_v___pyx_state); /* proto */
 static PyObject *__pyx_pf_15View_dot_MemoryView___pyx_unpickle_Enum(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v___pyx_type, long __pyx_v___pyx_checksum, PyObject *__pyx_v___pyx_state); /* proto */
 static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort___cinit__(struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *__pyx_v_self); /* proto */
-static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *__pyx_v_self, PyObject *__pyx_v_iface, PyObject *__pyx_v_fanout_group, unsigned int __pyx_v_ring_bytes, int __pyx_v_poll_ms, unsigned int __pyx_v_block_bytes, int __pyx_v_retire_ms, PyObject *__pyx_v_tx, unsigned int __pyx_v_tx_ring_bytes, int __pyx_v_promisc); /* proto */
+static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *__pyx_v_self, PyObject *__pyx_v_iface, PyObject *__pyx_v_fanout_group, unsigned int __pyx_v_ring_bytes, int __pyx_v_poll_ms, unsigned int __pyx_v_block_bytes, int __pyx_v_retire_ms, PyObject *__pyx_v_tx, unsigned int __pyx_v_tx_ring_bytes, int __pyx_v_promisc, PyObject *__pyx_v_rx_ring); /* proto */
 static void __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_4__dealloc__(struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_6close(struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_6closed___get__(struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *__pyx_v_self); /* proto */
@@ -3577,6 +3581,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
 static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_5iface___get__(struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_12fanout_group___get__(struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_7tx_mode___get__(struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *__pyx_v_self); /* proto */
+static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_7rx_ring___get__(struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_24__reduce_cython__(CYTHON_UNUSED struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_26__setstate_cython__(CYTHON_UNUSED struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *__pyx_v_self, CYTHON_UNUSED PyObject *__pyx_v___pyx_state); /* proto */
 static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_port_a, PyObject *__pyx_v_port_b, double __pyx_v_seconds, int __pyx_v_burst, double __pyx_v_idle_exit, PyObject *__pyx_v_stop); /* proto */
@@ -3747,7 +3752,7 @@ namespace {
     PyObject *__pyx_slice[1];
     PyObject *__pyx_tuple[4];
     PyObject *__pyx_codeobj_tab[11];
-    PyObject *__pyx_string_tab[232];
+    PyObject *__pyx_string_tab[238];
     PyObject *__pyx_number_tab[5];
 /* #### Code section: module_state_contents ### */
 /* PyFrozenDict.module_state_decls */
@@ -3804,231 +3809,237 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_kp_u_is_not_in_0_65535 __pyx_string_tab[4]
 #define __pyx_kp_u_is_not_in_1_4096 __pyx_string_tab[5]
 #define __pyx_kp_u_is_not_one_of __pyx_string_tab[6]
-#define __pyx_kp_u_object __pyx_string_tab[7]
-#define __pyx_kp_u_tx_3 __pyx_string_tab[8]
-#define __pyx_kp_u_tree_fragment __pyx_string_tab[9]
-#define __pyx_kp_u__5 __pyx_string_tab[10]
-#define __pyx_kp_u__3 __pyx_string_tab[11]
-#define __pyx_kp_u__2 __pyx_string_tab[12]
-#define __pyx_kp_u_open_failed __pyx_string_tab[13]
-#define __pyx_kp_u_AfPacketPort __pyx_string_tab[14]
-#define __pyx_kp_u_MemoryView_of __pyx_string_tab[15]
-#define __pyx_kp_u_contiguous_and_direct __pyx_string_tab[16]
-#define __pyx_kp_u_contiguous_and_indirect __pyx_string_tab[17]
-#define __pyx_kp_u_strided_and_direct_or_indirect __pyx_string_tab[18]
-#define __pyx_kp_u_strided_and_direct __pyx_string_tab[19]
-#define __pyx_kp_u_strided_and_indirect __pyx_string_tab[20]
-#define __pyx_kp_u__4 __pyx_string_tab[21]
-#define __pyx_kp_u_ __pyx_string_tab[22]
-#define __pyx_kp_u_Cannot_assign_to_read_only_memor __pyx_string_tab[23]
-#define __pyx_kp_u_Invalid_mode_expected_c_or_fortr __pyx_string_tab[24]
-#define __pyx_kp_u_Invalid_shape_in_axis __pyx_string_tab[25]
-#define __pyx_kp_u_None __pyx_string_tab[26]
-#define __pyx_kp_u_Note_that_Cython_is_deliberately __pyx_string_tab[27]
-#define __pyx_kp_u_add_note __pyx_string_tab[28]
-#define __pyx_kp_u_afpacket_port __pyx_string_tab[29]
-#define __pyx_kp_u_afpacket __pyx_string_tab[30]
-#define __pyx_kp_u_burst_2 __pyx_string_tab[31]
-#define __pyx_kp_u_collections_abc __pyx_string_tab[32]
-#define __pyx_kp_u_disable __pyx_string_tab[33]
-#define __pyx_kp_u_enable __pyx_string_tab[34]
-#define __pyx_kp_u_fanout_group_2 __pyx_string_tab[35]
-#define __pyx_kp_u_fd __pyx_string_tab[36]
-#define __pyx_kp_u_gc __pyx_string_tab[37]
-#define __pyx_kp_u_isenabled __pyx_string_tab[38]
-#define __pyx_kp_u_mos_ports__afpacket_pyx __pyx_string_tab[39]
-#define __pyx_kp_u_no_default___reduce___due_to_non __pyx_string_tab[40]
-#define __pyx_kp_u_no_such_interface __pyx_string_tab[41]
-#define __pyx_kp_u_stop_needs_a_writable_buffer_of __pyx_string_tab[42]
-#define __pyx_kp_u_tx_2 __pyx_string_tab[43]
-#define __pyx_kp_u_unable_to_allocate_array_data __pyx_string_tab[44]
-#define __pyx_kp_u_unable_to_allocate_shape_and_str __pyx_string_tab[45]
-#define __pyx_n_u_ASCII __pyx_string_tab[46]
-#define __pyx_n_u_AfPacketPort_2 __pyx_string_tab[47]
-#define __pyx_n_u_AfPacketPort___enter __pyx_string_tab[48]
-#define __pyx_n_u_AfPacketPort___exit __pyx_string_tab[49]
-#define __pyx_n_u_AfPacketPort___reduce_cython __pyx_string_tab[50]
-#define __pyx_n_u_AfPacketPort___setstate_cython __pyx_string_tab[51]
-#define __pyx_n_u_AfPacketPort_c_port __pyx_string_tab[52]
-#define __pyx_n_u_AfPacketPort_close __pyx_string_tab[53]
-#define __pyx_n_u_AfPacketPort_fileno __pyx_string_tab[54]
-#define __pyx_n_u_AfPacketPort_recv_burst __pyx_string_tab[55]
-#define __pyx_n_u_AfPacketPort_send __pyx_string_tab[56]
-#define __pyx_n_u_AfPacketPort_stats __pyx_string_tab[57]
-#define __pyx_n_u_CAP_NET_RAW __pyx_string_tab[58]
-#define __pyx_n_u_Ellipsis __pyx_string_tab[59]
-#define __pyx_n_u_Sequence __pyx_string_tab[60]
-#define __pyx_n_u_View_MemoryView __pyx_string_tab[61]
-#define __pyx_n_u_TX_MODES __pyx_string_tab[62]
-#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[63]
-#define __pyx_n_u_all __pyx_string_tab[64]
-#define __pyx_n_u_annotate __pyx_string_tab[65]
-#define __pyx_n_u_class __pyx_string_tab[66]
-#define __pyx_n_u_class_getitem __pyx_string_tab[67]
-#define __pyx_n_u_dict __pyx_string_tab[68]
-#define __pyx_n_u_enter __pyx_string_tab[69]
-#define __pyx_n_u_exit __pyx_string_tab[70]
-#define __pyx_n_u_func __pyx_string_tab[71]
-#define __pyx_n_u_getstate __pyx_string_tab[72]
-#define __pyx_n_u_import __pyx_string_tab[73]
-#define __pyx_n_u_main __pyx_string_tab[74]
-#define __pyx_n_u_module __pyx_string_tab[75]
-#define __pyx_n_u_name_2 __pyx_string_tab[76]
-#define __pyx_n_u_new __pyx_string_tab[77]
-#define __pyx_n_u_pyx_checksum __pyx_string_tab[78]
-#define __pyx_n_u_pyx_state __pyx_string_tab[79]
-#define __pyx_n_u_pyx_type __pyx_string_tab[80]
-#define __pyx_n_u_pyx_unpickle_Enum __pyx_string_tab[81]
-#define __pyx_n_u_pyx_vtable __pyx_string_tab[82]
-#define __pyx_n_u_qualname __pyx_string_tab[83]
-#define __pyx_n_u_reduce __pyx_string_tab[84]
-#define __pyx_n_u_reduce_cython __pyx_string_tab[85]
-#define __pyx_n_u_reduce_ex __pyx_string_tab[86]
-#define __pyx_n_u_set_name __pyx_string_tab[87]
-#define __pyx_n_u_setstate __pyx_string_tab[88]
-#define __pyx_n_u_setstate_cython __pyx_string_tab[89]
-#define __pyx_n_u_test __pyx_string_tab[90]
-#define __pyx_n_u_is_coroutine __pyx_string_tab[91]
-#define __pyx_n_u_time_2 __pyx_string_tab[92]
-#define __pyx_n_u_abc __pyx_string_tab[93]
-#define __pyx_n_u_active __pyx_string_tab[94]
-#define __pyx_n_u_allocate_buffer __pyx_string_tab[95]
-#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[96]
-#define __pyx_n_u_b __pyx_string_tab[97]
-#define __pyx_n_u_bab __pyx_string_tab[98]
-#define __pyx_n_u_base __pyx_string_tab[99]
-#define __pyx_n_u_batch __pyx_string_tab[100]
-#define __pyx_n_u_bba __pyx_string_tab[101]
-#define __pyx_n_u_block_bytes __pyx_string_tab[102]
-#define __pyx_n_u_burst __pyx_string_tab[103]
-#define __pyx_n_u_bytes_ab __pyx_string_tab[104]
-#define __pyx_n_u_bytes_ba __pyx_string_tab[105]
-#define __pyx_n_u_c __pyx_string_tab[106]
-#define __pyx_n_u_c_port __pyx_string_tab[107]
-#define __pyx_n_u_cline_in_traceback __pyx_string_tab[108]
-#define __pyx_n_u_close __pyx_string_tab[109]
-#define __pyx_n_u_closed __pyx_string_tab[110]
-#define __pyx_n_u_count __pyx_string_tab[111]
-#define __pyx_n_u_deadline __pyx_string_tab[112]
-#define __pyx_n_u_decode __pyx_string_tab[113]
-#define __pyx_n_u_dropped __pyx_string_tab[114]
-#define __pyx_n_u_dtype_is_object __pyx_string_tab[115]
-#define __pyx_n_u_elapsed __pyx_string_tab[116]
-#define __pyx_n_u_encode __pyx_string_tab[117]
-#define __pyx_n_u_enumerate __pyx_string_tab[118]
-#define __pyx_n_u_error __pyx_string_tab[119]
-#define __pyx_n_u_errors __pyx_string_tab[120]
-#define __pyx_n_u_exc __pyx_string_tab[121]
-#define __pyx_n_u_f __pyx_string_tab[122]
-#define __pyx_n_u_fab __pyx_string_tab[123]
-#define __pyx_n_u_fanout_group __pyx_string_tab[124]
-#define __pyx_n_u_fba __pyx_string_tab[125]
-#define __pyx_n_u_fileno __pyx_string_tab[126]
-#define __pyx_n_u_first __pyx_string_tab[127]
-#define __pyx_n_u_flags __pyx_string_tab[128]
-#define __pyx_n_u_format __pyx_string_tab[129]
-#define __pyx_n_u_fortran __pyx_string_tab[130]
-#define __pyx_n_u_forward_loop __pyx_string_tab[131]
-#define __pyx_n_u_fr __pyx_string_tab[132]
-#define __pyx_n_u_frames __pyx_string_tab[133]
-#define __pyx_n_u_frames_ab __pyx_string_tab[134]
-#define __pyx_n_u_frames_ba __pyx_string_tab[135]
-#define __pyx_n_u_freeze_q __pyx_string_tab[136]
-#define __pyx_n_u_h __pyx_string_tab[137]
-#define __pyx_n_u_ha __pyx_string_tab[138]
-#define __pyx_n_u_hb __pyx_string_tab[139]
-#define __pyx_n_u_i __pyx_string_tab[140]
-#define __pyx_n_u_id __pyx_string_tab[141]
-#define __pyx_n_u_idle_exit __pyx_string_tab[142]
-#define __pyx_n_u_iface __pyx_string_tab[143]
-#define __pyx_n_u_index __pyx_string_tab[144]
-#define __pyx_n_u_items __pyx_string_tab[145]
-#define __pyx_n_u_itemsize __pyx_string_tab[146]
-#define __pyx_n_u_k __pyx_string_tab[147]
-#define __pyx_n_u_last __pyx_string_tab[148]
-#define __pyx_n_u_loops __pyx_string_tab[149]
-#define __pyx_n_u_max __pyx_string_tab[150]
-#define __pyx_n_u_memview __pyx_string_tab[151]
-#define __pyx_n_u_mode __pyx_string_tab[152]
-#define __pyx_n_u_mos_ports__afpacket __pyx_string_tab[153]
-#define __pyx_n_u_n __pyx_string_tab[154]
-#define __pyx_n_u_na __pyx_string_tab[155]
-#define __pyx_n_u_name __pyx_string_tab[156]
-#define __pyx_n_u_nb __pyx_string_tab[157]
-#define __pyx_n_u_ndim __pyx_string_tab[158]
-#define __pyx_n_u_obj __pyx_string_tab[159]
-#define __pyx_n_u_out __pyx_string_tab[160]
-#define __pyx_n_u_pack __pyx_string_tab[161]
-#define __pyx_n_u_pfd __pyx_string_tab[162]
-#define __pyx_n_u_poll_ms __pyx_string_tab[163]
-#define __pyx_n_u_pop __pyx_string_tab[164]
-#define __pyx_n_u_port_a __pyx_string_tab[165]
-#define __pyx_n_u_port_b __pyx_string_tab[166]
-#define __pyx_n_u_promisc __pyx_string_tab[167]
-#define __pyx_n_u_rd __pyx_string_tab[168]
-#define __pyx_n_u_rda __pyx_string_tab[169]
-#define __pyx_n_u_rdb __pyx_string_tab[170]
-#define __pyx_n_u_recv_burst __pyx_string_tab[171]
-#define __pyx_n_u_register __pyx_string_tab[172]
-#define __pyx_n_u_replace __pyx_string_tab[173]
-#define __pyx_n_u_retire_ms __pyx_string_tab[174]
-#define __pyx_n_u_ring __pyx_string_tab[175]
-#define __pyx_n_u_ring_bytes __pyx_string_tab[176]
-#define __pyx_n_u_rx __pyx_string_tab[177]
-#define __pyx_n_u_rx_blocks __pyx_string_tab[178]
-#define __pyx_n_u_rx_bytes __pyx_string_tab[179]
-#define __pyx_n_u_rx_dropped __pyx_string_tab[180]
-#define __pyx_n_u_rxa __pyx_string_tab[181]
-#define __pyx_n_u_rxb __pyx_string_tab[182]
-#define __pyx_n_u_sa __pyx_string_tab[183]
-#define __pyx_n_u_saved __pyx_string_tab[184]
-#define __pyx_n_u_sb __pyx_string_tab[185]
-#define __pyx_n_u_seconds __pyx_string_tab[186]
-#define __pyx_n_u_self __pyx_string_tab[187]
-#define __pyx_n_u_send __pyx_string_tab[188]
-#define __pyx_n_u_sendmmsg __pyx_string_tab[189]
-#define __pyx_n_u_sent __pyx_string_tab[190]
-#define __pyx_n_u_setdefault __pyx_string_tab[191]
-#define __pyx_n_u_shape __pyx_string_tab[192]
-#define __pyx_n_u_size __pyx_string_tab[193]
-#define __pyx_n_u_st __pyx_string_tab[194]
-#define __pyx_n_u_start __pyx_string_tab[195]
-#define __pyx_n_u_stats __pyx_string_tab[196]
-#define __pyx_n_u_step __pyx_string_tab[197]
-#define __pyx_n_u_stop __pyx_string_tab[198]
-#define __pyx_n_u_stopbuf __pyx_string_tab[199]
-#define __pyx_n_u_stopp __pyx_string_tab[200]
-#define __pyx_n_u_struct __pyx_string_tab[201]
-#define __pyx_n_u_t __pyx_string_tab[202]
-#define __pyx_n_u_t0 __pyx_string_tab[203]
-#define __pyx_n_u_time __pyx_string_tab[204]
-#define __pyx_n_u_tx __pyx_string_tab[205]
-#define __pyx_n_u_tx_bytes __pyx_string_tab[206]
-#define __pyx_n_u_tx_dropped __pyx_string_tab[207]
-#define __pyx_n_u_tx_kick_errors __pyx_string_tab[208]
-#define __pyx_n_u_tx_ring_bytes __pyx_string_tab[209]
-#define __pyx_n_u_tx_too_big __pyx_string_tab[210]
-#define __pyx_n_u_txa __pyx_string_tab[211]
-#define __pyx_n_u_txb __pyx_string_tab[212]
-#define __pyx_n_u_unpack __pyx_string_tab[213]
-#define __pyx_n_u_update __pyx_string_tab[214]
-#define __pyx_n_u_usepoll __pyx_string_tab[215]
-#define __pyx_n_u_values __pyx_string_tab[216]
-#define __pyx_n_u_vlan_lost __pyx_string_tab[217]
-#define __pyx_n_u_vlan_restored __pyx_string_tab[218]
-#define __pyx_n_u_x __pyx_string_tab[219]
-#define __pyx_n_u_xs __pyx_string_tab[220]
-#define __pyx_n_b_O __pyx_string_tab[221]
-#define __pyx_kp_b_iso88591_Q __pyx_string_tab[222]
-#define __pyx_kp_b_iso88591_A_F_q __pyx_string_tab[223]
-#define __pyx_kp_b_iso88591_A_q __pyx_string_tab[224]
-#define __pyx_kp_b_iso88591_A_4s_Q_a_Q __pyx_string_tab[225]
-#define __pyx_kp_b_iso88591_A_G1_z_a __pyx_string_tab[226]
-#define __pyx_kp_b_iso88591_A_G1_4t_a_aq_1A __pyx_string_tab[227]
-#define __pyx_kp_b_iso88591_A_a_G1_E_d_3c_E_A_b_Qa_1L_1G2Q_U __pyx_string_tab[228]
-#define __pyx_kp_b_iso88591_A_G1_Qd_aq_at4q_E_R_2Q_M_r_R_Ba __pyx_string_tab[229]
-#define __pyx_kp_b_iso88591_1_q_q_1_Q_uG1_7_Ba_AQ_vS_V2Q_j __pyx_string_tab[230]
-#define __pyx_kp_b_iso88591_G1_4s_1_4r_4t4y_a_U_1_7_D_q_5Qn __pyx_string_tab[231]
+#define __pyx_kp_u_is_not_one_of_v3_v2 __pyx_string_tab[7]
+#define __pyx_kp_u_object __pyx_string_tab[8]
+#define __pyx_kp_u_rx __pyx_string_tab[9]
+#define __pyx_kp_u_tx_3 __pyx_string_tab[10]
+#define __pyx_kp_u_tree_fragment __pyx_string_tab[11]
+#define __pyx_kp_u__5 __pyx_string_tab[12]
+#define __pyx_kp_u__3 __pyx_string_tab[13]
+#define __pyx_kp_u__2 __pyx_string_tab[14]
+#define __pyx_kp_u_open_failed __pyx_string_tab[15]
+#define __pyx_kp_u_AfPacketPort __pyx_string_tab[16]
+#define __pyx_kp_u_MemoryView_of __pyx_string_tab[17]
+#define __pyx_kp_u_contiguous_and_direct __pyx_string_tab[18]
+#define __pyx_kp_u_contiguous_and_indirect __pyx_string_tab[19]
+#define __pyx_kp_u_strided_and_direct_or_indirect __pyx_string_tab[20]
+#define __pyx_kp_u_strided_and_direct __pyx_string_tab[21]
+#define __pyx_kp_u_strided_and_indirect __pyx_string_tab[22]
+#define __pyx_kp_u__4 __pyx_string_tab[23]
+#define __pyx_kp_u_ __pyx_string_tab[24]
+#define __pyx_kp_u_Cannot_assign_to_read_only_memor __pyx_string_tab[25]
+#define __pyx_kp_u_Invalid_mode_expected_c_or_fortr __pyx_string_tab[26]
+#define __pyx_kp_u_Invalid_shape_in_axis __pyx_string_tab[27]
+#define __pyx_kp_u_None __pyx_string_tab[28]
+#define __pyx_kp_u_Note_that_Cython_is_deliberately __pyx_string_tab[29]
+#define __pyx_kp_u_add_note __pyx_string_tab[30]
+#define __pyx_kp_u_afpacket_port __pyx_string_tab[31]
+#define __pyx_kp_u_afpacket __pyx_string_tab[32]
+#define __pyx_kp_u_burst_2 __pyx_string_tab[33]
+#define __pyx_kp_u_collections_abc __pyx_string_tab[34]
+#define __pyx_kp_u_disable __pyx_string_tab[35]
+#define __pyx_kp_u_enable __pyx_string_tab[36]
+#define __pyx_kp_u_fanout_group_2 __pyx_string_tab[37]
+#define __pyx_kp_u_fd __pyx_string_tab[38]
+#define __pyx_kp_u_gc __pyx_string_tab[39]
+#define __pyx_kp_u_isenabled __pyx_string_tab[40]
+#define __pyx_kp_u_mos_ports__afpacket_pyx __pyx_string_tab[41]
+#define __pyx_kp_u_no_default___reduce___due_to_non __pyx_string_tab[42]
+#define __pyx_kp_u_no_such_interface __pyx_string_tab[43]
+#define __pyx_kp_u_rx_ring_2 __pyx_string_tab[44]
+#define __pyx_kp_u_stop_needs_a_writable_buffer_of __pyx_string_tab[45]
+#define __pyx_kp_u_tx_2 __pyx_string_tab[46]
+#define __pyx_kp_u_unable_to_allocate_array_data __pyx_string_tab[47]
+#define __pyx_kp_u_unable_to_allocate_shape_and_str __pyx_string_tab[48]
+#define __pyx_n_u_ASCII __pyx_string_tab[49]
+#define __pyx_n_u_AfPacketPort_2 __pyx_string_tab[50]
+#define __pyx_n_u_AfPacketPort___enter __pyx_string_tab[51]
+#define __pyx_n_u_AfPacketPort___exit __pyx_string_tab[52]
+#define __pyx_n_u_AfPacketPort___reduce_cython __pyx_string_tab[53]
+#define __pyx_n_u_AfPacketPort___setstate_cython __pyx_string_tab[54]
+#define __pyx_n_u_AfPacketPort_c_port __pyx_string_tab[55]
+#define __pyx_n_u_AfPacketPort_close __pyx_string_tab[56]
+#define __pyx_n_u_AfPacketPort_fileno __pyx_string_tab[57]
+#define __pyx_n_u_AfPacketPort_recv_burst __pyx_string_tab[58]
+#define __pyx_n_u_AfPacketPort_send __pyx_string_tab[59]
+#define __pyx_n_u_AfPacketPort_stats __pyx_string_tab[60]
+#define __pyx_n_u_CAP_NET_RAW __pyx_string_tab[61]
+#define __pyx_n_u_Ellipsis __pyx_string_tab[62]
+#define __pyx_n_u_Sequence __pyx_string_tab[63]
+#define __pyx_n_u_View_MemoryView __pyx_string_tab[64]
+#define __pyx_n_u_TX_MODES __pyx_string_tab[65]
+#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[66]
+#define __pyx_n_u_all __pyx_string_tab[67]
+#define __pyx_n_u_annotate __pyx_string_tab[68]
+#define __pyx_n_u_class __pyx_string_tab[69]
+#define __pyx_n_u_class_getitem __pyx_string_tab[70]
+#define __pyx_n_u_dict __pyx_string_tab[71]
+#define __pyx_n_u_enter __pyx_string_tab[72]
+#define __pyx_n_u_exit __pyx_string_tab[73]
+#define __pyx_n_u_func __pyx_string_tab[74]
+#define __pyx_n_u_getstate __pyx_string_tab[75]
+#define __pyx_n_u_import __pyx_string_tab[76]
+#define __pyx_n_u_main __pyx_string_tab[77]
+#define __pyx_n_u_module __pyx_string_tab[78]
+#define __pyx_n_u_name_2 __pyx_string_tab[79]
+#define __pyx_n_u_new __pyx_string_tab[80]
+#define __pyx_n_u_pyx_checksum __pyx_string_tab[81]
+#define __pyx_n_u_pyx_state __pyx_string_tab[82]
+#define __pyx_n_u_pyx_type __pyx_string_tab[83]
+#define __pyx_n_u_pyx_unpickle_Enum __pyx_string_tab[84]
+#define __pyx_n_u_pyx_vtable __pyx_string_tab[85]
+#define __pyx_n_u_qualname __pyx_string_tab[86]
+#define __pyx_n_u_reduce __pyx_string_tab[87]
+#define __pyx_n_u_reduce_cython __pyx_string_tab[88]
+#define __pyx_n_u_reduce_ex __pyx_string_tab[89]
+#define __pyx_n_u_set_name __pyx_string_tab[90]
+#define __pyx_n_u_setstate __pyx_string_tab[91]
+#define __pyx_n_u_setstate_cython __pyx_string_tab[92]
+#define __pyx_n_u_test __pyx_string_tab[93]
+#define __pyx_n_u_is_coroutine __pyx_string_tab[94]
+#define __pyx_n_u_time_2 __pyx_string_tab[95]
+#define __pyx_n_u_abc __pyx_string_tab[96]
+#define __pyx_n_u_active __pyx_string_tab[97]
+#define __pyx_n_u_allocate_buffer __pyx_string_tab[98]
+#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[99]
+#define __pyx_n_u_b __pyx_string_tab[100]
+#define __pyx_n_u_bab __pyx_string_tab[101]
+#define __pyx_n_u_base __pyx_string_tab[102]
+#define __pyx_n_u_batch __pyx_string_tab[103]
+#define __pyx_n_u_bba __pyx_string_tab[104]
+#define __pyx_n_u_block_bytes __pyx_string_tab[105]
+#define __pyx_n_u_burst __pyx_string_tab[106]
+#define __pyx_n_u_bytes_ab __pyx_string_tab[107]
+#define __pyx_n_u_bytes_ba __pyx_string_tab[108]
+#define __pyx_n_u_c __pyx_string_tab[109]
+#define __pyx_n_u_c_port __pyx_string_tab[110]
+#define __pyx_n_u_cline_in_traceback __pyx_string_tab[111]
+#define __pyx_n_u_close __pyx_string_tab[112]
+#define __pyx_n_u_closed __pyx_string_tab[113]
+#define __pyx_n_u_count __pyx_string_tab[114]
+#define __pyx_n_u_deadline __pyx_string_tab[115]
+#define __pyx_n_u_decode __pyx_string_tab[116]
+#define __pyx_n_u_dropped __pyx_string_tab[117]
+#define __pyx_n_u_dtype_is_object __pyx_string_tab[118]
+#define __pyx_n_u_elapsed __pyx_string_tab[119]
+#define __pyx_n_u_encode __pyx_string_tab[120]
+#define __pyx_n_u_enumerate __pyx_string_tab[121]
+#define __pyx_n_u_error __pyx_string_tab[122]
+#define __pyx_n_u_errors __pyx_string_tab[123]
+#define __pyx_n_u_exc __pyx_string_tab[124]
+#define __pyx_n_u_f __pyx_string_tab[125]
+#define __pyx_n_u_fab __pyx_string_tab[126]
+#define __pyx_n_u_fanout_group __pyx_string_tab[127]
+#define __pyx_n_u_fba __pyx_string_tab[128]
+#define __pyx_n_u_fileno __pyx_string_tab[129]
+#define __pyx_n_u_first __pyx_string_tab[130]
+#define __pyx_n_u_flags __pyx_string_tab[131]
+#define __pyx_n_u_format __pyx_string_tab[132]
+#define __pyx_n_u_fortran __pyx_string_tab[133]
+#define __pyx_n_u_forward_loop __pyx_string_tab[134]
+#define __pyx_n_u_fr __pyx_string_tab[135]
+#define __pyx_n_u_frames __pyx_string_tab[136]
+#define __pyx_n_u_frames_ab __pyx_string_tab[137]
+#define __pyx_n_u_frames_ba __pyx_string_tab[138]
+#define __pyx_n_u_freeze_q __pyx_string_tab[139]
+#define __pyx_n_u_h __pyx_string_tab[140]
+#define __pyx_n_u_ha __pyx_string_tab[141]
+#define __pyx_n_u_hb __pyx_string_tab[142]
+#define __pyx_n_u_i __pyx_string_tab[143]
+#define __pyx_n_u_id __pyx_string_tab[144]
+#define __pyx_n_u_idle_exit __pyx_string_tab[145]
+#define __pyx_n_u_iface __pyx_string_tab[146]
+#define __pyx_n_u_index __pyx_string_tab[147]
+#define __pyx_n_u_items __pyx_string_tab[148]
+#define __pyx_n_u_itemsize __pyx_string_tab[149]
+#define __pyx_n_u_k __pyx_string_tab[150]
+#define __pyx_n_u_last __pyx_string_tab[151]
+#define __pyx_n_u_loops __pyx_string_tab[152]
+#define __pyx_n_u_max __pyx_string_tab[153]
+#define __pyx_n_u_memview __pyx_string_tab[154]
+#define __pyx_n_u_mode __pyx_string_tab[155]
+#define __pyx_n_u_mos_ports__afpacket __pyx_string_tab[156]
+#define __pyx_n_u_n __pyx_string_tab[157]
+#define __pyx_n_u_na __pyx_string_tab[158]
+#define __pyx_n_u_name __pyx_string_tab[159]
+#define __pyx_n_u_nb __pyx_string_tab[160]
+#define __pyx_n_u_ndim __pyx_string_tab[161]
+#define __pyx_n_u_obj __pyx_string_tab[162]
+#define __pyx_n_u_out __pyx_string_tab[163]
+#define __pyx_n_u_pack __pyx_string_tab[164]
+#define __pyx_n_u_pfd __pyx_string_tab[165]
+#define __pyx_n_u_poll_ms __pyx_string_tab[166]
+#define __pyx_n_u_pop __pyx_string_tab[167]
+#define __pyx_n_u_port_a __pyx_string_tab[168]
+#define __pyx_n_u_port_b __pyx_string_tab[169]
+#define __pyx_n_u_promisc __pyx_string_tab[170]
+#define __pyx_n_u_rd __pyx_string_tab[171]
+#define __pyx_n_u_rda __pyx_string_tab[172]
+#define __pyx_n_u_rdb __pyx_string_tab[173]
+#define __pyx_n_u_recv_burst __pyx_string_tab[174]
+#define __pyx_n_u_register __pyx_string_tab[175]
+#define __pyx_n_u_replace __pyx_string_tab[176]
+#define __pyx_n_u_retire_ms __pyx_string_tab[177]
+#define __pyx_n_u_ring __pyx_string_tab[178]
+#define __pyx_n_u_ring_bytes __pyx_string_tab[179]
+#define __pyx_n_u_rx_2 __pyx_string_tab[180]
+#define __pyx_n_u_rx_blocks __pyx_string_tab[181]
+#define __pyx_n_u_rx_bytes __pyx_string_tab[182]
+#define __pyx_n_u_rx_dropped __pyx_string_tab[183]
+#define __pyx_n_u_rx_ring __pyx_string_tab[184]
+#define __pyx_n_u_rxa __pyx_string_tab[185]
+#define __pyx_n_u_rxb __pyx_string_tab[186]
+#define __pyx_n_u_sa __pyx_string_tab[187]
+#define __pyx_n_u_saved __pyx_string_tab[188]
+#define __pyx_n_u_sb __pyx_string_tab[189]
+#define __pyx_n_u_seconds __pyx_string_tab[190]
+#define __pyx_n_u_self __pyx_string_tab[191]
+#define __pyx_n_u_send __pyx_string_tab[192]
+#define __pyx_n_u_sendmmsg __pyx_string_tab[193]
+#define __pyx_n_u_sent __pyx_string_tab[194]
+#define __pyx_n_u_setdefault __pyx_string_tab[195]
+#define __pyx_n_u_shape __pyx_string_tab[196]
+#define __pyx_n_u_size __pyx_string_tab[197]
+#define __pyx_n_u_st __pyx_string_tab[198]
+#define __pyx_n_u_start __pyx_string_tab[199]
+#define __pyx_n_u_stats __pyx_string_tab[200]
+#define __pyx_n_u_step __pyx_string_tab[201]
+#define __pyx_n_u_stop __pyx_string_tab[202]
+#define __pyx_n_u_stopbuf __pyx_string_tab[203]
+#define __pyx_n_u_stopp __pyx_string_tab[204]
+#define __pyx_n_u_struct __pyx_string_tab[205]
+#define __pyx_n_u_t __pyx_string_tab[206]
+#define __pyx_n_u_t0 __pyx_string_tab[207]
+#define __pyx_n_u_time __pyx_string_tab[208]
+#define __pyx_n_u_tx __pyx_string_tab[209]
+#define __pyx_n_u_tx_bytes __pyx_string_tab[210]
+#define __pyx_n_u_tx_dropped __pyx_string_tab[211]
+#define __pyx_n_u_tx_kick_errors __pyx_string_tab[212]
+#define __pyx_n_u_tx_ring_bytes __pyx_string_tab[213]
+#define __pyx_n_u_tx_too_big __pyx_string_tab[214]
+#define __pyx_n_u_txa __pyx_string_tab[215]
+#define __pyx_n_u_txb __pyx_string_tab[216]
+#define __pyx_n_u_unpack __pyx_string_tab[217]
+#define __pyx_n_u_update __pyx_string_tab[218]
+#define __pyx_n_u_usepoll __pyx_string_tab[219]
+#define __pyx_n_u_v2 __pyx_string_tab[220]
+#define __pyx_n_u_v3 __pyx_string_tab[221]
+#define __pyx_n_u_values __pyx_string_tab[222]
+#define __pyx_n_u_vlan_lost __pyx_string_tab[223]
+#define __pyx_n_u_vlan_restored __pyx_string_tab[224]
+#define __pyx_n_u_x __pyx_string_tab[225]
+#define __pyx_n_u_xs __pyx_string_tab[226]
+#define __pyx_n_b_O __pyx_string_tab[227]
+#define __pyx_kp_b_iso88591_Q __pyx_string_tab[228]
+#define __pyx_kp_b_iso88591_A_F_q __pyx_string_tab[229]
+#define __pyx_kp_b_iso88591_A_q __pyx_string_tab[230]
+#define __pyx_kp_b_iso88591_A_4s_Q_a_Q __pyx_string_tab[231]
+#define __pyx_kp_b_iso88591_A_G1_z_a __pyx_string_tab[232]
+#define __pyx_kp_b_iso88591_A_G1_4t_a_aq_1A __pyx_string_tab[233]
+#define __pyx_kp_b_iso88591_A_a_G1_E_d_3c_E_A_b_Qa_1L_1G2Q_U __pyx_string_tab[234]
+#define __pyx_kp_b_iso88591_A_G1_Qd_aq_at4q_E_R_2Q_M_r_R_Ba __pyx_string_tab[235]
+#define __pyx_kp_b_iso88591_1_q_q_1_Q_uG1_7_Ba_AQ_vS_V2Q_j __pyx_string_tab[236]
+#define __pyx_kp_b_iso88591_G1_4s_1_4r_4t4y_a_U_1_7_D_q_5Qn __pyx_string_tab[237]
 #define __pyx_int_0 __pyx_number_tab[0]
 #define __pyx_int_neg_1 __pyx_number_tab[1]
 #define __pyx_int_64 __pyx_number_tab[2]
@@ -4065,7 +4076,7 @@ static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
   for (int i=0; i<1; ++i) { Py_CLEAR(clear_module_state->__pyx_slice[i]); }
   for (int i=0; i<4; ++i) { Py_CLEAR(clear_module_state->__pyx_tuple[i]); }
   for (int i=0; i<11; ++i) { Py_CLEAR(clear_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<232; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<238; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<5; ++i) { Py_CLEAR(clear_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_clear_contents ### */
 /* CommonTypesMetaclass.module_state_clear */
@@ -4106,7 +4117,7 @@ static CYTHON_SMALL_CODE int __pyx_m_traverse(PyObject *m, visitproc visit, void
   for (int i=0; i<1; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_slice[i]); }
   for (int i=0; i<4; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_tuple[i]); }
   for (int i=0; i<11; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<232; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<238; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<5; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_traverse_contents ### */
 /* CommonTypesMetaclass.module_state_traverse */
@@ -18293,7 +18304,7 @@ static PyObject *__pyx_unpickle_Enum__set_state(struct __pyx_MemviewEnum_obj *__
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":115
+/* "mos/ports/_afpacket.pyx":116
  * 
  * 
  * cdef inline double _now() noexcept nogil:             # <<<<<<<<<<<<<<
@@ -18305,7 +18316,7 @@ static CYTHON_INLINE double __pyx_f_3mos_5ports_9_afpacket__now(void) {
   struct timespec __pyx_v_ts;
   double __pyx_r;
 
-  /* "mos/ports/_afpacket.pyx":117
+  /* "mos/ports/_afpacket.pyx":118
  * cdef inline double _now() noexcept nogil:
  *     cdef timespec ts
  *     clock_gettime(CLOCK_MONOTONIC, &ts)             # <<<<<<<<<<<<<<
@@ -18314,7 +18325,7 @@ static CYTHON_INLINE double __pyx_f_3mos_5ports_9_afpacket__now(void) {
 */
   (void)(clock_gettime(CLOCK_MONOTONIC, (&__pyx_v_ts)));
 
-  /* "mos/ports/_afpacket.pyx":118
+  /* "mos/ports/_afpacket.pyx":119
  *     cdef timespec ts
  *     clock_gettime(CLOCK_MONOTONIC, &ts)
  *     return ts.tv_sec + ts.tv_nsec * 1e-9             # <<<<<<<<<<<<<<
@@ -18327,7 +18338,7 @@ static CYTHON_INLINE double __pyx_f_3mos_5ports_9_afpacket__now(void) {
   }
   goto __pyx_L0;
 
-  /* "mos/ports/_afpacket.pyx":115
+  /* "mos/ports/_afpacket.pyx":116
  * 
  * 
  * cdef inline double _now() noexcept nogil:             # <<<<<<<<<<<<<<
@@ -18341,8 +18352,8 @@ static CYTHON_INLINE double __pyx_f_3mos_5ports_9_afpacket__now(void) {
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":143
- *     cdef readonly str tx_mode
+/* "mos/ports/_afpacket.pyx":147
+ *     cdef readonly str rx_ring
  * 
  *     def __cinit__(self):             # <<<<<<<<<<<<<<
  *         self.h = NULL
@@ -18393,7 +18404,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
 static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort___cinit__(struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *__pyx_v_self) {
   int __pyx_r;
 
-  /* "mos/ports/_afpacket.pyx":144
+  /* "mos/ports/_afpacket.pyx":148
  * 
  *     def __cinit__(self):
  *         self.h = NULL             # <<<<<<<<<<<<<<
@@ -18402,7 +18413,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort___cinit__(struct __pyx
 */
   __pyx_v_self->h = NULL;
 
-  /* "mos/ports/_afpacket.pyx":145
+  /* "mos/ports/_afpacket.pyx":149
  *     def __cinit__(self):
  *         self.h = NULL
  *         self.frames = NULL             # <<<<<<<<<<<<<<
@@ -18411,8 +18422,8 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort___cinit__(struct __pyx
 */
   __pyx_v_self->frames = NULL;
 
-  /* "mos/ports/_afpacket.pyx":143
- *     cdef readonly str tx_mode
+  /* "mos/ports/_afpacket.pyx":147
+ *     cdef readonly str rx_ring
  * 
  *     def __cinit__(self):             # <<<<<<<<<<<<<<
  *         self.h = NULL
@@ -18425,12 +18436,12 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort___cinit__(struct __pyx
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":147
+/* "mos/ports/_afpacket.pyx":151
  *         self.frames = NULL
  * 
  *     def __init__(self, str iface, fanout_group=None, unsigned ring_bytes=4 << 20,             # <<<<<<<<<<<<<<
  *                  int poll_ms=1, *, unsigned block_bytes=0, int retire_ms=1, str tx="ring",
- *                  unsigned tx_ring_bytes=1 << 20, bint promisc=True):
+ *                  unsigned tx_ring_bytes=1 << 20, bint promisc=True, str rx_ring="v3"):
 */
 
 /* Python wrapper */
@@ -18457,11 +18468,12 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   PyObject *__pyx_v_tx = 0;
   unsigned int __pyx_v_tx_ring_bytes;
   int __pyx_v_promisc;
+  PyObject *__pyx_v_rx_ring = 0;
   #if !CYTHON_VECTORCALL_TPNEW
   CYTHON_UNUSED Py_ssize_t __pyx_nargs;
   #endif
   CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
-  PyObject* values[9] = {0,0,0,0,0,0,0,0,0};
+  PyObject* values[10] = {0,0,0,0,0,0,0,0,0,0};
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
@@ -18477,105 +18489,108 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   #endif
   __pyx_kwvalues = __Pyx_KwValues_FASTCALL_TPNEW(__pyx_args, __pyx_nargs);
   {
-    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_iface,&__pyx_mstate_global->__pyx_n_u_fanout_group,&__pyx_mstate_global->__pyx_n_u_ring_bytes,&__pyx_mstate_global->__pyx_n_u_poll_ms,&__pyx_mstate_global->__pyx_n_u_block_bytes,&__pyx_mstate_global->__pyx_n_u_retire_ms,&__pyx_mstate_global->__pyx_n_u_tx,&__pyx_mstate_global->__pyx_n_u_tx_ring_bytes,&__pyx_mstate_global->__pyx_n_u_promisc,0};
+    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_iface,&__pyx_mstate_global->__pyx_n_u_fanout_group,&__pyx_mstate_global->__pyx_n_u_ring_bytes,&__pyx_mstate_global->__pyx_n_u_poll_ms,&__pyx_mstate_global->__pyx_n_u_block_bytes,&__pyx_mstate_global->__pyx_n_u_retire_ms,&__pyx_mstate_global->__pyx_n_u_tx,&__pyx_mstate_global->__pyx_n_u_tx_ring_bytes,&__pyx_mstate_global->__pyx_n_u_promisc,&__pyx_mstate_global->__pyx_n_u_rx_ring,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL_TPNEW(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 147, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 151, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 147, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 151, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 147, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 151, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 147, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 151, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 147, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 151, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "__init__", 0) < (0)) __PYX_ERR(0, 147, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "__init__", 0) < (0)) __PYX_ERR(0, 151, __pyx_L3_error)
       if (!values[1]) values[1] = __Pyx_NewRef(((PyObject *)Py_None));
       if (!values[6]) values[6] = __Pyx_NewRef(((PyObject*)__pyx_mstate_global->__pyx_n_u_ring));
+      if (!values[9]) values[9] = __Pyx_NewRef(((PyObject*)__pyx_mstate_global->__pyx_n_u_v3));
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("__init__", 0, 1, 4, i); __PYX_ERR(0, 147, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("__init__", 0, 1, 4, i); __PYX_ERR(0, 151, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 147, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 151, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 147, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 151, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 147, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 151, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 147, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 151, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
       if (!values[1]) values[1] = __Pyx_NewRef(((PyObject *)Py_None));
       if (!values[6]) values[6] = __Pyx_NewRef(((PyObject*)__pyx_mstate_global->__pyx_n_u_ring));
+      if (!values[9]) values[9] = __Pyx_NewRef(((PyObject*)__pyx_mstate_global->__pyx_n_u_v3));
     }
     __pyx_v_iface = ((PyObject*)values[0]);
     __pyx_v_fanout_group = values[1];
     if (values[2]) {
-      __pyx_v_ring_bytes = __Pyx_PyLong_As_unsigned_int(values[2]); if (unlikely((__pyx_v_ring_bytes == (unsigned int)-1) && PyErr_Occurred())) __PYX_ERR(0, 147, __pyx_L3_error)
+      __pyx_v_ring_bytes = __Pyx_PyLong_As_unsigned_int(values[2]); if (unlikely((__pyx_v_ring_bytes == (unsigned int)-1) && PyErr_Occurred())) __PYX_ERR(0, 151, __pyx_L3_error)
     } else {
       __pyx_v_ring_bytes = ((unsigned int)0x400000);
     }
     if (values[3]) {
-      __pyx_v_poll_ms = __Pyx_PyLong_As_int(values[3]); if (unlikely((__pyx_v_poll_ms == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 148, __pyx_L3_error)
+      __pyx_v_poll_ms = __Pyx_PyLong_As_int(values[3]); if (unlikely((__pyx_v_poll_ms == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 152, __pyx_L3_error)
     } else {
       __pyx_v_poll_ms = ((int)1);
     }
     if (values[4]) {
-      __pyx_v_block_bytes = __Pyx_PyLong_As_unsigned_int(values[4]); if (unlikely((__pyx_v_block_bytes == (unsigned int)-1) && PyErr_Occurred())) __PYX_ERR(0, 148, __pyx_L3_error)
+      __pyx_v_block_bytes = __Pyx_PyLong_As_unsigned_int(values[4]); if (unlikely((__pyx_v_block_bytes == (unsigned int)-1) && PyErr_Occurred())) __PYX_ERR(0, 152, __pyx_L3_error)
     } else {
       __pyx_v_block_bytes = ((unsigned int)0);
     }
     if (values[5]) {
-      __pyx_v_retire_ms = __Pyx_PyLong_As_int(values[5]); if (unlikely((__pyx_v_retire_ms == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 148, __pyx_L3_error)
+      __pyx_v_retire_ms = __Pyx_PyLong_As_int(values[5]); if (unlikely((__pyx_v_retire_ms == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 152, __pyx_L3_error)
     } else {
       __pyx_v_retire_ms = ((int)1);
     }
     __pyx_v_tx = ((PyObject*)values[6]);
     if (values[7]) {
-      __pyx_v_tx_ring_bytes = __Pyx_PyLong_As_unsigned_int(values[7]); if (unlikely((__pyx_v_tx_ring_bytes == (unsigned int)-1) && PyErr_Occurred())) __PYX_ERR(0, 149, __pyx_L3_error)
+      __pyx_v_tx_ring_bytes = __Pyx_PyLong_As_unsigned_int(values[7]); if (unlikely((__pyx_v_tx_ring_bytes == (unsigned int)-1) && PyErr_Occurred())) __PYX_ERR(0, 153, __pyx_L3_error)
     } else {
       __pyx_v_tx_ring_bytes = ((unsigned int)0x100000);
     }
     if (values[8]) {
-      __pyx_v_promisc = __Pyx_PyObject_IsTrue(values[8]); if (unlikely((__pyx_v_promisc == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 149, __pyx_L3_error)
+      __pyx_v_promisc = __Pyx_PyObject_IsTrue(values[8]); if (unlikely((__pyx_v_promisc == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 153, __pyx_L3_error)
     } else {
 
-      /* "mos/ports/_afpacket.pyx":149
+      /* "mos/ports/_afpacket.pyx":153
  *     def __init__(self, str iface, fanout_group=None, unsigned ring_bytes=4 << 20,
  *                  int poll_ms=1, *, unsigned block_bytes=0, int retire_ms=1, str tx="ring",
- *                  unsigned tx_ring_bytes=1 << 20, bint promisc=True):             # <<<<<<<<<<<<<<
+ *                  unsigned tx_ring_bytes=1 << 20, bint promisc=True, str rx_ring="v3"):             # <<<<<<<<<<<<<<
  *         cdef mos_afp_config_t cfg
  *         cdef char err[ERRLEN]
 */
       __pyx_v_promisc = ((int)1);
     }
+    __pyx_v_rx_ring = ((PyObject*)values[9]);
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("__init__", 0, 1, 4, __pyx_nargs); __PYX_ERR(0, 147, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("__init__", 0, 1, 4, __pyx_nargs); __PYX_ERR(0, 151, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -18586,16 +18601,17 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return -1;
   __pyx_L4_argument_unpacking_done:;
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_iface), (&PyUnicode_Type), 1, "iface", 1))) __PYX_ERR(0, 147, __pyx_L1_error)
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_tx), (&PyUnicode_Type), 1, "tx", 1))) __PYX_ERR(0, 148, __pyx_L1_error)
-  __pyx_r = __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(((struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *)__pyx_v_self), __pyx_v_iface, __pyx_v_fanout_group, __pyx_v_ring_bytes, __pyx_v_poll_ms, __pyx_v_block_bytes, __pyx_v_retire_ms, __pyx_v_tx, __pyx_v_tx_ring_bytes, __pyx_v_promisc);
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_iface), (&PyUnicode_Type), 1, "iface", 1))) __PYX_ERR(0, 151, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_tx), (&PyUnicode_Type), 1, "tx", 1))) __PYX_ERR(0, 152, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_rx_ring), (&PyUnicode_Type), 1, "rx_ring", 1))) __PYX_ERR(0, 153, __pyx_L1_error)
+  __pyx_r = __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(((struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *)__pyx_v_self), __pyx_v_iface, __pyx_v_fanout_group, __pyx_v_ring_bytes, __pyx_v_poll_ms, __pyx_v_block_bytes, __pyx_v_retire_ms, __pyx_v_tx, __pyx_v_tx_ring_bytes, __pyx_v_promisc, __pyx_v_rx_ring);
 
-  /* "mos/ports/_afpacket.pyx":147
+  /* "mos/ports/_afpacket.pyx":151
  *         self.frames = NULL
  * 
  *     def __init__(self, str iface, fanout_group=None, unsigned ring_bytes=4 << 20,             # <<<<<<<<<<<<<<
  *                  int poll_ms=1, *, unsigned block_bytes=0, int retire_ms=1, str tx="ring",
- *                  unsigned tx_ring_bytes=1 << 20, bint promisc=True):
+ *                  unsigned tx_ring_bytes=1 << 20, bint promisc=True, str rx_ring="v3"):
 */
 
   /* function exit code */
@@ -18621,7 +18637,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   return __pyx_r;
 }
 
-static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *__pyx_v_self, PyObject *__pyx_v_iface, PyObject *__pyx_v_fanout_group, unsigned int __pyx_v_ring_bytes, int __pyx_v_poll_ms, unsigned int __pyx_v_block_bytes, int __pyx_v_retire_ms, PyObject *__pyx_v_tx, unsigned int __pyx_v_tx_ring_bytes, int __pyx_v_promisc) {
+static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *__pyx_v_self, PyObject *__pyx_v_iface, PyObject *__pyx_v_fanout_group, unsigned int __pyx_v_ring_bytes, int __pyx_v_poll_ms, unsigned int __pyx_v_block_bytes, int __pyx_v_retire_ms, PyObject *__pyx_v_tx, unsigned int __pyx_v_tx_ring_bytes, int __pyx_v_promisc, PyObject *__pyx_v_rx_ring) {
   mos_afp_config_t __pyx_v_cfg;
   char __pyx_v_err[__pyx_e_3mos_5ports_9_afpacket_ERRLEN];
   PyObject *__pyx_v_name = NULL;
@@ -18630,161 +18646,239 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
   __Pyx_RefNannyDeclarations
   PyObject *__pyx_t_1 = NULL;
   int __pyx_t_2;
-  PyObject *__pyx_t_3 = NULL;
+  int __pyx_t_3;
   PyObject *__pyx_t_4 = NULL;
   PyObject *__pyx_t_5 = NULL;
   PyObject *__pyx_t_6 = NULL;
-  PyObject *__pyx_t_7[4];
+  PyObject *__pyx_t_7[3];
   Py_ssize_t __pyx_t_8;
   int __pyx_t_9;
-  size_t __pyx_t_10;
-  int __pyx_t_11;
-  int __pyx_t_12;
-  PyObject *__pyx_t_13[3];
+  PyObject *__pyx_t_10 = NULL;
+  size_t __pyx_t_11;
+  PyObject *__pyx_t_12 = NULL;
+  PyObject *__pyx_t_13[4];
   int __pyx_t_14;
-  char const *__pyx_t_15;
+  int __pyx_t_15;
+  char const *__pyx_t_16;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__init__", 0);
 
-  /* "mos/ports/_afpacket.pyx":152
+  /* "mos/ports/_afpacket.pyx":156
  *         cdef mos_afp_config_t cfg
  *         cdef char err[ERRLEN]
+ *         if rx_ring not in ("v3", "v2"):             # <<<<<<<<<<<<<<
+ *             raise ValueError(f"rx_ring: {rx_ring!r} is not one of v3, v2")
+ *         if tx not in _TX_MODES:
+*/
+  __Pyx_INCREF(__pyx_v_rx_ring);
+  __pyx_t_1 = __pyx_v_rx_ring;
+  __pyx_t_3 = __Pyx_PyObject_CompareBoolNe_str_str(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_v3, Py_NE); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 156, __pyx_L1_error)
+  if (__pyx_t_3) {
+
+  } else {
+
+    __pyx_t_2 = __pyx_t_3;
+
+    goto __pyx_L4_bool_binop_done;
+  }
+  __pyx_t_3 = __Pyx_PyObject_CompareBoolNe_str_str(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_v2, Py_NE); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 156, __pyx_L1_error)
+
+  __pyx_t_2 = __pyx_t_3;
+
+  __pyx_L4_bool_binop_done:;
+  __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+  __pyx_t_3 = __pyx_t_2;
+
+
+  if (unlikely(__pyx_t_3)) {
+
+
+    /* "mos/ports/_afpacket.pyx":157
+ *         cdef char err[ERRLEN]
+ *         if rx_ring not in ("v3", "v2"):
+ *             raise ValueError(f"rx_ring: {rx_ring!r} is not one of v3, v2")             # <<<<<<<<<<<<<<
+ *         if tx not in _TX_MODES:
+ *             raise ValueError(f"tx: {tx!r} is not one of {', '.join(_TX_MODES)}")
+*/
+    __pyx_t_5 = NULL;
+    __pyx_t_6 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Repr(__pyx_v_rx_ring), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 157, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_6);
+    __pyx_t_7[0] = __pyx_mstate_global->__pyx_kp_u_rx_ring_2;
+    __pyx_t_7[1] = __pyx_t_6;
+    __pyx_t_7[2] = __pyx_mstate_global->__pyx_kp_u_is_not_one_of_v3_v2;
+    __pyx_t_8 = 30;
+    #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
+    __pyx_t_8 += __Pyx_PyUnicode_GET_LENGTH(__pyx_t_7[1]);
+    #endif
+    __pyx_t_9 = 0;
+    #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
+    __pyx_t_9 |= __Pyx_PyUnicode_KIND_04(__pyx_t_7[1]);
+    #endif
+    __pyx_t_10 = __Pyx_PyUnicode_Join(__pyx_t_7, 3, __pyx_t_8, __pyx_t_9);
+    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 157, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_10);
+    __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+    __pyx_t_11 = 1;
+    {
+      PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_t_10};
+      __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
+      __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 157, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_4);
+    }
+    __Pyx_Raise(__pyx_t_4, 0, 0, 0);
+    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+    __PYX_ERR(0, 157, __pyx_L1_error)
+
+    /* "mos/ports/_afpacket.pyx":156
+ *         cdef mos_afp_config_t cfg
+ *         cdef char err[ERRLEN]
+ *         if rx_ring not in ("v3", "v2"):             # <<<<<<<<<<<<<<
+ *             raise ValueError(f"rx_ring: {rx_ring!r} is not one of v3, v2")
+ *         if tx not in _TX_MODES:
+*/
+  }
+
+  /* "mos/ports/_afpacket.pyx":158
+ *         if rx_ring not in ("v3", "v2"):
+ *             raise ValueError(f"rx_ring: {rx_ring!r} is not one of v3, v2")
  *         if tx not in _TX_MODES:             # <<<<<<<<<<<<<<
  *             raise ValueError(f"tx: {tx!r} is not one of {', '.join(_TX_MODES)}")
  *         if fanout_group is not None and not (0 <= fanout_group <= 0xFFFF):
 */
-  __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_TX_MODES); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 152, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_2 = (__Pyx_PySequence_ContainsTF(__pyx_v_tx, __pyx_t_1, Py_NE)); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(0, 152, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  if (unlikely(__pyx_t_2)) {
+  __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_TX_MODES); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 158, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_4);
+  __pyx_t_3 = (__Pyx_PySequence_ContainsTF(__pyx_v_tx, __pyx_t_4, Py_NE)); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 158, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+  if (unlikely(__pyx_t_3)) {
 
 
-    /* "mos/ports/_afpacket.pyx":153
- *         cdef char err[ERRLEN]
+    /* "mos/ports/_afpacket.pyx":159
+ *             raise ValueError(f"rx_ring: {rx_ring!r} is not one of v3, v2")
  *         if tx not in _TX_MODES:
  *             raise ValueError(f"tx: {tx!r} is not one of {', '.join(_TX_MODES)}")             # <<<<<<<<<<<<<<
  *         if fanout_group is not None and not (0 <= fanout_group <= 0xFFFF):
  *             raise ValueError(f"fanout_group: {fanout_group!r} is not in 0..65535")
 */
-    __pyx_t_3 = NULL;
-    __pyx_t_4 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Repr(__pyx_v_tx), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 153, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_4);
-    __Pyx_GetModuleGlobalName(__pyx_t_5, __pyx_mstate_global->__pyx_n_u_TX_MODES); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 153, __pyx_L1_error)
+    __pyx_t_10 = NULL;
+    __pyx_t_5 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Repr(__pyx_v_tx), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 159, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __pyx_t_6 = PyUnicode_Join(__pyx_mstate_global->__pyx_kp_u__5, __pyx_t_5); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 153, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_TX_MODES); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 159, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
-    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-    __pyx_t_7[0] = __pyx_mstate_global->__pyx_kp_u_tx_2;
-    __pyx_t_7[1] = __pyx_t_4;
-    __pyx_t_7[2] = __pyx_mstate_global->__pyx_kp_u_is_not_one_of;
-    __pyx_t_7[3] = __pyx_t_6;
+    __pyx_t_12 = PyUnicode_Join(__pyx_mstate_global->__pyx_kp_u__5, __pyx_t_6); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 159, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_12);
+    __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+    __pyx_t_13[0] = __pyx_mstate_global->__pyx_kp_u_tx_2;
+    __pyx_t_13[1] = __pyx_t_5;
+    __pyx_t_13[2] = __pyx_mstate_global->__pyx_kp_u_is_not_one_of;
+    __pyx_t_13[3] = __pyx_t_12;
     __pyx_t_8 = 19;
     #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
-    __pyx_t_8 += __Pyx_PyUnicode_GET_LENGTH(__pyx_t_7[1]) + __Pyx_PyUnicode_GET_LENGTH(__pyx_t_7[3]);
+    __pyx_t_8 += __Pyx_PyUnicode_GET_LENGTH(__pyx_t_13[1]) + __Pyx_PyUnicode_GET_LENGTH(__pyx_t_13[3]);
     #endif
     __pyx_t_9 = 0;
     #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
-    __pyx_t_9 |= __Pyx_PyUnicode_KIND_04(__pyx_t_7[1]) | __Pyx_PyUnicode_KIND_04(__pyx_t_7[3]);
+    __pyx_t_9 |= __Pyx_PyUnicode_KIND_04(__pyx_t_13[1]) | __Pyx_PyUnicode_KIND_04(__pyx_t_13[3]);
     #endif
-    __pyx_t_5 = __Pyx_PyUnicode_Join(__pyx_t_7, 4, __pyx_t_8, __pyx_t_9);
-    if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 153, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_5);
-    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    __pyx_t_10 = 1;
+    __pyx_t_6 = __Pyx_PyUnicode_Join(__pyx_t_13, 4, __pyx_t_8, __pyx_t_9);
+    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 159, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_6);
+    __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+    __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
+    __pyx_t_11 = 1;
     {
-      PyObject *__pyx_callargs[2] = {__pyx_t_3, __pyx_t_5};
-      __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-      __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
-      __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 153, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_1);
+      PyObject *__pyx_callargs[2] = {__pyx_t_10, __pyx_t_6};
+      __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __Pyx_XDECREF(__pyx_t_10); __pyx_t_10 = 0;
+      __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 159, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_4);
     }
-    __Pyx_Raise(__pyx_t_1, 0, 0, 0);
-    __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(0, 153, __pyx_L1_error)
+    __Pyx_Raise(__pyx_t_4, 0, 0, 0);
+    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+    __PYX_ERR(0, 159, __pyx_L1_error)
 
-    /* "mos/ports/_afpacket.pyx":152
- *         cdef mos_afp_config_t cfg
- *         cdef char err[ERRLEN]
+    /* "mos/ports/_afpacket.pyx":158
+ *         if rx_ring not in ("v3", "v2"):
+ *             raise ValueError(f"rx_ring: {rx_ring!r} is not one of v3, v2")
  *         if tx not in _TX_MODES:             # <<<<<<<<<<<<<<
  *             raise ValueError(f"tx: {tx!r} is not one of {', '.join(_TX_MODES)}")
  *         if fanout_group is not None and not (0 <= fanout_group <= 0xFFFF):
 */
   }
 
-  /* "mos/ports/_afpacket.pyx":154
+  /* "mos/ports/_afpacket.pyx":160
  *         if tx not in _TX_MODES:
  *             raise ValueError(f"tx: {tx!r} is not one of {', '.join(_TX_MODES)}")
  *         if fanout_group is not None and not (0 <= fanout_group <= 0xFFFF):             # <<<<<<<<<<<<<<
  *             raise ValueError(f"fanout_group: {fanout_group!r} is not in 0..65535")
  *         mos_afp_config_default(&cfg)
 */
-  __pyx_t_11 = (__pyx_v_fanout_group != Py_None);
-  if (__pyx_t_11) {
+  __pyx_t_2 = (__pyx_v_fanout_group != Py_None);
+  if (__pyx_t_2) {
 
   } else {
 
-    __pyx_t_2 = __pyx_t_11;
+    __pyx_t_3 = __pyx_t_2;
 
-    goto __pyx_L5_bool_binop_done;
+    goto __pyx_L8_bool_binop_done;
   }
-  __pyx_t_11 = __Pyx_PyObject_CompareBoolLe_int_object(__pyx_mstate_global->__pyx_int_0, __pyx_v_fanout_group, Py_LE); if (unlikely((__pyx_t_11 < 0))) __PYX_ERR(0, 154, __pyx_L1_error)
-  if (__pyx_t_11) {
-    __pyx_t_11 = __Pyx_PyObject_CompareBoolLe_object_int(__pyx_v_fanout_group, __pyx_mstate_global->__pyx_int_65535, Py_LE); if (unlikely((__pyx_t_11 < 0))) __PYX_ERR(0, 154, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_CompareBoolLe_int_object(__pyx_mstate_global->__pyx_int_0, __pyx_v_fanout_group, Py_LE); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(0, 160, __pyx_L1_error)
+  if (__pyx_t_2) {
+    __pyx_t_2 = __Pyx_PyObject_CompareBoolLe_object_int(__pyx_v_fanout_group, __pyx_mstate_global->__pyx_int_65535, Py_LE); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(0, 160, __pyx_L1_error)
   }
-  __pyx_t_12 = (!__pyx_t_11);
+  __pyx_t_14 = (!__pyx_t_2);
 
 
 
-  __pyx_t_2 = __pyx_t_12;
+  __pyx_t_3 = __pyx_t_14;
 
-  __pyx_L5_bool_binop_done:;
-  if (unlikely(__pyx_t_2)) {
+  __pyx_L8_bool_binop_done:;
+  if (unlikely(__pyx_t_3)) {
 
 
-    /* "mos/ports/_afpacket.pyx":155
+    /* "mos/ports/_afpacket.pyx":161
  *             raise ValueError(f"tx: {tx!r} is not one of {', '.join(_TX_MODES)}")
  *         if fanout_group is not None and not (0 <= fanout_group <= 0xFFFF):
  *             raise ValueError(f"fanout_group: {fanout_group!r} is not in 0..65535")             # <<<<<<<<<<<<<<
  *         mos_afp_config_default(&cfg)
  *         cfg.fanout_group = -1 if fanout_group is None else fanout_group
 */
-    __pyx_t_5 = NULL;
-    __pyx_t_3 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Repr(__pyx_v_fanout_group), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 155, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_3);
-    __pyx_t_13[0] = __pyx_mstate_global->__pyx_kp_u_fanout_group_2;
-    __pyx_t_13[1] = __pyx_t_3;
-    __pyx_t_13[2] = __pyx_mstate_global->__pyx_kp_u_is_not_in_0_65535;
+    __pyx_t_6 = NULL;
+    __pyx_t_10 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Repr(__pyx_v_fanout_group), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 161, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_10);
+    __pyx_t_7[0] = __pyx_mstate_global->__pyx_kp_u_fanout_group_2;
+    __pyx_t_7[1] = __pyx_t_10;
+    __pyx_t_7[2] = __pyx_mstate_global->__pyx_kp_u_is_not_in_0_65535;
     __pyx_t_8 = 33;
     #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
-    __pyx_t_8 += __Pyx_PyUnicode_GET_LENGTH(__pyx_t_13[1]);
+    __pyx_t_8 += __Pyx_PyUnicode_GET_LENGTH(__pyx_t_7[1]);
     #endif
     __pyx_t_9 = 0;
     #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
-    __pyx_t_9 |= __Pyx_PyUnicode_KIND_04(__pyx_t_13[1]);
+    __pyx_t_9 |= __Pyx_PyUnicode_KIND_04(__pyx_t_7[1]);
     #endif
-    __pyx_t_6 = __Pyx_PyUnicode_Join(__pyx_t_13, 3, __pyx_t_8, __pyx_t_9);
-    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 155, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_6);
-    __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __pyx_t_10 = 1;
+    __pyx_t_12 = __Pyx_PyUnicode_Join(__pyx_t_7, 3, __pyx_t_8, __pyx_t_9);
+    if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 161, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_12);
+    __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
+    __pyx_t_11 = 1;
     {
-      PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_t_6};
-      __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-      __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
-      __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 155, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_1);
+      PyObject *__pyx_callargs[2] = {__pyx_t_6, __pyx_t_12};
+      __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
+      __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 161, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_4);
     }
-    __Pyx_Raise(__pyx_t_1, 0, 0, 0);
-    __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __PYX_ERR(0, 155, __pyx_L1_error)
+    __Pyx_Raise(__pyx_t_4, 0, 0, 0);
+    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+    __PYX_ERR(0, 161, __pyx_L1_error)
 
-    /* "mos/ports/_afpacket.pyx":154
+    /* "mos/ports/_afpacket.pyx":160
  *         if tx not in _TX_MODES:
  *             raise ValueError(f"tx: {tx!r} is not one of {', '.join(_TX_MODES)}")
  *         if fanout_group is not None and not (0 <= fanout_group <= 0xFFFF):             # <<<<<<<<<<<<<<
@@ -18793,7 +18887,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
   }
 
-  /* "mos/ports/_afpacket.pyx":156
+  /* "mos/ports/_afpacket.pyx":162
  *         if fanout_group is not None and not (0 <= fanout_group <= 0xFFFF):
  *             raise ValueError(f"fanout_group: {fanout_group!r} is not in 0..65535")
  *         mos_afp_config_default(&cfg)             # <<<<<<<<<<<<<<
@@ -18802,25 +18896,25 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
   mos_afp_config_default((&__pyx_v_cfg));
 
-  /* "mos/ports/_afpacket.pyx":157
+  /* "mos/ports/_afpacket.pyx":163
  *             raise ValueError(f"fanout_group: {fanout_group!r} is not in 0..65535")
  *         mos_afp_config_default(&cfg)
  *         cfg.fanout_group = -1 if fanout_group is None else fanout_group             # <<<<<<<<<<<<<<
  *         cfg.ring_bytes = ring_bytes
  *         cfg.block_bytes = block_bytes
 */
-  __pyx_t_2 = (__pyx_v_fanout_group == Py_None);
-  if (__pyx_t_2) {
+  __pyx_t_3 = (__pyx_v_fanout_group == Py_None);
+  if (__pyx_t_3) {
 
     __pyx_t_9 = -1;
   } else {
-    __pyx_t_14 = __Pyx_PyLong_As_int(__pyx_v_fanout_group); if (unlikely((__pyx_t_14 == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 157, __pyx_L1_error)
-    __pyx_t_9 = __pyx_t_14;
+    __pyx_t_15 = __Pyx_PyLong_As_int(__pyx_v_fanout_group); if (unlikely((__pyx_t_15 == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 163, __pyx_L1_error)
+    __pyx_t_9 = __pyx_t_15;
   }
 
   __pyx_v_cfg.fanout_group = __pyx_t_9;
 
-  /* "mos/ports/_afpacket.pyx":158
+  /* "mos/ports/_afpacket.pyx":164
  *         mos_afp_config_default(&cfg)
  *         cfg.fanout_group = -1 if fanout_group is None else fanout_group
  *         cfg.ring_bytes = ring_bytes             # <<<<<<<<<<<<<<
@@ -18829,7 +18923,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
   __pyx_v_cfg.ring_bytes = __pyx_v_ring_bytes;
 
-  /* "mos/ports/_afpacket.pyx":159
+  /* "mos/ports/_afpacket.pyx":165
  *         cfg.fanout_group = -1 if fanout_group is None else fanout_group
  *         cfg.ring_bytes = ring_bytes
  *         cfg.block_bytes = block_bytes             # <<<<<<<<<<<<<<
@@ -18838,7 +18932,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
   __pyx_v_cfg.block_bytes = __pyx_v_block_bytes;
 
-  /* "mos/ports/_afpacket.pyx":160
+  /* "mos/ports/_afpacket.pyx":166
  *         cfg.ring_bytes = ring_bytes
  *         cfg.block_bytes = block_bytes
  *         cfg.poll_ms = poll_ms             # <<<<<<<<<<<<<<
@@ -18847,7 +18941,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
   __pyx_v_cfg.poll_ms = __pyx_v_poll_ms;
 
-  /* "mos/ports/_afpacket.pyx":161
+  /* "mos/ports/_afpacket.pyx":167
  *         cfg.block_bytes = block_bytes
  *         cfg.poll_ms = poll_ms
  *         cfg.retire_ms = retire_ms             # <<<<<<<<<<<<<<
@@ -18856,58 +18950,76 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
   __pyx_v_cfg.retire_ms = __pyx_v_retire_ms;
 
-  /* "mos/ports/_afpacket.pyx":162
+  /* "mos/ports/_afpacket.pyx":168
  *         cfg.poll_ms = poll_ms
  *         cfg.retire_ms = retire_ms
  *         cfg.tx_mode = _TX_MODES[tx]             # <<<<<<<<<<<<<<
  *         cfg.tx_ring_bytes = tx_ring_bytes
  *         cfg.promisc = promisc
 */
-  __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_TX_MODES); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 162, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_6 = __Pyx_PyObject_Dict_GetItem(__pyx_t_1, __pyx_v_tx); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 162, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_6);
-  __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-  __pyx_t_9 = __Pyx_PyLong_As_int(__pyx_t_6); if (unlikely((__pyx_t_9 == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 162, __pyx_L1_error)
-  __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+  __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_TX_MODES); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 168, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_4);
+  __pyx_t_12 = __Pyx_PyObject_Dict_GetItem(__pyx_t_4, __pyx_v_tx); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 168, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_12);
+  __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+  __pyx_t_9 = __Pyx_PyLong_As_int(__pyx_t_12); if (unlikely((__pyx_t_9 == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 168, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
   __pyx_v_cfg.tx_mode = __pyx_t_9;
 
-  /* "mos/ports/_afpacket.pyx":163
+  /* "mos/ports/_afpacket.pyx":169
  *         cfg.retire_ms = retire_ms
  *         cfg.tx_mode = _TX_MODES[tx]
  *         cfg.tx_ring_bytes = tx_ring_bytes             # <<<<<<<<<<<<<<
  *         cfg.promisc = promisc
- *         name = iface.encode()
+ *         cfg.rx_version = 3 if rx_ring == "v3" else 2
 */
   __pyx_v_cfg.tx_ring_bytes = __pyx_v_tx_ring_bytes;
 
-  /* "mos/ports/_afpacket.pyx":164
+  /* "mos/ports/_afpacket.pyx":170
  *         cfg.tx_mode = _TX_MODES[tx]
  *         cfg.tx_ring_bytes = tx_ring_bytes
  *         cfg.promisc = promisc             # <<<<<<<<<<<<<<
+ *         cfg.rx_version = 3 if rx_ring == "v3" else 2
  *         name = iface.encode()
- *         err[0] = 0
 */
   __pyx_v_cfg.promisc = __pyx_v_promisc;
 
-  /* "mos/ports/_afpacket.pyx":165
+  /* "mos/ports/_afpacket.pyx":171
  *         cfg.tx_ring_bytes = tx_ring_bytes
  *         cfg.promisc = promisc
+ *         cfg.rx_version = 3 if rx_ring == "v3" else 2             # <<<<<<<<<<<<<<
+ *         name = iface.encode()
+ *         err[0] = 0
+*/
+  __pyx_t_3 = __Pyx_PyObject_CompareBoolEq_str_str(__pyx_v_rx_ring, __pyx_mstate_global->__pyx_n_u_v3, Py_EQ); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 171, __pyx_L1_error)
+  if (__pyx_t_3) {
+
+    __pyx_t_9 = 3;
+  } else {
+
+    __pyx_t_9 = 2;
+  }
+
+  __pyx_v_cfg.rx_version = __pyx_t_9;
+
+  /* "mos/ports/_afpacket.pyx":172
+ *         cfg.promisc = promisc
+ *         cfg.rx_version = 3 if rx_ring == "v3" else 2
  *         name = iface.encode()             # <<<<<<<<<<<<<<
  *         err[0] = 0
  *         self.h = mos_afp_open_cfg(name, &cfg, err, ERRLEN)
 */
   if (unlikely(__pyx_v_iface == Py_None)) {
     PyErr_Format(PyExc_AttributeError, "\047NoneType\047 object has no attribute \047%.30s\047", "encode");
-    __PYX_ERR(0, 165, __pyx_L1_error)
+    __PYX_ERR(0, 172, __pyx_L1_error)
   }
-  __pyx_t_6 = PyUnicode_AsEncodedString(__pyx_v_iface, NULL, NULL); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 165, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_6);
-  __pyx_v_name = ((PyObject*)__pyx_t_6);
-  __pyx_t_6 = 0;
+  __pyx_t_12 = PyUnicode_AsEncodedString(__pyx_v_iface, NULL, NULL); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 172, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_12);
+  __pyx_v_name = ((PyObject*)__pyx_t_12);
+  __pyx_t_12 = 0;
 
-  /* "mos/ports/_afpacket.pyx":166
- *         cfg.promisc = promisc
+  /* "mos/ports/_afpacket.pyx":173
+ *         cfg.rx_version = 3 if rx_ring == "v3" else 2
  *         name = iface.encode()
  *         err[0] = 0             # <<<<<<<<<<<<<<
  *         self.h = mos_afp_open_cfg(name, &cfg, err, ERRLEN)
@@ -18915,132 +19027,132 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
   (__pyx_v_err[0]) = 0;
 
-  /* "mos/ports/_afpacket.pyx":167
+  /* "mos/ports/_afpacket.pyx":174
  *         name = iface.encode()
  *         err[0] = 0
  *         self.h = mos_afp_open_cfg(name, &cfg, err, ERRLEN)             # <<<<<<<<<<<<<<
  *         if self.h == NULL:
  *             msg = err.decode(errors="replace") or f"afpacket: {iface}: open failed"
 */
-  __pyx_t_15 = __Pyx_PyBytes_AsString(__pyx_v_name); if (unlikely((!__pyx_t_15) && PyErr_Occurred())) __PYX_ERR(0, 167, __pyx_L1_error)
-  __pyx_v_self->h = mos_afp_open_cfg(__pyx_t_15, (&__pyx_v_cfg), __pyx_v_err, __pyx_e_3mos_5ports_9_afpacket_ERRLEN);
+  __pyx_t_16 = __Pyx_PyBytes_AsString(__pyx_v_name); if (unlikely((!__pyx_t_16) && PyErr_Occurred())) __PYX_ERR(0, 174, __pyx_L1_error)
+  __pyx_v_self->h = mos_afp_open_cfg(__pyx_t_16, (&__pyx_v_cfg), __pyx_v_err, __pyx_e_3mos_5ports_9_afpacket_ERRLEN);
 
 
-  /* "mos/ports/_afpacket.pyx":168
+  /* "mos/ports/_afpacket.pyx":175
  *         err[0] = 0
  *         self.h = mos_afp_open_cfg(name, &cfg, err, ERRLEN)
  *         if self.h == NULL:             # <<<<<<<<<<<<<<
  *             msg = err.decode(errors="replace") or f"afpacket: {iface}: open failed"
  *             if "CAP_NET_RAW" in msg:
 */
-  __pyx_t_2 = (__pyx_v_self->h == NULL);
+  __pyx_t_3 = (__pyx_v_self->h == NULL);
 
-  if (__pyx_t_2) {
+  if (__pyx_t_3) {
 
 
-    /* "mos/ports/_afpacket.pyx":169
+    /* "mos/ports/_afpacket.pyx":176
  *         self.h = mos_afp_open_cfg(name, &cfg, err, ERRLEN)
  *         if self.h == NULL:
  *             msg = err.decode(errors="replace") or f"afpacket: {iface}: open failed"             # <<<<<<<<<<<<<<
  *             if "CAP_NET_RAW" in msg:
  *                 raise PermissionError(msg)
 */
-    __pyx_t_3 = __Pyx_PyBytes_FromString(__pyx_v_err); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 169, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_3);
-    __pyx_t_5 = __pyx_t_3;
-    __Pyx_INCREF(__pyx_t_5);
+    __pyx_t_10 = __Pyx_PyBytes_FromString(__pyx_v_err); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 176, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_10);
+    __pyx_t_6 = __pyx_t_10;
+    __Pyx_INCREF(__pyx_t_6);
     #if CYTHON_VECTORCALL
     #endif
-    __pyx_t_10 = 0;
+    __pyx_t_11 = 0;
     {
-      PyObject *__pyx_callargs[2] = {__pyx_t_5, __pyx_mstate_global->__pyx_n_u_replace};
+      PyObject *__pyx_callargs[2] = {__pyx_t_6, __pyx_mstate_global->__pyx_n_u_replace};
       #if CYTHON_VECTORCALL
-      __pyx_t_4 = __pyx_mstate_global->__pyx_tuple[2];
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 169, __pyx_L1_error)
-      __Pyx_INCREF(__pyx_t_4);
+      __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[2];
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 176, __pyx_L1_error)
+      __Pyx_INCREF(__pyx_t_5);
       #else
       {
         PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_errors};
-        __pyx_t_4 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+1, 1);
-        if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 169, __pyx_L1_error)
-        __Pyx_GOTREF(__pyx_t_4);
+        __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+1, 1);
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 176, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_5);
       }
       #endif
-      __pyx_t_1 = __Pyx_Object_VectorcallMethodKwds((PyObject*)__pyx_mstate_global->__pyx_n_u_decode, __pyx_callargs+__pyx_t_10, (1-__pyx_t_10) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET), __pyx_t_4);
-      __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
+      __pyx_t_4 = __Pyx_Object_VectorcallMethodKwds((PyObject*)__pyx_mstate_global->__pyx_n_u_decode, __pyx_callargs+__pyx_t_11, (1-__pyx_t_11) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET), __pyx_t_5);
+      __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
       #if CYTHON_VECTORCALL
       #endif
+      __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+      __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 176, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_4);
+    }
+    if (!(likely(PyUnicode_CheckExact(__pyx_t_4))||((__pyx_t_4) == Py_None) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_4))) __PYX_ERR(0, 176, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyObject_IsTrue(__pyx_t_4); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 176, __pyx_L1_error)
+    if (!__pyx_t_3) {
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-      __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 169, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_1);
-    }
-    if (!(likely(PyUnicode_CheckExact(__pyx_t_1))||((__pyx_t_1) == Py_None) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_1))) __PYX_ERR(0, 169, __pyx_L1_error)
-    __pyx_t_2 = __Pyx_PyObject_IsTrue(__pyx_t_1); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(0, 169, __pyx_L1_error)
-    if (!__pyx_t_2) {
-      __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
     } else {
-      __Pyx_INCREF(__pyx_t_1);
-      __pyx_t_6 = __pyx_t_1;
-      __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-      goto __pyx_L8_bool_binop_done;
+      __Pyx_INCREF(__pyx_t_4);
+      __pyx_t_12 = __pyx_t_4;
+      __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+      goto __pyx_L11_bool_binop_done;
     }
-    __pyx_t_1 = __Pyx_PyUnicode_Unicode(__pyx_v_iface); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 169, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_13[0] = __pyx_mstate_global->__pyx_kp_u_afpacket;
-    __pyx_t_13[1] = __pyx_t_1;
-    __pyx_t_13[2] = __pyx_mstate_global->__pyx_kp_u_open_failed;
+    __pyx_t_4 = __Pyx_PyUnicode_Unicode(__pyx_v_iface); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 176, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_4);
+    __pyx_t_7[0] = __pyx_mstate_global->__pyx_kp_u_afpacket;
+    __pyx_t_7[1] = __pyx_t_4;
+    __pyx_t_7[2] = __pyx_mstate_global->__pyx_kp_u_open_failed;
     __pyx_t_8 = 23;
     #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
-    __pyx_t_8 += __Pyx_PyUnicode_GET_LENGTH(__pyx_t_13[1]);
+    __pyx_t_8 += __Pyx_PyUnicode_GET_LENGTH(__pyx_t_7[1]);
     #endif
     __pyx_t_9 = 0;
     #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
-    __pyx_t_9 |= __Pyx_PyUnicode_KIND_04(__pyx_t_13[1]);
+    __pyx_t_9 |= __Pyx_PyUnicode_KIND_04(__pyx_t_7[1]);
     #endif
-    __pyx_t_3 = __Pyx_PyUnicode_Join(__pyx_t_13, 3, __pyx_t_8, __pyx_t_9);
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 169, __pyx_L1_error)
-    __Pyx_GOTREF(__pyx_t_3);
-    __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-    __Pyx_INCREF(__pyx_t_3);
-    __pyx_t_6 = __pyx_t_3;
-    __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __pyx_L8_bool_binop_done:;
-    __pyx_v_msg = __pyx_t_6;
-    __pyx_t_6 = 0;
+    __pyx_t_10 = __Pyx_PyUnicode_Join(__pyx_t_7, 3, __pyx_t_8, __pyx_t_9);
+    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 176, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_10);
+    __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
+    __Pyx_INCREF(__pyx_t_10);
+    __pyx_t_12 = __pyx_t_10;
+    __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
+    __pyx_L11_bool_binop_done:;
+    __pyx_v_msg = __pyx_t_12;
+    __pyx_t_12 = 0;
 
-    /* "mos/ports/_afpacket.pyx":170
+    /* "mos/ports/_afpacket.pyx":177
  *         if self.h == NULL:
  *             msg = err.decode(errors="replace") or f"afpacket: {iface}: open failed"
  *             if "CAP_NET_RAW" in msg:             # <<<<<<<<<<<<<<
  *                 raise PermissionError(msg)
  *             if "no such interface" in msg:
 */
-    __pyx_t_2 = (__Pyx_PySequence_ContainsTF(__pyx_mstate_global->__pyx_n_u_CAP_NET_RAW, __pyx_v_msg, Py_EQ)); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(0, 170, __pyx_L1_error)
-    if (unlikely(__pyx_t_2)) {
+    __pyx_t_3 = (__Pyx_PySequence_ContainsTF(__pyx_mstate_global->__pyx_n_u_CAP_NET_RAW, __pyx_v_msg, Py_EQ)); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 177, __pyx_L1_error)
+    if (unlikely(__pyx_t_3)) {
 
 
-      /* "mos/ports/_afpacket.pyx":171
+      /* "mos/ports/_afpacket.pyx":178
  *             msg = err.decode(errors="replace") or f"afpacket: {iface}: open failed"
  *             if "CAP_NET_RAW" in msg:
  *                 raise PermissionError(msg)             # <<<<<<<<<<<<<<
  *             if "no such interface" in msg:
  *                 raise FileNotFoundError(msg)
 */
-      __pyx_t_3 = NULL;
-      __pyx_t_10 = 1;
+      __pyx_t_10 = NULL;
+      __pyx_t_11 = 1;
       {
-        PyObject *__pyx_callargs[2] = {__pyx_t_3, __pyx_v_msg};
-        __pyx_t_6 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_PermissionError)), __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-        __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
-        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 171, __pyx_L1_error)
-        __Pyx_GOTREF(__pyx_t_6);
+        PyObject *__pyx_callargs[2] = {__pyx_t_10, __pyx_v_msg};
+        __pyx_t_12 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_PermissionError)), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+        __Pyx_XDECREF(__pyx_t_10); __pyx_t_10 = 0;
+        if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 178, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_12);
       }
-      __Pyx_Raise(__pyx_t_6, 0, 0, 0);
-      __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      __PYX_ERR(0, 171, __pyx_L1_error)
+      __Pyx_Raise(__pyx_t_12, 0, 0, 0);
+      __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
+      __PYX_ERR(0, 178, __pyx_L1_error)
 
-      /* "mos/ports/_afpacket.pyx":170
+      /* "mos/ports/_afpacket.pyx":177
  *         if self.h == NULL:
  *             msg = err.decode(errors="replace") or f"afpacket: {iface}: open failed"
  *             if "CAP_NET_RAW" in msg:             # <<<<<<<<<<<<<<
@@ -19049,38 +19161,38 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
     }
 
-    /* "mos/ports/_afpacket.pyx":172
+    /* "mos/ports/_afpacket.pyx":179
  *             if "CAP_NET_RAW" in msg:
  *                 raise PermissionError(msg)
  *             if "no such interface" in msg:             # <<<<<<<<<<<<<<
  *                 raise FileNotFoundError(msg)
  *             raise OSError(msg)
 */
-    __pyx_t_2 = (__Pyx_PySequence_ContainsTF(__pyx_mstate_global->__pyx_kp_u_no_such_interface, __pyx_v_msg, Py_EQ)); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(0, 172, __pyx_L1_error)
-    if (unlikely(__pyx_t_2)) {
+    __pyx_t_3 = (__Pyx_PySequence_ContainsTF(__pyx_mstate_global->__pyx_kp_u_no_such_interface, __pyx_v_msg, Py_EQ)); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 179, __pyx_L1_error)
+    if (unlikely(__pyx_t_3)) {
 
 
-      /* "mos/ports/_afpacket.pyx":173
+      /* "mos/ports/_afpacket.pyx":180
  *                 raise PermissionError(msg)
  *             if "no such interface" in msg:
  *                 raise FileNotFoundError(msg)             # <<<<<<<<<<<<<<
  *             raise OSError(msg)
  *         self.frames = <mos_frame_t *>malloc(SLOW_BURST * sizeof(mos_frame_t))
 */
-      __pyx_t_3 = NULL;
-      __pyx_t_10 = 1;
+      __pyx_t_10 = NULL;
+      __pyx_t_11 = 1;
       {
-        PyObject *__pyx_callargs[2] = {__pyx_t_3, __pyx_v_msg};
-        __pyx_t_6 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_FileNotFoundError)), __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-        __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
-        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 173, __pyx_L1_error)
-        __Pyx_GOTREF(__pyx_t_6);
+        PyObject *__pyx_callargs[2] = {__pyx_t_10, __pyx_v_msg};
+        __pyx_t_12 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_FileNotFoundError)), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+        __Pyx_XDECREF(__pyx_t_10); __pyx_t_10 = 0;
+        if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 180, __pyx_L1_error)
+        __Pyx_GOTREF(__pyx_t_12);
       }
-      __Pyx_Raise(__pyx_t_6, 0, 0, 0);
-      __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      __PYX_ERR(0, 173, __pyx_L1_error)
+      __Pyx_Raise(__pyx_t_12, 0, 0, 0);
+      __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
+      __PYX_ERR(0, 180, __pyx_L1_error)
 
-      /* "mos/ports/_afpacket.pyx":172
+      /* "mos/ports/_afpacket.pyx":179
  *             if "CAP_NET_RAW" in msg:
  *                 raise PermissionError(msg)
  *             if "no such interface" in msg:             # <<<<<<<<<<<<<<
@@ -19089,27 +19201,27 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
     }
 
-    /* "mos/ports/_afpacket.pyx":174
+    /* "mos/ports/_afpacket.pyx":181
  *             if "no such interface" in msg:
  *                 raise FileNotFoundError(msg)
  *             raise OSError(msg)             # <<<<<<<<<<<<<<
  *         self.frames = <mos_frame_t *>malloc(SLOW_BURST * sizeof(mos_frame_t))
  *         if self.frames == NULL:
 */
-    __pyx_t_3 = NULL;
-    __pyx_t_10 = 1;
+    __pyx_t_10 = NULL;
+    __pyx_t_11 = 1;
     {
-      PyObject *__pyx_callargs[2] = {__pyx_t_3, __pyx_v_msg};
-      __pyx_t_6 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_OSError)), __pyx_callargs+__pyx_t_10, (2-__pyx_t_10) | (__pyx_t_10*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
-      __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
-      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 174, __pyx_L1_error)
-      __Pyx_GOTREF(__pyx_t_6);
+      PyObject *__pyx_callargs[2] = {__pyx_t_10, __pyx_v_msg};
+      __pyx_t_12 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_OSError)), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __Pyx_XDECREF(__pyx_t_10); __pyx_t_10 = 0;
+      if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 181, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_12);
     }
-    __Pyx_Raise(__pyx_t_6, 0, 0, 0);
-    __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-    __PYX_ERR(0, 174, __pyx_L1_error)
+    __Pyx_Raise(__pyx_t_12, 0, 0, 0);
+    __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
+    __PYX_ERR(0, 181, __pyx_L1_error)
 
-    /* "mos/ports/_afpacket.pyx":168
+    /* "mos/ports/_afpacket.pyx":175
  *         err[0] = 0
  *         self.h = mos_afp_open_cfg(name, &cfg, err, ERRLEN)
  *         if self.h == NULL:             # <<<<<<<<<<<<<<
@@ -19118,7 +19230,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
   }
 
-  /* "mos/ports/_afpacket.pyx":175
+  /* "mos/ports/_afpacket.pyx":182
  *                 raise FileNotFoundError(msg)
  *             raise OSError(msg)
  *         self.frames = <mos_frame_t *>malloc(SLOW_BURST * sizeof(mos_frame_t))             # <<<<<<<<<<<<<<
@@ -19127,19 +19239,19 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
   __pyx_v_self->frames = ((mos_frame_t *)malloc((__pyx_e_3mos_5ports_9_afpacket_SLOW_BURST * (sizeof(mos_frame_t)))));
 
-  /* "mos/ports/_afpacket.pyx":176
+  /* "mos/ports/_afpacket.pyx":183
  *             raise OSError(msg)
  *         self.frames = <mos_frame_t *>malloc(SLOW_BURST * sizeof(mos_frame_t))
  *         if self.frames == NULL:             # <<<<<<<<<<<<<<
  *             mos_afp_close(self.h)
  *             self.h = NULL
 */
-  __pyx_t_2 = (__pyx_v_self->frames == NULL);
+  __pyx_t_3 = (__pyx_v_self->frames == NULL);
 
-  if (unlikely(__pyx_t_2)) {
+  if (unlikely(__pyx_t_3)) {
 
 
-    /* "mos/ports/_afpacket.pyx":177
+    /* "mos/ports/_afpacket.pyx":184
  *         self.frames = <mos_frame_t *>malloc(SLOW_BURST * sizeof(mos_frame_t))
  *         if self.frames == NULL:
  *             mos_afp_close(self.h)             # <<<<<<<<<<<<<<
@@ -19148,7 +19260,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
     mos_afp_close(__pyx_v_self->h);
 
-    /* "mos/ports/_afpacket.pyx":178
+    /* "mos/ports/_afpacket.pyx":185
  *         if self.frames == NULL:
  *             mos_afp_close(self.h)
  *             self.h = NULL             # <<<<<<<<<<<<<<
@@ -19157,16 +19269,16 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
     __pyx_v_self->h = NULL;
 
-    /* "mos/ports/_afpacket.pyx":179
+    /* "mos/ports/_afpacket.pyx":186
  *             mos_afp_close(self.h)
  *             self.h = NULL
  *             raise MemoryError()             # <<<<<<<<<<<<<<
  *         self.iface = iface
  *         self.fanout_group = fanout_group
 */
-    PyErr_NoMemory(); __PYX_ERR(0, 179, __pyx_L1_error)
+    PyErr_NoMemory(); __PYX_ERR(0, 186, __pyx_L1_error)
 
-    /* "mos/ports/_afpacket.pyx":176
+    /* "mos/ports/_afpacket.pyx":183
  *             raise OSError(msg)
  *         self.frames = <mos_frame_t *>malloc(SLOW_BURST * sizeof(mos_frame_t))
  *         if self.frames == NULL:             # <<<<<<<<<<<<<<
@@ -19175,7 +19287,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
   }
 
-  /* "mos/ports/_afpacket.pyx":180
+  /* "mos/ports/_afpacket.pyx":187
  *             self.h = NULL
  *             raise MemoryError()
  *         self.iface = iface             # <<<<<<<<<<<<<<
@@ -19187,36 +19299,48 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
   __Pyx_GOTREF(__pyx_v_self->iface);
   __Pyx_DECREF_SET(__pyx_v_self->iface, __pyx_v_iface);
 
-  /* "mos/ports/_afpacket.pyx":181
+  /* "mos/ports/_afpacket.pyx":188
  *             raise MemoryError()
  *         self.iface = iface
  *         self.fanout_group = fanout_group             # <<<<<<<<<<<<<<
  *         self.tx_mode = tx
- * 
+ *         self.rx_ring = rx_ring
 */
   __Pyx_INCREF(__pyx_v_fanout_group);
   __Pyx_GIVEREF(__pyx_v_fanout_group);
   __Pyx_GOTREF(__pyx_v_self->fanout_group);
   __Pyx_DECREF_SET(__pyx_v_self->fanout_group, __pyx_v_fanout_group);
 
-  /* "mos/ports/_afpacket.pyx":182
+  /* "mos/ports/_afpacket.pyx":189
  *         self.iface = iface
  *         self.fanout_group = fanout_group
  *         self.tx_mode = tx             # <<<<<<<<<<<<<<
+ *         self.rx_ring = rx_ring
  * 
- *     def __dealloc__(self):
 */
   __Pyx_INCREF(__pyx_v_tx);
   __Pyx_GIVEREF(__pyx_v_tx);
   __Pyx_GOTREF(__pyx_v_self->tx_mode);
   __Pyx_DECREF_SET(__pyx_v_self->tx_mode, __pyx_v_tx);
 
-  /* "mos/ports/_afpacket.pyx":147
+  /* "mos/ports/_afpacket.pyx":190
+ *         self.fanout_group = fanout_group
+ *         self.tx_mode = tx
+ *         self.rx_ring = rx_ring             # <<<<<<<<<<<<<<
+ * 
+ *     def __dealloc__(self):
+*/
+  __Pyx_INCREF(__pyx_v_rx_ring);
+  __Pyx_GIVEREF(__pyx_v_rx_ring);
+  __Pyx_GOTREF(__pyx_v_self->rx_ring);
+  __Pyx_DECREF_SET(__pyx_v_self->rx_ring, __pyx_v_rx_ring);
+
+  /* "mos/ports/_afpacket.pyx":151
  *         self.frames = NULL
  * 
  *     def __init__(self, str iface, fanout_group=None, unsigned ring_bytes=4 << 20,             # <<<<<<<<<<<<<<
  *                  int poll_ms=1, *, unsigned block_bytes=0, int retire_ms=1, str tx="ring",
- *                  unsigned tx_ring_bytes=1 << 20, bint promisc=True):
+ *                  unsigned tx_ring_bytes=1 << 20, bint promisc=True, str rx_ring="v3"):
 */
 
   /* function exit code */
@@ -19224,10 +19348,11 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
   goto __pyx_L0;
   __pyx_L1_error:;
   __Pyx_XDECREF(__pyx_t_1);
-  __Pyx_XDECREF(__pyx_t_3);
   __Pyx_XDECREF(__pyx_t_4);
   __Pyx_XDECREF(__pyx_t_5);
   __Pyx_XDECREF(__pyx_t_6);
+  __Pyx_XDECREF(__pyx_t_10);
+  __Pyx_XDECREF(__pyx_t_12);
   __Pyx_AddTraceback("mos.ports._afpacket.AfPacketPort.__init__", __pyx_clineno, __pyx_lineno, __pyx_filename);
   __pyx_r = -1;
   __pyx_L0:;
@@ -19240,8 +19365,8 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":184
- *         self.tx_mode = tx
+/* "mos/ports/_afpacket.pyx":192
+ *         self.rx_ring = rx_ring
  * 
  *     def __dealloc__(self):             # <<<<<<<<<<<<<<
  *         if self.h != NULL:
@@ -19264,7 +19389,7 @@ static void __pyx_pw_3mos_5ports_9_afpacket_12AfPacketPort_5__dealloc__(PyObject
 static void __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_4__dealloc__(struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *__pyx_v_self) {
   int __pyx_t_1;
 
-  /* "mos/ports/_afpacket.pyx":185
+  /* "mos/ports/_afpacket.pyx":193
  * 
  *     def __dealloc__(self):
  *         if self.h != NULL:             # <<<<<<<<<<<<<<
@@ -19276,7 +19401,7 @@ static void __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_4__dealloc__(struct _
   if (__pyx_t_1) {
 
 
-    /* "mos/ports/_afpacket.pyx":186
+    /* "mos/ports/_afpacket.pyx":194
  *     def __dealloc__(self):
  *         if self.h != NULL:
  *             mos_afp_close(self.h)             # <<<<<<<<<<<<<<
@@ -19285,7 +19410,7 @@ static void __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_4__dealloc__(struct _
 */
     mos_afp_close(__pyx_v_self->h);
 
-    /* "mos/ports/_afpacket.pyx":187
+    /* "mos/ports/_afpacket.pyx":195
  *         if self.h != NULL:
  *             mos_afp_close(self.h)
  *             self.h = NULL             # <<<<<<<<<<<<<<
@@ -19294,7 +19419,7 @@ static void __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_4__dealloc__(struct _
 */
     __pyx_v_self->h = NULL;
 
-    /* "mos/ports/_afpacket.pyx":185
+    /* "mos/ports/_afpacket.pyx":193
  * 
  *     def __dealloc__(self):
  *         if self.h != NULL:             # <<<<<<<<<<<<<<
@@ -19303,7 +19428,7 @@ static void __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_4__dealloc__(struct _
 */
   }
 
-  /* "mos/ports/_afpacket.pyx":188
+  /* "mos/ports/_afpacket.pyx":196
  *             mos_afp_close(self.h)
  *             self.h = NULL
  *         free(self.frames)             # <<<<<<<<<<<<<<
@@ -19312,7 +19437,7 @@ static void __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_4__dealloc__(struct _
 */
   free(__pyx_v_self->frames);
 
-  /* "mos/ports/_afpacket.pyx":189
+  /* "mos/ports/_afpacket.pyx":197
  *             self.h = NULL
  *         free(self.frames)
  *         self.frames = NULL             # <<<<<<<<<<<<<<
@@ -19321,8 +19446,8 @@ static void __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_4__dealloc__(struct _
 */
   __pyx_v_self->frames = NULL;
 
-  /* "mos/ports/_afpacket.pyx":184
- *         self.tx_mode = tx
+  /* "mos/ports/_afpacket.pyx":192
+ *         self.rx_ring = rx_ring
  * 
  *     def __dealloc__(self):             # <<<<<<<<<<<<<<
  *         if self.h != NULL:
@@ -19333,7 +19458,7 @@ static void __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_4__dealloc__(struct _
 
 }
 
-/* "mos/ports/_afpacket.pyx":191
+/* "mos/ports/_afpacket.pyx":199
  *         self.frames = NULL
  * 
  *     cdef inline int _check(self) except -1:             # <<<<<<<<<<<<<<
@@ -19358,7 +19483,7 @@ static CYTHON_INLINE int __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(st
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_check", 0);
 
-  /* "mos/ports/_afpacket.pyx":192
+  /* "mos/ports/_afpacket.pyx":200
  * 
  *     cdef inline int _check(self) except -1:
  *         if self.h == NULL:             # <<<<<<<<<<<<<<
@@ -19370,7 +19495,7 @@ static CYTHON_INLINE int __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(st
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "mos/ports/_afpacket.pyx":193
+    /* "mos/ports/_afpacket.pyx":201
  *     cdef inline int _check(self) except -1:
  *         if self.h == NULL:
  *             raise ValueError(f"afpacket port {self.iface!r} is closed")             # <<<<<<<<<<<<<<
@@ -19378,7 +19503,7 @@ static CYTHON_INLINE int __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(st
  * 
 */
     __pyx_t_3 = NULL;
-    __pyx_t_4 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Repr(__pyx_v_self->iface), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 193, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Repr(__pyx_v_self->iface), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 201, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __pyx_t_5[0] = __pyx_mstate_global->__pyx_kp_u_afpacket_port;
     __pyx_t_5[1] = __pyx_t_4;
@@ -19392,7 +19517,7 @@ static CYTHON_INLINE int __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(st
     __pyx_t_7 |= __Pyx_PyUnicode_KIND_04(__pyx_t_5[1]);
     #endif
     __pyx_t_8 = __Pyx_PyUnicode_Join(__pyx_t_5, 3, __pyx_t_6, __pyx_t_7);
-    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 193, __pyx_L1_error)
+    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 201, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __pyx_t_9 = 1;
@@ -19401,14 +19526,14 @@ static CYTHON_INLINE int __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(st
       __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_9, (2-__pyx_t_9) | (__pyx_t_9*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 193, __pyx_L1_error)
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 201, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
     }
     __Pyx_Raise(__pyx_t_2, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    __PYX_ERR(0, 193, __pyx_L1_error)
+    __PYX_ERR(0, 201, __pyx_L1_error)
 
-    /* "mos/ports/_afpacket.pyx":192
+    /* "mos/ports/_afpacket.pyx":200
  * 
  *     cdef inline int _check(self) except -1:
  *         if self.h == NULL:             # <<<<<<<<<<<<<<
@@ -19417,7 +19542,7 @@ static CYTHON_INLINE int __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(st
 */
   }
 
-  /* "mos/ports/_afpacket.pyx":194
+  /* "mos/ports/_afpacket.pyx":202
  *         if self.h == NULL:
  *             raise ValueError(f"afpacket port {self.iface!r} is closed")
  *         return 0             # <<<<<<<<<<<<<<
@@ -19430,7 +19555,7 @@ static CYTHON_INLINE int __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(st
   }
   goto __pyx_L0;
 
-  /* "mos/ports/_afpacket.pyx":191
+  /* "mos/ports/_afpacket.pyx":199
  *         self.frames = NULL
  * 
  *     cdef inline int _check(self) except -1:             # <<<<<<<<<<<<<<
@@ -19452,7 +19577,7 @@ static CYTHON_INLINE int __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(st
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":196
+/* "mos/ports/_afpacket.pyx":204
  *         return 0
  * 
  *     def close(self):             # <<<<<<<<<<<<<<
@@ -19509,7 +19634,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_6close(struct __
   int __pyx_t_1;
   __Pyx_RefNannySetupContext("close", 0);
 
-  /* "mos/ports/_afpacket.pyx":198
+  /* "mos/ports/_afpacket.pyx":206
  *     def close(self):
  *         """Close both sockets and unmap the rings (idempotent)."""
  *         if self.h != NULL:             # <<<<<<<<<<<<<<
@@ -19521,7 +19646,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_6close(struct __
   if (__pyx_t_1) {
 
 
-    /* "mos/ports/_afpacket.pyx":199
+    /* "mos/ports/_afpacket.pyx":207
  *         """Close both sockets and unmap the rings (idempotent)."""
  *         if self.h != NULL:
  *             mos_afp_close(self.h)             # <<<<<<<<<<<<<<
@@ -19530,7 +19655,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_6close(struct __
 */
     mos_afp_close(__pyx_v_self->h);
 
-    /* "mos/ports/_afpacket.pyx":200
+    /* "mos/ports/_afpacket.pyx":208
  *         if self.h != NULL:
  *             mos_afp_close(self.h)
  *             self.h = NULL             # <<<<<<<<<<<<<<
@@ -19539,7 +19664,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_6close(struct __
 */
     __pyx_v_self->h = NULL;
 
-    /* "mos/ports/_afpacket.pyx":198
+    /* "mos/ports/_afpacket.pyx":206
  *     def close(self):
  *         """Close both sockets and unmap the rings (idempotent)."""
  *         if self.h != NULL:             # <<<<<<<<<<<<<<
@@ -19548,7 +19673,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_6close(struct __
 */
   }
 
-  /* "mos/ports/_afpacket.pyx":196
+  /* "mos/ports/_afpacket.pyx":204
  *         return 0
  * 
  *     def close(self):             # <<<<<<<<<<<<<<
@@ -19563,7 +19688,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_6close(struct __
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":202
+/* "mos/ports/_afpacket.pyx":210
  *             self.h = NULL
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -19595,14 +19720,14 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_6closed___get__(
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "mos/ports/_afpacket.pyx":204
+  /* "mos/ports/_afpacket.pyx":212
  *     @property
  *     def closed(self):
  *         return self.h == NULL             # <<<<<<<<<<<<<<
  * 
  *     def __enter__(self):
 */
-  __pyx_t_1 = __Pyx_PyBool_FromLong((__pyx_v_self->h == NULL)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 204, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyBool_FromLong((__pyx_v_self->h == NULL)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 212, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -19615,7 +19740,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_6closed___get__(
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "mos/ports/_afpacket.pyx":202
+  /* "mos/ports/_afpacket.pyx":210
  *             self.h = NULL
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -19634,7 +19759,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_6closed___get__(
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":206
+/* "mos/ports/_afpacket.pyx":214
  *         return self.h == NULL
  * 
  *     def __enter__(self):             # <<<<<<<<<<<<<<
@@ -19689,7 +19814,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_8__enter__(struc
   __Pyx_RefNannyDeclarations
   __Pyx_RefNannySetupContext("__enter__", 0);
 
-  /* "mos/ports/_afpacket.pyx":207
+  /* "mos/ports/_afpacket.pyx":215
  * 
  *     def __enter__(self):
  *         return self             # <<<<<<<<<<<<<<
@@ -19707,7 +19832,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_8__enter__(struc
   }
   goto __pyx_L0;
 
-  /* "mos/ports/_afpacket.pyx":206
+  /* "mos/ports/_afpacket.pyx":214
  *         return self.h == NULL
  * 
  *     def __enter__(self):             # <<<<<<<<<<<<<<
@@ -19722,7 +19847,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_8__enter__(struc
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":209
+/* "mos/ports/_afpacket.pyx":217
  *         return self
  * 
  *     def __exit__(self, *exc):             # <<<<<<<<<<<<<<
@@ -19770,7 +19895,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_10__exit__(struc
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__exit__", 0);
 
-  /* "mos/ports/_afpacket.pyx":210
+  /* "mos/ports/_afpacket.pyx":218
  * 
  *     def __exit__(self, *exc):
  *         self.close()             # <<<<<<<<<<<<<<
@@ -19784,12 +19909,12 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_10__exit__(struc
     PyObject *__pyx_callargs[2] = {__pyx_t_2, NULL};
     __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_close, __pyx_callargs+__pyx_t_3, (1-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 210, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 218, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
-  /* "mos/ports/_afpacket.pyx":211
+  /* "mos/ports/_afpacket.pyx":219
  *     def __exit__(self, *exc):
  *         self.close()
  *         return False             # <<<<<<<<<<<<<<
@@ -19807,7 +19932,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_10__exit__(struc
   }
   goto __pyx_L0;
 
-  /* "mos/ports/_afpacket.pyx":209
+  /* "mos/ports/_afpacket.pyx":217
  *         return self
  * 
  *     def __exit__(self, *exc):             # <<<<<<<<<<<<<<
@@ -19827,12 +19952,12 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_10__exit__(struc
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":213
+/* "mos/ports/_afpacket.pyx":221
  *         return False
  * 
  *     def __repr__(self):             # <<<<<<<<<<<<<<
  *         state = "closed" if self.h == NULL else f"fd {mos_afp_fd(self.h)}"
- *         return f"<AfPacketPort {self.iface!r} fanout={self.fanout_group} tx={self.tx_mode} {state}>"
+ *         return (f"<AfPacketPort {self.iface!r} fanout={self.fanout_group} rx={self.rx_ring} "
 */
 
 /* Python wrapper */
@@ -19859,21 +19984,22 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_12__repr__(struc
   PyObject *__pyx_t_3 = NULL;
   PyObject *__pyx_t_4 = NULL;
   PyObject *__pyx_t_5 = NULL;
-  PyObject *__pyx_t_6[9];
-  Py_ssize_t __pyx_t_7;
-  int __pyx_t_8;
-  PyObject *__pyx_t_9 = NULL;
+  PyObject *__pyx_t_6 = NULL;
+  PyObject *__pyx_t_7[11];
+  Py_ssize_t __pyx_t_8;
+  int __pyx_t_9;
+  PyObject *__pyx_t_10 = NULL;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__repr__", 0);
 
-  /* "mos/ports/_afpacket.pyx":214
+  /* "mos/ports/_afpacket.pyx":222
  * 
  *     def __repr__(self):
  *         state = "closed" if self.h == NULL else f"fd {mos_afp_fd(self.h)}"             # <<<<<<<<<<<<<<
- *         return f"<AfPacketPort {self.iface!r} fanout={self.fanout_group} tx={self.tx_mode} {state}>"
- * 
+ *         return (f"<AfPacketPort {self.iface!r} fanout={self.fanout_group} rx={self.rx_ring} "
+ *                 f"tx={self.tx_mode} {state}>")
 */
   __pyx_t_2 = (__pyx_v_self->h == NULL);
 
@@ -19881,9 +20007,9 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_12__repr__(struc
     __Pyx_INCREF(__pyx_mstate_global->__pyx_n_u_closed);
     __pyx_t_1 = __pyx_mstate_global->__pyx_n_u_closed;
   } else {
-    __pyx_t_3 = __Pyx_PyUnicode_From_int(mos_afp_fd(__pyx_v_self->h), 0, ' ', 'd'); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 214, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyUnicode_From_int(mos_afp_fd(__pyx_v_self->h), 0, ' ', 'd'); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 222, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
-    __pyx_t_4 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_fd, __pyx_t_3); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 214, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_fd, __pyx_t_3); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 222, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __pyx_t_1 = __pyx_t_4;
@@ -19893,68 +20019,89 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_12__repr__(struc
   __pyx_v_state = ((PyObject*)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "mos/ports/_afpacket.pyx":215
+  /* "mos/ports/_afpacket.pyx":223
  *     def __repr__(self):
  *         state = "closed" if self.h == NULL else f"fd {mos_afp_fd(self.h)}"
- *         return f"<AfPacketPort {self.iface!r} fanout={self.fanout_group} tx={self.tx_mode} {state}>"             # <<<<<<<<<<<<<<
+ *         return (f"<AfPacketPort {self.iface!r} fanout={self.fanout_group} rx={self.rx_ring} "             # <<<<<<<<<<<<<<
+ *                 f"tx={self.tx_mode} {state}>")
+ * 
+*/
+  __pyx_t_1 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Repr(__pyx_v_self->iface), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 223, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_1);
+  __pyx_t_4 = __Pyx_PyObject_FormatSimple(__pyx_v_self->fanout_group, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 223, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_4);
+  __pyx_t_3 = __Pyx_PyUnicode_Unicode(__pyx_v_self->rx_ring); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 223, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_3);
+
+  /* "mos/ports/_afpacket.pyx":224
+ *         state = "closed" if self.h == NULL else f"fd {mos_afp_fd(self.h)}"
+ *         return (f"<AfPacketPort {self.iface!r} fanout={self.fanout_group} rx={self.rx_ring} "
+ *                 f"tx={self.tx_mode} {state}>")             # <<<<<<<<<<<<<<
  * 
  *     def c_port(self):
 */
-  __pyx_t_1 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Repr(__pyx_v_self->iface), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 215, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_4 = __Pyx_PyObject_FormatSimple(__pyx_v_self->fanout_group, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 215, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_3 = __Pyx_PyUnicode_Unicode(__pyx_v_self->tx_mode); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 215, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_5 = __Pyx_PyUnicode_Unicode(__pyx_v_state); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 215, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyUnicode_Unicode(__pyx_v_self->tx_mode); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 224, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6[0] = __pyx_mstate_global->__pyx_kp_u_AfPacketPort;
-  __pyx_t_6[1] = __pyx_t_1;
-  __pyx_t_6[2] = __pyx_mstate_global->__pyx_kp_u_fanout;
-  __pyx_t_6[3] = __pyx_t_4;
-  __pyx_t_6[4] = __pyx_mstate_global->__pyx_kp_u_tx_3;
-  __pyx_t_6[5] = __pyx_t_3;
-  __pyx_t_6[6] = __pyx_mstate_global->__pyx_kp_u__6;
-  __pyx_t_6[7] = __pyx_t_5;
-  __pyx_t_6[8] = __pyx_mstate_global->__pyx_kp_u__4;
-  __pyx_t_7 = 28;
+  __pyx_t_6 = __Pyx_PyUnicode_Unicode(__pyx_v_state); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 224, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_6);
+  __pyx_t_7[0] = __pyx_mstate_global->__pyx_kp_u_AfPacketPort;
+  __pyx_t_7[1] = __pyx_t_1;
+  __pyx_t_7[2] = __pyx_mstate_global->__pyx_kp_u_fanout;
+  __pyx_t_7[3] = __pyx_t_4;
+  __pyx_t_7[4] = __pyx_mstate_global->__pyx_kp_u_rx;
+  __pyx_t_7[5] = __pyx_t_3;
+  __pyx_t_7[6] = __pyx_mstate_global->__pyx_kp_u_tx_3;
+  __pyx_t_7[7] = __pyx_t_5;
+  __pyx_t_7[8] = __pyx_mstate_global->__pyx_kp_u__6;
+  __pyx_t_7[9] = __pyx_t_6;
+  __pyx_t_7[10] = __pyx_mstate_global->__pyx_kp_u__4;
+
+  /* "mos/ports/_afpacket.pyx":223
+ *     def __repr__(self):
+ *         state = "closed" if self.h == NULL else f"fd {mos_afp_fd(self.h)}"
+ *         return (f"<AfPacketPort {self.iface!r} fanout={self.fanout_group} rx={self.rx_ring} "             # <<<<<<<<<<<<<<
+ *                 f"tx={self.tx_mode} {state}>")
+ * 
+*/
+  __pyx_t_8 = 32;
   #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
-  for (Py_ssize_t i=1; i <= 7; i += 2) {
-    Py_ssize_t l = __Pyx_PyUnicode_GET_LENGTH(__pyx_t_6[i]);
-    __pyx_t_7 += l;
+  for (Py_ssize_t i=1; i <= 9; i += 2) {
+    Py_ssize_t l = __Pyx_PyUnicode_GET_LENGTH(__pyx_t_7[i]);
+    __pyx_t_8 += l;
   }
   #endif
-  __pyx_t_8 = 0;
+  __pyx_t_9 = 0;
   #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
-  for (Py_ssize_t i=1; i <= 7; i += 2) {
-    int l = __Pyx_PyUnicode_KIND_04(__pyx_t_6[i]);
-    __pyx_t_8 |= l;
+  for (Py_ssize_t i=1; i <= 9; i += 2) {
+    int l = __Pyx_PyUnicode_KIND_04(__pyx_t_7[i]);
+    __pyx_t_9 |= l;
   }
   #endif
-  __pyx_t_9 = __Pyx_PyUnicode_Join(__pyx_t_6, 9, __pyx_t_7, __pyx_t_8);
-  if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 215, __pyx_L1_error)
-  __Pyx_GOTREF(__pyx_t_9);
+  __pyx_t_10 = __Pyx_PyUnicode_Join(__pyx_t_7, 11, __pyx_t_8, __pyx_t_9);
+  if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 223, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_10);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
   {
     PyObject *__pyx_temp;
     {
       __pyx_temp = __pyx_r;
-      __pyx_r = __pyx_t_9;
+      __pyx_r = __pyx_t_10;
     }
     __Pyx_XDECREF(__pyx_temp);
   }
-  __pyx_t_9 = 0;
+  __pyx_t_10 = 0;
   goto __pyx_L0;
 
-  /* "mos/ports/_afpacket.pyx":213
+  /* "mos/ports/_afpacket.pyx":221
  *         return False
  * 
  *     def __repr__(self):             # <<<<<<<<<<<<<<
  *         state = "closed" if self.h == NULL else f"fd {mos_afp_fd(self.h)}"
- *         return f"<AfPacketPort {self.iface!r} fanout={self.fanout_group} tx={self.tx_mode} {state}>"
+ *         return (f"<AfPacketPort {self.iface!r} fanout={self.fanout_group} rx={self.rx_ring} "
 */
 
   /* function exit code */
@@ -19963,7 +20110,8 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_12__repr__(struc
   __Pyx_XDECREF(__pyx_t_3);
   __Pyx_XDECREF(__pyx_t_4);
   __Pyx_XDECREF(__pyx_t_5);
-  __Pyx_XDECREF(__pyx_t_9);
+  __Pyx_XDECREF(__pyx_t_6);
+  __Pyx_XDECREF(__pyx_t_10);
   __Pyx_AddTraceback("mos.ports._afpacket.AfPacketPort.__repr__", __pyx_clineno, __pyx_lineno, __pyx_filename);
   __pyx_r = NULL;
   __pyx_L0:;
@@ -19973,8 +20121,8 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_12__repr__(struc
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":217
- *         return f"<AfPacketPort {self.iface!r} fanout={self.fanout_group} tx={self.tx_mode} {state}>"
+/* "mos/ports/_afpacket.pyx":226
+ *                 f"tx={self.tx_mode} {state}>")
  * 
  *     def c_port(self):             # <<<<<<<<<<<<<<
  *         """(handle, rx, rx_done, tx) as addresses for a C forwarding loop
@@ -20038,57 +20186,57 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_14c_port(struct 
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("c_port", 0);
 
-  /* "mos/ports/_afpacket.pyx":220
+  /* "mos/ports/_afpacket.pyx":229
  *         """(handle, rx, rx_done, tx) as addresses for a C forwarding loop
  *         (native/port.h).  Valid while the port is open."""
  *         self._check()             # <<<<<<<<<<<<<<
  *         return (<uintptr_t>self.h, <uintptr_t>&mos_afp_rx, <uintptr_t>&mos_afp_rx_done,
  *                 <uintptr_t>&mos_afp_tx)
 */
-  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 220, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 229, __pyx_L1_error)
 
 
-  /* "mos/ports/_afpacket.pyx":221
+  /* "mos/ports/_afpacket.pyx":230
  *         (native/port.h).  Valid while the port is open."""
  *         self._check()
  *         return (<uintptr_t>self.h, <uintptr_t>&mos_afp_rx, <uintptr_t>&mos_afp_rx_done,             # <<<<<<<<<<<<<<
  *                 <uintptr_t>&mos_afp_tx)
  * 
 */
-  __pyx_t_2 = __Pyx_PyLong_FromSize_t(((uintptr_t)__pyx_v_self->h)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 221, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_FromSize_t(((uintptr_t)__pyx_v_self->h)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 230, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_3 = __Pyx_PyLong_FromSize_t(((uintptr_t)(&mos_afp_rx))); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 221, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_FromSize_t(((uintptr_t)(&mos_afp_rx))); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 230, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_PyLong_FromSize_t(((uintptr_t)(&mos_afp_rx_done))); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 221, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_FromSize_t(((uintptr_t)(&mos_afp_rx_done))); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 230, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
 
-  /* "mos/ports/_afpacket.pyx":222
+  /* "mos/ports/_afpacket.pyx":231
  *         self._check()
  *         return (<uintptr_t>self.h, <uintptr_t>&mos_afp_rx, <uintptr_t>&mos_afp_rx_done,
  *                 <uintptr_t>&mos_afp_tx)             # <<<<<<<<<<<<<<
  * 
  *     def fileno(self):
 */
-  __pyx_t_5 = __Pyx_PyLong_FromSize_t(((uintptr_t)(&mos_afp_tx))); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 222, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyLong_FromSize_t(((uintptr_t)(&mos_afp_tx))); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 231, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
 
-  /* "mos/ports/_afpacket.pyx":221
+  /* "mos/ports/_afpacket.pyx":230
  *         (native/port.h).  Valid while the port is open."""
  *         self._check()
  *         return (<uintptr_t>self.h, <uintptr_t>&mos_afp_rx, <uintptr_t>&mos_afp_rx_done,             # <<<<<<<<<<<<<<
  *                 <uintptr_t>&mos_afp_tx)
  * 
 */
-  __pyx_t_6 = PyTuple_New(4); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 221, __pyx_L1_error)
+  __pyx_t_6 = PyTuple_New(4); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 230, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_GIVEREF(__pyx_t_2);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 221, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 230, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_3);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_t_3) != (0)) __PYX_ERR(0, 221, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_t_3) != (0)) __PYX_ERR(0, 230, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 2, __pyx_t_4) != (0)) __PYX_ERR(0, 221, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 2, __pyx_t_4) != (0)) __PYX_ERR(0, 230, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_5);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 3, __pyx_t_5) != (0)) __PYX_ERR(0, 221, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 3, __pyx_t_5) != (0)) __PYX_ERR(0, 230, __pyx_L1_error);
   __pyx_t_2 = 0;
   __pyx_t_3 = 0;
   __pyx_t_4 = 0;
@@ -20104,8 +20252,8 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_14c_port(struct 
   __pyx_t_6 = 0;
   goto __pyx_L0;
 
-  /* "mos/ports/_afpacket.pyx":217
- *         return f"<AfPacketPort {self.iface!r} fanout={self.fanout_group} tx={self.tx_mode} {state}>"
+  /* "mos/ports/_afpacket.pyx":226
+ *                 f"tx={self.tx_mode} {state}>")
  * 
  *     def c_port(self):             # <<<<<<<<<<<<<<
  *         """(handle, rx, rx_done, tx) as addresses for a C forwarding loop
@@ -20127,7 +20275,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_14c_port(struct 
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":224
+/* "mos/ports/_afpacket.pyx":233
  *                 <uintptr_t>&mos_afp_tx)
  * 
  *     def fileno(self):             # <<<<<<<<<<<<<<
@@ -20188,24 +20336,24 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_16fileno(struct 
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("fileno", 0);
 
-  /* "mos/ports/_afpacket.pyx":226
+  /* "mos/ports/_afpacket.pyx":235
  *     def fileno(self):
  *         """The receive socket, readable when a ring block is ready (for poll)."""
  *         self._check()             # <<<<<<<<<<<<<<
  *         return mos_afp_fd(self.h)
  * 
 */
-  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 226, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 235, __pyx_L1_error)
 
 
-  /* "mos/ports/_afpacket.pyx":227
+  /* "mos/ports/_afpacket.pyx":236
  *         """The receive socket, readable when a ring block is ready (for poll)."""
  *         self._check()
  *         return mos_afp_fd(self.h)             # <<<<<<<<<<<<<<
  * 
  *     @property
 */
-  __pyx_t_2 = __Pyx_PyLong_From_int(mos_afp_fd(__pyx_v_self->h)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 227, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_From_int(mos_afp_fd(__pyx_v_self->h)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 236, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   {
     PyObject *__pyx_temp;
@@ -20218,7 +20366,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_16fileno(struct 
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "mos/ports/_afpacket.pyx":224
+  /* "mos/ports/_afpacket.pyx":233
  *                 <uintptr_t>&mos_afp_tx)
  * 
  *     def fileno(self):             # <<<<<<<<<<<<<<
@@ -20237,7 +20385,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_16fileno(struct 
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":229
+/* "mos/ports/_afpacket.pyx":238
  *         return mos_afp_fd(self.h)
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -20270,24 +20418,24 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_7poll_ms___get__
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "mos/ports/_afpacket.pyx":231
+  /* "mos/ports/_afpacket.pyx":240
  *     @property
  *     def poll_ms(self):
  *         self._check()             # <<<<<<<<<<<<<<
  *         return mos_afp_poll_ms(self.h)
  * 
 */
-  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 231, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 240, __pyx_L1_error)
 
 
-  /* "mos/ports/_afpacket.pyx":232
+  /* "mos/ports/_afpacket.pyx":241
  *     def poll_ms(self):
  *         self._check()
  *         return mos_afp_poll_ms(self.h)             # <<<<<<<<<<<<<<
  * 
  *     @poll_ms.setter
 */
-  __pyx_t_2 = __Pyx_PyLong_From_int(mos_afp_poll_ms(__pyx_v_self->h)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 232, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_From_int(mos_afp_poll_ms(__pyx_v_self->h)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 241, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   {
     PyObject *__pyx_temp;
@@ -20300,7 +20448,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_7poll_ms___get__
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "mos/ports/_afpacket.pyx":229
+  /* "mos/ports/_afpacket.pyx":238
  *         return mos_afp_fd(self.h)
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -20319,7 +20467,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_7poll_ms___get__
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":234
+/* "mos/ports/_afpacket.pyx":243
  *         return mos_afp_poll_ms(self.h)
  * 
  *     @poll_ms.setter             # <<<<<<<<<<<<<<
@@ -20340,7 +20488,7 @@ static int __pyx_pw_3mos_5ports_9_afpacket_12AfPacketPort_7poll_ms_3__set__(PyOb
   __Pyx_RefNannySetupContext("__set__ (wrapper)", 0);
   __pyx_kwvalues = __Pyx_KwValues_VARARGS(__pyx_args, __pyx_nargs);
   assert(__pyx_arg_ms); {
-    __pyx_v_ms = __Pyx_PyLong_As_int(__pyx_arg_ms); if (unlikely((__pyx_v_ms == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 235, __pyx_L3_error)
+    __pyx_v_ms = __Pyx_PyLong_As_int(__pyx_arg_ms); if (unlikely((__pyx_v_ms == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 244, __pyx_L3_error)
   }
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -20363,17 +20511,17 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_7poll_ms_2__set__(stru
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
 
-  /* "mos/ports/_afpacket.pyx":236
+  /* "mos/ports/_afpacket.pyx":245
  *     @poll_ms.setter
  *     def poll_ms(self, int ms):
  *         self._check()             # <<<<<<<<<<<<<<
  *         mos_afp_set_poll_ms(self.h, ms)
  * 
 */
-  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 236, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 245, __pyx_L1_error)
 
 
-  /* "mos/ports/_afpacket.pyx":237
+  /* "mos/ports/_afpacket.pyx":246
  *     def poll_ms(self, int ms):
  *         self._check()
  *         mos_afp_set_poll_ms(self.h, ms)             # <<<<<<<<<<<<<<
@@ -20382,7 +20530,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_7poll_ms_2__set__(stru
 */
   mos_afp_set_poll_ms(__pyx_v_self->h, __pyx_v_ms);
 
-  /* "mos/ports/_afpacket.pyx":234
+  /* "mos/ports/_afpacket.pyx":243
  *         return mos_afp_poll_ms(self.h)
  * 
  *     @poll_ms.setter             # <<<<<<<<<<<<<<
@@ -20402,12 +20550,12 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_7poll_ms_2__set__(stru
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":239
+/* "mos/ports/_afpacket.pyx":248
  *         mos_afp_set_poll_ms(self.h, ms)
  * 
  *     @property             # <<<<<<<<<<<<<<
  *     def ring(self):
- *         """(block_bytes, block_count) of the rx ring."""
+ *         """(block_bytes, block_count) of the rx ring (v2: slot size, slots)."""
 */
 
 /* Python wrapper */
@@ -20437,33 +20585,33 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_4ring___get__(st
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "mos/ports/_afpacket.pyx":242
+  /* "mos/ports/_afpacket.pyx":251
  *     def ring(self):
- *         """(block_bytes, block_count) of the rx ring."""
+ *         """(block_bytes, block_count) of the rx ring (v2: slot size, slots)."""
  *         self._check()             # <<<<<<<<<<<<<<
  *         return (mos_afp_block_bytes(self.h), mos_afp_block_count(self.h))
  * 
 */
-  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 242, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 251, __pyx_L1_error)
 
 
-  /* "mos/ports/_afpacket.pyx":243
- *         """(block_bytes, block_count) of the rx ring."""
+  /* "mos/ports/_afpacket.pyx":252
+ *         """(block_bytes, block_count) of the rx ring (v2: slot size, slots)."""
  *         self._check()
  *         return (mos_afp_block_bytes(self.h), mos_afp_block_count(self.h))             # <<<<<<<<<<<<<<
  * 
  *     @property
 */
-  __pyx_t_2 = __Pyx_PyLong_From_unsigned_int(mos_afp_block_bytes(__pyx_v_self->h)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 243, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_From_unsigned_int(mos_afp_block_bytes(__pyx_v_self->h)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 252, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_3 = __Pyx_PyLong_From_unsigned_int(mos_afp_block_count(__pyx_v_self->h)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 243, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_unsigned_int(mos_afp_block_count(__pyx_v_self->h)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 252, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = PyTuple_New(2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 243, __pyx_L1_error)
+  __pyx_t_4 = PyTuple_New(2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 252, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_GIVEREF(__pyx_t_2);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 243, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 252, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_3);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 1, __pyx_t_3) != (0)) __PYX_ERR(0, 243, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 1, __pyx_t_3) != (0)) __PYX_ERR(0, 252, __pyx_L1_error);
   __pyx_t_2 = 0;
   __pyx_t_3 = 0;
   {
@@ -20477,12 +20625,12 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_4ring___get__(st
   __pyx_t_4 = 0;
   goto __pyx_L0;
 
-  /* "mos/ports/_afpacket.pyx":239
+  /* "mos/ports/_afpacket.pyx":248
  *         mos_afp_set_poll_ms(self.h, ms)
  * 
  *     @property             # <<<<<<<<<<<<<<
  *     def ring(self):
- *         """(block_bytes, block_count) of the rx ring."""
+ *         """(block_bytes, block_count) of the rx ring (v2: slot size, slots)."""
 */
 
   /* function exit code */
@@ -20498,7 +20646,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_4ring___get__(st
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":245
+/* "mos/ports/_afpacket.pyx":254
  *         return (mos_afp_block_bytes(self.h), mos_afp_block_count(self.h))
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -20531,24 +20679,24 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_3mtu___get__(str
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "mos/ports/_afpacket.pyx":247
+  /* "mos/ports/_afpacket.pyx":256
  *     @property
  *     def mtu(self):
  *         self._check()             # <<<<<<<<<<<<<<
  *         return mos_afp_mtu(self.h)
  * 
 */
-  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 247, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 256, __pyx_L1_error)
 
 
-  /* "mos/ports/_afpacket.pyx":248
+  /* "mos/ports/_afpacket.pyx":257
  *     def mtu(self):
  *         self._check()
  *         return mos_afp_mtu(self.h)             # <<<<<<<<<<<<<<
  * 
  *     def stats(self):
 */
-  __pyx_t_2 = __Pyx_PyLong_From_int(mos_afp_mtu(__pyx_v_self->h)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 248, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_From_int(mos_afp_mtu(__pyx_v_self->h)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 257, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   {
     PyObject *__pyx_temp;
@@ -20561,7 +20709,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_3mtu___get__(str
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "mos/ports/_afpacket.pyx":245
+  /* "mos/ports/_afpacket.pyx":254
  *         return (mos_afp_block_bytes(self.h), mos_afp_block_count(self.h))
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -20580,7 +20728,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_3mtu___get__(str
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":250
+/* "mos/ports/_afpacket.pyx":259
  *         return mos_afp_mtu(self.h)
  * 
  *     def stats(self):             # <<<<<<<<<<<<<<
@@ -20644,17 +20792,17 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_18stats(struct _
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("stats", 0);
 
-  /* "mos/ports/_afpacket.pyx":256
+  /* "mos/ports/_afpacket.pyx":265
  *         cdef mos_port_stats_t st
  *         cdef mos_afp_xstats_t xs
  *         self._check()             # <<<<<<<<<<<<<<
  *         mos_afp_stats(self.h, &st)
  *         mos_afp_xstats(self.h, &xs)
 */
-  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 256, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 265, __pyx_L1_error)
 
 
-  /* "mos/ports/_afpacket.pyx":257
+  /* "mos/ports/_afpacket.pyx":266
  *         cdef mos_afp_xstats_t xs
  *         self._check()
  *         mos_afp_stats(self.h, &st)             # <<<<<<<<<<<<<<
@@ -20663,7 +20811,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_18stats(struct _
 */
   mos_afp_stats(__pyx_v_self->h, (&__pyx_v_st));
 
-  /* "mos/ports/_afpacket.pyx":258
+  /* "mos/ports/_afpacket.pyx":267
  *         self._check()
  *         mos_afp_stats(self.h, &st)
  *         mos_afp_xstats(self.h, &xs)             # <<<<<<<<<<<<<<
@@ -20672,94 +20820,94 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_18stats(struct _
 */
   mos_afp_xstats(__pyx_v_self->h, (&__pyx_v_xs));
 
-  /* "mos/ports/_afpacket.pyx":260
+  /* "mos/ports/_afpacket.pyx":269
  *         mos_afp_xstats(self.h, &xs)
  *         return {
  *             "rx": st.rx, "rx_bytes": st.rx_bytes, "tx": st.tx, "tx_bytes": st.tx_bytes,             # <<<<<<<<<<<<<<
  *             "tx_dropped": st.tx_dropped, "rx_dropped": st.rx_dropped,
  *             "vlan_restored": xs.vlan_restored, "vlan_lost": xs.vlan_lost,
 */
-  __pyx_t_2 = __Pyx_PyDict_NewPresized(12); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 260, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyDict_NewPresized(12); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 269, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_st.rx); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 260, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_st.rx); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 269, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_rx, __pyx_t_3) < (0)) __PYX_ERR(0, 260, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_rx_2, __pyx_t_3) < (0)) __PYX_ERR(0, 269, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_st.rx_bytes); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 260, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_st.rx_bytes); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 269, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_rx_bytes, __pyx_t_3) < (0)) __PYX_ERR(0, 260, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_rx_bytes, __pyx_t_3) < (0)) __PYX_ERR(0, 269, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_st.tx); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 260, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_st.tx); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 269, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_tx, __pyx_t_3) < (0)) __PYX_ERR(0, 260, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_tx, __pyx_t_3) < (0)) __PYX_ERR(0, 269, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_st.tx_bytes); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 260, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_st.tx_bytes); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 269, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_tx_bytes, __pyx_t_3) < (0)) __PYX_ERR(0, 260, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_tx_bytes, __pyx_t_3) < (0)) __PYX_ERR(0, 269, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
-  /* "mos/ports/_afpacket.pyx":261
+  /* "mos/ports/_afpacket.pyx":270
  *         return {
  *             "rx": st.rx, "rx_bytes": st.rx_bytes, "tx": st.tx, "tx_bytes": st.tx_bytes,
  *             "tx_dropped": st.tx_dropped, "rx_dropped": st.rx_dropped,             # <<<<<<<<<<<<<<
  *             "vlan_restored": xs.vlan_restored, "vlan_lost": xs.vlan_lost,
  *             "tx_kick_errors": xs.tx_kick_errors, "tx_too_big": xs.tx_too_big,
 */
-  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_st.tx_dropped); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 261, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_st.tx_dropped); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 270, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_tx_dropped, __pyx_t_3) < (0)) __PYX_ERR(0, 260, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_tx_dropped, __pyx_t_3) < (0)) __PYX_ERR(0, 269, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_st.rx_dropped); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 261, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_st.rx_dropped); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 270, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_rx_dropped, __pyx_t_3) < (0)) __PYX_ERR(0, 260, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_rx_dropped, __pyx_t_3) < (0)) __PYX_ERR(0, 269, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
-  /* "mos/ports/_afpacket.pyx":262
+  /* "mos/ports/_afpacket.pyx":271
  *             "rx": st.rx, "rx_bytes": st.rx_bytes, "tx": st.tx, "tx_bytes": st.tx_bytes,
  *             "tx_dropped": st.tx_dropped, "rx_dropped": st.rx_dropped,
  *             "vlan_restored": xs.vlan_restored, "vlan_lost": xs.vlan_lost,             # <<<<<<<<<<<<<<
  *             "tx_kick_errors": xs.tx_kick_errors, "tx_too_big": xs.tx_too_big,
  *             "rx_blocks": xs.rx_blocks, "freeze_q": xs.freeze_q,
 */
-  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_xs.vlan_restored); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 262, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_xs.vlan_restored); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 271, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_vlan_restored, __pyx_t_3) < (0)) __PYX_ERR(0, 260, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_vlan_restored, __pyx_t_3) < (0)) __PYX_ERR(0, 269, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_xs.vlan_lost); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 262, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_xs.vlan_lost); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 271, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_vlan_lost, __pyx_t_3) < (0)) __PYX_ERR(0, 260, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_vlan_lost, __pyx_t_3) < (0)) __PYX_ERR(0, 269, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
-  /* "mos/ports/_afpacket.pyx":263
+  /* "mos/ports/_afpacket.pyx":272
  *             "tx_dropped": st.tx_dropped, "rx_dropped": st.rx_dropped,
  *             "vlan_restored": xs.vlan_restored, "vlan_lost": xs.vlan_lost,
  *             "tx_kick_errors": xs.tx_kick_errors, "tx_too_big": xs.tx_too_big,             # <<<<<<<<<<<<<<
  *             "rx_blocks": xs.rx_blocks, "freeze_q": xs.freeze_q,
  *         }
 */
-  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_xs.tx_kick_errors); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 263, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_xs.tx_kick_errors); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 272, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_tx_kick_errors, __pyx_t_3) < (0)) __PYX_ERR(0, 260, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_tx_kick_errors, __pyx_t_3) < (0)) __PYX_ERR(0, 269, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_xs.tx_too_big); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 263, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_xs.tx_too_big); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 272, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_tx_too_big, __pyx_t_3) < (0)) __PYX_ERR(0, 260, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_tx_too_big, __pyx_t_3) < (0)) __PYX_ERR(0, 269, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
-  /* "mos/ports/_afpacket.pyx":264
+  /* "mos/ports/_afpacket.pyx":273
  *             "vlan_restored": xs.vlan_restored, "vlan_lost": xs.vlan_lost,
  *             "tx_kick_errors": xs.tx_kick_errors, "tx_too_big": xs.tx_too_big,
  *             "rx_blocks": xs.rx_blocks, "freeze_q": xs.freeze_q,             # <<<<<<<<<<<<<<
  *         }
  * 
 */
-  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_xs.rx_blocks); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 264, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_xs.rx_blocks); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 273, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_rx_blocks, __pyx_t_3) < (0)) __PYX_ERR(0, 260, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_rx_blocks, __pyx_t_3) < (0)) __PYX_ERR(0, 269, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_xs.freeze_q); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 264, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_xs.freeze_q); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 273, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_freeze_q, __pyx_t_3) < (0)) __PYX_ERR(0, 260, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_freeze_q, __pyx_t_3) < (0)) __PYX_ERR(0, 269, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   {
     PyObject *__pyx_temp;
@@ -20772,7 +20920,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_18stats(struct _
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "mos/ports/_afpacket.pyx":250
+  /* "mos/ports/_afpacket.pyx":259
  *         return mos_afp_mtu(self.h)
  * 
  *     def stats(self):             # <<<<<<<<<<<<<<
@@ -20794,7 +20942,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_18stats(struct _
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":267
+/* "mos/ports/_afpacket.pyx":276
  *         }
  * 
  *     def recv_burst(self, int max=64):             # <<<<<<<<<<<<<<
@@ -20842,37 +20990,37 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_max,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 267, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 276, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 267, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 276, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "recv_burst", 0) < (0)) __PYX_ERR(0, 267, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "recv_burst", 0) < (0)) __PYX_ERR(0, 276, __pyx_L3_error)
     } else {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 267, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 276, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
     if (values[0]) {
-      __pyx_v_max = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_max == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 267, __pyx_L3_error)
+      __pyx_v_max = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_max == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 276, __pyx_L3_error)
     } else {
       __pyx_v_max = ((int)64);
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("recv_burst", 0, 0, 1, __pyx_nargs); __PYX_ERR(0, 267, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("recv_burst", 0, 0, 1, __pyx_nargs); __PYX_ERR(0, 276, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -20921,17 +21069,17 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_20recv_burst(str
   __Pyx_RefNannySetupContext("recv_burst", 0);
 
 
-  /* "mos/ports/_afpacket.pyx":271
+  /* "mos/ports/_afpacket.pyx":280
  *         most poll_ms when nothing is ready.  Slow: for tests and tools."""
  *         cdef int n, i
  *         self._check()             # <<<<<<<<<<<<<<
  *         if max <= 0:
  *             return []
 */
-  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 271, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 280, __pyx_L1_error)
 
 
-  /* "mos/ports/_afpacket.pyx":272
+  /* "mos/ports/_afpacket.pyx":281
  *         cdef int n, i
  *         self._check()
  *         if max <= 0:             # <<<<<<<<<<<<<<
@@ -20943,14 +21091,14 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_20recv_burst(str
   if (__pyx_t_2) {
 
 
-    /* "mos/ports/_afpacket.pyx":273
+    /* "mos/ports/_afpacket.pyx":282
  *         self._check()
  *         if max <= 0:
  *             return []             # <<<<<<<<<<<<<<
  *         if max > SLOW_BURST:
  *             max = SLOW_BURST
 */
-    __pyx_t_3 = PyList_New(0); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 273, __pyx_L1_error)
+    __pyx_t_3 = PyList_New(0); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 282, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     {
       PyObject *__pyx_temp;
@@ -20963,7 +21111,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_20recv_burst(str
     __pyx_t_3 = 0;
     goto __pyx_L0;
 
-    /* "mos/ports/_afpacket.pyx":272
+    /* "mos/ports/_afpacket.pyx":281
  *         cdef int n, i
  *         self._check()
  *         if max <= 0:             # <<<<<<<<<<<<<<
@@ -20972,7 +21120,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_20recv_burst(str
 */
   }
 
-  /* "mos/ports/_afpacket.pyx":274
+  /* "mos/ports/_afpacket.pyx":283
  *         if max <= 0:
  *             return []
  *         if max > SLOW_BURST:             # <<<<<<<<<<<<<<
@@ -20984,7 +21132,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_20recv_burst(str
   if (__pyx_t_2) {
 
 
-    /* "mos/ports/_afpacket.pyx":275
+    /* "mos/ports/_afpacket.pyx":284
  *             return []
  *         if max > SLOW_BURST:
  *             max = SLOW_BURST             # <<<<<<<<<<<<<<
@@ -20993,7 +21141,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_20recv_burst(str
 */
     __pyx_v_max = __pyx_e_3mos_5ports_9_afpacket_SLOW_BURST;
 
-    /* "mos/ports/_afpacket.pyx":274
+    /* "mos/ports/_afpacket.pyx":283
  *         if max <= 0:
  *             return []
  *         if max > SLOW_BURST:             # <<<<<<<<<<<<<<
@@ -21002,7 +21150,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_20recv_burst(str
 */
   }
 
-  /* "mos/ports/_afpacket.pyx":276
+  /* "mos/ports/_afpacket.pyx":285
  *         if max > SLOW_BURST:
  *             max = SLOW_BURST
  *         with nogil:             # <<<<<<<<<<<<<<
@@ -21015,7 +21163,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_20recv_burst(str
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "mos/ports/_afpacket.pyx":277
+        /* "mos/ports/_afpacket.pyx":286
  *             max = SLOW_BURST
  *         with nogil:
  *             n = mos_afp_rx(self.h, self.frames, max)             # <<<<<<<<<<<<<<
@@ -21025,7 +21173,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_20recv_burst(str
         __pyx_v_n = mos_afp_rx(__pyx_v_self->h, __pyx_v_self->frames, __pyx_v_max);
       }
 
-      /* "mos/ports/_afpacket.pyx":276
+      /* "mos/ports/_afpacket.pyx":285
  *         if max > SLOW_BURST:
  *             max = SLOW_BURST
  *         with nogil:             # <<<<<<<<<<<<<<
@@ -21042,19 +21190,19 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_20recv_burst(str
       }
   }
 
-  /* "mos/ports/_afpacket.pyx":278
+  /* "mos/ports/_afpacket.pyx":287
  *         with nogil:
  *             n = mos_afp_rx(self.h, self.frames, max)
  *         out = []             # <<<<<<<<<<<<<<
  *         try:
  *             for i in range(n):
 */
-  __pyx_t_3 = PyList_New(0); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 278, __pyx_L1_error)
+  __pyx_t_3 = PyList_New(0); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 287, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __pyx_v_out = ((PyObject*)__pyx_t_3);
   __pyx_t_3 = 0;
 
-  /* "mos/ports/_afpacket.pyx":279
+  /* "mos/ports/_afpacket.pyx":288
  *             n = mos_afp_rx(self.h, self.frames, max)
  *         out = []
  *         try:             # <<<<<<<<<<<<<<
@@ -21063,7 +21211,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_20recv_burst(str
 */
   /*try:*/ {
 
-    /* "mos/ports/_afpacket.pyx":280
+    /* "mos/ports/_afpacket.pyx":289
  *         out = []
  *         try:
  *             for i in range(n):             # <<<<<<<<<<<<<<
@@ -21077,49 +21225,49 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_20recv_burst(str
     for (__pyx_t_5 = 0; __pyx_t_5 < __pyx_t_4; __pyx_t_5+=1) {
       __pyx_v_i = __pyx_t_5;
 
-      /* "mos/ports/_afpacket.pyx":281
+      /* "mos/ports/_afpacket.pyx":290
  *         try:
  *             for i in range(n):
  *                 out.append((self.frames[i].ts_ns,             # <<<<<<<<<<<<<<
  *                             PyBytes_FromStringAndSize(<const char *>self.frames[i].data,
  *                                                       self.frames[i].caplen)))
 */
-      __pyx_t_3 = __Pyx_PyLong_From_uint64_t((__pyx_v_self->frames[__pyx_v_i]).ts_ns); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 281, __pyx_L9_error)
+      __pyx_t_3 = __Pyx_PyLong_From_uint64_t((__pyx_v_self->frames[__pyx_v_i]).ts_ns); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 290, __pyx_L9_error)
       __Pyx_GOTREF(__pyx_t_3);
 
-      /* "mos/ports/_afpacket.pyx":282
+      /* "mos/ports/_afpacket.pyx":291
  *             for i in range(n):
  *                 out.append((self.frames[i].ts_ns,
  *                             PyBytes_FromStringAndSize(<const char *>self.frames[i].data,             # <<<<<<<<<<<<<<
  *                                                       self.frames[i].caplen)))
  *         finally:
 */
-      __pyx_t_6 = PyBytes_FromStringAndSize(((char const *)(__pyx_v_self->frames[__pyx_v_i]).data), (__pyx_v_self->frames[__pyx_v_i]).caplen); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 282, __pyx_L9_error)
+      __pyx_t_6 = PyBytes_FromStringAndSize(((char const *)(__pyx_v_self->frames[__pyx_v_i]).data), (__pyx_v_self->frames[__pyx_v_i]).caplen); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 291, __pyx_L9_error)
       __Pyx_GOTREF(__pyx_t_6);
 
-      /* "mos/ports/_afpacket.pyx":281
+      /* "mos/ports/_afpacket.pyx":290
  *         try:
  *             for i in range(n):
  *                 out.append((self.frames[i].ts_ns,             # <<<<<<<<<<<<<<
  *                             PyBytes_FromStringAndSize(<const char *>self.frames[i].data,
  *                                                       self.frames[i].caplen)))
 */
-      __pyx_t_7 = PyTuple_New(2); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 281, __pyx_L9_error)
+      __pyx_t_7 = PyTuple_New(2); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 290, __pyx_L9_error)
       __Pyx_GOTREF(__pyx_t_7);
       __Pyx_GIVEREF(__pyx_t_3);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_t_3) != (0)) __PYX_ERR(0, 281, __pyx_L9_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_t_3) != (0)) __PYX_ERR(0, 290, __pyx_L9_error);
       __Pyx_GIVEREF(__pyx_t_6);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_t_6) != (0)) __PYX_ERR(0, 281, __pyx_L9_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_t_6) != (0)) __PYX_ERR(0, 290, __pyx_L9_error);
       __pyx_t_3 = 0;
       __pyx_t_6 = 0;
-      __pyx_t_8 = __Pyx_PyList_Append(__pyx_v_out, __pyx_t_7); if (unlikely(__pyx_t_8 == ((int)-1))) __PYX_ERR(0, 281, __pyx_L9_error)
+      __pyx_t_8 = __Pyx_PyList_Append(__pyx_v_out, __pyx_t_7); if (unlikely(__pyx_t_8 == ((int)-1))) __PYX_ERR(0, 290, __pyx_L9_error)
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
 
     }
 
   }
 
-  /* "mos/ports/_afpacket.pyx":285
+  /* "mos/ports/_afpacket.pyx":294
  *                                                       self.frames[i].caplen)))
  *         finally:
  *             mos_afp_rx_done(self.h)             # <<<<<<<<<<<<<<
@@ -21166,7 +21314,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_20recv_burst(str
     __pyx_L10:;
   }
 
-  /* "mos/ports/_afpacket.pyx":286
+  /* "mos/ports/_afpacket.pyx":295
  *         finally:
  *             mos_afp_rx_done(self.h)
  *         return out             # <<<<<<<<<<<<<<
@@ -21184,7 +21332,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_20recv_burst(str
   }
   goto __pyx_L0;
 
-  /* "mos/ports/_afpacket.pyx":267
+  /* "mos/ports/_afpacket.pyx":276
  *         }
  * 
  *     def recv_burst(self, int max=64):             # <<<<<<<<<<<<<<
@@ -21209,7 +21357,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_20recv_burst(str
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":288
+/* "mos/ports/_afpacket.pyx":297
  *         return out
  * 
  *     def send(self, frames):             # <<<<<<<<<<<<<<
@@ -21257,32 +21405,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_frames,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 288, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 297, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 288, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 297, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "send", 0) < (0)) __PYX_ERR(0, 288, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "send", 0) < (0)) __PYX_ERR(0, 297, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("send", 1, 1, 1, i); __PYX_ERR(0, 288, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("send", 1, 1, 1, i); __PYX_ERR(0, 297, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 288, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 297, __pyx_L3_error)
     }
     __pyx_v_frames = values[0];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("send", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 288, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("send", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 297, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -21331,7 +21479,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("send", 0);
 
-  /* "mos/ports/_afpacket.pyx":291
+  /* "mos/ports/_afpacket.pyx":300
  *         """Send each bytes object in ``frames`` (whole Ethernet frames); returns
  *         how many were queued (the rest count in tx_dropped)."""
  *         cdef int k, n, sent = 0             # <<<<<<<<<<<<<<
@@ -21340,29 +21488,29 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
 */
   __pyx_v_sent = 0;
 
-  /* "mos/ports/_afpacket.pyx":293
+  /* "mos/ports/_afpacket.pyx":302
  *         cdef int k, n, sent = 0
  *         cdef bytes b
  *         self._check()             # <<<<<<<<<<<<<<
  *         batch = []
  *         for f in frames:
 */
-  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 293, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 302, __pyx_L1_error)
 
 
-  /* "mos/ports/_afpacket.pyx":294
+  /* "mos/ports/_afpacket.pyx":303
  *         cdef bytes b
  *         self._check()
  *         batch = []             # <<<<<<<<<<<<<<
  *         for f in frames:
  *             batch.append(f if type(f) is bytes else bytes(f))
 */
-  __pyx_t_2 = PyList_New(0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 294, __pyx_L1_error)
+  __pyx_t_2 = PyList_New(0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 303, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __pyx_v_batch = ((PyObject*)__pyx_t_2);
   __pyx_t_2 = 0;
 
-  /* "mos/ports/_afpacket.pyx":295
+  /* "mos/ports/_afpacket.pyx":304
  *         self._check()
  *         batch = []
  *         for f in frames:             # <<<<<<<<<<<<<<
@@ -21374,9 +21522,9 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
     __pyx_t_3 = 0;
     __pyx_t_4 = NULL;
   } else {
-    __pyx_t_3 = -1; __pyx_t_2 = PyObject_GetIter(__pyx_v_frames); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 295, __pyx_L1_error)
+    __pyx_t_3 = -1; __pyx_t_2 = PyObject_GetIter(__pyx_v_frames); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 304, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_4 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 295, __pyx_L1_error)
+    __pyx_t_4 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 304, __pyx_L1_error)
   }
   for (;;) {
     if (likely(!__pyx_t_4)) {
@@ -21384,7 +21532,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
         {
           Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_2);
           #if !CYTHON_ASSUME_SAFE_SIZE
-          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 295, __pyx_L1_error)
+          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 304, __pyx_L1_error)
           #endif
           if (__pyx_t_3 >= __pyx_temp) break;
         }
@@ -21394,7 +21542,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
         {
           Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_2);
           #if !CYTHON_ASSUME_SAFE_SIZE
-          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 295, __pyx_L1_error)
+          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 304, __pyx_L1_error)
           #endif
           if (__pyx_t_3 >= __pyx_temp) break;
         }
@@ -21405,13 +21553,13 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
         #endif
         ++__pyx_t_3;
       }
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 295, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 304, __pyx_L1_error)
     } else {
       __pyx_t_5 = __pyx_t_4(__pyx_t_2);
       if (unlikely(!__pyx_t_5)) {
         PyObject* exc_type = PyErr_Occurred();
         if (exc_type) {
-          if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 295, __pyx_L1_error)
+          if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 304, __pyx_L1_error)
           PyErr_Clear();
         }
         break;
@@ -21421,7 +21569,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
     __Pyx_XDECREF_SET(__pyx_v_f, __pyx_t_5);
     __pyx_t_5 = 0;
 
-    /* "mos/ports/_afpacket.pyx":296
+    /* "mos/ports/_afpacket.pyx":305
  *         batch = []
  *         for f in frames:
  *             batch.append(f if type(f) is bytes else bytes(f))             # <<<<<<<<<<<<<<
@@ -21439,18 +21587,18 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
         PyObject *__pyx_callargs[2] = {__pyx_t_8, __pyx_v_f};
         __pyx_t_7 = __Pyx_PyObject_FastCall((PyObject*)(&PyBytes_Type), __pyx_callargs+__pyx_t_9, (2-__pyx_t_9) | (__pyx_t_9*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
-        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 296, __pyx_L1_error)
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 305, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_7);
       }
       __pyx_t_5 = __pyx_t_7;
       __pyx_t_7 = 0;
     }
 
-    __pyx_t_10 = __Pyx_PyList_Append(__pyx_v_batch, __pyx_t_5); if (unlikely(__pyx_t_10 == ((int)-1))) __PYX_ERR(0, 296, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyList_Append(__pyx_v_batch, __pyx_t_5); if (unlikely(__pyx_t_10 == ((int)-1))) __PYX_ERR(0, 305, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
 
-    /* "mos/ports/_afpacket.pyx":295
+    /* "mos/ports/_afpacket.pyx":304
  *         self._check()
  *         batch = []
  *         for f in frames:             # <<<<<<<<<<<<<<
@@ -21460,7 +21608,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
   }
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "mos/ports/_afpacket.pyx":297
+  /* "mos/ports/_afpacket.pyx":306
  *         for f in frames:
  *             batch.append(f if type(f) is bytes else bytes(f))
  *         k = 0             # <<<<<<<<<<<<<<
@@ -21469,7 +21617,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
 */
   __pyx_v_k = 0;
 
-  /* "mos/ports/_afpacket.pyx":298
+  /* "mos/ports/_afpacket.pyx":307
  *             batch.append(f if type(f) is bytes else bytes(f))
  *         k = 0
  *         while k < len(batch):             # <<<<<<<<<<<<<<
@@ -21477,21 +21625,21 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
  *             for i in range(n):
 */
   while (1) {
-    __pyx_t_3 = __Pyx_PyList_GET_SIZE(__pyx_v_batch); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1))) __PYX_ERR(0, 298, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyList_GET_SIZE(__pyx_v_batch); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1))) __PYX_ERR(0, 307, __pyx_L1_error)
     __pyx_t_6 = (__pyx_v_k < __pyx_t_3);
 
 
 
     if (!__pyx_t_6) break;
 
-    /* "mos/ports/_afpacket.pyx":299
+    /* "mos/ports/_afpacket.pyx":308
  *         k = 0
  *         while k < len(batch):
  *             n = min(SLOW_BURST, len(batch) - k)             # <<<<<<<<<<<<<<
  *             for i in range(n):
  *                 b = batch[k + i]
 */
-    __pyx_t_3 = __Pyx_PyList_GET_SIZE(__pyx_v_batch); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1))) __PYX_ERR(0, 299, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyList_GET_SIZE(__pyx_v_batch); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1))) __PYX_ERR(0, 308, __pyx_L1_error)
 
     __pyx_t_11 = (__pyx_t_3 - __pyx_v_k);
 
@@ -21510,7 +21658,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
     __pyx_v_n = __pyx_t_3;
 
 
-    /* "mos/ports/_afpacket.pyx":300
+    /* "mos/ports/_afpacket.pyx":309
  *         while k < len(batch):
  *             n = min(SLOW_BURST, len(batch) - k)
  *             for i in range(n):             # <<<<<<<<<<<<<<
@@ -21518,7 +21666,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
  *                 self.frames[i].data = <const uint8_t *>PyBytes_AS_STRING(b)
 */
     __pyx_t_5 = NULL;
-    __pyx_t_7 = __Pyx_PyLong_From_int(__pyx_v_n); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 300, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyLong_From_int(__pyx_v_n); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 309, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
     __pyx_t_9 = 1;
     {
@@ -21526,12 +21674,12 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
       __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)(&PyRange_Type), __pyx_callargs+__pyx_t_9, (2-__pyx_t_9) | (__pyx_t_9*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 300, __pyx_L1_error)
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 309, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
     }
-    __pyx_t_7 = PyObject_GetIter(__pyx_t_2); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 300, __pyx_L1_error)
+    __pyx_t_7 = PyObject_GetIter(__pyx_t_2); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 309, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_4 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_7); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 300, __pyx_L1_error)
+    __pyx_t_4 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_7); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 309, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     for (;;) {
       {
@@ -21539,107 +21687,107 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
         if (unlikely(!__pyx_t_2)) {
           PyObject* exc_type = PyErr_Occurred();
           if (exc_type) {
-            if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 300, __pyx_L1_error)
+            if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 309, __pyx_L1_error)
             PyErr_Clear();
           }
           break;
         }
       }
       __Pyx_GOTREF(__pyx_t_2);
-      if (__Pyx_PyInt_FromNumber(&__pyx_t_2, NULL, 1) < (0)) __PYX_ERR(0, 300, __pyx_L1_error)
+      if (__Pyx_PyInt_FromNumber(&__pyx_t_2, NULL, 1) < (0)) __PYX_ERR(0, 309, __pyx_L1_error)
       __Pyx_XDECREF_SET(__pyx_v_i, ((PyObject*)__pyx_t_2));
       __pyx_t_2 = 0;
 
-      /* "mos/ports/_afpacket.pyx":301
+      /* "mos/ports/_afpacket.pyx":310
  *             n = min(SLOW_BURST, len(batch) - k)
  *             for i in range(n):
  *                 b = batch[k + i]             # <<<<<<<<<<<<<<
  *                 self.frames[i].data = <const uint8_t *>PyBytes_AS_STRING(b)
  *                 self.frames[i].caplen = <uint32_t>PyBytes_GET_SIZE(b)
 */
-      __pyx_t_2 = __Pyx_PyLong_From_int(__pyx_v_k); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 301, __pyx_L1_error)
+      __pyx_t_2 = __Pyx_PyLong_From_int(__pyx_v_k); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 310, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
-      __pyx_t_5 = __Pyx_PyNumber_Add_int_int(__pyx_t_2, __pyx_v_i); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 301, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PyNumber_Add_int_int(__pyx_t_2, __pyx_v_i); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 310, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-      __pyx_t_2 = __Pyx_PyObject_GetItem(__pyx_v_batch, __pyx_t_5); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 301, __pyx_L1_error)
+      __pyx_t_2 = __Pyx_PyObject_GetItem(__pyx_v_batch, __pyx_t_5); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 310, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (!(likely(PyBytes_CheckExact(__pyx_t_2))||((__pyx_t_2) == Py_None) || __Pyx_RaiseUnexpectedTypeError("bytes", __pyx_t_2))) __PYX_ERR(0, 301, __pyx_L1_error)
+      if (!(likely(PyBytes_CheckExact(__pyx_t_2))||((__pyx_t_2) == Py_None) || __Pyx_RaiseUnexpectedTypeError("bytes", __pyx_t_2))) __PYX_ERR(0, 310, __pyx_L1_error)
       __Pyx_XDECREF_SET(__pyx_v_b, ((PyObject*)__pyx_t_2));
       __pyx_t_2 = 0;
 
-      /* "mos/ports/_afpacket.pyx":302
+      /* "mos/ports/_afpacket.pyx":311
  *             for i in range(n):
  *                 b = batch[k + i]
  *                 self.frames[i].data = <const uint8_t *>PyBytes_AS_STRING(b)             # <<<<<<<<<<<<<<
  *                 self.frames[i].caplen = <uint32_t>PyBytes_GET_SIZE(b)
  *                 self.frames[i].wirelen = self.frames[i].caplen
 */
-      __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_i); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 302, __pyx_L1_error)
+      __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_i); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 311, __pyx_L1_error)
       (__pyx_v_self->frames[__pyx_t_3]).data = ((uint8_t const *)PyBytes_AS_STRING(__pyx_v_b));
 
 
-      /* "mos/ports/_afpacket.pyx":303
+      /* "mos/ports/_afpacket.pyx":312
  *                 b = batch[k + i]
  *                 self.frames[i].data = <const uint8_t *>PyBytes_AS_STRING(b)
  *                 self.frames[i].caplen = <uint32_t>PyBytes_GET_SIZE(b)             # <<<<<<<<<<<<<<
  *                 self.frames[i].wirelen = self.frames[i].caplen
  *                 self.frames[i].ts_ns = 0
 */
-      __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_i); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 303, __pyx_L1_error)
+      __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_i); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 312, __pyx_L1_error)
       (__pyx_v_self->frames[__pyx_t_3]).caplen = ((uint32_t)PyBytes_GET_SIZE(__pyx_v_b));
 
 
-      /* "mos/ports/_afpacket.pyx":304
+      /* "mos/ports/_afpacket.pyx":313
  *                 self.frames[i].data = <const uint8_t *>PyBytes_AS_STRING(b)
  *                 self.frames[i].caplen = <uint32_t>PyBytes_GET_SIZE(b)
  *                 self.frames[i].wirelen = self.frames[i].caplen             # <<<<<<<<<<<<<<
  *                 self.frames[i].ts_ns = 0
  *                 self.frames[i].linktype = 1
 */
-      __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_i); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 304, __pyx_L1_error)
+      __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_i); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 313, __pyx_L1_error)
       __pyx_t_13 = (__pyx_v_self->frames[__pyx_t_3]).caplen;
 
 
-      __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_i); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 304, __pyx_L1_error)
+      __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_i); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 313, __pyx_L1_error)
       (__pyx_v_self->frames[__pyx_t_3]).wirelen = __pyx_t_13;
 
 
-      /* "mos/ports/_afpacket.pyx":305
+      /* "mos/ports/_afpacket.pyx":314
  *                 self.frames[i].caplen = <uint32_t>PyBytes_GET_SIZE(b)
  *                 self.frames[i].wirelen = self.frames[i].caplen
  *                 self.frames[i].ts_ns = 0             # <<<<<<<<<<<<<<
  *                 self.frames[i].linktype = 1
  *                 self.frames[i].iface = 0
 */
-      __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_i); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 305, __pyx_L1_error)
+      __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_i); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 314, __pyx_L1_error)
       (__pyx_v_self->frames[__pyx_t_3]).ts_ns = 0;
 
 
-      /* "mos/ports/_afpacket.pyx":306
+      /* "mos/ports/_afpacket.pyx":315
  *                 self.frames[i].wirelen = self.frames[i].caplen
  *                 self.frames[i].ts_ns = 0
  *                 self.frames[i].linktype = 1             # <<<<<<<<<<<<<<
  *                 self.frames[i].iface = 0
  *             with nogil:
 */
-      __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_i); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 306, __pyx_L1_error)
+      __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_i); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 315, __pyx_L1_error)
       (__pyx_v_self->frames[__pyx_t_3]).linktype = 1;
 
 
-      /* "mos/ports/_afpacket.pyx":307
+      /* "mos/ports/_afpacket.pyx":316
  *                 self.frames[i].ts_ns = 0
  *                 self.frames[i].linktype = 1
  *                 self.frames[i].iface = 0             # <<<<<<<<<<<<<<
  *             with nogil:
  *                 sent += mos_afp_tx(self.h, self.frames, n)
 */
-      __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_i); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 307, __pyx_L1_error)
+      __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_i); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 316, __pyx_L1_error)
       (__pyx_v_self->frames[__pyx_t_3]).iface = 0;
 
 
-      /* "mos/ports/_afpacket.pyx":300
+      /* "mos/ports/_afpacket.pyx":309
  *         while k < len(batch):
  *             n = min(SLOW_BURST, len(batch) - k)
  *             for i in range(n):             # <<<<<<<<<<<<<<
@@ -21649,7 +21797,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
     }
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
 
-    /* "mos/ports/_afpacket.pyx":308
+    /* "mos/ports/_afpacket.pyx":317
  *                 self.frames[i].linktype = 1
  *                 self.frames[i].iface = 0
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -21662,7 +21810,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
         __Pyx_FastGIL_Remember();
         /*try:*/ {
 
-          /* "mos/ports/_afpacket.pyx":309
+          /* "mos/ports/_afpacket.pyx":318
  *                 self.frames[i].iface = 0
  *             with nogil:
  *                 sent += mos_afp_tx(self.h, self.frames, n)             # <<<<<<<<<<<<<<
@@ -21672,7 +21820,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
           __pyx_v_sent = (__pyx_v_sent + mos_afp_tx(__pyx_v_self->h, __pyx_v_self->frames, __pyx_v_n));
         }
 
-        /* "mos/ports/_afpacket.pyx":308
+        /* "mos/ports/_afpacket.pyx":317
  *                 self.frames[i].linktype = 1
  *                 self.frames[i].iface = 0
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -21689,7 +21837,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
         }
     }
 
-    /* "mos/ports/_afpacket.pyx":310
+    /* "mos/ports/_afpacket.pyx":319
  *             with nogil:
  *                 sent += mos_afp_tx(self.h, self.frames, n)
  *             k += n             # <<<<<<<<<<<<<<
@@ -21699,14 +21847,14 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
     __pyx_v_k = (__pyx_v_k + __pyx_v_n);
   }
 
-  /* "mos/ports/_afpacket.pyx":311
+  /* "mos/ports/_afpacket.pyx":320
  *                 sent += mos_afp_tx(self.h, self.frames, n)
  *             k += n
  *         return sent             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __pyx_t_7 = __Pyx_PyLong_From_int(__pyx_v_sent); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 311, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_PyLong_From_int(__pyx_v_sent); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 320, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
   {
     PyObject *__pyx_temp;
@@ -21719,7 +21867,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
   __pyx_t_7 = 0;
   goto __pyx_L0;
 
-  /* "mos/ports/_afpacket.pyx":288
+  /* "mos/ports/_afpacket.pyx":297
  *         return out
  * 
  *     def send(self, frames):             # <<<<<<<<<<<<<<
@@ -21748,7 +21896,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":139
+/* "mos/ports/_afpacket.pyx":142
  *     cdef mos_afp_t *h
  *     cdef mos_frame_t *frames
  *     cdef readonly str iface             # <<<<<<<<<<<<<<
@@ -21815,12 +21963,12 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_5iface___get__(s
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":140
+/* "mos/ports/_afpacket.pyx":143
  *     cdef mos_frame_t *frames
  *     cdef readonly str iface
  *     cdef readonly object fanout_group             # <<<<<<<<<<<<<<
  *     cdef readonly str tx_mode
- * 
+ *     cdef readonly str rx_ring
 */
 
 /* Python wrapper */
@@ -21882,12 +22030,12 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_12fanout_group__
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":141
+/* "mos/ports/_afpacket.pyx":144
  *     cdef readonly str iface
  *     cdef readonly object fanout_group
  *     cdef readonly str tx_mode             # <<<<<<<<<<<<<<
+ *     cdef readonly str rx_ring
  * 
- *     def __cinit__(self):
 */
 
 /* Python wrapper */
@@ -21923,6 +22071,73 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_7tx_mode___get__
             __pyx_temp = __pyx_r;
             __Pyx_INCREF(__pyx_v_self->tx_mode);
             __pyx_r = __pyx_v_self->tx_mode;
+          }
+          __Pyx_XDECREF(__pyx_temp);
+        }
+        __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+        goto __pyx_L3_return;
+      }
+      /*finally:*/ {
+        __pyx_L3_return: {
+          __pyx_t_2 = __pyx_r;
+          __pyx_r = 0;
+          __Pyx_PyCriticalSection_End(&__pyx_cs);
+          __pyx_r = __pyx_t_2;
+          __pyx_t_2 = 0;
+          goto __pyx_L0;
+        }
+      }
+      __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+  }
+
+  /* function exit code */
+  __pyx_L0:;
+  __Pyx_XGIVEREF(__pyx_r);
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+/* "mos/ports/_afpacket.pyx":145
+ *     cdef readonly object fanout_group
+ *     cdef readonly str tx_mode
+ *     cdef readonly str rx_ring             # <<<<<<<<<<<<<<
+ * 
+ *     def __cinit__(self):
+*/
+
+/* Python wrapper */
+static PyObject *__pyx_pw_3mos_5ports_9_afpacket_12AfPacketPort_7rx_ring_1__get__(PyObject *__pyx_v_self); /*proto*/
+static PyObject *__pyx_pw_3mos_5ports_9_afpacket_12AfPacketPort_7rx_ring_1__get__(PyObject *__pyx_v_self) {
+  CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
+  PyObject *__pyx_r = 0;
+  __Pyx_RefNannyDeclarations
+  __Pyx_RefNannySetupContext("__get__ (wrapper)", 0);
+  __pyx_kwvalues = __Pyx_KwValues_VARARGS(__pyx_args, __pyx_nargs);
+  __pyx_r = __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_7rx_ring___get__(((struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *)__pyx_v_self));
+
+  /* function exit code */
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_7rx_ring___get__(struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *__pyx_v_self) {
+  PyObject *__pyx_r = NULL;
+  __Pyx_RefNannyDeclarations
+  PyObject *__pyx_t_1 = NULL;
+  PyObject *__pyx_t_2 = NULL;
+  __Pyx_RefNannySetupContext("__get__", 0);
+  {
+      __Pyx_PyCriticalSection __pyx_cs;
+      __pyx_t_1 = ((PyObject *)__pyx_v_self);
+      __Pyx_INCREF(__pyx_t_1);
+      __Pyx_PyCriticalSection_Begin(&__pyx_cs, (PyObject*)__pyx_t_1);
+      /*try:*/ {
+        {
+          PyObject *__pyx_temp;
+          {
+            __pyx_temp = __pyx_r;
+            __Pyx_INCREF(__pyx_v_self->rx_ring);
+            __pyx_r = __pyx_v_self->rx_ring;
           }
           __Pyx_XDECREF(__pyx_temp);
         }
@@ -22153,7 +22368,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_26__setstate_cyt
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":314
+/* "mos/ports/_afpacket.pyx":323
  * 
  * 
  * def forward_loop(port_a, port_b, double seconds, int burst=64, double idle_exit=0.0,             # <<<<<<<<<<<<<<
@@ -22206,40 +22421,40 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_port_a,&__pyx_mstate_global->__pyx_n_u_port_b,&__pyx_mstate_global->__pyx_n_u_seconds,&__pyx_mstate_global->__pyx_n_u_burst,&__pyx_mstate_global->__pyx_n_u_idle_exit,&__pyx_mstate_global->__pyx_n_u_stop,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 314, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 323, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  6:
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 314, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 323, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 314, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 323, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 314, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 323, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 314, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 323, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 314, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 323, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 314, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 323, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "forward_loop", 0) < (0)) __PYX_ERR(0, 314, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "forward_loop", 0) < (0)) __PYX_ERR(0, 323, __pyx_L3_error)
 
-      /* "mos/ports/_afpacket.pyx":315
+      /* "mos/ports/_afpacket.pyx":324
  * 
  * def forward_loop(port_a, port_b, double seconds, int burst=64, double idle_exit=0.0,
  *                  stop=None):             # <<<<<<<<<<<<<<
@@ -22248,29 +22463,29 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
 */
       if (!values[5]) values[5] = __Pyx_NewRef(((PyObject *)Py_None));
       for (Py_ssize_t i = __pyx_nargs; i < 3; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("forward_loop", 0, 3, 6, i); __PYX_ERR(0, 314, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("forward_loop", 0, 3, 6, i); __PYX_ERR(0, 323, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  6:
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 314, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 323, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 314, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 323, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 314, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 323, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 314, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 323, __pyx_L3_error)
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 314, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 323, __pyx_L3_error)
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 314, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 323, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
@@ -22278,14 +22493,14 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
     }
     __pyx_v_port_a = values[0];
     __pyx_v_port_b = values[1];
-    __pyx_v_seconds = __Pyx_PyFloat_AsDouble(values[2]); if (unlikely((__pyx_v_seconds == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 314, __pyx_L3_error)
+    __pyx_v_seconds = __Pyx_PyFloat_AsDouble(values[2]); if (unlikely((__pyx_v_seconds == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 323, __pyx_L3_error)
     if (values[3]) {
-      __pyx_v_burst = __Pyx_PyLong_As_int(values[3]); if (unlikely((__pyx_v_burst == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 314, __pyx_L3_error)
+      __pyx_v_burst = __Pyx_PyLong_As_int(values[3]); if (unlikely((__pyx_v_burst == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 323, __pyx_L3_error)
     } else {
       __pyx_v_burst = ((int)((int)64));
     }
     if (values[4]) {
-      __pyx_v_idle_exit = __Pyx_PyFloat_AsDouble(values[4]); if (unlikely((__pyx_v_idle_exit == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 314, __pyx_L3_error)
+      __pyx_v_idle_exit = __Pyx_PyFloat_AsDouble(values[4]); if (unlikely((__pyx_v_idle_exit == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 323, __pyx_L3_error)
     } else {
       __pyx_v_idle_exit = ((double)((double)0.0));
     }
@@ -22293,7 +22508,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("forward_loop", 0, 3, 6, __pyx_nargs); __PYX_ERR(0, 314, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("forward_loop", 0, 3, 6, __pyx_nargs); __PYX_ERR(0, 323, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -22306,7 +22521,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __pyx_L4_argument_unpacking_done:;
   __pyx_r = __pyx_pf_3mos_5ports_9_afpacket_forward_loop(__pyx_self, __pyx_v_port_a, __pyx_v_port_b, __pyx_v_seconds, __pyx_v_burst, __pyx_v_idle_exit, __pyx_v_stop);
 
-  /* "mos/ports/_afpacket.pyx":314
+  /* "mos/ports/_afpacket.pyx":323
  * 
  * 
  * def forward_loop(port_a, port_b, double seconds, int burst=64, double idle_exit=0.0,             # <<<<<<<<<<<<<<
@@ -22388,7 +22603,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("forward_loop", 0);
 
-  /* "mos/ports/_afpacket.pyx":334
+  /* "mos/ports/_afpacket.pyx":343
  *     cdef mos_frame_t *fr
  *     cdef pollfd pfd[2]
  *     cdef int usepoll = 0, na, nb, sa, sb, i             # <<<<<<<<<<<<<<
@@ -22397,7 +22612,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
   __pyx_v_usepoll = 0;
 
-  /* "mos/ports/_afpacket.pyx":335
+  /* "mos/ports/_afpacket.pyx":344
  *     cdef pollfd pfd[2]
  *     cdef int usepoll = 0, na, nb, sa, sb, i
  *     cdef uint64_t fab = 0, fba = 0, bab = 0, bba = 0, dropped = 0, loops = 0             # <<<<<<<<<<<<<<
@@ -22411,7 +22626,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
   __pyx_v_dropped = 0;
   __pyx_v_loops = 0;
 
-  /* "mos/ports/_afpacket.pyx":336
+  /* "mos/ports/_afpacket.pyx":345
  *     cdef int usepoll = 0, na, nb, sa, sb, i
  *     cdef uint64_t fab = 0, fba = 0, bab = 0, bba = 0, dropped = 0, loops = 0
  *     cdef double t0, t, deadline, first = 0.0, last = 0.0             # <<<<<<<<<<<<<<
@@ -22421,7 +22636,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
   __pyx_v_first = 0.0;
   __pyx_v_last = 0.0;
 
-  /* "mos/ports/_afpacket.pyx":338
+  /* "mos/ports/_afpacket.pyx":347
  *     cdef double t0, t, deadline, first = 0.0, last = 0.0
  *     cdef unsigned char[::1] stopbuf
  *     cdef unsigned char *stopp = NULL             # <<<<<<<<<<<<<<
@@ -22430,7 +22645,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
   __pyx_v_stopp = NULL;
 
-  /* "mos/ports/_afpacket.pyx":339
+  /* "mos/ports/_afpacket.pyx":348
  *     cdef unsigned char[::1] stopbuf
  *     cdef unsigned char *stopp = NULL
  *     if stop is not None:             # <<<<<<<<<<<<<<
@@ -22441,19 +22656,19 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
   if (__pyx_t_1) {
 
 
-    /* "mos/ports/_afpacket.pyx":340
+    /* "mos/ports/_afpacket.pyx":349
  *     cdef unsigned char *stopp = NULL
  *     if stop is not None:
  *         stopbuf = stop             # <<<<<<<<<<<<<<
  *         if stopbuf.shape[0] < 1:
  *             raise ValueError("stop: needs a writable buffer of at least one byte")
 */
-    __pyx_t_2 = __Pyx_PyObject_to_MemoryviewSlice_dc_unsigned_char(__pyx_v_stop, PyBUF_WRITABLE); if (unlikely(!__pyx_t_2.memview)) __PYX_ERR(0, 340, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyObject_to_MemoryviewSlice_dc_unsigned_char(__pyx_v_stop, PyBUF_WRITABLE); if (unlikely(!__pyx_t_2.memview)) __PYX_ERR(0, 349, __pyx_L1_error)
     __pyx_v_stopbuf = __pyx_t_2;
     __pyx_t_2.memview = NULL;
     __pyx_t_2.data = NULL;
 
-    /* "mos/ports/_afpacket.pyx":341
+    /* "mos/ports/_afpacket.pyx":350
  *     if stop is not None:
  *         stopbuf = stop
  *         if stopbuf.shape[0] < 1:             # <<<<<<<<<<<<<<
@@ -22465,7 +22680,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
     if (unlikely(__pyx_t_1)) {
 
 
-      /* "mos/ports/_afpacket.pyx":342
+      /* "mos/ports/_afpacket.pyx":351
  *         stopbuf = stop
  *         if stopbuf.shape[0] < 1:
  *             raise ValueError("stop: needs a writable buffer of at least one byte")             # <<<<<<<<<<<<<<
@@ -22478,14 +22693,14 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
         PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_mstate_global->__pyx_kp_u_stop_needs_a_writable_buffer_of};
         __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_5, (2-__pyx_t_5) | (__pyx_t_5*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-        if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 342, __pyx_L1_error)
+        if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 351, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_3);
       }
       __Pyx_Raise(__pyx_t_3, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-      __PYX_ERR(0, 342, __pyx_L1_error)
+      __PYX_ERR(0, 351, __pyx_L1_error)
 
-      /* "mos/ports/_afpacket.pyx":341
+      /* "mos/ports/_afpacket.pyx":350
  *     if stop is not None:
  *         stopbuf = stop
  *         if stopbuf.shape[0] < 1:             # <<<<<<<<<<<<<<
@@ -22494,7 +22709,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
     }
 
-    /* "mos/ports/_afpacket.pyx":343
+    /* "mos/ports/_afpacket.pyx":352
  *         if stopbuf.shape[0] < 1:
  *             raise ValueError("stop: needs a writable buffer of at least one byte")
  *         stopp = &stopbuf[0]             # <<<<<<<<<<<<<<
@@ -22504,7 +22719,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
     __pyx_t_6 = 0;
     __pyx_v_stopp = (&(*((unsigned char *) ( /* dim=0 */ ((char *) (((unsigned char *) __pyx_v_stopbuf.data) + __pyx_t_6)) ))));
 
-    /* "mos/ports/_afpacket.pyx":339
+    /* "mos/ports/_afpacket.pyx":348
  *     cdef unsigned char[::1] stopbuf
  *     cdef unsigned char *stopp = NULL
  *     if stop is not None:             # <<<<<<<<<<<<<<
@@ -22513,7 +22728,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
   }
 
-  /* "mos/ports/_afpacket.pyx":344
+  /* "mos/ports/_afpacket.pyx":353
  *             raise ValueError("stop: needs a writable buffer of at least one byte")
  *         stopp = &stopbuf[0]
  *     if burst <= 0 or burst > 4096:             # <<<<<<<<<<<<<<
@@ -22539,7 +22754,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "mos/ports/_afpacket.pyx":345
+    /* "mos/ports/_afpacket.pyx":354
  *         stopp = &stopbuf[0]
  *     if burst <= 0 or burst > 4096:
  *         raise ValueError(f"burst: {burst} is not in 1..4096")             # <<<<<<<<<<<<<<
@@ -22547,7 +22762,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
  *     ha = <void *><uintptr_t>h
 */
     __pyx_t_4 = NULL;
-    __pyx_t_8 = __Pyx_PyUnicode_From_int(__pyx_v_burst, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 345, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyUnicode_From_int(__pyx_v_burst, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 354, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __pyx_t_9[0] = __pyx_mstate_global->__pyx_kp_u_burst_2;
     __pyx_t_9[1] = __pyx_t_8;
@@ -22558,7 +22773,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
     #endif
     __pyx_t_11 = 0;
     __pyx_t_12 = __Pyx_PyUnicode_Join(__pyx_t_9, 3, __pyx_t_10, __pyx_t_11);
-    if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 345, __pyx_L1_error)
+    if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 354, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     __pyx_t_5 = 1;
@@ -22567,14 +22782,14 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
       __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_5, (2-__pyx_t_5) | (__pyx_t_5*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 345, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 354, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(0, 345, __pyx_L1_error)
+    __PYX_ERR(0, 354, __pyx_L1_error)
 
-    /* "mos/ports/_afpacket.pyx":344
+    /* "mos/ports/_afpacket.pyx":353
  *             raise ValueError("stop: needs a writable buffer of at least one byte")
  *         stopp = &stopbuf[0]
  *     if burst <= 0 or burst > 4096:             # <<<<<<<<<<<<<<
@@ -22583,7 +22798,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
   }
 
-  /* "mos/ports/_afpacket.pyx":346
+  /* "mos/ports/_afpacket.pyx":355
  *     if burst <= 0 or burst > 4096:
  *         raise ValueError(f"burst: {burst} is not in 1..4096")
  *     h, rx, rd, tx = port_a.c_port()             # <<<<<<<<<<<<<<
@@ -22597,7 +22812,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
     PyObject *__pyx_callargs[2] = {__pyx_t_12, NULL};
     __pyx_t_3 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_c_port, __pyx_callargs+__pyx_t_5, (1-__pyx_t_5) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_12); __pyx_t_12 = 0;
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 346, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 355, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
   }
   if ((likely(PyTuple_CheckExact(__pyx_t_3))) || (PyList_CheckExact(__pyx_t_3))) {
@@ -22606,7 +22821,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
     if (unlikely(size != 4)) {
       if (size > 4) __Pyx_RaiseTooManyValuesError(4);
       else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-      __PYX_ERR(0, 346, __pyx_L1_error)
+      __PYX_ERR(0, 355, __pyx_L1_error)
     }
     #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
     if (likely(PyTuple_CheckExact(sequence))) {
@@ -22620,16 +22835,16 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
       __Pyx_INCREF(__pyx_t_13);
     } else {
       __pyx_t_12 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 346, __pyx_L1_error)
+      if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 355, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_12);
       __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 346, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 355, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_4);
       __pyx_t_8 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 346, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 355, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_8);
       __pyx_t_13 = __Pyx_PyList_GET_ITEM_REF(sequence, 3, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 346, __pyx_L1_error)
+      if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 355, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_13);
     }
     #else
@@ -22637,7 +22852,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
       Py_ssize_t i;
       PyObject** temps[4] = {&__pyx_t_12,&__pyx_t_4,&__pyx_t_8,&__pyx_t_13};
       for (i=0; i < 4; i++) {
-        PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 346, __pyx_L1_error)
+        PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 355, __pyx_L1_error)
         __Pyx_GOTREF(item);
         *(temps[i]) = item;
       }
@@ -22647,7 +22862,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
   } else {
     Py_ssize_t index = -1;
     PyObject** temps[4] = {&__pyx_t_12,&__pyx_t_4,&__pyx_t_8,&__pyx_t_13};
-    __pyx_t_14 = PyObject_GetIter(__pyx_t_3); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 346, __pyx_L1_error)
+    __pyx_t_14 = PyObject_GetIter(__pyx_t_3); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 355, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_14);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __pyx_t_15 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_14);
@@ -22656,7 +22871,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
       __Pyx_GOTREF(item);
       *(temps[index]) = item;
     }
-    if (__Pyx_IternextUnpackEndCheck(__pyx_t_15(__pyx_t_14), 4) < (0)) __PYX_ERR(0, 346, __pyx_L1_error)
+    if (__Pyx_IternextUnpackEndCheck(__pyx_t_15(__pyx_t_14), 4) < (0)) __PYX_ERR(0, 355, __pyx_L1_error)
     __pyx_t_15 = NULL;
     __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
     goto __pyx_L9_unpacking_done;
@@ -22664,7 +22879,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
     __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
     __pyx_t_15 = NULL;
     if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-    __PYX_ERR(0, 346, __pyx_L1_error)
+    __PYX_ERR(0, 355, __pyx_L1_error)
     __pyx_L9_unpacking_done:;
   }
   __pyx_v_h = __pyx_t_12;
@@ -22676,51 +22891,51 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
   __pyx_v_tx = __pyx_t_13;
   __pyx_t_13 = 0;
 
-  /* "mos/ports/_afpacket.pyx":347
+  /* "mos/ports/_afpacket.pyx":356
  *         raise ValueError(f"burst: {burst} is not in 1..4096")
  *     h, rx, rd, tx = port_a.c_port()
  *     ha = <void *><uintptr_t>h             # <<<<<<<<<<<<<<
  *     rxa = <mos_rx_fn><uintptr_t>rx
  *     rda = <mos_rx_done_fn><uintptr_t>rd
 */
-  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_h); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 347, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_h); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 356, __pyx_L1_error)
   __pyx_v_ha = ((void *)((uintptr_t)__pyx_t_16));
 
 
-  /* "mos/ports/_afpacket.pyx":348
+  /* "mos/ports/_afpacket.pyx":357
  *     h, rx, rd, tx = port_a.c_port()
  *     ha = <void *><uintptr_t>h
  *     rxa = <mos_rx_fn><uintptr_t>rx             # <<<<<<<<<<<<<<
  *     rda = <mos_rx_done_fn><uintptr_t>rd
  *     txa = <mos_tx_fn><uintptr_t>tx
 */
-  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_rx); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 348, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_rx); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 357, __pyx_L1_error)
   __pyx_v_rxa = ((mos_rx_fn)((uintptr_t)__pyx_t_16));
 
 
-  /* "mos/ports/_afpacket.pyx":349
+  /* "mos/ports/_afpacket.pyx":358
  *     ha = <void *><uintptr_t>h
  *     rxa = <mos_rx_fn><uintptr_t>rx
  *     rda = <mos_rx_done_fn><uintptr_t>rd             # <<<<<<<<<<<<<<
  *     txa = <mos_tx_fn><uintptr_t>tx
  *     h, rx, rd, tx = port_b.c_port()
 */
-  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_rd); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 349, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_rd); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 358, __pyx_L1_error)
   __pyx_v_rda = ((mos_rx_done_fn)((uintptr_t)__pyx_t_16));
 
 
-  /* "mos/ports/_afpacket.pyx":350
+  /* "mos/ports/_afpacket.pyx":359
  *     rxa = <mos_rx_fn><uintptr_t>rx
  *     rda = <mos_rx_done_fn><uintptr_t>rd
  *     txa = <mos_tx_fn><uintptr_t>tx             # <<<<<<<<<<<<<<
  *     h, rx, rd, tx = port_b.c_port()
  *     hb = <void *><uintptr_t>h
 */
-  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_tx); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 350, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_tx); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 359, __pyx_L1_error)
   __pyx_v_txa = ((mos_tx_fn)((uintptr_t)__pyx_t_16));
 
 
-  /* "mos/ports/_afpacket.pyx":351
+  /* "mos/ports/_afpacket.pyx":360
  *     rda = <mos_rx_done_fn><uintptr_t>rd
  *     txa = <mos_tx_fn><uintptr_t>tx
  *     h, rx, rd, tx = port_b.c_port()             # <<<<<<<<<<<<<<
@@ -22734,7 +22949,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
     PyObject *__pyx_callargs[2] = {__pyx_t_13, NULL};
     __pyx_t_3 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_c_port, __pyx_callargs+__pyx_t_5, (1-__pyx_t_5) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_13); __pyx_t_13 = 0;
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 351, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 360, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
   }
   if ((likely(PyTuple_CheckExact(__pyx_t_3))) || (PyList_CheckExact(__pyx_t_3))) {
@@ -22743,7 +22958,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
     if (unlikely(size != 4)) {
       if (size > 4) __Pyx_RaiseTooManyValuesError(4);
       else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-      __PYX_ERR(0, 351, __pyx_L1_error)
+      __PYX_ERR(0, 360, __pyx_L1_error)
     }
     #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
     if (likely(PyTuple_CheckExact(sequence))) {
@@ -22757,16 +22972,16 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
       __Pyx_INCREF(__pyx_t_12);
     } else {
       __pyx_t_13 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 351, __pyx_L1_error)
+      if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 360, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_13);
       __pyx_t_8 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 351, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 360, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_8);
       __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 351, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 360, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_4);
       __pyx_t_12 = __Pyx_PyList_GET_ITEM_REF(sequence, 3, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 351, __pyx_L1_error)
+      if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 360, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_12);
     }
     #else
@@ -22774,7 +22989,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
       Py_ssize_t i;
       PyObject** temps[4] = {&__pyx_t_13,&__pyx_t_8,&__pyx_t_4,&__pyx_t_12};
       for (i=0; i < 4; i++) {
-        PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 351, __pyx_L1_error)
+        PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 360, __pyx_L1_error)
         __Pyx_GOTREF(item);
         *(temps[i]) = item;
       }
@@ -22784,7 +22999,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
   } else {
     Py_ssize_t index = -1;
     PyObject** temps[4] = {&__pyx_t_13,&__pyx_t_8,&__pyx_t_4,&__pyx_t_12};
-    __pyx_t_14 = PyObject_GetIter(__pyx_t_3); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 351, __pyx_L1_error)
+    __pyx_t_14 = PyObject_GetIter(__pyx_t_3); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 360, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_14);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __pyx_t_15 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_14);
@@ -22793,7 +23008,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
       __Pyx_GOTREF(item);
       *(temps[index]) = item;
     }
-    if (__Pyx_IternextUnpackEndCheck(__pyx_t_15(__pyx_t_14), 4) < (0)) __PYX_ERR(0, 351, __pyx_L1_error)
+    if (__Pyx_IternextUnpackEndCheck(__pyx_t_15(__pyx_t_14), 4) < (0)) __PYX_ERR(0, 360, __pyx_L1_error)
     __pyx_t_15 = NULL;
     __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
     goto __pyx_L11_unpacking_done;
@@ -22801,7 +23016,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
     __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
     __pyx_t_15 = NULL;
     if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-    __PYX_ERR(0, 351, __pyx_L1_error)
+    __PYX_ERR(0, 360, __pyx_L1_error)
     __pyx_L11_unpacking_done:;
   }
   __Pyx_DECREF_SET(__pyx_v_h, __pyx_t_13);
@@ -22813,51 +23028,51 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
   __Pyx_DECREF_SET(__pyx_v_tx, __pyx_t_12);
   __pyx_t_12 = 0;
 
-  /* "mos/ports/_afpacket.pyx":352
+  /* "mos/ports/_afpacket.pyx":361
  *     txa = <mos_tx_fn><uintptr_t>tx
  *     h, rx, rd, tx = port_b.c_port()
  *     hb = <void *><uintptr_t>h             # <<<<<<<<<<<<<<
  *     rxb = <mos_rx_fn><uintptr_t>rx
  *     rdb = <mos_rx_done_fn><uintptr_t>rd
 */
-  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_h); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 352, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_h); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 361, __pyx_L1_error)
   __pyx_v_hb = ((void *)((uintptr_t)__pyx_t_16));
 
 
-  /* "mos/ports/_afpacket.pyx":353
+  /* "mos/ports/_afpacket.pyx":362
  *     h, rx, rd, tx = port_b.c_port()
  *     hb = <void *><uintptr_t>h
  *     rxb = <mos_rx_fn><uintptr_t>rx             # <<<<<<<<<<<<<<
  *     rdb = <mos_rx_done_fn><uintptr_t>rd
  *     txb = <mos_tx_fn><uintptr_t>tx
 */
-  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_rx); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 353, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_rx); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 362, __pyx_L1_error)
   __pyx_v_rxb = ((mos_rx_fn)((uintptr_t)__pyx_t_16));
 
 
-  /* "mos/ports/_afpacket.pyx":354
+  /* "mos/ports/_afpacket.pyx":363
  *     hb = <void *><uintptr_t>h
  *     rxb = <mos_rx_fn><uintptr_t>rx
  *     rdb = <mos_rx_done_fn><uintptr_t>rd             # <<<<<<<<<<<<<<
  *     txb = <mos_tx_fn><uintptr_t>tx
  *     saved = None
 */
-  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_rd); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 354, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_rd); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 363, __pyx_L1_error)
   __pyx_v_rdb = ((mos_rx_done_fn)((uintptr_t)__pyx_t_16));
 
 
-  /* "mos/ports/_afpacket.pyx":355
+  /* "mos/ports/_afpacket.pyx":364
  *     rxb = <mos_rx_fn><uintptr_t>rx
  *     rdb = <mos_rx_done_fn><uintptr_t>rd
  *     txb = <mos_tx_fn><uintptr_t>tx             # <<<<<<<<<<<<<<
  *     saved = None
  *     if isinstance(port_a, AfPacketPort) and isinstance(port_b, AfPacketPort):
 */
-  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_tx); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 355, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_tx); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 364, __pyx_L1_error)
   __pyx_v_txb = ((mos_tx_fn)((uintptr_t)__pyx_t_16));
 
 
-  /* "mos/ports/_afpacket.pyx":356
+  /* "mos/ports/_afpacket.pyx":365
  *     rdb = <mos_rx_done_fn><uintptr_t>rd
  *     txb = <mos_tx_fn><uintptr_t>tx
  *     saved = None             # <<<<<<<<<<<<<<
@@ -22867,7 +23082,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
   __Pyx_INCREF(Py_None);
   __pyx_v_saved = ((PyObject*)Py_None);
 
-  /* "mos/ports/_afpacket.pyx":357
+  /* "mos/ports/_afpacket.pyx":366
  *     txb = <mos_tx_fn><uintptr_t>tx
  *     saved = None
  *     if isinstance(port_a, AfPacketPort) and isinstance(port_b, AfPacketPort):             # <<<<<<<<<<<<<<
@@ -22891,47 +23106,47 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
   if (__pyx_t_1) {
 
 
-    /* "mos/ports/_afpacket.pyx":358
+    /* "mos/ports/_afpacket.pyx":367
  *     saved = None
  *     if isinstance(port_a, AfPacketPort) and isinstance(port_b, AfPacketPort):
  *         saved = (port_a.poll_ms, port_b.poll_ms)             # <<<<<<<<<<<<<<
  *         port_a.poll_ms = 0
  *         port_b.poll_ms = 0
 */
-    __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_v_port_a, __pyx_mstate_global->__pyx_n_u_poll_ms); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 358, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_v_port_a, __pyx_mstate_global->__pyx_n_u_poll_ms); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 367, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
-    __pyx_t_12 = __Pyx_PyObject_GetAttrStr(__pyx_v_port_b, __pyx_mstate_global->__pyx_n_u_poll_ms); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 358, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_PyObject_GetAttrStr(__pyx_v_port_b, __pyx_mstate_global->__pyx_n_u_poll_ms); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 367, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
-    __pyx_t_4 = PyTuple_New(2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 358, __pyx_L1_error)
+    __pyx_t_4 = PyTuple_New(2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 367, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_GIVEREF(__pyx_t_3);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_t_3) != (0)) __PYX_ERR(0, 358, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_t_3) != (0)) __PYX_ERR(0, 367, __pyx_L1_error);
     __Pyx_GIVEREF(__pyx_t_12);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 1, __pyx_t_12) != (0)) __PYX_ERR(0, 358, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 1, __pyx_t_12) != (0)) __PYX_ERR(0, 367, __pyx_L1_error);
     __pyx_t_3 = 0;
     __pyx_t_12 = 0;
     __Pyx_DECREF_SET(__pyx_v_saved, ((PyObject*)__pyx_t_4));
     __pyx_t_4 = 0;
 
-    /* "mos/ports/_afpacket.pyx":359
+    /* "mos/ports/_afpacket.pyx":368
  *     if isinstance(port_a, AfPacketPort) and isinstance(port_b, AfPacketPort):
  *         saved = (port_a.poll_ms, port_b.poll_ms)
  *         port_a.poll_ms = 0             # <<<<<<<<<<<<<<
  *         port_b.poll_ms = 0
  *         pfd[0].fd = port_a.fileno()
 */
-    if (__Pyx_PyObject_SetAttrStr(__pyx_v_port_a, __pyx_mstate_global->__pyx_n_u_poll_ms, __pyx_mstate_global->__pyx_int_0) < (0)) __PYX_ERR(0, 359, __pyx_L1_error)
+    if (__Pyx_PyObject_SetAttrStr(__pyx_v_port_a, __pyx_mstate_global->__pyx_n_u_poll_ms, __pyx_mstate_global->__pyx_int_0) < (0)) __PYX_ERR(0, 368, __pyx_L1_error)
 
-    /* "mos/ports/_afpacket.pyx":360
+    /* "mos/ports/_afpacket.pyx":369
  *         saved = (port_a.poll_ms, port_b.poll_ms)
  *         port_a.poll_ms = 0
  *         port_b.poll_ms = 0             # <<<<<<<<<<<<<<
  *         pfd[0].fd = port_a.fileno()
  *         pfd[1].fd = port_b.fileno()
 */
-    if (__Pyx_PyObject_SetAttrStr(__pyx_v_port_b, __pyx_mstate_global->__pyx_n_u_poll_ms, __pyx_mstate_global->__pyx_int_0) < (0)) __PYX_ERR(0, 360, __pyx_L1_error)
+    if (__Pyx_PyObject_SetAttrStr(__pyx_v_port_b, __pyx_mstate_global->__pyx_n_u_poll_ms, __pyx_mstate_global->__pyx_int_0) < (0)) __PYX_ERR(0, 369, __pyx_L1_error)
 
-    /* "mos/ports/_afpacket.pyx":361
+    /* "mos/ports/_afpacket.pyx":370
  *         port_a.poll_ms = 0
  *         port_b.poll_ms = 0
  *         pfd[0].fd = port_a.fileno()             # <<<<<<<<<<<<<<
@@ -22945,14 +23160,14 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
       PyObject *__pyx_callargs[2] = {__pyx_t_12, NULL};
       __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_fileno, __pyx_callargs+__pyx_t_5, (1-__pyx_t_5) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_12); __pyx_t_12 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 361, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 370, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
     }
-    __pyx_t_11 = __Pyx_PyLong_As_int(__pyx_t_4); if (unlikely((__pyx_t_11 == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 361, __pyx_L1_error)
+    __pyx_t_11 = __Pyx_PyLong_As_int(__pyx_t_4); if (unlikely((__pyx_t_11 == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 370, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     (__pyx_v_pfd[0]).fd = __pyx_t_11;
 
-    /* "mos/ports/_afpacket.pyx":362
+    /* "mos/ports/_afpacket.pyx":371
  *         port_b.poll_ms = 0
  *         pfd[0].fd = port_a.fileno()
  *         pfd[1].fd = port_b.fileno()             # <<<<<<<<<<<<<<
@@ -22966,14 +23181,14 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
       PyObject *__pyx_callargs[2] = {__pyx_t_12, NULL};
       __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_fileno, __pyx_callargs+__pyx_t_5, (1-__pyx_t_5) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_12); __pyx_t_12 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 362, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 371, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
     }
-    __pyx_t_11 = __Pyx_PyLong_As_int(__pyx_t_4); if (unlikely((__pyx_t_11 == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 362, __pyx_L1_error)
+    __pyx_t_11 = __Pyx_PyLong_As_int(__pyx_t_4); if (unlikely((__pyx_t_11 == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 371, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     (__pyx_v_pfd[1]).fd = __pyx_t_11;
 
-    /* "mos/ports/_afpacket.pyx":363
+    /* "mos/ports/_afpacket.pyx":372
  *         pfd[0].fd = port_a.fileno()
  *         pfd[1].fd = port_b.fileno()
  *         pfd[0].events = pfd[1].events = POLLIN             # <<<<<<<<<<<<<<
@@ -22983,7 +23198,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
     (__pyx_v_pfd[0]).events = POLLIN;
     (__pyx_v_pfd[1]).events = POLLIN;
 
-    /* "mos/ports/_afpacket.pyx":364
+    /* "mos/ports/_afpacket.pyx":373
  *         pfd[1].fd = port_b.fileno()
  *         pfd[0].events = pfd[1].events = POLLIN
  *         usepoll = 1             # <<<<<<<<<<<<<<
@@ -22992,7 +23207,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
     __pyx_v_usepoll = 1;
 
-    /* "mos/ports/_afpacket.pyx":357
+    /* "mos/ports/_afpacket.pyx":366
  *     txb = <mos_tx_fn><uintptr_t>tx
  *     saved = None
  *     if isinstance(port_a, AfPacketPort) and isinstance(port_b, AfPacketPort):             # <<<<<<<<<<<<<<
@@ -23001,7 +23216,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
   }
 
-  /* "mos/ports/_afpacket.pyx":365
+  /* "mos/ports/_afpacket.pyx":374
  *         pfd[0].events = pfd[1].events = POLLIN
  *         usepoll = 1
  *     fr = <mos_frame_t *>malloc(burst * sizeof(mos_frame_t))             # <<<<<<<<<<<<<<
@@ -23010,7 +23225,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
   __pyx_v_fr = ((mos_frame_t *)malloc((__pyx_v_burst * (sizeof(mos_frame_t)))));
 
-  /* "mos/ports/_afpacket.pyx":366
+  /* "mos/ports/_afpacket.pyx":375
  *         usepoll = 1
  *     fr = <mos_frame_t *>malloc(burst * sizeof(mos_frame_t))
  *     if fr == NULL:             # <<<<<<<<<<<<<<
@@ -23022,16 +23237,16 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "mos/ports/_afpacket.pyx":367
+    /* "mos/ports/_afpacket.pyx":376
  *     fr = <mos_frame_t *>malloc(burst * sizeof(mos_frame_t))
  *     if fr == NULL:
  *         raise MemoryError()             # <<<<<<<<<<<<<<
  *     try:
  *         with nogil:
 */
-    PyErr_NoMemory(); __PYX_ERR(0, 367, __pyx_L1_error)
+    PyErr_NoMemory(); __PYX_ERR(0, 376, __pyx_L1_error)
 
-    /* "mos/ports/_afpacket.pyx":366
+    /* "mos/ports/_afpacket.pyx":375
  *         usepoll = 1
  *     fr = <mos_frame_t *>malloc(burst * sizeof(mos_frame_t))
  *     if fr == NULL:             # <<<<<<<<<<<<<<
@@ -23040,7 +23255,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
   }
 
-  /* "mos/ports/_afpacket.pyx":368
+  /* "mos/ports/_afpacket.pyx":377
  *     if fr == NULL:
  *         raise MemoryError()
  *     try:             # <<<<<<<<<<<<<<
@@ -23049,7 +23264,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
   /*try:*/ {
 
-    /* "mos/ports/_afpacket.pyx":369
+    /* "mos/ports/_afpacket.pyx":378
  *         raise MemoryError()
  *     try:
  *         with nogil:             # <<<<<<<<<<<<<<
@@ -23062,7 +23277,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
         __Pyx_FastGIL_Remember();
         /*try:*/ {
 
-          /* "mos/ports/_afpacket.pyx":370
+          /* "mos/ports/_afpacket.pyx":379
  *     try:
  *         with nogil:
  *             t0 = _now()             # <<<<<<<<<<<<<<
@@ -23071,7 +23286,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
           __pyx_v_t0 = __pyx_f_3mos_5ports_9_afpacket__now();
 
-          /* "mos/ports/_afpacket.pyx":371
+          /* "mos/ports/_afpacket.pyx":380
  *         with nogil:
  *             t0 = _now()
  *             t = t0             # <<<<<<<<<<<<<<
@@ -23080,7 +23295,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
           __pyx_v_t = __pyx_v_t0;
 
-          /* "mos/ports/_afpacket.pyx":372
+          /* "mos/ports/_afpacket.pyx":381
  *             t0 = _now()
  *             t = t0
  *             deadline = t0 + seconds             # <<<<<<<<<<<<<<
@@ -23089,7 +23304,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
           __pyx_v_deadline = (__pyx_v_t0 + __pyx_v_seconds);
 
-          /* "mos/ports/_afpacket.pyx":373
+          /* "mos/ports/_afpacket.pyx":382
  *             t = t0
  *             deadline = t0 + seconds
  *             while t < deadline:             # <<<<<<<<<<<<<<
@@ -23102,7 +23317,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 
             if (!__pyx_t_1) break;
 
-            /* "mos/ports/_afpacket.pyx":374
+            /* "mos/ports/_afpacket.pyx":383
  *             deadline = t0 + seconds
  *             while t < deadline:
  *                 if stopp != NULL and (<volatile_uchar *>stopp)[0] != 0:             # <<<<<<<<<<<<<<
@@ -23128,7 +23343,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
             if (__pyx_t_1) {
 
 
-              /* "mos/ports/_afpacket.pyx":375
+              /* "mos/ports/_afpacket.pyx":384
  *             while t < deadline:
  *                 if stopp != NULL and (<volatile_uchar *>stopp)[0] != 0:
  *                     break             # <<<<<<<<<<<<<<
@@ -23137,7 +23352,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
               goto __pyx_L23_break;
 
-              /* "mos/ports/_afpacket.pyx":374
+              /* "mos/ports/_afpacket.pyx":383
  *             deadline = t0 + seconds
  *             while t < deadline:
  *                 if stopp != NULL and (<volatile_uchar *>stopp)[0] != 0:             # <<<<<<<<<<<<<<
@@ -23146,7 +23361,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
             }
 
-            /* "mos/ports/_afpacket.pyx":376
+            /* "mos/ports/_afpacket.pyx":385
  *                 if stopp != NULL and (<volatile_uchar *>stopp)[0] != 0:
  *                     break
  *                 na = rxa(ha, fr, burst)             # <<<<<<<<<<<<<<
@@ -23155,7 +23370,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
             __pyx_v_na = __pyx_v_rxa(__pyx_v_ha, __pyx_v_fr, __pyx_v_burst);
 
-            /* "mos/ports/_afpacket.pyx":377
+            /* "mos/ports/_afpacket.pyx":386
  *                     break
  *                 na = rxa(ha, fr, burst)
  *                 if na > 0:             # <<<<<<<<<<<<<<
@@ -23167,7 +23382,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
             if (__pyx_t_1) {
 
 
-              /* "mos/ports/_afpacket.pyx":378
+              /* "mos/ports/_afpacket.pyx":387
  *                 na = rxa(ha, fr, burst)
  *                 if na > 0:
  *                     sb = txb(hb, fr, na)             # <<<<<<<<<<<<<<
@@ -23176,7 +23391,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
               __pyx_v_sb = __pyx_v_txb(__pyx_v_hb, __pyx_v_fr, __pyx_v_na);
 
-              /* "mos/ports/_afpacket.pyx":379
+              /* "mos/ports/_afpacket.pyx":388
  *                 if na > 0:
  *                     sb = txb(hb, fr, na)
  *                     fab += sb             # <<<<<<<<<<<<<<
@@ -23185,7 +23400,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
               __pyx_v_fab = (__pyx_v_fab + __pyx_v_sb);
 
-              /* "mos/ports/_afpacket.pyx":380
+              /* "mos/ports/_afpacket.pyx":389
  *                     sb = txb(hb, fr, na)
  *                     fab += sb
  *                     dropped += na - sb             # <<<<<<<<<<<<<<
@@ -23194,7 +23409,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
               __pyx_v_dropped = (__pyx_v_dropped + (__pyx_v_na - __pyx_v_sb));
 
-              /* "mos/ports/_afpacket.pyx":381
+              /* "mos/ports/_afpacket.pyx":390
  *                     fab += sb
  *                     dropped += na - sb
  *                     for i in range(na):             # <<<<<<<<<<<<<<
@@ -23208,7 +23423,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
               for (__pyx_t_18 = 0; __pyx_t_18 < __pyx_t_17; __pyx_t_18+=1) {
                 __pyx_v_i = __pyx_t_18;
 
-                /* "mos/ports/_afpacket.pyx":382
+                /* "mos/ports/_afpacket.pyx":391
  *                     dropped += na - sb
  *                     for i in range(na):
  *                         bab += fr[i].caplen             # <<<<<<<<<<<<<<
@@ -23219,7 +23434,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
               }
 
 
-              /* "mos/ports/_afpacket.pyx":377
+              /* "mos/ports/_afpacket.pyx":386
  *                     break
  *                 na = rxa(ha, fr, burst)
  *                 if na > 0:             # <<<<<<<<<<<<<<
@@ -23228,7 +23443,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
             }
 
-            /* "mos/ports/_afpacket.pyx":383
+            /* "mos/ports/_afpacket.pyx":392
  *                     for i in range(na):
  *                         bab += fr[i].caplen
  *                 rda(ha)             # <<<<<<<<<<<<<<
@@ -23237,7 +23452,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
             __pyx_v_rda(__pyx_v_ha);
 
-            /* "mos/ports/_afpacket.pyx":384
+            /* "mos/ports/_afpacket.pyx":393
  *                         bab += fr[i].caplen
  *                 rda(ha)
  *                 nb = rxb(hb, fr, burst)             # <<<<<<<<<<<<<<
@@ -23246,7 +23461,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
             __pyx_v_nb = __pyx_v_rxb(__pyx_v_hb, __pyx_v_fr, __pyx_v_burst);
 
-            /* "mos/ports/_afpacket.pyx":385
+            /* "mos/ports/_afpacket.pyx":394
  *                 rda(ha)
  *                 nb = rxb(hb, fr, burst)
  *                 if nb > 0:             # <<<<<<<<<<<<<<
@@ -23258,7 +23473,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
             if (__pyx_t_1) {
 
 
-              /* "mos/ports/_afpacket.pyx":386
+              /* "mos/ports/_afpacket.pyx":395
  *                 nb = rxb(hb, fr, burst)
  *                 if nb > 0:
  *                     sa = txa(ha, fr, nb)             # <<<<<<<<<<<<<<
@@ -23267,7 +23482,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
               __pyx_v_sa = __pyx_v_txa(__pyx_v_ha, __pyx_v_fr, __pyx_v_nb);
 
-              /* "mos/ports/_afpacket.pyx":387
+              /* "mos/ports/_afpacket.pyx":396
  *                 if nb > 0:
  *                     sa = txa(ha, fr, nb)
  *                     fba += sa             # <<<<<<<<<<<<<<
@@ -23276,7 +23491,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
               __pyx_v_fba = (__pyx_v_fba + __pyx_v_sa);
 
-              /* "mos/ports/_afpacket.pyx":388
+              /* "mos/ports/_afpacket.pyx":397
  *                     sa = txa(ha, fr, nb)
  *                     fba += sa
  *                     dropped += nb - sa             # <<<<<<<<<<<<<<
@@ -23285,7 +23500,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
               __pyx_v_dropped = (__pyx_v_dropped + (__pyx_v_nb - __pyx_v_sa));
 
-              /* "mos/ports/_afpacket.pyx":389
+              /* "mos/ports/_afpacket.pyx":398
  *                     fba += sa
  *                     dropped += nb - sa
  *                     for i in range(nb):             # <<<<<<<<<<<<<<
@@ -23299,7 +23514,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
               for (__pyx_t_18 = 0; __pyx_t_18 < __pyx_t_17; __pyx_t_18+=1) {
                 __pyx_v_i = __pyx_t_18;
 
-                /* "mos/ports/_afpacket.pyx":390
+                /* "mos/ports/_afpacket.pyx":399
  *                     dropped += nb - sa
  *                     for i in range(nb):
  *                         bba += fr[i].caplen             # <<<<<<<<<<<<<<
@@ -23310,7 +23525,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
               }
 
 
-              /* "mos/ports/_afpacket.pyx":385
+              /* "mos/ports/_afpacket.pyx":394
  *                 rda(ha)
  *                 nb = rxb(hb, fr, burst)
  *                 if nb > 0:             # <<<<<<<<<<<<<<
@@ -23319,7 +23534,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
             }
 
-            /* "mos/ports/_afpacket.pyx":391
+            /* "mos/ports/_afpacket.pyx":400
  *                     for i in range(nb):
  *                         bba += fr[i].caplen
  *                 rdb(hb)             # <<<<<<<<<<<<<<
@@ -23328,7 +23543,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
             __pyx_v_rdb(__pyx_v_hb);
 
-            /* "mos/ports/_afpacket.pyx":392
+            /* "mos/ports/_afpacket.pyx":401
  *                         bba += fr[i].caplen
  *                 rdb(hb)
  *                 loops += 1             # <<<<<<<<<<<<<<
@@ -23337,7 +23552,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
             __pyx_v_loops = (__pyx_v_loops + 1);
 
-            /* "mos/ports/_afpacket.pyx":393
+            /* "mos/ports/_afpacket.pyx":402
  *                 rdb(hb)
  *                 loops += 1
  *                 if na > 0 or nb > 0:             # <<<<<<<<<<<<<<
@@ -23363,7 +23578,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
             if (__pyx_t_1) {
 
 
-              /* "mos/ports/_afpacket.pyx":394
+              /* "mos/ports/_afpacket.pyx":403
  *                 loops += 1
  *                 if na > 0 or nb > 0:
  *                     if (loops & 15) == 0 or first == 0.0:             # <<<<<<<<<<<<<<
@@ -23389,7 +23604,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
               if (__pyx_t_1) {
 
 
-                /* "mos/ports/_afpacket.pyx":395
+                /* "mos/ports/_afpacket.pyx":404
  *                 if na > 0 or nb > 0:
  *                     if (loops & 15) == 0 or first == 0.0:
  *                         t = _now()             # <<<<<<<<<<<<<<
@@ -23398,7 +23613,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
                 __pyx_v_t = __pyx_f_3mos_5ports_9_afpacket__now();
 
-                /* "mos/ports/_afpacket.pyx":396
+                /* "mos/ports/_afpacket.pyx":405
  *                     if (loops & 15) == 0 or first == 0.0:
  *                         t = _now()
  *                         if first == 0.0:             # <<<<<<<<<<<<<<
@@ -23410,7 +23625,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
                 if (__pyx_t_1) {
 
 
-                  /* "mos/ports/_afpacket.pyx":397
+                  /* "mos/ports/_afpacket.pyx":406
  *                         t = _now()
  *                         if first == 0.0:
  *                             first = t             # <<<<<<<<<<<<<<
@@ -23419,7 +23634,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
                   __pyx_v_first = __pyx_v_t;
 
-                  /* "mos/ports/_afpacket.pyx":396
+                  /* "mos/ports/_afpacket.pyx":405
  *                     if (loops & 15) == 0 or first == 0.0:
  *                         t = _now()
  *                         if first == 0.0:             # <<<<<<<<<<<<<<
@@ -23428,7 +23643,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
                 }
 
-                /* "mos/ports/_afpacket.pyx":398
+                /* "mos/ports/_afpacket.pyx":407
  *                         if first == 0.0:
  *                             first = t
  *                         last = t             # <<<<<<<<<<<<<<
@@ -23437,7 +23652,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
                 __pyx_v_last = __pyx_v_t;
 
-                /* "mos/ports/_afpacket.pyx":394
+                /* "mos/ports/_afpacket.pyx":403
  *                 loops += 1
  *                 if na > 0 or nb > 0:
  *                     if (loops & 15) == 0 or first == 0.0:             # <<<<<<<<<<<<<<
@@ -23446,7 +23661,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
               }
 
-              /* "mos/ports/_afpacket.pyx":399
+              /* "mos/ports/_afpacket.pyx":408
  *                             first = t
  *                         last = t
  *                     continue             # <<<<<<<<<<<<<<
@@ -23455,7 +23670,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
               goto __pyx_L22_continue;
 
-              /* "mos/ports/_afpacket.pyx":393
+              /* "mos/ports/_afpacket.pyx":402
  *                 rdb(hb)
  *                 loops += 1
  *                 if na > 0 or nb > 0:             # <<<<<<<<<<<<<<
@@ -23464,7 +23679,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
             }
 
-            /* "mos/ports/_afpacket.pyx":400
+            /* "mos/ports/_afpacket.pyx":409
  *                         last = t
  *                     continue
  *                 if usepoll:             # <<<<<<<<<<<<<<
@@ -23476,7 +23691,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
             if (__pyx_t_1) {
 
 
-              /* "mos/ports/_afpacket.pyx":401
+              /* "mos/ports/_afpacket.pyx":410
  *                     continue
  *                 if usepoll:
  *                     poll(pfd, 2, 1)             # <<<<<<<<<<<<<<
@@ -23485,7 +23700,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
               (void)(poll(__pyx_v_pfd, 2, 1));
 
-              /* "mos/ports/_afpacket.pyx":400
+              /* "mos/ports/_afpacket.pyx":409
  *                         last = t
  *                     continue
  *                 if usepoll:             # <<<<<<<<<<<<<<
@@ -23494,7 +23709,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
             }
 
-            /* "mos/ports/_afpacket.pyx":402
+            /* "mos/ports/_afpacket.pyx":411
  *                 if usepoll:
  *                     poll(pfd, 2, 1)
  *                 t = _now()             # <<<<<<<<<<<<<<
@@ -23503,7 +23718,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
             __pyx_v_t = __pyx_f_3mos_5ports_9_afpacket__now();
 
-            /* "mos/ports/_afpacket.pyx":403
+            /* "mos/ports/_afpacket.pyx":412
  *                     poll(pfd, 2, 1)
  *                 t = _now()
  *                 if idle_exit > 0 and first != 0.0 and t - last >= idle_exit:             # <<<<<<<<<<<<<<
@@ -23539,7 +23754,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
             if (__pyx_t_1) {
 
 
-              /* "mos/ports/_afpacket.pyx":404
+              /* "mos/ports/_afpacket.pyx":413
  *                 t = _now()
  *                 if idle_exit > 0 and first != 0.0 and t - last >= idle_exit:
  *                     break             # <<<<<<<<<<<<<<
@@ -23548,7 +23763,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
               goto __pyx_L23_break;
 
-              /* "mos/ports/_afpacket.pyx":403
+              /* "mos/ports/_afpacket.pyx":412
  *                     poll(pfd, 2, 1)
  *                 t = _now()
  *                 if idle_exit > 0 and first != 0.0 and t - last >= idle_exit:             # <<<<<<<<<<<<<<
@@ -23561,7 +23776,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
           __pyx_L23_break:;
         }
 
-        /* "mos/ports/_afpacket.pyx":369
+        /* "mos/ports/_afpacket.pyx":378
  *         raise MemoryError()
  *     try:
  *         with nogil:             # <<<<<<<<<<<<<<
@@ -23579,7 +23794,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
     }
   }
 
-  /* "mos/ports/_afpacket.pyx":406
+  /* "mos/ports/_afpacket.pyx":415
  *                     break
  *     finally:
  *         free(fr)             # <<<<<<<<<<<<<<
@@ -23590,7 +23805,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
     /*normal exit:*/{
       free(__pyx_v_fr);
 
-      /* "mos/ports/_afpacket.pyx":407
+      /* "mos/ports/_afpacket.pyx":416
  *     finally:
  *         free(fr)
  *         if saved is not None:             # <<<<<<<<<<<<<<
@@ -23601,16 +23816,16 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
       if (__pyx_t_1) {
 
 
-        /* "mos/ports/_afpacket.pyx":408
+        /* "mos/ports/_afpacket.pyx":417
  *         free(fr)
  *         if saved is not None:
  *             if not port_a.closed:             # <<<<<<<<<<<<<<
  *                 port_a.poll_ms = saved[0]
  *             if not port_b.closed:
 */
-        __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_v_port_a, __pyx_mstate_global->__pyx_n_u_closed); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 408, __pyx_L1_error)
+        __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_v_port_a, __pyx_mstate_global->__pyx_n_u_closed); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 417, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_4);
-        __pyx_t_1 = __Pyx_PyObject_IsTrue(__pyx_t_4); if (unlikely((__pyx_t_1 < 0))) __PYX_ERR(0, 408, __pyx_L1_error)
+        __pyx_t_1 = __Pyx_PyObject_IsTrue(__pyx_t_4); if (unlikely((__pyx_t_1 < 0))) __PYX_ERR(0, 417, __pyx_L1_error)
         __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
         __pyx_t_7 = (!__pyx_t_1);
 
@@ -23618,7 +23833,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
         if (__pyx_t_7) {
 
 
-          /* "mos/ports/_afpacket.pyx":409
+          /* "mos/ports/_afpacket.pyx":418
  *         if saved is not None:
  *             if not port_a.closed:
  *                 port_a.poll_ms = saved[0]             # <<<<<<<<<<<<<<
@@ -23627,14 +23842,14 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
           if (unlikely(__pyx_v_saved == Py_None)) {
             PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-            __PYX_ERR(0, 409, __pyx_L1_error)
+            __PYX_ERR(0, 418, __pyx_L1_error)
           }
           __pyx_t_4 = __Pyx_PyTuple_GET_ITEM(__pyx_v_saved, 0);
           __Pyx_INCREF(__pyx_t_4);
-          if (__Pyx_PyObject_SetAttrStr(__pyx_v_port_a, __pyx_mstate_global->__pyx_n_u_poll_ms, __pyx_t_4) < (0)) __PYX_ERR(0, 409, __pyx_L1_error)
+          if (__Pyx_PyObject_SetAttrStr(__pyx_v_port_a, __pyx_mstate_global->__pyx_n_u_poll_ms, __pyx_t_4) < (0)) __PYX_ERR(0, 418, __pyx_L1_error)
           __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-          /* "mos/ports/_afpacket.pyx":408
+          /* "mos/ports/_afpacket.pyx":417
  *         free(fr)
  *         if saved is not None:
  *             if not port_a.closed:             # <<<<<<<<<<<<<<
@@ -23643,16 +23858,16 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
         }
 
-        /* "mos/ports/_afpacket.pyx":410
+        /* "mos/ports/_afpacket.pyx":419
  *             if not port_a.closed:
  *                 port_a.poll_ms = saved[0]
  *             if not port_b.closed:             # <<<<<<<<<<<<<<
  *                 port_b.poll_ms = saved[1]
  *     return {"frames_ab": fab, "bytes_ab": bab, "frames_ba": fba, "bytes_ba": bba,
 */
-        __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_v_port_b, __pyx_mstate_global->__pyx_n_u_closed); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 410, __pyx_L1_error)
+        __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_v_port_b, __pyx_mstate_global->__pyx_n_u_closed); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 419, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_4);
-        __pyx_t_7 = __Pyx_PyObject_IsTrue(__pyx_t_4); if (unlikely((__pyx_t_7 < 0))) __PYX_ERR(0, 410, __pyx_L1_error)
+        __pyx_t_7 = __Pyx_PyObject_IsTrue(__pyx_t_4); if (unlikely((__pyx_t_7 < 0))) __PYX_ERR(0, 419, __pyx_L1_error)
         __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
         __pyx_t_1 = (!__pyx_t_7);
 
@@ -23660,7 +23875,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
         if (__pyx_t_1) {
 
 
-          /* "mos/ports/_afpacket.pyx":411
+          /* "mos/ports/_afpacket.pyx":420
  *                 port_a.poll_ms = saved[0]
  *             if not port_b.closed:
  *                 port_b.poll_ms = saved[1]             # <<<<<<<<<<<<<<
@@ -23669,14 +23884,14 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
           if (unlikely(__pyx_v_saved == Py_None)) {
             PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-            __PYX_ERR(0, 411, __pyx_L1_error)
+            __PYX_ERR(0, 420, __pyx_L1_error)
           }
           __pyx_t_4 = __Pyx_PyTuple_GET_ITEM(__pyx_v_saved, 1);
           __Pyx_INCREF(__pyx_t_4);
-          if (__Pyx_PyObject_SetAttrStr(__pyx_v_port_b, __pyx_mstate_global->__pyx_n_u_poll_ms, __pyx_t_4) < (0)) __PYX_ERR(0, 411, __pyx_L1_error)
+          if (__Pyx_PyObject_SetAttrStr(__pyx_v_port_b, __pyx_mstate_global->__pyx_n_u_poll_ms, __pyx_t_4) < (0)) __PYX_ERR(0, 420, __pyx_L1_error)
           __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-          /* "mos/ports/_afpacket.pyx":410
+          /* "mos/ports/_afpacket.pyx":419
  *             if not port_a.closed:
  *                 port_a.poll_ms = saved[0]
  *             if not port_b.closed:             # <<<<<<<<<<<<<<
@@ -23685,7 +23900,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
         }
 
-        /* "mos/ports/_afpacket.pyx":407
+        /* "mos/ports/_afpacket.pyx":416
  *     finally:
  *         free(fr)
  *         if saved is not None:             # <<<<<<<<<<<<<<
@@ -23698,43 +23913,43 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
     __pyx_L18:;
   }
 
-  /* "mos/ports/_afpacket.pyx":412
+  /* "mos/ports/_afpacket.pyx":421
  *             if not port_b.closed:
  *                 port_b.poll_ms = saved[1]
  *     return {"frames_ab": fab, "bytes_ab": bab, "frames_ba": fba, "bytes_ba": bba,             # <<<<<<<<<<<<<<
  *             "dropped": dropped, "elapsed": t - t0, "active": max(last - first, 0.0)}
 */
-  __pyx_t_4 = __Pyx_PyDict_NewPresized(7); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 412, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyDict_NewPresized(7); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 421, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_12 = __Pyx_PyLong_From_uint64_t(__pyx_v_fab); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 412, __pyx_L1_error)
+  __pyx_t_12 = __Pyx_PyLong_From_uint64_t(__pyx_v_fab); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 421, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_12);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_frames_ab, __pyx_t_12) < (0)) __PYX_ERR(0, 412, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_frames_ab, __pyx_t_12) < (0)) __PYX_ERR(0, 421, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-  __pyx_t_12 = __Pyx_PyLong_From_uint64_t(__pyx_v_bab); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 412, __pyx_L1_error)
+  __pyx_t_12 = __Pyx_PyLong_From_uint64_t(__pyx_v_bab); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 421, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_12);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_bytes_ab, __pyx_t_12) < (0)) __PYX_ERR(0, 412, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_bytes_ab, __pyx_t_12) < (0)) __PYX_ERR(0, 421, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-  __pyx_t_12 = __Pyx_PyLong_From_uint64_t(__pyx_v_fba); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 412, __pyx_L1_error)
+  __pyx_t_12 = __Pyx_PyLong_From_uint64_t(__pyx_v_fba); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 421, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_12);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_frames_ba, __pyx_t_12) < (0)) __PYX_ERR(0, 412, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_frames_ba, __pyx_t_12) < (0)) __PYX_ERR(0, 421, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-  __pyx_t_12 = __Pyx_PyLong_From_uint64_t(__pyx_v_bba); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 412, __pyx_L1_error)
+  __pyx_t_12 = __Pyx_PyLong_From_uint64_t(__pyx_v_bba); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 421, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_12);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_bytes_ba, __pyx_t_12) < (0)) __PYX_ERR(0, 412, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_bytes_ba, __pyx_t_12) < (0)) __PYX_ERR(0, 421, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
 
-  /* "mos/ports/_afpacket.pyx":413
+  /* "mos/ports/_afpacket.pyx":422
  *                 port_b.poll_ms = saved[1]
  *     return {"frames_ab": fab, "bytes_ab": bab, "frames_ba": fba, "bytes_ba": bba,
  *             "dropped": dropped, "elapsed": t - t0, "active": max(last - first, 0.0)}             # <<<<<<<<<<<<<<
 */
-  __pyx_t_12 = __Pyx_PyLong_From_uint64_t(__pyx_v_dropped); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 413, __pyx_L1_error)
+  __pyx_t_12 = __Pyx_PyLong_From_uint64_t(__pyx_v_dropped); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 422, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_12);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_dropped, __pyx_t_12) < (0)) __PYX_ERR(0, 412, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_dropped, __pyx_t_12) < (0)) __PYX_ERR(0, 421, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-  __pyx_t_12 = PyFloat_FromDouble((__pyx_v_t - __pyx_v_t0)); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 413, __pyx_L1_error)
+  __pyx_t_12 = PyFloat_FromDouble((__pyx_v_t - __pyx_v_t0)); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 422, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_12);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_elapsed, __pyx_t_12) < (0)) __PYX_ERR(0, 412, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_elapsed, __pyx_t_12) < (0)) __PYX_ERR(0, 421, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
 
   __pyx_t_19 = 0.0;
@@ -23750,10 +23965,10 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
     __pyx_t_21 = __pyx_t_20;
   }
 
-  __pyx_t_12 = PyFloat_FromDouble(__pyx_t_21); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 413, __pyx_L1_error)
+  __pyx_t_12 = PyFloat_FromDouble(__pyx_t_21); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 422, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_12);
 
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_active, __pyx_t_12) < (0)) __PYX_ERR(0, 412, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_active, __pyx_t_12) < (0)) __PYX_ERR(0, 421, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
   {
     PyObject *__pyx_temp;
@@ -23766,7 +23981,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
   __pyx_t_4 = 0;
   goto __pyx_L0;
 
-  /* "mos/ports/_afpacket.pyx":314
+  /* "mos/ports/_afpacket.pyx":323
  * 
  * 
  * def forward_loop(port_a, port_b, double seconds, int burst=64, double idle_exit=0.0,             # <<<<<<<<<<<<<<
@@ -23839,6 +24054,7 @@ static PyObject *__pyx_tp_new__initialisation_3mos_5ports_9_afpacket_AfPacketPor
   p->iface = ((PyObject*)Py_None); Py_INCREF(Py_None);
   p->fanout_group = Py_None; Py_INCREF(Py_None);
   p->tx_mode = ((PyObject*)Py_None); Py_INCREF(Py_None);
+  p->rx_ring = ((PyObject*)Py_None); Py_INCREF(Py_None);
   {
     int cinit_result = __pyx_pw_3mos_5ports_9_afpacket_12AfPacketPort_1__cinit__(
     #if CYTHON_VECTORCALL_TPNEW
@@ -23923,6 +24139,7 @@ static void __pyx_tp_dealloc_3mos_5ports_9_afpacket_AfPacketPort(PyObject *o) {
   Py_CLEAR(p->iface);
   Py_CLEAR(p->fanout_group);
   Py_CLEAR(p->tx_mode);
+  Py_CLEAR(p->rx_ring);
   PyTypeObject *tp = Py_TYPE(o);
   #if CYTHON_USE_TYPE_SLOTS
   (*tp->tp_free)(o);
@@ -23997,6 +24214,10 @@ static PyObject *__pyx_getprop_3mos_5ports_9_afpacket_12AfPacketPort_tx_mode(PyO
   return __pyx_pw_3mos_5ports_9_afpacket_12AfPacketPort_7tx_mode_1__get__(o);
 }
 
+static PyObject *__pyx_getprop_3mos_5ports_9_afpacket_12AfPacketPort_rx_ring(PyObject *o, CYTHON_UNUSED void *x) {
+  return __pyx_pw_3mos_5ports_9_afpacket_12AfPacketPort_7rx_ring_1__get__(o);
+}
+
 static PyMethodDef __pyx_methods_3mos_5ports_9_afpacket_AfPacketPort[] = {
   {"close", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_3mos_5ports_9_afpacket_12AfPacketPort_7close, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_3mos_5ports_9_afpacket_12AfPacketPort_6close},
   {"__enter__", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_3mos_5ports_9_afpacket_12AfPacketPort_9__enter__, __Pyx_METH_FASTCALL|METH_KEYWORDS, 0},
@@ -24014,18 +24235,19 @@ static PyMethodDef __pyx_methods_3mos_5ports_9_afpacket_AfPacketPort[] = {
 static struct PyGetSetDef __pyx_getsets_3mos_5ports_9_afpacket_AfPacketPort[] = {
   {"closed", __pyx_getprop_3mos_5ports_9_afpacket_12AfPacketPort_closed, 0, 0, 0},
   {"poll_ms", __pyx_getprop_3mos_5ports_9_afpacket_12AfPacketPort_poll_ms, __pyx_setprop_3mos_5ports_9_afpacket_12AfPacketPort_poll_ms, 0, 0},
-  {"ring", __pyx_getprop_3mos_5ports_9_afpacket_12AfPacketPort_ring, 0, PyDoc_STR("(block_bytes, block_count) of the rx ring."), 0},
+  {"ring", __pyx_getprop_3mos_5ports_9_afpacket_12AfPacketPort_ring, 0, PyDoc_STR("(block_bytes, block_count) of the rx ring (v2: slot size, slots)."), 0},
   {"mtu", __pyx_getprop_3mos_5ports_9_afpacket_12AfPacketPort_mtu, 0, 0, 0},
   {"iface", __pyx_getprop_3mos_5ports_9_afpacket_12AfPacketPort_iface, 0, 0, 0},
   {"fanout_group", __pyx_getprop_3mos_5ports_9_afpacket_12AfPacketPort_fanout_group, 0, 0, 0},
   {"tx_mode", __pyx_getprop_3mos_5ports_9_afpacket_12AfPacketPort_tx_mode, 0, 0, 0},
+  {"rx_ring", __pyx_getprop_3mos_5ports_9_afpacket_12AfPacketPort_rx_ring, 0, 0, 0},
   {0, 0, 0, 0, 0}
 };
 #if CYTHON_USE_TYPE_SPECS
 static PyType_Slot __pyx_type_3mos_5ports_9_afpacket_AfPacketPort_slots[] = {
   {Py_tp_dealloc, (void *)__pyx_tp_dealloc_3mos_5ports_9_afpacket_AfPacketPort},
   {Py_tp_repr, (void *)__pyx_pw_3mos_5ports_9_afpacket_12AfPacketPort_13__repr__},
-  {Py_tp_doc, (void *)PyDoc_STR("One Linux interface as a port (native/port.h).\n\n    iface: interface name.  fanout_group: None, or 0..65535 to share the\n    interface\047s traffic with other handles of that group by a symmetric flow\n    hash (each flow\047s two directions reach the same handle).  ring_bytes:\n    rx ring size (default 4 MiB), cut into blocks of block_bytes (a power of\n    two; default ring/16 within 64 KiB..1 MiB).  poll_ms: rx waits at most\n    this long when nothing is ready (0: never waits).  retire_ms: a partly\n    filled block reaches user space after this.  tx: \"ring\" (TPACKET_V2 tx\n    ring, default) or \"sendmmsg\".  tx_ring_bytes: tx ring size (1 MiB).\n    ")},
+  {Py_tp_doc, (void *)PyDoc_STR("One Linux interface as a port (native/port.h).\n\n    iface: interface name.  fanout_group: None, or 0..65535 to share the\n    interface\047s traffic with other handles of that group by a symmetric flow\n    hash (each flow\047s two directions reach the same handle).  ring_bytes:\n    rx ring size (default 4 MiB), cut into blocks of block_bytes (a power of\n    two; default ring/16 within 64 KiB..1 MiB).  poll_ms: rx waits at most\n    this long when nothing is ready (0: never waits).  retire_ms: a partly\n    filled block reaches user space after this.  rx_ring: \"v3\" (default) or\n    \"v2\": TPACKET_V2 frame slots, each frame visible at once (no retire_ms\n    wait; block_bytes and retire_ms then unused).  tx: \"ring\" (TPACKET_V2 tx\n    ring, default) or \"sendmmsg\".  tx_ring_bytes: tx ring size (1 MiB).\n    ")},
   {Py_tp_traverse, (void *)__pyx_tp_traverse_3mos_5ports_9_afpacket_AfPacketPort},
   {Py_tp_clear, (void *)__pyx_tp_clear_3mos_5ports_9_afpacket_AfPacketPort},
   {Py_tp_methods, (void *)__pyx_methods_3mos_5ports_9_afpacket_AfPacketPort},
@@ -24069,7 +24291,7 @@ static PyTypeObject __pyx_type_3mos_5ports_9_afpacket_AfPacketPort = {
   0, /*tp_setattro*/
   0, /*tp_as_buffer*/
   Py_TPFLAGS_DEFAULT|Py_TPFLAGS_HAVE_VERSION_TAG|Py_TPFLAGS_BASETYPE|Py_TPFLAGS_HAVE_GC, /*tp_flags*/
-  PyDoc_STR("One Linux interface as a port (native/port.h).\n\n    iface: interface name.  fanout_group: None, or 0..65535 to share the\n    interface\047s traffic with other handles of that group by a symmetric flow\n    hash (each flow\047s two directions reach the same handle).  ring_bytes:\n    rx ring size (default 4 MiB), cut into blocks of block_bytes (a power of\n    two; default ring/16 within 64 KiB..1 MiB).  poll_ms: rx waits at most\n    this long when nothing is ready (0: never waits).  retire_ms: a partly\n    filled block reaches user space after this.  tx: \"ring\" (TPACKET_V2 tx\n    ring, default) or \"sendmmsg\".  tx_ring_bytes: tx ring size (1 MiB).\n    "), /*tp_doc*/
+  PyDoc_STR("One Linux interface as a port (native/port.h).\n\n    iface: interface name.  fanout_group: None, or 0..65535 to share the\n    interface\047s traffic with other handles of that group by a symmetric flow\n    hash (each flow\047s two directions reach the same handle).  ring_bytes:\n    rx ring size (default 4 MiB), cut into blocks of block_bytes (a power of\n    two; default ring/16 within 64 KiB..1 MiB).  poll_ms: rx waits at most\n    this long when nothing is ready (0: never waits).  retire_ms: a partly\n    filled block reaches user space after this.  rx_ring: \"v3\" (default) or\n    \"v2\": TPACKET_V2 frame slots, each frame visible at once (no retire_ms\n    wait; block_bytes and retire_ms then unused).  tx: \"ring\" (TPACKET_V2 tx\n    ring, default) or \"sendmmsg\".  tx_ring_bytes: tx ring size (1 MiB).\n    "), /*tp_doc*/
   __pyx_tp_traverse_3mos_5ports_9_afpacket_AfPacketPort, /*tp_traverse*/
   __pyx_tp_clear_3mos_5ports_9_afpacket_AfPacketPort, /*tp_clear*/
   0, /*tp_richcompare*/
@@ -25290,14 +25512,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_3mos_5ports_9_afpacket_AfPacketPort(_
   __pyx_vtabptr_3mos_5ports_9_afpacket_AfPacketPort = &__pyx_vtable_3mos_5ports_9_afpacket_AfPacketPort;
   __pyx_vtable_3mos_5ports_9_afpacket_AfPacketPort._check = (int (*)(struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *))__pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check;
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_3mos_5ports_9_afpacket_AfPacketPort_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort)) __PYX_ERR(0, 124, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_3mos_5ports_9_afpacket_AfPacketPort_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort)) __PYX_ERR(0, 125, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort = &__pyx_type_3mos_5ports_9_afpacket_AfPacketPort;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort) < (0)) __PYX_ERR(0, 124, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort) < (0)) __PYX_ERR(0, 125, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort);
@@ -25307,9 +25529,9 @@ static int __Pyx_modinit_Exttype___pyx_obj_3mos_5ports_9_afpacket_AfPacketPort(_
     __pyx_mstate->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort->tp_getattro = PyObject_GenericGetAttr;
   }
   #endif
-  if (__Pyx_SetVtable(__pyx_mstate->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_vtabptr_3mos_5ports_9_afpacket_AfPacketPort) < (0)) __PYX_ERR(0, 124, __pyx_L1_error)
-  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_AfPacketPort_2, (PyObject *) __pyx_mstate->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort) < (0)) __PYX_ERR(0, 124, __pyx_L1_error)
-  if (__Pyx_setup_reduce((PyObject *) __pyx_mstate->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort) < (0)) __PYX_ERR(0, 124, __pyx_L1_error)
+  if (__Pyx_SetVtable(__pyx_mstate->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_vtabptr_3mos_5ports_9_afpacket_AfPacketPort) < (0)) __PYX_ERR(0, 125, __pyx_L1_error)
+  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_AfPacketPort_2, (PyObject *) __pyx_mstate->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort) < (0)) __PYX_ERR(0, 125, __pyx_L1_error)
+  if (__Pyx_setup_reduce((PyObject *) __pyx_mstate->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort) < (0)) __PYX_ERR(0, 125, __pyx_L1_error)
   __Pyx_RefNannyFinishContext();
   return 0;
   __pyx_L1_error:;
@@ -26360,145 +26582,145 @@ __Pyx_RefNannySetupContext("PyInit__afpacket", 0);
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_all, __pyx_t_4) < (0)) __PYX_ERR(0, 29, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "mos/ports/_afpacket.pyx":121
+  /* "mos/ports/_afpacket.pyx":122
  * 
  * 
  * _TX_MODES = {"ring": MOS_AFP_TX_RING, "sendmmsg": MOS_AFP_TX_SENDMMSG}             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __pyx_t_4 = __Pyx_PyDict_NewPresized(2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 121, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyDict_NewPresized(2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 122, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(MOS_AFP_TX_RING); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 121, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(MOS_AFP_TX_RING); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 122, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_ring, __pyx_t_5) < (0)) __PYX_ERR(0, 121, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_ring, __pyx_t_5) < (0)) __PYX_ERR(0, 122, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(MOS_AFP_TX_SENDMMSG); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 121, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(MOS_AFP_TX_SENDMMSG); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 122, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_sendmmsg, __pyx_t_5) < (0)) __PYX_ERR(0, 121, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_sendmmsg, __pyx_t_5) < (0)) __PYX_ERR(0, 122, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_TX_MODES, __pyx_t_4) < (0)) __PYX_ERR(0, 121, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_TX_MODES, __pyx_t_4) < (0)) __PYX_ERR(0, 122, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "mos/ports/_afpacket.pyx":196
+  /* "mos/ports/_afpacket.pyx":204
  *         return 0
  * 
  *     def close(self):             # <<<<<<<<<<<<<<
  *         """Close both sockets and unmap the rings (idempotent)."""
  *         if self.h != NULL:
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_7close, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort_close, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 196, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_7close, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort_close, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 204, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_close, __pyx_t_4) < (0)) __PYX_ERR(0, 196, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_close, __pyx_t_4) < (0)) __PYX_ERR(0, 204, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "mos/ports/_afpacket.pyx":206
+  /* "mos/ports/_afpacket.pyx":214
  *         return self.h == NULL
  * 
  *     def __enter__(self):             # <<<<<<<<<<<<<<
  *         return self
  * 
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_9__enter__, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort___enter, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 206, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_9__enter__, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort___enter, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 214, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_enter, __pyx_t_4) < (0)) __PYX_ERR(0, 206, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_enter, __pyx_t_4) < (0)) __PYX_ERR(0, 214, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "mos/ports/_afpacket.pyx":209
+  /* "mos/ports/_afpacket.pyx":217
  *         return self
  * 
  *     def __exit__(self, *exc):             # <<<<<<<<<<<<<<
  *         self.close()
  *         return False
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_11__exit__, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort___exit, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 209, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_11__exit__, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort___exit, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 217, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_exit, __pyx_t_4) < (0)) __PYX_ERR(0, 209, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_exit, __pyx_t_4) < (0)) __PYX_ERR(0, 217, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "mos/ports/_afpacket.pyx":217
- *         return f"<AfPacketPort {self.iface!r} fanout={self.fanout_group} tx={self.tx_mode} {state}>"
+  /* "mos/ports/_afpacket.pyx":226
+ *                 f"tx={self.tx_mode} {state}>")
  * 
  *     def c_port(self):             # <<<<<<<<<<<<<<
  *         """(handle, rx, rx_done, tx) as addresses for a C forwarding loop
  *         (native/port.h).  Valid while the port is open."""
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_15c_port, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort_c_port, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[3])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 217, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_15c_port, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort_c_port, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[3])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 226, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_c_port, __pyx_t_4) < (0)) __PYX_ERR(0, 217, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_c_port, __pyx_t_4) < (0)) __PYX_ERR(0, 226, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "mos/ports/_afpacket.pyx":224
+  /* "mos/ports/_afpacket.pyx":233
  *                 <uintptr_t>&mos_afp_tx)
  * 
  *     def fileno(self):             # <<<<<<<<<<<<<<
  *         """The receive socket, readable when a ring block is ready (for poll)."""
  *         self._check()
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_17fileno, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort_fileno, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[4])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 224, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_17fileno, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort_fileno, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[4])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 233, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_fileno, __pyx_t_4) < (0)) __PYX_ERR(0, 224, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_fileno, __pyx_t_4) < (0)) __PYX_ERR(0, 233, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "mos/ports/_afpacket.pyx":250
+  /* "mos/ports/_afpacket.pyx":259
  *         return mos_afp_mtu(self.h)
  * 
  *     def stats(self):             # <<<<<<<<<<<<<<
  *         """Counters: rx, rx_bytes, tx, tx_bytes, tx_dropped, rx_dropped (kernel
  *         tp_drops: ring full), and vlan_restored, vlan_lost, tx_kick_errors,
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_19stats, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort_stats, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[5])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 250, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_19stats, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort_stats, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[5])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 259, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_stats, __pyx_t_4) < (0)) __PYX_ERR(0, 250, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_stats, __pyx_t_4) < (0)) __PYX_ERR(0, 259, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "mos/ports/_afpacket.pyx":267
+  /* "mos/ports/_afpacket.pyx":276
  *         }
  * 
  *     def recv_burst(self, int max=64):             # <<<<<<<<<<<<<<
  *         """Up to ``max`` received frames as [(ts_ns, bytes)], copied; waits at
  *         most poll_ms when nothing is ready.  Slow: for tests and tools."""
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_21recv_burst, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort_recv_burst, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[6])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 267, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_21recv_burst, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort_recv_burst, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[6])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 276, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
   __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_mstate_global->__pyx_tuple[3]);
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_recv_burst, __pyx_t_4) < (0)) __PYX_ERR(0, 267, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_recv_burst, __pyx_t_4) < (0)) __PYX_ERR(0, 276, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "mos/ports/_afpacket.pyx":288
+  /* "mos/ports/_afpacket.pyx":297
  *         return out
  * 
  *     def send(self, frames):             # <<<<<<<<<<<<<<
  *         """Send each bytes object in ``frames`` (whole Ethernet frames); returns
  *         how many were queued (the rest count in tx_dropped)."""
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_23send, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort_send, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[7])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 288, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_23send, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort_send, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[7])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 297, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_send, __pyx_t_4) < (0)) __PYX_ERR(0, 288, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_send, __pyx_t_4) < (0)) __PYX_ERR(0, 297, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
   /* "(tree fragment)":1
@@ -26528,19 +26750,19 @@ __Pyx_RefNannySetupContext("PyInit__afpacket", 0);
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_setstate_cython, __pyx_t_4) < (0)) __PYX_ERR(1, 3, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "mos/ports/_afpacket.pyx":314
+  /* "mos/ports/_afpacket.pyx":323
  * 
  * 
  * def forward_loop(port_a, port_b, double seconds, int burst=64, double idle_exit=0.0,             # <<<<<<<<<<<<<<
  *                  stop=None):
  *     """Move frames both ways between two ports for ``seconds``, all in C
 */
-  __pyx_t_4 = __Pyx_PyLong_From_int(((int)64)); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 314, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_int(((int)64)); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 323, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_5 = PyFloat_FromDouble(((double)0.0)); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 314, __pyx_L1_error)
+  __pyx_t_5 = PyFloat_FromDouble(((double)0.0)); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 323, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
 
-  /* "mos/ports/_afpacket.pyx":315
+  /* "mos/ports/_afpacket.pyx":324
  * 
  * def forward_loop(port_a, port_b, double seconds, int burst=64, double idle_exit=0.0,
  *                  stop=None):             # <<<<<<<<<<<<<<
@@ -26549,27 +26771,27 @@ __Pyx_RefNannySetupContext("PyInit__afpacket", 0);
 */
   {
     PyObject* __pyx_temp[3] = {__pyx_t_4, __pyx_t_5, Py_None};
-    __pyx_t_9 = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 314, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 323, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
   }
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "mos/ports/_afpacket.pyx":314
+  /* "mos/ports/_afpacket.pyx":323
  * 
  * 
  * def forward_loop(port_a, port_b, double seconds, int burst=64, double idle_exit=0.0,             # <<<<<<<<<<<<<<
  *                  stop=None):
  *     """Move frames both ways between two ports for ``seconds``, all in C
 */
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_1forward_loop, 0, __pyx_mstate_global->__pyx_n_u_forward_loop, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[10])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 314, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_1forward_loop, 0, __pyx_mstate_global->__pyx_n_u_forward_loop, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[10])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 323, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
   __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_5, __pyx_t_9);
   __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_forward_loop, __pyx_t_5) < (0)) __PYX_ERR(0, 314, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_forward_loop, __pyx_t_5) < (0)) __PYX_ERR(0, 323, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
   /* "mos/ports/_afpacket.pyx":1
@@ -26688,7 +26910,7 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
   if (__Pyx_PyTuple_SET_ITEM(__pyx_mstate_global->__pyx_tuple[1], 0, __pyx_mstate_global->__pyx_slice[0]) != (0)) __PYX_ERR(1, 763, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[1]);
 
-  /* "mos/ports/_afpacket.pyx":169
+  /* "mos/ports/_afpacket.pyx":176
  *         self.h = mos_afp_open_cfg(name, &cfg, err, ERRLEN)
  *         if self.h == NULL:
  *             msg = err.decode(errors="replace") or f"afpacket: {iface}: open failed"             # <<<<<<<<<<<<<<
@@ -26697,12 +26919,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_errors};
-    __pyx_mstate_global->__pyx_tuple[2] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[2])) __PYX_ERR(0, 169, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[2] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[2])) __PYX_ERR(0, 176, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[2]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[2]);
 
-  /* "mos/ports/_afpacket.pyx":267
+  /* "mos/ports/_afpacket.pyx":276
  *         }
  * 
  *     def recv_burst(self, int max=64):             # <<<<<<<<<<<<<<
@@ -26711,7 +26933,7 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[1] = {__pyx_mstate_global->__pyx_int_64};
-    __pyx_mstate_global->__pyx_tuple[3] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[3])) __PYX_ERR(0, 267, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[3] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[3])) __PYX_ERR(0, 276, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[3]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[3]);
@@ -26775,41 +26997,41 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
-    const struct { const unsigned int length: 8; } str_length_index[] = {{1},{6},{8},{10},{19},{18},{15},{8},{4},{15},{2},{1},{2},{13},{14},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{4},{179},{8},{14},{10},{7},{15},{7},{6},{14},{3},{2},{9},{23},{50},{17},{50},{4},{30},{37},{5},{12},{22},{21},{30},{32},{19},{18},{19},{23},{17},{18},{11},{8},{8},{15},{9},{20},{7},{12},{9},{17},{8},{9},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{5},{3},{6},{15},{18},{1},{3},{4},{5},{3},{11},{5},{8},{8},{1},{6},{18},{5},{6},{5},{8},{6},{7},{15},{7},{6},{9},{5},{6},{3},{1},{3},{12},{3},{6},{5},{5},{6},{7},{12},{2},{6},{9},{9},{8},{1},{2},{2},{1},{2},{9},{5},{5},{5},{8},{1},{4},{5},{3},{7},{4},{19},{1},{2},{4},{2},{4},{3},{3},{4},{3},{7},{3},{6},{6},{7},{2},{3},{3},{10},{8},{7},{9},{4},{10},{2},{9},{8},{10},{3},{3},{2},{5},{2},{7},{4},{4},{8},{4},{10},{5},{4},{2},{5},{5},{4},{4},{7},{5},{6},{1},{2},{4},{2},{8},{10},{14},{13},{10},{3},{3},{6},{6},{7},{6},{9},{13},{1},{2}};
+    const struct { const unsigned int length: 8; } str_length_index[] = {{1},{6},{8},{10},{19},{18},{15},{21},{8},{4},{4},{15},{2},{1},{2},{13},{14},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{4},{179},{8},{14},{10},{7},{15},{7},{6},{14},{3},{2},{9},{23},{50},{17},{9},{50},{4},{30},{37},{5},{12},{22},{21},{30},{32},{19},{18},{19},{23},{17},{18},{11},{8},{8},{15},{9},{20},{7},{12},{9},{17},{8},{9},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{5},{3},{6},{15},{18},{1},{3},{4},{5},{3},{11},{5},{8},{8},{1},{6},{18},{5},{6},{5},{8},{6},{7},{15},{7},{6},{9},{5},{6},{3},{1},{3},{12},{3},{6},{5},{5},{6},{7},{12},{2},{6},{9},{9},{8},{1},{2},{2},{1},{2},{9},{5},{5},{5},{8},{1},{4},{5},{3},{7},{4},{19},{1},{2},{4},{2},{4},{3},{3},{4},{3},{7},{3},{6},{6},{7},{2},{3},{3},{10},{8},{7},{9},{4},{10},{2},{9},{8},{10},{7},{3},{3},{2},{5},{2},{7},{4},{4},{8},{4},{10},{5},{4},{2},{5},{5},{4},{4},{7},{5},{6},{1},{2},{4},{2},{8},{10},{14},{13},{10},{3},{3},{6},{6},{7},{2},{2},{6},{9},{13},{1},{2}};
     const struct { const unsigned int length: 10; } bytes_length_index[] = {{1},{9},{14},{7},{29},{20},{39},{243},{119},{803},{142}};
     #ifndef CYTHON_COMPRESS_STRINGS
       #define CYTHON_COMPRESS_STRINGS 90
     #endif
-    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (2093 bytes) */
-static const char cstring[] = "x\332\255U\317s\323H\026&L\200\220d\230\2308\020\206,t\200!\303\016\030\034B\230\315\000[\016\t,[\013\023\047\014\263U{\350jI-[D\226\344\356V\220\263l\025G\037u\324QG\035u\364\321\307\034s\324\221?\201?a\337\223\354\374\000v\017[\233\212\325\335\257\177\274\327\337\367\275\327\2040E\356\005\304d\216\353\253\307\304\222D\267]\311\r\3549\256\"\226C\356U*\313\017\036\334\177p\304T\255T\226\356\375iyhq\035N\\\223\020W{\313u\365\204\250\340\361\217JpNL\301\032-\356\250[\267Ie\205\254\020\327\343\016\370\262ln<\252\231\033L\337\346j\303\025\212<z\311[\256\350\274\261\370;<\351\221\356:\312j\370\256/\ts\014bX\002\017\376\334l9\303\t\251\204e@\324\207\213\211+\376\353\374q\333\301\312\047\177~\312\034\274\023\223\322j8D\271Dpf\334q\035\273CZy\220;\020\344\013g\207\331\226AZ\256\301o\023\036x\260\027\216Z\320\027\320\357\202\tw\022\314Y\270M\032p\324p\261l2\217#|,\000\340^\001j\257\\\305\211j\002\007O;\252\351:\010\250\301mK\343\202)\016\0361F8Y\340\"\207l\254o\334Y\372y)\217Xp\304Z\022\351k\272\r\301r\211\300i\276e+\360\240:\036\227\025\362\302$\035\327\047\016\207\330\340&\036\254;\272A5\201\016\311\025v\310B~o\246,\327\241\260\335r\032\013\003\250\254\035\216\273\2371[\362\n3\014\n\35383\275\234>\342!\177\303\321\nD $4\272k\333\270\325ud\205i\272aI\246\331\234;\370-\304F\033\302\365\275\025b\032\244\241[\262\2302Z\256\274\213\047\312\273txf\305\353\004\216\013\270\230\314\267\025\241Tp\303\3279\245\304\360\363\300\034\327\271\0038\355X\314\206Y\335r,E!F\270\251\336\004\270\001>\223\351\\*\027\274!\024 \036\362NX\n\035B\274\246\t\370\002v\300\202\315\231,\344\254u\024W\301\n\361\363\260\320\013\263mW\007V\010\023\202u\210\301\024\253|e\266 \031\031*\364%+\265\255\247/^\034U\373\321~\205R\216\021R\372\2715\300[|f\034\334\\\317\305\362\305,0)\201\300\3770\257S\357s\337y\252\037\263\230\220\232\216{\314\004\n\330\2419\253\307\314@\230q\334\000\256\345\323\332\006}\265\376\232n\326~_\267m\313\223\226\334\342m\237;:\307\334\256\034\2469}\375w\372\362\327\265\365-J7:\001\374""\326@\350\364\025\017\324&7)\005<)\374\r4\311\261\237\253\366\260\323\340\312R\274\205\006\003\267\322\003$\207\340Qj\372\216\216mc\210\014\374Y-\304\001{-f9y\353\032\276\235\3179\254U\264\020\037\374\201\360\250\336\344\372\266\364[\305hp\nv1\305\212\236\357x\226\276\r\047\254;\303u;\271\270\360\214\266\317\354\341\261C\341~A\344\201\201\0078\000\"\017B\221GB\377\202`J\025\350\032/%\251\356B>A\356s\252\254\026\207\234cy\346\016\205I\013\2413\331qt\313\255\034\254\226\232\306\340_r\215)\275\211\003X\277MQ\3772g=\357QX\223\267\032\323\013!\3516\272\002\000\241\320\351\260Y\337\316\325T\274\036\272\353;\312\200\272\211\213\014\256C\2254\204\353y\3340r\330 \334\342\255\3406\363`=\350\003\226p\200//|\\\010W\344\037\311\003\3354\231v\264d\230\032+djZ\020\236i\263\206\204z\333bjPu\241y\307\204Am\327\365L\001OP\213\313\342\013\267\030t\340\010x\237v9m7\233\254\251Y\226a\0316\317uca\261\200\367\000\373\274%\213\317.\337\006\321)<R\266X\000\017\001\276\002X\375\241`U\362\202U9(X\216\303\220=G\203G\245\005\367\204\310q\3023\r\017\252\"mI\017\240@\r\262\374\253y\302mYR\027\2060 n\3550\341\004oX\022$-\270gCP\002\024/8\354\027P\234\361W\260$\002\021\320\2345\211\235\302D\007x\213\200\211@\223L\262\035(|\032\020\344:\006\024\177\333\304\004\306_\253%\033\320*\020\327\240\304\346%\014\357,Qn\"\327\234\2048<,\241\370\003)a\003}\341\353J\251{\2508\025\250\201wu\340\035z\333\220\032\264\340\022F\207Q\303@\271.\325\254\206\n\230\n4H\"\300\310\367\240\256r_rD\n^M\237\313\035\2339\300\245TyG`\035\207d\t\002\371\353\207\221lt\274\373SX\377P\313\306&\273\317\302\371l\354\273n\033Gy\363ql\242\273\324\225\341\365\260\236M^\212J\321\215\210e\223S\341)\334\361\021v<\017\253\270t\267\230\372P\373t\372\304\331o\013\353T8\021-E*\376%a\311\373\336/}\326ogS\227\243jT+\226]\215\330\301\tS\341\010\372_\017K\331d)\274\030\215D3\221\021\317\307\367c=\271\234\256\367J\275y\234\207\260\316u\265\360$\306\023B \323a5\374[\374M\\\215\237\047\213I\275\210\354\267h>\252fS\345p\035\202\272\026\255B\3040x\016""\216W\243\346\376\315\207\373\017\377\2627\262W:4\276M\306\367\027W\373\363\375\352\241m;)\047\277\247\265t3m\037\032\255\370\310\300N\346\217\317\224\316gS\263\3218D\275\024\253d)\351\364F\3602\245\001\224\237&\017\220\231\201\350\r\304+jgc\027B\026*\000\252\035\003\004g\263\311\363\3415\210|.\336\214\377\231\336\354\235\354\375\320{\277\267\270\007w\373\036.\3632\271\222\212\036\200\364\207hs\377\352\335\344_\275\325\036\340p%\322\366I5\275\322\023\375\022\362t>z\024\277O\027\323\372\376\t\264bl\237n\23685\033\266\263\321\331\350l|)\271\225>\356O\354U\263\321[\311\\Z\3778J\300\373\350\231\017~\021\340y\324\301D\367ax\023\230\230\316!\204\270\376\030\325\242z\316U\316P\t7\354t\267r:\336D\2138w\256\373\026f.\001\006U\234U \036?|\026-\304\260\370lw6\274\034\325\n\301\375\003\375\215\357\217\177\037\375\024\327\217\230\376\227=\250\013\330\270\033\226\302\037\243J2\232\3745ei\000\267\036+\205\027\302\335\370\002\220\003\221mC\304\303f\242[\355\256v\315\201\233\257\017\337F\337\014\3441R \002\321\\\215N\003k;@N\033]\312\356\365n\035Y\033=\225}{\016\331.\207\271\n\201\371\213\241\004\302j\005\241\253\240\326\251\351p\031\300\\\217g\366o\376\334;\335c=\331\277\336\257g\345\231lj&\334\002\334\312\321kp\017\353\356\207Z4\222\225/\301\362\032\330\312p\3352dNV\276\032\311\370Z\\\313\312\263\321\251\350\267\034\346\331\253\221\210K\271u\n\363\241\366\377>\r\322~x\312\311\350z\264\025\237\214\347q\313\351H\213G\343\247\261H\246\223g\351\365\264\236\315\316Ek@\310\354\345h9\236\206\023\346n\300\007Nl\347w\204\343p\033\246\266\036\347\351\267\006a\201y%\332\004\247\345\370Mr?1\322\033\251\226\253^\366\301\313\014V\210\032b<\321]F\325e\223\337u\025\340\010\373/\204\333\361L\314\200\211\257\331@\025/\301\223\235\374\000I\262\336\237\303\014\272\030v\342\t(\024\233\211J\237\364g\372\332\336\231\275\366\376\350|\\\3724v\220\234E\301\233\317\213K1\022X\225P\000H\361T8\016\365\005\353\332R\334IGPQ,\317\333#\245g:|\010\324\257\305g\342vr\022\312\304\334\203\264\236:\375\265\334\335""\306\346\376\346V\266\274\322[\350\227\372\327\372\265\217\223X\023\0217\254\023\377\006k\362\2154";
-    PyObject *data = __Pyx_DecompressString(cstring, 2093, 1);
+    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (2116 bytes) */
+static const char cstring[] = "x\332\255U\317s\323H\026&L\200\220d\230\2308\020\206,t\200!\303\016\030\234\2040\233\001\266\034\022X\266\026&N\030f\253\366\320\325\222Z\266\210,\311\335-#\263l\025G\037u\324QG\035}\364\321\307\034s\324\221?\201?a\337\223l\047\001v\017[\233\212\325\335\257\177\274\257\277\367\275\327\2040E\356\005\304d\216\353\253G\304\222D\267]\311\r\3549\256\"\226C\356\225Jk\367\357\257\334?b*\227J\253\367\376\2646\264\270\016\047\256I>\033\266Vn\223\3262q\2657\\W\217\211\010\036\021\025<\372Q\t\316\211)X\255\301\035u\3536)\255\223u\342z\334\001\020\226\315\215\207\025s\233\351{\\m\273B\221\207/x\303\025\355\327\026\177\213g>\324]GY5\337\365%a\216A\014K\340\341\237\233-g8!\225\260\014\270\316\341b\342\212\377:\177\3346Z\371\370\317O\230\203\267cRZ5\207(\227\010\316\214;\256c\267I#\003\331\002\220\317\235\026\263-\2034\\\203\337&<\360`/\034\265\244/\241\337%\023\356$\230\263t\233\324\340\250\341bYg\036G^Y\000\024\276\004\376^\272\212\023U\207\340<i\253\272\353 \265\006\267-\215\013\2468xD\214p\262\300E\016\331\336\332\276\263\372\363j\206Xp\344[\022\351k\272\r`\271D\3424\337\262\025xPm\217\313\022yn\222\266\353\023\207\0036\270\211\007\353\216nPu\010\207\344\n;d)\2737S\226\353P\330n9\265\245\001UV\213\343\356\247\314\226\274\304\014\203\302:\316L/\013\037\3610~\303\321: \020\022\032\335\265m\334\352:\262\3044\335\260$\323l\316\035\374\346*\2445\341\372\336:1\rR\323-\231O\031\rW\336\305\023\345]:<\263\344\265\003\307\005^L\346\333\212P*\270\341\353\234Rb\370\0310\307u\356\000O-\213\3310\253[\216\245(`\204\233\352u\240\033\3503\231\316E@\005\\j\0358u\301-r\002*\"o\205\245\3203\0007M \032H\204p\330\234\311\\\341Z[q\025\254\023?\303\207\356\230m\273:\204\2070!X\233\030L\261\322Wf\363hc\250r\241\311Re\367\311\363\347Ge\177\264_\242\224#TJ?\267\006x\235\317\214\003\n\364L5_\314BH%D\362?\314\353\324\373\334wV\014\216YL\310Q\307=f\002)\264h\026\336cf\210\234q\334\000\256\345\223\3126}\271\365\212\356T~\337\262m\313\223\226\334\345M\237;:\307$/\035\346;}\365w\372\342\327\315\255]J\267\333""\001\3746A\361\364%\017\324\0167)\005>)\374\r\304\311\261\237\311\367\260S\343\312R\274\201\006\003\267\322\021\223C\362(5}G\307\2666d\006\376\254\006\362\200\275\006\263\234\254u\r\337\316\346\034\326\310[\300\007\177\240@\252\327\271\276\047\375F>\032\234\202]\314\265\274\347;\236\245\357\301\t[\316p]+\023\027\236\321\364\231=<v\250\340/\00292\360\000\007\020\310\021\024y\004\372\027\001\246Tq\211w\261$\325]H,(\002\234*\253\301!\371X\226\302Ca\322\\\350L\266\035\335rK\243\325R\323\030\374K\2561\245\327q\000\353\367(\352_fQ\317z\024\326d\255\306\364\\H\272\215\256\200@\250x:l\326\36725\345\357\213\356\372\2162\240\200\342\"\203\353P.\r\341z\0367\214\2146\200\233?\034\334f\036\254\007}\300\022\016\364e\025\220\013\341\212\354#y\240\233&\323\216\326\016Sc\271LM\013\340\2316\253I(\274\r\246\006\345\027\232\267L\030\324v]\317\024\360\0265\270\314\277p\213A\007\216\200\207\352\035\247\315z\235\3255\3132,\303\346\231n,\254\032\3600`\2377d\376y\307\367@t\n\217\224\r\026\300\213\200\317\001>\003P\271JY\345*\215*\227\3430\214\236\243\301\353\322\200{\002r\234\360L\303\203\362H\033\322\003*P\203,\373j\236p\033\226\324\205!\014\300\255\035&\234\3405K\202\244\005\367l,e\240x\301a?\0264\374\345Q\022\001\324\270,j\022;\271\211\016\370\036\224?\0210\021h\222I\326\202\372\247A\234\\\307\200\307\30061\217\361\327h\310\032\264\n46(\271Y%\303\253KT\235\310\244\047\001\216\207\225\024\177\240(l\240/|])u\017\205\247\0025\000\241F \240\267\007\031B\363\220\252\034\322h\221r]\252Y5\0250\025h\220K@\225\357Ay\345\276\344HXk\271\265\002/\251\317e\313f\016\204U\252\254#`7\310\304\010\002\371\353\207\261t|\262\363SX\375PI\047\246;O\303\305t\342\273N\023GY\363qb\252\263\332\221\341\365\260\232N_\212\n\321\215\210\245\3233\341)\334\361\021v<\013\313\270\364]>\365\241\362\351\364\211\263\337\346\326\231p*Z\215T\374K\302\222\367\275_\372\254\337Lg.G\345\250\222/\273\032\261\321\t3\341\030\372\337\n\013\351t!\274\030\215Es\221\021/\306+\261\236\\\356n\365\n\275E\234\007X\347:Zx\022\361\204\000d6,""\207\177\213\277\211\313\361\263d9\251\346\310~\213\026\243r:S\014\267\000\324\265h\003\020\303\340\0318\336\210\352\0077\037\034<\370\313\376\330~\341\320\370&\231<X\336\350/\366\313\207\266\275\244\230\374\336\255tw\272\315C\243\025\037\031\330\311\342\361\231\302\371tf>\232\004\324\253\261JV\223vo\014/S\030P\371iz\304\314\034\2407\220\257\250\231N\\\010Y\250\200\250f\014\024\234M\247\317\207\327\000\371B\274\023\377\263{\263w\262\367C\357\375\376\362>\334\355{\270\314\213\344JW\364\200\244?D;\007W\357&\377\352m\364\200\207+\221v@\312\335+=\321/`\234\316G\017\343\367\335\345n\365\340\004Z\021\333\247\233\047N\315\207\315t|>:\033_Jnu\037\365\247\366\313\351\370\255d\241[\3758N\300\373\370\231\017~\016\360<\352`\252\363 \274\t\221\230\315(\004\\\177\214*Q5\213U\026\241\002nhuv\263p\274\216\226q\356\\\347\r\314\\\002\016\3128\253@<~\3704Z\212a\361\331\316|x9\252\344\202\373\007\372\233<\230\374>\372)\256\0361\375/{P\027\260\361]X\010\177\214J\311x\362\327.\353\006p\353\211Bx!|\027_\200\340\000\262=@<l\246:\345\316F\307\034\270\371\372\360M\364\315@\036c9#\200\346jt\032\242\326\202\3404\321\245\354\\\357T1j\343\247\322o\317a\264\213a\246B\210\374\305PB\300*y@7@\2553\263\341\032\220\271\025\317\035\334\374\271w\272\307z\262\177\275_M\213s\351\314\\\270\013\274\025\243W\340\036\326\255\204Z4\226\026/\301\362\n\330\212p\335\"dNZ\274\032\311\370Z\\I\213\363\321\251\350\267\214\346\371\253\221\210\013\231u\006\363\241\362\377>\r\322~x\312\311\350z\264\033\237\214\027q\313\351H\213\307\343\047\261Hf\223\247\335\353\335j:\277\020mB@\346/Gk\361,\234\260p\003>pb3\273#\034\207\3330\265\3658K\277M\200\005\346\365h\007\234\026\343\327\311Jbtot\265L\365\262\017^\346\260BT\220\343\251\316\032\252.\235\376\256\243\200G\330\177!\334\213\347b\006\221\370\232\rT\361\002<\331\311\017\220$[\375\005\314\240\213a;\236\202B\261\223\250\356\343\376\\_\333?\263\337<\030_\214\013\237&F\311\231\027\274\305\254\270\344#\201U\t\005\200!\236\t\047\241\276`][\215\333\3351T\024\313\362\366H\351\231""\r\037@\3507\3433q39\teb\341~\267\332u\372\233\231\273\355\235\203\235\335tm\275\267\324/\364\257\365+\037\247\261&\"oX\047\376\r\227\315\234\231";
+    PyObject *data = __Pyx_DecompressString(cstring, 2116, 1);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (2763 bytes) */
-static const char cstring[] = "\377  at 0x \377fanout= \377is close\375d\006\001not in\377 0..6553\3755\010\0101..409\3756\035\005one of\377  object\377> tx=(tr\377ee fragm\377ent), .:\177 : openi\000\377iled<AfP\377acketPor\377t <Memor\337yViewF\001<c\377ontiguou\377s and di\331rU\001\007\rin\021\005st\347rid\263\000#\007 or\315 \004\031><(\tA\006>?\367Can\365\001assi\377gn to re\377ad-only \365m\240\002v\242\000Inva\377lid mode\237, exp\365\000\262 \047\333c\047t\001\047f\321\000ra\237n\047, g\301 %\005sohape\316!ax\345 \375N\263 Note t\375h\201@Cython\376\374!deliber\347ateo\000\324\001cte\375r!\001n PEP-\267484\216\"re\350!s\277 subcl\252\000e}s\377!built\261@\377types. I\377f you ned\316@\307\000p\322\000%\tth\214@wset\200\000e \047\363\002\277ation_<\000i\267ng\047\361$iv\242\000o\377 False.a\367dd_\226`eafp\346\272B p\274A\006\005: b\377urst: co\363ll\211`J\000s.ab\377cdisable\363en\002\001\347c_gro\377up: fd g\367cis\025\003dmos\335/N\001s/_Z\005.p\377yxno def\377ault __r\377educe__ {du\224\002non-\375@\357vial\033\000cin\347it_\241\000\230 ch \373in\274 faces\343tok\000\207!\321` wr\263it\216\001\255\000ff\335 o\375f\206\205\001least \376\313\204\001bytetx:\363 u\255\002\203aallo\375c\223@ array? data.\013\020\337C\374\261\204\001\216\204\003s.ASCIyI\342\204\t\356\204\t.__e\236\001\213__\006\rx\302\001\034\014\363\004cX\250b\"\016\307@st\265`_\013\022\303c_\246Ao\n\346\206\002\201\nfi\357leno\224\nrec#v_\321B\253\n\256@d\003\013x\000\377sCAP_NET\377_RAWElli\377psisSequ\257ence\330\206\001.\335\206\007_\377TX_MODES\337__Pyx\001\000Di\377ct_NextRoef__\353 __\004\000\320\210\206\001\317\001\n\000\342\204\002_\000\006ge_titem\"\001d7\001\361_\301&\320 \270\"__fu\303ncC\001)\000\224#Q\000im\274\256\204\001Y\001main\003\002ogdul\315`\262`am\002\003\363ewz\001\366`_che\017cksue\000\n\001?\004\025\001\366\337\205\001__\037\001unpi[ck?\000En \005v\330b>\276\001qualnP\004\261\204\005\330\272\204\006\301E\313\204\006ex\362\001se\303t_,\005\314F\214 \320N__\357test\321\001s_c\377oroutine\377_timeabc""?active\257\204\005\300@\376\345\204\001asyncio\275.%\006sbba\000\000s\277ebatch\t\001l/ock_\374\204\001s\307\206\002\005\002\365_!\000yi\000_bac\346\303cclg\001\276 tra\315c:\000ck\264\213\002\270\213\003co\177untdead!\001\377decodedr\277oppedd\262\"i\373s_\246\213\003elaps{ed\235`odee\274 \276\364\210\002error\000\002s\177excffab\247\207\t\367fba\241\204\003firs\377tflagsfo\357rmat\357\211\004for\377ward_loo_pfrfr\321@s\000\003\370\303\000\002\004@\000reeze\377_qhhahbi\357idid\200`exi\273ti\251\207\001ind\010\001e\373ms\340asizek\357lastO\001sma\317xmem\202\213\001\372\212\001mo\353s.\254\210\002.\250\210\006nna\376\356Anbndimo\337bjout\250\211\001pf\377dpoll_ms}p\210 ort_a\205\204\002\377bpromisc\257rdrd\265\000b\347\205\007r\337egist\213 ep\377lacereti{re=\000ring\000\001~\240Crxrx_b\262A\341s\005\001\243A\016\000\351$rxa\377rxbsasav\337edsbs\211@nd\237sself\275\206\001\301\206\001m\377msgsents\343et\334\211\004\243\214\002\360\001sts\267tar\001\001ts\205\000p\234\277\211\001\303\211\001buf\312\211\001\r\000r\277ucttt0\356at\207xtx\261c\005\000\347D\017\000k\301i\313`\306C\035\000\254\007*\000to\377o_bigtxa\337txbun\314\213\001up\177dateuse\246!\377valuesvl[an\311@st\004\002r\304\212\001\377redxxsO\200\377\001\330\004\n\210+\220Q\377\200A\330\010\014\210F\220?!\330\010\017\210q\n\001\002\002\377\340\010\013\2104\210s\220\377#\220Q\330\014\031\230\021\377\230$\230a\330\014\020\220u\005.\001\340/\000G\2201.\001\375z\025\003\200A\360\006\000\t\373\r\210\021\002\020\220\013\2304\377\230t\240;\250a\250|\377\270;\300a\300q\330\020\337\033\2301\230A!\003\037\230\335a9\006\020\220\001|\001E\220\377\021\330\014\021\220\027\230\001\377\230\025\230d\240!\2403\377\240c\250\033\260E\270\021\355\270\226\000\014\210\242\000\016\210b\353\220\002\214\001\220\206\000\023\2201\377\220L\240\003\2401\240G\357\2502\250Q\224\003U\230!\177\2301\330\020\024\220E\255\000\247\"\230B\257\000\n\000Gv\000B\377\230h\320&7\3207H\337\310\001\310\021\330\014\006j\250\377\n\3202B\300!\3001\376""\n\007k\250\024\250W\260Ao\260R\260q\037\007i\240\002\010\367l\250!\014\013\021\022\330\020\367\030\230\n\263\0004\240t\250_4\250y\270\001\311\001\021\313$\373\360\014\221&\025\220Q\220d\376\307!\230q\330\010\026\220a\333\220t\246 q\240\200 \t\330\357\014\022\220\"\267\000\034\240R\377\240{\260&\270\002\270%\337\270|\3102\310\374 \032\230\377\"\230M\250\036\260r\270\376\242 \035\230R\320\037/\250\357}\270B\270\216@\036\230b\377\320 1\260\036\270r\300\376\276 \031\230\022\230<\240|\277\2602\260Q\320\000\022\001q\377\330\021\022\360&\000\005\030\377\220q\330\004\030\230\t\240\377\031\250)\260=\300\013\310\3771\330\004)\250\034\260Q\367\340\004 {\000\004\007\200u\372\265C\022\204a\013\2107\220&\362\207@\023\276\"\225\000*\230A\230gQ\330\010\251@\235B\021\330.\000wv\210S\212BV\2302\030\001\227\016\210j\271@\031\267@X\000\007\373\200t\272`u\220F\230\047\375\240*\000\t\210\030\220\033\230\365A\353c[l\001\n\320\n\032\017\230+\240Q\010\010\0001\224a\271\000\377z\220\021\220(\230.\250\377\004\250J\260a\260x\270\376\331 \021\220\026\220z\240\026>\264@\010\016\210k\230\210@\000\004\177\013\2101\210B\210f\224\004\271\010\000\014\030\003j\230\003\257bj\357\250\001\330\010\216!\004\t\210\177\037\230\006\230a\230v\232@~\307 \007\200s\210#\210\217 \177\t\330\004\005\330\r\016\267\204\001y\024\245\205\001\312\204\001\014\027\220s\256@\375A\313CB\220a\330\020\023\377\2206\230\023\230E\240\025\377\320&8\270\006\270a\270\377s\300#\300Q\330\024\025\377\330\020\025\220S\230\001\230\347\024\230T\246 %\0003\220b_\230\001\330\024\031,\000A\021\000\375\024\240 \024\033\2301\330\024\377\037\230s\240\"\240A\330\277\024\030\230\005\230U\342\"\030\237\037\230r\240\021\021\002_\0001;\220A\000K\330\020\031\265 \215\004\377\002\230#\230S\240\002\240\375!}\001\006\230b\240\004\240\377C\240r\250\023\250F\260\377#\260Q\330\030\034\230D\377\240\001\330\030\033\2306\240M\023\243\000\034$\250\000\235\000q\337\002\253\023\220\276\000\030\326\206\002c\343\001\024s\220D\342\000\223 :\230R\300\000\377\024""\240V\2503\250d\260\267$\260b\361\204\002s\300c\000\025\272\340\207\001A\340!\013\2106\224\207\001\330\357\014\017\210t\305 \021\330\020\377\026\220k\240\025\240a\240\375q\000\021\330\004\014\210M\230\377\025\230l\250%\250}\270\367E\300\034\276\205\001\027\220y\240\377\013\2502\250R\250t\260\377>\300\025\300b\310\007\310\377q\320\004!\240\021\360\010\234\256\210\006\353\210\003!\330\014\254\001\372\210\002r\370\222\210\001\217\205\001\337A\020\220\n\230!~\323\210\0024\240y\260\001\330\326`\357a\330\010\t\356\207\n\023\2207\373\230\"\210 \007\240q\250\002\377\250!\330\0345\260Q\260\367n\300Dj\002PR\320R\377S\3306:\270\047\300\021?\300\"\300A\340\014\220\211\001\264!\000\366\211\001";
-    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 2763, 3662);
+    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (2792 bytes) */
+static const char cstring[] = "\377  at 0x \377fanout= \377is close\375d\006\001not in\377 0..6553\3755\010\0101..409\3756\035\005one of\375 \000\014v3, v2\377 object>\377 rx= tx=\377(tree fr\377agment),\377 .: : op\373en\202\000iled<\377AfPacket\377Port <Me\377moryView\376_\001<contig\377uous and\317 dirY\001\007\rin>\021\005strid\314\000#\007o or \004\031><(\t\276A\006>?Can\216!a\377ssign to\377 read-on\257ly m\240\002v\242\000I\377nvalid m\377ode, exp\334\371\000\313 \047c\047t\001\047f\376\321\000ran\047, g|\332 %\005shape\347!\353ax\376 N\314 Not\357e th\232@Cyt\367hon\225Adeli?berateo\000\324\001\357cter!\001n P\277EP-484\216\"r\375e\354!s subc\355l\252\000es\230Abui\373lt\312@types\377. If you\047 ne\347@\307\000p\322\000%\t\273th\214@set\200\000e\373 \047\363\002ation\275_<\000ing\047\361$i\375v\242\000o Fals\277e.add_\257`e7afp\272B p\274A\006\005\377: burst:\237 coll\215`J\000s\377.abcdisa\237bleen\002\001\200\204\003_\377group: f\277d gcis\025\003d\357mos/N\001s/_\376Z\005.pyxno \377default \377__reduce\337__ du\224\002no{n-\375@vial\033\000?cinit_\241\000\230 \337ch in\274 fa\277cerx_r\322\000:\217 stot\000\220!\332` \317writ\227\001\266\000ff\366\346 of\250\205\001leas\373t \355\204\001bytet\317x: u\266\002\214aal\367loc\234@ arr\377ay data.\360\013\020\350C\272\204\001\227\204\003s.AS\347CII\353\204\t\367\204\t.__-e\247\001__\006\rx\313\001\034\014b\374\004c\261b\"\016\320@st\276`\r_\013\022c_\257Ao\n\210\207\002\201\n\277fileno\224\nr\217ecv_\332B\253\n\267@d\374\003\013x\000sCAP_N\377ET_RAWEl\377lipsisSe\277quence\341\206\001.\376\346\206\007_TX_MOD\177ES__Pyx\001\000\377Dict_Nex\277tRef__\353 _A_\004\000\221\206\001\317\001\n\000\353\204\002_\000\006\177getitem\"\001\305d7\001_\301&\320 \270\"__\017funcC\001)\000\224#Q\000\363im\267\204\001Y\001main\236\003\002odul\326`\273`a\315m\002\003ewz\001\377`_c?hecksue\000\n\001\330?\004\025\001\350\205\001__\037\001unopick?\000En \005\371v\330b\276\001qualn`P\004\272\204\005\303\204\006\301E\324\204\006ex\362\001\017set_,\005\314F\214 ""\320N\277__test\321\001s\377_corouti\377ne_timea\377bcactive\370\257\204\005\300@\345\204\001async\367io.%\006sbba\376\000\000sebatch\276\t\001lock_\374\204\001s\324\320\206\002\005\002_!\000yi\000_b\233ac\303cclg\001\276 t7rac:\000ck\326\213\002\332\213\003\377countdea\375d!\001decode\377droppedd\356\262\"is_\263\213\003ela\357psed\235`ode\371e\274 \375\210\002error\376\000\002sexcffa\335b\260\207\tfba\241\204\003fi\377rstflags\277format\370\211\004f\377orward_l\177oopfrfr\321@\341s\000\003\303\000\002\004@\000ree\377ze_qhhah\277biidid\200`e\357xiti\262\207\001ind\356\010\001ems\340asiz\277eklastO\001s?maxmem\213\213\001\203\213\001\257mos.\265\210\002.\261\210\006n\373na\356Anbndi\177mobjout\261\211\001\377pfdpoll_\367msp\210 ort_\375a\205\204\002bpromi\277scrdrd\265\000b~\347\205\007regist\213 \367epl\307\210\001etir\341e=\000\315\210\001\321\210\001\240Crxr\227x_b\262As\005\001\243Ar\363x_\351$\370\210\004rxar\377xbsasave\357dsbs\220@nds\317self\304\206\001\310\206\001mm\377sgsentse\361t\354\211\004\263\214\002\367\001stst[ar\001\001ts\214\000p\306\211\001\316\312\211\001buf\321\211\001\r\000ru\337cttt0\365atx\313tx\270ct|\006\017\000ki\344\322`\315Ct\214\212\003\034\006too\377_bigtxat\357xbun\334\213\001upd\277ateuse\255!v\3772v3value\337svlan\324@st\336\004\002rest\244`dx\377xsO\200\001\330\004\n\377\210+\220Q\200A\330\010\377\014\210F\220!\330\010\017\363\210q\n\001\002\002\340\010\013\210\3774\210s\220#\220Q\330\377\014\031\230\021\230$\230a_\330\014\020\220\005.\001\340/\000\327G\2201.\001z\025\003\200A\277\360\006\000\t\r\210\021\002\020\377\220\013\2304\230t\240;\377\250a\250|\270;\300a\377\300q\330\020\033\2301\230\335A!\003\037\230a9\006\020\220\375\001|\001E\220\021\330\014\021\377\220\027\230\001\230\025\230d\377\240!\2403\240c\250\033\337\260E\270\021\270\226\000\014\210\276\242\000\016\210b\220\002\214\001\220\376\206\000\023\2201\220L\240\003\377\2401\240G\2502\250Q\376\224\003U\230!\2301\330\020w\024\220E\255\000\"\230B\257\000\372\n\000Gv\000B""\230h\320&\3777\3207H\310\001\310\021\375\330\014\006j\250\n\3202B\357\300!\3001\n\007k\250\024\377\250W\260A\260R\260qv\037\007i\240\002\010l\250!\014\013\177\021\022\330\020\030\230\n\263\000\3774\240t\2504\250y\270\265\001\311\001\021\313$\360\014\221&\025\357\220Q\220d\307!\230q\330\277\010\026\220a\220t\246 q\375\240\200 \t\330\014\022\220\"\376\267\000\034\240R\240{\260&\377\270\002\270%\270|\3102\375\310\374 \032\230\"\230M\250\357\036\260r\270\242 \035\230R\377\320\037/\250}\270B\270\376\216@\036\230b\320 1\260\357\036\270r\300\276 \031\230\022\377\230<\240|\2602\260Q\373\320\000\022\001q\330\021\022\360\377&\000\005\030\220q\330\004\377\030\230\t\240\031\250)\260\377=\300\013\3101\330\004)\177\250\034\260Q\340\004 {\000\257\004\007\200u\265C\022\204a\013/\2107\220&\207@\023\276\"\225\000\177*\230A\230Q\330\010\251@v\235B\021\330.\000v\210S\212BwV\2302\030\001\016\210j\271@\271\031\267@X\000\007\200t\272`u\337\220F\230\047\240*\000\t\210_\030\220\033\230A\353c[l\001\377\n\320\n\032\230+\240Q\360\010\010\0001\224a\271\000z\220\021\220\377(\230.\250\004\250J\260\357a\260x\270\331 \021\220\026\357\220z\240\026\264@\010\016\210\363k\230\210@\000\004\013\2101\210\227B\210f\224\004\010\000\014\030\003j\373\230\003\257bj\250\001\330\010\376\216!\004\t\210\037\230\006\230\347a\230v\232@\307 \007\200s\367\210#\210\217 \t\330\004\005\227\330\r\016\267\204\001\024\245\205\001\312\204\001\014\327\027\220s\256@A\313CB\220\377a\330\020\023\2206\230\023\377\230E\240\025\320&8\270\377\006\270a\270s\300#\300\377Q\330\024\025\330\020\025\220\177S\230\001\230\024\230T\246 \376%\0003\220b\230\001\330\024\325\031,\000A\021\000\024\240 \024\033\377\2301\330\024\037\230s\240\377\"\240A\330\024\030\230\005\373\230U\342\"\030\037\230r\240\271\021\021\002_\0001\220A\000K\330\363\020\031\265 \215\004\002\230#\230\337S\240\002\240!}\001\006\230\377b\240\004\240C\240r\250\377\023\250F\260#\260Q\330\377\030\034\230D\240\001\330\030\337\033\2306\240\023\243\000\034$\264\250\000\235\000q""\337\002\023\220\276\000\030:\326\206\002c\343\001\024\220D\342\000\223 \367:\230R\300\000\024\240V\250\1773\250d\260$\260b\361\204\002\253s\300c\000\025\340\207\001A\340!\013\373\2106\224\207\001\330\014\017\210t\376\305 \021\330\020\026\220k\240\337\025\240a\240q\000\021\330\004\377\014\210M\230\025\230l\250\177%\250}\270E\300\034\276\205\001\377\027\220y\240\013\2502\250\377R\250t\260>\300\025\300\377b\310\007\310q\320\004!\317\240\021\360\010\256\210\006\353\210\003!\330\211\014\254\001\372\210\002r\222\210\001\217\205\001\337A\020\357\220\n\230!\323\210\0024\240y\367\260\001\330\326`a\330\010\t\276\356\207\n\023\2207\230\"\210 \007\377\240q\250\002\250!\330\034\1775\260Q\260n\300Dj\002\377PR\320RS\3306:\377\270\047\300\021\300\"\300A\003\340\014\220\211\001\264!\366\211\001";
+    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 2792, 3707);
     #define __Pyx_DecompressString_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #else /* compression: none (3662 bytes) */
-static const char bytes[] = "  at 0x fanout= is closed is not in 0..65535 is not in 1..4096 is not one of  object> tx=(tree fragment), .: : open failed<AfPacketPort <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis NoneNote that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_noteafpacket port afpacket: burst: collections.abcdisableenablefanout_group: fd gcisenabledmos/ports/_afpacket.pyxno default __reduce__ due to non-trivial __cinit__no such interfacestop: needs a writable buffer of at least one bytetx: unable to allocate array data.unable to allocate shape and strides.ASCIIAfPacketPortAfPacketPort.__enter__AfPacketPort.__exit__AfPacketPort.__reduce_cython__AfPacketPort.__setstate_cython__AfPacketPort.c_portAfPacketPort.closeAfPacketPort.filenoAfPacketPort.recv_burstAfPacketPort.sendAfPacketPort.statsCAP_NET_RAWEllipsisSequenceView.MemoryView_TX_MODES__Pyx_PyDict_NextRef__all____annotate____class____class_getitem____dict____enter____exit____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutine_timeabcactiveallocate_bufferasyncio.coroutinesbbabbasebatchbbablock_bytesburstbytes_abbytes_bacc_portcline_in_tracebackcloseclosedcountdeadlinedecodedroppeddtype_is_objectelapsedencodeenumerateerrorerrorsexcffabfanout_groupfbafilenofirstflagsformatfortranforward_loopfrframesframes_abframes_bafreeze_qhhahbiididle_exitifaceindexitemsitemsizeklastloopsmaxmemviewmodemos.ports._afpacketnnanamenbndimobjoutpackpfdpoll_mspopport_aport_bpromiscrdrdardbrecv_burstregisterreplaceretire_msringring""_bytesrxrx_blocksrx_bytesrx_droppedrxarxbsasavedsbsecondsselfsendsendmmsgsentsetdefaultshapesizeststartstatsstepstopstopbufstoppstructtt0timetxtx_bytestx_droppedtx_kick_errorstx_ring_bytestx_too_bigtxatxbunpackupdateusepollvaluesvlan_lostvlan_restoredxxsO\200\001\330\004\n\210+\220Q\200A\330\010\014\210F\220!\330\010\017\210q\200A\330\010\017\210q\200A\340\010\013\2104\210s\220#\220Q\330\014\031\230\021\230$\230a\330\014\020\220\005\220Q\200A\340\010\014\210G\2201\330\010\017\210z\230\021\230$\230a\200A\360\006\000\t\r\210G\2201\330\010\020\220\013\2304\230t\240;\250a\250|\270;\300a\300q\330\020\033\2301\230A\200A\360\006\000\t\037\230a\340\010\014\210G\2201\330\010\020\220\001\330\010\014\210E\220\021\330\014\021\220\027\230\001\230\025\230d\240!\2403\240c\250\033\260E\270\021\270!\330\010\014\210A\330\010\016\210b\220\002\220#\220Q\220a\330\014\023\2201\220L\240\003\2401\240G\2502\250Q\330\014\020\220\005\220U\230!\2301\330\020\024\220E\230\021\230\"\230B\230a\330\020\024\220G\2301\230B\230h\320&7\3207H\310\001\310\021\330\020\024\220G\2301\230B\230j\250\n\3202B\300!\3001\330\020\024\220G\2301\230B\230k\250\024\250W\260A\260R\260q\330\020\024\220G\2301\230B\230i\240q\330\020\024\220G\2301\230B\230l\250!\330\020\024\220G\2301\230B\230i\240q\330\021\022\330\020\030\230\n\240!\2404\240t\2504\250y\270\001\330\014\021\220\021\330\010\017\210q\200A\360\014\000\t\r\210G\2201\330\010\025\220Q\220d\230$\230a\230q\330\010\026\220a\220t\2304\230q\240\001\330\010\t\330\014\022\220\"\220E\230\034\240R\240{\260&\270\002\270%\270|\3102\310Q\330\014\032\230\"\230M\250\036\260r\270\021\330\014\035\230R\320\037/\250}\270B\270a\330\014\036\230b\320 1\260\036\270r\300\021\330\014\031\230\022\230<\240|\2602\260Q\320\0001\260\036\270q\330\021\022\360&\000\005\030\220q\330\004\030\230\t\240\031\250)\260=\300\013\3101\330\004)\250\034\260Q\340\004 \240\001\330\004\007\200u\210G\2201\330\010\022\220!\330\010\013\2107\220&\230\001\230\023\230B\230a\330\014\022\220*\230A\230Q\330\010\020""\220\001\220\027\230\001\230\021\330\004\007\200v\210S\220\002\220#\220V\2302\230Q\330\010\016\210j\230\001\230\031\240!\2401\330\004\007\200t\2104\210u\220F\230\047\240\021\330\004\t\210\030\220\033\230A\330\004\n\210+\220[\240\001\330\004\n\320\n\032\230+\240Q\330\004\n\210+\220[\240\001\330\004\007\200t\2104\210u\220F\230\047\240\021\330\004\t\210\030\220\033\230A\330\004\n\210+\220[\240\001\330\004\n\320\n\032\230+\240Q\330\004\n\210+\220[\240\001\330\004\014\210A\330\004\007\200z\220\021\220(\230.\250\004\250J\260a\260x\270q\330\010\021\220\026\220z\240\026\240q\330\010\016\210k\230\021\330\010\016\210k\230\021\330\010\013\2101\210B\210f\220F\230\047\240\021\330\010\013\2101\210B\210f\220F\230\047\240\021\330\010\013\2101\210B\210j\230\003\2301\230B\230j\250\001\330\010\022\220!\330\004\t\210\037\230\006\230a\230v\240R\240q\330\004\007\200s\210#\210Q\330\010\t\330\004\005\330\r\016\330\014\021\220\024\220Q\330\014\020\220\001\330\014\027\220s\230\"\230A\330\014\022\220\"\220B\220a\330\020\023\2206\230\023\230E\240\025\320&8\270\006\270a\270s\300#\300Q\330\024\025\330\020\025\220S\230\001\230\024\230T\240\021\330\020\023\2203\220b\230\001\330\024\031\230\023\230A\230T\240\024\240Q\330\024\033\2301\330\024\037\230s\240\"\240A\330\024\030\230\005\230U\240!\2401\330\030\037\230r\240\021\240\"\240A\330\020\023\2201\220A\330\020\025\220S\230\001\230\024\230T\240\021\330\020\023\2203\220b\230\001\330\024\031\230\023\230A\230T\240\024\240Q\330\024\033\2301\330\024\037\230s\240\"\240A\330\024\030\230\005\230U\240!\2401\330\030\037\230r\240\021\240\"\240A\330\020\023\2201\220A\330\020\031\230\021\330\020\023\2203\220b\230\002\230#\230S\240\002\240!\330\024\030\230\006\230b\240\004\240C\240r\250\023\250F\260#\260Q\330\030\034\230D\240\001\330\030\033\2306\240\023\240A\330\034$\240A\330\030\037\230q\330\024\025\330\020\023\2201\330\024\030\230\001\230\025\230c\240\021\330\020\024\220D\230\001\330\020\023\220:\230R\230r\240\024\240V\2503\250d\260$\260b\270\002\270%\270s""\300!\330\024\025\340\010\014\210A\210Q\330\010\013\2106\220\027\230\001\330\014\017\210t\2206\230\021\330\020\026\220k\240\025\240a\240q\330\014\017\210t\2206\230\021\330\020\026\220k\240\025\240a\240q\330\004\014\210M\230\025\230l\250%\250}\270E\300\034\310Q\330\014\027\220y\240\013\2502\250R\250t\260>\300\025\300b\310\007\310q\320\004!\240\021\360\010\000\t\r\210G\2201\330\010\013\2104\210s\220!\330\014\023\2201\330\010\013\2104\210r\220\021\330\014\022\220!\330\r\016\330\014\020\220\n\230!\2304\230t\2404\240y\260\001\330\010\016\210a\330\010\t\330\014\020\220\005\220U\230!\2301\330\020\023\2207\230\"\230D\240\007\240q\250\002\250!\330\0345\260Q\260n\300D\310\007\310q\320PR\320RS\3306:\270\047\300\021\300\"\300A\340\014\033\2301\230D\240\001\330\010\017\210q";
+    #else /* compression: none (3707 bytes) */
+static const char bytes[] = "  at 0x fanout= is closed is not in 0..65535 is not in 1..4096 is not one of  is not one of v3, v2 object> rx= tx=(tree fragment), .: : open failed<AfPacketPort <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis NoneNote that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_noteafpacket port afpacket: burst: collections.abcdisableenablefanout_group: fd gcisenabledmos/ports/_afpacket.pyxno default __reduce__ due to non-trivial __cinit__no such interfacerx_ring: stop: needs a writable buffer of at least one bytetx: unable to allocate array data.unable to allocate shape and strides.ASCIIAfPacketPortAfPacketPort.__enter__AfPacketPort.__exit__AfPacketPort.__reduce_cython__AfPacketPort.__setstate_cython__AfPacketPort.c_portAfPacketPort.closeAfPacketPort.filenoAfPacketPort.recv_burstAfPacketPort.sendAfPacketPort.statsCAP_NET_RAWEllipsisSequenceView.MemoryView_TX_MODES__Pyx_PyDict_NextRef__all____annotate____class____class_getitem____dict____enter____exit____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutine_timeabcactiveallocate_bufferasyncio.coroutinesbbabbasebatchbbablock_bytesburstbytes_abbytes_bacc_portcline_in_tracebackcloseclosedcountdeadlinedecodedroppeddtype_is_objectelapsedencodeenumerateerrorerrorsexcffabfanout_groupfbafilenofirstflagsformatfortranforward_loopfrframesframes_abframes_bafreeze_qhhahbiididle_exitifaceindexitemsitemsizeklastloopsmaxmemviewmodemos.ports._afpacketnnanamenbndimobjoutpackpfdpoll_mspopport_aport_bpromiscrdrdardbrecv_bur""stregisterreplaceretire_msringring_bytesrxrx_blocksrx_bytesrx_droppedrx_ringrxarxbsasavedsbsecondsselfsendsendmmsgsentsetdefaultshapesizeststartstatsstepstopstopbufstoppstructtt0timetxtx_bytestx_droppedtx_kick_errorstx_ring_bytestx_too_bigtxatxbunpackupdateusepollv2v3valuesvlan_lostvlan_restoredxxsO\200\001\330\004\n\210+\220Q\200A\330\010\014\210F\220!\330\010\017\210q\200A\330\010\017\210q\200A\340\010\013\2104\210s\220#\220Q\330\014\031\230\021\230$\230a\330\014\020\220\005\220Q\200A\340\010\014\210G\2201\330\010\017\210z\230\021\230$\230a\200A\360\006\000\t\r\210G\2201\330\010\020\220\013\2304\230t\240;\250a\250|\270;\300a\300q\330\020\033\2301\230A\200A\360\006\000\t\037\230a\340\010\014\210G\2201\330\010\020\220\001\330\010\014\210E\220\021\330\014\021\220\027\230\001\230\025\230d\240!\2403\240c\250\033\260E\270\021\270!\330\010\014\210A\330\010\016\210b\220\002\220#\220Q\220a\330\014\023\2201\220L\240\003\2401\240G\2502\250Q\330\014\020\220\005\220U\230!\2301\330\020\024\220E\230\021\230\"\230B\230a\330\020\024\220G\2301\230B\230h\320&7\3207H\310\001\310\021\330\020\024\220G\2301\230B\230j\250\n\3202B\300!\3001\330\020\024\220G\2301\230B\230k\250\024\250W\260A\260R\260q\330\020\024\220G\2301\230B\230i\240q\330\020\024\220G\2301\230B\230l\250!\330\020\024\220G\2301\230B\230i\240q\330\021\022\330\020\030\230\n\240!\2404\240t\2504\250y\270\001\330\014\021\220\021\330\010\017\210q\200A\360\014\000\t\r\210G\2201\330\010\025\220Q\220d\230$\230a\230q\330\010\026\220a\220t\2304\230q\240\001\330\010\t\330\014\022\220\"\220E\230\034\240R\240{\260&\270\002\270%\270|\3102\310Q\330\014\032\230\"\230M\250\036\260r\270\021\330\014\035\230R\320\037/\250}\270B\270a\330\014\036\230b\320 1\260\036\270r\300\021\330\014\031\230\022\230<\240|\2602\260Q\320\0001\260\036\270q\330\021\022\360&\000\005\030\220q\330\004\030\230\t\240\031\250)\260=\300\013\3101\330\004)\250\034\260Q\340\004 \240\001\330\004\007\200u\210G\2201\330\010\022\220!\330\010\013\2107\220&\230\001\230\023\230B""\230a\330\014\022\220*\230A\230Q\330\010\020\220\001\220\027\230\001\230\021\330\004\007\200v\210S\220\002\220#\220V\2302\230Q\330\010\016\210j\230\001\230\031\240!\2401\330\004\007\200t\2104\210u\220F\230\047\240\021\330\004\t\210\030\220\033\230A\330\004\n\210+\220[\240\001\330\004\n\320\n\032\230+\240Q\330\004\n\210+\220[\240\001\330\004\007\200t\2104\210u\220F\230\047\240\021\330\004\t\210\030\220\033\230A\330\004\n\210+\220[\240\001\330\004\n\320\n\032\230+\240Q\330\004\n\210+\220[\240\001\330\004\014\210A\330\004\007\200z\220\021\220(\230.\250\004\250J\260a\260x\270q\330\010\021\220\026\220z\240\026\240q\330\010\016\210k\230\021\330\010\016\210k\230\021\330\010\013\2101\210B\210f\220F\230\047\240\021\330\010\013\2101\210B\210f\220F\230\047\240\021\330\010\013\2101\210B\210j\230\003\2301\230B\230j\250\001\330\010\022\220!\330\004\t\210\037\230\006\230a\230v\240R\240q\330\004\007\200s\210#\210Q\330\010\t\330\004\005\330\r\016\330\014\021\220\024\220Q\330\014\020\220\001\330\014\027\220s\230\"\230A\330\014\022\220\"\220B\220a\330\020\023\2206\230\023\230E\240\025\320&8\270\006\270a\270s\300#\300Q\330\024\025\330\020\025\220S\230\001\230\024\230T\240\021\330\020\023\2203\220b\230\001\330\024\031\230\023\230A\230T\240\024\240Q\330\024\033\2301\330\024\037\230s\240\"\240A\330\024\030\230\005\230U\240!\2401\330\030\037\230r\240\021\240\"\240A\330\020\023\2201\220A\330\020\025\220S\230\001\230\024\230T\240\021\330\020\023\2203\220b\230\001\330\024\031\230\023\230A\230T\240\024\240Q\330\024\033\2301\330\024\037\230s\240\"\240A\330\024\030\230\005\230U\240!\2401\330\030\037\230r\240\021\240\"\240A\330\020\023\2201\220A\330\020\031\230\021\330\020\023\2203\220b\230\002\230#\230S\240\002\240!\330\024\030\230\006\230b\240\004\240C\240r\250\023\250F\260#\260Q\330\030\034\230D\240\001\330\030\033\2306\240\023\240A\330\034$\240A\330\030\037\230q\330\024\025\330\020\023\2201\330\024\030\230\001\230\025\230c\240\021\330\020\024\220D\230\001\330\020\023\220:\230R\230r\240\024""\240V\2503\250d\260$\260b\270\002\270%\270s\300!\330\024\025\340\010\014\210A\210Q\330\010\013\2106\220\027\230\001\330\014\017\210t\2206\230\021\330\020\026\220k\240\025\240a\240q\330\014\017\210t\2206\230\021\330\020\026\220k\240\025\240a\240q\330\004\014\210M\230\025\230l\250%\250}\270E\300\034\310Q\330\014\027\220y\240\013\2502\250R\250t\260>\300\025\300b\310\007\310q\320\004!\240\021\360\010\000\t\r\210G\2201\330\010\013\2104\210s\220!\330\014\023\2201\330\010\013\2104\210r\220\021\330\014\022\220!\330\r\016\330\014\020\220\n\230!\2304\230t\2404\240y\260\001\330\010\016\210a\330\010\t\330\014\020\220\005\220U\230!\2301\330\020\023\2207\230\"\230D\240\007\240q\250\002\250!\330\0345\260Q\260n\300D\310\007\310q\320PR\320RS\3306:\270\047\300\021\300\"\300A\340\014\033\2301\230D\240\001\330\010\017\210q";
     PyObject *data = NULL;
     #define __Pyx_DecompressString_UNUSED
     #define __Pyx_DecompressString_LZSS_UNUSED
     #endif
     PyObject **stringtab = __pyx_mstate->__pyx_string_tab;
     Py_ssize_t pos = 0;
-    for (int i = 0; i < 221; i++) {
+    for (int i = 0; i < 227; i++) {
       Py_ssize_t bytes_length = str_length_index[i].length;
       PyObject *string = PyUnicode_DecodeUTF8(bytes + pos, bytes_length, NULL);
-      if (likely(string) && i >= 46) PyUnicode_InternInPlace(&string);
+      if (likely(string) && i >= 49) PyUnicode_InternInPlace(&string);
       if (unlikely(!string)) {
         Py_XDECREF(data);
         __PYX_ERR(0, 1, __pyx_L1_error)
@@ -26817,8 +27039,8 @@ static const char bytes[] = "  at 0x fanout= is closed is not in 0..65535 is not
       stringtab[i] = string;
       pos += bytes_length;
     }
-    for (int i = 221; i < 232; i++) {
-      Py_ssize_t bytes_length = bytes_length_index[i-221].length;
+    for (int i = 227; i < 238; i++) {
+      Py_ssize_t bytes_length = bytes_length_index[i-227].length;
       PyObject *string = PyBytes_FromStringAndSize(bytes + pos, bytes_length);
       stringtab[i] = string;
       pos += bytes_length;
@@ -26828,14 +27050,14 @@ static const char bytes[] = "  at 0x fanout= is closed is not in 0..65535 is not
       }
     }
     Py_XDECREF(data);
-    for (Py_ssize_t i = 0; i < 232; i++) {
+    for (Py_ssize_t i = 0; i < 238; i++) {
       if (unlikely(PyObject_Hash(stringtab[i]) == -1)) {
         __PYX_ERR(0, 1, __pyx_L1_error)
       }
     }
     #if CYTHON_IMMORTAL_CONSTANTS
     {
-      PyObject **table = stringtab + 221;
+      PyObject **table = stringtab + 227;
       for (Py_ssize_t i=0; i<11; ++i) {
         #if PY_VERSION_HEX >= 0x030F0000
         PyUnstable_SetImmortal(table[i]);
@@ -26923,42 +27145,42 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
   PyObject* tuple_dedup_map = PyDict_New();
   if (unlikely(!tuple_dedup_map)) return -1;
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 196};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 204};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
     __pyx_mstate_global->__pyx_codeobj_tab[0] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_mos_ports__afpacket_pyx, __pyx_mstate->__pyx_n_u_close, __pyx_mstate->__pyx_kp_b_iso88591_A_4s_Q_a_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[0])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 206};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 214};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
     __pyx_mstate_global->__pyx_codeobj_tab[1] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_mos_ports__afpacket_pyx, __pyx_mstate->__pyx_n_u_enter, __pyx_mstate->__pyx_kp_b_iso88591_A_q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[1])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_VARARGS), 209};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_VARARGS), 217};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_exc};
     __pyx_mstate_global->__pyx_codeobj_tab[2] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_mos_ports__afpacket_pyx, __pyx_mstate->__pyx_n_u_exit, __pyx_mstate->__pyx_kp_b_iso88591_A_F_q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[2])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 217};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 226};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
     __pyx_mstate_global->__pyx_codeobj_tab[3] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_mos_ports__afpacket_pyx, __pyx_mstate->__pyx_n_u_c_port, __pyx_mstate->__pyx_kp_b_iso88591_A_G1_4t_a_aq_1A, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[3])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 224};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 233};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
     __pyx_mstate_global->__pyx_codeobj_tab[4] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_mos_ports__afpacket_pyx, __pyx_mstate->__pyx_n_u_fileno, __pyx_mstate->__pyx_kp_b_iso88591_A_G1_z_a, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[4])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 250};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 259};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_st, __pyx_mstate->__pyx_n_u_xs};
     __pyx_mstate_global->__pyx_codeobj_tab[5] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_mos_ports__afpacket_pyx, __pyx_mstate->__pyx_n_u_stats, __pyx_mstate->__pyx_kp_b_iso88591_A_G1_Qd_aq_at4q_E_R_2Q_M_r_R_Ba, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[5])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 5, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 267};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 5, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 276};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_max, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_out};
     __pyx_mstate_global->__pyx_codeobj_tab[6] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_mos_ports__afpacket_pyx, __pyx_mstate->__pyx_n_u_recv_burst, __pyx_mstate->__pyx_kp_b_iso88591_G1_4s_1_4r_4t4y_a_U_1_7_D_q_5Qn, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[6])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 9, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 288};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 9, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 297};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_frames, __pyx_mstate->__pyx_n_u_k, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_sent, __pyx_mstate->__pyx_n_u_b, __pyx_mstate->__pyx_n_u_batch, __pyx_mstate->__pyx_n_u_f, __pyx_mstate->__pyx_n_u_i};
     __pyx_mstate_global->__pyx_codeobj_tab[7] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_mos_ports__afpacket_pyx, __pyx_mstate->__pyx_n_u_send, __pyx_mstate->__pyx_kp_b_iso88591_A_a_G1_E_d_3c_E_A_b_Qa_1L_1G2Q_U, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[7])) goto bad;
   }
@@ -26973,8 +27195,8 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
     __pyx_mstate_global->__pyx_codeobj_tab[9] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_tree_fragment, __pyx_mstate->__pyx_n_u_setstate_cython, __pyx_mstate->__pyx_kp_b_iso88591_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[9])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {6, 0, 0, 40, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 314};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_port_a, __pyx_mstate->__pyx_n_u_port_b, __pyx_mstate->__pyx_n_u_seconds, __pyx_mstate->__pyx_n_u_burst, __pyx_mstate->__pyx_n_u_idle_exit, __pyx_mstate->__pyx_n_u_stop, __pyx_mstate->__pyx_n_u_ha, __pyx_mstate->__pyx_n_u_hb, __pyx_mstate->__pyx_n_u_rxa, __pyx_mstate->__pyx_n_u_rxb, __pyx_mstate->__pyx_n_u_rda, __pyx_mstate->__pyx_n_u_rdb, __pyx_mstate->__pyx_n_u_txa, __pyx_mstate->__pyx_n_u_txb, __pyx_mstate->__pyx_n_u_fr, __pyx_mstate->__pyx_n_u_pfd, __pyx_mstate->__pyx_n_u_usepoll, __pyx_mstate->__pyx_n_u_na, __pyx_mstate->__pyx_n_u_nb, __pyx_mstate->__pyx_n_u_sa, __pyx_mstate->__pyx_n_u_sb, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_fab, __pyx_mstate->__pyx_n_u_fba, __pyx_mstate->__pyx_n_u_bab, __pyx_mstate->__pyx_n_u_bba, __pyx_mstate->__pyx_n_u_dropped, __pyx_mstate->__pyx_n_u_loops, __pyx_mstate->__pyx_n_u_t0, __pyx_mstate->__pyx_n_u_t, __pyx_mstate->__pyx_n_u_deadline, __pyx_mstate->__pyx_n_u_first, __pyx_mstate->__pyx_n_u_last, __pyx_mstate->__pyx_n_u_stopbuf, __pyx_mstate->__pyx_n_u_stopp, __pyx_mstate->__pyx_n_u_h, __pyx_mstate->__pyx_n_u_rx, __pyx_mstate->__pyx_n_u_rd, __pyx_mstate->__pyx_n_u_tx, __pyx_mstate->__pyx_n_u_saved};
+    const __Pyx_PyCode_New_function_description descr = {6, 0, 0, 40, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 323};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_port_a, __pyx_mstate->__pyx_n_u_port_b, __pyx_mstate->__pyx_n_u_seconds, __pyx_mstate->__pyx_n_u_burst, __pyx_mstate->__pyx_n_u_idle_exit, __pyx_mstate->__pyx_n_u_stop, __pyx_mstate->__pyx_n_u_ha, __pyx_mstate->__pyx_n_u_hb, __pyx_mstate->__pyx_n_u_rxa, __pyx_mstate->__pyx_n_u_rxb, __pyx_mstate->__pyx_n_u_rda, __pyx_mstate->__pyx_n_u_rdb, __pyx_mstate->__pyx_n_u_txa, __pyx_mstate->__pyx_n_u_txb, __pyx_mstate->__pyx_n_u_fr, __pyx_mstate->__pyx_n_u_pfd, __pyx_mstate->__pyx_n_u_usepoll, __pyx_mstate->__pyx_n_u_na, __pyx_mstate->__pyx_n_u_nb, __pyx_mstate->__pyx_n_u_sa, __pyx_mstate->__pyx_n_u_sb, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_fab, __pyx_mstate->__pyx_n_u_fba, __pyx_mstate->__pyx_n_u_bab, __pyx_mstate->__pyx_n_u_bba, __pyx_mstate->__pyx_n_u_dropped, __pyx_mstate->__pyx_n_u_loops, __pyx_mstate->__pyx_n_u_t0, __pyx_mstate->__pyx_n_u_t, __pyx_mstate->__pyx_n_u_deadline, __pyx_mstate->__pyx_n_u_first, __pyx_mstate->__pyx_n_u_last, __pyx_mstate->__pyx_n_u_stopbuf, __pyx_mstate->__pyx_n_u_stopp, __pyx_mstate->__pyx_n_u_h, __pyx_mstate->__pyx_n_u_rx_2, __pyx_mstate->__pyx_n_u_rd, __pyx_mstate->__pyx_n_u_tx, __pyx_mstate->__pyx_n_u_saved};
     __pyx_mstate_global->__pyx_codeobj_tab[10] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_mos_ports__afpacket_pyx, __pyx_mstate->__pyx_n_u_forward_loop, __pyx_mstate->__pyx_kp_b_iso88591_1_q_q_1_Q_uG1_7_Ba_AQ_vS_V2Q_j, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[10])) goto bad;
   }
   Py_DECREF(tuple_dedup_map);
@@ -30262,6 +30484,55 @@ static CYTHON_INLINE long __Pyx_div_long(long a, long b, int b_is_constant) {
         ((r != 0) & ((r ^ b) < 0))
     );
     return q - adapt_python;
+}
+
+/* PyObjectCompare */
+#ifndef __Pyx_DEFINED_PyObject_CompareStrStrBoolNe
+#define __Pyx_DEFINED_PyObject_CompareStrStrBoolNe
+static CYTHON_INLINE int __Pyx_PyObject_CompareStrStrBoolNe(PyObject* s1, PyObject* s2) {
+    #if __PYX_LIMITED_VERSION_HEX >= 0x030e0000
+    int result = PyUnicode_Equal(s1, s2);
+    #if !CYTHON_COMPILING_IN_CPYTHON
+    if (unlikely(result == -1)) return -1;
+    #endif
+    if (result != 0) goto __pyx_return_false; else goto __pyx_return_true;
+    #else
+    int result = PyUnicode_Compare(s1, s2);
+    if (unlikely((result == -1) && PyErr_Occurred())) return -1;
+    if (result != 0) goto __pyx_return_true; else goto __pyx_return_false;
+    #endif
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
+}
+#endif
+static CYTHON_INLINE int __Pyx_PyObject_CompareBoolNe_str_str(PyObject *op1, PyObject *op2, int pyop) {
+    CYTHON_UNUSED_VAR(pyop);
+    if (unlikely(op1 == Py_None)) {
+        if (op2 == Py_None) goto __pyx_return_false; else goto __pyx_return_true;
+    }
+    if (unlikely(op2 == Py_None)) {
+        if (op1 == Py_None) goto __pyx_return_false; else goto __pyx_return_true;
+    }
+    
+    if (likely(op1 != Py_None)) {
+        if (op1 == op2) goto __pyx_return_false;
+        if (likely(op2 != Py_None)) {
+            return __Pyx_PyObject_CompareStrStrBoolNe(op1, op2);
+        }
+        goto __pyx_richcmp;
+    }
+    
+    if ((0)) goto __pyx_richcmp;
+    if ((0)) goto __pyx_return_true;
+    if ((0)) goto __pyx_return_false;
+__pyx_richcmp:
+    return __Pyx_PyObject_RichCompareBool(op1, op2, Py_NE);
+__pyx_return_true:
+    return 1;
+__pyx_return_false:
+    return 0;
 }
 
 /* PyObjectCompare */

@@ -58,6 +58,7 @@ cdef extern from "afpacket.h" nogil:
         int tx_mode
         unsigned tx_ring_bytes
         int promisc
+        int rx_version
 
     ctypedef struct mos_afp_xstats_t:
         uint64_t vlan_restored
@@ -130,7 +131,9 @@ cdef class AfPacketPort:
     rx ring size (default 4 MiB), cut into blocks of block_bytes (a power of
     two; default ring/16 within 64 KiB..1 MiB).  poll_ms: rx waits at most
     this long when nothing is ready (0: never waits).  retire_ms: a partly
-    filled block reaches user space after this.  tx: "ring" (TPACKET_V2 tx
+    filled block reaches user space after this.  rx_ring: "v3" (default) or
+    "v2": TPACKET_V2 frame slots, each frame visible at once (no retire_ms
+    wait; block_bytes and retire_ms then unused).  tx: "ring" (TPACKET_V2 tx
     ring, default) or "sendmmsg".  tx_ring_bytes: tx ring size (1 MiB).
     """
 
@@ -139,6 +142,7 @@ cdef class AfPacketPort:
     cdef readonly str iface
     cdef readonly object fanout_group
     cdef readonly str tx_mode
+    cdef readonly str rx_ring
 
     def __cinit__(self):
         self.h = NULL
@@ -146,9 +150,11 @@ cdef class AfPacketPort:
 
     def __init__(self, str iface, fanout_group=None, unsigned ring_bytes=4 << 20,
                  int poll_ms=1, *, unsigned block_bytes=0, int retire_ms=1, str tx="ring",
-                 unsigned tx_ring_bytes=1 << 20, bint promisc=True):
+                 unsigned tx_ring_bytes=1 << 20, bint promisc=True, str rx_ring="v3"):
         cdef mos_afp_config_t cfg
         cdef char err[ERRLEN]
+        if rx_ring not in ("v3", "v2"):
+            raise ValueError(f"rx_ring: {rx_ring!r} is not one of v3, v2")
         if tx not in _TX_MODES:
             raise ValueError(f"tx: {tx!r} is not one of {', '.join(_TX_MODES)}")
         if fanout_group is not None and not (0 <= fanout_group <= 0xFFFF):
@@ -162,6 +168,7 @@ cdef class AfPacketPort:
         cfg.tx_mode = _TX_MODES[tx]
         cfg.tx_ring_bytes = tx_ring_bytes
         cfg.promisc = promisc
+        cfg.rx_version = 3 if rx_ring == "v3" else 2
         name = iface.encode()
         err[0] = 0
         self.h = mos_afp_open_cfg(name, &cfg, err, ERRLEN)
@@ -180,6 +187,7 @@ cdef class AfPacketPort:
         self.iface = iface
         self.fanout_group = fanout_group
         self.tx_mode = tx
+        self.rx_ring = rx_ring
 
     def __dealloc__(self):
         if self.h != NULL:
@@ -212,7 +220,8 @@ cdef class AfPacketPort:
 
     def __repr__(self):
         state = "closed" if self.h == NULL else f"fd {mos_afp_fd(self.h)}"
-        return f"<AfPacketPort {self.iface!r} fanout={self.fanout_group} tx={self.tx_mode} {state}>"
+        return (f"<AfPacketPort {self.iface!r} fanout={self.fanout_group} rx={self.rx_ring} "
+                f"tx={self.tx_mode} {state}>")
 
     def c_port(self):
         """(handle, rx, rx_done, tx) as addresses for a C forwarding loop
@@ -238,7 +247,7 @@ cdef class AfPacketPort:
 
     @property
     def ring(self):
-        """(block_bytes, block_count) of the rx ring."""
+        """(block_bytes, block_count) of the rx ring (v2: slot size, slots)."""
         self._check()
         return (mos_afp_block_bytes(self.h), mos_afp_block_count(self.h))
 

@@ -46,7 +46,7 @@ except ImportError as e:  # built, but libdpdk's shared libraries are gone
 else:
     _why_unavailable = ""
 
-__all__ = ["DpdkPort", "available", "forward", "cleanup", "UNAVAILABLE"]
+__all__ = ["UNAVAILABLE", "DpdkPort", "available", "cleanup", "forward"]
 
 _ERRLEN = 512
 
@@ -54,6 +54,7 @@ _ERRLEN = 512
 _eal_args: tuple[str, ...] | None = None  # as the first DpdkPort gave them
 _eal_argv_keep: list = []  # the EAL may keep pointers into argv: never freed
 _own_runtime_dir = ""  # set when mos chose the file prefix: removed at exit
+_eal_cleaned = False  # DPDK cannot start twice in one process
 _open_ports: dict[int, DpdkPort] = {}
 
 
@@ -103,6 +104,11 @@ def _init_eal(eal_args: Sequence[str] | str) -> None:
     global _eal_args, _own_runtime_dir
     L = _require_lib()
     args = _normalize_eal_args(eal_args)
+    if _eal_cleaned:
+        raise MosError(
+            "the DPDK EAL of this process was stopped (mos.ports.dpdk.cleanup) "
+            "and cannot start again: DPDK allows one EAL per process"
+        )
     if _eal_args is not None:
         if args != _eal_args:
             raise ConfigError(
@@ -111,8 +117,6 @@ def _init_eal(eal_args: Sequence[str] | str) -> None:
                 "DpdkPort, listing every --vdev there)"
             )
         return
-    if L.mos_dpdk_initialized():
-        raise MosError("the DPDK EAL was cleaned up and cannot start again in this process")
     full = list(args)
     chose_prefix = not (_has_option(args, "--file-prefix") or _has_option(args, "--in-memory"))
     if chose_prefix:
@@ -122,6 +126,8 @@ def _init_eal(eal_args: Sequence[str] | str) -> None:
     argv = ffi.new("char *[]", keep)
     err = ffi.new("char[]", _ERRLEN)
     if L.mos_dpdk_init(len(keep), argv, err, _ERRLEN) != 0:
+        if chose_prefix:  # the EAL may have made its folder before failing
+            shutil.rmtree(f"/var/run/dpdk/mos{os.getpid()}", ignore_errors=True)
         raise MosError(
             f"DPDK EAL init failed: {ffi.string(err).decode(errors='replace')}; "
             f"eal_args: {list(full)} (DPDK printed the details on stderr)"
@@ -137,12 +143,13 @@ def cleanup() -> None:
     """Close every open DpdkPort and stop the EAL (also runs at exit).
 
     DPDK cannot start again in this process afterwards."""
-    global _own_runtime_dir
+    global _own_runtime_dir, _eal_cleaned
     for port in list(_open_ports.values()):
         port.close()
     if lib is None or not lib.mos_dpdk_initialized():
         return
     lib.mos_dpdk_cleanup()
+    _eal_cleaned = True
     if _own_runtime_dir and os.path.basename(_own_runtime_dir) == f"mos{os.getpid()}":
         shutil.rmtree(_own_runtime_dir, ignore_errors=True)
     _own_runtime_dir = ""
@@ -193,8 +200,12 @@ class DpdkPort:
         lib.mos_dpdk_stats(self._handle(), self._stats)
         s = self._stats
         return {
-            "rx": s.rx, "rx_bytes": s.rx_bytes, "tx": s.tx, "tx_bytes": s.tx_bytes,
-            "tx_dropped": s.tx_dropped, "rx_dropped": s.rx_dropped,
+            "rx": s.rx,
+            "rx_bytes": s.rx_bytes,
+            "tx": s.tx,
+            "tx_bytes": s.tx_bytes,
+            "tx_dropped": s.tx_dropped,
+            "rx_dropped": s.rx_dropped,
         }
 
     # slow helpers (a copy per frame): for tests and tools, not for forwarding

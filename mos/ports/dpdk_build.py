@@ -103,6 +103,10 @@ if __name__ == "__main__":
         shutil.copyfile(so, dest + ".tmp")
         os.replace(dest + ".tmp", dest)  # a running process keeps its old copy
     for name in os.listdir(ports):
-        if name.startswith("_dpdk_cffi.") and name.endswith(".so") and name != os.path.basename(dest):
+        if (
+            name.startswith("_dpdk_cffi.")
+            and name.endswith(".so")
+            and name != os.path.basename(dest)
+        ):
             os.remove(os.path.join(ports, name))
     print(f"wrote {dest}")

@@ -1,0 +1,290 @@
+"""`mos run -c CONFIG` as a bump in the wire between two namespaces (DESIGN 5).
+
+Real endpoints (curl, Python's http.server, ping) talk through mos; each test
+starts `mos run` on the test bed's middlebox ends, checks what crossed, then
+stops it with SIGINT and checks the final JSON counters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from netbed import http_server, testbed_fixture  # noqa: F401  (the `testbed` fixture)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _afpacket_available():
+    try:
+        import mos.ports._afpacket  # noqa: F401
+    except ImportError as exc:
+        return f"AF_PACKET port not built: {exc}"
+    return None
+
+
+def _dpdk_available():
+    try:
+        from mos.ports import dpdk
+    except ImportError as exc:
+        return f"dpdk port not importable: {exc}"
+    ok, why = dpdk.available()
+    return None if ok else why
+
+
+DRIVERS = {
+    "afpacket": (_afpacket_available, textwrap.dedent("""\
+        mode: inline
+        ports:
+          - {{name: west, driver: afpacket, iface: {c1}}}
+          - {{name: east, driver: afpacket, iface: {s1}}}
+        forward: [[west, east]]
+        workers: {workers}
+        """)),
+    "dpdk": (_dpdk_available, textwrap.dedent("""\
+        mode: inline
+        dpdk:
+          eal_args: [--no-huge, -m, "1024", --no-pci, --in-memory, -l, "0",
+                     "--vdev=net_af_packet0,iface={c1}", "--vdev=net_af_packet1,iface={s1}"]
+        ports:
+          - {{name: west, driver: dpdk, port_id: 0}}
+          - {{name: east, driver: dpdk, port_id: 1}}
+        forward: [[west, east]]
+        workers: {workers}
+        """)),
+}
+
+
+class Mos:
+    """A `mos run -c` process on the test bed."""
+
+    def __init__(self, tb, tmp_path, driver, app: str | None = None, workers: int = 1):
+        why = DRIVERS[driver][0]()
+        if why:
+            pytest.skip(why)
+        cfg = tmp_path / "mos.yaml"
+        cfg.write_text(DRIVERS[driver][1].format(c1=tb.c1, s1=tb.s1, workers=workers))
+        argv = [sys.executable, "-m", "mos", "run", "-c", str(cfg), "--no-progress"]
+        if app:
+            path = tmp_path / "app.py"
+            path.write_text(textwrap.dedent(app))
+            argv += ["--app", str(path)]
+        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=env, cwd=ROOT)
+        self.tb = tb
+        deadline = time.monotonic() + 30
+        while not tb.ping(tb.client_ns, tb.server_ip, wait=0.5):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                out, err = self.stop()
+                pytest.fail(f"mos did not start forwarding: rc={self.proc.returncode} {err[-2000:]}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            out, err = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+        return out, err
+
+    def counters(self):
+        out, err = self.stop()
+        assert self.proc.returncode == 0, err[-3000:]
+        return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def www(tmp_path):
+    d = tmp_path / "www"
+    d.mkdir()
+    files = {}
+    for name, size in (("1k", 1000), ("100k", 100_000), ("5m", 5_000_000), ("50m", 50_000_000)):
+        data = os.urandom(size)
+        (d / name).write_bytes(data)
+        files[name] = hashlib.sha256(data).hexdigest()
+    return d, files
+
+
+def curl(tb, url, out=None, max_time=60, ipv6=False):
+    argv = ["curl", "-sS", "-o", out or "/dev/null", "--max-time", str(max_time), url]
+    if ipv6:
+        argv.insert(1, "-g")
+    return tb.run_in(tb.client_ns, argv, timeout=max_time + 10)
+
+
+def fetch_sha(tb, tmp_path, url, **kw):
+    out = tmp_path / ("dl-" + hashlib.md5(url.encode()).hexdigest())
+    r = curl(tb, url, str(out), **kw)
+    assert r.returncode == 0, r.stderr
+    return hashlib.sha256(out.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("driver", ["afpacket", "dpdk"])
+def test_downloads_ping_udp_cross_byte_identical(testbed, tmp_path, www, driver):
+    tb = testbed
+    root, files = www
+    with http_server(tb, root):
+        m = Mos(tb, tmp_path, driver)
+        try:
+            for name, digest in files.items():
+                assert fetch_sha(tb, tmp_path, f"http://{tb.server_ip}/{name}") == digest, name
+            assert fetch_sha(tb, tmp_path, f"http://[{tb.server_ip6}]/100k", ipv6=True) \
+                == files["100k"]
+            assert tb.ping(tb.client_ns, tb.server_ip, count=3)
+            assert tb.ping(tb.client_ns, tb.server_ip6, count=3)
+            srv = tb.popen_in(tb.server_ns, [sys.executable, "-c", UDP_ECHO, tb.server_ip],
+                              lifetime=30)
+            time.sleep(0.3)
+            r = tb.run_in(tb.client_ns, [sys.executable, "-c", UDP_ASK, tb.server_ip], timeout=20)
+            tb.stop(srv)
+            assert r.returncode == 0 and r.stdout.strip() == "echo:mos-udp", r.stderr
+        finally:
+            c = m.counters()
+    west, east = c["ports"]["west"], c["ports"]["east"]
+    # nothing lost without being counted: what came in went out, or is counted
+    assert west["rx"] == east["tx"] + east["tx_dropped"] + west["dropped"]
+    assert east["rx"] == west["tx"] + west["tx_dropped"] + east["dropped"]
+    assert c["flows"] >= 5 and c["non_tcp"] > 0
+
+
+UDP_ECHO = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((sys.argv[1], 5353)); s.settimeout(20)
+data, peer = s.recvfrom(2048); s.sendto(b"echo:" + data, peer)
+"""
+UDP_ASK = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)
+for _ in range(3):
+    s.sendto(b"mos-udp", (sys.argv[1], 5353))
+    try:
+        print(s.recvfrom(2048)[0].decode()); break
+    except socket.timeout:
+        pass
+"""
+
+DROP_APP = """
+import mos
+def attach(engine):
+    mon = engine.attach(mos.Monitor())
+    @mon.on(mos.Event.PKT_IN)
+    def drop_marked(flow, side, event):
+        if b"DROPME" in flow.packet.payload:
+            flow.drop()
+"""
+
+
+@pytest.mark.parametrize("driver", ["afpacket"])
+def test_handler_drop_stalls_only_the_marked_download(testbed, tmp_path, www, driver):
+    tb = testbed
+    root, files = www
+    (root / "marked").write_bytes(os.urandom(20000) + b"DROPME" + os.urandom(20000))
+    with http_server(tb, root):
+        m = Mos(tb, tmp_path, driver, app=DROP_APP)
+        try:
+            r = curl(tb, f"http://{tb.server_ip}/marked", max_time=4)
+            assert r.returncode == 28, r.stderr  # operation timed out: the download stalled
+            assert fetch_sha(tb, tmp_path, f"http://{tb.server_ip}/5m") == files["5m"]
+        finally:
+            c = m.counters()
+    assert c["ports"]["east"]["dropped"] >= 1
+
+
+RESET_APP = """
+import mos
+def attach(engine):
+    mon = engine.attach(mos.Monitor())
+    @mon.on(mos.Event.CONN_NEW_DATA, side=mos.Side.SERVER)
+    def kill(flow, side, event):
+        if b"GET /reset" in flow.peek(side):
+            flow.reset()
+"""
+
+
+@pytest.mark.parametrize("driver", ["afpacket"])
+def test_handler_reset_fails_curl_while_parallel_download_completes(testbed, tmp_path, www,
+                                                                    driver):
+    tb = testbed
+    root, files = www
+    (root / "reset").write_bytes(b"x" * 1000)
+    with http_server(tb, root):
+        m = Mos(tb, tmp_path, driver, app=RESET_APP)
+        try:
+            out = tmp_path / "big"
+            big = tb.popen_in(tb.client_ns, ["curl", "-sS", "--limit-rate", "10M", "-o", str(out),
+                                             "--max-time", "60", f"http://{tb.server_ip}/50m"],
+                              lifetime=70, stderr=subprocess.PIPE)
+            time.sleep(0.5)
+            r = curl(tb, f"http://{tb.server_ip}/reset", max_time=10)
+            assert r.returncode in (52, 56), (r.returncode, r.stderr)  # reset by peer / empty reply
+            assert big.wait(timeout=70) == 0
+            assert hashlib.sha256(out.read_bytes()).hexdigest() == files["50m"]
+        finally:
+            m.counters()
+
+
+REWRITE_APP = """
+import mos
+def attach(engine):
+    mon = engine.attach(mos.Monitor())
+    @mon.on(mos.Event.PKT_IN, side=mos.Side.CLIENT)
+    def rewrite(flow, side, event):
+        pkt = flow.packet
+        payload = pkt.payload
+        i = payload.find(b"hello-world")
+        while i >= 0:
+            pkt.overwrite(i, b"HELLO-MOS!!")
+            i = payload.find(b"hello-world", i + 1)
+"""
+
+
+@pytest.mark.parametrize("driver", ["afpacket"])
+def test_handler_rewrite_same_length_reaches_curl(testbed, tmp_path, www, driver):
+    tb = testbed
+    root, _ = www
+    # two occurrences, each well inside one segment (segments carry 1448 bytes)
+    body = b"start hello-world " + b"." * 2000 + b" hello-world end\n"
+    (root / "greet").write_bytes(body)
+    with http_server(tb, root):
+        m = Mos(tb, tmp_path, driver, app=REWRITE_APP)
+        try:
+            out = tmp_path / "greet.out"
+            r = curl(tb, f"http://{tb.server_ip}/greet", str(out))
+            assert r.returncode == 0, r.stderr
+        finally:
+            c = m.counters()
+    got = out.read_bytes()
+    assert got == body.replace(b"hello-world", b"HELLO-MOS!!")
+    assert c["errors"]["bad_checksum"] == 0
+
+
+@pytest.mark.parametrize("driver", ["afpacket"])
+def test_two_workers_keep_every_flow_whole(testbed, tmp_path, www, driver):
+    tb = testbed
+    root, files = www
+    with http_server(tb, root):
+        m = Mos(tb, tmp_path, driver, workers=2)
+        try:
+            procs = []
+            for i in range(6):
+                out = tmp_path / f"w{i}"
+                procs.append((out, tb.popen_in(tb.client_ns, [
+                    "curl", "-sS", "-o", str(out), "--max-time", "60",
+                    f"http://{tb.server_ip}/5m"], lifetime=70)))
+            for out, p in procs:
+                assert p.wait(timeout=70) == 0
+                assert hashlib.sha256(out.read_bytes()).hexdigest() == files["5m"]
+        finally:
+            c = m.counters()
+    assert c["workers"] == 2
+    assert c["flows"] >= 6
