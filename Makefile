@@ -4,7 +4,7 @@
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-APT_PKGS := tshark tcpflow tcpdump iproute2 ethtool curl iputils-ping
+APT_PKGS := tshark tcpflow tcpdump iproute2 ethtool curl iputils-ping dpdk dpdk-dev libdpdk-dev pkg-config
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SOURCES := $(wildcard native/*.[ch] mos/*.pyx mos/*.pxd mos/dualstack/*.[ch] mos/dualstack/*.pyx mos/dualstack/*.pxd)
 
@@ -51,4 +51,4 @@ format:
 	$(BIN)/python -m ruff format mos tests bench middleboxes
 
 clean:
-	rm -rf build $(VENV) mos/*.so mos/dualstack/*.so mos/_native.c mos/dualstack/_engine.c mos/dualstack/_stream.c
+	rm -rf build $(VENV) mos/*.so mos/dualstack/*.so mos/ports/*.so mos/_native.c mos/dualstack/_engine.c mos/dualstack/_stream.c

@@ -21,7 +21,7 @@ check it arrived byte-identical. Forwarders, per round, in this order:
 
 Then a flood (--flood-seconds; 0 skips): a sender in C pushes fixed frames
 (64 and 1514 bytes, EtherType 0x88B5, to S's MAC) as fast as an AfPacketPort
-tx ring takes them, for bridge, mos-v3-ring and mos-v2-ring; pkt/s is what
+tx ring takes them (mos.ports._afpacket.blast, a C loop), for bridge, mos-v3-ring and mos-v2-ring; pkt/s is what
 reaches S's a0 (its rx_packets) per second, offered is what the sender queued.
 
 Columns: Gbit/s = file payload bits / client receive time; pkt/s = frames
@@ -41,7 +41,6 @@ import os
 import platform
 import re
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -50,7 +49,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mos.ports._afpacket import AfPacketPort, forward_loop  # noqa: E402
+from mos.ports._afpacket import AfPacketPort, forward_loop
 
 OFFLOADS = ["rx", "tx", "sg", "tso", "gso", "gro"]
 PORT = 5201
@@ -157,8 +156,17 @@ def counters(ifs) -> int:
 def transfer(bed: Bed, expect: str, size: int, port: int) -> tuple[float, int]:
     """One download; returns (seconds, frames seen on A and B)."""
     p0 = counters((bed.a, bed.b))
-    cl = bed.popen(bed.nsc, sys.executable, "-c", CLIENT, "198.18.99.2", str(port),
-                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cl = bed.popen(
+        bed.nsc,
+        sys.executable,
+        "-c",
+        CLIENT,
+        "198.18.99.2",
+        str(port),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     out, err = cl.communicate(timeout=300)
     if cl.returncode != 0:
         raise RuntimeError(f"client failed: {err.strip()[-300:]}")
@@ -171,8 +179,20 @@ def transfer(bed: Bed, expect: str, size: int, port: int) -> tuple[float, int]:
 def wait_path(bed: Bed, timeout: float = 10) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        r = sh("ip", "netns", "exec", bed.nsc, "ping", "-n", "-c", "1", "-W", "0.3",
-               "198.18.99.2", check=False)
+        r = sh(
+            "ip",
+            "netns",
+            "exec",
+            bed.nsc,
+            "ping",
+            "-n",
+            "-c",
+            "1",
+            "-W",
+            "0.3",
+            "198.18.99.2",
+            check=False,
+        )
         if r.returncode == 0:
             return
     raise RuntimeError("no path between the namespaces")
@@ -186,8 +206,10 @@ def run_bridge(bed, expect, size, port):
 
 
 def run_mos(bed, expect, size, port, tx, rx_ring="v3"):
-    with AfPacketPort(bed.a, tx=tx, rx_ring=rx_ring) as pa, \
-            AfPacketPort(bed.b, tx=tx, rx_ring=rx_ring) as pb:
+    with (
+        AfPacketPort(bed.a, tx=tx, rx_ring=rx_ring) as pa,
+        AfPacketPort(bed.b, tx=tx, rx_ring=rx_ring) as pb,
+    ):
         stop = bytearray(1)
         res = {}
         th = threading.Thread(target=lambda: res.update(forward_loop(pa, pb, 600.0, stop=stop)))
@@ -214,7 +236,7 @@ def run_python(bed, expect, size, port):
         def client():
             try:
                 out["r"] = transfer(bed, expect, size, port)
-            except Exception as e:  # reported below
+            except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as e:
                 out["e"] = e
             done.set()
 
@@ -235,32 +257,42 @@ def run_python(bed, expect, size, port):
 
 
 FLOOD = r"""
-import sys, time
+import sys
 sys.path.insert(0, sys.argv[4])
-from mos.ports._afpacket import AfPacketPort
+from mos.ports._afpacket import AfPacketPort, blast
 dst, size, secs = bytes.fromhex(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 frame = dst + bytes.fromhex("020000000001") + b"\x88\xb5" + bytes(size - 14)
-burst = [frame] * 64
 with AfPacketPort("a0", poll_ms=0) as p:
-    n, t = 0, time.monotonic()
-    end = t + secs
-    while time.monotonic() < end:
-        n += p.send(burst)
-    print(n, time.monotonic() - t, flush=True)
+    n, dt = blast(p, frame, secs)
+print(n, dt, flush=True)
 """
 
 
 def ns_rx_packets(ns: str) -> int:
-    return int(sh("ip", "netns", "exec", ns, "cat", "/sys/class/net/a0/statistics/rx_packets").stdout)
+    return int(
+        sh("ip", "netns", "exec", ns, "cat", "/sys/class/net/a0/statistics/rx_packets").stdout
+    )
 
 
 def flood(bed: Bed, size: int, secs: float) -> tuple[float, float]:
     """(delivered pkt/s at S, offered pkt/s by the sender)."""
-    mac = re.search(r"link/ether ([0-9a-f:]+)", sh("ip", "-n", bed.nss, "link", "show", "a0").stdout)
+    mac = re.search(
+        r"link/ether ([0-9a-f:]+)", sh("ip", "-n", bed.nss, "link", "show", "a0").stdout
+    )
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     r0 = ns_rx_packets(bed.nss)
-    p = bed.popen(bed.nsc, sys.executable, "-c", FLOOD, mac.group(1).replace(":", ""), str(size),
-                  str(secs), root, stdout=subprocess.PIPE, text=True)
+    p = bed.popen(
+        bed.nsc,
+        sys.executable,
+        "-c",
+        FLOOD,
+        mac.group(1).replace(":", ""),
+        str(size),
+        str(secs),
+        root,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     out, _ = p.communicate(timeout=secs + 30)
     time.sleep(0.05)
     n, dt = out.split()
@@ -290,8 +322,12 @@ def flood_mos(bed, size, secs, rx_ring):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--mb", type=int, default=200, help="file size in MB (default 200)")
-    ap.add_argument("--python-mb", type=int, default=20,
-                    help="file size for the Python loop row (default 20; 0 skips it)")
+    ap.add_argument(
+        "--python-mb",
+        type=int,
+        default=20,
+        help="file size for the Python loop row (default 20; 0 skips it)",
+    )
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--flood-seconds", type=float, default=2.0)
     ap.add_argument("--json-out", default="")
@@ -313,8 +349,17 @@ def main() -> int:
             files[mb] = (path, hashlib.blake2b(data).hexdigest(), len(data))
             del data
         for mb, (path, _, _) in files.items():
-            srv = bed.popen(bed.nss, sys.executable, "-c", SERVER, path, "198.18.99.2",
-                            str(PORT + mb), stdout=subprocess.PIPE, text=True)
+            srv = bed.popen(
+                bed.nss,
+                sys.executable,
+                "-c",
+                SERVER,
+                path,
+                "198.18.99.2",
+                str(PORT + mb),
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             assert srv.stdout.readline().strip() == "ready"
         modes = [
             ("bridge", args.mb, run_bridge),
@@ -330,30 +375,41 @@ def main() -> int:
                 res = fn(bed, expect, size, PORT + mb)  # one server per file size
                 res["bytes"] = size
                 results.setdefault(name, []).append(res)
-                print(f"round {r + 1} {name:12s} {size * 8 / res['s'] / 1e9:6.2f} Gbit/s "
-                      f"{res['frames'] / res['s']:10.0f} pkt/s", file=sys.stderr, flush=True)
+                print(
+                    f"round {r + 1} {name:12s} {size * 8 / res['s'] / 1e9:6.2f} Gbit/s "
+                    f"{res['frames'] / res['s']:10.0f} pkt/s",
+                    file=sys.stderr,
+                    flush=True,
+                )
         floods: dict[tuple[str, int], list[tuple[float, float]]] = {}
         if args.flood_seconds > 0:
-            fmodes = [("bridge", flood_bridge),
-                      ("mos-v3-ring", lambda *a: flood_mos(*a, "v3")),
-                      ("mos-v2-ring", lambda *a: flood_mos(*a, "v2"))]
+            fmodes = [
+                ("bridge", flood_bridge),
+                ("mos-v3-ring", lambda *a: flood_mos(*a, "v3")),
+                ("mos-v2-ring", lambda *a: flood_mos(*a, "v2")),
+            ]
             for r in range(args.rounds):
                 for size in (64, 1514):
                     for name, fn in fmodes:
                         got = fn(bed, size, args.flood_seconds)
                         floods.setdefault((name, size), []).append(got)
-                        print(f"round {r + 1} flood {size:4d}B {name:12s} {got[0]:10.0f} pkt/s "
-                              f"(offered {got[1]:.0f})", file=sys.stderr, flush=True)
+                        print(
+                            f"round {r + 1} flood {size:4d}B {name:12s} {got[0]:10.0f} pkt/s "
+                            f"(offered {got[1]:.0f})",
+                            file=sys.stderr,
+                            flush=True,
+                        )
 
     cpu = platform.processor() or "?"
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    print(f"\nAF_PACKET forwarding, one TCP flow over veth (offloads off), {os.cpu_count()} CPUs "
-          f"({cpu}), kernel {platform.release()}, medians of {args.rounds} rounds\n")
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    print(
+        f"\nAF_PACKET forwarding, one TCP flow over veth (offloads off), {os.cpu_count()} CPUs "
+        f"({cpu}), kernel {platform.release()}, medians of {args.rounds} rounds\n"
+    )
     print(f"{'forwarder':12s} {'file':>7s} {'Gbit/s':>7s} {'pkt/s':>10s} {'ratio':>6s} {'cpu':>5s}")
     bridge = statistics.median(x["bytes"] * 8 / x["s"] for x in results["bridge"])
     summary = {}
@@ -362,20 +418,24 @@ def main() -> int:
         pps = statistics.median(x["frames"] / x["s"] for x in runs)
         cpus = [x["cpu"] for x in runs if x["cpu"] is not None]
         c = f"{statistics.median(cpus) * 100:4.0f}%" if cpus else "    -"
-        print(f"{name:12s} {runs[0]['bytes'] >> 20:5d}MB {g / 1e9:7.2f} {pps:10.0f} "
-              f"{g / bridge:6.2f} {c}")
-        summary[name] = {"gbit_s": g / 1e9, "pkt_s": pps, "ratio_bridge": g / bridge,
-                         "runs": runs}
+        print(
+            f"{name:12s} {runs[0]['bytes'] >> 20:5d}MB {g / 1e9:7.2f} {pps:10.0f} "
+            f"{g / bridge:6.2f} {c}"
+        )
+        summary[name] = {"gbit_s": g / 1e9, "pkt_s": pps, "ratio_bridge": g / bridge, "runs": runs}
     if floods:
         print(f"\nflood, one direction, fixed frames, medians of {args.rounds} rounds\n")
-        print(f"{'forwarder':12s} {'frame':>6s} {'pkt/s':>10s} {'Gbit/s':>7s} {'offered':>10s} "
-              f"{'ratio':>6s}")
+        print(
+            f"{'forwarder':12s} {'frame':>6s} {'pkt/s':>10s} {'Gbit/s':>7s} {'offered':>10s} "
+            f"{'ratio':>6s}"
+        )
         for (name, size), runs in floods.items():
             d = statistics.median(x[0] for x in runs)
             o = statistics.median(x[1] for x in runs)
             b = statistics.median(x[0] for x in floods[("bridge", size)])
-            print(f"{name:12s} {size:5d}B {d:10.0f} {d * size * 8 / 1e9:7.2f} {o:10.0f} "
-                  f"{d / b:6.2f}")
+            print(
+                f"{name:12s} {size:5d}B {d:10.0f} {d * size * 8 / 1e9:7.2f} {o:10.0f} {d / b:6.2f}"
+            )
             summary[f"flood-{name}-{size}"] = {"pkt_s": d, "offered": o, "ratio_bridge": d / b}
     if args.json_out:
         with open(args.json_out, "w") as f:

@@ -30,7 +30,7 @@ def open_port(spec, settings, fanout_group: Optional[int]):
         return AfPacketPort(spec.iface, fanout_group=fanout_group)
     if spec.driver == "dpdk":
         from mos.ports.dpdk import DpdkPort
-        return DpdkPort(spec.port_id, list(settings.dpdk["eal_args"]))
+        return DpdkPort(spec.port_id, list(settings.dpdk.eal_args))
     raise ConfigError(f"ports: driver {spec.driver!r} cannot be used in-line")
 
 

@@ -50,6 +50,7 @@ void mos_afp_config_default(mos_afp_config_t *cfg)
     cfg->tx_ring_bytes = 1u << 20;
     cfg->promisc = 1;
     cfg->rx_version = 3;
+    cfg->fanout_defrag = 1;
 }
 
 mos_afp_t *mos_afp_open(const char *iface, int fanout_group, unsigned ring_bytes, int poll_ms,
@@ -153,8 +154,8 @@ static int rx_join(mos_afp_t *h, const char *iface, const mos_afp_config_t *cfg,
             fail(err, errlen, iface, "fanout_group must be 0..65535", 0);
             return -1;
         }
-        int arg = (cfg->fanout_group & 0xffff) |
-                  ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16);
+        int type = PACKET_FANOUT_HASH | (cfg->fanout_defrag ? PACKET_FANOUT_FLAG_DEFRAG : 0);
+        int arg = (cfg->fanout_group & 0xffff) | (type << 16);
         if (setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &arg, sizeof arg) < 0) {
             char msg[96];
             snprintf(msg, sizeof msg, "PACKET_FANOUT group %d (another socket uses it with other flags?)",

@@ -1,22 +1,26 @@
 /* afpacket.h: a Linux AF_PACKET port (port.h calling convention).
  *
  * Receive: one socket with a TPACKET_V3 mmap ring (PACKET_RX_RING) bound to
- * the interface with ETH_P_ALL, promiscuous, PACKET_IGNORE_OUTGOING (what we
- * send is not received again), optionally in a PACKET_FANOUT_HASH group
- * (the kernel hash is symmetric, so both directions of a flow land on the
- * same member; FLAG_DEFRAG keeps IP fragments together).  rx hands out
- * frames that point into the ring; a ring block goes back to the kernel at
- * the first rx_done after all its frames were handed out.
+ * the interface with ETH_P_ALL, promiscuous, PACKET_IGNORE_OUTGOING (frames
+ * sent on the device, ours or the host's, are not received), optionally in a
+ * PACKET_FANOUT_HASH group (the kernel's hash is symmetric, so both
+ * directions of a flow land on the same member).  rx hands out frames that
+ * point into the ring; a ring block goes back to the kernel at the first
+ * rx_done after all its frames were handed out.  A V3 block reaches user
+ * space when full or after retire_ms (1 ms): at low rates that is up to 1 ms
+ * of added latency per port.  rx_version 2 (TPACKET_V2 slots, one frame each)
+ * has no such wait.
  *
- * VLAN: the kernel strips the 802.1Q tag into tp_vlan_tci on receive (veth
- * and most NICs); rx puts the tag back into the frame it hands out, so
- * in-line forwarding keeps tagged frames intact.
+ * VLAN: the kernel strips the 802.1Q/802.1ad tag into tp_vlan_tci on receive
+ * (always, for veth and NICs alike); rx puts the tag back into the frame it
+ * hands out (in the ring, in front of the frame), so in-line forwarding keeps
+ * tagged frames intact.
  *
  * Send: a second socket (bound with protocol 0, so it never receives) with
  * PACKET_QDISC_BYPASS and either a TPACKET_V2 PACKET_TX_RING (default: one
  * copy into the ring, one send() kick per burst) or sendmmsg() (one syscall
- * per burst).  Frames that do not fit (ring full, larger than a ring slot)
- * are counted in tx_dropped and not queued.
+ * per burst).  Frames that do not fit (ring full, larger than MTU + 18) are
+ * counted in tx_dropped and not queued.
  *
  * Linux only: elsewhere mos_afp_open fails with a message.
  */
@@ -43,6 +47,10 @@ typedef struct mos_afp_config {
     int promisc;           /* default 1 */
     int rx_version;        /* 3 (default): TPACKET_V3 blocks; 2: TPACKET_V2 frame slots,
                               no retire wait (lower latency), ring_bytes only */
+    int fanout_defrag;     /* default 1: PACKET_FANOUT_FLAG_DEFRAG.  The kernel then hands
+                              the socket the REASSEMBLED datagram, which an in-line port
+                              cannot send on (larger than the MTU: tx_too_big); in-line
+                              workers should set 0 (fragments then hash on addresses only) */
 } mos_afp_config_t;
 
 /* Counters beyond mos_port_stats_t. */

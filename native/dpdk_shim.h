@@ -7,6 +7,7 @@
  * (setup.py globs those into extensions that must build without DPDK):
  * only the optional cffi module mos.ports._dpdk_cffi compiles it.
  *
+ * A handle is used by one thread at a time (the forwarding loop's).
  * Errors: functions that can fail write a one-line reason into err (up to
  * errlen bytes, always NUL-terminated) and return -1 or NULL.
  */
@@ -58,7 +59,8 @@ int mos_dpdk_stats(void *h, mos_port_stats_t *stats);
 
 uint16_t mos_dpdk_port_id(void *h);
 
-/* Stop and close the device, free the pool and the handle. */
+/* Stop and close the device, free the pool and the handle.  DPDK releases
+ * a closed port: its id cannot be opened again in this process. */
 void mos_dpdk_port_close(void *h);
 
 /* rte_eal_cleanup (after every port is closed); 0 or a negative errno.

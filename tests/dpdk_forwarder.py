@@ -69,13 +69,15 @@ def run_errors() -> dict:
         dpdk.DpdkPort(0, ["--no-huge", "--no-such-eal-option"])
     except MosError as e:
         out["bad_eal_arg"] = str(e)
-    args = ["--no-huge", "-m", "256", "--no-pci", "-l", "0", "--vdev=net_null0"]
+    # --in-memory with --no-huge: DPDK 22.11 alone refuses the pair, DpdkPort copes
+    args = ["--no-huge", "-m", "256", "--no-pci", "--in-memory", "-l", "0", "--vdev=net_null0"]
     try:
         dpdk.DpdkPort(7, args)
     except MosError as e:
         out["bad_port"] = str(e)
     with dpdk.DpdkPort(0, args) as p:
         out["null_port_rx"] = len(p.recv_burst())
+        out["runtime_dir"] = dpdk._own_runtime_dir
         try:
             dpdk.DpdkPort(0, args + ["--vdev=net_null1"])
         except MosError as e:
@@ -84,6 +86,10 @@ def run_errors() -> dict:
         p.stats()
     except MosError as e:
         out["closed_port"] = str(e)
+    try:
+        dpdk.DpdkPort(0, args)
+    except MosError as e:
+        out["reopen"] = str(e)
     return out
 
 

@@ -71,11 +71,11 @@ def _alive(pid: int) -> bool:
 def _sweep() -> None:
     """Remove namespaces and links left by test processes that are gone."""
     out = sh("ip", "netns", "list", check=False).stdout
-    for m in re.finditer(r"^mosafp(\d+)_\d+", out, re.M):
+    for m in re.finditer(r"^mosafp(\d+)_\d+", out, re.MULTILINE):
         if not _alive(int(m.group(1))):
             sh("ip", "netns", "del", m.group(0), check=False)
     out = sh("ip", "-o", "link", "show", check=False).stdout
-    for m in re.finditer(r"^\d+: (mf(\d+)[a-z]\d+)[@:]", out, re.M):
+    for m in re.finditer(r"^\d+: (mf(\d+)[a-z]\d+)[@:]", out, re.MULTILINE):
         if not _alive(int(m.group(2))):
             sh("ip", "link", "del", m.group(1), check=False)
 
@@ -227,15 +227,22 @@ def test_open_without_cap_net_raw_says_run_as_root():
         "try:\n    AfPacketPort('lo')\n"
         "except PermissionError as e:\n    print('PERM', e)\n"
     )
-    r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, preexec_fn=_drop_cap_net_raw,
-                       capture_output=True, text=True, timeout=20)
+    r = subprocess.run(
+        [sys.executable, "-c", script],
+        check=False,
+        cwd=ROOT,
+        preexec_fn=_drop_cap_net_raw,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     if r.returncode == 99:
         pytest.skip("cannot drop CAP_NET_RAW here")
     assert "AF_PACKET needs CAP_NET_RAW (run as root)" in r.stdout, r.stdout + r.stderr
 
 
 def test_rx_idle_returns_zero_within_poll_ms(bed):
-    ns, outer = bed.wire("q", 1, ipv6=False)
+    _ns, outer = bed.wire("q", 1, ipv6=False)
     with AfPacketPort(outer, poll_ms=1) as p:
         drain(p, 0.1)
         t = time.monotonic()
@@ -256,10 +263,35 @@ def test_rx_ping_v4_v6_echo_requests_seen_and_counted(bed):
         drain(p)
         base = p.stats()
         got: list[tuple[int, bytes]] = []
-        p4 = bed.popen(ns, "ping", "-n", "-c", "5", "-i", "0.05", "-W", "0.2", "198.18.99.2",
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        p6 = bed.popen(ns, "ping", "-6", "-n", "-c", "5", "-i", "0.05", "-W", "0.2", "2001:db8:99::2",
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p4 = bed.popen(
+            ns,
+            "ping",
+            "-n",
+            "-c",
+            "5",
+            "-i",
+            "0.05",
+            "-W",
+            "0.2",
+            "198.18.99.2",
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        p6 = bed.popen(
+            ns,
+            "ping",
+            "-6",
+            "-n",
+            "-c",
+            "5",
+            "-i",
+            "0.05",
+            "-W",
+            "0.2",
+            "2001:db8:99::2",
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         end = time.monotonic() + 6
         while time.monotonic() < end and (p4.poll() is None or p6.poll() is None):
             got += p.recv_burst(64)
@@ -290,7 +322,7 @@ def test_tx_burst_1000_frames_byte_identical(bed, tx):
     with AfPacketPort(outer, tx=tx) as p:
         sent = 0
         for k in range(0, 1000, 64):
-            sent += p.send(frames[k:k + 64])
+            sent += p.send(frames[k : k + 64])
         st = p.stats()
     out, _ = rcv.communicate(timeout=20)
     got = [bytes.fromhex(x) for x in out.split()]
@@ -300,16 +332,23 @@ def test_tx_burst_1000_frames_byte_identical(bed, tx):
     assert got == frames
 
 
+@pytest.mark.parametrize("rx_ring", ["v3", "v2"])
 @pytest.mark.parametrize("tpid", [0x8100, 0x88A8])
-def test_rx_vlan_tag_stripped_by_kernel_is_restored(bed, tpid):
+def test_rx_vlan_tag_stripped_by_kernel_is_restored(bed, tpid, rx_ring):
     """The kernel moves the 802.1Q/802.1ad tag into tp_vlan_tci; rx puts it back."""
     ns, outer = bed.wire("v", 1, ipv6=False)
     frames = []
     for i in range(20):
         tag = struct.pack("!HH", tpid, (3 << 13) | (100 + i))  # PCP 3, VID 100+i
-        frames.append(b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x09" + tag
-                      + struct.pack("!H", ETH_EXP) + struct.pack("!I", i) + bytes(60))
-    with AfPacketPort(outer) as p:
+        frames.append(
+            b"\xff" * 6
+            + b"\x02\x00\x00\x00\x00\x09"
+            + tag
+            + struct.pack("!H", ETH_EXP)
+            + struct.pack("!I", i)
+            + bytes(60)
+        )
+    with AfPacketPort(outer, rx_ring=rx_ring) as p:
         drain(p)
         snd = bed.python(ns, SEND_RAW, stdin=subprocess.PIPE, text=True)
         snd.communicate("".join(f.hex() + "\n" for f in frames), timeout=20)
@@ -319,13 +358,41 @@ def test_rx_vlan_tag_stripped_by_kernel_is_restored(bed, tpid):
     assert st["vlan_restored"] == 20 and st["vlan_lost"] == 0
 
 
+@pytest.mark.parametrize("rx_ring", ["v3", "v2"])
+def test_rx_ring_overflow_counts_rx_dropped_and_recovers(bed, rx_ring):
+    """Nobody reads: the ring fills, the kernel counts drops (tp_drops ->
+    rx_dropped), and once drained the port receives again, in order."""
+    ns, outer = bed.wire("o", 1, ipv6=False)
+    neigh(ns, "198.18.99.2")
+    kw = {"block_bytes": 64 << 10} if rx_ring == "v3" else {}
+    with AfPacketPort(outer, ring_bytes=256 << 10, rx_ring=rx_ring, **kw) as p:
+        drain(p)
+        base = p.stats()["rx"]
+        flood = bed.python(
+            ns, SEND_UDP.replace('b"mosfan%05d" % i', 'b"mosfan%05d" % i + bytes(1200)'), "1000"
+        )
+        assert flood.wait(timeout=20) == 0
+        got = collect(p, lambda fs: False, 0.3)
+        st = p.stats()
+        assert st["rx_dropped"] > 0 and 0 < len(got) < 1000, (len(got), st)
+        assert st["rx"] - base == len(got)
+        idx = [int(f[f.find(b"mosfan") + 6 : f.find(b"mosfan") + 11]) for f in got]
+        assert idx == sorted(idx)
+        again = bed.python(ns, SEND_UDP, "5")
+        assert again.wait(timeout=20) == 0
+        later = collect(p, lambda fs: len(fs) >= 5, 3)
+        assert [f[f.find(b"mosfan") :][:11] for f in later] == [b"mosfan%05d" % i for i in range(5)]
+
+
 def test_fanout_two_handles_share_every_frame_exactly_once(bed):
     ns, outer = bed.wire("f", 1, ipv6=False)
     neigh(ns, "198.18.99.2")
     group = random.randrange(1000, 60000)
     n = 300
-    with AfPacketPort(outer, fanout_group=group) as p1, \
-            AfPacketPort(outer, fanout_group=group) as p2:
+    with (
+        AfPacketPort(outer, fanout_group=group) as p1,
+        AfPacketPort(outer, fanout_group=group) as p2,
+    ):
         drain(p1), drain(p2)
         snd = bed.python(ns, SEND_UDP, str(n))
         seen: list[list[bytes]] = [[], []]
@@ -335,17 +402,50 @@ def test_fanout_two_handles_share_every_frame_exactly_once(bed):
                 for _, f in p.recv_burst(64):
                     k = f.find(b"mosfan")
                     if k >= 0:
-                        seen[i].append(f[k:k + 11])
+                        seen[i].append(f[k : k + 11])
         assert snd.wait(timeout=10) == 0
     allseen = seen[0] + seen[1]
     assert len(allseen) == n and len(set(allseen)) == n
     assert seen[0] and seen[1], (len(seen[0]), len(seen[1]))
 
 
-def _pump(pa, pb, done, timeout: float) -> None:
-    """The slow Python forwarding loop: recv_burst on one port, send on the other."""
+@pytest.mark.parametrize("defrag", [True, False])
+def test_fanout_defrag_flag_decides_whether_fragments_arrive_reassembled(bed, defrag):
+    """PACKET_FANOUT_FLAG_DEFRAG hands the socket the reassembled datagram
+    (too big to forward in-line); without it the fragments arrive as sent."""
+    ns, outer = bed.wire("g", 1, ipv6=False)
+    neigh(ns, "198.18.99.2")
+    group = random.randrange(1000, 60000)
+    with AfPacketPort(outer, fanout_group=group, fanout_defrag=defrag) as p:
+        drain(p)
+        pr = bed.popen(
+            ns,
+            "ping",
+            "-n",
+            "-c",
+            "1",
+            "-s",
+            "3000",
+            "-W",
+            "0.2",
+            "198.18.99.2",
+            stdout=subprocess.DEVNULL,
+        )
+        pr.wait(timeout=10)
+        got = collect(p, lambda fs: False, 0.3)
+    sizes = sorted(len(f) for f in got if f[12:14] == b"\x08\x00")
+    if defrag:
+        assert sizes == [14 + 20 + 3008]  # one IPv4 datagram: ICMP header + 3000 bytes
+    else:
+        assert len(sizes) == 3 and max(sizes) <= 1514, sizes
+        assert sum(n - 34 for n in sizes) == 3008  # the same bytes, in three fragments
+
+
+def _pump(pa, pb, poll, timeout: float) -> None:
+    """The slow Python forwarding loop: recv_burst on one port, send on the
+    other, until poll() (a Popen's) returns an exit status or timeout."""
     end = time.monotonic() + timeout
-    while time.monotonic() < end and not done():
+    while time.monotonic() < end and poll() is None:
         for src, dst in ((pa, pb), (pb, pa)):
             frames = src.recv_burst(64)
             if frames:
@@ -365,8 +465,19 @@ def _serve(bed, ns2, size: int):
     with open(os.path.join(d, "blob"), "wb") as fh:
         fh.write(data)
     port = 8099
-    bed.popen(ns2, sys.executable, "-m", "http.server", str(port), "--bind", "198.18.99.2",
-              "--directory", d, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    bed.popen(
+        ns2,
+        sys.executable,
+        "-m",
+        "http.server",
+        str(port),
+        "--bind",
+        "198.18.99.2",
+        "--directory",
+        d,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     end = time.monotonic() + 10
     while time.monotonic() < end:
         out = sh("ip", "netns", "exec", ns2, "ss", "-Hltn", check=False).stdout
@@ -383,14 +494,26 @@ def test_forward_python_loop_ping_and_curl_2mb(bed):
     d, data, url = _serve(bed, ns2, 2 << 20)
     out = os.path.join(d, "got")
     with AfPacketPort(a1) as pa, AfPacketPort(b1) as pb:
-        for cmd in (["ping", "-n", "-c", "3", "-i", "0.1", "-w", "5", "198.18.99.2"],
-                    ["ping", "-6", "-n", "-c", "3", "-i", "0.1", "-w", "5", "2001:db8:99::2"]):
+        for cmd in (
+            ["ping", "-n", "-c", "3", "-i", "0.1", "-w", "5", "198.18.99.2"],
+            ["ping", "-6", "-n", "-c", "3", "-i", "0.1", "-w", "5", "2001:db8:99::2"],
+        ):
             pr = bed.popen(ns1, *cmd, stdout=subprocess.PIPE, text=True)
-            _pump(pa, pb, lambda: pr.poll() is not None, 8)
+            _pump(pa, pb, pr.poll, 8)
             assert pr.wait(timeout=5) == 0, pr.stdout.read()
-        cu = bed.popen(ns1, "curl", "-sS", "--max-time", "30", "-o", out, url,
-                       stderr=subprocess.PIPE, text=True)
-        _pump(pa, pb, lambda: cu.poll() is not None, 35)
+        cu = bed.popen(
+            ns1,
+            "curl",
+            "-sS",
+            "--max-time",
+            "30",
+            "-o",
+            out,
+            url,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        _pump(pa, pb, cu.poll, 35)
         assert cu.wait(timeout=5) == 0, cu.stderr.read()
         sa, sb = pa.stats(), pb.stats()
     with open(out, "rb") as fh:
@@ -399,18 +522,32 @@ def test_forward_python_loop_ping_and_curl_2mb(bed):
     assert sb["rx"] > 1400 and sa["tx"] > 1400  # the download: b1 -> a1
 
 
-def test_forward_loop_c_curl_2mb(bed):
+@pytest.mark.parametrize("rx_ring,tx", [("v3", "ring"), ("v3", "sendmmsg"), ("v2", "ring")])
+def test_forward_loop_c_curl_2mb(bed, rx_ring, tx):
     """forward_loop (all in C, GIL released) carries a download in a thread."""
     ns1, a1, ns2, b1 = _two_hosts(bed)
     d, data, url = _serve(bed, ns2, 2 << 20)
     out = os.path.join(d, "got")
-    with AfPacketPort(a1) as pa, AfPacketPort(b1) as pb:
+    with (
+        AfPacketPort(a1, rx_ring=rx_ring, tx=tx) as pa,
+        AfPacketPort(b1, rx_ring=rx_ring, tx=tx) as pb,
+    ):
         res = {}
         th = threading.Thread(target=lambda: res.update(forward_loop(pa, pb, 20.0, idle_exit=1.0)))
         th.start()
         try:
-            cu = bed.popen(ns1, "curl", "-sS", "--max-time", "15", "-o", out, url,
-                           stderr=subprocess.PIPE, text=True)
+            cu = bed.popen(
+                ns1,
+                "curl",
+                "-sS",
+                "--max-time",
+                "15",
+                "-o",
+                out,
+                url,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             assert cu.wait(timeout=20) == 0, cu.stderr.read()
         finally:
             th.join(timeout=25)

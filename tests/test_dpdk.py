@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -20,7 +21,7 @@ import time
 import pytest
 from _vethbed import SERVER4, SERVER6, VethBed
 
-from mos.errors import MosError
+from mos.errors import ConfigError, MosError
 from mos.ports import dpdk
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -63,6 +64,14 @@ def test_port_arguments_out_of_range_raise_before_eal():
         dpdk.DpdkPort(0, [], nb_desc=0)
 
 
+@pytest.mark.skipif(not dpdk.available()[0], reason=dpdk.available()[1])
+def test_vdev_on_missing_interface_raises_config_error_before_eal():
+    # checked before rte_eal_init (which would only log it), so no EAL starts here
+    with pytest.raises(ConfigError, match=r"eal_args\[1\]: .*no network interface 'mosnosuch0'"):
+        dpdk.DpdkPort(0, ["--no-huge", "--vdev=net_af_packet0,iface=mosnosuch0"])
+    assert not dpdk.lib.mos_dpdk_initialized()
+
+
 # ---- scenarios in subprocesses ----
 
 
@@ -83,10 +92,14 @@ def test_eal_bad_argument_and_missing_port_raise_clear_errors():
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["bad_eal_arg"].startswith("DPDK EAL init failed: rte_eal_init: Invalid argument")
     assert "--no-such-eal-option" in out["bad_eal_arg"]
-    assert out["bad_port"] == "DPDK port 7 does not exist (the EAL found 1 port: 0)"
+    assert out["bad_port"] == "DPDK port 7 does not exist (the EAL has port 0)"
     assert out["null_port_rx"] > 0  # net_null makes frames: the port works after both errors
     assert "already runs with" in out["other_eal_args"]
     assert out["closed_port"] == "DpdkPort(0) is closed"
+    assert "port 0 was closed in this process and cannot open again" in out["reopen"]
+    # --in-memory was accepted with --no-huge, and the EAL's folder is gone after exit
+    assert re.search(r"/dpdk/mos\d+$", out["runtime_dir"]), out["runtime_dir"]
+    assert not os.path.exists(out["runtime_dir"])
     assert "unrecognized option" in r.stderr  # EAL's usage text went to stderr, not stdout
 
 

@@ -52,7 +52,7 @@ DRIVERS = {
     "dpdk": (_dpdk_available, textwrap.dedent("""\
         mode: inline
         dpdk:
-          eal_args: [--no-huge, -m, "1024", --no-pci, --in-memory, -l, "0",
+          eal_args: [--no-huge, -m, "1024", --no-pci, -l, "0",
                      "--vdev=net_af_packet0,iface={c1}", "--vdev=net_af_packet1,iface={s1}"]
         ports:
           - {{name: west, driver: dpdk, port_id: 0}}
@@ -184,7 +184,7 @@ def attach(engine):
 """
 
 
-@pytest.mark.parametrize("driver", ["afpacket"])
+@pytest.mark.parametrize("driver", ["afpacket", "dpdk"])
 def test_handler_drop_stalls_only_the_marked_download(testbed, tmp_path, www, driver):
     tb = testbed
     root, files = www
@@ -211,7 +211,7 @@ def attach(engine):
 """
 
 
-@pytest.mark.parametrize("driver", ["afpacket"])
+@pytest.mark.parametrize("driver", ["afpacket", "dpdk"])
 def test_handler_reset_fails_curl_while_parallel_download_completes(testbed, tmp_path, www,
                                                                     driver):
     tb = testbed
@@ -248,7 +248,7 @@ def attach(engine):
 """
 
 
-@pytest.mark.parametrize("driver", ["afpacket"])
+@pytest.mark.parametrize("driver", ["afpacket", "dpdk"])
 def test_handler_rewrite_same_length_reaches_curl(testbed, tmp_path, www, driver):
     tb = testbed
     root, _ = www
@@ -268,7 +268,7 @@ def test_handler_rewrite_same_length_reaches_curl(testbed, tmp_path, www, driver
     assert c["errors"]["bad_checksum"] == 0
 
 
-@pytest.mark.parametrize("driver", ["afpacket"])
+@pytest.mark.parametrize("driver", ["afpacket"])  # dpdk: one worker for now
 def test_two_workers_keep_every_flow_whole(testbed, tmp_path, www, driver):
     tb = testbed
     root, files = www

@@ -1781,7 +1781,7 @@ struct __pyx_MemviewEnum_obj;
 struct __pyx_memoryview_obj;
 struct __pyx_memoryviewslice_obj;
 
-/* "mos/ports/_afpacket.pyx":111
+/* "mos/ports/_afpacket.pyx":112
  * 
  * 
  * cdef enum:             # <<<<<<<<<<<<<<
@@ -1793,7 +1793,7 @@ enum  {
   __pyx_e_3mos_5ports_9_afpacket_SLOW_BURST = 0x400
 };
 
-/* "mos/ports/_afpacket.pyx":125
+/* "mos/ports/_afpacket.pyx":126
  * 
  * 
  * cdef class AfPacketPort:             # <<<<<<<<<<<<<<
@@ -1889,7 +1889,7 @@ struct __pyx_memoryviewslice_obj {
 
 
 
-/* "mos/ports/_afpacket.pyx":125
+/* "mos/ports/_afpacket.pyx":126
  * 
  * 
  * cdef class AfPacketPort:             # <<<<<<<<<<<<<<
@@ -3562,7 +3562,7 @@ static PyObject *__pyx_pf___pyx_memoryviewslice___reduce_cython__(CYTHON_UNUSED 
 static PyObject *__pyx_pf___pyx_memoryviewslice_2__setstate_cython__(CYTHON_UNUSED struct __pyx_memoryviewslice_obj *__pyx_v_self, CYTHON_UNUSED PyObject *__pyx_v___pyx_state); /* proto */
 static PyObject *__pyx_pf_15View_dot_MemoryView___pyx_unpickle_Enum(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v___pyx_type, long __pyx_v___pyx_checksum, PyObject *__pyx_v___pyx_state); /* proto */
 static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort___cinit__(struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *__pyx_v_self); /* proto */
-static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *__pyx_v_self, PyObject *__pyx_v_iface, PyObject *__pyx_v_fanout_group, unsigned int __pyx_v_ring_bytes, int __pyx_v_poll_ms, unsigned int __pyx_v_block_bytes, int __pyx_v_retire_ms, PyObject *__pyx_v_tx, unsigned int __pyx_v_tx_ring_bytes, int __pyx_v_promisc, PyObject *__pyx_v_rx_ring); /* proto */
+static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *__pyx_v_self, PyObject *__pyx_v_iface, PyObject *__pyx_v_fanout_group, unsigned int __pyx_v_ring_bytes, int __pyx_v_poll_ms, unsigned int __pyx_v_block_bytes, int __pyx_v_retire_ms, PyObject *__pyx_v_tx, unsigned int __pyx_v_tx_ring_bytes, int __pyx_v_promisc, PyObject *__pyx_v_rx_ring, int __pyx_v_fanout_defrag); /* proto */
 static void __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_4__dealloc__(struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_6close(struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_6closed___get__(struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *__pyx_v_self); /* proto */
@@ -3585,6 +3585,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_7rx_ring___get__
 static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_24__reduce_cython__(CYTHON_UNUSED struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *__pyx_v_self); /* proto */
 static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_26__setstate_cython__(CYTHON_UNUSED struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *__pyx_v_self, CYTHON_UNUSED PyObject *__pyx_v___pyx_state); /* proto */
 static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_port_a, PyObject *__pyx_v_port_b, double __pyx_v_seconds, int __pyx_v_burst, double __pyx_v_idle_exit, PyObject *__pyx_v_stop); /* proto */
+static PyObject *__pyx_pf_3mos_5ports_9_afpacket_2blast(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_port, PyObject *__pyx_v_frame, double __pyx_v_seconds, int __pyx_v_burst); /* proto */
 static PyObject *__pyx_tp_new__initialisation_3mos_5ports_9_afpacket_AfPacketPort(PyObject *o, 
 #if CYTHON_VECTORCALL_TPNEW
     PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
@@ -3751,8 +3752,8 @@ namespace {
     __Pyx_CachedCFunction __pyx_umethod_PyDict_Type_values;
     PyObject *__pyx_slice[1];
     PyObject *__pyx_tuple[4];
-    PyObject *__pyx_codeobj_tab[11];
-    PyObject *__pyx_string_tab[238];
+    PyObject *__pyx_codeobj_tab[12];
+    PyObject *__pyx_string_tab[245];
     PyObject *__pyx_number_tab[5];
 /* #### Code section: module_state_contents ### */
 /* PyFrozenDict.module_state_decls */
@@ -3867,179 +3868,186 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_n_u_Ellipsis __pyx_string_tab[62]
 #define __pyx_n_u_Sequence __pyx_string_tab[63]
 #define __pyx_n_u_View_MemoryView __pyx_string_tab[64]
-#define __pyx_n_u_TX_MODES __pyx_string_tab[65]
-#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[66]
-#define __pyx_n_u_all __pyx_string_tab[67]
-#define __pyx_n_u_annotate __pyx_string_tab[68]
-#define __pyx_n_u_class __pyx_string_tab[69]
-#define __pyx_n_u_class_getitem __pyx_string_tab[70]
-#define __pyx_n_u_dict __pyx_string_tab[71]
-#define __pyx_n_u_enter __pyx_string_tab[72]
-#define __pyx_n_u_exit __pyx_string_tab[73]
-#define __pyx_n_u_func __pyx_string_tab[74]
-#define __pyx_n_u_getstate __pyx_string_tab[75]
-#define __pyx_n_u_import __pyx_string_tab[76]
-#define __pyx_n_u_main __pyx_string_tab[77]
-#define __pyx_n_u_module __pyx_string_tab[78]
-#define __pyx_n_u_name_2 __pyx_string_tab[79]
-#define __pyx_n_u_new __pyx_string_tab[80]
-#define __pyx_n_u_pyx_checksum __pyx_string_tab[81]
-#define __pyx_n_u_pyx_state __pyx_string_tab[82]
-#define __pyx_n_u_pyx_type __pyx_string_tab[83]
-#define __pyx_n_u_pyx_unpickle_Enum __pyx_string_tab[84]
-#define __pyx_n_u_pyx_vtable __pyx_string_tab[85]
-#define __pyx_n_u_qualname __pyx_string_tab[86]
-#define __pyx_n_u_reduce __pyx_string_tab[87]
-#define __pyx_n_u_reduce_cython __pyx_string_tab[88]
-#define __pyx_n_u_reduce_ex __pyx_string_tab[89]
-#define __pyx_n_u_set_name __pyx_string_tab[90]
-#define __pyx_n_u_setstate __pyx_string_tab[91]
-#define __pyx_n_u_setstate_cython __pyx_string_tab[92]
-#define __pyx_n_u_test __pyx_string_tab[93]
-#define __pyx_n_u_is_coroutine __pyx_string_tab[94]
-#define __pyx_n_u_time_2 __pyx_string_tab[95]
-#define __pyx_n_u_abc __pyx_string_tab[96]
-#define __pyx_n_u_active __pyx_string_tab[97]
-#define __pyx_n_u_allocate_buffer __pyx_string_tab[98]
-#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[99]
-#define __pyx_n_u_b __pyx_string_tab[100]
-#define __pyx_n_u_bab __pyx_string_tab[101]
-#define __pyx_n_u_base __pyx_string_tab[102]
-#define __pyx_n_u_batch __pyx_string_tab[103]
-#define __pyx_n_u_bba __pyx_string_tab[104]
-#define __pyx_n_u_block_bytes __pyx_string_tab[105]
-#define __pyx_n_u_burst __pyx_string_tab[106]
-#define __pyx_n_u_bytes_ab __pyx_string_tab[107]
-#define __pyx_n_u_bytes_ba __pyx_string_tab[108]
-#define __pyx_n_u_c __pyx_string_tab[109]
-#define __pyx_n_u_c_port __pyx_string_tab[110]
-#define __pyx_n_u_cline_in_traceback __pyx_string_tab[111]
-#define __pyx_n_u_close __pyx_string_tab[112]
-#define __pyx_n_u_closed __pyx_string_tab[113]
-#define __pyx_n_u_count __pyx_string_tab[114]
-#define __pyx_n_u_deadline __pyx_string_tab[115]
-#define __pyx_n_u_decode __pyx_string_tab[116]
-#define __pyx_n_u_dropped __pyx_string_tab[117]
-#define __pyx_n_u_dtype_is_object __pyx_string_tab[118]
-#define __pyx_n_u_elapsed __pyx_string_tab[119]
-#define __pyx_n_u_encode __pyx_string_tab[120]
-#define __pyx_n_u_enumerate __pyx_string_tab[121]
-#define __pyx_n_u_error __pyx_string_tab[122]
-#define __pyx_n_u_errors __pyx_string_tab[123]
-#define __pyx_n_u_exc __pyx_string_tab[124]
-#define __pyx_n_u_f __pyx_string_tab[125]
-#define __pyx_n_u_fab __pyx_string_tab[126]
-#define __pyx_n_u_fanout_group __pyx_string_tab[127]
-#define __pyx_n_u_fba __pyx_string_tab[128]
-#define __pyx_n_u_fileno __pyx_string_tab[129]
-#define __pyx_n_u_first __pyx_string_tab[130]
-#define __pyx_n_u_flags __pyx_string_tab[131]
-#define __pyx_n_u_format __pyx_string_tab[132]
-#define __pyx_n_u_fortran __pyx_string_tab[133]
-#define __pyx_n_u_forward_loop __pyx_string_tab[134]
-#define __pyx_n_u_fr __pyx_string_tab[135]
-#define __pyx_n_u_frames __pyx_string_tab[136]
-#define __pyx_n_u_frames_ab __pyx_string_tab[137]
-#define __pyx_n_u_frames_ba __pyx_string_tab[138]
-#define __pyx_n_u_freeze_q __pyx_string_tab[139]
-#define __pyx_n_u_h __pyx_string_tab[140]
-#define __pyx_n_u_ha __pyx_string_tab[141]
-#define __pyx_n_u_hb __pyx_string_tab[142]
-#define __pyx_n_u_i __pyx_string_tab[143]
-#define __pyx_n_u_id __pyx_string_tab[144]
-#define __pyx_n_u_idle_exit __pyx_string_tab[145]
-#define __pyx_n_u_iface __pyx_string_tab[146]
-#define __pyx_n_u_index __pyx_string_tab[147]
-#define __pyx_n_u_items __pyx_string_tab[148]
-#define __pyx_n_u_itemsize __pyx_string_tab[149]
-#define __pyx_n_u_k __pyx_string_tab[150]
-#define __pyx_n_u_last __pyx_string_tab[151]
-#define __pyx_n_u_loops __pyx_string_tab[152]
-#define __pyx_n_u_max __pyx_string_tab[153]
-#define __pyx_n_u_memview __pyx_string_tab[154]
-#define __pyx_n_u_mode __pyx_string_tab[155]
-#define __pyx_n_u_mos_ports__afpacket __pyx_string_tab[156]
-#define __pyx_n_u_n __pyx_string_tab[157]
-#define __pyx_n_u_na __pyx_string_tab[158]
-#define __pyx_n_u_name __pyx_string_tab[159]
-#define __pyx_n_u_nb __pyx_string_tab[160]
-#define __pyx_n_u_ndim __pyx_string_tab[161]
-#define __pyx_n_u_obj __pyx_string_tab[162]
-#define __pyx_n_u_out __pyx_string_tab[163]
-#define __pyx_n_u_pack __pyx_string_tab[164]
-#define __pyx_n_u_pfd __pyx_string_tab[165]
-#define __pyx_n_u_poll_ms __pyx_string_tab[166]
-#define __pyx_n_u_pop __pyx_string_tab[167]
-#define __pyx_n_u_port_a __pyx_string_tab[168]
-#define __pyx_n_u_port_b __pyx_string_tab[169]
-#define __pyx_n_u_promisc __pyx_string_tab[170]
-#define __pyx_n_u_rd __pyx_string_tab[171]
-#define __pyx_n_u_rda __pyx_string_tab[172]
-#define __pyx_n_u_rdb __pyx_string_tab[173]
-#define __pyx_n_u_recv_burst __pyx_string_tab[174]
-#define __pyx_n_u_register __pyx_string_tab[175]
-#define __pyx_n_u_replace __pyx_string_tab[176]
-#define __pyx_n_u_retire_ms __pyx_string_tab[177]
-#define __pyx_n_u_ring __pyx_string_tab[178]
-#define __pyx_n_u_ring_bytes __pyx_string_tab[179]
-#define __pyx_n_u_rx_2 __pyx_string_tab[180]
-#define __pyx_n_u_rx_blocks __pyx_string_tab[181]
-#define __pyx_n_u_rx_bytes __pyx_string_tab[182]
-#define __pyx_n_u_rx_dropped __pyx_string_tab[183]
-#define __pyx_n_u_rx_ring __pyx_string_tab[184]
-#define __pyx_n_u_rxa __pyx_string_tab[185]
-#define __pyx_n_u_rxb __pyx_string_tab[186]
-#define __pyx_n_u_sa __pyx_string_tab[187]
-#define __pyx_n_u_saved __pyx_string_tab[188]
-#define __pyx_n_u_sb __pyx_string_tab[189]
-#define __pyx_n_u_seconds __pyx_string_tab[190]
-#define __pyx_n_u_self __pyx_string_tab[191]
-#define __pyx_n_u_send __pyx_string_tab[192]
-#define __pyx_n_u_sendmmsg __pyx_string_tab[193]
-#define __pyx_n_u_sent __pyx_string_tab[194]
-#define __pyx_n_u_setdefault __pyx_string_tab[195]
-#define __pyx_n_u_shape __pyx_string_tab[196]
-#define __pyx_n_u_size __pyx_string_tab[197]
-#define __pyx_n_u_st __pyx_string_tab[198]
-#define __pyx_n_u_start __pyx_string_tab[199]
-#define __pyx_n_u_stats __pyx_string_tab[200]
-#define __pyx_n_u_step __pyx_string_tab[201]
-#define __pyx_n_u_stop __pyx_string_tab[202]
-#define __pyx_n_u_stopbuf __pyx_string_tab[203]
-#define __pyx_n_u_stopp __pyx_string_tab[204]
-#define __pyx_n_u_struct __pyx_string_tab[205]
-#define __pyx_n_u_t __pyx_string_tab[206]
-#define __pyx_n_u_t0 __pyx_string_tab[207]
-#define __pyx_n_u_time __pyx_string_tab[208]
-#define __pyx_n_u_tx __pyx_string_tab[209]
-#define __pyx_n_u_tx_bytes __pyx_string_tab[210]
-#define __pyx_n_u_tx_dropped __pyx_string_tab[211]
-#define __pyx_n_u_tx_kick_errors __pyx_string_tab[212]
-#define __pyx_n_u_tx_ring_bytes __pyx_string_tab[213]
-#define __pyx_n_u_tx_too_big __pyx_string_tab[214]
-#define __pyx_n_u_txa __pyx_string_tab[215]
-#define __pyx_n_u_txb __pyx_string_tab[216]
-#define __pyx_n_u_unpack __pyx_string_tab[217]
-#define __pyx_n_u_update __pyx_string_tab[218]
-#define __pyx_n_u_usepoll __pyx_string_tab[219]
-#define __pyx_n_u_v2 __pyx_string_tab[220]
-#define __pyx_n_u_v3 __pyx_string_tab[221]
-#define __pyx_n_u_values __pyx_string_tab[222]
-#define __pyx_n_u_vlan_lost __pyx_string_tab[223]
-#define __pyx_n_u_vlan_restored __pyx_string_tab[224]
-#define __pyx_n_u_x __pyx_string_tab[225]
-#define __pyx_n_u_xs __pyx_string_tab[226]
-#define __pyx_n_b_O __pyx_string_tab[227]
-#define __pyx_kp_b_iso88591_Q __pyx_string_tab[228]
-#define __pyx_kp_b_iso88591_A_F_q __pyx_string_tab[229]
-#define __pyx_kp_b_iso88591_A_q __pyx_string_tab[230]
-#define __pyx_kp_b_iso88591_A_4s_Q_a_Q __pyx_string_tab[231]
-#define __pyx_kp_b_iso88591_A_G1_z_a __pyx_string_tab[232]
-#define __pyx_kp_b_iso88591_A_G1_4t_a_aq_1A __pyx_string_tab[233]
-#define __pyx_kp_b_iso88591_A_a_G1_E_d_3c_E_A_b_Qa_1L_1G2Q_U __pyx_string_tab[234]
-#define __pyx_kp_b_iso88591_A_G1_Qd_aq_at4q_E_R_2Q_M_r_R_Ba __pyx_string_tab[235]
-#define __pyx_kp_b_iso88591_1_q_q_1_Q_uG1_7_Ba_AQ_vS_V2Q_j __pyx_string_tab[236]
-#define __pyx_kp_b_iso88591_G1_4s_1_4r_4t4y_a_U_1_7_D_q_5Qn __pyx_string_tab[237]
+#define __pyx_n_u__7 __pyx_string_tab[65]
+#define __pyx_n_u_TX_MODES __pyx_string_tab[66]
+#define __pyx_n_u_Pyx_PyDict_NextRef __pyx_string_tab[67]
+#define __pyx_n_u_all __pyx_string_tab[68]
+#define __pyx_n_u_annotate __pyx_string_tab[69]
+#define __pyx_n_u_class __pyx_string_tab[70]
+#define __pyx_n_u_class_getitem __pyx_string_tab[71]
+#define __pyx_n_u_dict __pyx_string_tab[72]
+#define __pyx_n_u_enter __pyx_string_tab[73]
+#define __pyx_n_u_exit __pyx_string_tab[74]
+#define __pyx_n_u_func __pyx_string_tab[75]
+#define __pyx_n_u_getstate __pyx_string_tab[76]
+#define __pyx_n_u_import __pyx_string_tab[77]
+#define __pyx_n_u_main __pyx_string_tab[78]
+#define __pyx_n_u_module __pyx_string_tab[79]
+#define __pyx_n_u_name_2 __pyx_string_tab[80]
+#define __pyx_n_u_new __pyx_string_tab[81]
+#define __pyx_n_u_pyx_checksum __pyx_string_tab[82]
+#define __pyx_n_u_pyx_state __pyx_string_tab[83]
+#define __pyx_n_u_pyx_type __pyx_string_tab[84]
+#define __pyx_n_u_pyx_unpickle_Enum __pyx_string_tab[85]
+#define __pyx_n_u_pyx_vtable __pyx_string_tab[86]
+#define __pyx_n_u_qualname __pyx_string_tab[87]
+#define __pyx_n_u_reduce __pyx_string_tab[88]
+#define __pyx_n_u_reduce_cython __pyx_string_tab[89]
+#define __pyx_n_u_reduce_ex __pyx_string_tab[90]
+#define __pyx_n_u_set_name __pyx_string_tab[91]
+#define __pyx_n_u_setstate __pyx_string_tab[92]
+#define __pyx_n_u_setstate_cython __pyx_string_tab[93]
+#define __pyx_n_u_test __pyx_string_tab[94]
+#define __pyx_n_u_is_coroutine __pyx_string_tab[95]
+#define __pyx_n_u_time_2 __pyx_string_tab[96]
+#define __pyx_n_u_abc __pyx_string_tab[97]
+#define __pyx_n_u_active __pyx_string_tab[98]
+#define __pyx_n_u_allocate_buffer __pyx_string_tab[99]
+#define __pyx_n_u_asyncio_coroutines __pyx_string_tab[100]
+#define __pyx_n_u_b __pyx_string_tab[101]
+#define __pyx_n_u_bab __pyx_string_tab[102]
+#define __pyx_n_u_base __pyx_string_tab[103]
+#define __pyx_n_u_batch __pyx_string_tab[104]
+#define __pyx_n_u_bba __pyx_string_tab[105]
+#define __pyx_n_u_blast __pyx_string_tab[106]
+#define __pyx_n_u_block_bytes __pyx_string_tab[107]
+#define __pyx_n_u_burst __pyx_string_tab[108]
+#define __pyx_n_u_bytes_ab __pyx_string_tab[109]
+#define __pyx_n_u_bytes_ba __pyx_string_tab[110]
+#define __pyx_n_u_c __pyx_string_tab[111]
+#define __pyx_n_u_c_port __pyx_string_tab[112]
+#define __pyx_n_u_cline_in_traceback __pyx_string_tab[113]
+#define __pyx_n_u_close __pyx_string_tab[114]
+#define __pyx_n_u_closed __pyx_string_tab[115]
+#define __pyx_n_u_count __pyx_string_tab[116]
+#define __pyx_n_u_deadline __pyx_string_tab[117]
+#define __pyx_n_u_decode __pyx_string_tab[118]
+#define __pyx_n_u_dropped __pyx_string_tab[119]
+#define __pyx_n_u_dtype_is_object __pyx_string_tab[120]
+#define __pyx_n_u_elapsed __pyx_string_tab[121]
+#define __pyx_n_u_encode __pyx_string_tab[122]
+#define __pyx_n_u_enumerate __pyx_string_tab[123]
+#define __pyx_n_u_error __pyx_string_tab[124]
+#define __pyx_n_u_errors __pyx_string_tab[125]
+#define __pyx_n_u_exc __pyx_string_tab[126]
+#define __pyx_n_u_f __pyx_string_tab[127]
+#define __pyx_n_u_fab __pyx_string_tab[128]
+#define __pyx_n_u_fanout_defrag __pyx_string_tab[129]
+#define __pyx_n_u_fanout_group __pyx_string_tab[130]
+#define __pyx_n_u_fba __pyx_string_tab[131]
+#define __pyx_n_u_fileno __pyx_string_tab[132]
+#define __pyx_n_u_first __pyx_string_tab[133]
+#define __pyx_n_u_flags __pyx_string_tab[134]
+#define __pyx_n_u_format __pyx_string_tab[135]
+#define __pyx_n_u_fortran __pyx_string_tab[136]
+#define __pyx_n_u_forward_loop __pyx_string_tab[137]
+#define __pyx_n_u_fr __pyx_string_tab[138]
+#define __pyx_n_u_frame __pyx_string_tab[139]
+#define __pyx_n_u_frames __pyx_string_tab[140]
+#define __pyx_n_u_frames_ab __pyx_string_tab[141]
+#define __pyx_n_u_frames_ba __pyx_string_tab[142]
+#define __pyx_n_u_freeze_q __pyx_string_tab[143]
+#define __pyx_n_u_h __pyx_string_tab[144]
+#define __pyx_n_u_ha __pyx_string_tab[145]
+#define __pyx_n_u_hb __pyx_string_tab[146]
+#define __pyx_n_u_hh __pyx_string_tab[147]
+#define __pyx_n_u_i __pyx_string_tab[148]
+#define __pyx_n_u_id __pyx_string_tab[149]
+#define __pyx_n_u_idle_exit __pyx_string_tab[150]
+#define __pyx_n_u_iface __pyx_string_tab[151]
+#define __pyx_n_u_index __pyx_string_tab[152]
+#define __pyx_n_u_items __pyx_string_tab[153]
+#define __pyx_n_u_itemsize __pyx_string_tab[154]
+#define __pyx_n_u_k __pyx_string_tab[155]
+#define __pyx_n_u_last __pyx_string_tab[156]
+#define __pyx_n_u_loops __pyx_string_tab[157]
+#define __pyx_n_u_max __pyx_string_tab[158]
+#define __pyx_n_u_memview __pyx_string_tab[159]
+#define __pyx_n_u_mode __pyx_string_tab[160]
+#define __pyx_n_u_mos_ports__afpacket __pyx_string_tab[161]
+#define __pyx_n_u_n __pyx_string_tab[162]
+#define __pyx_n_u_na __pyx_string_tab[163]
+#define __pyx_n_u_name __pyx_string_tab[164]
+#define __pyx_n_u_nb __pyx_string_tab[165]
+#define __pyx_n_u_ndim __pyx_string_tab[166]
+#define __pyx_n_u_obj __pyx_string_tab[167]
+#define __pyx_n_u_out __pyx_string_tab[168]
+#define __pyx_n_u_pack __pyx_string_tab[169]
+#define __pyx_n_u_pfd __pyx_string_tab[170]
+#define __pyx_n_u_poll_ms __pyx_string_tab[171]
+#define __pyx_n_u_pop __pyx_string_tab[172]
+#define __pyx_n_u_port __pyx_string_tab[173]
+#define __pyx_n_u_port_a __pyx_string_tab[174]
+#define __pyx_n_u_port_b __pyx_string_tab[175]
+#define __pyx_n_u_promisc __pyx_string_tab[176]
+#define __pyx_n_u_rd __pyx_string_tab[177]
+#define __pyx_n_u_rda __pyx_string_tab[178]
+#define __pyx_n_u_rdb __pyx_string_tab[179]
+#define __pyx_n_u_recv_burst __pyx_string_tab[180]
+#define __pyx_n_u_register __pyx_string_tab[181]
+#define __pyx_n_u_replace __pyx_string_tab[182]
+#define __pyx_n_u_retire_ms __pyx_string_tab[183]
+#define __pyx_n_u_ring __pyx_string_tab[184]
+#define __pyx_n_u_ring_bytes __pyx_string_tab[185]
+#define __pyx_n_u_rx_2 __pyx_string_tab[186]
+#define __pyx_n_u_rx_blocks __pyx_string_tab[187]
+#define __pyx_n_u_rx_bytes __pyx_string_tab[188]
+#define __pyx_n_u_rx_dropped __pyx_string_tab[189]
+#define __pyx_n_u_rx_ring __pyx_string_tab[190]
+#define __pyx_n_u_rxa __pyx_string_tab[191]
+#define __pyx_n_u_rxb __pyx_string_tab[192]
+#define __pyx_n_u_sa __pyx_string_tab[193]
+#define __pyx_n_u_saved __pyx_string_tab[194]
+#define __pyx_n_u_sb __pyx_string_tab[195]
+#define __pyx_n_u_seconds __pyx_string_tab[196]
+#define __pyx_n_u_self __pyx_string_tab[197]
+#define __pyx_n_u_send __pyx_string_tab[198]
+#define __pyx_n_u_sendmmsg __pyx_string_tab[199]
+#define __pyx_n_u_sent __pyx_string_tab[200]
+#define __pyx_n_u_setdefault __pyx_string_tab[201]
+#define __pyx_n_u_shape __pyx_string_tab[202]
+#define __pyx_n_u_size __pyx_string_tab[203]
+#define __pyx_n_u_st __pyx_string_tab[204]
+#define __pyx_n_u_start __pyx_string_tab[205]
+#define __pyx_n_u_stats __pyx_string_tab[206]
+#define __pyx_n_u_step __pyx_string_tab[207]
+#define __pyx_n_u_stop __pyx_string_tab[208]
+#define __pyx_n_u_stopbuf __pyx_string_tab[209]
+#define __pyx_n_u_stopp __pyx_string_tab[210]
+#define __pyx_n_u_struct __pyx_string_tab[211]
+#define __pyx_n_u_t __pyx_string_tab[212]
+#define __pyx_n_u_t0 __pyx_string_tab[213]
+#define __pyx_n_u_time __pyx_string_tab[214]
+#define __pyx_n_u_tx __pyx_string_tab[215]
+#define __pyx_n_u_tx_bytes __pyx_string_tab[216]
+#define __pyx_n_u_tx_dropped __pyx_string_tab[217]
+#define __pyx_n_u_tx_kick_errors __pyx_string_tab[218]
+#define __pyx_n_u_tx_ring_bytes __pyx_string_tab[219]
+#define __pyx_n_u_tx_too_big __pyx_string_tab[220]
+#define __pyx_n_u_txa __pyx_string_tab[221]
+#define __pyx_n_u_txb __pyx_string_tab[222]
+#define __pyx_n_u_unpack __pyx_string_tab[223]
+#define __pyx_n_u_update __pyx_string_tab[224]
+#define __pyx_n_u_usepoll __pyx_string_tab[225]
+#define __pyx_n_u_v2 __pyx_string_tab[226]
+#define __pyx_n_u_v3 __pyx_string_tab[227]
+#define __pyx_n_u_values __pyx_string_tab[228]
+#define __pyx_n_u_vlan_lost __pyx_string_tab[229]
+#define __pyx_n_u_vlan_restored __pyx_string_tab[230]
+#define __pyx_n_u_x __pyx_string_tab[231]
+#define __pyx_n_u_xs __pyx_string_tab[232]
+#define __pyx_n_b_O __pyx_string_tab[233]
+#define __pyx_kp_b_iso88591_Q __pyx_string_tab[234]
+#define __pyx_kp_b_iso88591_A_F_q __pyx_string_tab[235]
+#define __pyx_kp_b_iso88591_A_q __pyx_string_tab[236]
+#define __pyx_kp_b_iso88591_A_4s_Q_a_Q __pyx_string_tab[237]
+#define __pyx_kp_b_iso88591_A_G1_z_a __pyx_string_tab[238]
+#define __pyx_kp_b_iso88591_A_G1_4t_a_aq_1A __pyx_string_tab[239]
+#define __pyx_kp_b_iso88591_A_a_G1_E_d_3c_E_A_b_Qa_1L_1G2Q_U __pyx_string_tab[240]
+#define __pyx_kp_b_iso88591_A_G1_Qd_aq_at4q_E_R_2Q_M_r_R_Ba __pyx_string_tab[241]
+#define __pyx_kp_b_iso88591_q_5_vS_V2Q_j_1_3fD_q_1_Kq_avRq __pyx_string_tab[242]
+#define __pyx_kp_b_iso88591_1_q_q_1_Q_uG1_7_Ba_AQ_vS_V2Q_j __pyx_string_tab[243]
+#define __pyx_kp_b_iso88591_G1_4s_1_4r_4t4y_a_U_1_7_D_q_5Qn __pyx_string_tab[244]
 #define __pyx_int_0 __pyx_number_tab[0]
 #define __pyx_int_neg_1 __pyx_number_tab[1]
 #define __pyx_int_64 __pyx_number_tab[2]
@@ -4075,8 +4083,8 @@ static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
   Py_CLEAR(clear_module_state->__pyx_umethod_PyDict_Type_values.method);
   for (int i=0; i<1; ++i) { Py_CLEAR(clear_module_state->__pyx_slice[i]); }
   for (int i=0; i<4; ++i) { Py_CLEAR(clear_module_state->__pyx_tuple[i]); }
-  for (int i=0; i<11; ++i) { Py_CLEAR(clear_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<238; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<12; ++i) { Py_CLEAR(clear_module_state->__pyx_codeobj_tab[i]); }
+  for (int i=0; i<245; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<5; ++i) { Py_CLEAR(clear_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_clear_contents ### */
 /* CommonTypesMetaclass.module_state_clear */
@@ -4116,8 +4124,8 @@ static CYTHON_SMALL_CODE int __pyx_m_traverse(PyObject *m, visitproc visit, void
   Py_VISIT(traverse_module_state->__pyx_umethod_PyDict_Type_values.method);
   for (int i=0; i<1; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_slice[i]); }
   for (int i=0; i<4; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_tuple[i]); }
-  for (int i=0; i<11; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<238; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<12; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_codeobj_tab[i]); }
+  for (int i=0; i<245; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
   for (int i=0; i<5; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_traverse_contents ### */
 /* CommonTypesMetaclass.module_state_traverse */
@@ -18304,7 +18312,7 @@ static PyObject *__pyx_unpickle_Enum__set_state(struct __pyx_MemviewEnum_obj *__
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":116
+/* "mos/ports/_afpacket.pyx":117
  * 
  * 
  * cdef inline double _now() noexcept nogil:             # <<<<<<<<<<<<<<
@@ -18316,7 +18324,7 @@ static CYTHON_INLINE double __pyx_f_3mos_5ports_9_afpacket__now(void) {
   struct timespec __pyx_v_ts;
   double __pyx_r;
 
-  /* "mos/ports/_afpacket.pyx":118
+  /* "mos/ports/_afpacket.pyx":119
  * cdef inline double _now() noexcept nogil:
  *     cdef timespec ts
  *     clock_gettime(CLOCK_MONOTONIC, &ts)             # <<<<<<<<<<<<<<
@@ -18325,7 +18333,7 @@ static CYTHON_INLINE double __pyx_f_3mos_5ports_9_afpacket__now(void) {
 */
   (void)(clock_gettime(CLOCK_MONOTONIC, (&__pyx_v_ts)));
 
-  /* "mos/ports/_afpacket.pyx":119
+  /* "mos/ports/_afpacket.pyx":120
  *     cdef timespec ts
  *     clock_gettime(CLOCK_MONOTONIC, &ts)
  *     return ts.tv_sec + ts.tv_nsec * 1e-9             # <<<<<<<<<<<<<<
@@ -18338,7 +18346,7 @@ static CYTHON_INLINE double __pyx_f_3mos_5ports_9_afpacket__now(void) {
   }
   goto __pyx_L0;
 
-  /* "mos/ports/_afpacket.pyx":116
+  /* "mos/ports/_afpacket.pyx":117
  * 
  * 
  * cdef inline double _now() noexcept nogil:             # <<<<<<<<<<<<<<
@@ -18352,7 +18360,7 @@ static CYTHON_INLINE double __pyx_f_3mos_5ports_9_afpacket__now(void) {
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":147
+/* "mos/ports/_afpacket.pyx":153
  *     cdef readonly str rx_ring
  * 
  *     def __cinit__(self):             # <<<<<<<<<<<<<<
@@ -18404,7 +18412,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
 static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort___cinit__(struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *__pyx_v_self) {
   int __pyx_r;
 
-  /* "mos/ports/_afpacket.pyx":148
+  /* "mos/ports/_afpacket.pyx":154
  * 
  *     def __cinit__(self):
  *         self.h = NULL             # <<<<<<<<<<<<<<
@@ -18413,7 +18421,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort___cinit__(struct __pyx
 */
   __pyx_v_self->h = NULL;
 
-  /* "mos/ports/_afpacket.pyx":149
+  /* "mos/ports/_afpacket.pyx":155
  *     def __cinit__(self):
  *         self.h = NULL
  *         self.frames = NULL             # <<<<<<<<<<<<<<
@@ -18422,7 +18430,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort___cinit__(struct __pyx
 */
   __pyx_v_self->frames = NULL;
 
-  /* "mos/ports/_afpacket.pyx":147
+  /* "mos/ports/_afpacket.pyx":153
  *     cdef readonly str rx_ring
  * 
  *     def __cinit__(self):             # <<<<<<<<<<<<<<
@@ -18436,12 +18444,12 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort___cinit__(struct __pyx
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":151
+/* "mos/ports/_afpacket.pyx":157
  *         self.frames = NULL
  * 
  *     def __init__(self, str iface, fanout_group=None, unsigned ring_bytes=4 << 20,             # <<<<<<<<<<<<<<
  *                  int poll_ms=1, *, unsigned block_bytes=0, int retire_ms=1, str tx="ring",
- *                  unsigned tx_ring_bytes=1 << 20, bint promisc=True, str rx_ring="v3"):
+ *                  unsigned tx_ring_bytes=1 << 20, bint promisc=True, str rx_ring="v3",
 */
 
 /* Python wrapper */
@@ -18469,11 +18477,12 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   unsigned int __pyx_v_tx_ring_bytes;
   int __pyx_v_promisc;
   PyObject *__pyx_v_rx_ring = 0;
+  int __pyx_v_fanout_defrag;
   #if !CYTHON_VECTORCALL_TPNEW
   CYTHON_UNUSED Py_ssize_t __pyx_nargs;
   #endif
   CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
-  PyObject* values[10] = {0,0,0,0,0,0,0,0,0,0};
+  PyObject* values[11] = {0,0,0,0,0,0,0,0,0,0,0};
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
@@ -18489,55 +18498,55 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   #endif
   __pyx_kwvalues = __Pyx_KwValues_FASTCALL_TPNEW(__pyx_args, __pyx_nargs);
   {
-    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_iface,&__pyx_mstate_global->__pyx_n_u_fanout_group,&__pyx_mstate_global->__pyx_n_u_ring_bytes,&__pyx_mstate_global->__pyx_n_u_poll_ms,&__pyx_mstate_global->__pyx_n_u_block_bytes,&__pyx_mstate_global->__pyx_n_u_retire_ms,&__pyx_mstate_global->__pyx_n_u_tx,&__pyx_mstate_global->__pyx_n_u_tx_ring_bytes,&__pyx_mstate_global->__pyx_n_u_promisc,&__pyx_mstate_global->__pyx_n_u_rx_ring,0};
+    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_iface,&__pyx_mstate_global->__pyx_n_u_fanout_group,&__pyx_mstate_global->__pyx_n_u_ring_bytes,&__pyx_mstate_global->__pyx_n_u_poll_ms,&__pyx_mstate_global->__pyx_n_u_block_bytes,&__pyx_mstate_global->__pyx_n_u_retire_ms,&__pyx_mstate_global->__pyx_n_u_tx,&__pyx_mstate_global->__pyx_n_u_tx_ring_bytes,&__pyx_mstate_global->__pyx_n_u_promisc,&__pyx_mstate_global->__pyx_n_u_rx_ring,&__pyx_mstate_global->__pyx_n_u_fanout_defrag,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL_TPNEW(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 151, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 157, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 151, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 157, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 151, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 157, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 151, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 157, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 151, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 157, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "__init__", 0) < (0)) __PYX_ERR(0, 151, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "__init__", 0) < (0)) __PYX_ERR(0, 157, __pyx_L3_error)
       if (!values[1]) values[1] = __Pyx_NewRef(((PyObject *)Py_None));
       if (!values[6]) values[6] = __Pyx_NewRef(((PyObject*)__pyx_mstate_global->__pyx_n_u_ring));
       if (!values[9]) values[9] = __Pyx_NewRef(((PyObject*)__pyx_mstate_global->__pyx_n_u_v3));
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("__init__", 0, 1, 4, i); __PYX_ERR(0, 151, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("__init__", 0, 1, 4, i); __PYX_ERR(0, 157, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 151, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 157, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 151, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 157, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 151, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 157, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL_TPNEW(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 151, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 157, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
@@ -18548,49 +18557,62 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
     __pyx_v_iface = ((PyObject*)values[0]);
     __pyx_v_fanout_group = values[1];
     if (values[2]) {
-      __pyx_v_ring_bytes = __Pyx_PyLong_As_unsigned_int(values[2]); if (unlikely((__pyx_v_ring_bytes == (unsigned int)-1) && PyErr_Occurred())) __PYX_ERR(0, 151, __pyx_L3_error)
+      __pyx_v_ring_bytes = __Pyx_PyLong_As_unsigned_int(values[2]); if (unlikely((__pyx_v_ring_bytes == (unsigned int)-1) && PyErr_Occurred())) __PYX_ERR(0, 157, __pyx_L3_error)
     } else {
       __pyx_v_ring_bytes = ((unsigned int)0x400000);
     }
     if (values[3]) {
-      __pyx_v_poll_ms = __Pyx_PyLong_As_int(values[3]); if (unlikely((__pyx_v_poll_ms == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 152, __pyx_L3_error)
+      __pyx_v_poll_ms = __Pyx_PyLong_As_int(values[3]); if (unlikely((__pyx_v_poll_ms == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 158, __pyx_L3_error)
     } else {
       __pyx_v_poll_ms = ((int)1);
     }
     if (values[4]) {
-      __pyx_v_block_bytes = __Pyx_PyLong_As_unsigned_int(values[4]); if (unlikely((__pyx_v_block_bytes == (unsigned int)-1) && PyErr_Occurred())) __PYX_ERR(0, 152, __pyx_L3_error)
+      __pyx_v_block_bytes = __Pyx_PyLong_As_unsigned_int(values[4]); if (unlikely((__pyx_v_block_bytes == (unsigned int)-1) && PyErr_Occurred())) __PYX_ERR(0, 158, __pyx_L3_error)
     } else {
       __pyx_v_block_bytes = ((unsigned int)0);
     }
     if (values[5]) {
-      __pyx_v_retire_ms = __Pyx_PyLong_As_int(values[5]); if (unlikely((__pyx_v_retire_ms == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 152, __pyx_L3_error)
+      __pyx_v_retire_ms = __Pyx_PyLong_As_int(values[5]); if (unlikely((__pyx_v_retire_ms == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 158, __pyx_L3_error)
     } else {
       __pyx_v_retire_ms = ((int)1);
     }
     __pyx_v_tx = ((PyObject*)values[6]);
     if (values[7]) {
-      __pyx_v_tx_ring_bytes = __Pyx_PyLong_As_unsigned_int(values[7]); if (unlikely((__pyx_v_tx_ring_bytes == (unsigned int)-1) && PyErr_Occurred())) __PYX_ERR(0, 153, __pyx_L3_error)
+      __pyx_v_tx_ring_bytes = __Pyx_PyLong_As_unsigned_int(values[7]); if (unlikely((__pyx_v_tx_ring_bytes == (unsigned int)-1) && PyErr_Occurred())) __PYX_ERR(0, 159, __pyx_L3_error)
     } else {
       __pyx_v_tx_ring_bytes = ((unsigned int)0x100000);
     }
     if (values[8]) {
-      __pyx_v_promisc = __Pyx_PyObject_IsTrue(values[8]); if (unlikely((__pyx_v_promisc == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 153, __pyx_L3_error)
+      __pyx_v_promisc = __Pyx_PyObject_IsTrue(values[8]); if (unlikely((__pyx_v_promisc == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 159, __pyx_L3_error)
     } else {
 
-      /* "mos/ports/_afpacket.pyx":153
+      /* "mos/ports/_afpacket.pyx":159
  *     def __init__(self, str iface, fanout_group=None, unsigned ring_bytes=4 << 20,
  *                  int poll_ms=1, *, unsigned block_bytes=0, int retire_ms=1, str tx="ring",
- *                  unsigned tx_ring_bytes=1 << 20, bint promisc=True, str rx_ring="v3"):             # <<<<<<<<<<<<<<
+ *                  unsigned tx_ring_bytes=1 << 20, bint promisc=True, str rx_ring="v3",             # <<<<<<<<<<<<<<
+ *                  bint fanout_defrag=True):
  *         cdef mos_afp_config_t cfg
- *         cdef char err[ERRLEN]
 */
       __pyx_v_promisc = ((int)1);
     }
     __pyx_v_rx_ring = ((PyObject*)values[9]);
+    if (values[10]) {
+      __pyx_v_fanout_defrag = __Pyx_PyObject_IsTrue(values[10]); if (unlikely((__pyx_v_fanout_defrag == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 160, __pyx_L3_error)
+    } else {
+
+      /* "mos/ports/_afpacket.pyx":160
+ *                  int poll_ms=1, *, unsigned block_bytes=0, int retire_ms=1, str tx="ring",
+ *                  unsigned tx_ring_bytes=1 << 20, bint promisc=True, str rx_ring="v3",
+ *                  bint fanout_defrag=True):             # <<<<<<<<<<<<<<
+ *         cdef mos_afp_config_t cfg
+ *         cdef char err[ERRLEN]
+*/
+      __pyx_v_fanout_defrag = ((int)1);
+    }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("__init__", 0, 1, 4, __pyx_nargs); __PYX_ERR(0, 151, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("__init__", 0, 1, 4, __pyx_nargs); __PYX_ERR(0, 157, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -18601,17 +18623,17 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return -1;
   __pyx_L4_argument_unpacking_done:;
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_iface), (&PyUnicode_Type), 1, "iface", 1))) __PYX_ERR(0, 151, __pyx_L1_error)
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_tx), (&PyUnicode_Type), 1, "tx", 1))) __PYX_ERR(0, 152, __pyx_L1_error)
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_rx_ring), (&PyUnicode_Type), 1, "rx_ring", 1))) __PYX_ERR(0, 153, __pyx_L1_error)
-  __pyx_r = __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(((struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *)__pyx_v_self), __pyx_v_iface, __pyx_v_fanout_group, __pyx_v_ring_bytes, __pyx_v_poll_ms, __pyx_v_block_bytes, __pyx_v_retire_ms, __pyx_v_tx, __pyx_v_tx_ring_bytes, __pyx_v_promisc, __pyx_v_rx_ring);
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_iface), (&PyUnicode_Type), 1, "iface", 1))) __PYX_ERR(0, 157, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_tx), (&PyUnicode_Type), 1, "tx", 1))) __PYX_ERR(0, 158, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_rx_ring), (&PyUnicode_Type), 1, "rx_ring", 1))) __PYX_ERR(0, 159, __pyx_L1_error)
+  __pyx_r = __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(((struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *)__pyx_v_self), __pyx_v_iface, __pyx_v_fanout_group, __pyx_v_ring_bytes, __pyx_v_poll_ms, __pyx_v_block_bytes, __pyx_v_retire_ms, __pyx_v_tx, __pyx_v_tx_ring_bytes, __pyx_v_promisc, __pyx_v_rx_ring, __pyx_v_fanout_defrag);
 
-  /* "mos/ports/_afpacket.pyx":151
+  /* "mos/ports/_afpacket.pyx":157
  *         self.frames = NULL
  * 
  *     def __init__(self, str iface, fanout_group=None, unsigned ring_bytes=4 << 20,             # <<<<<<<<<<<<<<
  *                  int poll_ms=1, *, unsigned block_bytes=0, int retire_ms=1, str tx="ring",
- *                  unsigned tx_ring_bytes=1 << 20, bint promisc=True, str rx_ring="v3"):
+ *                  unsigned tx_ring_bytes=1 << 20, bint promisc=True, str rx_ring="v3",
 */
 
   /* function exit code */
@@ -18633,11 +18655,12 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
 
 
 
+
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
 }
 
-static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *__pyx_v_self, PyObject *__pyx_v_iface, PyObject *__pyx_v_fanout_group, unsigned int __pyx_v_ring_bytes, int __pyx_v_poll_ms, unsigned int __pyx_v_block_bytes, int __pyx_v_retire_ms, PyObject *__pyx_v_tx, unsigned int __pyx_v_tx_ring_bytes, int __pyx_v_promisc, PyObject *__pyx_v_rx_ring) {
+static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *__pyx_v_self, PyObject *__pyx_v_iface, PyObject *__pyx_v_fanout_group, unsigned int __pyx_v_ring_bytes, int __pyx_v_poll_ms, unsigned int __pyx_v_block_bytes, int __pyx_v_retire_ms, PyObject *__pyx_v_tx, unsigned int __pyx_v_tx_ring_bytes, int __pyx_v_promisc, PyObject *__pyx_v_rx_ring, int __pyx_v_fanout_defrag) {
   mos_afp_config_t __pyx_v_cfg;
   char __pyx_v_err[__pyx_e_3mos_5ports_9_afpacket_ERRLEN];
   PyObject *__pyx_v_name = NULL;
@@ -18665,7 +18688,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__init__", 0);
 
-  /* "mos/ports/_afpacket.pyx":156
+  /* "mos/ports/_afpacket.pyx":163
  *         cdef mos_afp_config_t cfg
  *         cdef char err[ERRLEN]
  *         if rx_ring not in ("v3", "v2"):             # <<<<<<<<<<<<<<
@@ -18674,7 +18697,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
   __Pyx_INCREF(__pyx_v_rx_ring);
   __pyx_t_1 = __pyx_v_rx_ring;
-  __pyx_t_3 = __Pyx_PyObject_CompareBoolNe_str_str(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_v3, Py_NE); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 156, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyObject_CompareBoolNe_str_str(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_v3, Py_NE); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 163, __pyx_L1_error)
   if (__pyx_t_3) {
 
   } else {
@@ -18683,7 +18706,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 
     goto __pyx_L4_bool_binop_done;
   }
-  __pyx_t_3 = __Pyx_PyObject_CompareBoolNe_str_str(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_v2, Py_NE); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 156, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyObject_CompareBoolNe_str_str(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_v2, Py_NE); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 163, __pyx_L1_error)
 
   __pyx_t_2 = __pyx_t_3;
 
@@ -18695,7 +18718,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
   if (unlikely(__pyx_t_3)) {
 
 
-    /* "mos/ports/_afpacket.pyx":157
+    /* "mos/ports/_afpacket.pyx":164
  *         cdef char err[ERRLEN]
  *         if rx_ring not in ("v3", "v2"):
  *             raise ValueError(f"rx_ring: {rx_ring!r} is not one of v3, v2")             # <<<<<<<<<<<<<<
@@ -18703,7 +18726,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
  *             raise ValueError(f"tx: {tx!r} is not one of {', '.join(_TX_MODES)}")
 */
     __pyx_t_5 = NULL;
-    __pyx_t_6 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Repr(__pyx_v_rx_ring), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 157, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Repr(__pyx_v_rx_ring), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 164, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __pyx_t_7[0] = __pyx_mstate_global->__pyx_kp_u_rx_ring_2;
     __pyx_t_7[1] = __pyx_t_6;
@@ -18717,7 +18740,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
     __pyx_t_9 |= __Pyx_PyUnicode_KIND_04(__pyx_t_7[1]);
     #endif
     __pyx_t_10 = __Pyx_PyUnicode_Join(__pyx_t_7, 3, __pyx_t_8, __pyx_t_9);
-    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 157, __pyx_L1_error)
+    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 164, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __pyx_t_11 = 1;
@@ -18726,14 +18749,14 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
       __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 157, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 164, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
     }
     __Pyx_Raise(__pyx_t_4, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __PYX_ERR(0, 157, __pyx_L1_error)
+    __PYX_ERR(0, 164, __pyx_L1_error)
 
-    /* "mos/ports/_afpacket.pyx":156
+    /* "mos/ports/_afpacket.pyx":163
  *         cdef mos_afp_config_t cfg
  *         cdef char err[ERRLEN]
  *         if rx_ring not in ("v3", "v2"):             # <<<<<<<<<<<<<<
@@ -18742,21 +18765,21 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
   }
 
-  /* "mos/ports/_afpacket.pyx":158
+  /* "mos/ports/_afpacket.pyx":165
  *         if rx_ring not in ("v3", "v2"):
  *             raise ValueError(f"rx_ring: {rx_ring!r} is not one of v3, v2")
  *         if tx not in _TX_MODES:             # <<<<<<<<<<<<<<
  *             raise ValueError(f"tx: {tx!r} is not one of {', '.join(_TX_MODES)}")
  *         if fanout_group is not None and not (0 <= fanout_group <= 0xFFFF):
 */
-  __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_TX_MODES); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 158, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_TX_MODES); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 165, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_3 = (__Pyx_PySequence_ContainsTF(__pyx_v_tx, __pyx_t_4, Py_NE)); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 158, __pyx_L1_error)
+  __pyx_t_3 = (__Pyx_PySequence_ContainsTF(__pyx_v_tx, __pyx_t_4, Py_NE)); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 165, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
   if (unlikely(__pyx_t_3)) {
 
 
-    /* "mos/ports/_afpacket.pyx":159
+    /* "mos/ports/_afpacket.pyx":166
  *             raise ValueError(f"rx_ring: {rx_ring!r} is not one of v3, v2")
  *         if tx not in _TX_MODES:
  *             raise ValueError(f"tx: {tx!r} is not one of {', '.join(_TX_MODES)}")             # <<<<<<<<<<<<<<
@@ -18764,11 +18787,11 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
  *             raise ValueError(f"fanout_group: {fanout_group!r} is not in 0..65535")
 */
     __pyx_t_10 = NULL;
-    __pyx_t_5 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Repr(__pyx_v_tx), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 159, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Repr(__pyx_v_tx), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 166, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_5);
-    __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_TX_MODES); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 159, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_TX_MODES); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 166, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
-    __pyx_t_12 = PyUnicode_Join(__pyx_mstate_global->__pyx_kp_u__5, __pyx_t_6); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 159, __pyx_L1_error)
+    __pyx_t_12 = PyUnicode_Join(__pyx_mstate_global->__pyx_kp_u__5, __pyx_t_6); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 166, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
     __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
     __pyx_t_13[0] = __pyx_mstate_global->__pyx_kp_u_tx_2;
@@ -18784,7 +18807,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
     __pyx_t_9 |= __Pyx_PyUnicode_KIND_04(__pyx_t_13[1]) | __Pyx_PyUnicode_KIND_04(__pyx_t_13[3]);
     #endif
     __pyx_t_6 = __Pyx_PyUnicode_Join(__pyx_t_13, 4, __pyx_t_8, __pyx_t_9);
-    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 159, __pyx_L1_error)
+    if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 166, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_6);
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
     __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
@@ -18794,14 +18817,14 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
       __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_10); __pyx_t_10 = 0;
       __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 159, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 166, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
     }
     __Pyx_Raise(__pyx_t_4, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __PYX_ERR(0, 159, __pyx_L1_error)
+    __PYX_ERR(0, 166, __pyx_L1_error)
 
-    /* "mos/ports/_afpacket.pyx":158
+    /* "mos/ports/_afpacket.pyx":165
  *         if rx_ring not in ("v3", "v2"):
  *             raise ValueError(f"rx_ring: {rx_ring!r} is not one of v3, v2")
  *         if tx not in _TX_MODES:             # <<<<<<<<<<<<<<
@@ -18810,7 +18833,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
   }
 
-  /* "mos/ports/_afpacket.pyx":160
+  /* "mos/ports/_afpacket.pyx":167
  *         if tx not in _TX_MODES:
  *             raise ValueError(f"tx: {tx!r} is not one of {', '.join(_TX_MODES)}")
  *         if fanout_group is not None and not (0 <= fanout_group <= 0xFFFF):             # <<<<<<<<<<<<<<
@@ -18826,9 +18849,9 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 
     goto __pyx_L8_bool_binop_done;
   }
-  __pyx_t_2 = __Pyx_PyObject_CompareBoolLe_int_object(__pyx_mstate_global->__pyx_int_0, __pyx_v_fanout_group, Py_LE); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(0, 160, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyObject_CompareBoolLe_int_object(__pyx_mstate_global->__pyx_int_0, __pyx_v_fanout_group, Py_LE); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(0, 167, __pyx_L1_error)
   if (__pyx_t_2) {
-    __pyx_t_2 = __Pyx_PyObject_CompareBoolLe_object_int(__pyx_v_fanout_group, __pyx_mstate_global->__pyx_int_65535, Py_LE); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(0, 160, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyObject_CompareBoolLe_object_int(__pyx_v_fanout_group, __pyx_mstate_global->__pyx_int_65535, Py_LE); if (unlikely((__pyx_t_2 < 0))) __PYX_ERR(0, 167, __pyx_L1_error)
   }
   __pyx_t_14 = (!__pyx_t_2);
 
@@ -18840,7 +18863,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
   if (unlikely(__pyx_t_3)) {
 
 
-    /* "mos/ports/_afpacket.pyx":161
+    /* "mos/ports/_afpacket.pyx":168
  *             raise ValueError(f"tx: {tx!r} is not one of {', '.join(_TX_MODES)}")
  *         if fanout_group is not None and not (0 <= fanout_group <= 0xFFFF):
  *             raise ValueError(f"fanout_group: {fanout_group!r} is not in 0..65535")             # <<<<<<<<<<<<<<
@@ -18848,7 +18871,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
  *         cfg.fanout_group = -1 if fanout_group is None else fanout_group
 */
     __pyx_t_6 = NULL;
-    __pyx_t_10 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Repr(__pyx_v_fanout_group), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 161, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Repr(__pyx_v_fanout_group), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 168, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __pyx_t_7[0] = __pyx_mstate_global->__pyx_kp_u_fanout_group_2;
     __pyx_t_7[1] = __pyx_t_10;
@@ -18862,7 +18885,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
     __pyx_t_9 |= __Pyx_PyUnicode_KIND_04(__pyx_t_7[1]);
     #endif
     __pyx_t_12 = __Pyx_PyUnicode_Join(__pyx_t_7, 3, __pyx_t_8, __pyx_t_9);
-    if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 161, __pyx_L1_error)
+    if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 168, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
     __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
     __pyx_t_11 = 1;
@@ -18871,14 +18894,14 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
       __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_6); __pyx_t_6 = 0;
       __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 161, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 168, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
     }
     __Pyx_Raise(__pyx_t_4, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-    __PYX_ERR(0, 161, __pyx_L1_error)
+    __PYX_ERR(0, 168, __pyx_L1_error)
 
-    /* "mos/ports/_afpacket.pyx":160
+    /* "mos/ports/_afpacket.pyx":167
  *         if tx not in _TX_MODES:
  *             raise ValueError(f"tx: {tx!r} is not one of {', '.join(_TX_MODES)}")
  *         if fanout_group is not None and not (0 <= fanout_group <= 0xFFFF):             # <<<<<<<<<<<<<<
@@ -18887,7 +18910,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
   }
 
-  /* "mos/ports/_afpacket.pyx":162
+  /* "mos/ports/_afpacket.pyx":169
  *         if fanout_group is not None and not (0 <= fanout_group <= 0xFFFF):
  *             raise ValueError(f"fanout_group: {fanout_group!r} is not in 0..65535")
  *         mos_afp_config_default(&cfg)             # <<<<<<<<<<<<<<
@@ -18896,7 +18919,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
   mos_afp_config_default((&__pyx_v_cfg));
 
-  /* "mos/ports/_afpacket.pyx":163
+  /* "mos/ports/_afpacket.pyx":170
  *             raise ValueError(f"fanout_group: {fanout_group!r} is not in 0..65535")
  *         mos_afp_config_default(&cfg)
  *         cfg.fanout_group = -1 if fanout_group is None else fanout_group             # <<<<<<<<<<<<<<
@@ -18908,13 +18931,13 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 
     __pyx_t_9 = -1;
   } else {
-    __pyx_t_15 = __Pyx_PyLong_As_int(__pyx_v_fanout_group); if (unlikely((__pyx_t_15 == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 163, __pyx_L1_error)
+    __pyx_t_15 = __Pyx_PyLong_As_int(__pyx_v_fanout_group); if (unlikely((__pyx_t_15 == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 170, __pyx_L1_error)
     __pyx_t_9 = __pyx_t_15;
   }
 
   __pyx_v_cfg.fanout_group = __pyx_t_9;
 
-  /* "mos/ports/_afpacket.pyx":164
+  /* "mos/ports/_afpacket.pyx":171
  *         mos_afp_config_default(&cfg)
  *         cfg.fanout_group = -1 if fanout_group is None else fanout_group
  *         cfg.ring_bytes = ring_bytes             # <<<<<<<<<<<<<<
@@ -18923,7 +18946,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
   __pyx_v_cfg.ring_bytes = __pyx_v_ring_bytes;
 
-  /* "mos/ports/_afpacket.pyx":165
+  /* "mos/ports/_afpacket.pyx":172
  *         cfg.fanout_group = -1 if fanout_group is None else fanout_group
  *         cfg.ring_bytes = ring_bytes
  *         cfg.block_bytes = block_bytes             # <<<<<<<<<<<<<<
@@ -18932,7 +18955,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
   __pyx_v_cfg.block_bytes = __pyx_v_block_bytes;
 
-  /* "mos/ports/_afpacket.pyx":166
+  /* "mos/ports/_afpacket.pyx":173
  *         cfg.ring_bytes = ring_bytes
  *         cfg.block_bytes = block_bytes
  *         cfg.poll_ms = poll_ms             # <<<<<<<<<<<<<<
@@ -18941,7 +18964,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
   __pyx_v_cfg.poll_ms = __pyx_v_poll_ms;
 
-  /* "mos/ports/_afpacket.pyx":167
+  /* "mos/ports/_afpacket.pyx":174
  *         cfg.block_bytes = block_bytes
  *         cfg.poll_ms = poll_ms
  *         cfg.retire_ms = retire_ms             # <<<<<<<<<<<<<<
@@ -18950,23 +18973,23 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
   __pyx_v_cfg.retire_ms = __pyx_v_retire_ms;
 
-  /* "mos/ports/_afpacket.pyx":168
+  /* "mos/ports/_afpacket.pyx":175
  *         cfg.poll_ms = poll_ms
  *         cfg.retire_ms = retire_ms
  *         cfg.tx_mode = _TX_MODES[tx]             # <<<<<<<<<<<<<<
  *         cfg.tx_ring_bytes = tx_ring_bytes
  *         cfg.promisc = promisc
 */
-  __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_TX_MODES); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 168, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_TX_MODES); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 175, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_12 = __Pyx_PyObject_Dict_GetItem(__pyx_t_4, __pyx_v_tx); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 168, __pyx_L1_error)
+  __pyx_t_12 = __Pyx_PyObject_Dict_GetItem(__pyx_t_4, __pyx_v_tx); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 175, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_12);
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-  __pyx_t_9 = __Pyx_PyLong_As_int(__pyx_t_12); if (unlikely((__pyx_t_9 == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 168, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyLong_As_int(__pyx_t_12); if (unlikely((__pyx_t_9 == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 175, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
   __pyx_v_cfg.tx_mode = __pyx_t_9;
 
-  /* "mos/ports/_afpacket.pyx":169
+  /* "mos/ports/_afpacket.pyx":176
  *         cfg.retire_ms = retire_ms
  *         cfg.tx_mode = _TX_MODES[tx]
  *         cfg.tx_ring_bytes = tx_ring_bytes             # <<<<<<<<<<<<<<
@@ -18975,23 +18998,23 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
   __pyx_v_cfg.tx_ring_bytes = __pyx_v_tx_ring_bytes;
 
-  /* "mos/ports/_afpacket.pyx":170
+  /* "mos/ports/_afpacket.pyx":177
  *         cfg.tx_mode = _TX_MODES[tx]
  *         cfg.tx_ring_bytes = tx_ring_bytes
  *         cfg.promisc = promisc             # <<<<<<<<<<<<<<
  *         cfg.rx_version = 3 if rx_ring == "v3" else 2
- *         name = iface.encode()
+ *         cfg.fanout_defrag = fanout_defrag
 */
   __pyx_v_cfg.promisc = __pyx_v_promisc;
 
-  /* "mos/ports/_afpacket.pyx":171
+  /* "mos/ports/_afpacket.pyx":178
  *         cfg.tx_ring_bytes = tx_ring_bytes
  *         cfg.promisc = promisc
  *         cfg.rx_version = 3 if rx_ring == "v3" else 2             # <<<<<<<<<<<<<<
+ *         cfg.fanout_defrag = fanout_defrag
  *         name = iface.encode()
- *         err[0] = 0
 */
-  __pyx_t_3 = __Pyx_PyObject_CompareBoolEq_str_str(__pyx_v_rx_ring, __pyx_mstate_global->__pyx_n_u_v3, Py_EQ); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 171, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyObject_CompareBoolEq_str_str(__pyx_v_rx_ring, __pyx_mstate_global->__pyx_n_u_v3, Py_EQ); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 178, __pyx_L1_error)
   if (__pyx_t_3) {
 
     __pyx_t_9 = 3;
@@ -19002,24 +19025,33 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 
   __pyx_v_cfg.rx_version = __pyx_t_9;
 
-  /* "mos/ports/_afpacket.pyx":172
+  /* "mos/ports/_afpacket.pyx":179
  *         cfg.promisc = promisc
  *         cfg.rx_version = 3 if rx_ring == "v3" else 2
+ *         cfg.fanout_defrag = fanout_defrag             # <<<<<<<<<<<<<<
+ *         name = iface.encode()
+ *         err[0] = 0
+*/
+  __pyx_v_cfg.fanout_defrag = __pyx_v_fanout_defrag;
+
+  /* "mos/ports/_afpacket.pyx":180
+ *         cfg.rx_version = 3 if rx_ring == "v3" else 2
+ *         cfg.fanout_defrag = fanout_defrag
  *         name = iface.encode()             # <<<<<<<<<<<<<<
  *         err[0] = 0
  *         self.h = mos_afp_open_cfg(name, &cfg, err, ERRLEN)
 */
   if (unlikely(__pyx_v_iface == Py_None)) {
     PyErr_Format(PyExc_AttributeError, "\047NoneType\047 object has no attribute \047%.30s\047", "encode");
-    __PYX_ERR(0, 172, __pyx_L1_error)
+    __PYX_ERR(0, 180, __pyx_L1_error)
   }
-  __pyx_t_12 = PyUnicode_AsEncodedString(__pyx_v_iface, NULL, NULL); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 172, __pyx_L1_error)
+  __pyx_t_12 = PyUnicode_AsEncodedString(__pyx_v_iface, NULL, NULL); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 180, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_12);
   __pyx_v_name = ((PyObject*)__pyx_t_12);
   __pyx_t_12 = 0;
 
-  /* "mos/ports/_afpacket.pyx":173
- *         cfg.rx_version = 3 if rx_ring == "v3" else 2
+  /* "mos/ports/_afpacket.pyx":181
+ *         cfg.fanout_defrag = fanout_defrag
  *         name = iface.encode()
  *         err[0] = 0             # <<<<<<<<<<<<<<
  *         self.h = mos_afp_open_cfg(name, &cfg, err, ERRLEN)
@@ -19027,18 +19059,18 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
   (__pyx_v_err[0]) = 0;
 
-  /* "mos/ports/_afpacket.pyx":174
+  /* "mos/ports/_afpacket.pyx":182
  *         name = iface.encode()
  *         err[0] = 0
  *         self.h = mos_afp_open_cfg(name, &cfg, err, ERRLEN)             # <<<<<<<<<<<<<<
  *         if self.h == NULL:
  *             msg = err.decode(errors="replace") or f"afpacket: {iface}: open failed"
 */
-  __pyx_t_16 = __Pyx_PyBytes_AsString(__pyx_v_name); if (unlikely((!__pyx_t_16) && PyErr_Occurred())) __PYX_ERR(0, 174, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyBytes_AsString(__pyx_v_name); if (unlikely((!__pyx_t_16) && PyErr_Occurred())) __PYX_ERR(0, 182, __pyx_L1_error)
   __pyx_v_self->h = mos_afp_open_cfg(__pyx_t_16, (&__pyx_v_cfg), __pyx_v_err, __pyx_e_3mos_5ports_9_afpacket_ERRLEN);
 
 
-  /* "mos/ports/_afpacket.pyx":175
+  /* "mos/ports/_afpacket.pyx":183
  *         err[0] = 0
  *         self.h = mos_afp_open_cfg(name, &cfg, err, ERRLEN)
  *         if self.h == NULL:             # <<<<<<<<<<<<<<
@@ -19050,14 +19082,14 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
   if (__pyx_t_3) {
 
 
-    /* "mos/ports/_afpacket.pyx":176
+    /* "mos/ports/_afpacket.pyx":184
  *         self.h = mos_afp_open_cfg(name, &cfg, err, ERRLEN)
  *         if self.h == NULL:
  *             msg = err.decode(errors="replace") or f"afpacket: {iface}: open failed"             # <<<<<<<<<<<<<<
  *             if "CAP_NET_RAW" in msg:
  *                 raise PermissionError(msg)
 */
-    __pyx_t_10 = __Pyx_PyBytes_FromString(__pyx_v_err); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 176, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyBytes_FromString(__pyx_v_err); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 184, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __pyx_t_6 = __pyx_t_10;
     __Pyx_INCREF(__pyx_t_6);
@@ -19068,13 +19100,13 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
       PyObject *__pyx_callargs[2] = {__pyx_t_6, __pyx_mstate_global->__pyx_n_u_replace};
       #if CYTHON_VECTORCALL
       __pyx_t_5 = __pyx_mstate_global->__pyx_tuple[2];
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 176, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 184, __pyx_L1_error)
       __Pyx_INCREF(__pyx_t_5);
       #else
       {
         PyObject *__pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_errors};
         __pyx_t_5 = __Pyx_MakeKwargDict(__pyx_temp, __pyx_callargs+1, 1);
-        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 176, __pyx_L1_error)
+        if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 184, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_5);
       }
       #endif
@@ -19084,11 +19116,11 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
       #endif
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 176, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 184, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
     }
-    if (!(likely(PyUnicode_CheckExact(__pyx_t_4))||((__pyx_t_4) == Py_None) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_4))) __PYX_ERR(0, 176, __pyx_L1_error)
-    __pyx_t_3 = __Pyx_PyObject_IsTrue(__pyx_t_4); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 176, __pyx_L1_error)
+    if (!(likely(PyUnicode_CheckExact(__pyx_t_4))||((__pyx_t_4) == Py_None) || __Pyx_RaiseUnexpectedTypeError("str", __pyx_t_4))) __PYX_ERR(0, 184, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyObject_IsTrue(__pyx_t_4); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 184, __pyx_L1_error)
     if (!__pyx_t_3) {
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     } else {
@@ -19097,7 +19129,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       goto __pyx_L11_bool_binop_done;
     }
-    __pyx_t_4 = __Pyx_PyUnicode_Unicode(__pyx_v_iface); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 176, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyUnicode_Unicode(__pyx_v_iface); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 184, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __pyx_t_7[0] = __pyx_mstate_global->__pyx_kp_u_afpacket;
     __pyx_t_7[1] = __pyx_t_4;
@@ -19111,7 +19143,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
     __pyx_t_9 |= __Pyx_PyUnicode_KIND_04(__pyx_t_7[1]);
     #endif
     __pyx_t_10 = __Pyx_PyUnicode_Join(__pyx_t_7, 3, __pyx_t_8, __pyx_t_9);
-    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 176, __pyx_L1_error)
+    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 184, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __Pyx_INCREF(__pyx_t_10);
@@ -19121,18 +19153,18 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
     __pyx_v_msg = __pyx_t_12;
     __pyx_t_12 = 0;
 
-    /* "mos/ports/_afpacket.pyx":177
+    /* "mos/ports/_afpacket.pyx":185
  *         if self.h == NULL:
  *             msg = err.decode(errors="replace") or f"afpacket: {iface}: open failed"
  *             if "CAP_NET_RAW" in msg:             # <<<<<<<<<<<<<<
  *                 raise PermissionError(msg)
  *             if "no such interface" in msg:
 */
-    __pyx_t_3 = (__Pyx_PySequence_ContainsTF(__pyx_mstate_global->__pyx_n_u_CAP_NET_RAW, __pyx_v_msg, Py_EQ)); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 177, __pyx_L1_error)
+    __pyx_t_3 = (__Pyx_PySequence_ContainsTF(__pyx_mstate_global->__pyx_n_u_CAP_NET_RAW, __pyx_v_msg, Py_EQ)); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 185, __pyx_L1_error)
     if (unlikely(__pyx_t_3)) {
 
 
-      /* "mos/ports/_afpacket.pyx":178
+      /* "mos/ports/_afpacket.pyx":186
  *             msg = err.decode(errors="replace") or f"afpacket: {iface}: open failed"
  *             if "CAP_NET_RAW" in msg:
  *                 raise PermissionError(msg)             # <<<<<<<<<<<<<<
@@ -19145,14 +19177,14 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
         PyObject *__pyx_callargs[2] = {__pyx_t_10, __pyx_v_msg};
         __pyx_t_12 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_PermissionError)), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_10); __pyx_t_10 = 0;
-        if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 178, __pyx_L1_error)
+        if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 186, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_12);
       }
       __Pyx_Raise(__pyx_t_12, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-      __PYX_ERR(0, 178, __pyx_L1_error)
+      __PYX_ERR(0, 186, __pyx_L1_error)
 
-      /* "mos/ports/_afpacket.pyx":177
+      /* "mos/ports/_afpacket.pyx":185
  *         if self.h == NULL:
  *             msg = err.decode(errors="replace") or f"afpacket: {iface}: open failed"
  *             if "CAP_NET_RAW" in msg:             # <<<<<<<<<<<<<<
@@ -19161,18 +19193,18 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
     }
 
-    /* "mos/ports/_afpacket.pyx":179
+    /* "mos/ports/_afpacket.pyx":187
  *             if "CAP_NET_RAW" in msg:
  *                 raise PermissionError(msg)
  *             if "no such interface" in msg:             # <<<<<<<<<<<<<<
  *                 raise FileNotFoundError(msg)
  *             raise OSError(msg)
 */
-    __pyx_t_3 = (__Pyx_PySequence_ContainsTF(__pyx_mstate_global->__pyx_kp_u_no_such_interface, __pyx_v_msg, Py_EQ)); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 179, __pyx_L1_error)
+    __pyx_t_3 = (__Pyx_PySequence_ContainsTF(__pyx_mstate_global->__pyx_kp_u_no_such_interface, __pyx_v_msg, Py_EQ)); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 187, __pyx_L1_error)
     if (unlikely(__pyx_t_3)) {
 
 
-      /* "mos/ports/_afpacket.pyx":180
+      /* "mos/ports/_afpacket.pyx":188
  *                 raise PermissionError(msg)
  *             if "no such interface" in msg:
  *                 raise FileNotFoundError(msg)             # <<<<<<<<<<<<<<
@@ -19185,14 +19217,14 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
         PyObject *__pyx_callargs[2] = {__pyx_t_10, __pyx_v_msg};
         __pyx_t_12 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_FileNotFoundError)), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_10); __pyx_t_10 = 0;
-        if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 180, __pyx_L1_error)
+        if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 188, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_12);
       }
       __Pyx_Raise(__pyx_t_12, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-      __PYX_ERR(0, 180, __pyx_L1_error)
+      __PYX_ERR(0, 188, __pyx_L1_error)
 
-      /* "mos/ports/_afpacket.pyx":179
+      /* "mos/ports/_afpacket.pyx":187
  *             if "CAP_NET_RAW" in msg:
  *                 raise PermissionError(msg)
  *             if "no such interface" in msg:             # <<<<<<<<<<<<<<
@@ -19201,7 +19233,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
     }
 
-    /* "mos/ports/_afpacket.pyx":181
+    /* "mos/ports/_afpacket.pyx":189
  *             if "no such interface" in msg:
  *                 raise FileNotFoundError(msg)
  *             raise OSError(msg)             # <<<<<<<<<<<<<<
@@ -19214,14 +19246,14 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
       PyObject *__pyx_callargs[2] = {__pyx_t_10, __pyx_v_msg};
       __pyx_t_12 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_OSError)), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_10); __pyx_t_10 = 0;
-      if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 181, __pyx_L1_error)
+      if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 189, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_12);
     }
     __Pyx_Raise(__pyx_t_12, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-    __PYX_ERR(0, 181, __pyx_L1_error)
+    __PYX_ERR(0, 189, __pyx_L1_error)
 
-    /* "mos/ports/_afpacket.pyx":175
+    /* "mos/ports/_afpacket.pyx":183
  *         err[0] = 0
  *         self.h = mos_afp_open_cfg(name, &cfg, err, ERRLEN)
  *         if self.h == NULL:             # <<<<<<<<<<<<<<
@@ -19230,7 +19262,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
   }
 
-  /* "mos/ports/_afpacket.pyx":182
+  /* "mos/ports/_afpacket.pyx":190
  *                 raise FileNotFoundError(msg)
  *             raise OSError(msg)
  *         self.frames = <mos_frame_t *>malloc(SLOW_BURST * sizeof(mos_frame_t))             # <<<<<<<<<<<<<<
@@ -19239,7 +19271,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
   __pyx_v_self->frames = ((mos_frame_t *)malloc((__pyx_e_3mos_5ports_9_afpacket_SLOW_BURST * (sizeof(mos_frame_t)))));
 
-  /* "mos/ports/_afpacket.pyx":183
+  /* "mos/ports/_afpacket.pyx":191
  *             raise OSError(msg)
  *         self.frames = <mos_frame_t *>malloc(SLOW_BURST * sizeof(mos_frame_t))
  *         if self.frames == NULL:             # <<<<<<<<<<<<<<
@@ -19251,7 +19283,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
   if (unlikely(__pyx_t_3)) {
 
 
-    /* "mos/ports/_afpacket.pyx":184
+    /* "mos/ports/_afpacket.pyx":192
  *         self.frames = <mos_frame_t *>malloc(SLOW_BURST * sizeof(mos_frame_t))
  *         if self.frames == NULL:
  *             mos_afp_close(self.h)             # <<<<<<<<<<<<<<
@@ -19260,7 +19292,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
     mos_afp_close(__pyx_v_self->h);
 
-    /* "mos/ports/_afpacket.pyx":185
+    /* "mos/ports/_afpacket.pyx":193
  *         if self.frames == NULL:
  *             mos_afp_close(self.h)
  *             self.h = NULL             # <<<<<<<<<<<<<<
@@ -19269,16 +19301,16 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
     __pyx_v_self->h = NULL;
 
-    /* "mos/ports/_afpacket.pyx":186
+    /* "mos/ports/_afpacket.pyx":194
  *             mos_afp_close(self.h)
  *             self.h = NULL
  *             raise MemoryError()             # <<<<<<<<<<<<<<
  *         self.iface = iface
  *         self.fanout_group = fanout_group
 */
-    PyErr_NoMemory(); __PYX_ERR(0, 186, __pyx_L1_error)
+    PyErr_NoMemory(); __PYX_ERR(0, 194, __pyx_L1_error)
 
-    /* "mos/ports/_afpacket.pyx":183
+    /* "mos/ports/_afpacket.pyx":191
  *             raise OSError(msg)
  *         self.frames = <mos_frame_t *>malloc(SLOW_BURST * sizeof(mos_frame_t))
  *         if self.frames == NULL:             # <<<<<<<<<<<<<<
@@ -19287,7 +19319,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
 */
   }
 
-  /* "mos/ports/_afpacket.pyx":187
+  /* "mos/ports/_afpacket.pyx":195
  *             self.h = NULL
  *             raise MemoryError()
  *         self.iface = iface             # <<<<<<<<<<<<<<
@@ -19299,7 +19331,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
   __Pyx_GOTREF(__pyx_v_self->iface);
   __Pyx_DECREF_SET(__pyx_v_self->iface, __pyx_v_iface);
 
-  /* "mos/ports/_afpacket.pyx":188
+  /* "mos/ports/_afpacket.pyx":196
  *             raise MemoryError()
  *         self.iface = iface
  *         self.fanout_group = fanout_group             # <<<<<<<<<<<<<<
@@ -19311,7 +19343,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
   __Pyx_GOTREF(__pyx_v_self->fanout_group);
   __Pyx_DECREF_SET(__pyx_v_self->fanout_group, __pyx_v_fanout_group);
 
-  /* "mos/ports/_afpacket.pyx":189
+  /* "mos/ports/_afpacket.pyx":197
  *         self.iface = iface
  *         self.fanout_group = fanout_group
  *         self.tx_mode = tx             # <<<<<<<<<<<<<<
@@ -19323,7 +19355,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
   __Pyx_GOTREF(__pyx_v_self->tx_mode);
   __Pyx_DECREF_SET(__pyx_v_self->tx_mode, __pyx_v_tx);
 
-  /* "mos/ports/_afpacket.pyx":190
+  /* "mos/ports/_afpacket.pyx":198
  *         self.fanout_group = fanout_group
  *         self.tx_mode = tx
  *         self.rx_ring = rx_ring             # <<<<<<<<<<<<<<
@@ -19335,12 +19367,12 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
   __Pyx_GOTREF(__pyx_v_self->rx_ring);
   __Pyx_DECREF_SET(__pyx_v_self->rx_ring, __pyx_v_rx_ring);
 
-  /* "mos/ports/_afpacket.pyx":151
+  /* "mos/ports/_afpacket.pyx":157
  *         self.frames = NULL
  * 
  *     def __init__(self, str iface, fanout_group=None, unsigned ring_bytes=4 << 20,             # <<<<<<<<<<<<<<
  *                  int poll_ms=1, *, unsigned block_bytes=0, int retire_ms=1, str tx="ring",
- *                  unsigned tx_ring_bytes=1 << 20, bint promisc=True, str rx_ring="v3"):
+ *                  unsigned tx_ring_bytes=1 << 20, bint promisc=True, str rx_ring="v3",
 */
 
   /* function exit code */
@@ -19365,7 +19397,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_2__init__(struct __pyx
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":192
+/* "mos/ports/_afpacket.pyx":200
  *         self.rx_ring = rx_ring
  * 
  *     def __dealloc__(self):             # <<<<<<<<<<<<<<
@@ -19389,7 +19421,7 @@ static void __pyx_pw_3mos_5ports_9_afpacket_12AfPacketPort_5__dealloc__(PyObject
 static void __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_4__dealloc__(struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *__pyx_v_self) {
   int __pyx_t_1;
 
-  /* "mos/ports/_afpacket.pyx":193
+  /* "mos/ports/_afpacket.pyx":201
  * 
  *     def __dealloc__(self):
  *         if self.h != NULL:             # <<<<<<<<<<<<<<
@@ -19401,7 +19433,7 @@ static void __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_4__dealloc__(struct _
   if (__pyx_t_1) {
 
 
-    /* "mos/ports/_afpacket.pyx":194
+    /* "mos/ports/_afpacket.pyx":202
  *     def __dealloc__(self):
  *         if self.h != NULL:
  *             mos_afp_close(self.h)             # <<<<<<<<<<<<<<
@@ -19410,7 +19442,7 @@ static void __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_4__dealloc__(struct _
 */
     mos_afp_close(__pyx_v_self->h);
 
-    /* "mos/ports/_afpacket.pyx":195
+    /* "mos/ports/_afpacket.pyx":203
  *         if self.h != NULL:
  *             mos_afp_close(self.h)
  *             self.h = NULL             # <<<<<<<<<<<<<<
@@ -19419,7 +19451,7 @@ static void __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_4__dealloc__(struct _
 */
     __pyx_v_self->h = NULL;
 
-    /* "mos/ports/_afpacket.pyx":193
+    /* "mos/ports/_afpacket.pyx":201
  * 
  *     def __dealloc__(self):
  *         if self.h != NULL:             # <<<<<<<<<<<<<<
@@ -19428,7 +19460,7 @@ static void __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_4__dealloc__(struct _
 */
   }
 
-  /* "mos/ports/_afpacket.pyx":196
+  /* "mos/ports/_afpacket.pyx":204
  *             mos_afp_close(self.h)
  *             self.h = NULL
  *         free(self.frames)             # <<<<<<<<<<<<<<
@@ -19437,7 +19469,7 @@ static void __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_4__dealloc__(struct _
 */
   free(__pyx_v_self->frames);
 
-  /* "mos/ports/_afpacket.pyx":197
+  /* "mos/ports/_afpacket.pyx":205
  *             self.h = NULL
  *         free(self.frames)
  *         self.frames = NULL             # <<<<<<<<<<<<<<
@@ -19446,7 +19478,7 @@ static void __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_4__dealloc__(struct _
 */
   __pyx_v_self->frames = NULL;
 
-  /* "mos/ports/_afpacket.pyx":192
+  /* "mos/ports/_afpacket.pyx":200
  *         self.rx_ring = rx_ring
  * 
  *     def __dealloc__(self):             # <<<<<<<<<<<<<<
@@ -19458,7 +19490,7 @@ static void __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_4__dealloc__(struct _
 
 }
 
-/* "mos/ports/_afpacket.pyx":199
+/* "mos/ports/_afpacket.pyx":207
  *         self.frames = NULL
  * 
  *     cdef inline int _check(self) except -1:             # <<<<<<<<<<<<<<
@@ -19483,7 +19515,7 @@ static CYTHON_INLINE int __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(st
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("_check", 0);
 
-  /* "mos/ports/_afpacket.pyx":200
+  /* "mos/ports/_afpacket.pyx":208
  * 
  *     cdef inline int _check(self) except -1:
  *         if self.h == NULL:             # <<<<<<<<<<<<<<
@@ -19495,7 +19527,7 @@ static CYTHON_INLINE int __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(st
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "mos/ports/_afpacket.pyx":201
+    /* "mos/ports/_afpacket.pyx":209
  *     cdef inline int _check(self) except -1:
  *         if self.h == NULL:
  *             raise ValueError(f"afpacket port {self.iface!r} is closed")             # <<<<<<<<<<<<<<
@@ -19503,7 +19535,7 @@ static CYTHON_INLINE int __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(st
  * 
 */
     __pyx_t_3 = NULL;
-    __pyx_t_4 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Repr(__pyx_v_self->iface), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 201, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Repr(__pyx_v_self->iface), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 209, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __pyx_t_5[0] = __pyx_mstate_global->__pyx_kp_u_afpacket_port;
     __pyx_t_5[1] = __pyx_t_4;
@@ -19517,7 +19549,7 @@ static CYTHON_INLINE int __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(st
     __pyx_t_7 |= __Pyx_PyUnicode_KIND_04(__pyx_t_5[1]);
     #endif
     __pyx_t_8 = __Pyx_PyUnicode_Join(__pyx_t_5, 3, __pyx_t_6, __pyx_t_7);
-    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 201, __pyx_L1_error)
+    if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 209, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     __pyx_t_9 = 1;
@@ -19526,14 +19558,14 @@ static CYTHON_INLINE int __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(st
       __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_9, (2-__pyx_t_9) | (__pyx_t_9*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 201, __pyx_L1_error)
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 209, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
     }
     __Pyx_Raise(__pyx_t_2, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-    __PYX_ERR(0, 201, __pyx_L1_error)
+    __PYX_ERR(0, 209, __pyx_L1_error)
 
-    /* "mos/ports/_afpacket.pyx":200
+    /* "mos/ports/_afpacket.pyx":208
  * 
  *     cdef inline int _check(self) except -1:
  *         if self.h == NULL:             # <<<<<<<<<<<<<<
@@ -19542,7 +19574,7 @@ static CYTHON_INLINE int __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(st
 */
   }
 
-  /* "mos/ports/_afpacket.pyx":202
+  /* "mos/ports/_afpacket.pyx":210
  *         if self.h == NULL:
  *             raise ValueError(f"afpacket port {self.iface!r} is closed")
  *         return 0             # <<<<<<<<<<<<<<
@@ -19555,7 +19587,7 @@ static CYTHON_INLINE int __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(st
   }
   goto __pyx_L0;
 
-  /* "mos/ports/_afpacket.pyx":199
+  /* "mos/ports/_afpacket.pyx":207
  *         self.frames = NULL
  * 
  *     cdef inline int _check(self) except -1:             # <<<<<<<<<<<<<<
@@ -19577,7 +19609,7 @@ static CYTHON_INLINE int __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(st
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":204
+/* "mos/ports/_afpacket.pyx":212
  *         return 0
  * 
  *     def close(self):             # <<<<<<<<<<<<<<
@@ -19634,7 +19666,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_6close(struct __
   int __pyx_t_1;
   __Pyx_RefNannySetupContext("close", 0);
 
-  /* "mos/ports/_afpacket.pyx":206
+  /* "mos/ports/_afpacket.pyx":214
  *     def close(self):
  *         """Close both sockets and unmap the rings (idempotent)."""
  *         if self.h != NULL:             # <<<<<<<<<<<<<<
@@ -19646,7 +19678,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_6close(struct __
   if (__pyx_t_1) {
 
 
-    /* "mos/ports/_afpacket.pyx":207
+    /* "mos/ports/_afpacket.pyx":215
  *         """Close both sockets and unmap the rings (idempotent)."""
  *         if self.h != NULL:
  *             mos_afp_close(self.h)             # <<<<<<<<<<<<<<
@@ -19655,7 +19687,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_6close(struct __
 */
     mos_afp_close(__pyx_v_self->h);
 
-    /* "mos/ports/_afpacket.pyx":208
+    /* "mos/ports/_afpacket.pyx":216
  *         if self.h != NULL:
  *             mos_afp_close(self.h)
  *             self.h = NULL             # <<<<<<<<<<<<<<
@@ -19664,7 +19696,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_6close(struct __
 */
     __pyx_v_self->h = NULL;
 
-    /* "mos/ports/_afpacket.pyx":206
+    /* "mos/ports/_afpacket.pyx":214
  *     def close(self):
  *         """Close both sockets and unmap the rings (idempotent)."""
  *         if self.h != NULL:             # <<<<<<<<<<<<<<
@@ -19673,7 +19705,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_6close(struct __
 */
   }
 
-  /* "mos/ports/_afpacket.pyx":204
+  /* "mos/ports/_afpacket.pyx":212
  *         return 0
  * 
  *     def close(self):             # <<<<<<<<<<<<<<
@@ -19688,7 +19720,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_6close(struct __
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":210
+/* "mos/ports/_afpacket.pyx":218
  *             self.h = NULL
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -19720,14 +19752,14 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_6closed___get__(
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "mos/ports/_afpacket.pyx":212
+  /* "mos/ports/_afpacket.pyx":220
  *     @property
  *     def closed(self):
  *         return self.h == NULL             # <<<<<<<<<<<<<<
  * 
  *     def __enter__(self):
 */
-  __pyx_t_1 = __Pyx_PyBool_FromLong((__pyx_v_self->h == NULL)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 212, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyBool_FromLong((__pyx_v_self->h == NULL)); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 220, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   {
     PyObject *__pyx_temp;
@@ -19740,7 +19772,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_6closed___get__(
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "mos/ports/_afpacket.pyx":210
+  /* "mos/ports/_afpacket.pyx":218
  *             self.h = NULL
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -19759,7 +19791,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_6closed___get__(
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":214
+/* "mos/ports/_afpacket.pyx":222
  *         return self.h == NULL
  * 
  *     def __enter__(self):             # <<<<<<<<<<<<<<
@@ -19814,7 +19846,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_8__enter__(struc
   __Pyx_RefNannyDeclarations
   __Pyx_RefNannySetupContext("__enter__", 0);
 
-  /* "mos/ports/_afpacket.pyx":215
+  /* "mos/ports/_afpacket.pyx":223
  * 
  *     def __enter__(self):
  *         return self             # <<<<<<<<<<<<<<
@@ -19832,7 +19864,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_8__enter__(struc
   }
   goto __pyx_L0;
 
-  /* "mos/ports/_afpacket.pyx":214
+  /* "mos/ports/_afpacket.pyx":222
  *         return self.h == NULL
  * 
  *     def __enter__(self):             # <<<<<<<<<<<<<<
@@ -19847,7 +19879,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_8__enter__(struc
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":217
+/* "mos/ports/_afpacket.pyx":225
  *         return self
  * 
  *     def __exit__(self, *exc):             # <<<<<<<<<<<<<<
@@ -19895,7 +19927,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_10__exit__(struc
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__exit__", 0);
 
-  /* "mos/ports/_afpacket.pyx":218
+  /* "mos/ports/_afpacket.pyx":226
  * 
  *     def __exit__(self, *exc):
  *         self.close()             # <<<<<<<<<<<<<<
@@ -19909,12 +19941,12 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_10__exit__(struc
     PyObject *__pyx_callargs[2] = {__pyx_t_2, NULL};
     __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_close, __pyx_callargs+__pyx_t_3, (1-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 218, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 226, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
-  /* "mos/ports/_afpacket.pyx":219
+  /* "mos/ports/_afpacket.pyx":227
  *     def __exit__(self, *exc):
  *         self.close()
  *         return False             # <<<<<<<<<<<<<<
@@ -19932,7 +19964,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_10__exit__(struc
   }
   goto __pyx_L0;
 
-  /* "mos/ports/_afpacket.pyx":217
+  /* "mos/ports/_afpacket.pyx":225
  *         return self
  * 
  *     def __exit__(self, *exc):             # <<<<<<<<<<<<<<
@@ -19952,7 +19984,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_10__exit__(struc
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":221
+/* "mos/ports/_afpacket.pyx":229
  *         return False
  * 
  *     def __repr__(self):             # <<<<<<<<<<<<<<
@@ -19994,7 +20026,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_12__repr__(struc
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__repr__", 0);
 
-  /* "mos/ports/_afpacket.pyx":222
+  /* "mos/ports/_afpacket.pyx":230
  * 
  *     def __repr__(self):
  *         state = "closed" if self.h == NULL else f"fd {mos_afp_fd(self.h)}"             # <<<<<<<<<<<<<<
@@ -20007,9 +20039,9 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_12__repr__(struc
     __Pyx_INCREF(__pyx_mstate_global->__pyx_n_u_closed);
     __pyx_t_1 = __pyx_mstate_global->__pyx_n_u_closed;
   } else {
-    __pyx_t_3 = __Pyx_PyUnicode_From_int(mos_afp_fd(__pyx_v_self->h), 0, ' ', 'd'); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 222, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyUnicode_From_int(mos_afp_fd(__pyx_v_self->h), 0, ' ', 'd'); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 230, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
-    __pyx_t_4 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_fd, __pyx_t_3); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 222, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_fd, __pyx_t_3); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 230, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __pyx_t_1 = __pyx_t_4;
@@ -20019,30 +20051,30 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_12__repr__(struc
   __pyx_v_state = ((PyObject*)__pyx_t_1);
   __pyx_t_1 = 0;
 
-  /* "mos/ports/_afpacket.pyx":223
+  /* "mos/ports/_afpacket.pyx":231
  *     def __repr__(self):
  *         state = "closed" if self.h == NULL else f"fd {mos_afp_fd(self.h)}"
  *         return (f"<AfPacketPort {self.iface!r} fanout={self.fanout_group} rx={self.rx_ring} "             # <<<<<<<<<<<<<<
  *                 f"tx={self.tx_mode} {state}>")
  * 
 */
-  __pyx_t_1 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Repr(__pyx_v_self->iface), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 223, __pyx_L1_error)
+  __pyx_t_1 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Repr(__pyx_v_self->iface), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 231, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __pyx_t_4 = __Pyx_PyObject_FormatSimple(__pyx_v_self->fanout_group, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 223, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyObject_FormatSimple(__pyx_v_self->fanout_group, __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 231, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_3 = __Pyx_PyUnicode_Unicode(__pyx_v_self->rx_ring); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 223, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyUnicode_Unicode(__pyx_v_self->rx_ring); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 231, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
 
-  /* "mos/ports/_afpacket.pyx":224
+  /* "mos/ports/_afpacket.pyx":232
  *         state = "closed" if self.h == NULL else f"fd {mos_afp_fd(self.h)}"
  *         return (f"<AfPacketPort {self.iface!r} fanout={self.fanout_group} rx={self.rx_ring} "
  *                 f"tx={self.tx_mode} {state}>")             # <<<<<<<<<<<<<<
  * 
  *     def c_port(self):
 */
-  __pyx_t_5 = __Pyx_PyUnicode_Unicode(__pyx_v_self->tx_mode); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 224, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyUnicode_Unicode(__pyx_v_self->tx_mode); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 232, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_6 = __Pyx_PyUnicode_Unicode(__pyx_v_state); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 224, __pyx_L1_error)
+  __pyx_t_6 = __Pyx_PyUnicode_Unicode(__pyx_v_state); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 232, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __pyx_t_7[0] = __pyx_mstate_global->__pyx_kp_u_AfPacketPort;
   __pyx_t_7[1] = __pyx_t_1;
@@ -20056,7 +20088,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_12__repr__(struc
   __pyx_t_7[9] = __pyx_t_6;
   __pyx_t_7[10] = __pyx_mstate_global->__pyx_kp_u__4;
 
-  /* "mos/ports/_afpacket.pyx":223
+  /* "mos/ports/_afpacket.pyx":231
  *     def __repr__(self):
  *         state = "closed" if self.h == NULL else f"fd {mos_afp_fd(self.h)}"
  *         return (f"<AfPacketPort {self.iface!r} fanout={self.fanout_group} rx={self.rx_ring} "             # <<<<<<<<<<<<<<
@@ -20078,7 +20110,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_12__repr__(struc
   }
   #endif
   __pyx_t_10 = __Pyx_PyUnicode_Join(__pyx_t_7, 11, __pyx_t_8, __pyx_t_9);
-  if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 223, __pyx_L1_error)
+  if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 231, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_10);
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
@@ -20096,7 +20128,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_12__repr__(struc
   __pyx_t_10 = 0;
   goto __pyx_L0;
 
-  /* "mos/ports/_afpacket.pyx":221
+  /* "mos/ports/_afpacket.pyx":229
  *         return False
  * 
  *     def __repr__(self):             # <<<<<<<<<<<<<<
@@ -20121,7 +20153,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_12__repr__(struc
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":226
+/* "mos/ports/_afpacket.pyx":234
  *                 f"tx={self.tx_mode} {state}>")
  * 
  *     def c_port(self):             # <<<<<<<<<<<<<<
@@ -20186,57 +20218,57 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_14c_port(struct 
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("c_port", 0);
 
-  /* "mos/ports/_afpacket.pyx":229
+  /* "mos/ports/_afpacket.pyx":237
  *         """(handle, rx, rx_done, tx) as addresses for a C forwarding loop
  *         (native/port.h).  Valid while the port is open."""
  *         self._check()             # <<<<<<<<<<<<<<
  *         return (<uintptr_t>self.h, <uintptr_t>&mos_afp_rx, <uintptr_t>&mos_afp_rx_done,
  *                 <uintptr_t>&mos_afp_tx)
 */
-  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 229, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 237, __pyx_L1_error)
 
 
-  /* "mos/ports/_afpacket.pyx":230
+  /* "mos/ports/_afpacket.pyx":238
  *         (native/port.h).  Valid while the port is open."""
  *         self._check()
  *         return (<uintptr_t>self.h, <uintptr_t>&mos_afp_rx, <uintptr_t>&mos_afp_rx_done,             # <<<<<<<<<<<<<<
  *                 <uintptr_t>&mos_afp_tx)
  * 
 */
-  __pyx_t_2 = __Pyx_PyLong_FromSize_t(((uintptr_t)__pyx_v_self->h)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 230, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_FromSize_t(((uintptr_t)__pyx_v_self->h)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 238, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_3 = __Pyx_PyLong_FromSize_t(((uintptr_t)(&mos_afp_rx))); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 230, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_FromSize_t(((uintptr_t)(&mos_afp_rx))); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 238, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = __Pyx_PyLong_FromSize_t(((uintptr_t)(&mos_afp_rx_done))); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 230, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_FromSize_t(((uintptr_t)(&mos_afp_rx_done))); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 238, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
 
-  /* "mos/ports/_afpacket.pyx":231
+  /* "mos/ports/_afpacket.pyx":239
  *         self._check()
  *         return (<uintptr_t>self.h, <uintptr_t>&mos_afp_rx, <uintptr_t>&mos_afp_rx_done,
  *                 <uintptr_t>&mos_afp_tx)             # <<<<<<<<<<<<<<
  * 
  *     def fileno(self):
 */
-  __pyx_t_5 = __Pyx_PyLong_FromSize_t(((uintptr_t)(&mos_afp_tx))); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 231, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyLong_FromSize_t(((uintptr_t)(&mos_afp_tx))); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 239, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
 
-  /* "mos/ports/_afpacket.pyx":230
+  /* "mos/ports/_afpacket.pyx":238
  *         (native/port.h).  Valid while the port is open."""
  *         self._check()
  *         return (<uintptr_t>self.h, <uintptr_t>&mos_afp_rx, <uintptr_t>&mos_afp_rx_done,             # <<<<<<<<<<<<<<
  *                 <uintptr_t>&mos_afp_tx)
  * 
 */
-  __pyx_t_6 = PyTuple_New(4); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 230, __pyx_L1_error)
+  __pyx_t_6 = PyTuple_New(4); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 238, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_6);
   __Pyx_GIVEREF(__pyx_t_2);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 230, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 238, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_3);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_t_3) != (0)) __PYX_ERR(0, 230, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_t_3) != (0)) __PYX_ERR(0, 238, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_4);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 2, __pyx_t_4) != (0)) __PYX_ERR(0, 230, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 2, __pyx_t_4) != (0)) __PYX_ERR(0, 238, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_5);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 3, __pyx_t_5) != (0)) __PYX_ERR(0, 230, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 3, __pyx_t_5) != (0)) __PYX_ERR(0, 238, __pyx_L1_error);
   __pyx_t_2 = 0;
   __pyx_t_3 = 0;
   __pyx_t_4 = 0;
@@ -20252,7 +20284,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_14c_port(struct 
   __pyx_t_6 = 0;
   goto __pyx_L0;
 
-  /* "mos/ports/_afpacket.pyx":226
+  /* "mos/ports/_afpacket.pyx":234
  *                 f"tx={self.tx_mode} {state}>")
  * 
  *     def c_port(self):             # <<<<<<<<<<<<<<
@@ -20275,7 +20307,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_14c_port(struct 
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":233
+/* "mos/ports/_afpacket.pyx":241
  *                 <uintptr_t>&mos_afp_tx)
  * 
  *     def fileno(self):             # <<<<<<<<<<<<<<
@@ -20336,24 +20368,24 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_16fileno(struct 
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("fileno", 0);
 
-  /* "mos/ports/_afpacket.pyx":235
+  /* "mos/ports/_afpacket.pyx":243
  *     def fileno(self):
  *         """The receive socket, readable when a ring block is ready (for poll)."""
  *         self._check()             # <<<<<<<<<<<<<<
  *         return mos_afp_fd(self.h)
  * 
 */
-  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 235, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 243, __pyx_L1_error)
 
 
-  /* "mos/ports/_afpacket.pyx":236
+  /* "mos/ports/_afpacket.pyx":244
  *         """The receive socket, readable when a ring block is ready (for poll)."""
  *         self._check()
  *         return mos_afp_fd(self.h)             # <<<<<<<<<<<<<<
  * 
  *     @property
 */
-  __pyx_t_2 = __Pyx_PyLong_From_int(mos_afp_fd(__pyx_v_self->h)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 236, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_From_int(mos_afp_fd(__pyx_v_self->h)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 244, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   {
     PyObject *__pyx_temp;
@@ -20366,7 +20398,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_16fileno(struct 
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "mos/ports/_afpacket.pyx":233
+  /* "mos/ports/_afpacket.pyx":241
  *                 <uintptr_t>&mos_afp_tx)
  * 
  *     def fileno(self):             # <<<<<<<<<<<<<<
@@ -20385,7 +20417,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_16fileno(struct 
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":238
+/* "mos/ports/_afpacket.pyx":246
  *         return mos_afp_fd(self.h)
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -20418,24 +20450,24 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_7poll_ms___get__
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "mos/ports/_afpacket.pyx":240
+  /* "mos/ports/_afpacket.pyx":248
  *     @property
  *     def poll_ms(self):
  *         self._check()             # <<<<<<<<<<<<<<
  *         return mos_afp_poll_ms(self.h)
  * 
 */
-  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 240, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 248, __pyx_L1_error)
 
 
-  /* "mos/ports/_afpacket.pyx":241
+  /* "mos/ports/_afpacket.pyx":249
  *     def poll_ms(self):
  *         self._check()
  *         return mos_afp_poll_ms(self.h)             # <<<<<<<<<<<<<<
  * 
  *     @poll_ms.setter
 */
-  __pyx_t_2 = __Pyx_PyLong_From_int(mos_afp_poll_ms(__pyx_v_self->h)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 241, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_From_int(mos_afp_poll_ms(__pyx_v_self->h)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 249, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   {
     PyObject *__pyx_temp;
@@ -20448,7 +20480,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_7poll_ms___get__
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "mos/ports/_afpacket.pyx":238
+  /* "mos/ports/_afpacket.pyx":246
  *         return mos_afp_fd(self.h)
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -20467,7 +20499,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_7poll_ms___get__
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":243
+/* "mos/ports/_afpacket.pyx":251
  *         return mos_afp_poll_ms(self.h)
  * 
  *     @poll_ms.setter             # <<<<<<<<<<<<<<
@@ -20488,7 +20520,7 @@ static int __pyx_pw_3mos_5ports_9_afpacket_12AfPacketPort_7poll_ms_3__set__(PyOb
   __Pyx_RefNannySetupContext("__set__ (wrapper)", 0);
   __pyx_kwvalues = __Pyx_KwValues_VARARGS(__pyx_args, __pyx_nargs);
   assert(__pyx_arg_ms); {
-    __pyx_v_ms = __Pyx_PyLong_As_int(__pyx_arg_ms); if (unlikely((__pyx_v_ms == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 244, __pyx_L3_error)
+    __pyx_v_ms = __Pyx_PyLong_As_int(__pyx_arg_ms); if (unlikely((__pyx_v_ms == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 252, __pyx_L3_error)
   }
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -20511,17 +20543,17 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_7poll_ms_2__set__(stru
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
 
-  /* "mos/ports/_afpacket.pyx":245
+  /* "mos/ports/_afpacket.pyx":253
  *     @poll_ms.setter
  *     def poll_ms(self, int ms):
  *         self._check()             # <<<<<<<<<<<<<<
  *         mos_afp_set_poll_ms(self.h, ms)
  * 
 */
-  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 245, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 253, __pyx_L1_error)
 
 
-  /* "mos/ports/_afpacket.pyx":246
+  /* "mos/ports/_afpacket.pyx":254
  *     def poll_ms(self, int ms):
  *         self._check()
  *         mos_afp_set_poll_ms(self.h, ms)             # <<<<<<<<<<<<<<
@@ -20530,7 +20562,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_7poll_ms_2__set__(stru
 */
   mos_afp_set_poll_ms(__pyx_v_self->h, __pyx_v_ms);
 
-  /* "mos/ports/_afpacket.pyx":243
+  /* "mos/ports/_afpacket.pyx":251
  *         return mos_afp_poll_ms(self.h)
  * 
  *     @poll_ms.setter             # <<<<<<<<<<<<<<
@@ -20550,7 +20582,7 @@ static int __pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_7poll_ms_2__set__(stru
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":248
+/* "mos/ports/_afpacket.pyx":256
  *         mos_afp_set_poll_ms(self.h, ms)
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -20585,33 +20617,33 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_4ring___get__(st
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "mos/ports/_afpacket.pyx":251
+  /* "mos/ports/_afpacket.pyx":259
  *     def ring(self):
  *         """(block_bytes, block_count) of the rx ring (v2: slot size, slots)."""
  *         self._check()             # <<<<<<<<<<<<<<
  *         return (mos_afp_block_bytes(self.h), mos_afp_block_count(self.h))
  * 
 */
-  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 251, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 259, __pyx_L1_error)
 
 
-  /* "mos/ports/_afpacket.pyx":252
+  /* "mos/ports/_afpacket.pyx":260
  *         """(block_bytes, block_count) of the rx ring (v2: slot size, slots)."""
  *         self._check()
  *         return (mos_afp_block_bytes(self.h), mos_afp_block_count(self.h))             # <<<<<<<<<<<<<<
  * 
  *     @property
 */
-  __pyx_t_2 = __Pyx_PyLong_From_unsigned_int(mos_afp_block_bytes(__pyx_v_self->h)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 252, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_From_unsigned_int(mos_afp_block_bytes(__pyx_v_self->h)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 260, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_3 = __Pyx_PyLong_From_unsigned_int(mos_afp_block_count(__pyx_v_self->h)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 252, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_unsigned_int(mos_afp_block_count(__pyx_v_self->h)); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 260, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_4 = PyTuple_New(2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 252, __pyx_L1_error)
+  __pyx_t_4 = PyTuple_New(2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 260, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   __Pyx_GIVEREF(__pyx_t_2);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 252, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_t_2) != (0)) __PYX_ERR(0, 260, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_3);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 1, __pyx_t_3) != (0)) __PYX_ERR(0, 252, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 1, __pyx_t_3) != (0)) __PYX_ERR(0, 260, __pyx_L1_error);
   __pyx_t_2 = 0;
   __pyx_t_3 = 0;
   {
@@ -20625,7 +20657,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_4ring___get__(st
   __pyx_t_4 = 0;
   goto __pyx_L0;
 
-  /* "mos/ports/_afpacket.pyx":248
+  /* "mos/ports/_afpacket.pyx":256
  *         mos_afp_set_poll_ms(self.h, ms)
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -20646,7 +20678,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_4ring___get__(st
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":254
+/* "mos/ports/_afpacket.pyx":262
  *         return (mos_afp_block_bytes(self.h), mos_afp_block_count(self.h))
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -20679,24 +20711,24 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_3mtu___get__(str
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("__get__", 0);
 
-  /* "mos/ports/_afpacket.pyx":256
+  /* "mos/ports/_afpacket.pyx":264
  *     @property
  *     def mtu(self):
  *         self._check()             # <<<<<<<<<<<<<<
  *         return mos_afp_mtu(self.h)
  * 
 */
-  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 256, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 264, __pyx_L1_error)
 
 
-  /* "mos/ports/_afpacket.pyx":257
+  /* "mos/ports/_afpacket.pyx":265
  *     def mtu(self):
  *         self._check()
  *         return mos_afp_mtu(self.h)             # <<<<<<<<<<<<<<
  * 
  *     def stats(self):
 */
-  __pyx_t_2 = __Pyx_PyLong_From_int(mos_afp_mtu(__pyx_v_self->h)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 257, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyLong_From_int(mos_afp_mtu(__pyx_v_self->h)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 265, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   {
     PyObject *__pyx_temp;
@@ -20709,7 +20741,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_3mtu___get__(str
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "mos/ports/_afpacket.pyx":254
+  /* "mos/ports/_afpacket.pyx":262
  *         return (mos_afp_block_bytes(self.h), mos_afp_block_count(self.h))
  * 
  *     @property             # <<<<<<<<<<<<<<
@@ -20728,7 +20760,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_3mtu___get__(str
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":259
+/* "mos/ports/_afpacket.pyx":267
  *         return mos_afp_mtu(self.h)
  * 
  *     def stats(self):             # <<<<<<<<<<<<<<
@@ -20792,17 +20824,17 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_18stats(struct _
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("stats", 0);
 
-  /* "mos/ports/_afpacket.pyx":265
+  /* "mos/ports/_afpacket.pyx":273
  *         cdef mos_port_stats_t st
  *         cdef mos_afp_xstats_t xs
  *         self._check()             # <<<<<<<<<<<<<<
  *         mos_afp_stats(self.h, &st)
  *         mos_afp_xstats(self.h, &xs)
 */
-  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 265, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 273, __pyx_L1_error)
 
 
-  /* "mos/ports/_afpacket.pyx":266
+  /* "mos/ports/_afpacket.pyx":274
  *         cdef mos_afp_xstats_t xs
  *         self._check()
  *         mos_afp_stats(self.h, &st)             # <<<<<<<<<<<<<<
@@ -20811,7 +20843,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_18stats(struct _
 */
   mos_afp_stats(__pyx_v_self->h, (&__pyx_v_st));
 
-  /* "mos/ports/_afpacket.pyx":267
+  /* "mos/ports/_afpacket.pyx":275
  *         self._check()
  *         mos_afp_stats(self.h, &st)
  *         mos_afp_xstats(self.h, &xs)             # <<<<<<<<<<<<<<
@@ -20820,94 +20852,94 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_18stats(struct _
 */
   mos_afp_xstats(__pyx_v_self->h, (&__pyx_v_xs));
 
-  /* "mos/ports/_afpacket.pyx":269
+  /* "mos/ports/_afpacket.pyx":277
  *         mos_afp_xstats(self.h, &xs)
  *         return {
  *             "rx": st.rx, "rx_bytes": st.rx_bytes, "tx": st.tx, "tx_bytes": st.tx_bytes,             # <<<<<<<<<<<<<<
  *             "tx_dropped": st.tx_dropped, "rx_dropped": st.rx_dropped,
  *             "vlan_restored": xs.vlan_restored, "vlan_lost": xs.vlan_lost,
 */
-  __pyx_t_2 = __Pyx_PyDict_NewPresized(12); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 269, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_PyDict_NewPresized(12); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 277, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
-  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_st.rx); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 269, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_st.rx); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 277, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_rx_2, __pyx_t_3) < (0)) __PYX_ERR(0, 269, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_rx_2, __pyx_t_3) < (0)) __PYX_ERR(0, 277, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_st.rx_bytes); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 269, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_st.rx_bytes); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 277, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_rx_bytes, __pyx_t_3) < (0)) __PYX_ERR(0, 269, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_rx_bytes, __pyx_t_3) < (0)) __PYX_ERR(0, 277, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_st.tx); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 269, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_st.tx); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 277, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_tx, __pyx_t_3) < (0)) __PYX_ERR(0, 269, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_tx, __pyx_t_3) < (0)) __PYX_ERR(0, 277, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_st.tx_bytes); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 269, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_st.tx_bytes); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 277, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_tx_bytes, __pyx_t_3) < (0)) __PYX_ERR(0, 269, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_tx_bytes, __pyx_t_3) < (0)) __PYX_ERR(0, 277, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
-  /* "mos/ports/_afpacket.pyx":270
+  /* "mos/ports/_afpacket.pyx":278
  *         return {
  *             "rx": st.rx, "rx_bytes": st.rx_bytes, "tx": st.tx, "tx_bytes": st.tx_bytes,
  *             "tx_dropped": st.tx_dropped, "rx_dropped": st.rx_dropped,             # <<<<<<<<<<<<<<
  *             "vlan_restored": xs.vlan_restored, "vlan_lost": xs.vlan_lost,
  *             "tx_kick_errors": xs.tx_kick_errors, "tx_too_big": xs.tx_too_big,
 */
-  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_st.tx_dropped); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 270, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_st.tx_dropped); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 278, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_tx_dropped, __pyx_t_3) < (0)) __PYX_ERR(0, 269, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_tx_dropped, __pyx_t_3) < (0)) __PYX_ERR(0, 277, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_st.rx_dropped); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 270, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_st.rx_dropped); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 278, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_rx_dropped, __pyx_t_3) < (0)) __PYX_ERR(0, 269, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_rx_dropped, __pyx_t_3) < (0)) __PYX_ERR(0, 277, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
-  /* "mos/ports/_afpacket.pyx":271
+  /* "mos/ports/_afpacket.pyx":279
  *             "rx": st.rx, "rx_bytes": st.rx_bytes, "tx": st.tx, "tx_bytes": st.tx_bytes,
  *             "tx_dropped": st.tx_dropped, "rx_dropped": st.rx_dropped,
  *             "vlan_restored": xs.vlan_restored, "vlan_lost": xs.vlan_lost,             # <<<<<<<<<<<<<<
  *             "tx_kick_errors": xs.tx_kick_errors, "tx_too_big": xs.tx_too_big,
  *             "rx_blocks": xs.rx_blocks, "freeze_q": xs.freeze_q,
 */
-  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_xs.vlan_restored); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 271, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_xs.vlan_restored); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 279, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_vlan_restored, __pyx_t_3) < (0)) __PYX_ERR(0, 269, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_vlan_restored, __pyx_t_3) < (0)) __PYX_ERR(0, 277, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_xs.vlan_lost); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 271, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_xs.vlan_lost); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 279, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_vlan_lost, __pyx_t_3) < (0)) __PYX_ERR(0, 269, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_vlan_lost, __pyx_t_3) < (0)) __PYX_ERR(0, 277, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
-  /* "mos/ports/_afpacket.pyx":272
+  /* "mos/ports/_afpacket.pyx":280
  *             "tx_dropped": st.tx_dropped, "rx_dropped": st.rx_dropped,
  *             "vlan_restored": xs.vlan_restored, "vlan_lost": xs.vlan_lost,
  *             "tx_kick_errors": xs.tx_kick_errors, "tx_too_big": xs.tx_too_big,             # <<<<<<<<<<<<<<
  *             "rx_blocks": xs.rx_blocks, "freeze_q": xs.freeze_q,
  *         }
 */
-  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_xs.tx_kick_errors); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 272, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_xs.tx_kick_errors); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 280, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_tx_kick_errors, __pyx_t_3) < (0)) __PYX_ERR(0, 269, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_tx_kick_errors, __pyx_t_3) < (0)) __PYX_ERR(0, 277, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_xs.tx_too_big); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 272, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_xs.tx_too_big); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 280, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_tx_too_big, __pyx_t_3) < (0)) __PYX_ERR(0, 269, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_tx_too_big, __pyx_t_3) < (0)) __PYX_ERR(0, 277, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
 
-  /* "mos/ports/_afpacket.pyx":273
+  /* "mos/ports/_afpacket.pyx":281
  *             "vlan_restored": xs.vlan_restored, "vlan_lost": xs.vlan_lost,
  *             "tx_kick_errors": xs.tx_kick_errors, "tx_too_big": xs.tx_too_big,
  *             "rx_blocks": xs.rx_blocks, "freeze_q": xs.freeze_q,             # <<<<<<<<<<<<<<
  *         }
  * 
 */
-  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_xs.rx_blocks); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 273, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_xs.rx_blocks); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 281, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_rx_blocks, __pyx_t_3) < (0)) __PYX_ERR(0, 269, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_rx_blocks, __pyx_t_3) < (0)) __PYX_ERR(0, 277, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_xs.freeze_q); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 273, __pyx_L1_error)
+  __pyx_t_3 = __Pyx_PyLong_From_uint64_t(__pyx_v_xs.freeze_q); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 281, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_freeze_q, __pyx_t_3) < (0)) __PYX_ERR(0, 269, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_freeze_q, __pyx_t_3) < (0)) __PYX_ERR(0, 277, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
   {
     PyObject *__pyx_temp;
@@ -20920,7 +20952,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_18stats(struct _
   __pyx_t_2 = 0;
   goto __pyx_L0;
 
-  /* "mos/ports/_afpacket.pyx":259
+  /* "mos/ports/_afpacket.pyx":267
  *         return mos_afp_mtu(self.h)
  * 
  *     def stats(self):             # <<<<<<<<<<<<<<
@@ -20942,7 +20974,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_18stats(struct _
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":276
+/* "mos/ports/_afpacket.pyx":284
  *         }
  * 
  *     def recv_burst(self, int max=64):             # <<<<<<<<<<<<<<
@@ -20990,37 +21022,37 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_max,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 276, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 284, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 276, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 284, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "recv_burst", 0) < (0)) __PYX_ERR(0, 276, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "recv_burst", 0) < (0)) __PYX_ERR(0, 284, __pyx_L3_error)
     } else {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 276, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 284, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
     }
     if (values[0]) {
-      __pyx_v_max = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_max == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 276, __pyx_L3_error)
+      __pyx_v_max = __Pyx_PyLong_As_int(values[0]); if (unlikely((__pyx_v_max == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 284, __pyx_L3_error)
     } else {
       __pyx_v_max = ((int)64);
     }
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("recv_burst", 0, 0, 1, __pyx_nargs); __PYX_ERR(0, 276, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("recv_burst", 0, 0, 1, __pyx_nargs); __PYX_ERR(0, 284, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -21069,17 +21101,17 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_20recv_burst(str
   __Pyx_RefNannySetupContext("recv_burst", 0);
 
 
-  /* "mos/ports/_afpacket.pyx":280
+  /* "mos/ports/_afpacket.pyx":288
  *         most poll_ms when nothing is ready.  Slow: for tests and tools."""
  *         cdef int n, i
  *         self._check()             # <<<<<<<<<<<<<<
  *         if max <= 0:
  *             return []
 */
-  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 280, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 288, __pyx_L1_error)
 
 
-  /* "mos/ports/_afpacket.pyx":281
+  /* "mos/ports/_afpacket.pyx":289
  *         cdef int n, i
  *         self._check()
  *         if max <= 0:             # <<<<<<<<<<<<<<
@@ -21091,14 +21123,14 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_20recv_burst(str
   if (__pyx_t_2) {
 
 
-    /* "mos/ports/_afpacket.pyx":282
+    /* "mos/ports/_afpacket.pyx":290
  *         self._check()
  *         if max <= 0:
  *             return []             # <<<<<<<<<<<<<<
  *         if max > SLOW_BURST:
  *             max = SLOW_BURST
 */
-    __pyx_t_3 = PyList_New(0); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 282, __pyx_L1_error)
+    __pyx_t_3 = PyList_New(0); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 290, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     {
       PyObject *__pyx_temp;
@@ -21111,7 +21143,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_20recv_burst(str
     __pyx_t_3 = 0;
     goto __pyx_L0;
 
-    /* "mos/ports/_afpacket.pyx":281
+    /* "mos/ports/_afpacket.pyx":289
  *         cdef int n, i
  *         self._check()
  *         if max <= 0:             # <<<<<<<<<<<<<<
@@ -21120,7 +21152,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_20recv_burst(str
 */
   }
 
-  /* "mos/ports/_afpacket.pyx":283
+  /* "mos/ports/_afpacket.pyx":291
  *         if max <= 0:
  *             return []
  *         if max > SLOW_BURST:             # <<<<<<<<<<<<<<
@@ -21132,7 +21164,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_20recv_burst(str
   if (__pyx_t_2) {
 
 
-    /* "mos/ports/_afpacket.pyx":284
+    /* "mos/ports/_afpacket.pyx":292
  *             return []
  *         if max > SLOW_BURST:
  *             max = SLOW_BURST             # <<<<<<<<<<<<<<
@@ -21141,7 +21173,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_20recv_burst(str
 */
     __pyx_v_max = __pyx_e_3mos_5ports_9_afpacket_SLOW_BURST;
 
-    /* "mos/ports/_afpacket.pyx":283
+    /* "mos/ports/_afpacket.pyx":291
  *         if max <= 0:
  *             return []
  *         if max > SLOW_BURST:             # <<<<<<<<<<<<<<
@@ -21150,7 +21182,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_20recv_burst(str
 */
   }
 
-  /* "mos/ports/_afpacket.pyx":285
+  /* "mos/ports/_afpacket.pyx":293
  *         if max > SLOW_BURST:
  *             max = SLOW_BURST
  *         with nogil:             # <<<<<<<<<<<<<<
@@ -21163,7 +21195,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_20recv_burst(str
       __Pyx_FastGIL_Remember();
       /*try:*/ {
 
-        /* "mos/ports/_afpacket.pyx":286
+        /* "mos/ports/_afpacket.pyx":294
  *             max = SLOW_BURST
  *         with nogil:
  *             n = mos_afp_rx(self.h, self.frames, max)             # <<<<<<<<<<<<<<
@@ -21173,7 +21205,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_20recv_burst(str
         __pyx_v_n = mos_afp_rx(__pyx_v_self->h, __pyx_v_self->frames, __pyx_v_max);
       }
 
-      /* "mos/ports/_afpacket.pyx":285
+      /* "mos/ports/_afpacket.pyx":293
  *         if max > SLOW_BURST:
  *             max = SLOW_BURST
  *         with nogil:             # <<<<<<<<<<<<<<
@@ -21190,19 +21222,19 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_20recv_burst(str
       }
   }
 
-  /* "mos/ports/_afpacket.pyx":287
+  /* "mos/ports/_afpacket.pyx":295
  *         with nogil:
  *             n = mos_afp_rx(self.h, self.frames, max)
  *         out = []             # <<<<<<<<<<<<<<
  *         try:
  *             for i in range(n):
 */
-  __pyx_t_3 = PyList_New(0); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 287, __pyx_L1_error)
+  __pyx_t_3 = PyList_New(0); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 295, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __pyx_v_out = ((PyObject*)__pyx_t_3);
   __pyx_t_3 = 0;
 
-  /* "mos/ports/_afpacket.pyx":288
+  /* "mos/ports/_afpacket.pyx":296
  *             n = mos_afp_rx(self.h, self.frames, max)
  *         out = []
  *         try:             # <<<<<<<<<<<<<<
@@ -21211,7 +21243,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_20recv_burst(str
 */
   /*try:*/ {
 
-    /* "mos/ports/_afpacket.pyx":289
+    /* "mos/ports/_afpacket.pyx":297
  *         out = []
  *         try:
  *             for i in range(n):             # <<<<<<<<<<<<<<
@@ -21225,49 +21257,49 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_20recv_burst(str
     for (__pyx_t_5 = 0; __pyx_t_5 < __pyx_t_4; __pyx_t_5+=1) {
       __pyx_v_i = __pyx_t_5;
 
-      /* "mos/ports/_afpacket.pyx":290
+      /* "mos/ports/_afpacket.pyx":298
  *         try:
  *             for i in range(n):
  *                 out.append((self.frames[i].ts_ns,             # <<<<<<<<<<<<<<
  *                             PyBytes_FromStringAndSize(<const char *>self.frames[i].data,
  *                                                       self.frames[i].caplen)))
 */
-      __pyx_t_3 = __Pyx_PyLong_From_uint64_t((__pyx_v_self->frames[__pyx_v_i]).ts_ns); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 290, __pyx_L9_error)
+      __pyx_t_3 = __Pyx_PyLong_From_uint64_t((__pyx_v_self->frames[__pyx_v_i]).ts_ns); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 298, __pyx_L9_error)
       __Pyx_GOTREF(__pyx_t_3);
 
-      /* "mos/ports/_afpacket.pyx":291
+      /* "mos/ports/_afpacket.pyx":299
  *             for i in range(n):
  *                 out.append((self.frames[i].ts_ns,
  *                             PyBytes_FromStringAndSize(<const char *>self.frames[i].data,             # <<<<<<<<<<<<<<
  *                                                       self.frames[i].caplen)))
  *         finally:
 */
-      __pyx_t_6 = PyBytes_FromStringAndSize(((char const *)(__pyx_v_self->frames[__pyx_v_i]).data), (__pyx_v_self->frames[__pyx_v_i]).caplen); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 291, __pyx_L9_error)
+      __pyx_t_6 = PyBytes_FromStringAndSize(((char const *)(__pyx_v_self->frames[__pyx_v_i]).data), (__pyx_v_self->frames[__pyx_v_i]).caplen); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 299, __pyx_L9_error)
       __Pyx_GOTREF(__pyx_t_6);
 
-      /* "mos/ports/_afpacket.pyx":290
+      /* "mos/ports/_afpacket.pyx":298
  *         try:
  *             for i in range(n):
  *                 out.append((self.frames[i].ts_ns,             # <<<<<<<<<<<<<<
  *                             PyBytes_FromStringAndSize(<const char *>self.frames[i].data,
  *                                                       self.frames[i].caplen)))
 */
-      __pyx_t_7 = PyTuple_New(2); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 290, __pyx_L9_error)
+      __pyx_t_7 = PyTuple_New(2); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 298, __pyx_L9_error)
       __Pyx_GOTREF(__pyx_t_7);
       __Pyx_GIVEREF(__pyx_t_3);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_t_3) != (0)) __PYX_ERR(0, 290, __pyx_L9_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 0, __pyx_t_3) != (0)) __PYX_ERR(0, 298, __pyx_L9_error);
       __Pyx_GIVEREF(__pyx_t_6);
-      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_t_6) != (0)) __PYX_ERR(0, 290, __pyx_L9_error);
+      if (__Pyx_PyTuple_SET_ITEM(__pyx_t_7, 1, __pyx_t_6) != (0)) __PYX_ERR(0, 298, __pyx_L9_error);
       __pyx_t_3 = 0;
       __pyx_t_6 = 0;
-      __pyx_t_8 = __Pyx_PyList_Append(__pyx_v_out, __pyx_t_7); if (unlikely(__pyx_t_8 == ((int)-1))) __PYX_ERR(0, 290, __pyx_L9_error)
+      __pyx_t_8 = __Pyx_PyList_Append(__pyx_v_out, __pyx_t_7); if (unlikely(__pyx_t_8 == ((int)-1))) __PYX_ERR(0, 298, __pyx_L9_error)
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
 
     }
 
   }
 
-  /* "mos/ports/_afpacket.pyx":294
+  /* "mos/ports/_afpacket.pyx":302
  *                                                       self.frames[i].caplen)))
  *         finally:
  *             mos_afp_rx_done(self.h)             # <<<<<<<<<<<<<<
@@ -21314,7 +21346,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_20recv_burst(str
     __pyx_L10:;
   }
 
-  /* "mos/ports/_afpacket.pyx":295
+  /* "mos/ports/_afpacket.pyx":303
  *         finally:
  *             mos_afp_rx_done(self.h)
  *         return out             # <<<<<<<<<<<<<<
@@ -21332,7 +21364,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_20recv_burst(str
   }
   goto __pyx_L0;
 
-  /* "mos/ports/_afpacket.pyx":276
+  /* "mos/ports/_afpacket.pyx":284
  *         }
  * 
  *     def recv_burst(self, int max=64):             # <<<<<<<<<<<<<<
@@ -21357,7 +21389,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_20recv_burst(str
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":297
+/* "mos/ports/_afpacket.pyx":305
  *         return out
  * 
  *     def send(self, frames):             # <<<<<<<<<<<<<<
@@ -21405,32 +21437,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_frames,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 297, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 305, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 297, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 305, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "send", 0) < (0)) __PYX_ERR(0, 297, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "send", 0) < (0)) __PYX_ERR(0, 305, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("send", 1, 1, 1, i); __PYX_ERR(0, 297, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("send", 1, 1, 1, i); __PYX_ERR(0, 305, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 297, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 305, __pyx_L3_error)
     }
     __pyx_v_frames = values[0];
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("send", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 297, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("send", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 305, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -21479,7 +21511,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("send", 0);
 
-  /* "mos/ports/_afpacket.pyx":300
+  /* "mos/ports/_afpacket.pyx":308
  *         """Send each bytes object in ``frames`` (whole Ethernet frames); returns
  *         how many were queued (the rest count in tx_dropped)."""
  *         cdef int k, n, sent = 0             # <<<<<<<<<<<<<<
@@ -21488,29 +21520,29 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
 */
   __pyx_v_sent = 0;
 
-  /* "mos/ports/_afpacket.pyx":302
+  /* "mos/ports/_afpacket.pyx":310
  *         cdef int k, n, sent = 0
  *         cdef bytes b
  *         self._check()             # <<<<<<<<<<<<<<
  *         batch = []
  *         for f in frames:
 */
-  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 302, __pyx_L1_error)
+  __pyx_t_1 = __pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check(__pyx_v_self); if (unlikely(__pyx_t_1 == ((int)-1))) __PYX_ERR(0, 310, __pyx_L1_error)
 
 
-  /* "mos/ports/_afpacket.pyx":303
+  /* "mos/ports/_afpacket.pyx":311
  *         cdef bytes b
  *         self._check()
  *         batch = []             # <<<<<<<<<<<<<<
  *         for f in frames:
  *             batch.append(f if type(f) is bytes else bytes(f))
 */
-  __pyx_t_2 = PyList_New(0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 303, __pyx_L1_error)
+  __pyx_t_2 = PyList_New(0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 311, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   __pyx_v_batch = ((PyObject*)__pyx_t_2);
   __pyx_t_2 = 0;
 
-  /* "mos/ports/_afpacket.pyx":304
+  /* "mos/ports/_afpacket.pyx":312
  *         self._check()
  *         batch = []
  *         for f in frames:             # <<<<<<<<<<<<<<
@@ -21522,9 +21554,9 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
     __pyx_t_3 = 0;
     __pyx_t_4 = NULL;
   } else {
-    __pyx_t_3 = -1; __pyx_t_2 = PyObject_GetIter(__pyx_v_frames); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 304, __pyx_L1_error)
+    __pyx_t_3 = -1; __pyx_t_2 = PyObject_GetIter(__pyx_v_frames); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 312, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_4 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 304, __pyx_L1_error)
+    __pyx_t_4 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 312, __pyx_L1_error)
   }
   for (;;) {
     if (likely(!__pyx_t_4)) {
@@ -21532,7 +21564,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
         {
           Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_2);
           #if !CYTHON_ASSUME_SAFE_SIZE
-          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 304, __pyx_L1_error)
+          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 312, __pyx_L1_error)
           #endif
           if (__pyx_t_3 >= __pyx_temp) break;
         }
@@ -21542,7 +21574,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
         {
           Py_ssize_t __pyx_temp = __Pyx_PyTuple_GET_SIZE(__pyx_t_2);
           #if !CYTHON_ASSUME_SAFE_SIZE
-          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 304, __pyx_L1_error)
+          if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 312, __pyx_L1_error)
           #endif
           if (__pyx_t_3 >= __pyx_temp) break;
         }
@@ -21553,13 +21585,13 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
         #endif
         ++__pyx_t_3;
       }
-      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 304, __pyx_L1_error)
+      if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 312, __pyx_L1_error)
     } else {
       __pyx_t_5 = __pyx_t_4(__pyx_t_2);
       if (unlikely(!__pyx_t_5)) {
         PyObject* exc_type = PyErr_Occurred();
         if (exc_type) {
-          if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 304, __pyx_L1_error)
+          if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 312, __pyx_L1_error)
           PyErr_Clear();
         }
         break;
@@ -21569,7 +21601,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
     __Pyx_XDECREF_SET(__pyx_v_f, __pyx_t_5);
     __pyx_t_5 = 0;
 
-    /* "mos/ports/_afpacket.pyx":305
+    /* "mos/ports/_afpacket.pyx":313
  *         batch = []
  *         for f in frames:
  *             batch.append(f if type(f) is bytes else bytes(f))             # <<<<<<<<<<<<<<
@@ -21587,18 +21619,18 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
         PyObject *__pyx_callargs[2] = {__pyx_t_8, __pyx_v_f};
         __pyx_t_7 = __Pyx_PyObject_FastCall((PyObject*)(&PyBytes_Type), __pyx_callargs+__pyx_t_9, (2-__pyx_t_9) | (__pyx_t_9*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
-        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 305, __pyx_L1_error)
+        if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 313, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_7);
       }
       __pyx_t_5 = __pyx_t_7;
       __pyx_t_7 = 0;
     }
 
-    __pyx_t_10 = __Pyx_PyList_Append(__pyx_v_batch, __pyx_t_5); if (unlikely(__pyx_t_10 == ((int)-1))) __PYX_ERR(0, 305, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyList_Append(__pyx_v_batch, __pyx_t_5); if (unlikely(__pyx_t_10 == ((int)-1))) __PYX_ERR(0, 313, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
 
-    /* "mos/ports/_afpacket.pyx":304
+    /* "mos/ports/_afpacket.pyx":312
  *         self._check()
  *         batch = []
  *         for f in frames:             # <<<<<<<<<<<<<<
@@ -21608,7 +21640,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
   }
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "mos/ports/_afpacket.pyx":306
+  /* "mos/ports/_afpacket.pyx":314
  *         for f in frames:
  *             batch.append(f if type(f) is bytes else bytes(f))
  *         k = 0             # <<<<<<<<<<<<<<
@@ -21617,7 +21649,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
 */
   __pyx_v_k = 0;
 
-  /* "mos/ports/_afpacket.pyx":307
+  /* "mos/ports/_afpacket.pyx":315
  *             batch.append(f if type(f) is bytes else bytes(f))
  *         k = 0
  *         while k < len(batch):             # <<<<<<<<<<<<<<
@@ -21625,21 +21657,21 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
  *             for i in range(n):
 */
   while (1) {
-    __pyx_t_3 = __Pyx_PyList_GET_SIZE(__pyx_v_batch); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1))) __PYX_ERR(0, 307, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyList_GET_SIZE(__pyx_v_batch); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1))) __PYX_ERR(0, 315, __pyx_L1_error)
     __pyx_t_6 = (__pyx_v_k < __pyx_t_3);
 
 
 
     if (!__pyx_t_6) break;
 
-    /* "mos/ports/_afpacket.pyx":308
+    /* "mos/ports/_afpacket.pyx":316
  *         k = 0
  *         while k < len(batch):
  *             n = min(SLOW_BURST, len(batch) - k)             # <<<<<<<<<<<<<<
  *             for i in range(n):
  *                 b = batch[k + i]
 */
-    __pyx_t_3 = __Pyx_PyList_GET_SIZE(__pyx_v_batch); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1))) __PYX_ERR(0, 308, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyList_GET_SIZE(__pyx_v_batch); if (unlikely(__pyx_t_3 == ((Py_ssize_t)-1))) __PYX_ERR(0, 316, __pyx_L1_error)
 
     __pyx_t_11 = (__pyx_t_3 - __pyx_v_k);
 
@@ -21658,7 +21690,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
     __pyx_v_n = __pyx_t_3;
 
 
-    /* "mos/ports/_afpacket.pyx":309
+    /* "mos/ports/_afpacket.pyx":317
  *         while k < len(batch):
  *             n = min(SLOW_BURST, len(batch) - k)
  *             for i in range(n):             # <<<<<<<<<<<<<<
@@ -21666,7 +21698,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
  *                 self.frames[i].data = <const uint8_t *>PyBytes_AS_STRING(b)
 */
     __pyx_t_5 = NULL;
-    __pyx_t_7 = __Pyx_PyLong_From_int(__pyx_v_n); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 309, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyLong_From_int(__pyx_v_n); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 317, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
     __pyx_t_9 = 1;
     {
@@ -21674,12 +21706,12 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
       __pyx_t_2 = __Pyx_PyObject_FastCall((PyObject*)(&PyRange_Type), __pyx_callargs+__pyx_t_9, (2-__pyx_t_9) | (__pyx_t_9*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_5); __pyx_t_5 = 0;
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
-      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 309, __pyx_L1_error)
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 317, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
     }
-    __pyx_t_7 = PyObject_GetIter(__pyx_t_2); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 309, __pyx_L1_error)
+    __pyx_t_7 = PyObject_GetIter(__pyx_t_2); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 317, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_7);
-    __pyx_t_4 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_7); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 309, __pyx_L1_error)
+    __pyx_t_4 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_7); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 317, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     for (;;) {
       {
@@ -21687,107 +21719,107 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
         if (unlikely(!__pyx_t_2)) {
           PyObject* exc_type = PyErr_Occurred();
           if (exc_type) {
-            if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 309, __pyx_L1_error)
+            if (unlikely(!__Pyx_PyErr_GivenExceptionMatches(exc_type, PyExc_StopIteration))) __PYX_ERR(0, 317, __pyx_L1_error)
             PyErr_Clear();
           }
           break;
         }
       }
       __Pyx_GOTREF(__pyx_t_2);
-      if (__Pyx_PyInt_FromNumber(&__pyx_t_2, NULL, 1) < (0)) __PYX_ERR(0, 309, __pyx_L1_error)
+      if (__Pyx_PyInt_FromNumber(&__pyx_t_2, NULL, 1) < (0)) __PYX_ERR(0, 317, __pyx_L1_error)
       __Pyx_XDECREF_SET(__pyx_v_i, ((PyObject*)__pyx_t_2));
       __pyx_t_2 = 0;
 
-      /* "mos/ports/_afpacket.pyx":310
+      /* "mos/ports/_afpacket.pyx":318
  *             n = min(SLOW_BURST, len(batch) - k)
  *             for i in range(n):
  *                 b = batch[k + i]             # <<<<<<<<<<<<<<
  *                 self.frames[i].data = <const uint8_t *>PyBytes_AS_STRING(b)
  *                 self.frames[i].caplen = <uint32_t>PyBytes_GET_SIZE(b)
 */
-      __pyx_t_2 = __Pyx_PyLong_From_int(__pyx_v_k); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 310, __pyx_L1_error)
+      __pyx_t_2 = __Pyx_PyLong_From_int(__pyx_v_k); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 318, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
-      __pyx_t_5 = __Pyx_PyNumber_Add_int_int(__pyx_t_2, __pyx_v_i); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 310, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PyNumber_Add_int_int(__pyx_t_2, __pyx_v_i); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 318, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_5);
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-      __pyx_t_2 = __Pyx_PyObject_GetItem(__pyx_v_batch, __pyx_t_5); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 310, __pyx_L1_error)
+      __pyx_t_2 = __Pyx_PyObject_GetItem(__pyx_v_batch, __pyx_t_5); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 318, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
       __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-      if (!(likely(PyBytes_CheckExact(__pyx_t_2))||((__pyx_t_2) == Py_None) || __Pyx_RaiseUnexpectedTypeError("bytes", __pyx_t_2))) __PYX_ERR(0, 310, __pyx_L1_error)
+      if (!(likely(PyBytes_CheckExact(__pyx_t_2))||((__pyx_t_2) == Py_None) || __Pyx_RaiseUnexpectedTypeError("bytes", __pyx_t_2))) __PYX_ERR(0, 318, __pyx_L1_error)
       __Pyx_XDECREF_SET(__pyx_v_b, ((PyObject*)__pyx_t_2));
       __pyx_t_2 = 0;
 
-      /* "mos/ports/_afpacket.pyx":311
+      /* "mos/ports/_afpacket.pyx":319
  *             for i in range(n):
  *                 b = batch[k + i]
  *                 self.frames[i].data = <const uint8_t *>PyBytes_AS_STRING(b)             # <<<<<<<<<<<<<<
  *                 self.frames[i].caplen = <uint32_t>PyBytes_GET_SIZE(b)
  *                 self.frames[i].wirelen = self.frames[i].caplen
 */
-      __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_i); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 311, __pyx_L1_error)
+      __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_i); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 319, __pyx_L1_error)
       (__pyx_v_self->frames[__pyx_t_3]).data = ((uint8_t const *)PyBytes_AS_STRING(__pyx_v_b));
 
 
-      /* "mos/ports/_afpacket.pyx":312
+      /* "mos/ports/_afpacket.pyx":320
  *                 b = batch[k + i]
  *                 self.frames[i].data = <const uint8_t *>PyBytes_AS_STRING(b)
  *                 self.frames[i].caplen = <uint32_t>PyBytes_GET_SIZE(b)             # <<<<<<<<<<<<<<
  *                 self.frames[i].wirelen = self.frames[i].caplen
  *                 self.frames[i].ts_ns = 0
 */
-      __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_i); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 312, __pyx_L1_error)
+      __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_i); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 320, __pyx_L1_error)
       (__pyx_v_self->frames[__pyx_t_3]).caplen = ((uint32_t)PyBytes_GET_SIZE(__pyx_v_b));
 
 
-      /* "mos/ports/_afpacket.pyx":313
+      /* "mos/ports/_afpacket.pyx":321
  *                 self.frames[i].data = <const uint8_t *>PyBytes_AS_STRING(b)
  *                 self.frames[i].caplen = <uint32_t>PyBytes_GET_SIZE(b)
  *                 self.frames[i].wirelen = self.frames[i].caplen             # <<<<<<<<<<<<<<
  *                 self.frames[i].ts_ns = 0
  *                 self.frames[i].linktype = 1
 */
-      __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_i); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 313, __pyx_L1_error)
+      __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_i); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 321, __pyx_L1_error)
       __pyx_t_13 = (__pyx_v_self->frames[__pyx_t_3]).caplen;
 
 
-      __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_i); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 313, __pyx_L1_error)
+      __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_i); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 321, __pyx_L1_error)
       (__pyx_v_self->frames[__pyx_t_3]).wirelen = __pyx_t_13;
 
 
-      /* "mos/ports/_afpacket.pyx":314
+      /* "mos/ports/_afpacket.pyx":322
  *                 self.frames[i].caplen = <uint32_t>PyBytes_GET_SIZE(b)
  *                 self.frames[i].wirelen = self.frames[i].caplen
  *                 self.frames[i].ts_ns = 0             # <<<<<<<<<<<<<<
  *                 self.frames[i].linktype = 1
  *                 self.frames[i].iface = 0
 */
-      __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_i); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 314, __pyx_L1_error)
+      __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_i); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 322, __pyx_L1_error)
       (__pyx_v_self->frames[__pyx_t_3]).ts_ns = 0;
 
 
-      /* "mos/ports/_afpacket.pyx":315
+      /* "mos/ports/_afpacket.pyx":323
  *                 self.frames[i].wirelen = self.frames[i].caplen
  *                 self.frames[i].ts_ns = 0
  *                 self.frames[i].linktype = 1             # <<<<<<<<<<<<<<
  *                 self.frames[i].iface = 0
  *             with nogil:
 */
-      __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_i); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 315, __pyx_L1_error)
+      __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_i); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 323, __pyx_L1_error)
       (__pyx_v_self->frames[__pyx_t_3]).linktype = 1;
 
 
-      /* "mos/ports/_afpacket.pyx":316
+      /* "mos/ports/_afpacket.pyx":324
  *                 self.frames[i].ts_ns = 0
  *                 self.frames[i].linktype = 1
  *                 self.frames[i].iface = 0             # <<<<<<<<<<<<<<
  *             with nogil:
  *                 sent += mos_afp_tx(self.h, self.frames, n)
 */
-      __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_i); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 316, __pyx_L1_error)
+      __pyx_t_3 = __Pyx_PyIndex_AsSsize_t(__pyx_v_i); if (unlikely((__pyx_t_3 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 324, __pyx_L1_error)
       (__pyx_v_self->frames[__pyx_t_3]).iface = 0;
 
 
-      /* "mos/ports/_afpacket.pyx":309
+      /* "mos/ports/_afpacket.pyx":317
  *         while k < len(batch):
  *             n = min(SLOW_BURST, len(batch) - k)
  *             for i in range(n):             # <<<<<<<<<<<<<<
@@ -21797,7 +21829,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
     }
     __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
 
-    /* "mos/ports/_afpacket.pyx":317
+    /* "mos/ports/_afpacket.pyx":325
  *                 self.frames[i].linktype = 1
  *                 self.frames[i].iface = 0
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -21810,7 +21842,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
         __Pyx_FastGIL_Remember();
         /*try:*/ {
 
-          /* "mos/ports/_afpacket.pyx":318
+          /* "mos/ports/_afpacket.pyx":326
  *                 self.frames[i].iface = 0
  *             with nogil:
  *                 sent += mos_afp_tx(self.h, self.frames, n)             # <<<<<<<<<<<<<<
@@ -21820,7 +21852,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
           __pyx_v_sent = (__pyx_v_sent + mos_afp_tx(__pyx_v_self->h, __pyx_v_self->frames, __pyx_v_n));
         }
 
-        /* "mos/ports/_afpacket.pyx":317
+        /* "mos/ports/_afpacket.pyx":325
  *                 self.frames[i].linktype = 1
  *                 self.frames[i].iface = 0
  *             with nogil:             # <<<<<<<<<<<<<<
@@ -21837,7 +21869,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
         }
     }
 
-    /* "mos/ports/_afpacket.pyx":319
+    /* "mos/ports/_afpacket.pyx":327
  *             with nogil:
  *                 sent += mos_afp_tx(self.h, self.frames, n)
  *             k += n             # <<<<<<<<<<<<<<
@@ -21847,14 +21879,14 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
     __pyx_v_k = (__pyx_v_k + __pyx_v_n);
   }
 
-  /* "mos/ports/_afpacket.pyx":320
+  /* "mos/ports/_afpacket.pyx":328
  *                 sent += mos_afp_tx(self.h, self.frames, n)
  *             k += n
  *         return sent             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __pyx_t_7 = __Pyx_PyLong_From_int(__pyx_v_sent); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 320, __pyx_L1_error)
+  __pyx_t_7 = __Pyx_PyLong_From_int(__pyx_v_sent); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 328, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_7);
   {
     PyObject *__pyx_temp;
@@ -21867,7 +21899,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
   __pyx_t_7 = 0;
   goto __pyx_L0;
 
-  /* "mos/ports/_afpacket.pyx":297
+  /* "mos/ports/_afpacket.pyx":305
  *         return out
  * 
  *     def send(self, frames):             # <<<<<<<<<<<<<<
@@ -21896,7 +21928,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_22send(struct __
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":142
+/* "mos/ports/_afpacket.pyx":148
  *     cdef mos_afp_t *h
  *     cdef mos_frame_t *frames
  *     cdef readonly str iface             # <<<<<<<<<<<<<<
@@ -21963,7 +21995,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_5iface___get__(s
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":143
+/* "mos/ports/_afpacket.pyx":149
  *     cdef mos_frame_t *frames
  *     cdef readonly str iface
  *     cdef readonly object fanout_group             # <<<<<<<<<<<<<<
@@ -22030,7 +22062,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_12fanout_group__
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":144
+/* "mos/ports/_afpacket.pyx":150
  *     cdef readonly str iface
  *     cdef readonly object fanout_group
  *     cdef readonly str tx_mode             # <<<<<<<<<<<<<<
@@ -22097,7 +22129,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_7tx_mode___get__
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":145
+/* "mos/ports/_afpacket.pyx":151
  *     cdef readonly object fanout_group
  *     cdef readonly str tx_mode
  *     cdef readonly str rx_ring             # <<<<<<<<<<<<<<
@@ -22368,7 +22400,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_12AfPacketPort_26__setstate_cyt
   return __pyx_r;
 }
 
-/* "mos/ports/_afpacket.pyx":323
+/* "mos/ports/_afpacket.pyx":331
  * 
  * 
  * def forward_loop(port_a, port_b, double seconds, int burst=64, double idle_exit=0.0,             # <<<<<<<<<<<<<<
@@ -22421,40 +22453,40 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_port_a,&__pyx_mstate_global->__pyx_n_u_port_b,&__pyx_mstate_global->__pyx_n_u_seconds,&__pyx_mstate_global->__pyx_n_u_burst,&__pyx_mstate_global->__pyx_n_u_idle_exit,&__pyx_mstate_global->__pyx_n_u_stop,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 323, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 331, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  6:
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 323, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 331, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 323, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 331, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 323, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 331, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 323, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 331, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 323, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 331, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 323, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 331, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "forward_loop", 0) < (0)) __PYX_ERR(0, 323, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "forward_loop", 0) < (0)) __PYX_ERR(0, 331, __pyx_L3_error)
 
-      /* "mos/ports/_afpacket.pyx":324
+      /* "mos/ports/_afpacket.pyx":332
  * 
  * def forward_loop(port_a, port_b, double seconds, int burst=64, double idle_exit=0.0,
  *                  stop=None):             # <<<<<<<<<<<<<<
@@ -22463,29 +22495,29 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
 */
       if (!values[5]) values[5] = __Pyx_NewRef(((PyObject *)Py_None));
       for (Py_ssize_t i = __pyx_nargs; i < 3; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("forward_loop", 0, 3, 6, i); __PYX_ERR(0, 323, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("forward_loop", 0, 3, 6, i); __PYX_ERR(0, 331, __pyx_L3_error) }
       }
     } else {
       switch (__pyx_nargs) {
         case  6:
         values[5] = __Pyx_ArgRef_FASTCALL(__pyx_args, 5);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 323, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[5])) __PYX_ERR(0, 331, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  5:
         values[4] = __Pyx_ArgRef_FASTCALL(__pyx_args, 4);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 323, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[4])) __PYX_ERR(0, 331, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  4:
         values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 323, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 331, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 323, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 331, __pyx_L3_error)
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 323, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 331, __pyx_L3_error)
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 323, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 331, __pyx_L3_error)
         break;
         default: goto __pyx_L5_argtuple_error;
       }
@@ -22493,14 +22525,14 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
     }
     __pyx_v_port_a = values[0];
     __pyx_v_port_b = values[1];
-    __pyx_v_seconds = __Pyx_PyFloat_AsDouble(values[2]); if (unlikely((__pyx_v_seconds == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 323, __pyx_L3_error)
+    __pyx_v_seconds = __Pyx_PyFloat_AsDouble(values[2]); if (unlikely((__pyx_v_seconds == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 331, __pyx_L3_error)
     if (values[3]) {
-      __pyx_v_burst = __Pyx_PyLong_As_int(values[3]); if (unlikely((__pyx_v_burst == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 323, __pyx_L3_error)
+      __pyx_v_burst = __Pyx_PyLong_As_int(values[3]); if (unlikely((__pyx_v_burst == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 331, __pyx_L3_error)
     } else {
       __pyx_v_burst = ((int)((int)64));
     }
     if (values[4]) {
-      __pyx_v_idle_exit = __Pyx_PyFloat_AsDouble(values[4]); if (unlikely((__pyx_v_idle_exit == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 323, __pyx_L3_error)
+      __pyx_v_idle_exit = __Pyx_PyFloat_AsDouble(values[4]); if (unlikely((__pyx_v_idle_exit == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 331, __pyx_L3_error)
     } else {
       __pyx_v_idle_exit = ((double)((double)0.0));
     }
@@ -22508,7 +22540,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("forward_loop", 0, 3, 6, __pyx_nargs); __PYX_ERR(0, 323, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("forward_loop", 0, 3, 6, __pyx_nargs); __PYX_ERR(0, 331, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -22521,7 +22553,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __pyx_L4_argument_unpacking_done:;
   __pyx_r = __pyx_pf_3mos_5ports_9_afpacket_forward_loop(__pyx_self, __pyx_v_port_a, __pyx_v_port_b, __pyx_v_seconds, __pyx_v_burst, __pyx_v_idle_exit, __pyx_v_stop);
 
-  /* "mos/ports/_afpacket.pyx":323
+  /* "mos/ports/_afpacket.pyx":331
  * 
  * 
  * def forward_loop(port_a, port_b, double seconds, int burst=64, double idle_exit=0.0,             # <<<<<<<<<<<<<<
@@ -22603,7 +22635,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("forward_loop", 0);
 
-  /* "mos/ports/_afpacket.pyx":343
+  /* "mos/ports/_afpacket.pyx":351
  *     cdef mos_frame_t *fr
  *     cdef pollfd pfd[2]
  *     cdef int usepoll = 0, na, nb, sa, sb, i             # <<<<<<<<<<<<<<
@@ -22612,7 +22644,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
   __pyx_v_usepoll = 0;
 
-  /* "mos/ports/_afpacket.pyx":344
+  /* "mos/ports/_afpacket.pyx":352
  *     cdef pollfd pfd[2]
  *     cdef int usepoll = 0, na, nb, sa, sb, i
  *     cdef uint64_t fab = 0, fba = 0, bab = 0, bba = 0, dropped = 0, loops = 0             # <<<<<<<<<<<<<<
@@ -22626,7 +22658,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
   __pyx_v_dropped = 0;
   __pyx_v_loops = 0;
 
-  /* "mos/ports/_afpacket.pyx":345
+  /* "mos/ports/_afpacket.pyx":353
  *     cdef int usepoll = 0, na, nb, sa, sb, i
  *     cdef uint64_t fab = 0, fba = 0, bab = 0, bba = 0, dropped = 0, loops = 0
  *     cdef double t0, t, deadline, first = 0.0, last = 0.0             # <<<<<<<<<<<<<<
@@ -22636,7 +22668,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
   __pyx_v_first = 0.0;
   __pyx_v_last = 0.0;
 
-  /* "mos/ports/_afpacket.pyx":347
+  /* "mos/ports/_afpacket.pyx":355
  *     cdef double t0, t, deadline, first = 0.0, last = 0.0
  *     cdef unsigned char[::1] stopbuf
  *     cdef unsigned char *stopp = NULL             # <<<<<<<<<<<<<<
@@ -22645,7 +22677,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
   __pyx_v_stopp = NULL;
 
-  /* "mos/ports/_afpacket.pyx":348
+  /* "mos/ports/_afpacket.pyx":356
  *     cdef unsigned char[::1] stopbuf
  *     cdef unsigned char *stopp = NULL
  *     if stop is not None:             # <<<<<<<<<<<<<<
@@ -22656,19 +22688,19 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
   if (__pyx_t_1) {
 
 
-    /* "mos/ports/_afpacket.pyx":349
+    /* "mos/ports/_afpacket.pyx":357
  *     cdef unsigned char *stopp = NULL
  *     if stop is not None:
  *         stopbuf = stop             # <<<<<<<<<<<<<<
  *         if stopbuf.shape[0] < 1:
  *             raise ValueError("stop: needs a writable buffer of at least one byte")
 */
-    __pyx_t_2 = __Pyx_PyObject_to_MemoryviewSlice_dc_unsigned_char(__pyx_v_stop, PyBUF_WRITABLE); if (unlikely(!__pyx_t_2.memview)) __PYX_ERR(0, 349, __pyx_L1_error)
+    __pyx_t_2 = __Pyx_PyObject_to_MemoryviewSlice_dc_unsigned_char(__pyx_v_stop, PyBUF_WRITABLE); if (unlikely(!__pyx_t_2.memview)) __PYX_ERR(0, 357, __pyx_L1_error)
     __pyx_v_stopbuf = __pyx_t_2;
     __pyx_t_2.memview = NULL;
     __pyx_t_2.data = NULL;
 
-    /* "mos/ports/_afpacket.pyx":350
+    /* "mos/ports/_afpacket.pyx":358
  *     if stop is not None:
  *         stopbuf = stop
  *         if stopbuf.shape[0] < 1:             # <<<<<<<<<<<<<<
@@ -22680,7 +22712,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
     if (unlikely(__pyx_t_1)) {
 
 
-      /* "mos/ports/_afpacket.pyx":351
+      /* "mos/ports/_afpacket.pyx":359
  *         stopbuf = stop
  *         if stopbuf.shape[0] < 1:
  *             raise ValueError("stop: needs a writable buffer of at least one byte")             # <<<<<<<<<<<<<<
@@ -22693,14 +22725,14 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
         PyObject *__pyx_callargs[2] = {__pyx_t_4, __pyx_mstate_global->__pyx_kp_u_stop_needs_a_writable_buffer_of};
         __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_5, (2-__pyx_t_5) | (__pyx_t_5*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
-        if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 351, __pyx_L1_error)
+        if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 359, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_3);
       }
       __Pyx_Raise(__pyx_t_3, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-      __PYX_ERR(0, 351, __pyx_L1_error)
+      __PYX_ERR(0, 359, __pyx_L1_error)
 
-      /* "mos/ports/_afpacket.pyx":350
+      /* "mos/ports/_afpacket.pyx":358
  *     if stop is not None:
  *         stopbuf = stop
  *         if stopbuf.shape[0] < 1:             # <<<<<<<<<<<<<<
@@ -22709,7 +22741,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
     }
 
-    /* "mos/ports/_afpacket.pyx":352
+    /* "mos/ports/_afpacket.pyx":360
  *         if stopbuf.shape[0] < 1:
  *             raise ValueError("stop: needs a writable buffer of at least one byte")
  *         stopp = &stopbuf[0]             # <<<<<<<<<<<<<<
@@ -22719,7 +22751,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
     __pyx_t_6 = 0;
     __pyx_v_stopp = (&(*((unsigned char *) ( /* dim=0 */ ((char *) (((unsigned char *) __pyx_v_stopbuf.data) + __pyx_t_6)) ))));
 
-    /* "mos/ports/_afpacket.pyx":348
+    /* "mos/ports/_afpacket.pyx":356
  *     cdef unsigned char[::1] stopbuf
  *     cdef unsigned char *stopp = NULL
  *     if stop is not None:             # <<<<<<<<<<<<<<
@@ -22728,7 +22760,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
   }
 
-  /* "mos/ports/_afpacket.pyx":353
+  /* "mos/ports/_afpacket.pyx":361
  *             raise ValueError("stop: needs a writable buffer of at least one byte")
  *         stopp = &stopbuf[0]
  *     if burst <= 0 or burst > 4096:             # <<<<<<<<<<<<<<
@@ -22754,7 +22786,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "mos/ports/_afpacket.pyx":354
+    /* "mos/ports/_afpacket.pyx":362
  *         stopp = &stopbuf[0]
  *     if burst <= 0 or burst > 4096:
  *         raise ValueError(f"burst: {burst} is not in 1..4096")             # <<<<<<<<<<<<<<
@@ -22762,7 +22794,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
  *     ha = <void *><uintptr_t>h
 */
     __pyx_t_4 = NULL;
-    __pyx_t_8 = __Pyx_PyUnicode_From_int(__pyx_v_burst, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 354, __pyx_L1_error)
+    __pyx_t_8 = __Pyx_PyUnicode_From_int(__pyx_v_burst, 0, ' ', 'd'); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 362, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_8);
     __pyx_t_9[0] = __pyx_mstate_global->__pyx_kp_u_burst_2;
     __pyx_t_9[1] = __pyx_t_8;
@@ -22773,7 +22805,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
     #endif
     __pyx_t_11 = 0;
     __pyx_t_12 = __Pyx_PyUnicode_Join(__pyx_t_9, 3, __pyx_t_10, __pyx_t_11);
-    if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 354, __pyx_L1_error)
+    if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 362, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     __pyx_t_5 = 1;
@@ -22782,14 +22814,14 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
       __pyx_t_3 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_5, (2-__pyx_t_5) | (__pyx_t_5*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 354, __pyx_L1_error)
+      if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 362, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_3);
     }
     __Pyx_Raise(__pyx_t_3, 0, 0, 0);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    __PYX_ERR(0, 354, __pyx_L1_error)
+    __PYX_ERR(0, 362, __pyx_L1_error)
 
-    /* "mos/ports/_afpacket.pyx":353
+    /* "mos/ports/_afpacket.pyx":361
  *             raise ValueError("stop: needs a writable buffer of at least one byte")
  *         stopp = &stopbuf[0]
  *     if burst <= 0 or burst > 4096:             # <<<<<<<<<<<<<<
@@ -22798,7 +22830,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
   }
 
-  /* "mos/ports/_afpacket.pyx":355
+  /* "mos/ports/_afpacket.pyx":363
  *     if burst <= 0 or burst > 4096:
  *         raise ValueError(f"burst: {burst} is not in 1..4096")
  *     h, rx, rd, tx = port_a.c_port()             # <<<<<<<<<<<<<<
@@ -22812,7 +22844,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
     PyObject *__pyx_callargs[2] = {__pyx_t_12, NULL};
     __pyx_t_3 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_c_port, __pyx_callargs+__pyx_t_5, (1-__pyx_t_5) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_12); __pyx_t_12 = 0;
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 355, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 363, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
   }
   if ((likely(PyTuple_CheckExact(__pyx_t_3))) || (PyList_CheckExact(__pyx_t_3))) {
@@ -22821,7 +22853,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
     if (unlikely(size != 4)) {
       if (size > 4) __Pyx_RaiseTooManyValuesError(4);
       else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-      __PYX_ERR(0, 355, __pyx_L1_error)
+      __PYX_ERR(0, 363, __pyx_L1_error)
     }
     #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
     if (likely(PyTuple_CheckExact(sequence))) {
@@ -22835,16 +22867,16 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
       __Pyx_INCREF(__pyx_t_13);
     } else {
       __pyx_t_12 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 355, __pyx_L1_error)
+      if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 363, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_12);
       __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 355, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 363, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_4);
       __pyx_t_8 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 355, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 363, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_8);
       __pyx_t_13 = __Pyx_PyList_GET_ITEM_REF(sequence, 3, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 355, __pyx_L1_error)
+      if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 363, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_13);
     }
     #else
@@ -22852,7 +22884,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
       Py_ssize_t i;
       PyObject** temps[4] = {&__pyx_t_12,&__pyx_t_4,&__pyx_t_8,&__pyx_t_13};
       for (i=0; i < 4; i++) {
-        PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 355, __pyx_L1_error)
+        PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 363, __pyx_L1_error)
         __Pyx_GOTREF(item);
         *(temps[i]) = item;
       }
@@ -22862,7 +22894,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
   } else {
     Py_ssize_t index = -1;
     PyObject** temps[4] = {&__pyx_t_12,&__pyx_t_4,&__pyx_t_8,&__pyx_t_13};
-    __pyx_t_14 = PyObject_GetIter(__pyx_t_3); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 355, __pyx_L1_error)
+    __pyx_t_14 = PyObject_GetIter(__pyx_t_3); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 363, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_14);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __pyx_t_15 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_14);
@@ -22871,7 +22903,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
       __Pyx_GOTREF(item);
       *(temps[index]) = item;
     }
-    if (__Pyx_IternextUnpackEndCheck(__pyx_t_15(__pyx_t_14), 4) < (0)) __PYX_ERR(0, 355, __pyx_L1_error)
+    if (__Pyx_IternextUnpackEndCheck(__pyx_t_15(__pyx_t_14), 4) < (0)) __PYX_ERR(0, 363, __pyx_L1_error)
     __pyx_t_15 = NULL;
     __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
     goto __pyx_L9_unpacking_done;
@@ -22879,7 +22911,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
     __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
     __pyx_t_15 = NULL;
     if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-    __PYX_ERR(0, 355, __pyx_L1_error)
+    __PYX_ERR(0, 363, __pyx_L1_error)
     __pyx_L9_unpacking_done:;
   }
   __pyx_v_h = __pyx_t_12;
@@ -22891,51 +22923,51 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
   __pyx_v_tx = __pyx_t_13;
   __pyx_t_13 = 0;
 
-  /* "mos/ports/_afpacket.pyx":356
+  /* "mos/ports/_afpacket.pyx":364
  *         raise ValueError(f"burst: {burst} is not in 1..4096")
  *     h, rx, rd, tx = port_a.c_port()
  *     ha = <void *><uintptr_t>h             # <<<<<<<<<<<<<<
  *     rxa = <mos_rx_fn><uintptr_t>rx
  *     rda = <mos_rx_done_fn><uintptr_t>rd
 */
-  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_h); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 356, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_h); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 364, __pyx_L1_error)
   __pyx_v_ha = ((void *)((uintptr_t)__pyx_t_16));
 
 
-  /* "mos/ports/_afpacket.pyx":357
+  /* "mos/ports/_afpacket.pyx":365
  *     h, rx, rd, tx = port_a.c_port()
  *     ha = <void *><uintptr_t>h
  *     rxa = <mos_rx_fn><uintptr_t>rx             # <<<<<<<<<<<<<<
  *     rda = <mos_rx_done_fn><uintptr_t>rd
  *     txa = <mos_tx_fn><uintptr_t>tx
 */
-  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_rx); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 357, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_rx); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 365, __pyx_L1_error)
   __pyx_v_rxa = ((mos_rx_fn)((uintptr_t)__pyx_t_16));
 
 
-  /* "mos/ports/_afpacket.pyx":358
+  /* "mos/ports/_afpacket.pyx":366
  *     ha = <void *><uintptr_t>h
  *     rxa = <mos_rx_fn><uintptr_t>rx
  *     rda = <mos_rx_done_fn><uintptr_t>rd             # <<<<<<<<<<<<<<
  *     txa = <mos_tx_fn><uintptr_t>tx
  *     h, rx, rd, tx = port_b.c_port()
 */
-  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_rd); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 358, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_rd); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 366, __pyx_L1_error)
   __pyx_v_rda = ((mos_rx_done_fn)((uintptr_t)__pyx_t_16));
 
 
-  /* "mos/ports/_afpacket.pyx":359
+  /* "mos/ports/_afpacket.pyx":367
  *     rxa = <mos_rx_fn><uintptr_t>rx
  *     rda = <mos_rx_done_fn><uintptr_t>rd
  *     txa = <mos_tx_fn><uintptr_t>tx             # <<<<<<<<<<<<<<
  *     h, rx, rd, tx = port_b.c_port()
  *     hb = <void *><uintptr_t>h
 */
-  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_tx); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 359, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_tx); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 367, __pyx_L1_error)
   __pyx_v_txa = ((mos_tx_fn)((uintptr_t)__pyx_t_16));
 
 
-  /* "mos/ports/_afpacket.pyx":360
+  /* "mos/ports/_afpacket.pyx":368
  *     rda = <mos_rx_done_fn><uintptr_t>rd
  *     txa = <mos_tx_fn><uintptr_t>tx
  *     h, rx, rd, tx = port_b.c_port()             # <<<<<<<<<<<<<<
@@ -22949,7 +22981,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
     PyObject *__pyx_callargs[2] = {__pyx_t_13, NULL};
     __pyx_t_3 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_c_port, __pyx_callargs+__pyx_t_5, (1-__pyx_t_5) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_13); __pyx_t_13 = 0;
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 360, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 368, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
   }
   if ((likely(PyTuple_CheckExact(__pyx_t_3))) || (PyList_CheckExact(__pyx_t_3))) {
@@ -22958,7 +22990,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
     if (unlikely(size != 4)) {
       if (size > 4) __Pyx_RaiseTooManyValuesError(4);
       else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-      __PYX_ERR(0, 360, __pyx_L1_error)
+      __PYX_ERR(0, 368, __pyx_L1_error)
     }
     #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
     if (likely(PyTuple_CheckExact(sequence))) {
@@ -22972,16 +23004,16 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
       __Pyx_INCREF(__pyx_t_12);
     } else {
       __pyx_t_13 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 360, __pyx_L1_error)
+      if (unlikely(!__pyx_t_13)) __PYX_ERR(0, 368, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_13);
       __pyx_t_8 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 360, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 368, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_8);
       __pyx_t_4 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 360, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 368, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_4);
       __pyx_t_12 = __Pyx_PyList_GET_ITEM_REF(sequence, 3, __Pyx_ReferenceSharing_SharedReference);
-      if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 360, __pyx_L1_error)
+      if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 368, __pyx_L1_error)
       __Pyx_XGOTREF(__pyx_t_12);
     }
     #else
@@ -22989,7 +23021,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
       Py_ssize_t i;
       PyObject** temps[4] = {&__pyx_t_13,&__pyx_t_8,&__pyx_t_4,&__pyx_t_12};
       for (i=0; i < 4; i++) {
-        PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 360, __pyx_L1_error)
+        PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 368, __pyx_L1_error)
         __Pyx_GOTREF(item);
         *(temps[i]) = item;
       }
@@ -22999,7 +23031,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
   } else {
     Py_ssize_t index = -1;
     PyObject** temps[4] = {&__pyx_t_13,&__pyx_t_8,&__pyx_t_4,&__pyx_t_12};
-    __pyx_t_14 = PyObject_GetIter(__pyx_t_3); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 360, __pyx_L1_error)
+    __pyx_t_14 = PyObject_GetIter(__pyx_t_3); if (unlikely(!__pyx_t_14)) __PYX_ERR(0, 368, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_14);
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     __pyx_t_15 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_14);
@@ -23008,7 +23040,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
       __Pyx_GOTREF(item);
       *(temps[index]) = item;
     }
-    if (__Pyx_IternextUnpackEndCheck(__pyx_t_15(__pyx_t_14), 4) < (0)) __PYX_ERR(0, 360, __pyx_L1_error)
+    if (__Pyx_IternextUnpackEndCheck(__pyx_t_15(__pyx_t_14), 4) < (0)) __PYX_ERR(0, 368, __pyx_L1_error)
     __pyx_t_15 = NULL;
     __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
     goto __pyx_L11_unpacking_done;
@@ -23016,7 +23048,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
     __Pyx_DECREF(__pyx_t_14); __pyx_t_14 = 0;
     __pyx_t_15 = NULL;
     if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-    __PYX_ERR(0, 360, __pyx_L1_error)
+    __PYX_ERR(0, 368, __pyx_L1_error)
     __pyx_L11_unpacking_done:;
   }
   __Pyx_DECREF_SET(__pyx_v_h, __pyx_t_13);
@@ -23028,51 +23060,51 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
   __Pyx_DECREF_SET(__pyx_v_tx, __pyx_t_12);
   __pyx_t_12 = 0;
 
-  /* "mos/ports/_afpacket.pyx":361
+  /* "mos/ports/_afpacket.pyx":369
  *     txa = <mos_tx_fn><uintptr_t>tx
  *     h, rx, rd, tx = port_b.c_port()
  *     hb = <void *><uintptr_t>h             # <<<<<<<<<<<<<<
  *     rxb = <mos_rx_fn><uintptr_t>rx
  *     rdb = <mos_rx_done_fn><uintptr_t>rd
 */
-  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_h); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 361, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_h); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 369, __pyx_L1_error)
   __pyx_v_hb = ((void *)((uintptr_t)__pyx_t_16));
 
 
-  /* "mos/ports/_afpacket.pyx":362
+  /* "mos/ports/_afpacket.pyx":370
  *     h, rx, rd, tx = port_b.c_port()
  *     hb = <void *><uintptr_t>h
  *     rxb = <mos_rx_fn><uintptr_t>rx             # <<<<<<<<<<<<<<
  *     rdb = <mos_rx_done_fn><uintptr_t>rd
  *     txb = <mos_tx_fn><uintptr_t>tx
 */
-  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_rx); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 362, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_rx); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 370, __pyx_L1_error)
   __pyx_v_rxb = ((mos_rx_fn)((uintptr_t)__pyx_t_16));
 
 
-  /* "mos/ports/_afpacket.pyx":363
+  /* "mos/ports/_afpacket.pyx":371
  *     hb = <void *><uintptr_t>h
  *     rxb = <mos_rx_fn><uintptr_t>rx
  *     rdb = <mos_rx_done_fn><uintptr_t>rd             # <<<<<<<<<<<<<<
  *     txb = <mos_tx_fn><uintptr_t>tx
  *     saved = None
 */
-  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_rd); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 363, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_rd); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 371, __pyx_L1_error)
   __pyx_v_rdb = ((mos_rx_done_fn)((uintptr_t)__pyx_t_16));
 
 
-  /* "mos/ports/_afpacket.pyx":364
+  /* "mos/ports/_afpacket.pyx":372
  *     rxb = <mos_rx_fn><uintptr_t>rx
  *     rdb = <mos_rx_done_fn><uintptr_t>rd
  *     txb = <mos_tx_fn><uintptr_t>tx             # <<<<<<<<<<<<<<
  *     saved = None
  *     if isinstance(port_a, AfPacketPort) and isinstance(port_b, AfPacketPort):
 */
-  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_tx); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 364, __pyx_L1_error)
+  __pyx_t_16 = __Pyx_PyLong_As_size_t(__pyx_v_tx); if (unlikely((__pyx_t_16 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 372, __pyx_L1_error)
   __pyx_v_txb = ((mos_tx_fn)((uintptr_t)__pyx_t_16));
 
 
-  /* "mos/ports/_afpacket.pyx":365
+  /* "mos/ports/_afpacket.pyx":373
  *     rdb = <mos_rx_done_fn><uintptr_t>rd
  *     txb = <mos_tx_fn><uintptr_t>tx
  *     saved = None             # <<<<<<<<<<<<<<
@@ -23082,7 +23114,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
   __Pyx_INCREF(Py_None);
   __pyx_v_saved = ((PyObject*)Py_None);
 
-  /* "mos/ports/_afpacket.pyx":366
+  /* "mos/ports/_afpacket.pyx":374
  *     txb = <mos_tx_fn><uintptr_t>tx
  *     saved = None
  *     if isinstance(port_a, AfPacketPort) and isinstance(port_b, AfPacketPort):             # <<<<<<<<<<<<<<
@@ -23106,47 +23138,47 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
   if (__pyx_t_1) {
 
 
-    /* "mos/ports/_afpacket.pyx":367
+    /* "mos/ports/_afpacket.pyx":375
  *     saved = None
  *     if isinstance(port_a, AfPacketPort) and isinstance(port_b, AfPacketPort):
  *         saved = (port_a.poll_ms, port_b.poll_ms)             # <<<<<<<<<<<<<<
  *         port_a.poll_ms = 0
  *         port_b.poll_ms = 0
 */
-    __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_v_port_a, __pyx_mstate_global->__pyx_n_u_poll_ms); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 367, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyObject_GetAttrStr(__pyx_v_port_a, __pyx_mstate_global->__pyx_n_u_poll_ms); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 375, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
-    __pyx_t_12 = __Pyx_PyObject_GetAttrStr(__pyx_v_port_b, __pyx_mstate_global->__pyx_n_u_poll_ms); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 367, __pyx_L1_error)
+    __pyx_t_12 = __Pyx_PyObject_GetAttrStr(__pyx_v_port_b, __pyx_mstate_global->__pyx_n_u_poll_ms); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 375, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_12);
-    __pyx_t_4 = PyTuple_New(2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 367, __pyx_L1_error)
+    __pyx_t_4 = PyTuple_New(2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 375, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
     __Pyx_GIVEREF(__pyx_t_3);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_t_3) != (0)) __PYX_ERR(0, 367, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 0, __pyx_t_3) != (0)) __PYX_ERR(0, 375, __pyx_L1_error);
     __Pyx_GIVEREF(__pyx_t_12);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 1, __pyx_t_12) != (0)) __PYX_ERR(0, 367, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_4, 1, __pyx_t_12) != (0)) __PYX_ERR(0, 375, __pyx_L1_error);
     __pyx_t_3 = 0;
     __pyx_t_12 = 0;
     __Pyx_DECREF_SET(__pyx_v_saved, ((PyObject*)__pyx_t_4));
     __pyx_t_4 = 0;
 
-    /* "mos/ports/_afpacket.pyx":368
+    /* "mos/ports/_afpacket.pyx":376
  *     if isinstance(port_a, AfPacketPort) and isinstance(port_b, AfPacketPort):
  *         saved = (port_a.poll_ms, port_b.poll_ms)
  *         port_a.poll_ms = 0             # <<<<<<<<<<<<<<
  *         port_b.poll_ms = 0
  *         pfd[0].fd = port_a.fileno()
 */
-    if (__Pyx_PyObject_SetAttrStr(__pyx_v_port_a, __pyx_mstate_global->__pyx_n_u_poll_ms, __pyx_mstate_global->__pyx_int_0) < (0)) __PYX_ERR(0, 368, __pyx_L1_error)
+    if (__Pyx_PyObject_SetAttrStr(__pyx_v_port_a, __pyx_mstate_global->__pyx_n_u_poll_ms, __pyx_mstate_global->__pyx_int_0) < (0)) __PYX_ERR(0, 376, __pyx_L1_error)
 
-    /* "mos/ports/_afpacket.pyx":369
+    /* "mos/ports/_afpacket.pyx":377
  *         saved = (port_a.poll_ms, port_b.poll_ms)
  *         port_a.poll_ms = 0
  *         port_b.poll_ms = 0             # <<<<<<<<<<<<<<
  *         pfd[0].fd = port_a.fileno()
  *         pfd[1].fd = port_b.fileno()
 */
-    if (__Pyx_PyObject_SetAttrStr(__pyx_v_port_b, __pyx_mstate_global->__pyx_n_u_poll_ms, __pyx_mstate_global->__pyx_int_0) < (0)) __PYX_ERR(0, 369, __pyx_L1_error)
+    if (__Pyx_PyObject_SetAttrStr(__pyx_v_port_b, __pyx_mstate_global->__pyx_n_u_poll_ms, __pyx_mstate_global->__pyx_int_0) < (0)) __PYX_ERR(0, 377, __pyx_L1_error)
 
-    /* "mos/ports/_afpacket.pyx":370
+    /* "mos/ports/_afpacket.pyx":378
  *         port_a.poll_ms = 0
  *         port_b.poll_ms = 0
  *         pfd[0].fd = port_a.fileno()             # <<<<<<<<<<<<<<
@@ -23160,14 +23192,14 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
       PyObject *__pyx_callargs[2] = {__pyx_t_12, NULL};
       __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_fileno, __pyx_callargs+__pyx_t_5, (1-__pyx_t_5) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_12); __pyx_t_12 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 370, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 378, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
     }
-    __pyx_t_11 = __Pyx_PyLong_As_int(__pyx_t_4); if (unlikely((__pyx_t_11 == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 370, __pyx_L1_error)
+    __pyx_t_11 = __Pyx_PyLong_As_int(__pyx_t_4); if (unlikely((__pyx_t_11 == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 378, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     (__pyx_v_pfd[0]).fd = __pyx_t_11;
 
-    /* "mos/ports/_afpacket.pyx":371
+    /* "mos/ports/_afpacket.pyx":379
  *         port_b.poll_ms = 0
  *         pfd[0].fd = port_a.fileno()
  *         pfd[1].fd = port_b.fileno()             # <<<<<<<<<<<<<<
@@ -23181,14 +23213,14 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
       PyObject *__pyx_callargs[2] = {__pyx_t_12, NULL};
       __pyx_t_4 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_fileno, __pyx_callargs+__pyx_t_5, (1-__pyx_t_5) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_12); __pyx_t_12 = 0;
-      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 371, __pyx_L1_error)
+      if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 379, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
     }
-    __pyx_t_11 = __Pyx_PyLong_As_int(__pyx_t_4); if (unlikely((__pyx_t_11 == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 371, __pyx_L1_error)
+    __pyx_t_11 = __Pyx_PyLong_As_int(__pyx_t_4); if (unlikely((__pyx_t_11 == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 379, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
     (__pyx_v_pfd[1]).fd = __pyx_t_11;
 
-    /* "mos/ports/_afpacket.pyx":372
+    /* "mos/ports/_afpacket.pyx":380
  *         pfd[0].fd = port_a.fileno()
  *         pfd[1].fd = port_b.fileno()
  *         pfd[0].events = pfd[1].events = POLLIN             # <<<<<<<<<<<<<<
@@ -23198,7 +23230,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
     (__pyx_v_pfd[0]).events = POLLIN;
     (__pyx_v_pfd[1]).events = POLLIN;
 
-    /* "mos/ports/_afpacket.pyx":373
+    /* "mos/ports/_afpacket.pyx":381
  *         pfd[1].fd = port_b.fileno()
  *         pfd[0].events = pfd[1].events = POLLIN
  *         usepoll = 1             # <<<<<<<<<<<<<<
@@ -23207,7 +23239,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
     __pyx_v_usepoll = 1;
 
-    /* "mos/ports/_afpacket.pyx":366
+    /* "mos/ports/_afpacket.pyx":374
  *     txb = <mos_tx_fn><uintptr_t>tx
  *     saved = None
  *     if isinstance(port_a, AfPacketPort) and isinstance(port_b, AfPacketPort):             # <<<<<<<<<<<<<<
@@ -23216,7 +23248,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
   }
 
-  /* "mos/ports/_afpacket.pyx":374
+  /* "mos/ports/_afpacket.pyx":382
  *         pfd[0].events = pfd[1].events = POLLIN
  *         usepoll = 1
  *     fr = <mos_frame_t *>malloc(burst * sizeof(mos_frame_t))             # <<<<<<<<<<<<<<
@@ -23225,7 +23257,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
   __pyx_v_fr = ((mos_frame_t *)malloc((__pyx_v_burst * (sizeof(mos_frame_t)))));
 
-  /* "mos/ports/_afpacket.pyx":375
+  /* "mos/ports/_afpacket.pyx":383
  *         usepoll = 1
  *     fr = <mos_frame_t *>malloc(burst * sizeof(mos_frame_t))
  *     if fr == NULL:             # <<<<<<<<<<<<<<
@@ -23237,16 +23269,16 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
   if (unlikely(__pyx_t_1)) {
 
 
-    /* "mos/ports/_afpacket.pyx":376
+    /* "mos/ports/_afpacket.pyx":384
  *     fr = <mos_frame_t *>malloc(burst * sizeof(mos_frame_t))
  *     if fr == NULL:
  *         raise MemoryError()             # <<<<<<<<<<<<<<
  *     try:
  *         with nogil:
 */
-    PyErr_NoMemory(); __PYX_ERR(0, 376, __pyx_L1_error)
+    PyErr_NoMemory(); __PYX_ERR(0, 384, __pyx_L1_error)
 
-    /* "mos/ports/_afpacket.pyx":375
+    /* "mos/ports/_afpacket.pyx":383
  *         usepoll = 1
  *     fr = <mos_frame_t *>malloc(burst * sizeof(mos_frame_t))
  *     if fr == NULL:             # <<<<<<<<<<<<<<
@@ -23255,7 +23287,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
   }
 
-  /* "mos/ports/_afpacket.pyx":377
+  /* "mos/ports/_afpacket.pyx":385
  *     if fr == NULL:
  *         raise MemoryError()
  *     try:             # <<<<<<<<<<<<<<
@@ -23264,7 +23296,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
   /*try:*/ {
 
-    /* "mos/ports/_afpacket.pyx":378
+    /* "mos/ports/_afpacket.pyx":386
  *         raise MemoryError()
  *     try:
  *         with nogil:             # <<<<<<<<<<<<<<
@@ -23277,7 +23309,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
         __Pyx_FastGIL_Remember();
         /*try:*/ {
 
-          /* "mos/ports/_afpacket.pyx":379
+          /* "mos/ports/_afpacket.pyx":387
  *     try:
  *         with nogil:
  *             t0 = _now()             # <<<<<<<<<<<<<<
@@ -23286,7 +23318,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
           __pyx_v_t0 = __pyx_f_3mos_5ports_9_afpacket__now();
 
-          /* "mos/ports/_afpacket.pyx":380
+          /* "mos/ports/_afpacket.pyx":388
  *         with nogil:
  *             t0 = _now()
  *             t = t0             # <<<<<<<<<<<<<<
@@ -23295,7 +23327,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
           __pyx_v_t = __pyx_v_t0;
 
-          /* "mos/ports/_afpacket.pyx":381
+          /* "mos/ports/_afpacket.pyx":389
  *             t0 = _now()
  *             t = t0
  *             deadline = t0 + seconds             # <<<<<<<<<<<<<<
@@ -23304,7 +23336,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
           __pyx_v_deadline = (__pyx_v_t0 + __pyx_v_seconds);
 
-          /* "mos/ports/_afpacket.pyx":382
+          /* "mos/ports/_afpacket.pyx":390
  *             t = t0
  *             deadline = t0 + seconds
  *             while t < deadline:             # <<<<<<<<<<<<<<
@@ -23317,7 +23349,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 
             if (!__pyx_t_1) break;
 
-            /* "mos/ports/_afpacket.pyx":383
+            /* "mos/ports/_afpacket.pyx":391
  *             deadline = t0 + seconds
  *             while t < deadline:
  *                 if stopp != NULL and (<volatile_uchar *>stopp)[0] != 0:             # <<<<<<<<<<<<<<
@@ -23343,7 +23375,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
             if (__pyx_t_1) {
 
 
-              /* "mos/ports/_afpacket.pyx":384
+              /* "mos/ports/_afpacket.pyx":392
  *             while t < deadline:
  *                 if stopp != NULL and (<volatile_uchar *>stopp)[0] != 0:
  *                     break             # <<<<<<<<<<<<<<
@@ -23352,7 +23384,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
               goto __pyx_L23_break;
 
-              /* "mos/ports/_afpacket.pyx":383
+              /* "mos/ports/_afpacket.pyx":391
  *             deadline = t0 + seconds
  *             while t < deadline:
  *                 if stopp != NULL and (<volatile_uchar *>stopp)[0] != 0:             # <<<<<<<<<<<<<<
@@ -23361,7 +23393,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
             }
 
-            /* "mos/ports/_afpacket.pyx":385
+            /* "mos/ports/_afpacket.pyx":393
  *                 if stopp != NULL and (<volatile_uchar *>stopp)[0] != 0:
  *                     break
  *                 na = rxa(ha, fr, burst)             # <<<<<<<<<<<<<<
@@ -23370,7 +23402,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
             __pyx_v_na = __pyx_v_rxa(__pyx_v_ha, __pyx_v_fr, __pyx_v_burst);
 
-            /* "mos/ports/_afpacket.pyx":386
+            /* "mos/ports/_afpacket.pyx":394
  *                     break
  *                 na = rxa(ha, fr, burst)
  *                 if na > 0:             # <<<<<<<<<<<<<<
@@ -23382,7 +23414,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
             if (__pyx_t_1) {
 
 
-              /* "mos/ports/_afpacket.pyx":387
+              /* "mos/ports/_afpacket.pyx":395
  *                 na = rxa(ha, fr, burst)
  *                 if na > 0:
  *                     sb = txb(hb, fr, na)             # <<<<<<<<<<<<<<
@@ -23391,7 +23423,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
               __pyx_v_sb = __pyx_v_txb(__pyx_v_hb, __pyx_v_fr, __pyx_v_na);
 
-              /* "mos/ports/_afpacket.pyx":388
+              /* "mos/ports/_afpacket.pyx":396
  *                 if na > 0:
  *                     sb = txb(hb, fr, na)
  *                     fab += sb             # <<<<<<<<<<<<<<
@@ -23400,7 +23432,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
               __pyx_v_fab = (__pyx_v_fab + __pyx_v_sb);
 
-              /* "mos/ports/_afpacket.pyx":389
+              /* "mos/ports/_afpacket.pyx":397
  *                     sb = txb(hb, fr, na)
  *                     fab += sb
  *                     dropped += na - sb             # <<<<<<<<<<<<<<
@@ -23409,7 +23441,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
               __pyx_v_dropped = (__pyx_v_dropped + (__pyx_v_na - __pyx_v_sb));
 
-              /* "mos/ports/_afpacket.pyx":390
+              /* "mos/ports/_afpacket.pyx":398
  *                     fab += sb
  *                     dropped += na - sb
  *                     for i in range(na):             # <<<<<<<<<<<<<<
@@ -23423,7 +23455,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
               for (__pyx_t_18 = 0; __pyx_t_18 < __pyx_t_17; __pyx_t_18+=1) {
                 __pyx_v_i = __pyx_t_18;
 
-                /* "mos/ports/_afpacket.pyx":391
+                /* "mos/ports/_afpacket.pyx":399
  *                     dropped += na - sb
  *                     for i in range(na):
  *                         bab += fr[i].caplen             # <<<<<<<<<<<<<<
@@ -23434,7 +23466,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
               }
 
 
-              /* "mos/ports/_afpacket.pyx":386
+              /* "mos/ports/_afpacket.pyx":394
  *                     break
  *                 na = rxa(ha, fr, burst)
  *                 if na > 0:             # <<<<<<<<<<<<<<
@@ -23443,7 +23475,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
             }
 
-            /* "mos/ports/_afpacket.pyx":392
+            /* "mos/ports/_afpacket.pyx":400
  *                     for i in range(na):
  *                         bab += fr[i].caplen
  *                 rda(ha)             # <<<<<<<<<<<<<<
@@ -23452,7 +23484,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
             __pyx_v_rda(__pyx_v_ha);
 
-            /* "mos/ports/_afpacket.pyx":393
+            /* "mos/ports/_afpacket.pyx":401
  *                         bab += fr[i].caplen
  *                 rda(ha)
  *                 nb = rxb(hb, fr, burst)             # <<<<<<<<<<<<<<
@@ -23461,7 +23493,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
             __pyx_v_nb = __pyx_v_rxb(__pyx_v_hb, __pyx_v_fr, __pyx_v_burst);
 
-            /* "mos/ports/_afpacket.pyx":394
+            /* "mos/ports/_afpacket.pyx":402
  *                 rda(ha)
  *                 nb = rxb(hb, fr, burst)
  *                 if nb > 0:             # <<<<<<<<<<<<<<
@@ -23473,7 +23505,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
             if (__pyx_t_1) {
 
 
-              /* "mos/ports/_afpacket.pyx":395
+              /* "mos/ports/_afpacket.pyx":403
  *                 nb = rxb(hb, fr, burst)
  *                 if nb > 0:
  *                     sa = txa(ha, fr, nb)             # <<<<<<<<<<<<<<
@@ -23482,7 +23514,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
               __pyx_v_sa = __pyx_v_txa(__pyx_v_ha, __pyx_v_fr, __pyx_v_nb);
 
-              /* "mos/ports/_afpacket.pyx":396
+              /* "mos/ports/_afpacket.pyx":404
  *                 if nb > 0:
  *                     sa = txa(ha, fr, nb)
  *                     fba += sa             # <<<<<<<<<<<<<<
@@ -23491,7 +23523,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
               __pyx_v_fba = (__pyx_v_fba + __pyx_v_sa);
 
-              /* "mos/ports/_afpacket.pyx":397
+              /* "mos/ports/_afpacket.pyx":405
  *                     sa = txa(ha, fr, nb)
  *                     fba += sa
  *                     dropped += nb - sa             # <<<<<<<<<<<<<<
@@ -23500,7 +23532,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
               __pyx_v_dropped = (__pyx_v_dropped + (__pyx_v_nb - __pyx_v_sa));
 
-              /* "mos/ports/_afpacket.pyx":398
+              /* "mos/ports/_afpacket.pyx":406
  *                     fba += sa
  *                     dropped += nb - sa
  *                     for i in range(nb):             # <<<<<<<<<<<<<<
@@ -23514,7 +23546,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
               for (__pyx_t_18 = 0; __pyx_t_18 < __pyx_t_17; __pyx_t_18+=1) {
                 __pyx_v_i = __pyx_t_18;
 
-                /* "mos/ports/_afpacket.pyx":399
+                /* "mos/ports/_afpacket.pyx":407
  *                     dropped += nb - sa
  *                     for i in range(nb):
  *                         bba += fr[i].caplen             # <<<<<<<<<<<<<<
@@ -23525,7 +23557,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
               }
 
 
-              /* "mos/ports/_afpacket.pyx":394
+              /* "mos/ports/_afpacket.pyx":402
  *                 rda(ha)
  *                 nb = rxb(hb, fr, burst)
  *                 if nb > 0:             # <<<<<<<<<<<<<<
@@ -23534,7 +23566,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
             }
 
-            /* "mos/ports/_afpacket.pyx":400
+            /* "mos/ports/_afpacket.pyx":408
  *                     for i in range(nb):
  *                         bba += fr[i].caplen
  *                 rdb(hb)             # <<<<<<<<<<<<<<
@@ -23543,7 +23575,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
             __pyx_v_rdb(__pyx_v_hb);
 
-            /* "mos/ports/_afpacket.pyx":401
+            /* "mos/ports/_afpacket.pyx":409
  *                         bba += fr[i].caplen
  *                 rdb(hb)
  *                 loops += 1             # <<<<<<<<<<<<<<
@@ -23552,7 +23584,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
             __pyx_v_loops = (__pyx_v_loops + 1);
 
-            /* "mos/ports/_afpacket.pyx":402
+            /* "mos/ports/_afpacket.pyx":410
  *                 rdb(hb)
  *                 loops += 1
  *                 if na > 0 or nb > 0:             # <<<<<<<<<<<<<<
@@ -23578,7 +23610,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
             if (__pyx_t_1) {
 
 
-              /* "mos/ports/_afpacket.pyx":403
+              /* "mos/ports/_afpacket.pyx":411
  *                 loops += 1
  *                 if na > 0 or nb > 0:
  *                     if (loops & 15) == 0 or first == 0.0:             # <<<<<<<<<<<<<<
@@ -23604,7 +23636,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
               if (__pyx_t_1) {
 
 
-                /* "mos/ports/_afpacket.pyx":404
+                /* "mos/ports/_afpacket.pyx":412
  *                 if na > 0 or nb > 0:
  *                     if (loops & 15) == 0 or first == 0.0:
  *                         t = _now()             # <<<<<<<<<<<<<<
@@ -23613,7 +23645,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
                 __pyx_v_t = __pyx_f_3mos_5ports_9_afpacket__now();
 
-                /* "mos/ports/_afpacket.pyx":405
+                /* "mos/ports/_afpacket.pyx":413
  *                     if (loops & 15) == 0 or first == 0.0:
  *                         t = _now()
  *                         if first == 0.0:             # <<<<<<<<<<<<<<
@@ -23625,7 +23657,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
                 if (__pyx_t_1) {
 
 
-                  /* "mos/ports/_afpacket.pyx":406
+                  /* "mos/ports/_afpacket.pyx":414
  *                         t = _now()
  *                         if first == 0.0:
  *                             first = t             # <<<<<<<<<<<<<<
@@ -23634,7 +23666,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
                   __pyx_v_first = __pyx_v_t;
 
-                  /* "mos/ports/_afpacket.pyx":405
+                  /* "mos/ports/_afpacket.pyx":413
  *                     if (loops & 15) == 0 or first == 0.0:
  *                         t = _now()
  *                         if first == 0.0:             # <<<<<<<<<<<<<<
@@ -23643,7 +23675,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
                 }
 
-                /* "mos/ports/_afpacket.pyx":407
+                /* "mos/ports/_afpacket.pyx":415
  *                         if first == 0.0:
  *                             first = t
  *                         last = t             # <<<<<<<<<<<<<<
@@ -23652,7 +23684,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
                 __pyx_v_last = __pyx_v_t;
 
-                /* "mos/ports/_afpacket.pyx":403
+                /* "mos/ports/_afpacket.pyx":411
  *                 loops += 1
  *                 if na > 0 or nb > 0:
  *                     if (loops & 15) == 0 or first == 0.0:             # <<<<<<<<<<<<<<
@@ -23661,7 +23693,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
               }
 
-              /* "mos/ports/_afpacket.pyx":408
+              /* "mos/ports/_afpacket.pyx":416
  *                             first = t
  *                         last = t
  *                     continue             # <<<<<<<<<<<<<<
@@ -23670,7 +23702,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
               goto __pyx_L22_continue;
 
-              /* "mos/ports/_afpacket.pyx":402
+              /* "mos/ports/_afpacket.pyx":410
  *                 rdb(hb)
  *                 loops += 1
  *                 if na > 0 or nb > 0:             # <<<<<<<<<<<<<<
@@ -23679,7 +23711,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
             }
 
-            /* "mos/ports/_afpacket.pyx":409
+            /* "mos/ports/_afpacket.pyx":417
  *                         last = t
  *                     continue
  *                 if usepoll:             # <<<<<<<<<<<<<<
@@ -23691,7 +23723,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
             if (__pyx_t_1) {
 
 
-              /* "mos/ports/_afpacket.pyx":410
+              /* "mos/ports/_afpacket.pyx":418
  *                     continue
  *                 if usepoll:
  *                     poll(pfd, 2, 1)             # <<<<<<<<<<<<<<
@@ -23700,7 +23732,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
               (void)(poll(__pyx_v_pfd, 2, 1));
 
-              /* "mos/ports/_afpacket.pyx":409
+              /* "mos/ports/_afpacket.pyx":417
  *                         last = t
  *                     continue
  *                 if usepoll:             # <<<<<<<<<<<<<<
@@ -23709,7 +23741,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
             }
 
-            /* "mos/ports/_afpacket.pyx":411
+            /* "mos/ports/_afpacket.pyx":419
  *                 if usepoll:
  *                     poll(pfd, 2, 1)
  *                 t = _now()             # <<<<<<<<<<<<<<
@@ -23718,7 +23750,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
             __pyx_v_t = __pyx_f_3mos_5ports_9_afpacket__now();
 
-            /* "mos/ports/_afpacket.pyx":412
+            /* "mos/ports/_afpacket.pyx":420
  *                     poll(pfd, 2, 1)
  *                 t = _now()
  *                 if idle_exit > 0 and first != 0.0 and t - last >= idle_exit:             # <<<<<<<<<<<<<<
@@ -23754,7 +23786,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
             if (__pyx_t_1) {
 
 
-              /* "mos/ports/_afpacket.pyx":413
+              /* "mos/ports/_afpacket.pyx":421
  *                 t = _now()
  *                 if idle_exit > 0 and first != 0.0 and t - last >= idle_exit:
  *                     break             # <<<<<<<<<<<<<<
@@ -23763,7 +23795,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
               goto __pyx_L23_break;
 
-              /* "mos/ports/_afpacket.pyx":412
+              /* "mos/ports/_afpacket.pyx":420
  *                     poll(pfd, 2, 1)
  *                 t = _now()
  *                 if idle_exit > 0 and first != 0.0 and t - last >= idle_exit:             # <<<<<<<<<<<<<<
@@ -23776,7 +23808,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
           __pyx_L23_break:;
         }
 
-        /* "mos/ports/_afpacket.pyx":378
+        /* "mos/ports/_afpacket.pyx":386
  *         raise MemoryError()
  *     try:
  *         with nogil:             # <<<<<<<<<<<<<<
@@ -23794,7 +23826,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
     }
   }
 
-  /* "mos/ports/_afpacket.pyx":415
+  /* "mos/ports/_afpacket.pyx":423
  *                     break
  *     finally:
  *         free(fr)             # <<<<<<<<<<<<<<
@@ -23805,7 +23837,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
     /*normal exit:*/{
       free(__pyx_v_fr);
 
-      /* "mos/ports/_afpacket.pyx":416
+      /* "mos/ports/_afpacket.pyx":424
  *     finally:
  *         free(fr)
  *         if saved is not None:             # <<<<<<<<<<<<<<
@@ -23816,16 +23848,16 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
       if (__pyx_t_1) {
 
 
-        /* "mos/ports/_afpacket.pyx":417
+        /* "mos/ports/_afpacket.pyx":425
  *         free(fr)
  *         if saved is not None:
  *             if not port_a.closed:             # <<<<<<<<<<<<<<
  *                 port_a.poll_ms = saved[0]
  *             if not port_b.closed:
 */
-        __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_v_port_a, __pyx_mstate_global->__pyx_n_u_closed); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 417, __pyx_L1_error)
+        __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_v_port_a, __pyx_mstate_global->__pyx_n_u_closed); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 425, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_4);
-        __pyx_t_1 = __Pyx_PyObject_IsTrue(__pyx_t_4); if (unlikely((__pyx_t_1 < 0))) __PYX_ERR(0, 417, __pyx_L1_error)
+        __pyx_t_1 = __Pyx_PyObject_IsTrue(__pyx_t_4); if (unlikely((__pyx_t_1 < 0))) __PYX_ERR(0, 425, __pyx_L1_error)
         __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
         __pyx_t_7 = (!__pyx_t_1);
 
@@ -23833,7 +23865,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
         if (__pyx_t_7) {
 
 
-          /* "mos/ports/_afpacket.pyx":418
+          /* "mos/ports/_afpacket.pyx":426
  *         if saved is not None:
  *             if not port_a.closed:
  *                 port_a.poll_ms = saved[0]             # <<<<<<<<<<<<<<
@@ -23842,14 +23874,14 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
           if (unlikely(__pyx_v_saved == Py_None)) {
             PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-            __PYX_ERR(0, 418, __pyx_L1_error)
+            __PYX_ERR(0, 426, __pyx_L1_error)
           }
           __pyx_t_4 = __Pyx_PyTuple_GET_ITEM(__pyx_v_saved, 0);
           __Pyx_INCREF(__pyx_t_4);
-          if (__Pyx_PyObject_SetAttrStr(__pyx_v_port_a, __pyx_mstate_global->__pyx_n_u_poll_ms, __pyx_t_4) < (0)) __PYX_ERR(0, 418, __pyx_L1_error)
+          if (__Pyx_PyObject_SetAttrStr(__pyx_v_port_a, __pyx_mstate_global->__pyx_n_u_poll_ms, __pyx_t_4) < (0)) __PYX_ERR(0, 426, __pyx_L1_error)
           __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-          /* "mos/ports/_afpacket.pyx":417
+          /* "mos/ports/_afpacket.pyx":425
  *         free(fr)
  *         if saved is not None:
  *             if not port_a.closed:             # <<<<<<<<<<<<<<
@@ -23858,16 +23890,16 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
         }
 
-        /* "mos/ports/_afpacket.pyx":419
+        /* "mos/ports/_afpacket.pyx":427
  *             if not port_a.closed:
  *                 port_a.poll_ms = saved[0]
  *             if not port_b.closed:             # <<<<<<<<<<<<<<
  *                 port_b.poll_ms = saved[1]
  *     return {"frames_ab": fab, "bytes_ab": bab, "frames_ba": fba, "bytes_ba": bba,
 */
-        __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_v_port_b, __pyx_mstate_global->__pyx_n_u_closed); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 419, __pyx_L1_error)
+        __pyx_t_4 = __Pyx_PyObject_GetAttrStr(__pyx_v_port_b, __pyx_mstate_global->__pyx_n_u_closed); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 427, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_4);
-        __pyx_t_7 = __Pyx_PyObject_IsTrue(__pyx_t_4); if (unlikely((__pyx_t_7 < 0))) __PYX_ERR(0, 419, __pyx_L1_error)
+        __pyx_t_7 = __Pyx_PyObject_IsTrue(__pyx_t_4); if (unlikely((__pyx_t_7 < 0))) __PYX_ERR(0, 427, __pyx_L1_error)
         __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
         __pyx_t_1 = (!__pyx_t_7);
 
@@ -23875,7 +23907,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
         if (__pyx_t_1) {
 
 
-          /* "mos/ports/_afpacket.pyx":420
+          /* "mos/ports/_afpacket.pyx":428
  *                 port_a.poll_ms = saved[0]
  *             if not port_b.closed:
  *                 port_b.poll_ms = saved[1]             # <<<<<<<<<<<<<<
@@ -23884,14 +23916,14 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
           if (unlikely(__pyx_v_saved == Py_None)) {
             PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-            __PYX_ERR(0, 420, __pyx_L1_error)
+            __PYX_ERR(0, 428, __pyx_L1_error)
           }
           __pyx_t_4 = __Pyx_PyTuple_GET_ITEM(__pyx_v_saved, 1);
           __Pyx_INCREF(__pyx_t_4);
-          if (__Pyx_PyObject_SetAttrStr(__pyx_v_port_b, __pyx_mstate_global->__pyx_n_u_poll_ms, __pyx_t_4) < (0)) __PYX_ERR(0, 420, __pyx_L1_error)
+          if (__Pyx_PyObject_SetAttrStr(__pyx_v_port_b, __pyx_mstate_global->__pyx_n_u_poll_ms, __pyx_t_4) < (0)) __PYX_ERR(0, 428, __pyx_L1_error)
           __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-          /* "mos/ports/_afpacket.pyx":419
+          /* "mos/ports/_afpacket.pyx":427
  *             if not port_a.closed:
  *                 port_a.poll_ms = saved[0]
  *             if not port_b.closed:             # <<<<<<<<<<<<<<
@@ -23900,7 +23932,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
 */
         }
 
-        /* "mos/ports/_afpacket.pyx":416
+        /* "mos/ports/_afpacket.pyx":424
  *     finally:
  *         free(fr)
  *         if saved is not None:             # <<<<<<<<<<<<<<
@@ -23913,43 +23945,46 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
     __pyx_L18:;
   }
 
-  /* "mos/ports/_afpacket.pyx":421
+  /* "mos/ports/_afpacket.pyx":429
  *             if not port_b.closed:
  *                 port_b.poll_ms = saved[1]
  *     return {"frames_ab": fab, "bytes_ab": bab, "frames_ba": fba, "bytes_ba": bba,             # <<<<<<<<<<<<<<
  *             "dropped": dropped, "elapsed": t - t0, "active": max(last - first, 0.0)}
+ * 
 */
-  __pyx_t_4 = __Pyx_PyDict_NewPresized(7); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 421, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyDict_NewPresized(7); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 429, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_12 = __Pyx_PyLong_From_uint64_t(__pyx_v_fab); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 421, __pyx_L1_error)
+  __pyx_t_12 = __Pyx_PyLong_From_uint64_t(__pyx_v_fab); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 429, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_12);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_frames_ab, __pyx_t_12) < (0)) __PYX_ERR(0, 421, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_frames_ab, __pyx_t_12) < (0)) __PYX_ERR(0, 429, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-  __pyx_t_12 = __Pyx_PyLong_From_uint64_t(__pyx_v_bab); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 421, __pyx_L1_error)
+  __pyx_t_12 = __Pyx_PyLong_From_uint64_t(__pyx_v_bab); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 429, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_12);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_bytes_ab, __pyx_t_12) < (0)) __PYX_ERR(0, 421, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_bytes_ab, __pyx_t_12) < (0)) __PYX_ERR(0, 429, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-  __pyx_t_12 = __Pyx_PyLong_From_uint64_t(__pyx_v_fba); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 421, __pyx_L1_error)
+  __pyx_t_12 = __Pyx_PyLong_From_uint64_t(__pyx_v_fba); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 429, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_12);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_frames_ba, __pyx_t_12) < (0)) __PYX_ERR(0, 421, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_frames_ba, __pyx_t_12) < (0)) __PYX_ERR(0, 429, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-  __pyx_t_12 = __Pyx_PyLong_From_uint64_t(__pyx_v_bba); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 421, __pyx_L1_error)
+  __pyx_t_12 = __Pyx_PyLong_From_uint64_t(__pyx_v_bba); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 429, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_12);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_bytes_ba, __pyx_t_12) < (0)) __PYX_ERR(0, 421, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_bytes_ba, __pyx_t_12) < (0)) __PYX_ERR(0, 429, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
 
-  /* "mos/ports/_afpacket.pyx":422
+  /* "mos/ports/_afpacket.pyx":430
  *                 port_b.poll_ms = saved[1]
  *     return {"frames_ab": fab, "bytes_ab": bab, "frames_ba": fba, "bytes_ba": bba,
  *             "dropped": dropped, "elapsed": t - t0, "active": max(last - first, 0.0)}             # <<<<<<<<<<<<<<
+ * 
+ * 
 */
-  __pyx_t_12 = __Pyx_PyLong_From_uint64_t(__pyx_v_dropped); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 422, __pyx_L1_error)
+  __pyx_t_12 = __Pyx_PyLong_From_uint64_t(__pyx_v_dropped); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 430, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_12);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_dropped, __pyx_t_12) < (0)) __PYX_ERR(0, 421, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_dropped, __pyx_t_12) < (0)) __PYX_ERR(0, 429, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
-  __pyx_t_12 = PyFloat_FromDouble((__pyx_v_t - __pyx_v_t0)); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 422, __pyx_L1_error)
+  __pyx_t_12 = PyFloat_FromDouble((__pyx_v_t - __pyx_v_t0)); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 430, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_12);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_elapsed, __pyx_t_12) < (0)) __PYX_ERR(0, 421, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_elapsed, __pyx_t_12) < (0)) __PYX_ERR(0, 429, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
 
   __pyx_t_19 = 0.0;
@@ -23965,10 +24000,10 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
     __pyx_t_21 = __pyx_t_20;
   }
 
-  __pyx_t_12 = PyFloat_FromDouble(__pyx_t_21); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 422, __pyx_L1_error)
+  __pyx_t_12 = PyFloat_FromDouble(__pyx_t_21); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 430, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_12);
 
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_active, __pyx_t_12) < (0)) __PYX_ERR(0, 421, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_active, __pyx_t_12) < (0)) __PYX_ERR(0, 429, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
   {
     PyObject *__pyx_temp;
@@ -23981,7 +24016,7 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
   __pyx_t_4 = 0;
   goto __pyx_L0;
 
-  /* "mos/ports/_afpacket.pyx":323
+  /* "mos/ports/_afpacket.pyx":331
  * 
  * 
  * def forward_loop(port_a, port_b, double seconds, int burst=64, double idle_exit=0.0,             # <<<<<<<<<<<<<<
@@ -24035,6 +24070,667 @@ static PyObject *__pyx_pf_3mos_5ports_9_afpacket_forward_loop(CYTHON_UNUSED PyOb
   __Pyx_XDECREF(__pyx_v_rd);
   __Pyx_XDECREF(__pyx_v_tx);
   __Pyx_XDECREF(__pyx_v_saved);
+  __Pyx_XGIVEREF(__pyx_r);
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+/* "mos/ports/_afpacket.pyx":433
+ * 
+ * 
+ * def blast(port, frame, double seconds, int burst=64):             # <<<<<<<<<<<<<<
+ *     """Send ``frame`` (bytes) over and over through port.c_port()'s tx, in
+ *     bursts, for ``seconds``; all in C with the GIL released.  A traffic
+*/
+
+/* Python wrapper */
+static PyObject *__pyx_pw_3mos_5ports_9_afpacket_3blast(PyObject *__pyx_self, 
+#if CYTHON_VECTORCALL
+PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
+#else
+PyObject *__pyx_args, PyObject *__pyx_kwds
+#endif
+); /*proto*/
+PyDoc_STRVAR(__pyx_doc_3mos_5ports_9_afpacket_2blast, "Send ``frame`` (bytes) over and over through port.c_port()\047s tx, in\n    bursts, for ``seconds``; all in C with the GIL released.  A traffic\n    generator for benchmarks (the kernel\047s pktgen is often not built).\n    Returns (frames queued, seconds).");
+static PyMethodDef __pyx_mdef_3mos_5ports_9_afpacket_3blast = {"blast", (PyCFunction)(void(*)(void))(__Pyx_PyCFunction_FastCallWithKeywords)__pyx_pw_3mos_5ports_9_afpacket_3blast, __Pyx_METH_FASTCALL|METH_KEYWORDS, __pyx_doc_3mos_5ports_9_afpacket_2blast};
+static PyObject *__pyx_pw_3mos_5ports_9_afpacket_3blast(PyObject *__pyx_self, 
+#if CYTHON_VECTORCALL
+PyObject *const *__pyx_args, Py_ssize_t __pyx_nargs, PyObject *__pyx_kwds
+#else
+PyObject *__pyx_args, PyObject *__pyx_kwds
+#endif
+) {
+  PyObject *__pyx_v_port = 0;
+  PyObject *__pyx_v_frame = 0;
+  double __pyx_v_seconds;
+  int __pyx_v_burst;
+  #if !CYTHON_VECTORCALL
+  CYTHON_UNUSED Py_ssize_t __pyx_nargs;
+  #endif
+  CYTHON_UNUSED PyObject *const *__pyx_kwvalues;
+  PyObject* values[4] = {0,0,0,0};
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  PyObject *__pyx_r = 0;
+  __Pyx_RefNannyDeclarations
+  __Pyx_RefNannySetupContext("blast (wrapper)", 0);
+  #if !CYTHON_VECTORCALL
+  #if CYTHON_ASSUME_SAFE_SIZE
+  __pyx_nargs = PyTuple_GET_SIZE(__pyx_args);
+  #else
+  __pyx_nargs = PyTuple_Size(__pyx_args); if (unlikely(__pyx_nargs < 0)) return NULL;
+  #endif
+  #endif
+  __pyx_kwvalues = __Pyx_KwValues_FASTCALL(__pyx_args, __pyx_nargs);
+  {
+    PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_port,&__pyx_mstate_global->__pyx_n_u_frame,&__pyx_mstate_global->__pyx_n_u_seconds,&__pyx_mstate_global->__pyx_n_u_burst,0};
+    const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 433, __pyx_L3_error)
+    if (__pyx_kwds_len > 0) {
+      switch (__pyx_nargs) {
+        case  4:
+        values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 433, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
+        case  3:
+        values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 433, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
+        case  2:
+        values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 433, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
+        case  1:
+        values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 433, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
+        case  0: break;
+        default: goto __pyx_L5_argtuple_error;
+      }
+      const Py_ssize_t kwd_pos_args = __pyx_nargs;
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "blast", 0) < (0)) __PYX_ERR(0, 433, __pyx_L3_error)
+      for (Py_ssize_t i = __pyx_nargs; i < 3; i++) {
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("blast", 0, 3, 4, i); __PYX_ERR(0, 433, __pyx_L3_error) }
+      }
+    } else {
+      switch (__pyx_nargs) {
+        case  4:
+        values[3] = __Pyx_ArgRef_FASTCALL(__pyx_args, 3);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[3])) __PYX_ERR(0, 433, __pyx_L3_error)
+        CYTHON_FALLTHROUGH;
+        case  3:
+        values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 433, __pyx_L3_error)
+        values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 433, __pyx_L3_error)
+        values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 433, __pyx_L3_error)
+        break;
+        default: goto __pyx_L5_argtuple_error;
+      }
+    }
+    __pyx_v_port = values[0];
+    __pyx_v_frame = values[1];
+    __pyx_v_seconds = __Pyx_PyFloat_AsDouble(values[2]); if (unlikely((__pyx_v_seconds == (double)-1) && PyErr_Occurred())) __PYX_ERR(0, 433, __pyx_L3_error)
+    if (values[3]) {
+      __pyx_v_burst = __Pyx_PyLong_As_int(values[3]); if (unlikely((__pyx_v_burst == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 433, __pyx_L3_error)
+    } else {
+      __pyx_v_burst = ((int)((int)64));
+    }
+  }
+  goto __pyx_L6_skip;
+  __pyx_L5_argtuple_error:;
+  __Pyx_RaiseArgtupleInvalid("blast", 0, 3, 4, __pyx_nargs); __PYX_ERR(0, 433, __pyx_L3_error)
+  __pyx_L6_skip:;
+  goto __pyx_L4_argument_unpacking_done;
+  __pyx_L3_error:;
+  for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
+    Py_XDECREF(values[__pyx_temp]);
+  }
+  __Pyx_AddTraceback("mos.ports._afpacket.blast", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __Pyx_RefNannyFinishContext();
+  return NULL;
+  __pyx_L4_argument_unpacking_done:;
+  __pyx_r = __pyx_pf_3mos_5ports_9_afpacket_2blast(__pyx_self, __pyx_v_port, __pyx_v_frame, __pyx_v_seconds, __pyx_v_burst);
+
+  /* function exit code */
+  for (Py_ssize_t __pyx_temp=0; __pyx_temp < (Py_ssize_t)(sizeof(values)/sizeof(values[0])); ++__pyx_temp) {
+    Py_XDECREF(values[__pyx_temp]);
+  }
+
+
+  __Pyx_RefNannyFinishContext();
+  return __pyx_r;
+}
+
+static PyObject *__pyx_pf_3mos_5ports_9_afpacket_2blast(CYTHON_UNUSED PyObject *__pyx_self, PyObject *__pyx_v_port, PyObject *__pyx_v_frame, double __pyx_v_seconds, int __pyx_v_burst) {
+  void *__pyx_v_h;
+  mos_tx_fn __pyx_v_tx;
+  mos_frame_t *__pyx_v_fr;
+  PyObject *__pyx_v_b = 0;
+  uint64_t __pyx_v_sent;
+  double __pyx_v_t0;
+  double __pyx_v_t;
+  int __pyx_v_i;
+  PyObject *__pyx_v_hh = NULL;
+  CYTHON_UNUSED PyObject *__pyx_v__ = NULL;
+  PyObject *__pyx_v_txa = NULL;
+  PyObject *__pyx_r = NULL;
+  __Pyx_RefNannyDeclarations
+  PyObject *__pyx_t_1 = NULL;
+  PyObject *__pyx_t_2 = NULL;
+  size_t __pyx_t_3;
+  int __pyx_t_4;
+  int __pyx_t_5;
+  PyObject *__pyx_t_6 = NULL;
+  PyObject *__pyx_t_7[3];
+  Py_ssize_t __pyx_t_8;
+  int __pyx_t_9;
+  PyObject *__pyx_t_10 = NULL;
+  PyObject *__pyx_t_11 = NULL;
+  PyObject *__pyx_t_12 = NULL;
+  PyObject *(*__pyx_t_13)(PyObject *);
+  uintptr_t __pyx_t_14;
+  int __pyx_t_15;
+  int __pyx_t_16;
+  uint32_t __pyx_t_17;
+  int __pyx_lineno = 0;
+  const char *__pyx_filename = NULL;
+  int __pyx_clineno = 0;
+  __Pyx_RefNannySetupContext("blast", 0);
+
+  /* "mos/ports/_afpacket.pyx":441
+ *     cdef mos_tx_fn tx
+ *     cdef mos_frame_t *fr
+ *     cdef bytes b = bytes(frame)             # <<<<<<<<<<<<<<
+ *     cdef uint64_t sent = 0
+ *     cdef double t0, t = 0.0
+*/
+  __pyx_t_2 = NULL;
+  __pyx_t_3 = 1;
+  {
+    PyObject *__pyx_callargs[2] = {__pyx_t_2, __pyx_v_frame};
+    __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(&PyBytes_Type), __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+    __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 441, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_1);
+  }
+  __pyx_v_b = ((PyObject*)__pyx_t_1);
+  __pyx_t_1 = 0;
+
+  /* "mos/ports/_afpacket.pyx":442
+ *     cdef mos_frame_t *fr
+ *     cdef bytes b = bytes(frame)
+ *     cdef uint64_t sent = 0             # <<<<<<<<<<<<<<
+ *     cdef double t0, t = 0.0
+ *     cdef int i
+*/
+  __pyx_v_sent = 0;
+
+  /* "mos/ports/_afpacket.pyx":443
+ *     cdef bytes b = bytes(frame)
+ *     cdef uint64_t sent = 0
+ *     cdef double t0, t = 0.0             # <<<<<<<<<<<<<<
+ *     cdef int i
+ *     if burst <= 0 or burst > 4096:
+*/
+  __pyx_v_t = 0.0;
+
+  /* "mos/ports/_afpacket.pyx":445
+ *     cdef double t0, t = 0.0
+ *     cdef int i
+ *     if burst <= 0 or burst > 4096:             # <<<<<<<<<<<<<<
+ *         raise ValueError(f"burst: {burst} is not in 1..4096")
+ *     hh, _, _, txa = port.c_port()
+*/
+  __pyx_t_5 = (__pyx_v_burst <= 0);
+
+  if (!__pyx_t_5) {
+
+  } else {
+
+    __pyx_t_4 = __pyx_t_5;
+
+    goto __pyx_L4_bool_binop_done;
+  }
+  __pyx_t_5 = (__pyx_v_burst > 0x1000);
+
+
+  __pyx_t_4 = __pyx_t_5;
+
+  __pyx_L4_bool_binop_done:;
+  if (unlikely(__pyx_t_4)) {
+
+
+    /* "mos/ports/_afpacket.pyx":446
+ *     cdef int i
+ *     if burst <= 0 or burst > 4096:
+ *         raise ValueError(f"burst: {burst} is not in 1..4096")             # <<<<<<<<<<<<<<
+ *     hh, _, _, txa = port.c_port()
+ *     h = <void *><uintptr_t>hh
+*/
+    __pyx_t_2 = NULL;
+    __pyx_t_6 = __Pyx_PyUnicode_From_int(__pyx_v_burst, 0, ' ', 'd'); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 446, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_6);
+    __pyx_t_7[0] = __pyx_mstate_global->__pyx_kp_u_burst_2;
+    __pyx_t_7[1] = __pyx_t_6;
+    __pyx_t_7[2] = __pyx_mstate_global->__pyx_kp_u_is_not_in_1_4096;
+    __pyx_t_8 = 25;
+    #if __Pyx_PyUnicode_Join_CAN_USE_KIND_AND_LENGTH
+    __pyx_t_8 += __Pyx_PyUnicode_GET_LENGTH(__pyx_t_7[1]);
+    #endif
+    __pyx_t_9 = 0;
+    __pyx_t_10 = __Pyx_PyUnicode_Join(__pyx_t_7, 3, __pyx_t_8, __pyx_t_9);
+    if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 446, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_10);
+    __Pyx_DECREF(__pyx_t_6); __pyx_t_6 = 0;
+    __pyx_t_3 = 1;
+    {
+      PyObject *__pyx_callargs[2] = {__pyx_t_2, __pyx_t_10};
+      __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)(((PyTypeObject*)PyExc_ValueError)), __pyx_callargs+__pyx_t_3, (2-__pyx_t_3) | (__pyx_t_3*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+      __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
+      __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 446, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_1);
+    }
+    __Pyx_Raise(__pyx_t_1, 0, 0, 0);
+    __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+    __PYX_ERR(0, 446, __pyx_L1_error)
+
+    /* "mos/ports/_afpacket.pyx":445
+ *     cdef double t0, t = 0.0
+ *     cdef int i
+ *     if burst <= 0 or burst > 4096:             # <<<<<<<<<<<<<<
+ *         raise ValueError(f"burst: {burst} is not in 1..4096")
+ *     hh, _, _, txa = port.c_port()
+*/
+  }
+
+  /* "mos/ports/_afpacket.pyx":447
+ *     if burst <= 0 or burst > 4096:
+ *         raise ValueError(f"burst: {burst} is not in 1..4096")
+ *     hh, _, _, txa = port.c_port()             # <<<<<<<<<<<<<<
+ *     h = <void *><uintptr_t>hh
+ *     tx = <mos_tx_fn><uintptr_t>txa
+*/
+  __pyx_t_10 = __pyx_v_port;
+  __Pyx_INCREF(__pyx_t_10);
+  __pyx_t_3 = 0;
+  {
+    PyObject *__pyx_callargs[2] = {__pyx_t_10, NULL};
+    __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_c_port, __pyx_callargs+__pyx_t_3, (1-__pyx_t_3) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
+    __Pyx_XDECREF(__pyx_t_10); __pyx_t_10 = 0;
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 447, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_1);
+  }
+  if ((likely(PyTuple_CheckExact(__pyx_t_1))) || (PyList_CheckExact(__pyx_t_1))) {
+    PyObject* sequence = __pyx_t_1;
+    Py_ssize_t size = __Pyx_PySequence_SIZE(sequence);
+    if (unlikely(size != 4)) {
+      if (size > 4) __Pyx_RaiseTooManyValuesError(4);
+      else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
+      __PYX_ERR(0, 447, __pyx_L1_error)
+    }
+    #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
+    if (likely(PyTuple_CheckExact(sequence))) {
+      __pyx_t_10 = PyTuple_GET_ITEM(sequence, 0);
+      __Pyx_INCREF(__pyx_t_10);
+      __pyx_t_2 = PyTuple_GET_ITEM(sequence, 1);
+      __Pyx_INCREF(__pyx_t_2);
+      __pyx_t_6 = PyTuple_GET_ITEM(sequence, 2);
+      __Pyx_INCREF(__pyx_t_6);
+      __pyx_t_11 = PyTuple_GET_ITEM(sequence, 3);
+      __Pyx_INCREF(__pyx_t_11);
+    } else {
+      __pyx_t_10 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
+      if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 447, __pyx_L1_error)
+      __Pyx_XGOTREF(__pyx_t_10);
+      __pyx_t_2 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
+      if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 447, __pyx_L1_error)
+      __Pyx_XGOTREF(__pyx_t_2);
+      __pyx_t_6 = __Pyx_PyList_GET_ITEM_REF(sequence, 2, __Pyx_ReferenceSharing_SharedReference);
+      if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 447, __pyx_L1_error)
+      __Pyx_XGOTREF(__pyx_t_6);
+      __pyx_t_11 = __Pyx_PyList_GET_ITEM_REF(sequence, 3, __Pyx_ReferenceSharing_SharedReference);
+      if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 447, __pyx_L1_error)
+      __Pyx_XGOTREF(__pyx_t_11);
+    }
+    #else
+    {
+      Py_ssize_t i;
+      PyObject** temps[4] = {&__pyx_t_10,&__pyx_t_2,&__pyx_t_6,&__pyx_t_11};
+      for (i=0; i < 4; i++) {
+        PyObject* item = __Pyx_PySequence_ITEM(sequence, i); if (unlikely(!item)) __PYX_ERR(0, 447, __pyx_L1_error)
+        __Pyx_GOTREF(item);
+        *(temps[i]) = item;
+      }
+    }
+    #endif
+    __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+  } else {
+    Py_ssize_t index = -1;
+    PyObject** temps[4] = {&__pyx_t_10,&__pyx_t_2,&__pyx_t_6,&__pyx_t_11};
+    __pyx_t_12 = PyObject_GetIter(__pyx_t_1); if (unlikely(!__pyx_t_12)) __PYX_ERR(0, 447, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_12);
+    __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+    __pyx_t_13 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_12);
+    for (index=0; index < 4; index++) {
+      PyObject* item = __pyx_t_13(__pyx_t_12); if (unlikely(!item)) goto __pyx_L6_unpacking_failed;
+      __Pyx_GOTREF(item);
+      *(temps[index]) = item;
+    }
+    if (__Pyx_IternextUnpackEndCheck(__pyx_t_13(__pyx_t_12), 4) < (0)) __PYX_ERR(0, 447, __pyx_L1_error)
+    __pyx_t_13 = NULL;
+    __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
+    goto __pyx_L7_unpacking_done;
+    __pyx_L6_unpacking_failed:;
+    __Pyx_DECREF(__pyx_t_12); __pyx_t_12 = 0;
+    __pyx_t_13 = NULL;
+    if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
+    __PYX_ERR(0, 447, __pyx_L1_error)
+    __pyx_L7_unpacking_done:;
+  }
+  __pyx_v_hh = __pyx_t_10;
+  __pyx_t_10 = 0;
+  __pyx_v__ = __pyx_t_2;
+  __pyx_t_2 = 0;
+  __Pyx_DECREF_SET(__pyx_v__, __pyx_t_6);
+  __pyx_t_6 = 0;
+  __pyx_v_txa = __pyx_t_11;
+  __pyx_t_11 = 0;
+
+  /* "mos/ports/_afpacket.pyx":448
+ *         raise ValueError(f"burst: {burst} is not in 1..4096")
+ *     hh, _, _, txa = port.c_port()
+ *     h = <void *><uintptr_t>hh             # <<<<<<<<<<<<<<
+ *     tx = <mos_tx_fn><uintptr_t>txa
+ *     fr = <mos_frame_t *>malloc(burst * sizeof(mos_frame_t))
+*/
+  __pyx_t_14 = __Pyx_PyLong_As_size_t(__pyx_v_hh); if (unlikely((__pyx_t_14 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 448, __pyx_L1_error)
+  __pyx_v_h = ((void *)((uintptr_t)__pyx_t_14));
+
+
+  /* "mos/ports/_afpacket.pyx":449
+ *     hh, _, _, txa = port.c_port()
+ *     h = <void *><uintptr_t>hh
+ *     tx = <mos_tx_fn><uintptr_t>txa             # <<<<<<<<<<<<<<
+ *     fr = <mos_frame_t *>malloc(burst * sizeof(mos_frame_t))
+ *     if fr == NULL:
+*/
+  __pyx_t_14 = __Pyx_PyLong_As_size_t(__pyx_v_txa); if (unlikely((__pyx_t_14 == ((uintptr_t)-1)) && PyErr_Occurred())) __PYX_ERR(0, 449, __pyx_L1_error)
+  __pyx_v_tx = ((mos_tx_fn)((uintptr_t)__pyx_t_14));
+
+
+  /* "mos/ports/_afpacket.pyx":450
+ *     h = <void *><uintptr_t>hh
+ *     tx = <mos_tx_fn><uintptr_t>txa
+ *     fr = <mos_frame_t *>malloc(burst * sizeof(mos_frame_t))             # <<<<<<<<<<<<<<
+ *     if fr == NULL:
+ *         raise MemoryError()
+*/
+  __pyx_v_fr = ((mos_frame_t *)malloc((__pyx_v_burst * (sizeof(mos_frame_t)))));
+
+  /* "mos/ports/_afpacket.pyx":451
+ *     tx = <mos_tx_fn><uintptr_t>txa
+ *     fr = <mos_frame_t *>malloc(burst * sizeof(mos_frame_t))
+ *     if fr == NULL:             # <<<<<<<<<<<<<<
+ *         raise MemoryError()
+ *     memset(fr, 0, burst * sizeof(mos_frame_t))
+*/
+  __pyx_t_4 = (__pyx_v_fr == NULL);
+
+  if (unlikely(__pyx_t_4)) {
+
+
+    /* "mos/ports/_afpacket.pyx":452
+ *     fr = <mos_frame_t *>malloc(burst * sizeof(mos_frame_t))
+ *     if fr == NULL:
+ *         raise MemoryError()             # <<<<<<<<<<<<<<
+ *     memset(fr, 0, burst * sizeof(mos_frame_t))
+ *     for i in range(burst):
+*/
+    PyErr_NoMemory(); __PYX_ERR(0, 452, __pyx_L1_error)
+
+    /* "mos/ports/_afpacket.pyx":451
+ *     tx = <mos_tx_fn><uintptr_t>txa
+ *     fr = <mos_frame_t *>malloc(burst * sizeof(mos_frame_t))
+ *     if fr == NULL:             # <<<<<<<<<<<<<<
+ *         raise MemoryError()
+ *     memset(fr, 0, burst * sizeof(mos_frame_t))
+*/
+  }
+
+  /* "mos/ports/_afpacket.pyx":453
+ *     if fr == NULL:
+ *         raise MemoryError()
+ *     memset(fr, 0, burst * sizeof(mos_frame_t))             # <<<<<<<<<<<<<<
+ *     for i in range(burst):
+ *         fr[i].data = <const uint8_t *>PyBytes_AS_STRING(b)
+*/
+  (void)(memset(__pyx_v_fr, 0, (__pyx_v_burst * (sizeof(mos_frame_t)))));
+
+  /* "mos/ports/_afpacket.pyx":454
+ *         raise MemoryError()
+ *     memset(fr, 0, burst * sizeof(mos_frame_t))
+ *     for i in range(burst):             # <<<<<<<<<<<<<<
+ *         fr[i].data = <const uint8_t *>PyBytes_AS_STRING(b)
+ *         fr[i].caplen = fr[i].wirelen = <uint32_t>PyBytes_GET_SIZE(b)
+*/
+
+  __pyx_t_9 = __pyx_v_burst;
+  __pyx_t_15 = __pyx_t_9;
+
+  for (__pyx_t_16 = 0; __pyx_t_16 < __pyx_t_15; __pyx_t_16+=1) {
+    __pyx_v_i = __pyx_t_16;
+
+    /* "mos/ports/_afpacket.pyx":455
+ *     memset(fr, 0, burst * sizeof(mos_frame_t))
+ *     for i in range(burst):
+ *         fr[i].data = <const uint8_t *>PyBytes_AS_STRING(b)             # <<<<<<<<<<<<<<
+ *         fr[i].caplen = fr[i].wirelen = <uint32_t>PyBytes_GET_SIZE(b)
+ *         fr[i].linktype = 1
+*/
+    (__pyx_v_fr[__pyx_v_i]).data = ((uint8_t const *)PyBytes_AS_STRING(__pyx_v_b));
+
+    /* "mos/ports/_afpacket.pyx":456
+ *     for i in range(burst):
+ *         fr[i].data = <const uint8_t *>PyBytes_AS_STRING(b)
+ *         fr[i].caplen = fr[i].wirelen = <uint32_t>PyBytes_GET_SIZE(b)             # <<<<<<<<<<<<<<
+ *         fr[i].linktype = 1
+ *     try:
+*/
+    __pyx_t_17 = ((uint32_t)PyBytes_GET_SIZE(__pyx_v_b));
+
+    (__pyx_v_fr[__pyx_v_i]).caplen = __pyx_t_17;
+    (__pyx_v_fr[__pyx_v_i]).wirelen = __pyx_t_17;
+
+
+    /* "mos/ports/_afpacket.pyx":457
+ *         fr[i].data = <const uint8_t *>PyBytes_AS_STRING(b)
+ *         fr[i].caplen = fr[i].wirelen = <uint32_t>PyBytes_GET_SIZE(b)
+ *         fr[i].linktype = 1             # <<<<<<<<<<<<<<
+ *     try:
+ *         with nogil:
+*/
+    (__pyx_v_fr[__pyx_v_i]).linktype = 1;
+  }
+
+
+  /* "mos/ports/_afpacket.pyx":458
+ *         fr[i].caplen = fr[i].wirelen = <uint32_t>PyBytes_GET_SIZE(b)
+ *         fr[i].linktype = 1
+ *     try:             # <<<<<<<<<<<<<<
+ *         with nogil:
+ *             t0 = _now()
+*/
+  /*try:*/ {
+
+    /* "mos/ports/_afpacket.pyx":459
+ *         fr[i].linktype = 1
+ *     try:
+ *         with nogil:             # <<<<<<<<<<<<<<
+ *             t0 = _now()
+ *             t = t0
+*/
+    {
+        PyThreadState * _save;
+        _save = PyEval_SaveThread();
+        __Pyx_FastGIL_Remember();
+        /*try:*/ {
+
+          /* "mos/ports/_afpacket.pyx":460
+ *     try:
+ *         with nogil:
+ *             t0 = _now()             # <<<<<<<<<<<<<<
+ *             t = t0
+ *             while t - t0 < seconds:
+*/
+          __pyx_v_t0 = __pyx_f_3mos_5ports_9_afpacket__now();
+
+          /* "mos/ports/_afpacket.pyx":461
+ *         with nogil:
+ *             t0 = _now()
+ *             t = t0             # <<<<<<<<<<<<<<
+ *             while t - t0 < seconds:
+ *                 for i in range(16):
+*/
+          __pyx_v_t = __pyx_v_t0;
+
+          /* "mos/ports/_afpacket.pyx":462
+ *             t0 = _now()
+ *             t = t0
+ *             while t - t0 < seconds:             # <<<<<<<<<<<<<<
+ *                 for i in range(16):
+ *                     sent += tx(h, fr, burst)
+*/
+          while (1) {
+            __pyx_t_4 = ((__pyx_v_t - __pyx_v_t0) < __pyx_v_seconds);
+
+
+            if (!__pyx_t_4) break;
+
+            /* "mos/ports/_afpacket.pyx":463
+ *             t = t0
+ *             while t - t0 < seconds:
+ *                 for i in range(16):             # <<<<<<<<<<<<<<
+ *                     sent += tx(h, fr, burst)
+ *                 t = _now()
+*/
+            for (__pyx_t_9 = 0; __pyx_t_9 < 16; __pyx_t_9+=1) {
+              __pyx_v_i = __pyx_t_9;
+
+              /* "mos/ports/_afpacket.pyx":464
+ *             while t - t0 < seconds:
+ *                 for i in range(16):
+ *                     sent += tx(h, fr, burst)             # <<<<<<<<<<<<<<
+ *                 t = _now()
+ *     finally:
+*/
+              __pyx_v_sent = (__pyx_v_sent + __pyx_v_tx(__pyx_v_h, __pyx_v_fr, __pyx_v_burst));
+            }
+
+            /* "mos/ports/_afpacket.pyx":465
+ *                 for i in range(16):
+ *                     sent += tx(h, fr, burst)
+ *                 t = _now()             # <<<<<<<<<<<<<<
+ *     finally:
+ *         free(fr)
+*/
+            __pyx_v_t = __pyx_f_3mos_5ports_9_afpacket__now();
+          }
+        }
+
+        /* "mos/ports/_afpacket.pyx":459
+ *         fr[i].linktype = 1
+ *     try:
+ *         with nogil:             # <<<<<<<<<<<<<<
+ *             t0 = _now()
+ *             t = t0
+*/
+        /*finally:*/ {
+          /*normal exit:*/{
+            __Pyx_FastGIL_Forget();
+            PyEval_RestoreThread(_save);
+            goto __pyx_L16;
+          }
+          __pyx_L16:;
+        }
+    }
+  }
+
+  /* "mos/ports/_afpacket.pyx":467
+ *                 t = _now()
+ *     finally:
+ *         free(fr)             # <<<<<<<<<<<<<<
+ *     return sent, t - t0
+*/
+  /*finally:*/ {
+    /*normal exit:*/{
+      free(__pyx_v_fr);
+      goto __pyx_L13;
+    }
+    __pyx_L13:;
+  }
+
+  /* "mos/ports/_afpacket.pyx":468
+ *     finally:
+ *         free(fr)
+ *     return sent, t - t0             # <<<<<<<<<<<<<<
+*/
+  __pyx_t_1 = __Pyx_PyLong_From_uint64_t(__pyx_v_sent); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 468, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_1);
+  __pyx_t_11 = PyFloat_FromDouble((__pyx_v_t - __pyx_v_t0)); if (unlikely(!__pyx_t_11)) __PYX_ERR(0, 468, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_11);
+  __pyx_t_6 = PyTuple_New(2); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 468, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_6);
+  __Pyx_GIVEREF(__pyx_t_1);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 468, __pyx_L1_error);
+  __Pyx_GIVEREF(__pyx_t_11);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_t_11) != (0)) __PYX_ERR(0, 468, __pyx_L1_error);
+  __pyx_t_1 = 0;
+  __pyx_t_11 = 0;
+  {
+    PyObject *__pyx_temp;
+    {
+      __pyx_temp = __pyx_r;
+      __pyx_r = __pyx_t_6;
+    }
+    __Pyx_XDECREF(__pyx_temp);
+  }
+  __pyx_t_6 = 0;
+  goto __pyx_L0;
+
+  /* "mos/ports/_afpacket.pyx":433
+ * 
+ * 
+ * def blast(port, frame, double seconds, int burst=64):             # <<<<<<<<<<<<<<
+ *     """Send ``frame`` (bytes) over and over through port.c_port()'s tx, in
+ *     bursts, for ``seconds``; all in C with the GIL released.  A traffic
+*/
+
+  /* function exit code */
+  __pyx_L1_error:;
+  __Pyx_XDECREF(__pyx_t_1);
+  __Pyx_XDECREF(__pyx_t_2);
+  __Pyx_XDECREF(__pyx_t_6);
+  __Pyx_XDECREF(__pyx_t_10);
+  __Pyx_XDECREF(__pyx_t_11);
+  __Pyx_XDECREF(__pyx_t_12);
+  __Pyx_AddTraceback("mos.ports._afpacket.blast", __pyx_clineno, __pyx_lineno, __pyx_filename);
+  __pyx_r = NULL;
+  __pyx_L0:;
+
+
+
+  __Pyx_XDECREF(__pyx_v_b);
+
+
+
+
+  __Pyx_XDECREF(__pyx_v_hh);
+  __Pyx_XDECREF(__pyx_v__);
+  __Pyx_XDECREF(__pyx_v_txa);
   __Pyx_XGIVEREF(__pyx_r);
   __Pyx_RefNannyFinishContext();
   return __pyx_r;
@@ -24247,7 +24943,7 @@ static struct PyGetSetDef __pyx_getsets_3mos_5ports_9_afpacket_AfPacketPort[] = 
 static PyType_Slot __pyx_type_3mos_5ports_9_afpacket_AfPacketPort_slots[] = {
   {Py_tp_dealloc, (void *)__pyx_tp_dealloc_3mos_5ports_9_afpacket_AfPacketPort},
   {Py_tp_repr, (void *)__pyx_pw_3mos_5ports_9_afpacket_12AfPacketPort_13__repr__},
-  {Py_tp_doc, (void *)PyDoc_STR("One Linux interface as a port (native/port.h).\n\n    iface: interface name.  fanout_group: None, or 0..65535 to share the\n    interface\047s traffic with other handles of that group by a symmetric flow\n    hash (each flow\047s two directions reach the same handle).  ring_bytes:\n    rx ring size (default 4 MiB), cut into blocks of block_bytes (a power of\n    two; default ring/16 within 64 KiB..1 MiB).  poll_ms: rx waits at most\n    this long when nothing is ready (0: never waits).  retire_ms: a partly\n    filled block reaches user space after this.  rx_ring: \"v3\" (default) or\n    \"v2\": TPACKET_V2 frame slots, each frame visible at once (no retire_ms\n    wait; block_bytes and retire_ms then unused).  tx: \"ring\" (TPACKET_V2 tx\n    ring, default) or \"sendmmsg\".  tx_ring_bytes: tx ring size (1 MiB).\n    ")},
+  {Py_tp_doc, (void *)PyDoc_STR("One Linux interface as a port (native/port.h).\n\n    iface: interface name.  fanout_group: None, or 0..65535 to share the\n    interface\047s traffic with other handles of that group by a symmetric flow\n    hash (each flow\047s two directions reach the same handle).  fanout_defrag\n    (default True, PACKET_FANOUT_FLAG_DEFRAG): the kernel reassembles IP\n    fragments before hashing and hands over the reassembled datagram, which\n    cannot be forwarded in-line (over the MTU, counted in tx_too_big): in-line\n    workers pass False, so fragments pass intact (hashed on addresses only).\n    ring_bytes:\n    rx ring size (default 4 MiB), cut into blocks of block_bytes (a power of\n    two; default ring/16 within 64 KiB..1 MiB).  poll_ms: rx waits at most\n    this long when nothing is ready (0: never waits).  retire_ms: a partly\n    filled block reaches user space after this.  rx_ring: \"v3\" (default) or\n    \"v2\": TPACKET_V2 frame slots, each frame visible at once (no retire_ms\n    wait; block_bytes and retire_ms then unused).  tx: \"ring\" (TPACKET_V2 tx\n    ring, default) or \"sendmmsg\".  tx_ring_bytes: tx ring size (1 MiB).\n    ")},
   {Py_tp_traverse, (void *)__pyx_tp_traverse_3mos_5ports_9_afpacket_AfPacketPort},
   {Py_tp_clear, (void *)__pyx_tp_clear_3mos_5ports_9_afpacket_AfPacketPort},
   {Py_tp_methods, (void *)__pyx_methods_3mos_5ports_9_afpacket_AfPacketPort},
@@ -24291,7 +24987,7 @@ static PyTypeObject __pyx_type_3mos_5ports_9_afpacket_AfPacketPort = {
   0, /*tp_setattro*/
   0, /*tp_as_buffer*/
   Py_TPFLAGS_DEFAULT|Py_TPFLAGS_HAVE_VERSION_TAG|Py_TPFLAGS_BASETYPE|Py_TPFLAGS_HAVE_GC, /*tp_flags*/
-  PyDoc_STR("One Linux interface as a port (native/port.h).\n\n    iface: interface name.  fanout_group: None, or 0..65535 to share the\n    interface\047s traffic with other handles of that group by a symmetric flow\n    hash (each flow\047s two directions reach the same handle).  ring_bytes:\n    rx ring size (default 4 MiB), cut into blocks of block_bytes (a power of\n    two; default ring/16 within 64 KiB..1 MiB).  poll_ms: rx waits at most\n    this long when nothing is ready (0: never waits).  retire_ms: a partly\n    filled block reaches user space after this.  rx_ring: \"v3\" (default) or\n    \"v2\": TPACKET_V2 frame slots, each frame visible at once (no retire_ms\n    wait; block_bytes and retire_ms then unused).  tx: \"ring\" (TPACKET_V2 tx\n    ring, default) or \"sendmmsg\".  tx_ring_bytes: tx ring size (1 MiB).\n    "), /*tp_doc*/
+  PyDoc_STR("One Linux interface as a port (native/port.h).\n\n    iface: interface name.  fanout_group: None, or 0..65535 to share the\n    interface\047s traffic with other handles of that group by a symmetric flow\n    hash (each flow\047s two directions reach the same handle).  fanout_defrag\n    (default True, PACKET_FANOUT_FLAG_DEFRAG): the kernel reassembles IP\n    fragments before hashing and hands over the reassembled datagram, which\n    cannot be forwarded in-line (over the MTU, counted in tx_too_big): in-line\n    workers pass False, so fragments pass intact (hashed on addresses only).\n    ring_bytes:\n    rx ring size (default 4 MiB), cut into blocks of block_bytes (a power of\n    two; default ring/16 within 64 KiB..1 MiB).  poll_ms: rx waits at most\n    this long when nothing is ready (0: never waits).  retire_ms: a partly\n    filled block reaches user space after this.  rx_ring: \"v3\" (default) or\n    \"v2\": TPACKET_V2 frame slots, each frame visible at once (no retire_ms\n    wait; block_bytes and retire_ms then unused).  tx: \"ring\" (TPACKET_V2 tx\n    ring, default) or \"sendmmsg\".  tx_ring_bytes: tx ring size (1 MiB).\n    "), /*tp_doc*/
   __pyx_tp_traverse_3mos_5ports_9_afpacket_AfPacketPort, /*tp_traverse*/
   __pyx_tp_clear_3mos_5ports_9_afpacket_AfPacketPort, /*tp_clear*/
   0, /*tp_richcompare*/
@@ -25512,14 +26208,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_3mos_5ports_9_afpacket_AfPacketPort(_
   __pyx_vtabptr_3mos_5ports_9_afpacket_AfPacketPort = &__pyx_vtable_3mos_5ports_9_afpacket_AfPacketPort;
   __pyx_vtable_3mos_5ports_9_afpacket_AfPacketPort._check = (int (*)(struct __pyx_obj_3mos_5ports_9_afpacket_AfPacketPort *))__pyx_f_3mos_5ports_9_afpacket_12AfPacketPort__check;
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_3mos_5ports_9_afpacket_AfPacketPort_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort)) __PYX_ERR(0, 125, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_3mos_5ports_9_afpacket_AfPacketPort_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort)) __PYX_ERR(0, 126, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort = &__pyx_type_3mos_5ports_9_afpacket_AfPacketPort;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort) < (0)) __PYX_ERR(0, 125, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort) < (0)) __PYX_ERR(0, 126, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort);
@@ -25529,9 +26225,9 @@ static int __Pyx_modinit_Exttype___pyx_obj_3mos_5ports_9_afpacket_AfPacketPort(_
     __pyx_mstate->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort->tp_getattro = PyObject_GenericGetAttr;
   }
   #endif
-  if (__Pyx_SetVtable(__pyx_mstate->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_vtabptr_3mos_5ports_9_afpacket_AfPacketPort) < (0)) __PYX_ERR(0, 125, __pyx_L1_error)
-  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_AfPacketPort_2, (PyObject *) __pyx_mstate->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort) < (0)) __PYX_ERR(0, 125, __pyx_L1_error)
-  if (__Pyx_setup_reduce((PyObject *) __pyx_mstate->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort) < (0)) __PYX_ERR(0, 125, __pyx_L1_error)
+  if (__Pyx_SetVtable(__pyx_mstate->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_vtabptr_3mos_5ports_9_afpacket_AfPacketPort) < (0)) __PYX_ERR(0, 126, __pyx_L1_error)
+  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_AfPacketPort_2, (PyObject *) __pyx_mstate->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort) < (0)) __PYX_ERR(0, 126, __pyx_L1_error)
+  if (__Pyx_setup_reduce((PyObject *) __pyx_mstate->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort) < (0)) __PYX_ERR(0, 126, __pyx_L1_error)
   __Pyx_RefNannyFinishContext();
   return 0;
   __pyx_L1_error:;
@@ -26559,7 +27255,7 @@ __Pyx_RefNannySetupContext("PyInit__afpacket", 0);
  * 
  * import time as _time             # <<<<<<<<<<<<<<
  * 
- * __all__ = ["AfPacketPort", "forward_loop"]
+ * __all__ = ["AfPacketPort", "forward_loop", "blast"]
 */
   __pyx_t_1 = __Pyx_Import(__pyx_mstate_global->__pyx_n_u_time, 0, 0, NULL, 0); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 27, __pyx_L1_error)
   __pyx_t_4 = __pyx_t_1;
@@ -26570,157 +27266,157 @@ __Pyx_RefNannySetupContext("PyInit__afpacket", 0);
   /* "mos/ports/_afpacket.pyx":29
  * import time as _time
  * 
- * __all__ = ["AfPacketPort", "forward_loop"]             # <<<<<<<<<<<<<<
+ * __all__ = ["AfPacketPort", "forward_loop", "blast"]             # <<<<<<<<<<<<<<
  * 
  * 
 */
   {
-    PyObject* __pyx_temp[2] = {__pyx_mstate_global->__pyx_n_u_AfPacketPort_2, __pyx_mstate_global->__pyx_n_u_forward_loop};
-    __pyx_t_4 = __Pyx_PyList_FromArray(__pyx_temp, 2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 29, __pyx_L1_error)
+    PyObject* __pyx_temp[3] = {__pyx_mstate_global->__pyx_n_u_AfPacketPort_2, __pyx_mstate_global->__pyx_n_u_forward_loop, __pyx_mstate_global->__pyx_n_u_blast};
+    __pyx_t_4 = __Pyx_PyList_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 29, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
   }
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_all, __pyx_t_4) < (0)) __PYX_ERR(0, 29, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "mos/ports/_afpacket.pyx":122
+  /* "mos/ports/_afpacket.pyx":123
  * 
  * 
  * _TX_MODES = {"ring": MOS_AFP_TX_RING, "sendmmsg": MOS_AFP_TX_SENDMMSG}             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __pyx_t_4 = __Pyx_PyDict_NewPresized(2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 122, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyDict_NewPresized(2); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 123, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(MOS_AFP_TX_RING); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 122, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(MOS_AFP_TX_RING); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 123, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_ring, __pyx_t_5) < (0)) __PYX_ERR(0, 122, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_ring, __pyx_t_5) < (0)) __PYX_ERR(0, 123, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(MOS_AFP_TX_SENDMMSG); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 122, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_PyLong_From___pyx_anon_enum(MOS_AFP_TX_SENDMMSG); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 123, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_sendmmsg, __pyx_t_5) < (0)) __PYX_ERR(0, 122, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_sendmmsg, __pyx_t_5) < (0)) __PYX_ERR(0, 123, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_TX_MODES, __pyx_t_4) < (0)) __PYX_ERR(0, 122, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_TX_MODES, __pyx_t_4) < (0)) __PYX_ERR(0, 123, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "mos/ports/_afpacket.pyx":204
+  /* "mos/ports/_afpacket.pyx":212
  *         return 0
  * 
  *     def close(self):             # <<<<<<<<<<<<<<
  *         """Close both sockets and unmap the rings (idempotent)."""
  *         if self.h != NULL:
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_7close, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort_close, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 204, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_7close, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort_close, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[0])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 212, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_close, __pyx_t_4) < (0)) __PYX_ERR(0, 204, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_close, __pyx_t_4) < (0)) __PYX_ERR(0, 212, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "mos/ports/_afpacket.pyx":214
+  /* "mos/ports/_afpacket.pyx":222
  *         return self.h == NULL
  * 
  *     def __enter__(self):             # <<<<<<<<<<<<<<
  *         return self
  * 
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_9__enter__, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort___enter, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 214, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_9__enter__, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort___enter, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 222, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_enter, __pyx_t_4) < (0)) __PYX_ERR(0, 214, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_enter, __pyx_t_4) < (0)) __PYX_ERR(0, 222, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "mos/ports/_afpacket.pyx":217
+  /* "mos/ports/_afpacket.pyx":225
  *         return self
  * 
  *     def __exit__(self, *exc):             # <<<<<<<<<<<<<<
  *         self.close()
  *         return False
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_11__exit__, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort___exit, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 217, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_11__exit__, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort___exit, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 225, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_exit, __pyx_t_4) < (0)) __PYX_ERR(0, 217, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_exit, __pyx_t_4) < (0)) __PYX_ERR(0, 225, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "mos/ports/_afpacket.pyx":226
+  /* "mos/ports/_afpacket.pyx":234
  *                 f"tx={self.tx_mode} {state}>")
  * 
  *     def c_port(self):             # <<<<<<<<<<<<<<
  *         """(handle, rx, rx_done, tx) as addresses for a C forwarding loop
  *         (native/port.h).  Valid while the port is open."""
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_15c_port, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort_c_port, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[3])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 226, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_15c_port, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort_c_port, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[3])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 234, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_c_port, __pyx_t_4) < (0)) __PYX_ERR(0, 226, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_c_port, __pyx_t_4) < (0)) __PYX_ERR(0, 234, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "mos/ports/_afpacket.pyx":233
+  /* "mos/ports/_afpacket.pyx":241
  *                 <uintptr_t>&mos_afp_tx)
  * 
  *     def fileno(self):             # <<<<<<<<<<<<<<
  *         """The receive socket, readable when a ring block is ready (for poll)."""
  *         self._check()
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_17fileno, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort_fileno, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[4])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 233, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_17fileno, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort_fileno, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[4])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 241, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_fileno, __pyx_t_4) < (0)) __PYX_ERR(0, 233, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_fileno, __pyx_t_4) < (0)) __PYX_ERR(0, 241, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "mos/ports/_afpacket.pyx":259
+  /* "mos/ports/_afpacket.pyx":267
  *         return mos_afp_mtu(self.h)
  * 
  *     def stats(self):             # <<<<<<<<<<<<<<
  *         """Counters: rx, rx_bytes, tx, tx_bytes, tx_dropped, rx_dropped (kernel
  *         tp_drops: ring full), and vlan_restored, vlan_lost, tx_kick_errors,
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_19stats, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort_stats, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[5])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 259, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_19stats, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort_stats, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[5])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 267, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_stats, __pyx_t_4) < (0)) __PYX_ERR(0, 259, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_stats, __pyx_t_4) < (0)) __PYX_ERR(0, 267, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "mos/ports/_afpacket.pyx":276
+  /* "mos/ports/_afpacket.pyx":284
  *         }
  * 
  *     def recv_burst(self, int max=64):             # <<<<<<<<<<<<<<
  *         """Up to ``max`` received frames as [(ts_ns, bytes)], copied; waits at
  *         most poll_ms when nothing is ready.  Slow: for tests and tools."""
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_21recv_burst, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort_recv_burst, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[6])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 276, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_21recv_burst, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort_recv_burst, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[6])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 284, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
   __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_4, __pyx_mstate_global->__pyx_tuple[3]);
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_recv_burst, __pyx_t_4) < (0)) __PYX_ERR(0, 276, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_recv_burst, __pyx_t_4) < (0)) __PYX_ERR(0, 284, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "mos/ports/_afpacket.pyx":297
+  /* "mos/ports/_afpacket.pyx":305
  *         return out
  * 
  *     def send(self, frames):             # <<<<<<<<<<<<<<
  *         """Send each bytes object in ``frames`` (whole Ethernet frames); returns
  *         how many were queued (the rest count in tx_dropped)."""
 */
-  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_23send, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort_send, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[7])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 297, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_12AfPacketPort_23send, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_AfPacketPort_send, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[7])); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 305, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_4);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_send, __pyx_t_4) < (0)) __PYX_ERR(0, 297, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_3mos_5ports_9_afpacket_AfPacketPort, __pyx_mstate_global->__pyx_n_u_send, __pyx_t_4) < (0)) __PYX_ERR(0, 305, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
   /* "(tree fragment)":1
@@ -26750,19 +27446,19 @@ __Pyx_RefNannySetupContext("PyInit__afpacket", 0);
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_setstate_cython, __pyx_t_4) < (0)) __PYX_ERR(1, 3, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
 
-  /* "mos/ports/_afpacket.pyx":323
+  /* "mos/ports/_afpacket.pyx":331
  * 
  * 
  * def forward_loop(port_a, port_b, double seconds, int burst=64, double idle_exit=0.0,             # <<<<<<<<<<<<<<
  *                  stop=None):
  *     """Move frames both ways between two ports for ``seconds``, all in C
 */
-  __pyx_t_4 = __Pyx_PyLong_From_int(((int)64)); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 323, __pyx_L1_error)
+  __pyx_t_4 = __Pyx_PyLong_From_int(((int)64)); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 331, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_4);
-  __pyx_t_5 = PyFloat_FromDouble(((double)0.0)); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 323, __pyx_L1_error)
+  __pyx_t_5 = PyFloat_FromDouble(((double)0.0)); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 331, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
 
-  /* "mos/ports/_afpacket.pyx":324
+  /* "mos/ports/_afpacket.pyx":332
  * 
  * def forward_loop(port_a, port_b, double seconds, int burst=64, double idle_exit=0.0,
  *                  stop=None):             # <<<<<<<<<<<<<<
@@ -26771,27 +27467,52 @@ __Pyx_RefNannySetupContext("PyInit__afpacket", 0);
 */
   {
     PyObject* __pyx_temp[3] = {__pyx_t_4, __pyx_t_5, Py_None};
-    __pyx_t_9 = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 323, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyTuple_FromArray(__pyx_temp, 3); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 331, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_9);
   }
   __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-  /* "mos/ports/_afpacket.pyx":323
+  /* "mos/ports/_afpacket.pyx":331
  * 
  * 
  * def forward_loop(port_a, port_b, double seconds, int burst=64, double idle_exit=0.0,             # <<<<<<<<<<<<<<
  *                  stop=None):
  *     """Move frames both ways between two ports for ``seconds``, all in C
 */
-  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_1forward_loop, 0, __pyx_mstate_global->__pyx_n_u_forward_loop, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[10])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 323, __pyx_L1_error)
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_1forward_loop, 0, __pyx_mstate_global->__pyx_n_u_forward_loop, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[10])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 331, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
   #endif
   __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_5, __pyx_t_9);
   __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_forward_loop, __pyx_t_5) < (0)) __PYX_ERR(0, 323, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_forward_loop, __pyx_t_5) < (0)) __PYX_ERR(0, 331, __pyx_L1_error)
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+
+  /* "mos/ports/_afpacket.pyx":433
+ * 
+ * 
+ * def blast(port, frame, double seconds, int burst=64):             # <<<<<<<<<<<<<<
+ *     """Send ``frame`` (bytes) over and over through port.c_port()'s tx, in
+ *     bursts, for ``seconds``; all in C with the GIL released.  A traffic
+*/
+  __pyx_t_5 = __Pyx_PyLong_From_int(((int)64)); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 433, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  {
+    PyObject* __pyx_temp[1] = {__pyx_t_5};
+    __pyx_t_9 = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 433, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_9);
+  }
+  __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
+  __pyx_t_5 = __Pyx_CyFunction_New(&__pyx_mdef_3mos_5ports_9_afpacket_3blast, 0, __pyx_mstate_global->__pyx_n_u_blast, NULL, __pyx_mstate_global->__pyx_n_u_mos_ports__afpacket, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[11])); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 433, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_5);
+  #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
+  PyUnstable_Object_EnableDeferredRefcount(__pyx_t_5);
+  #endif
+  __Pyx_CyFunction_SetDefaultsTuple(__pyx_t_5, __pyx_t_9);
+  __Pyx_DECREF(__pyx_t_9); __pyx_t_9 = 0;
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_blast, __pyx_t_5) < (0)) __PYX_ERR(0, 433, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
   /* "mos/ports/_afpacket.pyx":1
@@ -26910,7 +27631,7 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
   if (__Pyx_PyTuple_SET_ITEM(__pyx_mstate_global->__pyx_tuple[1], 0, __pyx_mstate_global->__pyx_slice[0]) != (0)) __PYX_ERR(1, 763, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[1]);
 
-  /* "mos/ports/_afpacket.pyx":176
+  /* "mos/ports/_afpacket.pyx":184
  *         self.h = mos_afp_open_cfg(name, &cfg, err, ERRLEN)
  *         if self.h == NULL:
  *             msg = err.decode(errors="replace") or f"afpacket: {iface}: open failed"             # <<<<<<<<<<<<<<
@@ -26919,12 +27640,12 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[1] = {__pyx_mstate_global->__pyx_n_u_errors};
-    __pyx_mstate_global->__pyx_tuple[2] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[2])) __PYX_ERR(0, 176, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[2] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[2])) __PYX_ERR(0, 184, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[2]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[2]);
 
-  /* "mos/ports/_afpacket.pyx":276
+  /* "mos/ports/_afpacket.pyx":284
  *         }
  * 
  *     def recv_burst(self, int max=64):             # <<<<<<<<<<<<<<
@@ -26933,7 +27654,7 @@ static int __Pyx_InitCachedConstants(__pyx_mstatetype *__pyx_mstate) {
 */
   {
     PyObject* __pyx_temp[1] = {__pyx_mstate_global->__pyx_int_64};
-    __pyx_mstate_global->__pyx_tuple[3] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[3])) __PYX_ERR(0, 276, __pyx_L1_error)
+    __pyx_mstate_global->__pyx_tuple[3] = __Pyx_PyTuple_FromArray(__pyx_temp, 1); if (unlikely(!__pyx_mstate_global->__pyx_tuple[3])) __PYX_ERR(0, 284, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_mstate_global->__pyx_tuple[3]);
   }
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_tuple[3]);
@@ -26997,38 +27718,38 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
-    const struct { const unsigned int length: 8; } str_length_index[] = {{1},{6},{8},{10},{19},{18},{15},{21},{8},{4},{4},{15},{2},{1},{2},{13},{14},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{4},{179},{8},{14},{10},{7},{15},{7},{6},{14},{3},{2},{9},{23},{50},{17},{9},{50},{4},{30},{37},{5},{12},{22},{21},{30},{32},{19},{18},{19},{23},{17},{18},{11},{8},{8},{15},{9},{20},{7},{12},{9},{17},{8},{9},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{5},{3},{6},{15},{18},{1},{3},{4},{5},{3},{11},{5},{8},{8},{1},{6},{18},{5},{6},{5},{8},{6},{7},{15},{7},{6},{9},{5},{6},{3},{1},{3},{12},{3},{6},{5},{5},{6},{7},{12},{2},{6},{9},{9},{8},{1},{2},{2},{1},{2},{9},{5},{5},{5},{8},{1},{4},{5},{3},{7},{4},{19},{1},{2},{4},{2},{4},{3},{3},{4},{3},{7},{3},{6},{6},{7},{2},{3},{3},{10},{8},{7},{9},{4},{10},{2},{9},{8},{10},{7},{3},{3},{2},{5},{2},{7},{4},{4},{8},{4},{10},{5},{4},{2},{5},{5},{4},{4},{7},{5},{6},{1},{2},{4},{2},{8},{10},{14},{13},{10},{3},{3},{6},{6},{7},{2},{2},{6},{9},{13},{1},{2}};
-    const struct { const unsigned int length: 10; } bytes_length_index[] = {{1},{9},{14},{7},{29},{20},{39},{243},{119},{803},{142}};
+    const struct { const unsigned int length: 8; } str_length_index[] = {{1},{6},{8},{10},{19},{18},{15},{21},{8},{4},{4},{15},{2},{1},{2},{13},{14},{15},{23},{25},{32},{20},{22},{1},{1},{37},{45},{22},{4},{179},{8},{14},{10},{7},{15},{7},{6},{14},{3},{2},{9},{23},{50},{17},{9},{50},{4},{30},{37},{5},{12},{22},{21},{30},{32},{19},{18},{19},{23},{17},{18},{11},{8},{8},{15},{1},{9},{20},{7},{12},{9},{17},{8},{9},{8},{8},{12},{10},{8},{10},{8},{7},{14},{11},{10},{19},{14},{12},{10},{17},{13},{12},{12},{19},{8},{13},{5},{3},{6},{15},{18},{1},{3},{4},{5},{3},{5},{11},{5},{8},{8},{1},{6},{18},{5},{6},{5},{8},{6},{7},{15},{7},{6},{9},{5},{6},{3},{1},{3},{13},{12},{3},{6},{5},{5},{6},{7},{12},{2},{5},{6},{9},{9},{8},{1},{2},{2},{2},{1},{2},{9},{5},{5},{5},{8},{1},{4},{5},{3},{7},{4},{19},{1},{2},{4},{2},{4},{3},{3},{4},{3},{7},{3},{4},{6},{6},{7},{2},{3},{3},{10},{8},{7},{9},{4},{10},{2},{9},{8},{10},{7},{3},{3},{2},{5},{2},{7},{4},{4},{8},{4},{10},{5},{4},{2},{5},{5},{4},{4},{7},{5},{6},{1},{2},{4},{2},{8},{10},{14},{13},{10},{3},{3},{6},{6},{7},{2},{2},{6},{9},{13},{1},{2}};
+    const struct { const unsigned int length: 10; } bytes_length_index[] = {{1},{9},{14},{7},{29},{20},{39},{243},{119},{278},{803},{142}};
     #ifndef CYTHON_COMPRESS_STRINGS
       #define CYTHON_COMPRESS_STRINGS 90
     #endif
-    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (2116 bytes) */
-static const char cstring[] = "x\332\255U\317s\323H\026&L\200\220d\230\2308\020\206,t\200!\303\016\030\234\2040\233\001\266\034\022X\266\026&N\030f\253\366\320\325\222Z\266\210,\311\335-#\263l\025G\037u\324QG\035}\364\321\307\034s\324\221?\201?a\337\223l\047\001v\017[\233\212\325\335\257\177\274\257\277\367\275\327\2040E\356\005\304d\216\353\253G\304\222D\267]\311\r\3549\256\"\226C\356\225Jk\367\357\257\334?b*\227J\253\367\376\2646\264\270\016\047\256I>\033\266Vn\223\3262q\2657\\W\217\211\010\036\021\025<\372Q\t\316\211)X\255\301\035u\3536)\255\223u\342z\334\001\020\226\315\215\207\025s\233\351{\\m\273B\221\207/x\303\025\355\327\026\177\213g>\324]GY5\337\365%a\216A\014K\340\341\237\233-g8!\225\260\014\270\316\341b\342\212\377:\177\3346Z\371\370\317O\230\203\267cRZ5\207(\227\010\316\214;\256c\267I#\003\331\002\220\317\235\026\263-\2034\\\203\337&<\360`/\034\265\244/\241\337%\023\356$\230\263t\233\324\340\250\341bYg\036G^Y\000\024\276\004\376^\272\212\023U\207\340<i\253\272\353 \265\006\267-\215\013\2468xD\214p\262\300E\016\331\336\332\276\263\372\363j\206Xp\344[\022\351k\272\r`\271D\3424\337\262\025xPm\217\313\022yn\222\266\353\023\207\0036\270\211\007\353\216nPu\010\207\344\n;d)\2737S\226\353P\330n9\265\245\001UV\213\343\356\247\314\226\274\304\014\203\302:\316L/\013\037\3610~\303\321: \020\022\032\335\265m\334\352:\262\3044\335\260$\323l\316\035\374\346*\2445\341\372\336:1\rR\323-\231O\031\rW\336\305\023\345]:<\263\344\265\003\307\005^L\346\333\212P*\270\341\353\234Rb\370\0310\307u\356\000O-\213\3310\253[\216\245(`\204\233\352u\240\033\3503\231\316E@\005\\j\0358u\301-r\002*\"o\205\245\3203\0007M \032H\204p\330\234\311\\\341Z[q\025\254\023?\303\207\356\230m\273:\204\2070!X\233\030L\261\322Wf\363hc\250r\241\311Re\367\311\363\347Ge\177\264_\242\224#TJ?\267\006x\235\317\214\003\n\364L5_\314BH%D\362?\314\353\324\373\334wV\014\216YL\310Q\307=f\002)\264h\026\336cf\210\234q\334\000\256\345\223\3126}\271\365\212\356T~\337\262m\313\223\226\334\345M\237;:\307$/\035\346;}\365w\372\342\327\315\255]J\267\333""\001\3746A\361\364%\017\324\0167)\005>)\374\r\304\311\261\237\311\367\260S\343\312R\274\201\006\003\267\322\021\223C\362(5}G\307\2666d\006\376\254\006\362\200\275\006\263\234\254u\r\337\316\346\034\326\310[\300\007\177\240@\252\327\271\276\047\375F>\032\234\202]\314\265\274\347;\236\245\357\301\t[\316p]+\023\027\236\321\364\231=<v\250\340/\00292\360\000\007\020\310\021\024y\004\372\027\001\246Tq\211w\261$\325]H,(\002\234*\253\301!\371X\226\302Ca\322\\\350L\266\035\335rK\243\325R\323\030\374K\2561\245\327q\000\353\367(\352_fQ\317z\024\326d\255\306\364\\H\272\215\256\200@\250x:l\326\36725\345\357\213\356\372\2162\240\200\342\"\203\353P.\r\341z\0367\214\2146\200\233?\034\334f\036\254\007}\300\022\016\364e\025\220\013\341\212\354#y\240\233&\323\216\326\016Sc\271LM\013\340\2316\253I(\274\r\246\006\345\027\232\267L\030\324v]\317\024\360\0265\270\314\277p\213A\007\216\200\207\352\035\247\315z\235\3255\3132,\303\346\231n,\254\032\3600`\2377d\376y\307\367@t\n\217\224\r\026\300\213\200\317\001>\003P\271JY\345*\215*\227\3430\214\236\243\301\353\322\200{\002r\234\360L\303\203\362H\033\322\003*P\203,\373j\236p\033\226\324\205!\014\300\255\035&\234\3405K\202\244\005\367l,e\240x\301a?\0264\374\345Q\022\001\324\270,j\022;\271\211\016\370\036\224?\0210\021h\222I\326\202\372\247A\234\\\307\200\307\30061\217\361\327h\310\032\264\n46(\271Y%\303\253KT\235\310\244\047\001\216\207\225\024\177\240(l\240/|])u\017\205\247\0025\000\241F \240\267\007\031B\363\220\252\034\322h\221r]\252Y5\0250\025h\220K@\225\357Ay\345\276\344HXk\271\265\002/\251\317e\313f\016\204U\252\254#`7\310\304\010\002\371\353\207\261t|\262\363SX\375PI\047\246;O\303\305t\342\273N\023GY\363qb\252\263\332\221\341\365\260\232N_\212\n\321\215\210\245\3233\341)\334\361\021v<\013\313\270\364]>\365\241\362\351\364\211\263\337\346\326\231p*Z\215T\374K\302\222\367\275_\372\254\337Lg.G\345\250\222/\273\032\261\321\t3\341\030\372\337\n\013\351t!\274\030\215Es\221\021/\306+\261\236\\\356n\365\n\275E\234\007X\347:Zx\022\361\204\000d6,""\207\177\213\277\211\313\361\263d9\251\346\310~\213\026\243r:S\014\267\000\324\265h\003\020\303\340\0318\336\210\352\0077\037\034<\370\313\376\330~\341\320\370&\231<X\336\350/\366\313\207\266\275\244\230\374\336\255tw\272\315C\243\025\037\031\330\311\342\361\231\302\371tf>\232\004\324\253\261JV\223vo\014/S\030P\371iz\304\314\034\2407\220\257\250\231N\\\010Y\250\200\250f\014\024\234M\247\317\207\327\000\371B\274\023\377\263{\263w\262\367C\357\375\376\362>\334\355{\270\314\213\344JW\364\200\244?D;\007W\357&\377\352m\364\200\207+\221v@\312\335+=\321/`\234\316G\017\343\367\335\345n\365\340\004Z\021\333\247\233\047N\315\207\315t|>:\033_Jnu\037\365\247\366\313\351\370\255d\241[\3758N\300\373\370\231\017~\016\360<\352`\252\363 \274\t\221\230\315(\004\\\177\214*Q5\213U\026\241\002nhuv\263p\274\216\226q\356\\\347\r\314\\\002\016\3128\253@<~\3704Z\212a\361\331\316|x9\252\344\202\373\007\372\233<\230\374>\372)\256\0361\375/{P\027\260\361]X\010\177\214J\311x\362\327.\353\006p\353\211Bx!|\027_\200\340\000\262=@<l\246:\345\316F\307\034\270\371\372\360M\364\315@\036c9#\200\346jt\032\242\326\202\3404\321\245\354\\\357T1j\343\247\322o\317a\264\213a\246B\210\374\305PB\300*y@7@\2553\263\341\032\220\271\025\317\035\334\374\271w\272\307z\262\177\275_M\213s\351\314\\\270\013\274\025\243W\340\036\326\255\204Z4\226\026/\301\362\n\330\212p\335\"dNZ\274\032\311\370Z\\I\213\363\321\251\350\267\214\346\371\253\221\210\013\231u\006\363\241\362\377>\r\322~x\312\311\350z\264\033\237\214\027q\313\351H\213\307\343\047\261Hf\223\247\335\353\335j:\277\020mB@\346/Gk\361,\234\260p\003>pb3\273#\034\207\3330\265\3658K\277M\200\005\346\365h\007\234\026\343\327\311Jbtot\265L\365\262\017^\346\260BT\220\343\251\316\032\252.\235\376\256\243\200G\330\177!\334\213\347b\006\221\370\232\rT\361\002<\331\311\017\220$[\375\005\314\240\213a;\236\202B\261\223\250\356\343\376\\_\333?\263\337<\030_\214\013\237&F\311\231\027\274\305\254\270\344#\201U\t\005\200!\236\t\047\241\276`][\215\333\3351T\024\313\362\366H\351\231""\r\037@\3507\3433q39\teb\341~\267\332u\372\233\231\273\355\235\203\235\335tm\275\267\324/\364\257\365+\037\247\261&\"oX\047\376\r\227\315\234\231";
-    PyObject *data = __Pyx_DecompressString(cstring, 2116, 1);
+    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (2270 bytes) */
+static const char cstring[] = "x\332\255U\317s\323H\026&!!!\311\314\304\304\2010d\007\031\230d\330\001C~\020f3\300\224C\002\313\316\302\344\0070S\273[\245jI-[D\226lu\313\330Y\266*G\037u\324QG\035}\364\321\307\034s\364\221?\201?a\277\047\331\371\001\354l\325\326\246bu\367\353\356\327\357}\337\327\257\025\205I\345n]1\231\343\372\362\241b\tE\267]\301\r\3529\256T,G\271\233\317\257\334\273\267t\357\204i!\237_\276\373\247\225\276\305u\270\342\232\312G\303\332\322-\245\266\250\270\332\033\256\313G\212W\177\250\310\372\303\357\244\307\271bz\254X\346\216\274yK\311\257*\253\212[\341\016\202\260ln<(\230\233L\337\345r\323\365\244\362\3409/\273^\343\265\305\337\222\317\007\272\353H\253\350\273\276P\230c(\206\345\221\363\217\315\226\323\237\020\322\263\014\244s\274Xq\275\337\235?m;Z\371\350\247\307\314\241\354\230\020V\321Q\244\253x\234\031\267]\307n(\345$\310\032\202|\346\324\230m\031J\3315\370-\205\327+\330\013W\363\372<\235;o\"\047\2179\363\267\224\"\\\365\027\213\022\253p\302\225\325\001\341\013\340\367\302\225\\\221%\220\363\270!K\256C\320\032\334\2664\3561\311q\"\305\010\317\036-r\224\315\215\315\333\313?,\047\021{\234\360\026\212\3605\335F\260\\\020p\232o\331\022\047\310F\205\213\274\362\314T\032\256\2578\034\261!\223\n\326\235\334 K\240CpI\035e>\311\233I\313uTl\267\234\342|\017*\253\306i\367\023f\013\236g\206\241b\035gf%\241O\251\020\177\375\321*\"\360\004\032\335\265m\332\352:\"\3174\335\260\004\323l\316\035\372\246*T\213\236\353WV\025\323P\212\272%\322)\243\354\212;\344Q\334Q\373>\363\225F\335q\201\213\311|[*\252\352q\303\327\271\252*\206\237\004\346\270\316m\340T\263\230\215Y\335r,\251\"Fd\252\227\0007\3403\231\316\275\272\352!\251U`\352\342X\302\004*R\336z\226\244\223\021\270i\002h\200\010:l\316D\252p\255!\271\254\257*~\022\037\035\307l\333\325A\217\302<\2175\024\203I\226\377\314l\3126Q\225\nM\344\013;\217\237=;)\373\223\375\274\252r\nUU?\266\326)\235\217\214=\010\364D5\237\314\202R\001&\377\303\274\256V>>;)\006\247,&\356\250\343\2362A\n55\241\367\224\031\314\031\247\r8Z<.l\252/6^\252\333\205_7l""\333\252\010K\354\360\252\317\035\235\323%\317\037\337wU}\371\233\372\374\227\365\215\035U\335l\324\361[\207\344\325\027\274.\267\271\251\252\000T\305_O\235\234\372\211~\217;E.-\311\313d0h\253z\004e\037=U5}G\247\266\330\207\006\177V\231\200\240^\231YN\322\272\206o\047s\016+\247-\005\250\252\220\240\252\227\270\276+\374r:\352y\241.]\266\264\347;\025K\337\205\207\r\247\277\256\226\250\213|T}f\367\335\366%\374\t\223G\006^\247\001\230<\nE\234\010\375\023\206UUrA\271XB\325]\334,T\001\256J\253\314q\373Xr\207\373\312TS\2453\321pt\313\315\037\255\026\232\306\360/\270\306\244^\242\001\320\225\0326\355\252t\013D\302}\322S\2610i5\246\247r\322m:\017(\242\356\351\360\240\357&\232J_\031\335\365\035i\240\214\322\"\203\353(\232\206\347V*\3340\022\354\020s\372|p\233U\260\036*\301\022\016\014\223:\310=\317\365\222\217\340u\3354\231\326\253 (\tx`N\226\023Sc\251rM\013\261\2326+\n\324\3422\223\275\212\214\346-\363\014\325v\335\212\351aw\231\047\037\221~\221W\257\003?x\300\366\270Z-\225XI+\225,\313\260\014\233\047\202\262\250\236\340\311\240>/\213\364\263\307w\t/\362,\312\254\216\267\202\036\nz P\323\362IM\313\037\3254\307aD\253\243\341\335)#w$@\023\025\323\250\240p\252eQ\001<\330\222\010\224%_\255\342\271eK\350\236\341\031HA;\276\216\036/Z\002z\367x\305\246B\207\353\340q\370\240rG\277\224=\257\216\n\230\260)\250\223\232\324\036\017\275\342\350\325\231W\327\004\023\254\206\352\250\201?\3271\360T\330&\335r\372\225\313\242\210VB\200\275\202\234\3249J_\220$\275D\227\002\341T\250\316\322\017r\243\006}\317\327\245\224wI\225\262.{A\310\243 \320\333\305\365QS\252e\032\322\321\"\351\272\252f\025e\235\311\272\206\213\006\270\374\n\212/\367\005\047\320j\213\265%\274\263>\0275\2339`X\310\244\343a7\344c\324\353\342\227\375\201\356\320X\363\373`k\277\320\035\235h>\tr\335\321\257\232U\032%\315\373\321\361\346rS\004\327\203\255\356\304\3450\023\336\010Ywb2\030\246\035\357\261\343i\260@K\367\322\251\375\302\207sg\316\177\221Z\047\203\361p9\224\321\2171\213\337\265\177\354\260N\265;y%\\\010\013\351\262""\253!;\3620\031\014\320\371\033A\246;\221\t.\205\003\341thD\271h)\322\343+\255\215v\246\235\243y\204\365eS\013\006)\236\000\201L\005\013\301_\243\263\321B\3644^\214\267\322\310^\205\271p\241;\231\r6\020\324\265p\r\021c\360\024\007\257\205\245\303\271\373\207\367\377|0p\22096\276\211\307\016\027\327:\271\316\302\261m7\316\306\277\266\n\255\355V\365\330hE\047\006v\234;=\223\271\320\235\234\t\307\020\365r$\343\345\270\321\036\240d2=(?L\034!3\215\350\r\302+\254vG/\006,\220\000\252\032\001\202\363\335\211\013\3015D>\033mG\377l\315\265\007\333\337\266\337\035,\036 \267\257\221\314\363\370\233\226\327\006H\177\010\267\017\257\336\211\377\325^k\003\207oB\355PYh}\323\366:\031\342\351B\370 z\327Zlm\035\236\231\217\252\037&\317\014g\203{\0005\323\035\272L\237\231p\340\375\320\310~\255\271\223`\371:\\\014\267\010\3327Xs\031\t,t\207F\233g\233KM3X\017G\020%\206\243\240\023\366\363\315+\301\317d9\337\274\032\236C\n5D\212\341\310\276h^onQ\nPT.Q\315\\8\030\346h\357p\363U\220\243\314if\261\371\333\341\364\034\210hU\201P\317\364\267\300K\330\3729\332;\\(t2\235\\\177\346\037\024\360p\367\213/\t\314l\220\220<\220\302\264\026\350H\265\307\365t\002gv\226\010\017Et#Jh_G\246$\034D64\336\\\t.\004\213\001P!\254\210\261\017sg\206g\202*!r>\272\034\337l=\354\214\037 \313\233\361lk\353\375\220\002N\220\231\237\322v\201n\307x\363>\362\032\010\247\022a!\214?\206\005\002\017A%\272\315t\377\013\260#\373\022\340\370\301\223p>\312\020\2143\301\225\260\220^\303\277\323yc\207c_\207\337G[\047L\377\313\036\272-\330\270\027d\202\357\302|<\024\377\245\305Zud=\232\t.\006{\321E\260\206\310v\021q\277\031o.4\327\300yz\314\347\207o\302\263\275K3\220\"\362{B\370\224\266K\201\000\313\205>\177\340h*X\001\230\033\321\364\341\334\017\355sm\326\026\235\353\235\255nv\272;9\035\354\000\267l\370\022\307c\335R\240\205\003\335\354e,/\300\226E\272Y\324\223n\366*\370\276\026\025\272\331\231p8|\225\300<s5\364\242Lb\235\244*Q\370\177{\243{\324\3632\030^\017w\242\301(G[\316\205Z4\024=\216\274x*~\322\272\336\332\352\316\314\206""\353 d\346J\270\022M\301\303\354\r|\340\261\232\344\010w\264\215\n\236\036ez\222%\363j\270\215C\263\321\353x)6Z7ZZR\013\004.Fv\272/\351Q\2224T\327\235\370\252)\201#\366_\014v\243\351\210\201\211\317\331\240\212\3478\311\216\277E\351\330\350\314R]\271\0244\242q\224\317\355X\266\036u\246;\332\301\310A\365p(\027e>\214\036\225\254\364\031\310%%7\035yT\253I\000D\361d0\206\252K\325~9j\264\006HQ,\251f\047\n\362Tp\037\324\257G#Q5\036D\361\234\275\327\332j9\235\365\344\270\315\355\303\355\235\356\312j{\036w\377Z\247\360~\202^\n\302\215\252\347\277\001\360B\017~";
+    PyObject *data = __Pyx_DecompressString(cstring, 2270, 1);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (2792 bytes) */
-static const char cstring[] = "\377  at 0x \377fanout= \377is close\375d\006\001not in\377 0..6553\3755\010\0101..409\3756\035\005one of\375 \000\014v3, v2\377 object>\377 rx= tx=\377(tree fr\377agment),\377 .: : op\373en\202\000iled<\377AfPacket\377Port <Me\377moryView\376_\001<contig\377uous and\317 dirY\001\007\rin>\021\005strid\314\000#\007o or \004\031><(\t\276A\006>?Can\216!a\377ssign to\377 read-on\257ly m\240\002v\242\000I\377nvalid m\377ode, exp\334\371\000\313 \047c\047t\001\047f\376\321\000ran\047, g|\332 %\005shape\347!\353ax\376 N\314 Not\357e th\232@Cyt\367hon\225Adeli?berateo\000\324\001\357cter!\001n P\277EP-484\216\"r\375e\354!s subc\355l\252\000es\230Abui\373lt\312@types\377. If you\047 ne\347@\307\000p\322\000%\t\273th\214@set\200\000e\373 \047\363\002ation\275_<\000ing\047\361$i\375v\242\000o Fals\277e.add_\257`e7afp\272B p\274A\006\005\377: burst:\237 coll\215`J\000s\377.abcdisa\237bleen\002\001\200\204\003_\377group: f\277d gcis\025\003d\357mos/N\001s/_\376Z\005.pyxno \377default \377__reduce\337__ du\224\002no{n-\375@vial\033\000?cinit_\241\000\230 \337ch in\274 fa\277cerx_r\322\000:\217 stot\000\220!\332` \317writ\227\001\266\000ff\366\346 of\250\205\001leas\373t \355\204\001bytet\317x: u\266\002\214aal\367loc\234@ arr\377ay data.\360\013\020\350C\272\204\001\227\204\003s.AS\347CII\353\204\t\367\204\t.__-e\247\001__\006\rx\313\001\034\014b\374\004c\261b\"\016\320@st\276`\r_\013\022c_\257Ao\n\210\207\002\201\n\277fileno\224\nr\217ecv_\332B\253\n\267@d\374\003\013x\000sCAP_N\377ET_RAWEl\377lipsisSe\277quence\341\206\001.\376\346\206\007_TX_MOD\177ES__Pyx\001\000\377Dict_Nex\277tRef__\353 _A_\004\000\221\206\001\317\001\n\000\353\204\002_\000\006\177getitem\"\001\305d7\001_\301&\320 \270\"__\017funcC\001)\000\224#Q\000\363im\267\204\001Y\001main\236\003\002odul\326`\273`a\315m\002\003ewz\001\377`_c?hecksue\000\n\001\330?\004\025\001\350\205\001__\037\001unopick?\000En \005\371v\330b\276\001qualn`P\004\272\204\005\303\204\006\301E\324\204\006ex\362\001\017set_,\005\314F\214 ""\320N\277__test\321\001s\377_corouti\377ne_timea\377bcactive\370\257\204\005\300@\345\204\001async\367io.%\006sbba\376\000\000sebatch\276\t\001lock_\374\204\001s\324\320\206\002\005\002_!\000yi\000_b\233ac\303cclg\001\276 t7rac:\000ck\326\213\002\332\213\003\377countdea\375d!\001decode\377droppedd\356\262\"is_\263\213\003ela\357psed\235`ode\371e\274 \375\210\002error\376\000\002sexcffa\335b\260\207\tfba\241\204\003fi\377rstflags\277format\370\211\004f\377orward_l\177oopfrfr\321@\341s\000\003\303\000\002\004@\000ree\377ze_qhhah\277biidid\200`e\357xiti\262\207\001ind\356\010\001ems\340asiz\277eklastO\001s?maxmem\213\213\001\203\213\001\257mos.\265\210\002.\261\210\006n\373na\356Anbndi\177mobjout\261\211\001\377pfdpoll_\367msp\210 ort_\375a\205\204\002bpromi\277scrdrd\265\000b~\347\205\007regist\213 \367epl\307\210\001etir\341e=\000\315\210\001\321\210\001\240Crxr\227x_b\262As\005\001\243Ar\363x_\351$\370\210\004rxar\377xbsasave\357dsbs\220@nds\317self\304\206\001\310\206\001mm\377sgsentse\361t\354\211\004\263\214\002\367\001stst[ar\001\001ts\214\000p\306\211\001\316\312\211\001buf\321\211\001\r\000ru\337cttt0\365atx\313tx\270ct|\006\017\000ki\344\322`\315Ct\214\212\003\034\006too\377_bigtxat\357xbun\334\213\001upd\277ateuse\255!v\3772v3value\337svlan\324@st\336\004\002rest\244`dx\377xsO\200\001\330\004\n\377\210+\220Q\200A\330\010\377\014\210F\220!\330\010\017\363\210q\n\001\002\002\340\010\013\210\3774\210s\220#\220Q\330\377\014\031\230\021\230$\230a_\330\014\020\220\005.\001\340/\000\327G\2201.\001z\025\003\200A\277\360\006\000\t\r\210\021\002\020\377\220\013\2304\230t\240;\377\250a\250|\270;\300a\377\300q\330\020\033\2301\230\335A!\003\037\230a9\006\020\220\375\001|\001E\220\021\330\014\021\377\220\027\230\001\230\025\230d\377\240!\2403\240c\250\033\337\260E\270\021\270\226\000\014\210\276\242\000\016\210b\220\002\214\001\220\376\206\000\023\2201\220L\240\003\377\2401\240G\2502\250Q\376\224\003U\230!\2301\330\020w\024\220E\255\000\"\230B\257\000\372\n\000Gv\000B""\230h\320&\3777\3207H\310\001\310\021\375\330\014\006j\250\n\3202B\357\300!\3001\n\007k\250\024\377\250W\260A\260R\260qv\037\007i\240\002\010l\250!\014\013\177\021\022\330\020\030\230\n\263\000\3774\240t\2504\250y\270\265\001\311\001\021\313$\360\014\221&\025\357\220Q\220d\307!\230q\330\277\010\026\220a\220t\246 q\375\240\200 \t\330\014\022\220\"\376\267\000\034\240R\240{\260&\377\270\002\270%\270|\3102\375\310\374 \032\230\"\230M\250\357\036\260r\270\242 \035\230R\377\320\037/\250}\270B\270\376\216@\036\230b\320 1\260\357\036\270r\300\276 \031\230\022\377\230<\240|\2602\260Q\373\320\000\022\001q\330\021\022\360\377&\000\005\030\220q\330\004\377\030\230\t\240\031\250)\260\377=\300\013\3101\330\004)\177\250\034\260Q\340\004 {\000\257\004\007\200u\265C\022\204a\013/\2107\220&\207@\023\276\"\225\000\177*\230A\230Q\330\010\251@v\235B\021\330.\000v\210S\212BwV\2302\030\001\016\210j\271@\271\031\267@X\000\007\200t\272`u\337\220F\230\047\240*\000\t\210_\030\220\033\230A\353c[l\001\377\n\320\n\032\230+\240Q\360\010\010\0001\224a\271\000z\220\021\220\377(\230.\250\004\250J\260\357a\260x\270\331 \021\220\026\357\220z\240\026\264@\010\016\210\363k\230\210@\000\004\013\2101\210\227B\210f\224\004\010\000\014\030\003j\373\230\003\257bj\250\001\330\010\376\216!\004\t\210\037\230\006\230\347a\230v\232@\307 \007\200s\367\210#\210\217 \t\330\004\005\227\330\r\016\267\204\001\024\245\205\001\312\204\001\014\327\027\220s\256@A\313CB\220\377a\330\020\023\2206\230\023\377\230E\240\025\320&8\270\377\006\270a\270s\300#\300\377Q\330\024\025\330\020\025\220\177S\230\001\230\024\230T\246 \376%\0003\220b\230\001\330\024\325\031,\000A\021\000\024\240 \024\033\377\2301\330\024\037\230s\240\377\"\240A\330\024\030\230\005\373\230U\342\"\030\037\230r\240\271\021\021\002_\0001\220A\000K\330\363\020\031\265 \215\004\002\230#\230\337S\240\002\240!}\001\006\230\377b\240\004\240C\240r\250\377\023\250F\260#\260Q\330\377\030\034\230D\240\001\330\030\337\033\2306\240\023\243\000\034$\264\250\000\235\000q""\337\002\023\220\276\000\030:\326\206\002c\343\001\024\220D\342\000\223 \367:\230R\300\000\024\240V\250\1773\250d\260$\260b\361\204\002\253s\300c\000\025\340\207\001A\340!\013\373\2106\224\207\001\330\014\017\210t\376\305 \021\330\020\026\220k\240\337\025\240a\240q\000\021\330\004\377\014\210M\230\025\230l\250\177%\250}\270E\300\034\276\205\001\377\027\220y\240\013\2502\250\377R\250t\260>\300\025\300\377b\310\007\310q\320\004!\317\240\021\360\010\256\210\006\353\210\003!\330\211\014\254\001\372\210\002r\222\210\001\217\205\001\337A\020\357\220\n\230!\323\210\0024\240y\367\260\001\330\326`a\330\010\t\276\356\207\n\023\2207\230\"\210 \007\377\240q\250\002\250!\330\034\1775\260Q\260n\300Dj\002\377PR\320RS\3306:\377\270\047\300\021\300\"\300A\003\340\014\220\211\001\264!\366\211\001";
-    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 2792, 3707);
+    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (2988 bytes) */
+static const char cstring[] = "\377  at 0x \377fanout= \377is close\375d\006\001not in\377 0..6553\3755\010\0101..409\3756\035\005one of\375 \000\014v3, v2\377 object>\377 rx= tx=\377(tree fr\377agment),\377 .: : op\373en\202\000iled<\377AfPacket\377Port <Me\377moryView\376_\001<contig\377uous and\317 dirY\001\007\rin>\021\005strid\314\000#\007o or \004\031><(\t\276A\006>?Can\216!a\377ssign to\377 read-on\257ly m\240\002v\242\000I\377nvalid m\377ode, exp\334\371\000\313 \047c\047t\001\047f\376\321\000ran\047, g|\332 %\005shape\347!\353ax\376 N\314 Not\357e th\232@Cyt\367hon\225Adeli?berateo\000\324\001\357cter!\001n P\277EP-484\216\"r\375e\354!s subc\355l\252\000es\230Abui\373lt\312@types\377. If you\047 ne\347@\307\000p\322\000%\t\273th\214@set\200\000e\373 \047\363\002ation\275_<\000ing\047\361$i\375v\242\000o Fals\277e.add_\257`e7afp\272B p\274A\006\005\377: burst:\237 coll\215`J\000s\377.abcdisa\237bleen\002\001\200\204\003_\377group: f\277d gcis\025\003d\357mos/N\001s/_\376Z\005.pyxno \377default \377__reduce\337__ du\224\002no{n-\375@vial\033\000?cinit_\241\000\230 \337ch in\274 fa\277cerx_r\322\000:\217 stot\000\220!\332` \317writ\227\001\266\000ff\366\346 of\250\205\001leas\373t \355\204\001bytet\317x: u\266\002\214aal\367loc\234@ arr\377ay data.\360\013\020\350C\272\204\001\227\204\003s.AS\347CII\353\204\t\367\204\t.__-e\247\001__\006\rx\313\001\034\014b\374\004c\261b\"\016\320@st\276`\r_\013\022c_\257Ao\n\210\207\002\201\n\277fileno\224\nr\217ecv_\332B\253\n\267@d\374\003\013x\000sCAP_N\377ET_RAWEl\377lipsisSe\277quence\341\206\001.\376\346\206\007__TX_MO\377DES__Pyx\376\001\000Dict_Ne\177xtRef__\354 \203__\004\000\222\206\001\320\001\n\000\354\204\002_\376\000\006getitem\212\"\001d7\001_\302&\321 \271\"_\037_funcC\001)\000\225#\346Q\000im\270\204\001Y\001mai=n\003\002odul\327`\274`[am\002\003ewz\001p\226\000\177checksue\000\260\n\001?\004\025\001\351\205\001__\037\001u\337npick?\000En\362 \005v\331b\276\001qual\301nP\004\273\204\005\304\204\006\302E\325\204\006ex\036\362\001set_,\005""\315F\214 ~\321N__test\321\001\377s_corout\377ine_time\377abcactiv\361e\260\204\005\301@\346\204\001asyn\357cio.%\006sbb\375a\000\000sebatc\375h\t\001lastbl/ock_\202\205\001s\326\206\002\005\002\365_&\000yn\000_bac\346\311ccll\001\303 tra\315c?\000ck\334\213\002\340\213\003co\177untdead!\001\377decodedr\277oppedd\267\"i\373s_\271\213\003elaps{ed\243`odee\301 \276\203\211\002error\000\002s\177excffab\273\207\004sde\335\213\001\303\207\tfba\264\204\003\377firstfla\377gsformat\376\213\212\004forward\377_loopfrf\tr\343@\000\002s\000\003\325\000\002\004E\000\377reeze_qh\377hahbhhii\367did\231`exit\335i\314\207\001ind\010\001em}s\371asizek\254!\376V\001smaxmem\274\245\213\001\235\213\001mos.\317\210\002.\356\313\210\006nna\207anbn\377dimobjou\375t\313\211\001pfdpol\337l_msp\234 or\365t\234\204\002a\242\204\002bpro\377miscrdrd\372\300\000b\205\206\007regis\335t\243 epl\345\210\001et\207ireA\000\353\210\001\357\210\001\270Cr/xrx_\311Bs\005\001\273A\347rx_\201D\226\211\004rxa\377rxbsasav\337edsbs\250@nd\237sself\342\206\001\346\206\001m\377msgsents\343et\212\212\004\321\214\002\373\001sts\267tar\001\001ts\214\000p\234\344\211\001\350\211\001buf\357\211\001\r\000r\277ucttt0\222\204\001t\227xtx\320ct|\006\017\000k\311i\352`\345Ct\252\212\003\034\006to\377o_bigtxa\337txbun\372\213\001up\177dateuse\261!\377v2v3valu\277esvlan\337@s\275t\004\002rest\274`d\377xxsO\200\001\330\004\377\n\210+\220Q\200A\330\377\010\014\210F\220!\330\010\347\017\210q\n\001\002\002\340\010\013\377\2104\210s\220#\220Q\377\330\014\031\230\021\230$\230\277a\330\014\020\220\005.\001\340\256/\000G\2201.\001z\025\003\200\177A\360\006\000\t\r\210\021\002\377\020\220\013\2304\230t\240\377;\250a\250|\270;\300\377a\300q\330\020\033\2301\273\230A!\003\037\230a9\006\020\373\220\001|\001E\220\021\330\014\377\021\220\027\230\001\230\025\230\377d\240!\2403\240c\250\277\033\260E\270\021\270\226\000\014}\210\242\000\016\210b\220\002\214\001\375\220\206\000\023\2201\220L\240\377\003\2401\240G\2502\250\375Q\224\003U\230!""\2301\330\357\020\024\220E\255\000\"\230B\364\257\000\n\000Gv\000B\230h\320\377&7\3207H\310\001\310\373\021\330\014\006j\250\n\3202\337B\300!\3001\n\007k\250\377\024\250W\260A\260R\260\355q\037\007i\240\002\010l\250!\376\014\013\021\022\330\020\030\230\n\376\263\0004\240t\2504\250yk\270\001\311\001\021\313$\360\014\221&\337\025\220Q\220d\307!\230q\177\330\010\026\220a\220t\246 \373q\240\200 \t\330\014\022\220\375\"\267\000\034\240R\240{\260\377&\270\002\270%\270|\310\3732\310\374 \032\230\"\230M\337\250\036\260r\270\242 \035\230\377R\320\037/\250}\270B\375\270\216@\036\230b\320 1\337\260\036\270r\300\276 \031\230\377\022\230<\240|\2602\260\377Q\320\000\047\240q\360\020\337\000\005\024\2205\322 \021\330\375\004\302@\330\004\030\230\001\340\277\004\007\200v\210S\307\"V\377\2302\230Q\330\010\016\210\365j\366 \031\364 1\330\004\010\377\210\003\2103\210f\220D\223\230\007\243\000\014\000\010\314@\025\000\t\357\210\033\220K\016\001\t\210\037\277\230\006\230a\230v\247\000q\275\330K\000s\210#\210C\000\t\372\316a!\261b&\230\002\230!\276G\001\005\210U\220!\246a\n\377\210!\2102\210X\320\025\255&\206@\260q\237 \010\r\003Z\373\220r\251BK\240z\3201\277A\300\021\300!\330\023\004\\\275\230\263\000\005\330\r\016\226a\0248\204\204\001\251a\242\"B\220c\350\000\345D\275\025\211\000q\330\024\034\355A\230_s\240$\240a\200aD\347\000\371\010\266`\227\000\004\013\2106\220\317\022\2202\220\223 \250!q\330\377\021\022\360&\000\005\030\220\376\274\000\030\230\t\240\031\250)\337\260=\300\013\310\373\000)\250?\034\260Q\340\004 \221@\245 \365u\313\204\003\022\232\205\001\013\2107\220\237&\230\001\230\023\324b\253@*;\230A\271!\020\220\001\263\204\002\340 \376\273;\007\200t\2104\210u\337\220F\230\047\240\215@\t\210_\030\220\033\230A\201\206\003[l\001\377\n\320\n\032\230+\240Q\360\010\010\0001\252\205\001\341@z\220\021\220\377(\230.\250\004\250J\260\357a\260x\270\357`\021\220\026\337\220z\240\026\240\372`\016\210\365k\334 \010\000\004\013\2101\210\311B\361@\225\003\010\000\014\030\003j\230}\003\305""\205\002j\250\001\330\010\216!\371\004\356X\245O\027\220s\230\"\270\354\000\271D\241@\023\2206\312 E\377\240\025\320&8\270\006\270\377a\270s\300#\300Q\330\377\024\025\330\020\025\220S\230\337\001\230\024\230T\246 \020\023\377\2203\220b\230\001\330\024\325\031\371 A\021\000\024\240 \024\033\337\2301\330\024\037\355@\"\240\377A\330\024\030\230\005\230U\376\273\204\002\030\037\230r\240\021\240\334\022\0017\0001\220A\000K\330\020\374\304\205\001\215\004\002\230#\230S\240\367\002\240!}\001\006\230b\240\377\004\240C\240r\250\023\250\377F\260#\260Q\330\030\034\377\230D\240\001\330\030\033\23076\240\023\243\000\034$\250\000\235\000\255q\337\002\023\220\276\000\030\354\210\002c\316\343\001\024\220D\342\000\353\000:\230\375R\300\000\024\240V\2503\250\337d\260$\260b\207\207\002s\300Vc\000\025\340\314\204\004\010\317\204\001\027\222 \357\014\017\210t\305 \021\330\020\377\026\220k\240\025\240a\240\373q\330\000\021\004\014\210M\230\377\025\230l\250%\250}\270\367E\300\034\324\207\001\027\220y\240\377\013\2502\250R\250t\260\377>\300\025\300b\310\007\310\377q\320\004!\240\021\360\010\234\304\212\006\201\213\003!\330\014\254\001\220\213\002r\370\250\212\001\217\205\001\226\206\001\020\220\n\230!\276\351\212\0024\240y\260\001\310\207\001a\367\330\010\t\204\212\n\023\2207\230\375\"\210 \007\240q\250\002\250\377!\330\0345\260Q\260n\373\300Dj\002PR\320RS\377\3306:\270\047\300\021\300\037\"\300A\340\014\246\213\001\264!\214\214\001";
+    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 2988, 4015);
     #define __Pyx_DecompressString_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #else /* compression: none (3707 bytes) */
-static const char bytes[] = "  at 0x fanout= is closed is not in 0..65535 is not in 1..4096 is not one of  is not one of v3, v2 object> rx= tx=(tree fragment), .: : open failed<AfPacketPort <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis NoneNote that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_noteafpacket port afpacket: burst: collections.abcdisableenablefanout_group: fd gcisenabledmos/ports/_afpacket.pyxno default __reduce__ due to non-trivial __cinit__no such interfacerx_ring: stop: needs a writable buffer of at least one bytetx: unable to allocate array data.unable to allocate shape and strides.ASCIIAfPacketPortAfPacketPort.__enter__AfPacketPort.__exit__AfPacketPort.__reduce_cython__AfPacketPort.__setstate_cython__AfPacketPort.c_portAfPacketPort.closeAfPacketPort.filenoAfPacketPort.recv_burstAfPacketPort.sendAfPacketPort.statsCAP_NET_RAWEllipsisSequenceView.MemoryView_TX_MODES__Pyx_PyDict_NextRef__all____annotate____class____class_getitem____dict____enter____exit____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutine_timeabcactiveallocate_bufferasyncio.coroutinesbbabbasebatchbbablock_bytesburstbytes_abbytes_bacc_portcline_in_tracebackcloseclosedcountdeadlinedecodedroppeddtype_is_objectelapsedencodeenumerateerrorerrorsexcffabfanout_groupfbafilenofirstflagsformatfortranforward_loopfrframesframes_abframes_bafreeze_qhhahbiididle_exitifaceindexitemsitemsizeklastloopsmaxmemviewmodemos.ports._afpacketnnanamenbndimobjoutpackpfdpoll_mspopport_aport_bpromiscrdrdardbrecv_bur""stregisterreplaceretire_msringring_bytesrxrx_blocksrx_bytesrx_droppedrx_ringrxarxbsasavedsbsecondsselfsendsendmmsgsentsetdefaultshapesizeststartstatsstepstopstopbufstoppstructtt0timetxtx_bytestx_droppedtx_kick_errorstx_ring_bytestx_too_bigtxatxbunpackupdateusepollv2v3valuesvlan_lostvlan_restoredxxsO\200\001\330\004\n\210+\220Q\200A\330\010\014\210F\220!\330\010\017\210q\200A\330\010\017\210q\200A\340\010\013\2104\210s\220#\220Q\330\014\031\230\021\230$\230a\330\014\020\220\005\220Q\200A\340\010\014\210G\2201\330\010\017\210z\230\021\230$\230a\200A\360\006\000\t\r\210G\2201\330\010\020\220\013\2304\230t\240;\250a\250|\270;\300a\300q\330\020\033\2301\230A\200A\360\006\000\t\037\230a\340\010\014\210G\2201\330\010\020\220\001\330\010\014\210E\220\021\330\014\021\220\027\230\001\230\025\230d\240!\2403\240c\250\033\260E\270\021\270!\330\010\014\210A\330\010\016\210b\220\002\220#\220Q\220a\330\014\023\2201\220L\240\003\2401\240G\2502\250Q\330\014\020\220\005\220U\230!\2301\330\020\024\220E\230\021\230\"\230B\230a\330\020\024\220G\2301\230B\230h\320&7\3207H\310\001\310\021\330\020\024\220G\2301\230B\230j\250\n\3202B\300!\3001\330\020\024\220G\2301\230B\230k\250\024\250W\260A\260R\260q\330\020\024\220G\2301\230B\230i\240q\330\020\024\220G\2301\230B\230l\250!\330\020\024\220G\2301\230B\230i\240q\330\021\022\330\020\030\230\n\240!\2404\240t\2504\250y\270\001\330\014\021\220\021\330\010\017\210q\200A\360\014\000\t\r\210G\2201\330\010\025\220Q\220d\230$\230a\230q\330\010\026\220a\220t\2304\230q\240\001\330\010\t\330\014\022\220\"\220E\230\034\240R\240{\260&\270\002\270%\270|\3102\310Q\330\014\032\230\"\230M\250\036\260r\270\021\330\014\035\230R\320\037/\250}\270B\270a\330\014\036\230b\320 1\260\036\270r\300\021\330\014\031\230\022\230<\240|\2602\260Q\320\0001\260\036\270q\330\021\022\360&\000\005\030\220q\330\004\030\230\t\240\031\250)\260=\300\013\3101\330\004)\250\034\260Q\340\004 \240\001\330\004\007\200u\210G\2201\330\010\022\220!\330\010\013\2107\220&\230\001\230\023\230B""\230a\330\014\022\220*\230A\230Q\330\010\020\220\001\220\027\230\001\230\021\330\004\007\200v\210S\220\002\220#\220V\2302\230Q\330\010\016\210j\230\001\230\031\240!\2401\330\004\007\200t\2104\210u\220F\230\047\240\021\330\004\t\210\030\220\033\230A\330\004\n\210+\220[\240\001\330\004\n\320\n\032\230+\240Q\330\004\n\210+\220[\240\001\330\004\007\200t\2104\210u\220F\230\047\240\021\330\004\t\210\030\220\033\230A\330\004\n\210+\220[\240\001\330\004\n\320\n\032\230+\240Q\330\004\n\210+\220[\240\001\330\004\014\210A\330\004\007\200z\220\021\220(\230.\250\004\250J\260a\260x\270q\330\010\021\220\026\220z\240\026\240q\330\010\016\210k\230\021\330\010\016\210k\230\021\330\010\013\2101\210B\210f\220F\230\047\240\021\330\010\013\2101\210B\210f\220F\230\047\240\021\330\010\013\2101\210B\210j\230\003\2301\230B\230j\250\001\330\010\022\220!\330\004\t\210\037\230\006\230a\230v\240R\240q\330\004\007\200s\210#\210Q\330\010\t\330\004\005\330\r\016\330\014\021\220\024\220Q\330\014\020\220\001\330\014\027\220s\230\"\230A\330\014\022\220\"\220B\220a\330\020\023\2206\230\023\230E\240\025\320&8\270\006\270a\270s\300#\300Q\330\024\025\330\020\025\220S\230\001\230\024\230T\240\021\330\020\023\2203\220b\230\001\330\024\031\230\023\230A\230T\240\024\240Q\330\024\033\2301\330\024\037\230s\240\"\240A\330\024\030\230\005\230U\240!\2401\330\030\037\230r\240\021\240\"\240A\330\020\023\2201\220A\330\020\025\220S\230\001\230\024\230T\240\021\330\020\023\2203\220b\230\001\330\024\031\230\023\230A\230T\240\024\240Q\330\024\033\2301\330\024\037\230s\240\"\240A\330\024\030\230\005\230U\240!\2401\330\030\037\230r\240\021\240\"\240A\330\020\023\2201\220A\330\020\031\230\021\330\020\023\2203\220b\230\002\230#\230S\240\002\240!\330\024\030\230\006\230b\240\004\240C\240r\250\023\250F\260#\260Q\330\030\034\230D\240\001\330\030\033\2306\240\023\240A\330\034$\240A\330\030\037\230q\330\024\025\330\020\023\2201\330\024\030\230\001\230\025\230c\240\021\330\020\024\220D\230\001\330\020\023\220:\230R\230r\240\024""\240V\2503\250d\260$\260b\270\002\270%\270s\300!\330\024\025\340\010\014\210A\210Q\330\010\013\2106\220\027\230\001\330\014\017\210t\2206\230\021\330\020\026\220k\240\025\240a\240q\330\014\017\210t\2206\230\021\330\020\026\220k\240\025\240a\240q\330\004\014\210M\230\025\230l\250%\250}\270E\300\034\310Q\330\014\027\220y\240\013\2502\250R\250t\260>\300\025\300b\310\007\310q\320\004!\240\021\360\010\000\t\r\210G\2201\330\010\013\2104\210s\220!\330\014\023\2201\330\010\013\2104\210r\220\021\330\014\022\220!\330\r\016\330\014\020\220\n\230!\2304\230t\2404\240y\260\001\330\010\016\210a\330\010\t\330\014\020\220\005\220U\230!\2301\330\020\023\2207\230\"\230D\240\007\240q\250\002\250!\330\0345\260Q\260n\300D\310\007\310q\320PR\320RS\3306:\270\047\300\021\300\"\300A\340\014\033\2301\230D\240\001\330\010\017\210q";
+    #else /* compression: none (4015 bytes) */
+static const char bytes[] = "  at 0x fanout= is closed is not in 0..65535 is not in 1..4096 is not one of  is not one of v3, v2 object> rx= tx=(tree fragment), .: : open failed<AfPacketPort <MemoryView of <contiguous and direct><contiguous and indirect><strided and direct or indirect><strided and direct><strided and indirect>>?Cannot assign to read-only memoryviewInvalid mode, expected \047c\047 or \047fortran\047, got Invalid shape in axis NoneNote that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.add_noteafpacket port afpacket: burst: collections.abcdisableenablefanout_group: fd gcisenabledmos/ports/_afpacket.pyxno default __reduce__ due to non-trivial __cinit__no such interfacerx_ring: stop: needs a writable buffer of at least one bytetx: unable to allocate array data.unable to allocate shape and strides.ASCIIAfPacketPortAfPacketPort.__enter__AfPacketPort.__exit__AfPacketPort.__reduce_cython__AfPacketPort.__setstate_cython__AfPacketPort.c_portAfPacketPort.closeAfPacketPort.filenoAfPacketPort.recv_burstAfPacketPort.sendAfPacketPort.statsCAP_NET_RAWEllipsisSequenceView.MemoryView__TX_MODES__Pyx_PyDict_NextRef__all____annotate____class____class_getitem____dict____enter____exit____func____getstate____import____main____module____name____new____pyx_checksum__pyx_state__pyx_type__pyx_unpickle_Enum__pyx_vtable____qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___is_coroutine_timeabcactiveallocate_bufferasyncio.coroutinesbbabbasebatchbbablastblock_bytesburstbytes_abbytes_bacc_portcline_in_tracebackcloseclosedcountdeadlinedecodedroppeddtype_is_objectelapsedencodeenumerateerrorerrorsexcffabfanout_defragfanout_groupfbafilenofirstflagsformatfortranforward_loopfrframeframesframes_abframes_bafreeze_qhhahbhhiididle_exitifaceindexitemsitemsizeklastloopsmaxmemviewmodemos.ports._afpacketnnanamenbndimobjoutpackpfdpoll_mspopportport_""aport_bpromiscrdrdardbrecv_burstregisterreplaceretire_msringring_bytesrxrx_blocksrx_bytesrx_droppedrx_ringrxarxbsasavedsbsecondsselfsendsendmmsgsentsetdefaultshapesizeststartstatsstepstopstopbufstoppstructtt0timetxtx_bytestx_droppedtx_kick_errorstx_ring_bytestx_too_bigtxatxbunpackupdateusepollv2v3valuesvlan_lostvlan_restoredxxsO\200\001\330\004\n\210+\220Q\200A\330\010\014\210F\220!\330\010\017\210q\200A\330\010\017\210q\200A\340\010\013\2104\210s\220#\220Q\330\014\031\230\021\230$\230a\330\014\020\220\005\220Q\200A\340\010\014\210G\2201\330\010\017\210z\230\021\230$\230a\200A\360\006\000\t\r\210G\2201\330\010\020\220\013\2304\230t\240;\250a\250|\270;\300a\300q\330\020\033\2301\230A\200A\360\006\000\t\037\230a\340\010\014\210G\2201\330\010\020\220\001\330\010\014\210E\220\021\330\014\021\220\027\230\001\230\025\230d\240!\2403\240c\250\033\260E\270\021\270!\330\010\014\210A\330\010\016\210b\220\002\220#\220Q\220a\330\014\023\2201\220L\240\003\2401\240G\2502\250Q\330\014\020\220\005\220U\230!\2301\330\020\024\220E\230\021\230\"\230B\230a\330\020\024\220G\2301\230B\230h\320&7\3207H\310\001\310\021\330\020\024\220G\2301\230B\230j\250\n\3202B\300!\3001\330\020\024\220G\2301\230B\230k\250\024\250W\260A\260R\260q\330\020\024\220G\2301\230B\230i\240q\330\020\024\220G\2301\230B\230l\250!\330\020\024\220G\2301\230B\230i\240q\330\021\022\330\020\030\230\n\240!\2404\240t\2504\250y\270\001\330\014\021\220\021\330\010\017\210q\200A\360\014\000\t\r\210G\2201\330\010\025\220Q\220d\230$\230a\230q\330\010\026\220a\220t\2304\230q\240\001\330\010\t\330\014\022\220\"\220E\230\034\240R\240{\260&\270\002\270%\270|\3102\310Q\330\014\032\230\"\230M\250\036\260r\270\021\330\014\035\230R\320\037/\250}\270B\270a\330\014\036\230b\320 1\260\036\270r\300\021\330\014\031\230\022\230<\240|\2602\260Q\320\000\047\240q\360\020\000\005\024\2205\230\001\230\021\330\004\031\230\021\330\004\030\230\001\340\004\007\200v\210S\220\002\220#\220V\2302\230Q\330\010\016\210j\230\001\230\031\240!\2401\330\004""\010\210\003\2103\210f\220D\230\007\230q\330\004\010\210\010\220\013\2301\330\004\t\210\033\220K\230q\330\004\t\210\037\230\006\230a\230v\240R\240q\330\004\007\200s\210#\210Q\330\010\t\330\004\n\210!\2104\210s\220&\230\002\230!\330\004\010\210\005\210U\220!\2201\330\010\n\210!\2102\210X\320\025&\320&7\260q\270\001\330\010\n\210!\2102\210Z\220r\230\021\230\"\230K\240z\3201A\300\021\300!\330\010\n\210!\2102\210\\\230\021\330\004\005\330\r\016\330\014\021\220\024\220Q\330\014\020\220\001\330\014\022\220\"\220B\220c\230\022\2301\330\020\024\220E\230\025\230a\230q\330\024\034\230B\230a\230s\240$\240a\330\020\024\220D\230\001\340\010\014\210A\210Q\330\004\013\2106\220\022\2202\220Q\320\0001\260\036\270q\330\021\022\360&\000\005\030\220q\330\004\030\230\t\240\031\250)\260=\300\013\3101\330\004)\250\034\260Q\340\004 \240\001\330\004\007\200u\210G\2201\330\010\022\220!\330\010\013\2107\220&\230\001\230\023\230B\230a\330\014\022\220*\230A\230Q\330\010\020\220\001\220\027\230\001\230\021\330\004\007\200v\210S\220\002\220#\220V\2302\230Q\330\010\016\210j\230\001\230\031\240!\2401\330\004\007\200t\2104\210u\220F\230\047\240\021\330\004\t\210\030\220\033\230A\330\004\n\210+\220[\240\001\330\004\n\320\n\032\230+\240Q\330\004\n\210+\220[\240\001\330\004\007\200t\2104\210u\220F\230\047\240\021\330\004\t\210\030\220\033\230A\330\004\n\210+\220[\240\001\330\004\n\320\n\032\230+\240Q\330\004\n\210+\220[\240\001\330\004\014\210A\330\004\007\200z\220\021\220(\230.\250\004\250J\260a\260x\270q\330\010\021\220\026\220z\240\026\240q\330\010\016\210k\230\021\330\010\016\210k\230\021\330\010\013\2101\210B\210f\220F\230\047\240\021\330\010\013\2101\210B\210f\220F\230\047\240\021\330\010\013\2101\210B\210j\230\003\2301\230B\230j\250\001\330\010\022\220!\330\004\t\210\037\230\006\230a\230v\240R\240q\330\004\007\200s\210#\210Q\330\010\t\330\004\005\330\r\016\330\014\021\220\024\220Q\330\014\020\220\001\330\014\027\220s\230\"\230A\330\014\022\220\"\220B\220a\330\020\023\2206\230\023\230E\240\025""\320&8\270\006\270a\270s\300#\300Q\330\024\025\330\020\025\220S\230\001\230\024\230T\240\021\330\020\023\2203\220b\230\001\330\024\031\230\023\230A\230T\240\024\240Q\330\024\033\2301\330\024\037\230s\240\"\240A\330\024\030\230\005\230U\240!\2401\330\030\037\230r\240\021\240\"\240A\330\020\023\2201\220A\330\020\025\220S\230\001\230\024\230T\240\021\330\020\023\2203\220b\230\001\330\024\031\230\023\230A\230T\240\024\240Q\330\024\033\2301\330\024\037\230s\240\"\240A\330\024\030\230\005\230U\240!\2401\330\030\037\230r\240\021\240\"\240A\330\020\023\2201\220A\330\020\031\230\021\330\020\023\2203\220b\230\002\230#\230S\240\002\240!\330\024\030\230\006\230b\240\004\240C\240r\250\023\250F\260#\260Q\330\030\034\230D\240\001\330\030\033\2306\240\023\240A\330\034$\240A\330\030\037\230q\330\024\025\330\020\023\2201\330\024\030\230\001\230\025\230c\240\021\330\020\024\220D\230\001\330\020\023\220:\230R\230r\240\024\240V\2503\250d\260$\260b\270\002\270%\270s\300!\330\024\025\340\010\014\210A\210Q\330\010\013\2106\220\027\230\001\330\014\017\210t\2206\230\021\330\020\026\220k\240\025\240a\240q\330\014\017\210t\2206\230\021\330\020\026\220k\240\025\240a\240q\330\004\014\210M\230\025\230l\250%\250}\270E\300\034\310Q\330\014\027\220y\240\013\2502\250R\250t\260>\300\025\300b\310\007\310q\320\004!\240\021\360\010\000\t\r\210G\2201\330\010\013\2104\210s\220!\330\014\023\2201\330\010\013\2104\210r\220\021\330\014\022\220!\330\r\016\330\014\020\220\n\230!\2304\230t\2404\240y\260\001\330\010\016\210a\330\010\t\330\014\020\220\005\220U\230!\2301\330\020\023\2207\230\"\230D\240\007\240q\250\002\250!\330\0345\260Q\260n\300D\310\007\310q\320PR\320RS\3306:\270\047\300\021\300\"\300A\340\014\033\2301\230D\240\001\330\010\017\210q";
     PyObject *data = NULL;
     #define __Pyx_DecompressString_UNUSED
     #define __Pyx_DecompressString_LZSS_UNUSED
     #endif
     PyObject **stringtab = __pyx_mstate->__pyx_string_tab;
     Py_ssize_t pos = 0;
-    for (int i = 0; i < 227; i++) {
+    for (int i = 0; i < 233; i++) {
       Py_ssize_t bytes_length = str_length_index[i].length;
       PyObject *string = PyUnicode_DecodeUTF8(bytes + pos, bytes_length, NULL);
       if (likely(string) && i >= 49) PyUnicode_InternInPlace(&string);
@@ -27039,8 +27760,8 @@ static const char bytes[] = "  at 0x fanout= is closed is not in 0..65535 is not
       stringtab[i] = string;
       pos += bytes_length;
     }
-    for (int i = 227; i < 238; i++) {
-      Py_ssize_t bytes_length = bytes_length_index[i-227].length;
+    for (int i = 233; i < 245; i++) {
+      Py_ssize_t bytes_length = bytes_length_index[i-233].length;
       PyObject *string = PyBytes_FromStringAndSize(bytes + pos, bytes_length);
       stringtab[i] = string;
       pos += bytes_length;
@@ -27050,15 +27771,15 @@ static const char bytes[] = "  at 0x fanout= is closed is not in 0..65535 is not
       }
     }
     Py_XDECREF(data);
-    for (Py_ssize_t i = 0; i < 238; i++) {
+    for (Py_ssize_t i = 0; i < 245; i++) {
       if (unlikely(PyObject_Hash(stringtab[i]) == -1)) {
         __PYX_ERR(0, 1, __pyx_L1_error)
       }
     }
     #if CYTHON_IMMORTAL_CONSTANTS
     {
-      PyObject **table = stringtab + 227;
-      for (Py_ssize_t i=0; i<11; ++i) {
+      PyObject **table = stringtab + 233;
+      for (Py_ssize_t i=0; i<12; ++i) {
         #if PY_VERSION_HEX >= 0x030F0000
         PyUnstable_SetImmortal(table[i]);
         #elif CYTHON_COMPILING_IN_CPYTHON_FREETHREADING
@@ -27145,42 +27866,42 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
   PyObject* tuple_dedup_map = PyDict_New();
   if (unlikely(!tuple_dedup_map)) return -1;
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 204};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 212};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
     __pyx_mstate_global->__pyx_codeobj_tab[0] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_mos_ports__afpacket_pyx, __pyx_mstate->__pyx_n_u_close, __pyx_mstate->__pyx_kp_b_iso88591_A_4s_Q_a_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[0])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 214};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 222};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
     __pyx_mstate_global->__pyx_codeobj_tab[1] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_mos_ports__afpacket_pyx, __pyx_mstate->__pyx_n_u_enter, __pyx_mstate->__pyx_kp_b_iso88591_A_q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[1])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_VARARGS), 217};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 2, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS|CO_VARARGS), 225};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_exc};
     __pyx_mstate_global->__pyx_codeobj_tab[2] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_mos_ports__afpacket_pyx, __pyx_mstate->__pyx_n_u_exit, __pyx_mstate->__pyx_kp_b_iso88591_A_F_q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[2])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 226};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 234};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
     __pyx_mstate_global->__pyx_codeobj_tab[3] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_mos_ports__afpacket_pyx, __pyx_mstate->__pyx_n_u_c_port, __pyx_mstate->__pyx_kp_b_iso88591_A_G1_4t_a_aq_1A, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[3])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 233};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 1, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 241};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self};
     __pyx_mstate_global->__pyx_codeobj_tab[4] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_mos_ports__afpacket_pyx, __pyx_mstate->__pyx_n_u_fileno, __pyx_mstate->__pyx_kp_b_iso88591_A_G1_z_a, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[4])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 259};
+    const __Pyx_PyCode_New_function_description descr = {1, 0, 0, 3, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 267};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_st, __pyx_mstate->__pyx_n_u_xs};
     __pyx_mstate_global->__pyx_codeobj_tab[5] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_mos_ports__afpacket_pyx, __pyx_mstate->__pyx_n_u_stats, __pyx_mstate->__pyx_kp_b_iso88591_A_G1_Qd_aq_at4q_E_R_2Q_M_r_R_Ba, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[5])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 5, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 276};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 5, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 284};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_max, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_out};
     __pyx_mstate_global->__pyx_codeobj_tab[6] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_mos_ports__afpacket_pyx, __pyx_mstate->__pyx_n_u_recv_burst, __pyx_mstate->__pyx_kp_b_iso88591_G1_4s_1_4r_4t4y_a_U_1_7_D_q_5Qn, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[6])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 9, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 297};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 9, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 305};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_frames, __pyx_mstate->__pyx_n_u_k, __pyx_mstate->__pyx_n_u_n, __pyx_mstate->__pyx_n_u_sent, __pyx_mstate->__pyx_n_u_b, __pyx_mstate->__pyx_n_u_batch, __pyx_mstate->__pyx_n_u_f, __pyx_mstate->__pyx_n_u_i};
     __pyx_mstate_global->__pyx_codeobj_tab[7] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_mos_ports__afpacket_pyx, __pyx_mstate->__pyx_n_u_send, __pyx_mstate->__pyx_kp_b_iso88591_A_a_G1_E_d_3c_E_A_b_Qa_1L_1G2Q_U, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[7])) goto bad;
   }
@@ -27195,9 +27916,14 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
     __pyx_mstate_global->__pyx_codeobj_tab[9] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_tree_fragment, __pyx_mstate->__pyx_n_u_setstate_cython, __pyx_mstate->__pyx_kp_b_iso88591_Q, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[9])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {6, 0, 0, 40, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 323};
+    const __Pyx_PyCode_New_function_description descr = {6, 0, 0, 40, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 331};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_port_a, __pyx_mstate->__pyx_n_u_port_b, __pyx_mstate->__pyx_n_u_seconds, __pyx_mstate->__pyx_n_u_burst, __pyx_mstate->__pyx_n_u_idle_exit, __pyx_mstate->__pyx_n_u_stop, __pyx_mstate->__pyx_n_u_ha, __pyx_mstate->__pyx_n_u_hb, __pyx_mstate->__pyx_n_u_rxa, __pyx_mstate->__pyx_n_u_rxb, __pyx_mstate->__pyx_n_u_rda, __pyx_mstate->__pyx_n_u_rdb, __pyx_mstate->__pyx_n_u_txa, __pyx_mstate->__pyx_n_u_txb, __pyx_mstate->__pyx_n_u_fr, __pyx_mstate->__pyx_n_u_pfd, __pyx_mstate->__pyx_n_u_usepoll, __pyx_mstate->__pyx_n_u_na, __pyx_mstate->__pyx_n_u_nb, __pyx_mstate->__pyx_n_u_sa, __pyx_mstate->__pyx_n_u_sb, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_fab, __pyx_mstate->__pyx_n_u_fba, __pyx_mstate->__pyx_n_u_bab, __pyx_mstate->__pyx_n_u_bba, __pyx_mstate->__pyx_n_u_dropped, __pyx_mstate->__pyx_n_u_loops, __pyx_mstate->__pyx_n_u_t0, __pyx_mstate->__pyx_n_u_t, __pyx_mstate->__pyx_n_u_deadline, __pyx_mstate->__pyx_n_u_first, __pyx_mstate->__pyx_n_u_last, __pyx_mstate->__pyx_n_u_stopbuf, __pyx_mstate->__pyx_n_u_stopp, __pyx_mstate->__pyx_n_u_h, __pyx_mstate->__pyx_n_u_rx_2, __pyx_mstate->__pyx_n_u_rd, __pyx_mstate->__pyx_n_u_tx, __pyx_mstate->__pyx_n_u_saved};
     __pyx_mstate_global->__pyx_codeobj_tab[10] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_mos_ports__afpacket_pyx, __pyx_mstate->__pyx_n_u_forward_loop, __pyx_mstate->__pyx_kp_b_iso88591_1_q_q_1_Q_uG1_7_Ba_AQ_vS_V2Q_j, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[10])) goto bad;
+  }
+  {
+    const __Pyx_PyCode_New_function_description descr = {4, 0, 0, 15, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 433};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_port, __pyx_mstate->__pyx_n_u_frame, __pyx_mstate->__pyx_n_u_seconds, __pyx_mstate->__pyx_n_u_burst, __pyx_mstate->__pyx_n_u_h, __pyx_mstate->__pyx_n_u_tx, __pyx_mstate->__pyx_n_u_fr, __pyx_mstate->__pyx_n_u_b, __pyx_mstate->__pyx_n_u_sent, __pyx_mstate->__pyx_n_u_t0, __pyx_mstate->__pyx_n_u_t, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_hh, __pyx_mstate->__pyx_n_u__7, __pyx_mstate->__pyx_n_u_txa};
+    __pyx_mstate_global->__pyx_codeobj_tab[11] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_mos_ports__afpacket_pyx, __pyx_mstate->__pyx_n_u_blast, __pyx_mstate->__pyx_kp_b_iso88591_q_5_vS_V2Q_j_1_3fD_q_1_Kq_avRq, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[11])) goto bad;
   }
   Py_DECREF(tuple_dedup_map);
   return 0;

@@ -26,7 +26,7 @@ from mos._cnative cimport mos_frame_t
 
 import time as _time
 
-__all__ = ["AfPacketPort", "forward_loop"]
+__all__ = ["AfPacketPort", "forward_loop", "blast"]
 
 
 cdef extern from "port.h" nogil:
@@ -59,6 +59,7 @@ cdef extern from "afpacket.h" nogil:
         unsigned tx_ring_bytes
         int promisc
         int rx_version
+        int fanout_defrag
 
     ctypedef struct mos_afp_xstats_t:
         uint64_t vlan_restored
@@ -127,7 +128,12 @@ cdef class AfPacketPort:
 
     iface: interface name.  fanout_group: None, or 0..65535 to share the
     interface's traffic with other handles of that group by a symmetric flow
-    hash (each flow's two directions reach the same handle).  ring_bytes:
+    hash (each flow's two directions reach the same handle).  fanout_defrag
+    (default True, PACKET_FANOUT_FLAG_DEFRAG): the kernel reassembles IP
+    fragments before hashing and hands over the reassembled datagram, which
+    cannot be forwarded in-line (over the MTU, counted in tx_too_big): in-line
+    workers pass False, so fragments pass intact (hashed on addresses only).
+    ring_bytes:
     rx ring size (default 4 MiB), cut into blocks of block_bytes (a power of
     two; default ring/16 within 64 KiB..1 MiB).  poll_ms: rx waits at most
     this long when nothing is ready (0: never waits).  retire_ms: a partly
@@ -150,7 +156,8 @@ cdef class AfPacketPort:
 
     def __init__(self, str iface, fanout_group=None, unsigned ring_bytes=4 << 20,
                  int poll_ms=1, *, unsigned block_bytes=0, int retire_ms=1, str tx="ring",
-                 unsigned tx_ring_bytes=1 << 20, bint promisc=True, str rx_ring="v3"):
+                 unsigned tx_ring_bytes=1 << 20, bint promisc=True, str rx_ring="v3",
+                 bint fanout_defrag=True):
         cdef mos_afp_config_t cfg
         cdef char err[ERRLEN]
         if rx_ring not in ("v3", "v2"):
@@ -169,6 +176,7 @@ cdef class AfPacketPort:
         cfg.tx_ring_bytes = tx_ring_bytes
         cfg.promisc = promisc
         cfg.rx_version = 3 if rx_ring == "v3" else 2
+        cfg.fanout_defrag = fanout_defrag
         name = iface.encode()
         err[0] = 0
         self.h = mos_afp_open_cfg(name, &cfg, err, ERRLEN)
@@ -420,3 +428,41 @@ def forward_loop(port_a, port_b, double seconds, int burst=64, double idle_exit=
                 port_b.poll_ms = saved[1]
     return {"frames_ab": fab, "bytes_ab": bab, "frames_ba": fba, "bytes_ba": bba,
             "dropped": dropped, "elapsed": t - t0, "active": max(last - first, 0.0)}
+
+
+def blast(port, frame, double seconds, int burst=64):
+    """Send ``frame`` (bytes) over and over through port.c_port()'s tx, in
+    bursts, for ``seconds``; all in C with the GIL released.  A traffic
+    generator for benchmarks (the kernel's pktgen is often not built).
+    Returns (frames queued, seconds)."""
+    cdef void *h
+    cdef mos_tx_fn tx
+    cdef mos_frame_t *fr
+    cdef bytes b = bytes(frame)
+    cdef uint64_t sent = 0
+    cdef double t0, t = 0.0
+    cdef int i
+    if burst <= 0 or burst > 4096:
+        raise ValueError(f"burst: {burst} is not in 1..4096")
+    hh, _, _, txa = port.c_port()
+    h = <void *><uintptr_t>hh
+    tx = <mos_tx_fn><uintptr_t>txa
+    fr = <mos_frame_t *>malloc(burst * sizeof(mos_frame_t))
+    if fr == NULL:
+        raise MemoryError()
+    memset(fr, 0, burst * sizeof(mos_frame_t))
+    for i in range(burst):
+        fr[i].data = <const uint8_t *>PyBytes_AS_STRING(b)
+        fr[i].caplen = fr[i].wirelen = <uint32_t>PyBytes_GET_SIZE(b)
+        fr[i].linktype = 1
+    try:
+        with nogil:
+            t0 = _now()
+            t = t0
+            while t - t0 < seconds:
+                for i in range(16):
+                    sent += tx(h, fr, burst)
+                t = _now()
+    finally:
+        free(fr)
+    return sent, t - t0

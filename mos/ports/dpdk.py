@@ -10,6 +10,8 @@ The EAL (DPDK's runtime) starts once per process, with the eal_args of the
 first port; later ports must pass the same eal_args. Unless the args name a
 --file-prefix or --in-memory, mos adds ``--file-prefix mos<pid>`` so that
 processes never share DPDK state, and removes that runtime directory at exit.
+DPDK 22.11 refuses --in-memory together with --no-huge; mos then passes
+--no-shconf instead, which is what --in-memory amounts to without hugepages.
 The EAL pins the calling thread to the first lcore of ``-l``.
 
 The compiled part (mos.ports._dpdk_cffi, native/dpdk/) is built only when
@@ -19,10 +21,12 @@ libdpdk was found at build time; otherwise DpdkPort raises MosError saying so.
 from __future__ import annotations
 
 import atexit
+import multiprocessing.util
 import os
 import re
 import shlex
 import shutil
+import socket
 from collections.abc import Sequence
 
 from mos.errors import ConfigError, MosError
@@ -79,6 +83,27 @@ def _normalize_eal_args(eal_args: Sequence[str] | str) -> tuple[str, ...]:
     return args
 
 
+def _check_vdev_interfaces(args: Sequence[str]) -> None:
+    """An af_packet/pcap vdev on a missing interface only logs at EAL start (the
+    port is then absent): name the argument and the interface instead."""
+    for i, a in enumerate(args):
+        spec = a[len("--vdev=") :] if a.startswith("--vdev=") else None
+        if spec is None and i > 0 and args[i - 1] == "--vdev":
+            spec = a
+        if not spec or not spec.startswith(("net_af_packet", "net_pcap", "eth_af_packet")):
+            continue
+        for kv in spec.split(",")[1:]:
+            key, _, value = kv.partition("=")
+            if key in ("iface", "rx_iface", "tx_iface", "rx_iface_in") and value:
+                try:
+                    socket.if_nametoindex(value)
+                except OSError:
+                    raise ConfigError(
+                        f"eal_args[{i}]: {a!r}: there is no network interface {value!r} "
+                        "(in this network namespace)"
+                    ) from None
+
+
 def _has_option(args: Sequence[str], name: str) -> bool:
     return any(a == name or a.startswith(name + "=") for a in args)
 
@@ -117,8 +142,14 @@ def _init_eal(eal_args: Sequence[str] | str) -> None:
                 "DpdkPort, listing every --vdev there)"
             )
         return
+    _check_vdev_interfaces(args)
     full = list(args)
-    chose_prefix = not (_has_option(args, "--file-prefix") or _has_option(args, "--in-memory"))
+    if _has_option(full, "--no-huge") and "--in-memory" in full:
+        # DPDK 22.11 refuses the pair (--no-huge implies legacy memory, which
+        # --in-memory rejects); without hugepages --in-memory only means "no
+        # shared config files", which is --no-shconf
+        full = ["--no-shconf" if a == "--in-memory" else a for a in full]
+    chose_prefix = not (_has_option(full, "--file-prefix") or _has_option(full, "--in-memory"))
     if chose_prefix:
         _sweep_stale_runtime_dirs()
         full += ["--file-prefix", f"mos{os.getpid()}"]
@@ -137,6 +168,8 @@ def _init_eal(eal_args: Sequence[str] | str) -> None:
     if chose_prefix:
         _own_runtime_dir = ffi.string(L.mos_dpdk_runtime_dir()).decode()
     atexit.register(cleanup)
+    # a multiprocessing child leaves by os._exit (no atexit): it runs these instead
+    multiprocessing.util.Finalize(None, cleanup, exitpriority=0)
 
 
 def cleanup() -> None:
@@ -233,7 +266,8 @@ class DpdkPort:
         return lib.mos_dpdk_tx(h, arr, len(frames))
 
     def close(self) -> None:
-        """Stop and close the device (its port id is released). Safe to call twice."""
+        """Stop and close the device. Safe to call twice; DPDK releases a closed port, so
+        its id cannot be opened again in this process."""
         if self._h is not None:
             lib.mos_dpdk_port_close(self._h)
             self._h = None

@@ -35,6 +35,7 @@ struct mos_dpdk_port {
 static int eal_state;              /* 0: never, 1: initialised, 2: cleaned up */
 static unsigned pool_serial;       /* pool names must be unique for the EAL's life */
 static unsigned char port_open[RTE_MAX_ETHPORTS];
+static unsigned char port_closed[RTE_MAX_ETHPORTS]; /* closing releases the port id */
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -95,14 +96,24 @@ mos_dpdk_port_t *mos_dpdk_port_open(uint16_t port_id, unsigned nb_desc, char *er
         set_err(err, errlen, "the DPDK EAL is not initialised (call mos_dpdk_init first)");
         return NULL;
     }
+    if (!rte_eth_dev_is_valid_port(port_id) && port_id < RTE_MAX_ETHPORTS && port_closed[port_id]) {
+        set_err(err, errlen, "DPDK port %u was closed in this process and cannot open again "
+                "(DPDK releases a port when it closes)", port_id);
+        return NULL;
+    }
     if (!rte_eth_dev_is_valid_port(port_id)) {
-        unsigned n = rte_eth_dev_count_avail();
-        if (n == 1)
-            set_err(err, errlen, "DPDK port %u does not exist (the EAL found 1 port: 0)",
-                    port_id);
-        else if (n)
-            set_err(err, errlen, "DPDK port %u does not exist (the EAL found %u ports: 0..%u)",
-                    port_id, n, n - 1);
+        char ids[128] = "";
+        size_t used = 0;
+        unsigned n = 0;
+        uint16_t pid;
+        RTE_ETH_FOREACH_DEV(pid) {
+            if (used < sizeof ids - 8)
+                used += snprintf(ids + used, sizeof ids - used, "%s%u", n ? ", " : "", pid);
+            n++;
+        }
+        if (n)
+            set_err(err, errlen, "DPDK port %u does not exist (the EAL has port%s %s)", port_id,
+                    n == 1 ? "" : "s", ids);
         else
             set_err(err, errlen,
                     "DPDK port %u does not exist (the EAL found no ports: add --vdev=... "
@@ -348,6 +359,7 @@ void mos_dpdk_port_close(void *h)
     rte_eth_dev_stop(p->port_id);
     rte_eth_dev_close(p->port_id);
     port_open[p->port_id] = 0;
+    port_closed[p->port_id] = 1;
     /* after a zero-copy forward, a peer's tx ring may still hold our mbufs:
      * free the pool only when every mbuf is back (else the EAL keeps it) */
     if (rte_mempool_full(p->pool))
