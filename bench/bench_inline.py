@@ -147,8 +147,10 @@ class Child:
     def __init__(self, argv: list[str], workdir: str, tag: str, lifetime: float, **kw):
         self.out_path = os.path.join(workdir, f"{tag}.out")
         self.err_path = os.path.join(workdir, f"{tag}.err")
-        guard = ["timeout", "-s", "INT", "-k", "10", f"{lifetime:g}"] if shutil.which(
-            "timeout") else []
+        # -k: SIGKILL that long after the first signal, ours included
+        guard = []
+        if shutil.which("timeout"):
+            guard = ["timeout", "-s", "INT", "-k", "40", f"{lifetime:g}"]
         with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
             self.proc = subprocess.Popen([*guard, *argv], stdout=out, stderr=err,
                                          stdin=subprocess.DEVNULL, start_new_session=True, **kw)
@@ -156,7 +158,7 @@ class Child:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def stop(self, timeout: float = 20.0) -> int | None:
+    def stop(self, timeout: float = 30.0) -> int | None:
         """SIGINT (what mos and testpmd expect), then SIGKILL the group; reap."""
         for sig, wait in ((signal.SIGINT, timeout), (signal.SIGKILL, 5.0)):
             if self.proc.poll() is not None:
@@ -248,10 +250,19 @@ def wait_forwarding(tb: Testbed, child: Child | None, limit: float = 30.0) -> fl
         if child is not None and not child.alive():
             out, err = child.output()
             raise RuntimeError(f"exited ({child.proc.returncode}) before forwarding: "
-                               f"{(err or out).strip()[-1500:]}")
+                               f"{gist(err or out)}")
         if time.monotonic() - t0 > limit:
             raise RuntimeError(f"no ping crossed in {limit:g} s")
     return time.monotonic() - t0
+
+
+def gist(text: str, limit: int = 800) -> str:
+    """The error lines of a child's output (mos's own, else the tail without EAL chatter)."""
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    errs = [ln for ln in lines if ln.startswith("mos: error") or "Error" in ln]
+    if not errs:
+        errs = [ln for ln in lines if not ln.startswith(("EAL:", "TELEMETRY:"))] or lines
+    return " / ".join(errs)[-limit:]
 
 
 def vdevs(tb: Testbed, opts: str) -> list[str]:
@@ -285,11 +296,15 @@ def forwarder(name: str, tb: Testbed, o, workdir: str, tag: str, result: dict):
         with open(app, "w") as f:
             f.write(APP)
         if name == "mos-afpacket":
+            afp_opts = ""
+            if o.afpacket_options:
+                afp_opts = ", options: {" + ", ".join(
+                    f"{k}: {json.dumps(v)}" for k, v in o.afpacket_options.items()) + "}"
             text = textwrap.dedent(f"""\
                 mode: inline
                 ports:
-                  - {{name: west, driver: afpacket, iface: {tb.c1}}}
-                  - {{name: east, driver: afpacket, iface: {tb.s1}}}
+                  - {{name: west, driver: afpacket, iface: {tb.c1}{afp_opts}}}
+                  - {{name: east, driver: afpacket, iface: {tb.s1}{afp_opts}}}
                 forward: [[west, east]]
                 app: {app}
                 """)
@@ -317,7 +332,9 @@ def forwarder(name: str, tb: Testbed, o, workdir: str, tag: str, result: dict):
         result["ready_s"] = wait_forwarding(tb, child)
         yield
     finally:
+        t0 = time.monotonic()
         rc = child.stop()
+        result["stop_s"] = round(time.monotonic() - t0, 3)
         CHILDREN.remove(child)
         shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
         out, err = child.output()
@@ -341,7 +358,7 @@ def parse_testpmd(out: str) -> dict:
 def parse_mos(out: str, err: str, rc: int | None) -> dict:
     lines = [ln for ln in out.strip().splitlines() if ln.startswith("{")]
     if rc != 0 or not lines:
-        raise RuntimeError(f"mos run exited {rc}: {err.strip()[-800:]}")
+        raise RuntimeError(f"mos run exited {rc}: {gist(err)}")
     c = json.loads(lines[-1])
     ports = c["ports"].values()
     return {"rx": sum(p["rx"] for p in ports), "tx": sum(p["tx"] for p in ports),
@@ -563,6 +580,9 @@ def main() -> int:
     ap.add_argument("--main-cpu", type=int, default=0, help="testpmd's main (stats) lcore (0)")
     ap.add_argument("--vdev-opts", default="",
                     help="extra net_af_packet options for testpmd and mos-dpdk, e.g. framecnt=2048")
+    ap.add_argument("--afpacket-options", default="", metavar="K=V,...",
+                    help="options: of mos-afpacket's ports, e.g. rx_ring=v2 or retire_ms=1 "
+                         "(integers are passed as integers)")
     ap.add_argument("--python-server", action="store_true",
                     help="use Python's http.server even when lighttpd is installed")
     ap.add_argument("--timeout", type=float, default=60, help="limit per curl / ab run (s)")
@@ -576,6 +596,7 @@ def main() -> int:
     o.ab_n = o.ab_n or (500 if q else 2000)
     o.ping_count = o.ping_count or (20 if q else 50)
     o.lifetime = 3 * o.timeout + 120  # no child outlives one forwarder's turn by much
+    o.afpacket_options = parse_kv(ap, o.afpacket_options)
     names = [n.strip() for n in o.forwarders.split(",") if n.strip()]
     bad = [n for n in names if n not in FORWARDERS]
     if bad:
@@ -653,7 +674,9 @@ def main() -> int:
              f"{os.cpu_count()} CPUs ({cpu}), kernel {platform.release()}\n"
              f"large: curl {o.size_mb} MB from {server_name}; small: ab -n {o.ab_n} -c {o.ab_c} "
              f"/1k; ping -c {o.ping_count} -i 0.01; medians of {rounds_done} round(s); "
-             f"loop on CPU {o.cpu}")
+             f"loop on CPU {o.cpu}"
+             + (f"; mos-afpacket options {o.afpacket_options}" if o.afpacket_options else "")
+             + (f"; vdev options {o.vdev_opts}" if o.vdev_opts else ""))
     head, rows = table_rows(s, rat, lat)
     notes = []
     for name, r in rat.items():
@@ -683,7 +706,8 @@ def main() -> int:
         "loadavg_start": load0, "loadavg_end": load1, "server": server_name,
         "options": {"size_mb": o.size_mb, "rounds": o.rounds, "rounds_done": rounds_done,
                     "ab_n": o.ab_n, "ab_c": o.ab_c, "ping_count": o.ping_count, "cpu": o.cpu,
-                    "vdev_opts": o.vdev_opts, "quick": q},
+                    "vdev_opts": o.vdev_opts, "afpacket_options": o.afpacket_options,
+                    "quick": q},
         "summary": s, "ratios_vs_testpmd": rat, "added_latency_us_vs_bridge": lat,
         "target": TARGET, "skipped": skipped, "runs": results,
         "total_seconds": round(time.monotonic() - t_start, 1),
@@ -695,6 +719,16 @@ def main() -> int:
             f.write(line + "\n")
     print(line)
     return 0
+
+
+def parse_kv(ap, text: str) -> dict:
+    out: dict = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        k, eq, v = item.partition("=")
+        if not eq or not k:
+            ap.error(f"--afpacket-options: {item!r} is not KEY=VALUE")
+        out[k] = int(v) if re.fullmatch(r"-?\d+", v) else v
+    return out
 
 
 def _interrupt(signum, frame):
@@ -712,6 +746,8 @@ def one_line(run: dict) -> str:
                  else f"ab error: {sm.get('error', '?')[:120]}")
     parts.append(f"rtt {pg['avg_us']:4.0f}/{pg['min_us']:.0f} µs" if "avg_us" in pg
                  else f"ping error: {pg.get('error', '?')[:120]}")
+    if "stop_s" in run:
+        parts.append(f"stop {run['stop_s']:.1f} s")
     c = run.get("counters")
     if c:
         parts.append("counters: " + (c["error"][:200] if "error" in c else

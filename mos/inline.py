@@ -27,7 +27,17 @@ def open_port(spec, settings, fanout_group: Optional[int]):
     """The port object for one `ports:` entry."""
     if spec.driver == "afpacket":
         from mos.ports._afpacket import AfPacketPort
-        return AfPacketPort(spec.iface, fanout_group=fanout_group)
+        opts = dict(spec.options or {})
+        unknown = set(opts) - {"rx_ring", "tx", "retire_ms", "block_bytes", "poll_ms"}
+        if unknown:
+            raise ConfigError(f"ports[{spec.name}].options: unknown afpacket option "
+                              f"{sorted(unknown)[0]!r}")
+        # in-line, a reassembled datagram could not be sent on: no fanout defrag;
+        # a passive tap must also see what the host sends on the interface
+        return AfPacketPort(spec.iface, fanout_group=fanout_group,
+                            ring_bytes=spec.rx_ring_mb << 20,
+                            fanout_defrag=settings.mode != "inline",
+                            see_outgoing=settings.mode == "passive", **opts)
     if spec.driver == "dpdk":
         from mos.ports.dpdk import DpdkPort
         return DpdkPort(spec.port_id, list(settings.dpdk.eal_args))
@@ -72,8 +82,14 @@ def _worker(settings, app_spec, fanout_group, result_q, status: bool, ready_q=No
         if ready_q is not None:
             ready_q.put(os.getpid())
         show = _status_printer(settings) if status else None
+        fds = []
+        for p in ports:
+            if hasattr(p, "fileno"):  # wait on all sockets at once when idle
+                p.poll_ms = 0
+                fds.append(p.fileno())
         counters = eng.run_ports([p.c_port() for p in ports], _peers(settings),
-                                 lambda: stop[0], status=show)
+                                 lambda: stop[0], status=show,
+                                 fds=fds if len(fds) == len(ports) else None)
         eng.close()
         if app is not None and hasattr(app, "finish"):
             app.finish(eng, None)

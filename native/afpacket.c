@@ -126,7 +126,8 @@ static int rx_join(mos_afp_t *h, const char *iface, const mos_afp_config_t *cfg,
     int fd = h->fd;
     int one = 1;
     /* frames our tx socket sends on this device must not come back here */
-    if (setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one) < 0) {
+    if (!cfg->see_outgoing &&
+        setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one) < 0) {
         fail(err, errlen, iface, "PACKET_IGNORE_OUTGOING (Linux >= 4.20)", errno);
         return -1;
     }

@@ -51,6 +51,9 @@ typedef struct mos_afp_config {
                               the socket the REASSEMBLED datagram, which an in-line port
                               cannot send on (larger than the MTU: tx_too_big); in-line
                               workers should set 0 (fragments then hash on addresses only) */
+    int see_outgoing;      /* default 0: PACKET_IGNORE_OUTGOING, so frames sent on this device
+                              (ours) are not received again; 1 for a passive tap, which must
+                              also see what the host itself sends */
 } mos_afp_config_t;
 
 /* Counters beyond mos_port_stats_t. */

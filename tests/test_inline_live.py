@@ -288,3 +288,40 @@ def test_two_workers_keep_every_flow_whole(testbed, tmp_path, www, driver):
             c = m.counters()
     assert c["workers"] == 2
     assert c["flows"] >= 6
+
+
+def test_passive_mode_monitors_without_forwarding(testbed, tmp_path, www):
+    """Passive: mos only watches (here one side of a Linux bridge); it sends nothing."""
+    tb = testbed
+    why = _afpacket_available()
+    if why:
+        pytest.skip(why)
+    root, files = www
+    cfg = tmp_path / "passive.yaml"
+    cfg.write_text(f"mode: passive\nports:\n  - {{name: tap, driver: afpacket, iface: {tb.c1}}}\n")
+    app = tmp_path / "seen.py"
+    app.write_text(textwrap.dedent("""\
+        import mos, sys
+        def attach(engine):
+            mon = engine.attach(mos.Monitor())
+            mon.on(mos.Event.CONN_END, lambda f, s, e: print("flow", f.server_port,
+                   f.client.bytes, f.server.bytes, file=sys.stderr, flush=True),
+                   side=mos.Side.CLIENT)
+        """))
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    with tb.bridge(), http_server(tb, root):
+        proc = subprocess.Popen([sys.executable, "-m", "mos", "run", "-c", str(cfg), "--app",
+                                 str(app), "--no-progress"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+        try:
+            time.sleep(1.0)
+            assert fetch_sha(tb, tmp_path, f"http://{tb.server_ip}/100k") == files["100k"]
+            time.sleep(0.3)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    c = json.loads(out.strip().splitlines()[-1])
+    assert c["ports"]["tap"]["tx"] == 0 and c["ports"]["tap"]["rx"] > 50
+    assert c["flows"] >= 1
+    assert "flow 80" in err

@@ -60,6 +60,7 @@ cdef extern from "afpacket.h" nogil:
         int promisc
         int rx_version
         int fanout_defrag
+        int see_outgoing
 
     ctypedef struct mos_afp_xstats_t:
         uint64_t vlan_restored
@@ -157,7 +158,7 @@ cdef class AfPacketPort:
     def __init__(self, str iface, fanout_group=None, unsigned ring_bytes=4 << 20,
                  int poll_ms=1, *, unsigned block_bytes=0, int retire_ms=1, str tx="ring",
                  unsigned tx_ring_bytes=1 << 20, bint promisc=True, str rx_ring="v3",
-                 bint fanout_defrag=True):
+                 bint fanout_defrag=True, bint see_outgoing=False):
         cdef mos_afp_config_t cfg
         cdef char err[ERRLEN]
         if rx_ring not in ("v3", "v2"):
@@ -173,6 +174,7 @@ cdef class AfPacketPort:
         cfg.poll_ms = poll_ms
         cfg.retire_ms = retire_ms
         cfg.tx_mode = _TX_MODES[tx]
+        cfg.see_outgoing = see_outgoing
         cfg.tx_ring_bytes = tx_ring_bytes
         cfg.promisc = promisc
         cfg.rx_version = 3 if rx_ring == "v3" else 2
