@@ -68,15 +68,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
-from mos.testbed import Testbed, TestbedError  # noqa: E402
-from mos.testbed import available as testbed_available  # noqa: E402
+from mos.testbed import Testbed, TestbedError
+from mos.testbed import available as testbed_available
 
 FORWARDERS = ("bridge", "testpmd", "mos-afpacket", "mos-dpdk")
 LABELS = {
-    "bridge": "Linux bridge",
-    "testpmd": "dpdk-testpmd io",
-    "mos-afpacket": "mos run (afpacket)",
-    "mos-dpdk": "mos run (dpdk)",
+    "bridge": "bridge",
+    "testpmd": "testpmd io",
+    "mos-afpacket": "mos afpacket",
+    "mos-dpdk": "mos dpdk",
 }
 MOS_ROWS = ("mos-afpacket", "mos-dpdk")
 TARGET = 0.90
@@ -152,8 +152,14 @@ class Child:
         if shutil.which("timeout"):
             guard = ["timeout", "-s", "INT", "-k", "40", f"{lifetime:g}"]
         with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
-            self.proc = subprocess.Popen([*guard, *argv], stdout=out, stderr=err,
-                                         stdin=subprocess.DEVNULL, start_new_session=True, **kw)
+            self.proc = subprocess.Popen(
+                [*guard, *argv],
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                **kw,
+            )
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -176,8 +182,7 @@ class Child:
         return self.proc.returncode
 
     def output(self) -> tuple[str, str]:
-        with open(self.out_path, errors="replace") as o, open(self.err_path,
-                                                              errors="replace") as e:
+        with open(self.out_path, errors="replace") as o, open(self.err_path, errors="replace") as e:
             return o.read(), e.read()
 
 
@@ -206,30 +211,42 @@ def start_server(tb: Testbed, www: str, workdir: str, lifetime: float, force_pyt
     if lighttpd and not force_python:
         conf = os.path.join(workdir, "lighttpd.conf")
         with open(conf, "w") as f:
-            f.write(textwrap.dedent(f"""\
+            f.write(
+                textwrap.dedent(f"""\
                 server.document-root = "{www}"
                 server.bind = "{tb.server_ip}"
                 server.port = {HTTP_PORT}
                 server.errorlog = "{workdir}/lighttpd.err"
                 server.max-connections = 1024
                 server.max-keep-alive-requests = 0
-                """))
+                """)
+            )
         argv, name = [lighttpd, "-D", "-f", conf], "lighttpd " + _lighttpd_version(lighttpd)
     else:
-        argv = [sys.executable, "-m", "http.server", "--bind", tb.server_ip, "--directory",
-                www, str(HTTP_PORT)]
+        argv = [
+            sys.executable,
+            "-m",
+            "http.server",
+            "--bind",
+            tb.server_ip,
+            "--directory",
+            www,
+            str(HTTP_PORT),
+        ]
         name = f"Python {platform.python_version()} http.server"
-    log_f = tempfile.TemporaryFile(dir=workdir)
-    p = tb.popen_in(tb.server_ns, argv, lifetime=lifetime, stdout=subprocess.DEVNULL,
-                    stderr=log_f)
+    log_path = os.path.join(workdir, "server.log")
+    with open(log_path, "wb") as log_f:
+        p = tb.popen_in(
+            tb.server_ns, argv, lifetime=lifetime, stdout=subprocess.DEVNULL, stderr=log_f
+        )
     deadline = time.monotonic() + 10
     while True:
         r = tb.run_in(tb.server_ns, ["ss", "-Hltn", f"sport = :{HTTP_PORT}"], timeout=5)
         if r.stdout.strip():
             return p, name
         if p.poll() is not None or time.monotonic() > deadline:
-            log_f.seek(0)
-            why = log_f.read().decode(errors="replace")[-1500:]
+            with open(log_path, errors="replace") as f:
+                why = f.read()[-1500:]
             raise RuntimeError(f"{name} did not start (exit {p.poll()}): {why}")
         time.sleep(0.05)
 
@@ -249,8 +266,9 @@ def wait_forwarding(tb: Testbed, child: Child | None, limit: float = 30.0) -> fl
     while not tb.ping(tb.client_ns, tb.server_ip, wait=0.5):
         if child is not None and not child.alive():
             out, err = child.output()
-            raise RuntimeError(f"exited ({child.proc.returncode}) before forwarding: "
-                               f"{gist(err or out)}")
+            raise RuntimeError(
+                f"exited ({child.proc.returncode}) before forwarding: {gist(err or out)}"
+            )
         if time.monotonic() - t0 > limit:
             raise RuntimeError(f"no ping crossed in {limit:g} s")
     return time.monotonic() - t0
@@ -267,8 +285,10 @@ def gist(text: str, limit: int = 800) -> str:
 
 def vdevs(tb: Testbed, opts: str) -> list[str]:
     extra = f",{opts}" if opts else ""
-    return [f"--vdev=net_af_packet0,iface={tb.c1}{extra}",
-            f"--vdev=net_af_packet1,iface={tb.s1}{extra}"]
+    return [
+        f"--vdev=net_af_packet0,iface={tb.c1}{extra}",
+        f"--vdev=net_af_packet1,iface={tb.s1}{extra}",
+    ]
 
 
 def eal_base(prefix: str) -> list[str]:
@@ -286,9 +306,18 @@ def forwarder(name: str, tb: Testbed, o, workdir: str, tag: str, result: dict):
         return
     prefix = f"mosbi{os.getpid()}{tag}"
     if name == "testpmd":
-        argv = ["dpdk-testpmd", "-l", f"{o.main_cpu},{o.cpu}", *eal_base(prefix),
-                *vdevs(tb, o.vdev_opts), "--", "--forward-mode=io", "--burst=64",
-                "--stats-period", "1"]
+        argv = [
+            "dpdk-testpmd",
+            "-l",
+            f"{o.main_cpu},{o.cpu}",
+            *eal_base(prefix),
+            *vdevs(tb, o.vdev_opts),
+            "--",
+            "--forward-mode=io",
+            "--burst=64",
+            "--stats-period",
+            "1",
+        ]
         child = start(argv, workdir, tag, o.lifetime)
     else:
         cfg = os.path.join(workdir, f"{tag}.yaml")
@@ -298,8 +327,11 @@ def forwarder(name: str, tb: Testbed, o, workdir: str, tag: str, result: dict):
         if name == "mos-afpacket":
             afp_opts = ""
             if o.afpacket_options:
-                afp_opts = ", options: {" + ", ".join(
-                    f"{k}: {json.dumps(v)}" for k, v in o.afpacket_options.items()) + "}"
+                afp_opts = (
+                    ", options: {"
+                    + ", ".join(f"{k}: {json.dumps(v)}" for k, v in o.afpacket_options.items())
+                    + "}"
+                )
             text = textwrap.dedent(f"""\
                 mode: inline
                 ports:
@@ -310,8 +342,10 @@ def forwarder(name: str, tb: Testbed, o, workdir: str, tag: str, result: dict):
                 """)
             pin = ["taskset", "-c", str(o.cpu)] if shutil.which("taskset") else []
         else:
-            eal = ", ".join(json.dumps(a) for a in
-                            [*eal_base(prefix), "-l", str(o.cpu), *vdevs(tb, o.vdev_opts)])
+            eal = ", ".join(
+                json.dumps(a)
+                for a in [*eal_base(prefix), "-l", str(o.cpu), *vdevs(tb, o.vdev_opts)]
+            )
             text = textwrap.dedent(f"""\
                 mode: inline
                 dpdk:
@@ -339,16 +373,21 @@ def forwarder(name: str, tb: Testbed, o, workdir: str, tag: str, result: dict):
         shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
         out, err = child.output()
         try:
-            result["counters"] = (parse_testpmd(out) if name == "testpmd"
-                                  else parse_mos(out, err, rc))
+            result["counters"] = (
+                parse_testpmd(out) if name == "testpmd" else parse_mos(out, err, rc)
+            )
         except RuntimeError as exc:
             result["counters"] = {"error": str(exc)}
 
 
 def parse_testpmd(out: str) -> dict:
-    acc = out[out.find("Accumulated forward statistics"):]
-    m = re.search(r"RX-packets:\s*(\d+)\s+RX-dropped:\s*(\d+).*?"
-                  r"TX-packets:\s*(\d+)\s+TX-dropped:\s*(\d+)", acc, re.DOTALL)
+    acc = out[out.find("Accumulated forward statistics") :]
+    m = re.search(
+        r"RX-packets:\s*(\d+)\s+RX-dropped:\s*(\d+).*?"
+        r"TX-packets:\s*(\d+)\s+TX-dropped:\s*(\d+)",
+        acc,
+        re.DOTALL,
+    )
     if not m:
         raise RuntimeError("no forward statistics in testpmd's output: " + out[-800:])
     rx, rx_dropped, tx, tx_dropped = map(int, m.groups())
@@ -361,12 +400,18 @@ def parse_mos(out: str, err: str, rc: int | None) -> dict:
         raise RuntimeError(f"mos run exited {rc}: {gist(err)}")
     c = json.loads(lines[-1])
     ports = c["ports"].values()
-    return {"rx": sum(p["rx"] for p in ports), "tx": sum(p["tx"] for p in ports),
-            "dropped": sum(p["dropped"] for p in ports),
-            "tx_dropped": sum(p["tx_dropped"] for p in ports),
-            "kernel_dropped": sum(p.get("kernel_dropped", 0) for p in ports),
-            "flows": c.get("flows"), "packets": c.get("packets"), "tcp": c.get("tcp"),
-            "non_tcp": c.get("non_tcp"), "errors": c.get("errors")}
+    return {
+        "rx": sum(p["rx"] for p in ports),
+        "tx": sum(p["tx"] for p in ports),
+        "dropped": sum(p["dropped"] for p in ports),
+        "tx_dropped": sum(p["tx_dropped"] for p in ports),
+        "kernel_dropped": sum(p.get("kernel_dropped", 0) for p in ports),
+        "flows": c.get("flows"),
+        "packets": c.get("packets"),
+        "tcp": c.get("tcp"),
+        "non_tcp": c.get("non_tcp"),
+        "errors": c.get("errors"),
+    }
 
 
 # -- traffic ----------------------------------------------------------------------------------
@@ -385,9 +430,21 @@ def frames(tb: Testbed) -> tuple[int, int]:
 
 def curl_large(tb: Testbed, size: int, timeout: float) -> dict:
     f0 = frames(tb)
-    r = tb.run_in(tb.client_ns, ["curl", "-sS", "-o", "/dev/null", "--max-time",
-                                 str(int(timeout)), "-w", "%{size_download} %{time_total}",
-                                 f"http://{tb.server_ip}/big.bin"], timeout=timeout + 10)
+    r = tb.run_in(
+        tb.client_ns,
+        [
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            str(int(timeout)),
+            "-w",
+            "%{size_download} %{time_total}",
+            f"http://{tb.server_ip}/big.bin",
+        ],
+        timeout=timeout + 10,
+    )
     f1 = frames(tb)
     if r.returncode != 0:
         raise RuntimeError(f"curl failed ({r.returncode}): {r.stderr.strip()[-300:]}")
@@ -395,15 +452,23 @@ def curl_large(tb: Testbed, size: int, timeout: float) -> dict:
     got, secs = int(got), float(secs)
     if got != size:
         raise RuntimeError(f"curl got {got} bytes of {size}")
-    return {"bytes": got, "seconds": secs, "gbps": got * 8 / secs / 1e9,
-            "frames_in": f1[0] - f0[0], "frames_out": f1[1] - f0[1],
-            "pps": (f1[0] - f0[0]) / secs}
+    return {
+        "bytes": got,
+        "seconds": secs,
+        "gbps": got * 8 / secs / 1e9,
+        "frames_in": f1[0] - f0[0],
+        "frames_out": f1[1] - f0[1],
+        "pps": (f1[0] - f0[0]) / secs,
+    }
 
 
 def ab_small(tb: Testbed, n: int, c: int, timeout: float) -> dict:
     f0 = frames(tb)
-    r = tb.run_in(tb.client_ns, ["ab", "-q", "-n", str(n), "-c", str(c), "-s", "10",
-                                 f"http://{tb.server_ip}/1k"], timeout=timeout)
+    r = tb.run_in(
+        tb.client_ns,
+        ["ab", "-q", "-n", str(n), "-c", str(c), "-s", "10", f"http://{tb.server_ip}/1k"],
+        timeout=timeout,
+    )
     f1 = frames(tb)
     out = r.stdout
 
@@ -419,29 +484,44 @@ def ab_small(tb: Testbed, n: int, c: int, timeout: float) -> dict:
         raise RuntimeError(f"ab failed ({r.returncode}): {(r.stderr or out).strip()[-300:]}")
     if failed:
         raise RuntimeError(f"ab: {failed:.0f} of {n} requests failed")
-    return {"rps": rps, "seconds": secs, "complete": int(done or 0),
-            "ms_per_request": num(r"Time per request:\s*([\d.]+) \[ms\] \(mean\)"),
-            "frames_in": f1[0] - f0[0], "frames_out": f1[1] - f0[1],
-            "pps": (f1[0] - f0[0]) / secs}
+    return {
+        "rps": rps,
+        "seconds": secs,
+        "complete": int(done or 0),
+        "ms_per_request": num(r"Time per request:\s*([\d.]+) \[ms\] \(mean\)"),
+        "frames_in": f1[0] - f0[0],
+        "frames_out": f1[1] - f0[1],
+        "pps": (f1[0] - f0[0]) / secs,
+    }
 
 
 def ping_rtt(tb: Testbed, count: int) -> dict:
-    r = tb.run_in(tb.client_ns, ["ping", "-n", "-q", "-c", str(count), "-i", "0.01", "-W", "1",
-                                 tb.server_ip], timeout=count * 0.05 + 15)
+    r = tb.run_in(
+        tb.client_ns,
+        ["ping", "-n", "-q", "-c", str(count), "-i", "0.01", "-W", "1", tb.server_ip],
+        timeout=count * 0.05 + 15,
+    )
     m = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms", r.stdout)
     loss = re.search(r"([\d.]+)% packet loss", r.stdout)
     if not m:
         raise RuntimeError(f"ping failed ({r.returncode}): {(r.stderr or r.stdout).strip()[-300:]}")
     mn, avg, mx, mdev = (float(x) * 1000 for x in m.groups())
-    return {"min_us": mn, "avg_us": avg, "max_us": mx, "mdev_us": mdev,
-            "loss_pct": float(loss.group(1)) if loss else None}
+    return {
+        "min_us": mn,
+        "avg_us": avg,
+        "max_us": mx,
+        "mdev_us": mdev,
+        "loss_pct": float(loss.group(1)) if loss else None,
+    }
 
 
 def measure(tb: Testbed, o, size: int) -> dict:
     res: dict = {}
-    for key, fn in (("large", lambda: curl_large(tb, size, o.timeout)),
-                    ("small", lambda: ab_small(tb, o.ab_n, o.ab_c, o.timeout)),
-                    ("ping", lambda: ping_rtt(tb, o.ping_count))):
+    for key, fn in (
+        ("large", lambda: curl_large(tb, size, o.timeout)),
+        ("small", lambda: ab_small(tb, o.ab_n, o.ab_c, o.timeout)),
+        ("ping", lambda: ping_rtt(tb, o.ping_count)),
+    ):
         try:
             res[key] = fn()
         except (RuntimeError, subprocess.SubprocessError, OSError, ValueError) as exc:
@@ -453,44 +533,75 @@ def measure(tb: Testbed, o, size: int) -> dict:
 
 
 def med(runs: list[dict], phase: str, key: str) -> float | None:
-    xs = [r[phase][key] for r in runs if phase in r and key in r[phase]
-          and r[phase][key] is not None]
+    xs = [
+        r[phase][key] for r in runs if phase in r and key in r[phase] and r[phase][key] is not None
+    ]
     return statistics.median(xs) if xs else None
 
 
 def summarize(results: dict[str, list[dict]]) -> dict:
     s: dict = {}
     for name, runs in results.items():
-        errors = sorted({f"{p}: {r[p]['error']}" for r in runs for p in
-                         ("large", "small", "ping") if isinstance(r.get(p), dict)
-                         and "error" in r[p]} | {r["error"] for r in runs if "error" in r})
+        errors = sorted(
+            {
+                f"{p}: {r[p]['error']}"
+                for r in runs
+                for p in ("large", "small", "ping")
+                if isinstance(r.get(p), dict) and "error" in r[p]
+            }
+            | {r["error"] for r in runs if "error" in r}
+        )
+        for r in runs:  # frames that reached the forwarder but never left it (large transfer)
+            lg = r.get("large", {})
+            if lg.get("frames_in"):
+                lg["lost_pct"] = 100 * (lg["frames_in"] - lg["frames_out"]) / lg["frames_in"]
         s[name] = {
             "gbps": med(runs, "large", "gbps"),
             "large_pps": med(runs, "large", "pps"),
+            "large_lost_pct": med(runs, "large", "lost_pct"),
             "rps": med(runs, "small", "rps"),
             "small_pps": med(runs, "small", "pps"),
             "rtt_avg_us": med(runs, "ping", "avg_us"),
             "rtt_min_us": med(runs, "ping", "min_us"),
-            "runs_gbps": [round(r["large"]["gbps"], 3) for r in runs
-                          if "gbps" in r.get("large", {})],
+            "runs_gbps": [
+                round(r["large"]["gbps"], 3) for r in runs if "gbps" in r.get("large", {})
+            ],
             "runs_rps": [round(r["small"]["rps"]) for r in runs if "rps" in r.get("small", {})],
             "errors": errors,
         }
     return s
 
 
-def ratios(s: dict) -> dict:
+def ratios(s: dict, results: dict[str, list[dict]]) -> dict:
+    """mos / testpmd: of the medians, and the median of per-round ratios ("paired": each
+    round's mos run against the testpmd run just before it, which cancels slow drift)."""
     out: dict = {}
     base = s.get("testpmd", {})
     for name in MOS_ROWS:
         if name not in s:
             continue
-        r = {}
+        r: dict = {}
         for key in ("gbps", "rps", "large_pps", "small_pps"):
             a, b = s[name].get(key), base.get(key)
             r[key] = a / b if a is not None and b else None
-        r["meets_target"] = (None if r["gbps"] is None or r["rps"] is None
-                             else r["gbps"] >= TARGET and r["rps"] >= TARGET)
+        for phase, key in (("large", "gbps"), ("small", "rps")):
+            per_round = {
+                x["round"]: x[phase][key]
+                for x in results.get("testpmd", [])
+                if key in x.get(phase, {})
+            }
+            pairs = [
+                x[phase][key] / per_round[x["round"]]
+                for x in results[name]
+                if key in x.get(phase, {}) and per_round.get(x["round"])
+            ]
+            r[f"paired_{key}"] = statistics.median(pairs) if pairs else None
+            r[f"paired_{key}_runs"] = [round(v, 3) for v in pairs]
+        r["meets_target"] = (
+            None
+            if r["gbps"] is None or r["rps"] is None
+            else r["gbps"] >= TARGET and r["rps"] >= TARGET
+        )
         out[name] = r
     return out
 
@@ -503,8 +614,10 @@ def added_latency(s: dict) -> dict:
             continue
         out[name] = {
             k: (row[f"rtt_{k}_us"] - br[f"rtt_{k}_us"])
-            if row.get(f"rtt_{k}_us") is not None and br.get(f"rtt_{k}_us") is not None else None
-            for k in ("avg", "min")}
+            if row.get(f"rtt_{k}_us") is not None and br.get(f"rtt_{k}_us") is not None
+            else None
+            for k in ("avg", "min")
+        }
     return out
 
 
@@ -512,23 +625,50 @@ def fmt(x, spec: str, none: str = "-") -> str:
     return none if x is None else format(x, spec)
 
 
-def table_rows(s: dict, rat: dict, lat: dict) -> tuple[list[str], list[list[str]]]:
-    head = ["forwarder", "Gbit/s", "kpkt/s", "req/s", "kpkt/s", "RTT avg µs", "RTT min µs",
-            "+RTT avg µs", "Gbit/s vs testpmd", "req/s vs testpmd"]
+HEAD = [
+    "forwarder",
+    "Gbit/s",
+    "kpkt/s",
+    "lost%",
+    "req/s",
+    "kpkt/s",
+    "RTTavg",
+    "RTTmin",
+    "+RTT",
+    "Gb÷pmd",
+    "rq÷pmd",
+]
+
+
+CAPTION = (
+    "curl: Gbit/s and kpkt/s (frames into c1+s1 per second, kernel counters), lost% = of "
+    "those, the share that never left c1/s1; ab: req/s, kpkt/s; ping: RTT avg/min in µs, "
+    "+RTT = avg minus the bridge's; Gb÷pmd, rq÷pmd = Gbit/s and req/s over testpmd's"
+)
+
+
+def table_rows(s: dict, rat: dict, lat: dict) -> list[list[str]]:
     rows = []
     for name, row in s.items():
         r = rat.get(name, {})
         la = lat.get(name, {})
-        rows.append([
-            LABELS[name], fmt(row["gbps"], ".2f"), fmt(row["large_pps"] and row["large_pps"] / 1e3,
-                                                       ".0f"),
-            fmt(row["rps"], ",.0f"), fmt(row["small_pps"] and row["small_pps"] / 1e3, ".1f"),
-            fmt(row["rtt_avg_us"], ".0f"), fmt(row["rtt_min_us"], ".0f"),
-            fmt(la.get("avg"), "+.0f", "" if name == "bridge" else "-"),
-            fmt(r.get("gbps"), ".2f", "1.00" if name == "testpmd" else ""),
-            fmt(r.get("rps"), ".2f", "1.00" if name == "testpmd" else ""),
-        ])
-    return head, rows
+        one = "1.00" if name == "testpmd" else ""
+        rows.append(
+            [
+                LABELS[name],
+                fmt(row["gbps"], ".2f"),
+                fmt(row["large_pps"] and row["large_pps"] / 1e3, ".0f"),
+                fmt(row["large_lost_pct"] and max(0.0, row["large_lost_pct"]), ".2f"),
+                fmt(row["rps"], ",.0f"),
+                fmt(row["small_pps"] and row["small_pps"] / 1e3, ".1f"),
+                fmt(row["rtt_avg_us"], ".0f"),
+                fmt(row["rtt_min_us"], ".0f"),
+                fmt(la.get("avg"), "+.0f", "" if name == "bridge" else "-"),
+                fmt(r.get("gbps"), ".2f", one),
+                fmt(r.get("rps"), ".2f", one),
+            ]
+        )
+    return rows
 
 
 def print_table(title: str, head, rows, notes: list[str]) -> None:
@@ -539,7 +679,7 @@ def print_table(title: str, head, rows, notes: list[str]) -> None:
         except ImportError:
             pass
         else:
-            t = Table(title=title, title_justify="left")
+            t = Table(title=title, title_justify="left", caption=CAPTION, caption_justify="left")
             for i, h in enumerate(head):
                 t.add_column(h, justify="left" if i == 0 else "right")
             for r in rows:
@@ -551,11 +691,18 @@ def print_table(title: str, head, rows, notes: list[str]) -> None:
             return
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     print(title)
-    print("  ".join(h.ljust(w) if i == 0 else h.rjust(w)
-                    for i, (h, w) in enumerate(zip(head, widths))))
+    print(textwrap.fill(CAPTION, 100))
+    print(
+        "  ".join(
+            h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(head, widths))
+        )
+    )
     for r in rows:
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                        for i, (c, w) in enumerate(zip(r, widths))))
+        print(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))
+            )
+        )
     for n in notes:
         print(n)
 
@@ -565,29 +712,51 @@ def print_table(title: str, head, rows, notes: list[str]) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke run: 50 MB, 1 round, ab -n 500, 20 pings")
+    ap.add_argument(
+        "--quick", action="store_true", help="smoke run: 50 MB, 1 round, ab -n 500, 20 pings"
+    )
     ap.add_argument("--size-mb", type=int, help="large file, MB of 10^6 bytes (200; quick 50)")
     ap.add_argument("--rounds", type=int, help="rounds, medians shown (3; quick 1)")
     ap.add_argument("--ab-n", type=int, help="ab requests per run (2000; quick 500)")
     ap.add_argument("--ab-c", type=int, default=8, help="ab concurrency (8)")
     ap.add_argument("--ping-count", type=int, help="pings per run (50; quick 20)")
-    ap.add_argument("--forwarders", default=",".join(FORWARDERS),
-                    help=f"comma-separated subset of {','.join(FORWARDERS)}")
-    ap.add_argument("--cpu", type=int, default=1,
-                    help="CPU of the forwarding loop: testpmd's forwarding lcore, mos-dpdk's "
-                         "lcore, mos-afpacket's taskset (1)")
+    ap.add_argument(
+        "--forwarders",
+        default=",".join(FORWARDERS),
+        help=f"comma-separated subset of {','.join(FORWARDERS)}",
+    )
+    ap.add_argument(
+        "--cpu",
+        type=int,
+        default=1,
+        help="CPU of the forwarding loop: testpmd's forwarding lcore, mos-dpdk's "
+        "lcore, mos-afpacket's taskset (1)",
+    )
     ap.add_argument("--main-cpu", type=int, default=0, help="testpmd's main (stats) lcore (0)")
-    ap.add_argument("--vdev-opts", default="",
-                    help="extra net_af_packet options for testpmd and mos-dpdk, e.g. framecnt=2048")
-    ap.add_argument("--afpacket-options", default="", metavar="K=V,...",
-                    help="options: of mos-afpacket's ports, e.g. rx_ring=v2 or retire_ms=1 "
-                         "(integers are passed as integers)")
-    ap.add_argument("--python-server", action="store_true",
-                    help="use Python's http.server even when lighttpd is installed")
+    ap.add_argument(
+        "--vdev-opts",
+        default="",
+        help="extra net_af_packet options for testpmd and mos-dpdk, e.g. framecnt=2048",
+    )
+    ap.add_argument(
+        "--afpacket-options",
+        default="",
+        metavar="K=V,...",
+        help="options: of mos-afpacket's ports, e.g. rx_ring=v2 or retire_ms=1 "
+        "(integers are passed as integers)",
+    )
+    ap.add_argument(
+        "--python-server",
+        action="store_true",
+        help="use Python's http.server even when lighttpd is installed",
+    )
     ap.add_argument("--timeout", type=float, default=60, help="limit per curl / ab run (s)")
-    ap.add_argument("--budget", type=float, default=420,
-                    help="no new round starts after this many seconds (420)")
+    ap.add_argument(
+        "--budget",
+        type=float,
+        default=420,
+        help="no new round starts after this many seconds (420)",
+    )
     ap.add_argument("--json-out", default="", help="also write the JSON line to this file")
     o = ap.parse_args()
     q = o.quick
@@ -606,8 +775,12 @@ def main() -> int:
     if why:
         print(f"bench_inline: skipped: {why}")
         return 0
-    for tool, pkg in (("curl", "curl"), ("ab", "apache2-utils"), ("ping", "iputils-ping"),
-                      ("ss", "iproute2")):
+    for tool, pkg in (
+        ("curl", "curl"),
+        ("ab", "apache2-utils"),
+        ("ping", "iputils-ping"),
+        ("ss", "iproute2"),
+    ):
         if not shutil.which(tool):
             print(f"bench_inline: skipped: {tool} is not installed (apt-get install {pkg})")
             return 0
@@ -622,8 +795,10 @@ def main() -> int:
     t_start = time.monotonic()
     load0 = loadavg()
     if load0 > 0.5:
-        log(f"bench_inline: load average {load0:.2f} at the start: other work on this "
-            f"{os.cpu_count()}-CPU machine shows up in the figures")
+        log(
+            f"bench_inline: load average {load0:.2f} at the start: other work on this "
+            f"{os.cpu_count()}-CPU machine shows up in the figures"
+        )
     size = o.size_mb * 10**6
     results: dict[str, list[dict]] = {n: [] for n in names}
     server_name = "?"
@@ -634,18 +809,21 @@ def main() -> int:
     rounds_done = 0
     try:
         with open(os.path.join(www, "big.bin"), "wb") as f:
-            for _ in range(o.size_mb):
-                f.write(os.urandom(10**6))
+            f.writelines(os.urandom(10**6) for _ in range(o.size_mb))
         with open(os.path.join(www, "1k"), "wb") as f:
             f.write(os.urandom(1000))
         with Testbed(prefix=f"mosbi{os.getpid() % 10**6}") as tb:
             srv, server_name = start_server(tb, www, workdir, o.budget + 600, o.python_server)
-            log(f"bench_inline: bed {tb.prefix}, server {server_name}, {o.size_mb} MB file, "
-                f"{o.rounds} round(s), forwarders {', '.join(names)}")
+            log(
+                f"bench_inline: bed {tb.prefix}, server {server_name}, {o.size_mb} MB file, "
+                f"{o.rounds} round(s), forwarders {', '.join(names)}"
+            )
             for rnd in range(o.rounds):
                 if rnd and time.monotonic() - t_start > o.budget:
-                    log(f"bench_inline: budget of {o.budget:g} s spent: stopping after "
-                        f"{rnd} round(s)")
+                    log(
+                        f"bench_inline: budget of {o.budget:g} s spent: stopping after "
+                        f"{rnd} round(s)"
+                    )
                     break
                 for name in names:
                     run: dict = {"round": rnd + 1}
@@ -667,29 +845,36 @@ def main() -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
     s = summarize(results)
-    rat = ratios(s)
+    rat = ratios(s, results)
     lat = added_latency(s)
     cpu = cpu_model()
-    title = (f"mos in-line vs dpdk-testpmd vs Linux bridge: veth test bed, offloads off, "
-             f"{os.cpu_count()} CPUs ({cpu}), kernel {platform.release()}\n"
-             f"large: curl {o.size_mb} MB from {server_name}; small: ab -n {o.ab_n} -c {o.ab_c} "
-             f"/1k; ping -c {o.ping_count} -i 0.01; medians of {rounds_done} round(s); "
-             f"loop on CPU {o.cpu}"
-             + (f"; mos-afpacket options {o.afpacket_options}" if o.afpacket_options else "")
-             + (f"; vdev options {o.vdev_opts}" if o.vdev_opts else ""))
-    head, rows = table_rows(s, rat, lat)
+    title = (
+        f"mos in-line vs dpdk-testpmd vs Linux bridge: veth test bed, offloads off, "
+        f"{os.cpu_count()} CPUs ({cpu}), kernel {platform.release()}\n"
+        f"large: curl {o.size_mb} MB from {server_name}; small: ab -n {o.ab_n} -c {o.ab_c} "
+        f"/1k; ping -c {o.ping_count} -i 0.01; medians of {rounds_done} round(s); "
+        f"loop on CPU {o.cpu}"
+        + (f"; mos-afpacket options {o.afpacket_options}" if o.afpacket_options else "")
+        + (f"; vdev options {o.vdev_opts}" if o.vdev_opts else "")
+    )
+    head, rows = HEAD, table_rows(s, rat, lat)
     notes = []
     for name, r in rat.items():
         if r["gbps"] is None and r["rps"] is None:
             continue
         verdict = {True: "meets", False: "BELOW", None: "n/a"}[r["meets_target"]]
-        notes.append(f"{LABELS[name]} / testpmd: Gbit/s {fmt(r['gbps'], '.2f')}, "
-                     f"req/s {fmt(r['rps'], '.2f')}, pkt/s (large) {fmt(r['large_pps'], '.2f')}"
-                     f" -> {verdict} the {TARGET:.0%} target")
+        notes.append(
+            f"{LABELS[name]} / testpmd: Gbit/s {fmt(r['gbps'], '.2f')} "
+            f"(paired by round {fmt(r['paired_gbps'], '.2f')}), req/s "
+            f"{fmt(r['rps'], '.2f')} (paired {fmt(r['paired_rps'], '.2f')}) -> "
+            f"{verdict} the {TARGET:.0%} target"
+        )
     for name, la in lat.items():
         if la["avg"] is not None:
-            notes.append(f"{LABELS[name]}: RTT +{la['avg']:.0f} µs avg, +{la['min']:.0f} µs min "
-                         f"vs the bridge")
+            notes.append(
+                f"{LABELS[name]}: RTT {la['avg']:+.0f} µs avg, {la['min']:+.0f} µs min "
+                f"vs the bridge"
+            )
     for name, row in s.items():
         for e in row["errors"]:
             notes.append(f"{LABELS[name]}: error: {e}")
@@ -697,19 +882,37 @@ def main() -> int:
         notes.append(f"{LABELS[name]}: skipped: {w}")
     load1 = loadavg()
     if max(load0, load1) > 0.5:
-        notes.append(f"load average {load0:.2f} at the start, {load1:.2f} at the end: "
-                     f"the machine was not idle")
+        notes.append(
+            f"load average {load0:.2f} at the start, {load1:.2f} at the end: "
+            f"the machine was not idle"
+        )
     print()
     print_table(title, head, rows, notes)
     doc = {
-        "cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
-        "loadavg_start": load0, "loadavg_end": load1, "server": server_name,
-        "options": {"size_mb": o.size_mb, "rounds": o.rounds, "rounds_done": rounds_done,
-                    "ab_n": o.ab_n, "ab_c": o.ab_c, "ping_count": o.ping_count, "cpu": o.cpu,
-                    "vdev_opts": o.vdev_opts, "afpacket_options": o.afpacket_options,
-                    "quick": q},
-        "summary": s, "ratios_vs_testpmd": rat, "added_latency_us_vs_bridge": lat,
-        "target": TARGET, "skipped": skipped, "runs": results,
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "loadavg_start": load0,
+        "loadavg_end": load1,
+        "server": server_name,
+        "options": {
+            "size_mb": o.size_mb,
+            "rounds": o.rounds,
+            "rounds_done": rounds_done,
+            "ab_n": o.ab_n,
+            "ab_c": o.ab_c,
+            "ping_count": o.ping_count,
+            "cpu": o.cpu,
+            "vdev_opts": o.vdev_opts,
+            "afpacket_options": o.afpacket_options,
+            "quick": q,
+        },
+        "summary": s,
+        "ratios_vs_testpmd": rat,
+        "added_latency_us_vs_bridge": lat,
+        "target": TARGET,
+        "skipped": skipped,
+        "runs": results,
         "total_seconds": round(time.monotonic() - t_start, 1),
     }
     line = json.dumps(doc)
@@ -740,19 +943,32 @@ def one_line(run: dict) -> str:
         return "error: " + run["error"][:300]
     parts = []
     lg, sm, pg = run.get("large", {}), run.get("small", {}), run.get("ping", {})
-    parts.append(f"{lg['gbps']:5.2f} Gbit/s {lg['pps'] / 1e3:5.0f} kpkt/s" if "gbps" in lg
-                 else f"large error: {lg.get('error', '?')[:120]}")
-    parts.append(f"{sm['rps']:7.0f} req/s" if "rps" in sm
-                 else f"ab error: {sm.get('error', '?')[:120]}")
-    parts.append(f"rtt {pg['avg_us']:4.0f}/{pg['min_us']:.0f} µs" if "avg_us" in pg
-                 else f"ping error: {pg.get('error', '?')[:120]}")
+    parts.append(
+        f"{lg['gbps']:5.2f} Gbit/s {lg['pps'] / 1e3:5.0f} kpkt/s"
+        if "gbps" in lg
+        else f"large error: {lg.get('error', '?')[:120]}"
+    )
+    parts.append(
+        f"{sm['rps']:7.0f} req/s" if "rps" in sm else f"ab error: {sm.get('error', '?')[:120]}"
+    )
+    parts.append(
+        f"rtt {pg['avg_us']:4.0f}/{pg['min_us']:.0f} µs"
+        if "avg_us" in pg
+        else f"ping error: {pg.get('error', '?')[:120]}"
+    )
     if "stop_s" in run:
         parts.append(f"stop {run['stop_s']:.1f} s")
     c = run.get("counters")
     if c:
-        parts.append("counters: " + (c["error"][:200] if "error" in c else
-                                     f"rx {c['rx']} tx {c['tx']} drops "
-                                     f"{c.get('tx_dropped', 0) + c.get('dropped', 0) + c.get('rx_dropped', 0) + c.get('kernel_dropped', 0)}"))
+        parts.append(
+            "counters: "
+            + (
+                c["error"][:200]
+                if "error" in c
+                else f"rx {c['rx']} tx {c['tx']} drops "
+                f"{c.get('tx_dropped', 0) + c.get('dropped', 0) + c.get('rx_dropped', 0) + c.get('kernel_dropped', 0)}"
+            )
+        )
     return " | ".join(parts)
 
 
