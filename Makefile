@@ -5,6 +5,8 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 APT_PKGS := tshark tcpflow tcpdump iproute2 ethtool curl iputils-ping dpdk dpdk-dev libdpdk-dev pkg-config
+# only the forwarding benchmark uses these
+BENCH_PKGS := apache2-utils lighttpd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SOURCES := $(wildcard native/*.[ch] mos/*.pyx mos/*.pxd mos/dualstack/*.[ch] mos/dualstack/*.pyx mos/dualstack/*.pxd)
 
@@ -42,7 +44,9 @@ system-deps:
 	else echo "no apt-get: install $(APT_PKGS) yourself (optional: used by tests and bench)"; fi
 
 bench: setup
+	$(MAKE) system-deps APT_PKGS="$(BENCH_PKGS)"
 	$(BIN)/python bench/bench_monitor.py
+	$(BIN)/python bench/bench_inline.py
 
 lint:
 	$(BIN)/python -m ruff check mos tests bench middleboxes

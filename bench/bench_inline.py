@@ -28,13 +28,17 @@ Traffic, from the client namespace to a web server in the server namespace
 
 pkt/s = frames that arrived on c1 and s1 from the hosts (kernel counters,
 both directions) / the phase's time: the same meter for every forwarder.
-The forwarders' own counters (testpmd's accumulated statistics, mos's final
-JSON line) are kept per run in the JSON, with their drops.
+lost % = the share of those frames that never left c1/s1 (tx counters)
+during the curl phase: on this path the DPDK net_af_packet PMD loses a few
+percent in the kernel behind the forwarder (testpmd and mos alike; their
+own counters show no drop). The forwarders' own counters (testpmd's
+accumulated statistics, mos's final JSON line) are kept per run in the JSON.
 
 Every figure is the median over --rounds rounds (the rounds interleave the
 forwarders, so drift in the machine's load hits all of them alike). Ratios:
-mos / testpmd per mos driver (target >= 0.90) for Gbit/s and requests/s;
-latency added = forwarder RTT - bridge RTT.
+mos / testpmd per mos driver (target >= 0.90) for Gbit/s and requests/s, of
+the medians and "paired" (median of each round's mos / that round's
+testpmd); latency added = forwarder RTT - bridge RTT.
 
 Needs root, ip/ethtool, curl, ab (apache2-utils), ping, dpdk-testpmd, mos
 built with its AF_PACKET and DPDK ports. A forwarder whose prerequisites
@@ -42,9 +46,10 @@ are missing is skipped with the reason. Everything started is stopped, the
 bed and the files are removed at the end, also after an error or Ctrl-C;
 every wait is bounded, and every child runs under coreutils `timeout`.
 
-    python3 bench/bench_inline.py              # ~2 min: 200 MB x 3 rounds
-    python3 bench/bench_inline.py --quick      # ~40 s: 50 MB, 1 round, ab -n 500
-    python3 bench/bench_inline.py --json-out bench/out/inline.json
+    python3 bench/bench_inline.py              # ~40 s: 200 MB x 3 rounds
+    python3 bench/bench_inline.py --quick      # ~10 s: 50 MB, 1 round, ab -n 500
+    python3 bench/bench_inline.py --rounds 5 --json-out bench/out/inline.json
+    python3 bench/bench_inline.py --forwarders testpmd,mos-afpacket --afpacket-options rx_ring=v2
 """
 
 from __future__ import annotations
@@ -79,6 +84,7 @@ LABELS = {
     "mos-dpdk": "mos dpdk",
 }
 MOS_ROWS = ("mos-afpacket", "mos-dpdk")
+HOST_PIN: list[str] = []  # taskset prefix for the server, curl, ab and ping (--host-cpus)
 TARGET = 0.90
 HTTP_PORT = 80
 
@@ -237,7 +243,11 @@ def start_server(tb: Testbed, www: str, workdir: str, lifetime: float, force_pyt
     log_path = os.path.join(workdir, "server.log")
     with open(log_path, "wb") as log_f:
         p = tb.popen_in(
-            tb.server_ns, argv, lifetime=lifetime, stdout=subprocess.DEVNULL, stderr=log_f
+            tb.server_ns,
+            [*HOST_PIN, *argv],
+            lifetime=lifetime,
+            stdout=subprocess.DEVNULL,
+            stderr=log_f,
         )
     deadline = time.monotonic() + 10
     while True:
@@ -433,6 +443,7 @@ def curl_large(tb: Testbed, size: int, timeout: float) -> dict:
     r = tb.run_in(
         tb.client_ns,
         [
+            *HOST_PIN,
             "curl",
             "-sS",
             "-o",
@@ -466,7 +477,18 @@ def ab_small(tb: Testbed, n: int, c: int, timeout: float) -> dict:
     f0 = frames(tb)
     r = tb.run_in(
         tb.client_ns,
-        ["ab", "-q", "-n", str(n), "-c", str(c), "-s", "10", f"http://{tb.server_ip}/1k"],
+        [
+            *HOST_PIN,
+            "ab",
+            "-q",
+            "-n",
+            str(n),
+            "-c",
+            str(c),
+            "-s",
+            "10",
+            f"http://{tb.server_ip}/1k",
+        ],
         timeout=timeout,
     )
     f1 = frames(tb)
@@ -498,7 +520,7 @@ def ab_small(tb: Testbed, n: int, c: int, timeout: float) -> dict:
 def ping_rtt(tb: Testbed, count: int) -> dict:
     r = tb.run_in(
         tb.client_ns,
-        ["ping", "-n", "-q", "-c", str(count), "-i", "0.01", "-W", "1", tb.server_ip],
+        [*HOST_PIN, "ping", "-n", "-q", "-c", str(count), "-i", "0.01", "-W", "1", tb.server_ip],
         timeout=count * 0.05 + 15,
     )
     m = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms", r.stdout)
@@ -732,6 +754,12 @@ def main() -> int:
         help="CPU of the forwarding loop: testpmd's forwarding lcore, mos-dpdk's "
         "lcore, mos-afpacket's taskset (1)",
     )
+    ap.add_argument(
+        "--host-cpus",
+        default="auto",
+        help="CPUs (taskset list) of the web server, curl, ab and ping; auto: every CPU "
+        "but --cpu (none on a 1-CPU machine); all: no pinning",
+    )
     ap.add_argument("--main-cpu", type=int, default=0, help="testpmd's main (stats) lcore (0)")
     ap.add_argument(
         "--vdev-opts",
@@ -766,6 +794,11 @@ def main() -> int:
     o.ping_count = o.ping_count or (20 if q else 50)
     o.lifetime = 3 * o.timeout + 120  # no child outlives one forwarder's turn by much
     o.afpacket_options = parse_kv(ap, o.afpacket_options)
+    if o.host_cpus == "auto":
+        others = sorted(os.sched_getaffinity(0) - {o.cpu})
+        o.host_cpus = ",".join(map(str, others)) if others else "all"
+    if o.host_cpus != "all" and shutil.which("taskset"):
+        HOST_PIN[:] = ["taskset", "-c", o.host_cpus]
     names = [n.strip() for n in o.forwarders.split(",") if n.strip()]
     bad = [n for n in names if n not in FORWARDERS]
     if bad:
@@ -902,6 +935,7 @@ def main() -> int:
             "ab_n": o.ab_n,
             "ab_c": o.ab_c,
             "ping_count": o.ping_count,
+            "host_cpus": o.host_cpus,
             "cpu": o.cpu,
             "vdev_opts": o.vdev_opts,
             "afpacket_options": o.afpacket_options,

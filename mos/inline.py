@@ -32,8 +32,13 @@ def open_port(spec, settings, fanout_group: Optional[int]):
         if unknown:
             raise ConfigError(f"ports[{spec.name}].options: unknown afpacket option "
                               f"{sorted(unknown)[0]!r}")
-        # in-line, a reassembled datagram could not be sent on: no fanout defrag;
-        # a passive tap must also see what the host sends on the interface
+        # in-line: per-frame TPACKET_V2 slots by default, since a V3 block
+        # reaches user space only when full or after its 1 ms retire timer,
+        # which adds up to 1 ms per hop to every round trip (measured in
+        # bench/bench_inline.py); passive taps keep V3's batching.
+        # In-line, a reassembled datagram could not be sent on: no fanout
+        # defrag; a passive tap must also see what the host sends.
+        opts.setdefault("rx_ring", "v2" if settings.mode == "inline" else "v3")
         return AfPacketPort(spec.iface, fanout_group=fanout_group,
                             ring_bytes=spec.rx_ring_mb << 20,
                             fanout_defrag=settings.mode != "inline",
