@@ -22,8 +22,10 @@ MAX_BUFFER = 0x7FFFFFFF
 
 @dataclass(frozen=True)
 class Config:
-    #: receive buffer per side of each flow, bytes; 0 keeps no payload (state tracking goes on)
-    buffer_size: int = 256 * 1024
+    #: receive buffer per side of each flow, bytes; 0 keeps no payload (state tracking goes
+    #: on).  Memory is taken as needed; keep it at least the receive window, or loss
+    #: recovery on a fast flow outruns it (Suricata's default depth is 1 MiB too)
+    buffer_size: int = 1 << 20
     #: which bytes win when a retransmission overlaps stored data: 'first' or 'last'
     overlap: str = "first"
     #: create flows from packets seen mid-stream (no SYN); client guessed from ports

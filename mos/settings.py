@@ -85,7 +85,7 @@ The keys of `mos.Config`, checked by building one:
 =============== ============= ====================================================
 key             default       meaning
 =============== ============= ====================================================
-buffer_size     ``262144``    receive buffer per side of each flow, bytes; 0 keeps
+buffer_size     ``1048576``   receive buffer per side of each flow, bytes; 0 keeps
                               no payload
 overlap         ``first``     which bytes win when retransmissions overlap:
                               ``first`` or ``last``

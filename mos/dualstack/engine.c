@@ -572,7 +572,8 @@ static void store_data(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int r, con
     }
     advanced = rb->head - head0;
     if ((uint64_t)doff > head0) e->c.ooo_segments++;
-    if (lost_to > R->consumed && lost_to > lost_from) {
+    /* bytes nobody could read are not "lost unread" */
+    if (lost_to > R->consumed && lost_to > lost_from && retained(e, f, rb)) {
         uint64_t from = lost_from > R->consumed ? lost_from : R->consumed;
         error_ev(e, f, slot, r, pi, MOS_ERR_OVERRUN, from, lost_to);
     }
