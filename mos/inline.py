@@ -101,7 +101,8 @@ def _worker(settings, app_spec, fanout_group, result_q, status: bool, ready_q=No
         c = eng.counters()
         out = {"ports": {}, "flows": c["flows_created"], "events": c["events"],
                "handler_calls": c["handler_calls"], "packets": c["frames"],
-               "tcp": c["tcp"], "non_tcp": c["non_tcp"], "errors": c["errors"]}
+               "tcp": c["tcp"], "non_tcp": c["non_tcp"], "rexmit": c["rexmit"],
+               "errors": c["errors"]}
         for spec, port, pc in zip(settings.ports, ports, counters):
             st = port.stats()
             out["ports"][spec.name] = {"rx": pc["rx"], "tx": pc["tx"], "dropped": pc["dropped"],
@@ -134,7 +135,7 @@ def _status_printer(settings):
 def _sum(results: list[dict]) -> dict:
     total: dict = {"workers": len(results), "ports": {}}
     for r in results:
-        for k in ("flows", "events", "handler_calls", "packets", "tcp", "non_tcp"):
+        for k in ("flows", "events", "handler_calls", "packets", "tcp", "non_tcp", "rexmit"):
             total[k] = total.get(k, 0) + r[k]
         for name, pc in r["ports"].items():
             agg = total["ports"].setdefault(name, {})

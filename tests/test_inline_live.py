@@ -266,6 +266,7 @@ def test_handler_rewrite_same_length_reaches_curl(testbed, tmp_path, www, driver
     got = out.read_bytes()
     assert got == body.replace(b"hello-world", b"HELLO-MOS!!")
     assert c["errors"]["bad_checksum"] == 0
+    assert c["rexmit"] <= 3, "a rewritten segment must not be retransmitted again and again"
 
 
 @pytest.mark.parametrize("driver", ["afpacket"])  # dpdk: one worker for now
