@@ -430,3 +430,22 @@ def test_flow_used_after_end_raises_flow_closed():
     with pytest.raises(mos.FlowClosedError):
         kept[0].peek(Side.SERVER)
     assert kept[0].end_reason is mos.EndReason.SHUTDOWN
+
+
+def test_idle_timeout_spares_flow_active_since_its_last_lru_move():
+    """The LRU list is refreshed lazily (every 50 ms of activity at most):
+    a flow active just now must not time out with the idle one before it."""
+    a = Conv(client=("198.18.0.1", 40001))
+    b = Conv(client=("198.18.0.1", 40002))
+    a.ts, b.ts = 0.000, 0.001
+    a.syn()
+    b.syn()
+    a.ts = 0.010
+    a.packet("c", 0x02, seq=a.cisn, advance=False)   # A again, within the LRU grain
+    rec = Recorder()
+    eng = run_frames(sorted(a.frames + b.frames), rec.mon,
+                     config=mos.Config(tcp_timeout=1.0, checksum="verify"), close=False)
+    eng.advance(1.005)
+    assert [f.client_port for f in eng.live_flows()] == [40001]
+    eng.advance(1.02)
+    assert eng.live_flows() == []

@@ -12,6 +12,7 @@
 #include "tcpseq.h"
 
 #define CHUNK_SHIFT 10
+#define LRU_GRAIN 50000000ull /* ns: LRU order is exact to 50 ms */
 #define CHUNK (1u << CHUNK_SHIFT)
 
 struct mos_engine {
@@ -391,7 +392,13 @@ static void expire(mos_engine_t *e, uint64_t now)
     while (e->lru_head != MOS_NIL) {
         uint32_t s = e->lru_head;
         mos_flow_t *f = slot_ptr(e, s);
-        if (f->last_ts + e->cfg.tcp_timeout_ns >= now) break;
+        if (f->lru_ts + e->cfg.tcp_timeout_ns >= now) break;
+        if (f->last_ts + e->cfg.tcp_timeout_ns >= now) {
+            /* active since its last move: it was not moved to spare the cache */
+            f->lru_ts = f->last_ts;
+            lru_touch(e, f, s);
+            continue;
+        }
         end_flow(e, f, s, MOS_END_TIMEOUT);
     }
 }
@@ -437,7 +444,7 @@ static mos_flow_t *create_flow(mos_engine_t *e, const mos_pkt_t *p, uint32_t has
     }
     f->flags = MOS_FF_LIVE | (midstream ? MOS_FF_MIDSTREAM : 0);
     f->id = ++e->next_id;
-    f->first_ts = f->last_ts = ts;
+    f->first_ts = f->last_ts = f->lru_ts = ts;
     f->nd_stamp[0] = f->nd_stamp[1] = e->serial - 1;
     for (int side = 0; side < 2; side++)
         mos_rbuf_init(&f->ep[side].rbuf, e->cfg.buffer_size[side], e->cfg.overlap[side]);
@@ -627,8 +634,15 @@ checked:;
         }
         created = 1;
     }
-    lru_touch(e, f, slot);
     if (ts > f->last_ts) f->last_ts = ts;
+    /* the LRU list is ordered by lru_ts, refreshed at most every LRU_GRAIN:
+     * moving a flow to the tail writes two other flows' cache lines, too
+     * dear for every packet; expire() re-checks last_ts, eviction takes the
+     * head: the least recently active flow to within LRU_GRAIN */
+    if (f->last_ts - f->lru_ts > LRU_GRAIN || created) {
+        f->lru_ts = f->last_ts;
+        lru_touch(e, f, slot);
+    }
     f->iface[s] = iface;
     int r = !s;
     mos_ep_t *S = &f->ep[s], *R = &f->ep[r];
@@ -901,7 +915,7 @@ int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int n, uint64
         if (fr->ts_ns > e->now) {
             e->now = fr->ts_ns;
             if (e->lru_head != MOS_NIL &&
-                slot_ptr(e, e->lru_head)->last_ts + e->cfg.tcp_timeout_ns < e->now)
+                slot_ptr(e, e->lru_head)->lru_ts + e->cfg.tcp_timeout_ns < e->now)
                 expire(e, e->now);
             if (e->now - e->defrag_checked > 1000000000ull) {
                 mos_defrag_expire(e->defrag, e->now);

@@ -122,6 +122,7 @@ typedef struct mos_flow {
     uint64_t id;           /* creation order, from 1 */
     uint64_t interest;     /* per-flow event bits (OR-ed with the global ones) */
     uint64_t first_ts, last_ts;
+    uint64_t lru_ts;       /* last_ts when last moved to the LRU tail */
     mos_digest_t *digest;  /* [2] in digest mode, else NULL */
     mos_ep_t ep[2];        /* [MOS_CLIENT], [MOS_SERVER] */
 } mos_flow_t;
