@@ -14,11 +14,10 @@ import multiprocessing as mp
 import os
 import signal
 import sys
-import time
 from typing import Optional
 
 import mos
-from mos.errors import ConfigError, MosError
+from mos.errors import ConfigError
 
 __all__ = ["run_settings", "open_port"]
 

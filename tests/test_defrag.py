@@ -1,9 +1,7 @@
 """IP reassembly (native/defrag.c via mos._native.Defrag)."""
 import random
-import struct
 from pathlib import Path
 
-import pytest
 
 from mos._native import Capture, Defrag, decode_ip
 

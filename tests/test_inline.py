@@ -2,7 +2,6 @@
 and injects, checked through its sans-I/O output (collect mode)."""
 
 import dpkt
-import pytest
 
 import mos
 from mos import Event, Side

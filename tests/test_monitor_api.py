@@ -3,7 +3,7 @@
 import pytest
 
 import mos
-from mos import Event, Hook, Side
+from mos import Event, Side
 from tcpconv import Conv, Recorder, run_frames
 
 

@@ -366,6 +366,7 @@ def test_bad_checksum_verify_drops_packet_with_error():
     eng = run_frames(c.frames, rec.mon, close=False)
     assert ("ERROR", "RECV", "SERVER", ("BAD_CHECKSUM", 0, 0)) in rec.log
     assert rec.data[Side.SERVER] == b""
+    assert eng.counters()["bad_checksum"] == 1
     eng2 = run_frames(c.frames, Recorder().mon, config=mos.Config(checksum="ignore"), close=False)
     assert eng2.counters()["bad_checksum"] == 0
 
