@@ -44,8 +44,14 @@ def open_port(spec, settings, fanout_group: Optional[int]):
                             see_outgoing=settings.mode == "passive", **opts)
     if spec.driver == "dpdk":
         from mos.ports.dpdk import DpdkPort
-        return DpdkPort(spec.port_id, list(settings.dpdk.eal_args))
+        return DpdkPort(spec.port_id, _eal_args(settings), queues=settings.workers)
     raise ConfigError(f"ports: driver {spec.driver!r} cannot be used in-line")
+
+
+def _eal_args(settings) -> list[str]:
+    """The EAL arguments as configured (a device needs one rx/tx queue pair
+    per worker, spread by symmetric RSS: see native/dpdk_shim.h)."""
+    return list(settings.dpdk.eal_args)
 
 
 def _peers(settings) -> list[int]:
@@ -101,6 +107,7 @@ def _worker(settings, app_spec, fanout_group, result_q, status: bool, ready_q=No
         out = {"ports": {}, "flows": c["flows_created"], "events": c["events"],
                "handler_calls": c["handler_calls"], "packets": c["frames"],
                "tcp": c["tcp"], "non_tcp": c["non_tcp"], "rexmit": c["rexmit"],
+               "orphans": c["orphans"], "ended": c["ended"],
                "errors": c["errors"]}
         for spec, port, pc in zip(settings.ports, ports, counters):
             st = port.stats()
@@ -131,15 +138,89 @@ def _status_printer(settings):
     return show
 
 
+def _thread_worker(settings, app, ports, queue, stop, results, errors, status):
+    try:
+        eng = mos.Engine(settings.engine_config())
+        if app is not None:
+            app.attach(eng)
+        show = _status_printer(settings) if status else None
+        counters = eng.run_ports([p.c_port(queue) for p in ports], _peers(settings),
+                                 lambda: stop[0], status=show)
+        eng.close()
+        if app is not None and hasattr(app, "finish"):
+            app.finish(eng, None)
+        c = eng.counters()
+        out = {"ports": {}, "flows": c["flows_created"], "events": c["events"],
+               "handler_calls": c["handler_calls"], "packets": c["frames"],
+               "tcp": c["tcp"], "non_tcp": c["non_tcp"], "rexmit": c["rexmit"],
+               "orphans": c["orphans"], "ended": c["ended"],
+               "errors": c["errors"]}
+        for spec, port, pc in zip(settings.ports, ports, counters):
+            st = port.queue_stats(queue)
+            out["ports"][spec.name] = {"rx": pc["rx"], "tx": pc["tx"], "dropped": pc["dropped"],
+                                       "tx_dropped": pc["tx_dropped"], "injected": pc["injected"],
+                                       "kernel_dropped": st.get("rx_dropped", 0)}
+        results.append(out)
+    except Exception as exc:
+        errors.append(f"{type(exc).__name__}: {exc}")
+        stop[0] = True
+
+
+def _run_threads(settings, app_spec, status, ready) -> int:
+    import threading
+    stop = [False]
+
+    def on_signal(signum, frame):
+        stop[0] = True
+
+    old = (signal.signal(signal.SIGINT, on_signal), signal.signal(signal.SIGTERM, on_signal))
+    ports, results, errors = [], [], []
+    try:
+        try:
+            for spec in settings.ports:
+                ports.append(open_port(spec, settings, None))
+            app = _load_app(app_spec)
+        except Exception as exc:
+            print(f"mos: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 2
+        threads = [threading.Thread(target=_thread_worker, daemon=True,
+                                    args=(settings, app, ports, q, stop, results, errors,
+                                          status and q == 0))
+                   for q in range(settings.workers)]
+        for t in threads:
+            t.start()
+        if ready is not None:
+            ready()
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(timeout=0.2)
+    finally:
+        signal.signal(signal.SIGINT, old[0])
+        signal.signal(signal.SIGTERM, old[1])
+        for p in ports:
+            p.close()
+    if errors:
+        print(f"mos: error: {errors[0]}", file=sys.stderr)
+        return 2
+    if status and sys.stderr.isatty():
+        sys.stderr.write("\n")
+    print(json.dumps(_sum(results)), flush=True)
+    return 0
+
+
 def _sum(results: list[dict]) -> dict:
     total: dict = {"workers": len(results), "ports": {}}
     for r in results:
-        for k in ("flows", "events", "handler_calls", "packets", "tcp", "non_tcp", "rexmit"):
+        for k in ("flows", "events", "handler_calls", "packets", "tcp", "non_tcp", "rexmit",
+                  "orphans"):
             total[k] = total.get(k, 0) + r[k]
         for name, pc in r["ports"].items():
             agg = total["ports"].setdefault(name, {})
             for k, v in pc.items():
                 agg[k] = agg.get(k, 0) + v
+        ended = total.setdefault("ended", {})
+        for k, v in r["ended"].items():
+            ended[k] = ended.get(k, 0) + v
         errs = total.setdefault("errors", {})
         for k, v in r["errors"].items():
             errs[k] = errs.get(k, 0) + v
@@ -150,8 +231,10 @@ def run_settings(settings, app_spec=None, status=True, ready=None) -> int:
     """Run until SIGINT/SIGTERM; print one JSON line of final counters."""
     if settings.mode == "passive" and all(p.driver == "pcap" for p in settings.ports):
         raise ConfigError("a passive run over capture files is `mos run CAPTURE`")
-    if any(p.driver == "dpdk" for p in settings.ports) and settings.workers > 1:
-        raise ConfigError("workers: the dpdk driver runs one worker for now")
+    if any(p.driver == "dpdk" for p in settings.ports):
+        # one process (one EAL); a worker thread per queue pair, each with its
+        # own engine: the compiled core runs without the GIL
+        return _run_threads(settings, app_spec, status, ready)
     ctx = mp.get_context("fork")
     q = ctx.Queue()
     ready_q = ctx.Queue()

@@ -18,6 +18,7 @@
 #include "port.h"
 
 #define MOS_DPDK_BURST_MAX 512 /* rx and tx never handle more per call */
+#define MOS_DPDK_MAX_QUEUES 64
 
 typedef struct mos_dpdk_port mos_dpdk_port_t;
 
@@ -43,6 +44,14 @@ mos_dpdk_port_t *mos_dpdk_port_open(uint16_t port_id, unsigned nb_desc, char *er
  * the previous rx returned if rx_done was not called.  tx copies the frames
  * into fresh mbufs; frames not sent (no mbuf, too big for one mbuf, tx ring
  * full) are counted in tx_dropped. */
+/* The same with nq rx/tx queue pairs (RSS with a symmetric key where the
+ * device hashes; net_af_packet spreads its qpairs with a kernel fanout).
+ * The handle drives queue 0; mos_dpdk_queue(h, q) gives queue q's handle,
+ * for one worker thread each (rx/rx_done/tx/stats work on any of them). */
+mos_dpdk_port_t *mos_dpdk_port_open_mq(uint16_t port_id, unsigned nq, unsigned nb_desc,
+                                       char *err, size_t errlen);
+void *mos_dpdk_queue(void *h, unsigned q);
+
 int mos_dpdk_rx(void *h, mos_frame_t *frames, int max);
 void mos_dpdk_rx_done(void *h);
 int mos_dpdk_tx(void *h, const mos_frame_t *frames, int n);

@@ -198,17 +198,21 @@ class DpdkPort:
     nb_desc   rx and tx ring descriptors (adjusted to the device's limits)
     """
 
-    def __init__(self, port_id: int, eal_args: Sequence[str] | str, nb_desc: int = 1024):
+    def __init__(self, port_id: int, eal_args: Sequence[str] | str, nb_desc: int = 1024,
+                 queues: int = 1):
         if not isinstance(port_id, int) or not 0 <= port_id < 65536:
             raise ConfigError(f"port_id: {port_id!r} is not a port number (0..65535)")
         if not isinstance(nb_desc, int) or not 1 <= nb_desc <= 32768:
             raise ConfigError(f"nb_desc: {nb_desc!r} is out of range (1..32768)")
+        if not isinstance(queues, int) or not 1 <= queues <= 64:
+            raise ConfigError(f"queues: {queues!r} is out of range (1..64)")
         _init_eal(eal_args)
         err = ffi.new("char[]", _ERRLEN)
-        h = lib.mos_dpdk_port_open(port_id, nb_desc, err, _ERRLEN)
+        h = lib.mos_dpdk_port_open_mq(port_id, queues, nb_desc, err, _ERRLEN)
         if h == ffi.NULL:
             raise MosError(ffi.string(err).decode(errors="replace"))
         self.port_id = port_id
+        self.queues = queues
         self._h = h
         self._frames = ffi.new("mos_frame_t[]", 64)
         self._stats = ffi.new("mos_port_stats_t *")
@@ -219,9 +223,20 @@ class DpdkPort:
             raise MosError(f"DpdkPort({self.port_id}) is closed")
         return self._h
 
-    def c_port(self) -> tuple[int, int, int, int]:
-        """(handle, rx, rx_done, tx) as addresses for a C forwarding loop (native/port.h)."""
-        return (int(ffi.cast("uintptr_t", self._handle())), *_C_FUNCS)
+    def c_port(self, queue: int = 0) -> tuple[int, int, int, int]:
+        """(handle, rx, rx_done, tx) as addresses for a C forwarding loop (native/port.h),
+        for one rx/tx queue pair (one worker thread per queue)."""
+        if not 0 <= queue < self.queues:
+            raise ConfigError(f"queue {queue} of DpdkPort({self.port_id}): it has {self.queues}")
+        return (int(ffi.cast("uintptr_t", lib.mos_dpdk_queue(self._handle(), queue))),
+                *_C_FUNCS)
+
+    def queue_stats(self, queue: int) -> dict[str, int]:
+        """Counters of one queue (stats() gives queue 0 plus the device drops)."""
+        lib.mos_dpdk_stats(lib.mos_dpdk_queue(self._handle(), queue), self._stats)
+        s = self._stats
+        return {"rx": s.rx, "rx_bytes": s.rx_bytes, "tx": s.tx, "tx_bytes": s.tx_bytes,
+                "tx_dropped": s.tx_dropped, "rx_dropped": s.rx_dropped}
 
     @property
     def handle(self):

@@ -56,6 +56,9 @@ int mos_dpdk_initialized(void);
 unsigned mos_dpdk_port_count(void);
 mos_dpdk_port_t *mos_dpdk_port_open(uint16_t port_id, unsigned nb_desc, char *err,
                                     size_t errlen);
+mos_dpdk_port_t *mos_dpdk_port_open_mq(uint16_t port_id, unsigned nq, unsigned nb_desc,
+                                       char *err, size_t errlen);
+void *mos_dpdk_queue(void *h, unsigned q);
 int mos_dpdk_rx(void *h, mos_frame_t *frames, int max);
 void mos_dpdk_rx_done(void *h);
 int mos_dpdk_tx(void *h, const mos_frame_t *frames, int n);

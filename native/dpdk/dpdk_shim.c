@@ -25,6 +25,9 @@
 
 struct mos_dpdk_port {
     uint16_t port_id;
+    uint16_t queue_id;             /* the rx/tx queue pair this handle drives */
+    uint16_t nq;                   /* queue 0's handle: how many queues the port has */
+    struct mos_dpdk_port **queues; /* queue 0's handle: one handle per queue (queues[0] = itself) */
     struct rte_mempool *pool;
     uint16_t room;                 /* bytes one mbuf can carry after its headroom */
     uint16_t held;                 /* mbufs returned by the last rx, not yet freed */
@@ -92,6 +95,25 @@ static unsigned pow2_minus1_at_least(unsigned n)
 mos_dpdk_port_t *mos_dpdk_port_open(uint16_t port_id, unsigned nb_desc, char *err,
                                     size_t errlen)
 {
+    return mos_dpdk_port_open_mq(port_id, 1, nb_desc, err, errlen);
+}
+
+/* RSS key whose Toeplitz hash is the same both ways (16-bit pattern
+ * 0x6d5a repeated), so the two directions of a flow reach one queue */
+static uint8_t sym_rss_key[40] = {
+    0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a,
+    0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a,
+    0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a, 0x6d, 0x5a};
+
+void *mos_dpdk_queue(void *h, unsigned q)
+{
+    mos_dpdk_port_t *p = h;
+    return p && q < p->nq ? p->queues[q] : NULL;
+}
+
+mos_dpdk_port_t *mos_dpdk_port_open_mq(uint16_t port_id, unsigned nq, unsigned nb_desc,
+                                       char *err, size_t errlen)
+{
     if (eal_state != 1) {
         set_err(err, errlen, "the DPDK EAL is not initialised (call mos_dpdk_init first)");
         return NULL;
@@ -124,6 +146,10 @@ mos_dpdk_port_t *mos_dpdk_port_open(uint16_t port_id, unsigned nb_desc, char *er
         set_err(err, errlen, "DPDK port %u is already open", port_id);
         return NULL;
     }
+    if (nq == 0 || nq > MOS_DPDK_MAX_QUEUES) {
+        set_err(err, errlen, "%u queues is out of range (1..%u)", nq, MOS_DPDK_MAX_QUEUES);
+        return NULL;
+    }
     if (nb_desc == 0 || nb_desc > 32768) {
         set_err(err, errlen, "nb_desc %u is out of range (1..32768)", nb_desc);
         return NULL;
@@ -137,7 +163,30 @@ mos_dpdk_port_t *mos_dpdk_port_open(uint16_t port_id, unsigned nb_desc, char *er
     }
     struct rte_eth_conf conf;
     memset(&conf, 0, sizeof conf);
-    rc = rte_eth_dev_configure(port_id, 1, 1, &conf);
+    if (nq > info.max_rx_queues || nq > info.max_tx_queues) {
+        set_err(err, errlen, "DPDK port %u (%s) has at most %u rx / %u tx queues, %u asked "
+                "(for net_af_packet add qpairs=%u to its --vdev)", port_id, info.driver_name,
+                info.max_rx_queues, info.max_tx_queues, nq, nq);
+        return NULL;
+    }
+    if (nq > 1 && !info.flow_type_rss_offloads) {
+        /* net_af_packet spreads its qpairs with a kernel fanout that also rolls
+         * over to another queue under load: a flow's packets would reach
+         * several workers, each seeing part of it */
+        set_err(err, errlen, "DPDK port %u (%s) cannot hash flows to %u queues (no RSS): "
+                "several workers need a device with RSS, or the afpacket driver", port_id,
+                info.driver_name, nq);
+        return NULL;
+    }
+    if (nq > 1) {
+        /* spread flows over the queues, both directions of a flow alike */
+        conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+        conf.rx_adv_conf.rss_conf.rss_key = sym_rss_key;
+        conf.rx_adv_conf.rss_conf.rss_key_len = sizeof sym_rss_key;
+        conf.rx_adv_conf.rss_conf.rss_hf = info.flow_type_rss_offloads &
+            (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP);
+    }
+    rc = rte_eth_dev_configure(port_id, (uint16_t)nq, (uint16_t)nq, &conf);
     if (rc != 0) {
         set_err(err, errlen, "DPDK port %u (%s): rte_eth_dev_configure: %s", port_id,
                 info.driver_name, rte_strerror(-rc));
@@ -159,7 +208,8 @@ mos_dpdk_port_t *mos_dpdk_port_open(uint16_t port_id, unsigned nb_desc, char *er
      * the caller and one tx burst being filled, and every lcore's cache. */
     unsigned cache = POOL_CACHE < RTE_MEMPOOL_CACHE_MAX_SIZE ? POOL_CACHE
                                                              : RTE_MEMPOOL_CACHE_MAX_SIZE;
-    unsigned need = nb_rxd + 2u * nb_txd + 2u * MOS_DPDK_BURST_MAX + rte_lcore_count() * cache;
+    unsigned need = nq * (nb_rxd + 2u * nb_txd + 2u * MOS_DPDK_BURST_MAX) +
+                    rte_lcore_count() * cache;
     unsigned nb_mbufs = pow2_minus1_at_least(need < 4096 ? 4096 : need);
     char name[RTE_MEMPOOL_NAMESIZE];
     snprintf(name, sizeof name, "mos_p%u_%u", port_id, pool_serial++);
@@ -173,17 +223,19 @@ mos_dpdk_port_t *mos_dpdk_port_open(uint16_t port_id, unsigned nb_desc, char *er
         goto close_dev;
     }
 
-    rc = rte_eth_rx_queue_setup(port_id, 0, nb_rxd, socket, NULL, pool);
-    if (rc != 0) {
-        set_err(err, errlen, "DPDK port %u: rte_eth_rx_queue_setup(%u): %s", port_id, nb_rxd,
-                rte_strerror(-rc));
-        goto free_pool;
-    }
-    rc = rte_eth_tx_queue_setup(port_id, 0, nb_txd, socket, NULL);
-    if (rc != 0) {
-        set_err(err, errlen, "DPDK port %u: rte_eth_tx_queue_setup(%u): %s", port_id, nb_txd,
-                rte_strerror(-rc));
-        goto free_pool;
+    for (uint16_t q = 0; q < nq; q++) {
+        rc = rte_eth_rx_queue_setup(port_id, q, nb_rxd, socket, NULL, pool);
+        if (rc != 0) {
+            set_err(err, errlen, "DPDK port %u: rte_eth_rx_queue_setup(%u, %u): %s", port_id, q,
+                    nb_rxd, rte_strerror(-rc));
+            goto free_pool;
+        }
+        rc = rte_eth_tx_queue_setup(port_id, q, nb_txd, socket, NULL);
+        if (rc != 0) {
+            set_err(err, errlen, "DPDK port %u: rte_eth_tx_queue_setup(%u, %u): %s", port_id, q,
+                    nb_txd, rte_strerror(-rc));
+            goto free_pool;
+        }
     }
     rc = rte_eth_dev_start(port_id);
     if (rc != 0) {
@@ -210,6 +262,33 @@ mos_dpdk_port_t *mos_dpdk_port_open(uint16_t port_id, unsigned nb_desc, char *er
     p->port_id = port_id;
     p->pool = pool;
     p->room = rte_pktmbuf_data_room_size(pool) - RTE_PKTMBUF_HEADROOM;
+    p->nq = (uint16_t)nq;
+    p->queues = rte_zmalloc_socket("mos_dpdk_queues", nq * sizeof *p->queues, 0, socket);
+    if (!p->queues) {
+        set_err(err, errlen, "DPDK port %u: out of EAL memory for queue handles", port_id);
+        rte_free(p);
+        rte_eth_dev_stop(port_id);
+        goto free_pool;
+    }
+    p->queues[0] = p;
+    for (uint16_t q = 1; q < nq; q++) {
+        mos_dpdk_port_t *qh = rte_zmalloc_socket("mos_dpdk_port", sizeof *qh,
+                                                 RTE_CACHE_LINE_SIZE, socket);
+        if (!qh) {
+            set_err(err, errlen, "DPDK port %u: out of EAL memory for queue %u", port_id, q);
+            for (uint16_t k = 1; k < q; k++)
+                rte_free(p->queues[k]);
+            rte_free(p->queues);
+            rte_free(p);
+            rte_eth_dev_stop(port_id);
+            goto free_pool;
+        }
+        qh->port_id = port_id;
+        qh->queue_id = q;
+        qh->pool = pool;
+        qh->room = p->room;
+        p->queues[q] = qh;
+    }
     port_open[port_id] = 1;
     return p;
 
@@ -244,7 +323,7 @@ int mos_dpdk_rx(void *h, mos_frame_t *frames, int max)
         return 0;
     if (max > MOS_DPDK_BURST_MAX)
         max = MOS_DPDK_BURST_MAX;
-    uint16_t n = rte_eth_rx_burst(p->port_id, 0, p->rx_held, (uint16_t)max);
+    uint16_t n = rte_eth_rx_burst(p->port_id, p->queue_id, p->rx_held, (uint16_t)max);
     if (!n)
         return 0;
     p->held = n;
@@ -287,7 +366,7 @@ static int tx_chunk(mos_dpdk_port_t *p, const mos_frame_t *frames, int n)
     if (k < n)
         rte_pktmbuf_free_bulk(m + k, (unsigned)(n - k));
     /* the driver owns (and may already have freed) the mbufs it sent */
-    uint16_t sent = k ? rte_eth_tx_burst(p->port_id, 0, m, (uint16_t)k) : 0;
+    uint16_t sent = k ? rte_eth_tx_burst(p->port_id, p->queue_id, m, (uint16_t)k) : 0;
     uint64_t bytes = 0;
     for (uint16_t i = 0; i < sent; i++)
         bytes += lens[i];
@@ -316,7 +395,7 @@ int mos_dpdk_forward(void *from, void *to)
 {
     mos_dpdk_port_t *a = from, *b = to;
     struct rte_mbuf *m[FORWARD_BURST];
-    uint16_t n = rte_eth_rx_burst(a->port_id, 0, m, FORWARD_BURST);
+    uint16_t n = rte_eth_rx_burst(a->port_id, a->queue_id, m, FORWARD_BURST);
     if (!n)
         return 0;
     uint64_t bytes = 0;
@@ -324,7 +403,7 @@ int mos_dpdk_forward(void *from, void *to)
         bytes += rte_pktmbuf_pkt_len(m[i]);
     a->st.rx += n;
     a->st.rx_bytes += bytes;
-    uint16_t sent = rte_eth_tx_burst(b->port_id, 0, m, n);
+    uint16_t sent = rte_eth_tx_burst(b->port_id, b->queue_id, m, n);
     if (sent < n) {
         for (uint16_t i = sent; i < n; i++)
             bytes -= rte_pktmbuf_pkt_len(m[i]);
@@ -341,6 +420,8 @@ int mos_dpdk_stats(void *h, mos_port_stats_t *stats)
     mos_dpdk_port_t *p = h;
     *stats = p->st;
     stats->rx_dropped = 0;
+    if (p->queue_id != 0)
+        return 0;  /* device drops are reported once, with queue 0 */
     struct rte_eth_stats es;
     if (rte_eth_stats_get(p->port_id, &es) != 0)
         return -1;
@@ -355,7 +436,10 @@ void mos_dpdk_port_close(void *h)
     mos_dpdk_port_t *p = h;
     if (!p)
         return;
-    mos_dpdk_rx_done(p);
+    if (p->queue_id != 0)
+        return;  /* queues close with their port (queue 0's handle) */
+    for (uint16_t q = 0; q < p->nq; q++)
+        mos_dpdk_rx_done(p->queues[q]);
     rte_eth_dev_stop(p->port_id);
     rte_eth_dev_close(p->port_id);
     port_open[p->port_id] = 0;
@@ -364,6 +448,9 @@ void mos_dpdk_port_close(void *h)
      * free the pool only when every mbuf is back (else the EAL keeps it) */
     if (rte_mempool_full(p->pool))
         rte_mempool_free(p->pool);
+    for (uint16_t q = 1; q < p->nq; q++)
+        rte_free(p->queues[q]);
+    rte_free(p->queues);
     rte_free(p);
 }
 
