@@ -229,8 +229,10 @@ def test_record_lives_in_uctx_until_conn_end():
     ms = midstat.attach(eng, out=io.StringIO())
     seen = {"alive": [], "end": []}
     probe = eng.attach(mos.Monitor(name="probe"))  # attached after midstat: runs after it
-    probe.on(mos.Event.PKT_IN, lambda flow, side, ev: seen["alive"].append(flow.uctx))
-    probe.on(mos.Event.CONN_END, lambda flow, side, ev: seen["end"].append(flow.uctx))
+    probe.on(mos.Event.PKT_IN,
+             lambda flow, side, ev: seen["alive"].append(flow.uctx_of(ms.monitor)))
+    probe.on(mos.Event.CONN_END,
+             lambda flow, side, ev: seen["end"].append(flow.uctx_of(ms.monitor)))
     eng.run(corpus("suricata-verify/flowbit-oring/input.pcap"))
     assert seen["alive"] and all(isinstance(r, FlowRecord) for r in seen["alive"])
     assert seen["end"] == [None, None]  # once per side, after midstat moved the record

@@ -227,3 +227,24 @@ def test_periodic_timer_coalesces_ticks_missed_in_a_quiet_spell():
     eng.set_timer(0.001, lambda e: ticks.append(e.now), periodic=True)
     eng.advance(10.0 + 3600)  # an hour of nothing: one tick, not 3.6 million
     assert len(ticks) == 1
+
+
+def test_uctx_is_per_monitor():
+    """Two apps on one engine each keep their own per-flow context."""
+    seen = []
+    a, b = mos.Monitor(name="a"), mos.Monitor(name="b")
+
+    def start_a(flow, side, event):
+        flow.uctx = "A"
+
+    def start_b(flow, side, event):
+        assert flow.uctx is None
+        flow.uctx = "B"
+        flow.set_timer(0.001, lambda fl: seen.append(("timer-b", fl.uctx)))
+
+    a.on(Event.CONN_START, start_a)
+    b.on(Event.CONN_START, start_b)
+    a.on(Event.CONN_END, lambda f, s, e: seen.append(("a", f.uctx)), side=Side.CLIENT)
+    b.on(Event.CONN_END, lambda f, s, e: seen.append(("b", f.uctx)), side=Side.CLIENT)
+    run_frames(http_conv().frames, a, b)
+    assert ("a", "A") in seen and ("b", "B") in seen and ("timer-b", "B") in seen

@@ -184,7 +184,7 @@ class MidStat:
         rows = dict(self.finished)
         engine = self._engine()
         for flow in engine.live_flows() if engine is not None else ():
-            rec = flow.uctx
+            rec = flow.uctx_of(self.monitor)
             if isinstance(rec, FlowRecord) and rec.id not in rows:
                 rec.update_counts(flow)
                 rows[rec.id] = rec
