@@ -71,7 +71,8 @@ def _load_app(spec):
     return _load_app(spec)
 
 
-def _worker(settings, app_spec, fanout_group, result_q, status: bool, ready_q=None):
+def _worker(settings, app_spec, fanout_group, result_q, status: bool, ready_q=None,
+            index: int = 0, turn=None):
     stop = [False]
 
     def on_signal(signum, frame):
@@ -81,10 +82,22 @@ def _worker(settings, app_spec, fanout_group, result_q, status: bool, ready_q=No
     signal.signal(signal.SIGTERM, on_signal)
     ports = []
     try:
-        for i, spec in enumerate(settings.ports):
-            # a fanout group belongs to one device: one group id per port
-            ports.append(open_port(spec, settings,
-                                   None if fanout_group is None else fanout_group + i))
+        # The kernel maps a flow hash to a group member by join order, and a
+        # fanout group belongs to one device: one group per port.  Worker i
+        # must be member i of every group, or a flow's two directions (seen
+        # on two ports) reach different workers: workers join in turn.
+        if turn is not None:
+            with turn:
+                turn.wait_for(lambda: turn.value == index, timeout=60)
+        try:
+            for i, spec in enumerate(settings.ports):
+                ports.append(open_port(spec, settings,
+                                       None if fanout_group is None else fanout_group + i))
+        finally:
+            if turn is not None:
+                with turn:
+                    turn.value = index + 1
+                    turn.notify_all()
         eng = mos.Engine(settings.engine_config())
         app = _load_app(app_spec)
         if app is not None:
@@ -227,6 +240,34 @@ def _sum(results: list[dict]) -> dict:
     return total
 
 
+class _Turn:
+    """A shared counter with a condition: whose turn it is to join."""
+
+    def __init__(self, ctx):
+        self._v = ctx.Value("i", 0)
+        self._c = ctx.Condition()
+
+    def __enter__(self):
+        return self._c.__enter__()
+
+    def __exit__(self, *exc):
+        return self._c.__exit__(*exc)
+
+    @property
+    def value(self):
+        return self._v.value
+
+    @value.setter
+    def value(self, v):
+        self._v.value = v
+
+    def wait_for(self, pred, timeout):
+        return self._c.wait_for(pred, timeout)
+
+    def notify_all(self):
+        self._c.notify_all()
+
+
 def run_settings(settings, app_spec=None, status=True, ready=None) -> int:
     """Run until SIGINT/SIGTERM; print one JSON line of final counters."""
     if settings.mode == "passive" and all(p.driver == "pcap" for p in settings.ports):
@@ -239,8 +280,9 @@ def run_settings(settings, app_spec=None, status=True, ready=None) -> int:
     q = ctx.Queue()
     ready_q = ctx.Queue()
     group = (os.getpid() & 0xFFFF) if settings.workers > 1 else None
+    turn = _Turn(ctx)
     procs = [ctx.Process(target=_worker, args=(settings, app_spec, group, q, status and i == 0,
-                                                ready_q), daemon=True)
+                                                ready_q, i, turn), daemon=True)
              for i in range(settings.workers)]
     stop = [False]
 

@@ -312,7 +312,8 @@ def test_two_workers_keep_every_flow_whole(testbed, tmp_path, www, driver):
     # and both directions of each on the same worker: every flow was seen to
     # end by its endpoints (FINs or RST), none of its packets reached a worker
     # that did not know it
-    assert c["ended"]["close"] + c["ended"]["rst"] == 6 and c["orphans"] == 0
+    assert c["orphans"] == 0, c
+    assert c["ended"]["close"] + c["ended"]["rst"] == 6, c
 
 
 def test_passive_mode_monitors_without_forwarding(testbed, tmp_path, www):
