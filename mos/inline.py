@@ -113,21 +113,7 @@ def _worker(settings, app_spec, fanout_group, result_q, status: bool, ready_q=No
         counters = eng.run_ports([p.c_port() for p in ports], _peers(settings),
                                  lambda: stop[0], status=show,
                                  fds=fds if len(fds) == len(ports) else None)
-        eng.close()
-        if app is not None and hasattr(app, "finish"):
-            app.finish(eng, None)
-        c = eng.counters()
-        out = {"ports": {}, "flows": c["flows_created"], "events": c["events"],
-               "handler_calls": c["handler_calls"], "packets": c["frames"],
-               "tcp": c["tcp"], "non_tcp": c["non_tcp"], "rexmit": c["rexmit"],
-               "orphans": c["orphans"], "ended": c["ended"],
-               "errors": c["errors"]}
-        for spec, port, pc in zip(settings.ports, ports, counters):
-            st = port.stats()
-            out["ports"][spec.name] = {"rx": pc["rx"], "tx": pc["tx"], "dropped": pc["dropped"],
-                                       "tx_dropped": pc["tx_dropped"], "injected": pc["injected"],
-                                       "kernel_dropped": st.get("rx_dropped", 0)}
-        result_q.put(out)
+        result_q.put(_finish(eng, app, settings, counters, [p.stats() for p in ports]))
     except Exception as exc:  # reported by the parent as one line
         result_q.put({"error": f"{type(exc).__name__}: {exc}"})
         if ready_q is not None:
@@ -135,6 +121,23 @@ def _worker(settings, app_spec, fanout_group, result_q, status: bool, ready_q=No
     finally:
         for p in ports:
             p.close()
+
+
+def _finish(eng, app, settings, counters, port_stats) -> dict:
+    """End the worker's flows, let the app finish, and report its counters."""
+    eng.close()
+    if app is not None and hasattr(app, "finish"):
+        app.finish(eng, None)
+    c = eng.counters()
+    out = {"ports": {}, "flows": c["flows_created"], "events": c["events"],
+           "handler_calls": c["handler_calls"], "packets": c["frames"], "tcp": c["tcp"],
+           "non_tcp": c["non_tcp"], "rexmit": c["rexmit"], "orphans": c["orphans"],
+           "ended": c["ended"], "errors": c["errors"]}
+    for spec, pc, st in zip(settings.ports, counters, port_stats):
+        out["ports"][spec.name] = {"rx": pc["rx"], "tx": pc["tx"], "dropped": pc["dropped"],
+                                   "tx_dropped": pc["tx_dropped"], "injected": pc["injected"],
+                                   "kernel_dropped": st.get("rx_dropped", 0)}
+    return out
 
 
 def _status_printer(settings):
@@ -159,21 +162,8 @@ def _thread_worker(settings, app, ports, queue, stop, results, errors, status):
         show = _status_printer(settings) if status else None
         counters = eng.run_ports([p.c_port(queue) for p in ports], _peers(settings),
                                  lambda: stop[0], status=show)
-        eng.close()
-        if app is not None and hasattr(app, "finish"):
-            app.finish(eng, None)
-        c = eng.counters()
-        out = {"ports": {}, "flows": c["flows_created"], "events": c["events"],
-               "handler_calls": c["handler_calls"], "packets": c["frames"],
-               "tcp": c["tcp"], "non_tcp": c["non_tcp"], "rexmit": c["rexmit"],
-               "orphans": c["orphans"], "ended": c["ended"],
-               "errors": c["errors"]}
-        for spec, port, pc in zip(settings.ports, ports, counters):
-            st = port.queue_stats(queue)
-            out["ports"][spec.name] = {"rx": pc["rx"], "tx": pc["tx"], "dropped": pc["dropped"],
-                                       "tx_dropped": pc["tx_dropped"], "injected": pc["injected"],
-                                       "kernel_dropped": st.get("rx_dropped", 0)}
-        results.append(out)
+        results.append(_finish(eng, app, settings, counters,
+                               [p.queue_stats(queue) for p in ports]))
     except Exception as exc:
         errors.append(f"{type(exc).__name__}: {exc}")
         stop[0] = True
