@@ -202,11 +202,16 @@ def _run_threads(settings, app_spec, status, ready) -> int:
         signal.signal(signal.SIGTERM, old[1])
         for p in ports:
             p.close()
+    return _report(results, errors, status)
+
+
+def _report(results: list[dict], errors: list[str], status: bool) -> int:
+    """The run's last words: one error line (exit 2) or one JSON line of counters."""
+    if status and sys.stderr.isatty():
+        sys.stderr.write("\n")  # end the status line
     if errors:
         print(f"mos: error: {errors[0]}", file=sys.stderr)
         return 2
-    if status and sys.stderr.isatty():
-        sys.stderr.write("\n")
     print(json.dumps(_sum(results)), flush=True)
     return 0
 
@@ -307,13 +312,4 @@ def run_settings(settings, app_spec=None, status=True, ready=None) -> int:
         for p in procs:
             if p.is_alive():
                 p.kill()
-    errors = [r["error"] for r in results if "error" in r]
-    if errors:
-        if status:
-            sys.stderr.write("\n")
-        print(f"mos: error: {errors[0]}", file=sys.stderr)
-        return 2
-    if status and sys.stderr.isatty():
-        sys.stderr.write("\n")
-    print(json.dumps(_sum(results)), flush=True)
-    return 0
+    return _report(results, [r["error"] for r in results if "error" in r], status)

@@ -119,6 +119,20 @@ static unsigned floor_pow2(unsigned x)
     return p;
 }
 
+/* A TPACKET_V2 ring of fixed-size frame slots: blocks of bs bytes, as many
+ * as fit in total (at least one), each cut into frames of fs bytes. */
+static struct tpacket_req frame_ring_req(unsigned bs, unsigned fs, unsigned total)
+{
+    struct tpacket_req req;
+    unsigned nb = total / bs;
+    memset(&req, 0, sizeof req);
+    req.tp_block_size = bs;
+    req.tp_block_nr = nb ? nb : 1;
+    req.tp_frame_size = fs;
+    req.tp_frame_nr = (bs / fs) * req.tp_block_nr;
+    return req;
+}
+
 /* Everything after the ring exists: bind, promiscuous, fanout, scratch. */
 static int rx_join(mos_afp_t *h, const char *iface, const mos_afp_config_t *cfg, char *err,
                    size_t errlen)
@@ -200,22 +214,14 @@ static int open_rx_v2(mos_afp_t *h, const char *iface, const mos_afp_config_t *c
     unsigned bs = fs > (64u << 10) ? fs : (64u << 10);
     if (bs < (unsigned)page)
         bs = (unsigned)page;
-    unsigned nb = total / bs;
-    if (nb < 1)
-        nb = 1;
-    struct tpacket_req req;
-    memset(&req, 0, sizeof req);
-    req.tp_block_size = bs;
-    req.tp_block_nr = nb;
-    req.tp_frame_size = fs;
-    req.tp_frame_nr = (bs / fs) * nb;
+    struct tpacket_req req = frame_ring_req(bs, fs, total);
     if (setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) < 0) {
         char m[96];
         snprintf(m, sizeof m, "PACKET_RX_RING (%u frames of %u bytes)", req.tp_frame_nr, fs);
         fail(err, errlen, iface, m, errno);
         return -1;
     }
-    h->ring_len = (size_t)bs * nb;
+    h->ring_len = (size_t)bs * req.tp_block_nr;
     void *m = mmap(NULL, h->ring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
     if (m == MAP_FAILED) {
         fail(err, errlen, iface, "mmap of the rx ring", errno);
@@ -283,7 +289,7 @@ static int open_rx(mos_afp_t *h, const char *iface, const mos_afp_config_t *cfg,
         fail(err, errlen, iface, m, errno);
         return -1;
     }
-    h->ring_len = (size_t)bs * nb;
+    h->ring_len = (size_t)bs * req.tp_block_nr;
     void *m = mmap(NULL, h->ring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
     if (m == MAP_FAILED) {
         fail(err, errlen, iface, "mmap of the rx ring", errno);
@@ -336,20 +342,12 @@ static int open_tx(mos_afp_t *h, const char *iface, const mos_afp_config_t *cfg,
         if (bsz < (64u << 10))
             bsz = 64u << 10;
         unsigned total = cfg->tx_ring_bytes ? cfg->tx_ring_bytes : (1u << 20);
-        unsigned nb = total / bsz;
-        if (nb < 1)
-            nb = 1;
-        struct tpacket_req req;
-        memset(&req, 0, sizeof req);
-        req.tp_block_size = bsz;
-        req.tp_block_nr = nb;
-        req.tp_frame_size = fs;
-        req.tp_frame_nr = (bsz / fs) * nb;
+        struct tpacket_req req = frame_ring_req(bsz, fs, total);
         if (setsockopt(fd, SOL_PACKET, PACKET_TX_RING, &req, sizeof req) < 0) {
             fail(err, errlen, iface, "PACKET_TX_RING", errno);
             return -1;
         }
-        h->txring_len = (size_t)bsz * nb;
+        h->txring_len = (size_t)bsz * req.tp_block_nr;
         void *m = mmap(NULL, h->txring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
         if (m == MAP_FAILED) {
             fail(err, errlen, iface, "mmap of the tx ring", errno);
