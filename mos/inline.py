@@ -132,6 +132,7 @@ def _finish(eng, app, settings, counters, port_stats) -> dict:
     out = {"ports": {}, "flows": c["flows_created"], "events": c["events"],
            "handler_calls": c["handler_calls"], "packets": c["frames"], "tcp": c["tcp"],
            "non_tcp": c["non_tcp"], "rexmit": c["rexmit"], "orphans": c["orphans"],
+           "rewritten": c["rewritten"], "rewrite_failed": c["rewrite_failed"],
            "ended": c["ended"], "errors": c["errors"]}
     for spec, pc, st in zip(settings.ports, counters, port_stats):
         out["ports"][spec.name] = {"rx": pc["rx"], "tx": pc["tx"], "dropped": pc["dropped"],
@@ -220,7 +221,7 @@ def _sum(results: list[dict]) -> dict:
     total: dict = {"workers": len(results), "ports": {}}
     for r in results:
         for k in ("flows", "events", "handler_calls", "packets", "tcp", "non_tcp", "rexmit",
-                  "orphans"):
+                  "orphans", "rewritten", "rewrite_failed"):
             total[k] = total.get(k, 0) + r[k]
         for name, pc in r["ports"].items():
             agg = total["ports"].setdefault(name, {})

@@ -90,6 +90,7 @@ cdef extern from "engine.h" nogil:
         uint64_t ended[7]
         uint64_t errors[9]
         uint64_t events, rexmit, payload_bytes, ooo_segments, snapped
+        uint64_t rewritten, rewrite_failed
 
     ctypedef struct mos_engine_t:
         pass
@@ -123,6 +124,29 @@ cdef extern from "engine.h" nogil:
     void mos_flow_set_buffer(mos_engine_t *e, mos_flow_t *f, int side, uint32_t size)
     void mos_flow_stop_side(mos_engine_t *e, mos_flow_t *f, int side)
     void mos_flow_consumed(mos_engine_t *e, mos_flow_t *f, int side, uint64_t off)
+    int mos_engine_edit(mos_engine_t *e, uint32_t i, uint32_t off, uint32_t dele,
+                        const uint8_t *ins, uint32_t ins_len, uint32_t max_ip, char *err,
+                        size_t errlen)
+    const uint8_t *mos_engine_tx_frame(mos_engine_t *e, uint32_t i, const uint8_t *data,
+                                       uint32_t len, uint32_t *out_len)
+    uint32_t mos_engine_edited_flows(const mos_engine_t *e)
+    uint32_t mos_flow_wire_seq(const mos_flow_t *f, int side, uint32_t seq)
+
+
+cdef extern from "seqmap.h" nogil:
+    ctypedef struct mos_seqmap_t:
+        uint32_t delta
+        uint32_t n
+    int MOS_SEQMAP_MAX
+    void mos_seqmap_init(mos_seqmap_t *m)
+    void mos_seqmap_clear(mos_seqmap_t *m)
+    int mos_seqmap_add(mos_seqmap_t *m, uint32_t seq, uint32_t dele, const uint8_t *ins,
+                       uint32_t ins_len, int after)
+    void mos_seqmap_acked(mos_seqmap_t *m, uint32_t wire_ack)
+    uint32_t mos_seqmap_out(const mos_seqmap_t *m, uint32_t seq)
+    uint32_t mos_seqmap_in(const mos_seqmap_t *m, uint32_t ack)
+    uint32_t mos_seqmap_rewrite(const mos_seqmap_t *m, uint32_t seq, const uint8_t *pay,
+                                uint32_t len, uint8_t *out, uint32_t cap, uint32_t *out_seq)
 
 
 cdef extern from "port.h" nogil:

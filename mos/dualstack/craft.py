@@ -62,6 +62,8 @@ def reset_frames(flow, pkt) -> list[tuple[int, bytes]]:
         if sender.snd_nxt not in seqs:
             seqs.append(sender.snd_nxt)
         for seq in seqs:
+            # in the receiver's numbering, should handlers have changed lengths
+            seq = flow.wire_seq(sender.side, seq)
             frame = _l2(l2, same) + _ip_tcp(saddr[0], daddr[0], saddr[1], daddr[1], seq,
                                             0, TH_RST)
             out.append((port, fix_checksums(frame, 1)))

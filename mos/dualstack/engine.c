@@ -6,9 +6,11 @@
  */
 #include "engine.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "rewrite.h"
 #include "tcpseq.h"
 
 #define CHUNK_SHIFT 10
@@ -43,7 +45,16 @@ struct mos_engine {
     /* decoded packets of the current burst */
     mos_pkt_t *pkts;
     uint8_t *verdict;
-    uint32_t pktcap;
+    uint32_t *pslot;            /* per packet: its flow's slot (MOS_NIL: none) */
+    uint32_t *pnew;             /* per packet: the sender's SND.NXT before it */
+    uint8_t *pside;             /* per packet: the side that sent it */
+    uint32_t pktcap, npkts;
+    /* in-line payload edits */
+    uint32_t edited_flows;
+    uint8_t *arena;             /* rewritten frames of the current burst */
+    uint32_t arena_cap, arena_used;
+    uint8_t **retired;          /* arenas outgrown this burst (pointers into them live on) */
+    uint32_t nretired, retiredcap;
     const mos_frame_t *frames;
     mos_defrag_t *defrag;
 };
@@ -483,6 +494,13 @@ static void free_flow(mos_engine_t *e, uint32_t slot)
     mos_rbuf_free(&f->ep[1].rbuf);
     free(f->digest);
     f->digest = NULL;
+    if (f->edits) {
+        mos_seqmap_clear(&f->edits->map[0]);
+        mos_seqmap_clear(&f->edits->map[1]);
+        free(f->edits);
+        f->edits = NULL;
+        e->edited_flows--;
+    }
     f->flags = 0;
     f->gen++;
     f->hnext = e->freelist;
@@ -590,7 +608,7 @@ static void store_data(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int r, con
     if (advanced || gaps) after_rbuf(e, f, slot, r, pi, advanced, gaps);
 }
 
-static void tcp_packet(mos_engine_t *e, uint32_t pi, const mos_pkt_t *p, uint64_t ts, uint16_t iface)
+static void tcp_packet(mos_engine_t *e, uint32_t pi, mos_pkt_t *p, uint64_t ts, uint16_t iface)
 {
     e->c.tcp++;
     uint32_t hash = mos_flow_hash(p);
@@ -646,6 +664,17 @@ checked:;
     f->iface[s] = iface;
     int r = !s;
     mos_ep_t *S = &f->ep[s], *R = &f->ep[r];
+    e->pslot[pi] = slot;
+    e->pside[pi] = (uint8_t)s;
+    if (f->edits && (fl & MOS_TH_ACK) && mos_seqmap_active(&f->edits->map[r])) {
+        /* the receiver acknowledges edited bytes in the numbers it saw: the
+         * models follow the sender's own numbers (seqmap.h) */
+        mos_seqmap_t *m = &f->edits->map[r];
+        uint32_t wire = p->ack;
+        p->ack = mos_seqmap_in(m, wire);
+        for (int k = 0; k < 2 * p->nsack; k++) p->sack[k] = mos_seqmap_in(m, p->sack[k]);
+        mos_seqmap_acked(m, wire);
+    }
     uint32_t len = p->seglen;
     e->c.payload_bytes += len;
     if (p->paylen < p->seglen) e->c.snapped++;
@@ -689,6 +718,7 @@ checked:;
                  doff + (int64_t)len >= 0;
     if (had_isn && !syn && !(fl & MOS_TH_RST) && (len || (fl & MOS_TH_FIN)) && seq_lt(dseq, S->snd_nxt))
         rexmit = 1;
+    e->pnew[pi] = had_isn ? S->snd_nxt : dseq;
     /* a RST's sequence number is judged below, not believed */
     if (!(fl & MOS_TH_RST) && seq_gt(end, S->snd_nxt)) S->snd_nxt = end;
     if (len && !(fl & MOS_TH_RST) && doff + (int64_t)len > (int64_t)S->data_end) {
@@ -852,6 +882,11 @@ void mos_engine_free(mos_engine_t *e)
             mos_rbuf_free(&f->ep[0].rbuf);
             mos_rbuf_free(&f->ep[1].rbuf);
             free(f->digest);
+            if (f->edits) {
+                mos_seqmap_clear(&f->edits->map[0]);
+                mos_seqmap_clear(&f->edits->map[1]);
+                free(f->edits);
+            }
         }
     }
     for (uint32_t i = 0; i < e->nchunks; i++) free(e->chunks[i]);
@@ -861,6 +896,12 @@ void mos_engine_free(mos_engine_t *e)
     free(e->ev);
     free(e->pkts);
     free(e->verdict);
+    free(e->pslot);
+    free(e->pnew);
+    free(e->pside);
+    free(e->arena);
+    for (uint32_t i = 0; i < e->nretired; i++) free(e->retired[i]);
+    free(e->retired);
     if (e->defrag) mos_defrag_free(e->defrag);
     free(e);
 }
@@ -896,6 +937,9 @@ int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int n, uint64
     mos_defrag_release(e->defrag);
     e->serial++;
     e->frames = frames;
+    e->npkts = 0;
+    e->arena_used = 0;
+    while (e->nretired) free(e->retired[--e->nretired]);
     if ((uint32_t)n > e->pktcap) {
         mos_pkt_t *pk = realloc(e->pkts, (size_t)n * sizeof *pk);
         if (!pk) return 0;
@@ -903,6 +947,15 @@ int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int n, uint64
         uint8_t *v = realloc(e->verdict, (size_t)n);
         if (!v) return 0;
         e->verdict = v;
+        uint32_t *ps = realloc(e->pslot, (size_t)n * sizeof *ps);
+        if (!ps) return 0;
+        e->pslot = ps;
+        uint32_t *pn = realloc(e->pnew, (size_t)n * sizeof *pn);
+        if (!pn) return 0;
+        e->pnew = pn;
+        uint8_t *sd = realloc(e->pside, (size_t)n);
+        if (!sd) return 0;
+        e->pside = sd;
         e->pktcap = (uint32_t)n;
     }
     memset(e->verdict, MOS_VERDICT_FORWARD, (size_t)n);
@@ -910,6 +963,8 @@ int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int n, uint64
     for (i = 0; i < n; i++) {
         const mos_frame_t *fr = &frames[i];
         if (fr->ts_ns > stop_ts) break;
+        e->pslot[i] = MOS_NIL;
+        e->npkts = (uint32_t)i + 1;
         e->c.frames++;
         e->c.bytes += fr->wirelen;
         if (fr->ts_ns > e->now) {
@@ -1035,4 +1090,127 @@ void mos_flow_stop_side(mos_engine_t *e, mos_flow_t *f, int side)
     f->ep[side].flags |= MOS_EPF_UNMON;
     mos_rbuf_set_limit(&f->ep[side].rbuf, 0);
     if ((f->ep[0].flags & MOS_EPF_UNMON) && (f->ep[1].flags & MOS_EPF_UNMON)) f->flags |= MOS_FF_UNMON;
+}
+
+/* ---------------------------------------------------------------- in-line edits */
+
+static const char *seqmap_why(int rc)
+{
+    switch (rc) {
+    case MOS_SEQMAP_FULL: return "too many edits in flight on this side of the flow (at most 64 "
+                                 "not yet acknowledged)";
+    case MOS_SEQMAP_OVERLAP: return "it overlaps an earlier edit of the same bytes";
+    case MOS_SEQMAP_NOMEM: return "out of memory";
+    default: return "it removes nothing and inserts nothing, or inserts more than 65535 bytes";
+    }
+}
+
+int mos_engine_edit(mos_engine_t *e, uint32_t i, uint32_t off, uint32_t del, const uint8_t *ins,
+                    uint32_t ins_len, uint32_t max_ip, char *err, size_t errlen)
+{
+#define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
+    if (i >= e->npkts || e->pslot[i] == MOS_NIL) FAIL("the packet belongs to no tracked flow");
+    mos_flow_t *f = slot_ptr(e, e->pslot[i]);
+    if (!(f->flags & (MOS_FF_LIVE | MOS_FF_DYING))) FAIL("the packet's flow is gone");
+    const mos_pkt_t *p = &e->pkts[i];
+    const mos_frame_t *fr = &e->frames[i];
+    if (p->l3 < fr->data || p->l3 >= fr->data + fr->caplen)
+        FAIL("the packet was reassembled from IP fragments: its length cannot change");
+    if (p->flags & (MOS_TH_RST | MOS_TH_SYN)) FAIL("SYN and RST segments cannot change length");
+    if (p->paylen != p->seglen) FAIL("the packet's payload was cut short by the capture");
+    if (!p->paylen) FAIL("the packet has no payload");
+    if (off > p->paylen || del > p->paylen - off)
+        FAIL("bytes [%u, %u) are not inside the %u-byte payload", off, off + del, p->paylen);
+    uint32_t at = p->seq + off;
+    int after = !del && off == p->paylen; /* an insertion at the very end belongs to the last byte */
+    int s = e->pside[i];
+    if (f->edits && mos_seqmap_has(&f->edits->map[s], at, del, ins, ins_len, after))
+        return 0; /* a handler seeing a retransmission makes the same edit again */
+    const mos_ep_t *R = &f->ep[!s];
+    uint32_t hi = del ? at + del : (after ? at : at + 1);
+    if ((R->flags & MOS_EPF_ACKED) && seq_leq(hi, R->ack))
+        return 0; /* the receiver has these bytes: it drops this copy whatever it says */
+    if (seq_lt(after ? at - 1 : at, e->pnew[i]))
+        FAIL("payload offset %u was sent before (this packet retransmits it, and the receiver "
+             "may hold it as it was): only new bytes can change length; overwrite keeps the length",
+             off);
+    mos_seqmap_t *m = f->edits ? &f->edits->map[s] : NULL;
+    uint32_t cur = m ? mos_seqmap_rewrite_len(m, p->seq, p->paylen) : p->paylen;
+    uint64_t ip = (uint64_t)p->l3hlen + p->thlen + cur + ins_len - del;
+    if (ip > max_ip)
+        FAIL("the packet would grow to a %llu-byte IP datagram, over the %u-byte limit (MTU)",
+             (unsigned long long)ip, max_ip);
+    if (!f->edits) {
+        f->edits = calloc(1, sizeof *f->edits);
+        if (!f->edits) FAIL("out of memory");
+        e->edited_flows++;
+        m = &f->edits->map[s];
+    }
+    int rc = mos_seqmap_add(m, at, del, ins, ins_len, after);
+    if (rc < 0) FAIL("cannot edit bytes [%u, %u) of the payload: %s", off, off + del, seqmap_why(rc));
+    return 0;
+#undef FAIL
+}
+
+static uint8_t *arena_alloc(mos_engine_t *e, uint32_t n)
+{
+    if (e->arena_used + (uint64_t)n > e->arena_cap) {
+        uint32_t cap = e->arena_cap ? e->arena_cap * 2 : 256u << 10;
+        while (cap < n) cap *= 2;
+        uint8_t *a = malloc(cap);
+        if (!a) return NULL;
+        if (e->arena && e->arena_used) { /* frames already built point into it */
+            if (e->nretired == e->retiredcap) {
+                uint32_t rc = e->retiredcap ? e->retiredcap * 2 : 8;
+                uint8_t **r = realloc(e->retired, rc * sizeof *r);
+                if (!r) {
+                    free(a);
+                    return NULL;
+                }
+                e->retired = r;
+                e->retiredcap = rc;
+            }
+            e->retired[e->nretired++] = e->arena;
+        } else {
+            free(e->arena);
+        }
+        e->arena = a;
+        e->arena_cap = cap;
+        e->arena_used = 0;
+    }
+    uint8_t *out = e->arena + e->arena_used;
+    e->arena_used += n;
+    return out;
+}
+
+const uint8_t *mos_engine_tx_frame(mos_engine_t *e, uint32_t i, const uint8_t *data, uint32_t len,
+                                   uint32_t *out_len)
+{
+    *out_len = 0;
+    if (i >= e->npkts || e->pslot[i] == MOS_NIL) return NULL;
+    mos_flow_t *f = slot_ptr(e, e->pslot[i]);
+    if (!f->edits || !(f->flags & (MOS_FF_LIVE | MOS_FF_DYING))) return NULL;
+    int s = e->pside[i];
+    const mos_seqmap_t *own = &f->edits->map[s], *peer = &f->edits->map[!s];
+    uint32_t cap = mos_rewrite_bound(own, len);
+    uint8_t *out = arena_alloc(e, cap);
+    uint32_t n = out ? mos_rewrite_segment(own, peer, e->frames[i].linktype, data, len, out, cap)
+                     : UINT32_MAX;
+    if (n == UINT32_MAX) {
+        e->c.rewrite_failed++;
+        *out_len = UINT32_MAX;
+        return NULL;
+    }
+    e->arena_used -= cap - n; /* give back what the frame did not use */
+    if (!n) return NULL;
+    e->c.rewritten++;
+    *out_len = n;
+    return out;
+}
+
+uint32_t mos_engine_edited_flows(const mos_engine_t *e) { return e->edited_flows; }
+
+uint32_t mos_flow_wire_seq(const mos_flow_t *f, int side, uint32_t seq)
+{
+    return f->edits ? mos_seqmap_out(&f->edits->map[side], seq) : seq;
 }

@@ -18,6 +18,7 @@
 #include "decode.h"
 #include "defrag.h"
 #include "rbuf.h"
+#include "seqmap.h"
 #include "sha256.h"
 
 /* RFC 9293 3.3.2 state names */
@@ -106,6 +107,12 @@ typedef struct mos_digest {
     uint64_t lost;         /* present bytes that left the buffer before hashing */
 } mos_digest_t;
 
+/* Payload edits that change lengths (in-line): map[side] translates the
+ * bytes that side sends.  Allocated on a flow's first edit. */
+typedef struct mos_edits {
+    mos_seqmap_t map[2];
+} mos_edits_t;
+
 typedef struct mos_flow {
     uint32_t hnext;        /* hash chain (slot, MOS_NIL ends) */
     uint32_t hash;
@@ -124,6 +131,7 @@ typedef struct mos_flow {
     uint64_t first_ts, last_ts;
     uint64_t lru_ts;       /* last_ts when last moved to the LRU tail */
     mos_digest_t *digest;  /* [2] in digest mode, else NULL */
+    mos_edits_t *edits;    /* NULL until a handler changes a payload's length */
     mos_ep_t ep[2];        /* [MOS_CLIENT], [MOS_SERVER] */
 } mos_flow_t;
 
@@ -175,6 +183,8 @@ typedef struct mos_counters {
     uint64_t payload_bytes;        /* TCP payload bytes of tracked flows */
     uint64_t ooo_segments;         /* segments stored out of order */
     uint64_t snapped;              /* TCP segments whose payload was cut by the capture */
+    uint64_t rewritten;            /* frames sent rewritten for payload edits */
+    uint64_t rewrite_failed;       /* frames of edited flows that could not be rewritten (dropped) */
 } mos_counters_t;
 
 typedef struct mos_engine mos_engine_t;
@@ -229,6 +239,30 @@ const mos_defrag_stats_t *mos_engine_defrag_stats(const mos_engine_t *e);
 uint64_t mos_engine_now(const mos_engine_t *e);
 uint32_t mos_engine_slots(const mos_engine_t *e);     /* slots allocated so far */
 uint64_t mos_engine_memory(const mos_engine_t *e);    /* bytes held by the table (not buffers) */
+
+/* ---- in-line payload edits (insert, chomp, replace) ----
+ * Replace del bytes at payload offset off of packet i (of the last process
+ * call) by ins[0..ins_len).  Only bytes the sender has not sent before may
+ * change length (a retransmitted range may have reached the receiver as it
+ * was); the packet's IP datagram must stay within max_ip bytes.  The flow's
+ * later packets, both ways, are translated when they are sent
+ * (mos_engine_tx_frame); the monitor's own view keeps the sender's numbers
+ * and bytes.  An edit of bytes the receiver has acknowledged does nothing
+ * (that copy is a duplicate it drops), and so does repeating an edit.
+ * Returns 0, or -1 with a reason in err. */
+int mos_engine_edit(mos_engine_t *e, uint32_t i, uint32_t off, uint32_t del, const uint8_t *ins,
+                    uint32_t ins_len, uint32_t max_ip, char *err, size_t errlen);
+/* The frame to send for packet i, whose bytes are data[0..len) (the frame
+ * or a handler's modified copy): NULL with *out_len 0 to send data as it is;
+ * NULL with *out_len UINT32_MAX when it cannot be rewritten (drop it:
+ * counted in rewrite_failed); else the rewritten frame, valid until the next
+ * process call. */
+const uint8_t *mos_engine_tx_frame(mos_engine_t *e, uint32_t i, const uint8_t *data, uint32_t len,
+                                   uint32_t *out_len);
+/* Flows with edits now (0: tx_frame has nothing to do). */
+uint32_t mos_engine_edited_flows(const mos_engine_t *e);
+/* A sequence number `side` sends, as the other side sees it. */
+uint32_t mos_flow_wire_seq(const mos_flow_t *f, int side, uint32_t seq);
 
 /* Per-side run-time settings. */
 void mos_flow_set_buffer(mos_engine_t *e, mos_flow_t *f, int side, uint32_t size);
