@@ -388,3 +388,75 @@ def test_corrupt_frames_of_an_edited_flow_never_crash(mutations):
     assert len(out) == fed
     for kind, _, data in out:
         assert kind in ("fwd", "drop")
+
+
+# ---------------------------------------------------------------- header edits
+
+
+def _one_packet_edit(edit, payload=b"GET / HTTP/1.0\r\n\r\n", frame_fn=None):
+    """Feed a handshake and one client data packet whose handler runs edit(pkt);
+    return the frame forwarded for that packet (or the error)."""
+    mon = mos.Monitor()
+    errors = []
+
+    @mon.on(Event.PKT_IN, side=Side.SERVER)
+    def h(flow, side, event):
+        if flow.packet.payload:
+            try:
+                edit(flow.packet)
+            except ValueError as e:
+                errors.append(str(e))
+
+    eng = inline_engine(mon)
+    c = Conv()
+    c.handshake()
+    for _, fr in c.frames:
+        eng.feed(fr, 1.0, iface=CLIENT_PORT if dpkt.ethernet.Ethernet(fr).data.data.sport == 40000
+                 else SERVER_PORT)
+    eng.take_output()
+    frame = c.packet("c", F.TH_ACK | F.TH_PUSH, payload)
+    if frame_fn:
+        frame = frame_fn(frame)
+    eng.feed(frame, c.ts, iface=CLIENT_PORT)
+    out = eng.take_output()
+    return (out[0][2] if out else None), errors
+
+
+def test_tcp_option_inserted_and_the_header_length_follows():
+    def add_nops(pkt):
+        pkt.insert(20, b"\x01\x01\x01\x01", where="tcp")
+        pkt.overwrite(0, b"PUT", where="payload")   # lands on the moved payload
+
+    out, errors = _one_packet_edit(add_nops)
+    assert errors == []
+    ip = dpkt.ethernet.Ethernet(out).data
+    assert ip.data.off == 6 and ip.data.opts == b"\x01\x01\x01\x01"
+    assert ip.data.data == b"PUT / HTTP/1.0\r\n\r\n" and ip.len == 20 + 24 + 18
+    d = _native.decode(1, out)
+    assert d["tcp_csum_ok"] in (1, True) and d["ip_csum_ok"] in (1, True)
+
+
+def test_ipv4_option_insert_and_vlan_tag_chomp():
+    out, errors = _one_packet_edit(lambda p: p.insert(20, b"\x01\x01\x01\x00", where="ip"))
+    assert errors == []
+    ip = dpkt.ethernet.Ethernet(out).data
+    assert ip.hl == 6 and ip.len == 24 + 20 + 18
+    assert _native.decode(1, out)["ip_csum_ok"] in (1, True)
+
+    def tagged(frame):
+        return frame[:12] + b"\x81\x00\x00\x07" + frame[12:]
+
+    out, errors = _one_packet_edit(lambda p: p.chomp(12, 4, where="frame"), frame_fn=tagged)
+    assert errors == [] and out[12:14] == b"\x08\x00"
+    assert dpkt.ethernet.Ethernet(out).data.data.data == b"GET / HTTP/1.0\r\n\r\n"
+
+
+def test_header_edits_that_break_the_header_are_refused():
+    _, errors = _one_packet_edit(lambda p: p.insert(20, b"\x01\x01", where="tcp"))
+    assert errors and "multiple of 4" in errors[0]
+    _, errors = _one_packet_edit(lambda p: p.insert(20, b"\x01" * 44, where="tcp"))
+    assert errors and "from 20 to 60" in errors[0]
+    _, errors = _one_packet_edit(lambda p: p.chomp(10, 30, where="ip"))
+    assert errors and "not inside" in errors[0]
+    _, errors = _one_packet_edit(lambda p: p.insert(0, b"x", where="udp"))
+    assert errors and "where must be" in errors[0]
