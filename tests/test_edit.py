@@ -2,18 +2,18 @@
 translation they need, sans-I/O: the map alone (SeqMap), then the engine in
 collect mode with each end answering what it received on the wire."""
 
+import itertools
 import random
 
 import dpkt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import mos
-from mos import Event, Side
-from mos import _native
 from mos.dualstack._engine import SeqMap
 from tcpconv import Conv
+
+import mos
+from mos import Event, Side, _native
 
 F = dpkt.tcp
 CLIENT_PORT, SERVER_PORT = 0, 1
@@ -139,7 +139,7 @@ def test_seqmap_any_segmentation_rebuilds_the_edited_stream(case):
         m.add((base + start) & M32, dele, ins, after)
     wire = _apply(raw, edits)
     covered = bytearray(len(wire))
-    for a, b in zip(bounds, bounds[1:]):
+    for a, b in itertools.pairwise(bounds):
         wseq, pay = m.rewrite((base + a) & M32, raw[a:b])
         off = (wseq - base) & M32
         assert wire[off:off + len(pay)] == pay
