@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mos.dualstack._engine import SeqMap
-from tcpconv import Conv
+from tcpconv import CLIENT6, SERVER6, Conv
 
 import mos
 from mos import Event, Side, _native
@@ -195,12 +195,13 @@ def header_inserter():
     return mon, errors
 
 
-def test_insert_translates_both_ways_and_the_flow_closes_normally():
+@pytest.mark.parametrize("ipv", [4, 6])
+def test_insert_translates_both_ways_and_the_flow_closes_normally(ipv):
     mon, errors = header_inserter()
     ends = []
     mon.on(Event.CONN_END, lambda f, s, e: ends.append(f.event_info.reason), side=Side.CLIENT)
     eng = inline_engine(mon)
-    c = Conv()
+    c = Conv() if ipv == 4 else Conv(client=(CLIENT6, 40000), server=(SERVER6, 80))
     c.handshake()
     for _, fr in c.frames:
         eng.feed(fr, 1.0, iface=CLIENT_PORT if dpkt.ethernet.Ethernet(fr).data.data.sport == 40000
