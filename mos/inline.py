@@ -5,6 +5,10 @@ settings itself; with several workers the AF_PACKET ports join one fanout
 group whose kernel hash is symmetric, so both directions of a flow land on
 the same worker (DESIGN 1, rule 3).  A worker forwards until SIGINT or
 SIGTERM, then reports its counters; the parent sums them into one JSON line.
+
+DPDK runs in one process (one EAL) with a worker thread per rx/tx queue pair
+of each port; symmetric RSS, or the shim's software steering on a device
+without RSS (net_af_packet), keeps both directions of a flow on one queue.
 """
 
 from __future__ import annotations
@@ -49,9 +53,12 @@ def open_port(spec, settings, fanout_group: Optional[int]):
 
 
 def _eal_args(settings) -> list[str]:
-    """The EAL arguments as configured (a device needs one rx/tx queue pair
-    per worker, spread by symmetric RSS: see native/dpdk_shim.h)."""
-    return list(settings.dpdk.eal_args)
+    """The EAL arguments as configured, with qpairs=WORKERS added to each
+    net_af_packet vdev that names none: a device needs one rx/tx queue pair
+    per worker (flows kept whole by symmetric RSS or software steering: see
+    native/dpdk_shim.h)."""
+    from mos.ports.dpdk import eal_args_for_queues
+    return eal_args_for_queues(settings.dpdk.eal_args, settings.workers)
 
 
 def _peers(settings) -> list[int]:
@@ -138,6 +145,9 @@ def _finish(eng, app, settings, counters, port_stats) -> dict:
         out["ports"][spec.name] = {"rx": pc["rx"], "tx": pc["tx"], "dropped": pc["dropped"],
                                    "tx_dropped": pc["tx_dropped"], "injected": pc["injected"],
                                    "kernel_dropped": st.get("rx_dropped", 0)}
+        if "steered" in st:  # DPDK: frames handed to another worker, and those lost doing so
+            out["ports"][spec.name].update(steered=st["steered"],
+                                           steer_dropped=st["steer_dropped"])
     return out
 
 
@@ -157,6 +167,8 @@ def _status_printer(settings):
 
 def _thread_worker(settings, app, ports, queue, stop, results, errors, status):
     try:
+        from mos.ports.dpdk import pin_worker
+        pin_worker(queue, settings.workers)  # else every worker shares the EAL's main lcore
         eng = mos.Engine(settings.engine_config())
         if app is not None:
             app.attach(eng)
@@ -198,6 +210,14 @@ def _run_threads(settings, app_spec, status, ready) -> int:
         while any(t.is_alive() for t in threads):
             for t in threads:
                 t.join(timeout=0.2)
+        # frames a worker handed to one that had already stopped are still in
+        # the steering rings: lost at shutdown, counted as steering drops
+        for spec, p in zip(settings.ports, ports):
+            n = p.flush_steering() if hasattr(p, "flush_steering") else 0
+            if n and results:
+                pc = results[0]["ports"][spec.name]
+                pc["kernel_dropped"] += n
+                pc["steer_dropped"] += n
     finally:
         signal.signal(signal.SIGINT, old[0])
         signal.signal(signal.SIGTERM, old[1])
@@ -218,7 +238,8 @@ def _report(results: list[dict], errors: list[str], status: bool) -> int:
 
 
 def _sum(results: list[dict]) -> dict:
-    total: dict = {"workers": len(results), "ports": {}}
+    total: dict = {"workers": len(results), "ports": {},
+                   "worker_flows": [r["flows"] for r in results]}
     for r in results:
         for k in ("flows", "events", "handler_calls", "packets", "tcp", "non_tcp", "rexmit",
                   "orphans", "rewritten", "rewrite_failed"):

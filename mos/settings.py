@@ -38,8 +38,10 @@ forward     ``[]``      list of pairs ``[a, b]`` of port names; each pair forwar
                         port in exactly one pair; passive mode takes none
 dpdk        (none)      ``{eal_args: [...]}``; required iff a port uses the dpdk
                         driver, an error otherwise
-workers     ``1``       worker processes, 1..64 (AF_PACKET spreads flows over them
-                        with a fanout group)
+workers     ``1``       workers, 1..64: AF_PACKET processes in a fanout group;
+                        DPDK threads, one per rx/tx queue pair (symmetric RSS,
+                        or software steering on a device without RSS;
+                        net_af_packet vdevs get ``qpairs=N`` added)
 monitor     (defaults)  engine options of `mos.Config`; see *Monitor*
 app         (none)      module name (``middleboxes.midstat``) or ``.py`` file with
                         ``attach(engine)``, as ``mos run --app``

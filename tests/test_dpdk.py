@@ -11,13 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import re
 import select
 import shutil
+import socket
+import struct
 import subprocess
 import sys
 import time
 
+import dpkt
 import pytest
 from _vethbed import SERVER4, SERVER6, VethBed
 
@@ -64,12 +68,231 @@ def test_port_arguments_out_of_range_raise_before_eal():
         dpdk.DpdkPort(0, [], nb_desc=0)
 
 
+def test_af_packet_vdevs_get_a_queue_pair_per_worker():
+    args = ["--no-huge", "--vdev=net_af_packet0,iface=c1", "--vdev", "net_af_packet1,iface=s1",
+            "--vdev=net_pcap0,iface=x"]
+    assert dpdk.eal_args_for_queues(args, 1) == [
+        "--no-huge", "--vdev=net_af_packet0,iface=c1,qpairs=1", "--vdev",
+        "net_af_packet1,iface=s1,qpairs=1", "--vdev=net_pcap0,iface=x"]
+    # several: a deeper kernel ring too, unless given
+    assert dpdk.eal_args_for_queues(
+        ["--vdev=net_af_packet0,iface=c1,framecnt=1024", "--vdev=eth_af_packet1,iface=s1,qpairs=3"],
+        3) == ["--vdev=net_af_packet0,iface=c1,framecnt=1024,qpairs=3",
+               "--vdev=eth_af_packet1,iface=s1,qpairs=3,framecnt=4096"]
+    for given in (1, 4):
+        with pytest.raises(ConfigError, match=rf"eal_args\[1\]: '--vdev=net_af_packet0,iface=c1,"
+                                              rf"qpairs={given}' has qpairs={given}, but workers "
+                                              r"is 2: each worker needs its own rx/tx queue pair"):
+            dpdk.eal_args_for_queues(
+                ["--no-pci", f"--vdev=net_af_packet0,iface=c1,qpairs={given}"], 2)
+
+
 @pytest.mark.skipif(not dpdk.available()[0], reason=dpdk.available()[1])
 def test_vdev_on_missing_interface_raises_config_error_before_eal():
     # checked before rte_eal_init (which would only log it), so no EAL starts here
     with pytest.raises(ConfigError, match=r"eal_args\[1\]: .*no network interface 'mosnosuch0'"):
         dpdk.DpdkPort(0, ["--no-huge", "--vdev=net_af_packet0,iface=mosnosuch0"])
     assert not dpdk.lib.mos_dpdk_initialized()
+
+
+# ---- software steering: the flow hash (no EAL, no root) ----
+
+needs_lib = pytest.mark.skipif(not dpdk.available()[0], reason=dpdk.available()[1])
+
+
+def _eth(l3: bytes, ethertype: int, vlans=()) -> bytes:
+    tags = b"".join(struct.pack("!HH", tpid, vid) for tpid, vid in vlans)
+    return b"\x02" * 6 + b"\x04" * 6 + tags + struct.pack("!H", ethertype) + l3
+
+
+def _l4(proto: str, sport: int, dport: int):
+    if proto == "tcp":
+        return dpkt.tcp.TCP(sport=sport, dport=dport, flags=dpkt.tcp.TH_ACK, data=b"x" * 20)
+    return dpkt.udp.UDP(sport=sport, dport=dport, data=b"x" * 20)
+
+
+def _v4(src: str, dst: str, sport: int, dport: int, proto="tcp", vlans=(), mf=0,
+        offset=0) -> bytes:
+    """offset: the fragment offset field (8-byte units)."""
+    ip = dpkt.ip.IP(src=socket.inet_pton(socket.AF_INET, src),
+                    dst=socket.inet_pton(socket.AF_INET, dst),
+                    p=6 if proto == "tcp" else 17, data=_l4(proto, sport, dport))
+    ip.mf, ip.offset = mf, offset
+    return _eth(bytes(ip), 0x0800, vlans)
+
+
+def _v6(src: str, dst: str, sport: int, dport: int, proto="tcp", vlans=(), ext=()) -> bytes:
+    """ext: (next-header number, bytes) extension headers put before the TCP/UDP header."""
+    l4 = bytes(_l4(proto, sport, dport))
+    nh = 6 if proto == "tcp" else 17
+    chain = b""
+    for num, body in reversed(ext):
+        chain = bytes([nh]) + body + chain
+        nh = num
+    fixed = struct.pack("!IHBB", 6 << 28, len(chain) + len(l4), nh, 64)
+    return _eth(fixed + socket.inet_pton(socket.AF_INET6, src)
+                + socket.inet_pton(socket.AF_INET6, dst) + chain + l4, 0x86DD, vlans)
+
+
+def _mpls(frame: bytes, labels) -> bytes:
+    """The frame's IP packet under an MPLS label stack instead of its ethertype."""
+    stack = b"".join(struct.pack("!I", lab << 12 | (i == len(labels) - 1) << 8 | 64)
+                     for i, lab in enumerate(labels))
+    return frame[:12] + b"\x88\x47" + stack + frame[14:]
+
+
+def _pppoe(frame: bytes) -> bytes:
+    ppp = 0x0021 if frame[12:14] == b"\x08\x00" else 0x0057
+    return (frame[:12] + b"\x88\x64" + struct.pack("!BBHHH", 0x11, 0, 0x1234, len(frame) - 12, ppp)
+            + frame[14:])
+
+
+def _steer(frame: bytes) -> tuple[int, int]:
+    """(kind, hash) of a frame; hash 0 when kind is NONE."""
+    h = dpdk.ffi.new("uint32_t *")
+    kind = dpdk.lib.mos_dpdk_steer_hash(frame, len(frame), h)
+    return kind, h[0] if kind else 0
+
+
+HBH = bytes([0]) + bytes(6)                 # hop-by-hop: length 0 (8 bytes), padding
+ROUTING = bytes([0, 0, 0]) + bytes(4)       # type 0, segments left 0, 8 bytes
+DSTOPT = bytes([1]) + bytes(14)             # destination options: 16 bytes
+FRAG6 = bytes([0]) + struct.pack("!HI", 1, 77)  # offset 0, M set
+
+
+def _addrs(rng, v6: bool) -> tuple[str, str]:
+    if v6:
+        return tuple(f"2001:db8:{rng.randrange(65536):x}::{rng.randrange(1, 65536):x}"
+                     for _ in range(2))
+    return tuple(f"198.{rng.choice((18, 19))}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+                 for _ in range(2))
+
+
+@needs_lib
+def test_steer_hash_is_the_same_both_ways_for_tcp_and_udp():
+    rng = random.Random(7)
+    owners = [0, 0]
+    for i in range(2000):
+        v6, proto = i % 2 == 1, rng.choice(("tcp", "udp"))
+        a, b = _addrs(rng, v6)
+        sp, dp = rng.randrange(65536), rng.randrange(65536)
+        vlans = rng.choice(((), ((0x8100, 5),), ((0x88A8, 100), (0x8100, 7))))
+        mk = _v6 if v6 else _v4
+        kw = {"ext": rng.choice(((), ((0, HBH),), ((0, HBH), (43, ROUTING), (60, DSTOPT))))} \
+            if v6 else {}
+        fwd, rev = mk(a, b, sp, dp, proto, vlans, **kw), mk(b, a, dp, sp, proto, vlans, **kw)
+        kf, hf = _steer(fwd)
+        assert kf == dpdk.lib.MOS_DPDK_STEER_PORTS, fwd.hex()
+        assert _steer(rev) == (kf, hf), (a, b, sp, dp, proto, vlans)
+        # tags, labels and extension headers are skipped: the same flow, the same hash
+        plain = mk(a, b, sp, dp, proto)
+        assert _steer(plain) == (kf, hf)
+        assert _steer(_mpls(plain, [16 + i % 1000])) == (kf, hf)  # each way its own labels
+        plain_rev = mk(b, a, dp, sp, proto)
+        assert _steer(_mpls(plain_rev, [17, 99 + i])) == (kf, hf)
+        assert _steer(_pppoe(plain_rev)) == (kf, hf)
+        for nq in (2, 3, 4, 7):
+            o = dpdk.lib.mos_dpdk_steer_owner(fwd, len(fwd), nq)
+            assert o == dpdk.lib.mos_dpdk_steer_owner(rev, len(rev), nq) == hf % nq
+        owners[hf % 2] += 1
+        # the ports count: another source port moves most flows
+        assert _steer(mk(a, b, sp ^ 1, dp, proto, vlans, **kw))[1] != hf
+    assert min(owners) > 800, owners  # spread over the queues
+
+
+@needs_lib
+def test_steer_hash_of_fragments_and_other_protocols_is_the_address_pair():
+    a, b = "198.18.0.1", "198.18.0.2"
+    icmp = _eth(bytes(dpkt.ip.IP(src=socket.inet_aton(a), dst=socket.inet_aton(b), p=1,
+                                 data=dpkt.icmp.ICMP(type=8, data=b"ping"))), 0x0800)
+    icmp_back = _eth(bytes(dpkt.ip.IP(src=socket.inet_aton(b), dst=socket.inet_aton(a), p=1,
+                                      data=dpkt.icmp.ICMP(type=0, data=b"ping"))), 0x0800)
+    kind, pair = _steer(icmp)
+    assert kind == dpdk.lib.MOS_DPDK_STEER_ADDRS
+    assert _steer(icmp_back) == (kind, pair)
+    # a TCP segment's first fragment (ports present) and a later one (none): both by address
+    assert _steer(_v4(a, b, 40000, 80, mf=1)) == (kind, pair)
+    assert _steer(_v4(b, a, 80, 40000, offset=185)) == (kind, pair)
+    assert _steer(_v4(a, b, 40000, 80, "udp", mf=1, offset=3)) == (kind, pair)
+    assert _steer(_v4(a, b, 40000, 80))[0] == dpdk.lib.MOS_DPDK_STEER_PORTS
+    c, d = "2001:db8::1", "2001:db8::2"
+    k6, pair6 = _steer(_v6(c, d, 40000, 80, ext=((44, FRAG6),)))
+    assert k6 == dpdk.lib.MOS_DPDK_STEER_ADDRS
+    assert _steer(_v6(d, c, 80, 40000, ext=((0, HBH), (44, FRAG6)))) == (k6, pair6)
+    esp = _v6(c, d, 1, 2, ext=((50, bytes(7)),))  # ESP: no ports to read
+    assert _steer(esp) == (k6, pair6)
+
+
+@needs_lib
+def test_steer_hash_leaves_non_ip_and_broken_frames_where_they_arrived():
+    arp = _eth(bytes(28), 0x0806)
+    too_many_tags = _v4("198.18.0.1", "198.18.0.2", 1, 2, vlans=[(0x8100, 1)] * 9)
+    too_many_labels = _mpls(_v4("198.18.0.1", "198.18.0.2", 1, 2), list(range(17)))
+    pw_control_word = _mpls(_eth(b"\x00" * 40, 0x0800), [5])
+    lcp = _pppoe(_eth(b"\x00" * 40, 0x0800))
+    lcp = lcp[:20] + b"\xc0\x21" + lcp[22:]
+    bad_version = bytearray(_v4("198.18.0.1", "198.18.0.2", 1, 2))
+    bad_version[14] = 0x65
+    bad_ihl = bytearray(_v4("198.18.0.1", "198.18.0.2", 1, 2))
+    bad_ihl[14] = 0x44
+    for frame in (b"", b"\x00" * 13, arp, too_many_tags, too_many_labels, pw_control_word, lcp,
+                  bytes(bad_version), bytes(bad_ihl)):
+        assert _steer(frame) == (dpdk.lib.MOS_DPDK_STEER_NONE, 0), frame.hex()
+        assert dpdk.lib.mos_dpdk_steer_owner(frame, len(frame), 2) == -1
+    assert dpdk.lib.mos_dpdk_steer_owner(dpdk.ffi.NULL, 0, 2) == -1
+    assert dpdk.lib.mos_dpdk_steer_owner(arp, len(arp), 0) == -1
+
+
+# Each frame is put at the very end of a page followed by an unmapped one: a
+# read past its length faults (in a child process, so the test reports it).
+_GUARD = """
+import ctypes, mmap, sys
+from mos.ports.dpdk import ffi, lib
+frames = [bytes.fromhex(x) for x in sys.stdin.read().split()]
+page = mmap.PAGESIZE
+mm = mmap.mmap(-1, 2 * page)
+base = ctypes.addressof(ctypes.c_char.from_buffer(mm))
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.mprotect(ctypes.c_void_p(base + page), page, 0) == 0
+h = ffi.new("uint32_t *")
+seen = 0
+for f in frames:
+    for n in range(len(f) + 1):
+        mm[page - n:page] = f[:n]
+        p = ffi.cast("const uint8_t *", base + page - n)
+        kind = lib.mos_dpdk_steer_hash(p, n, h)
+        seen += kind != 0
+print(seen)
+"""
+
+
+@needs_lib
+def test_steer_hash_never_reads_past_the_frame():
+    rng = random.Random(11)
+    frames = [
+        _v4("198.18.0.1", "198.18.0.2", 1, 2, vlans=((0x88A8, 1), (0x8100, 2))),
+        _v4("198.18.0.1", "198.18.0.2", 1, 2, "udp", offset=5),
+        _v6("2001:db8::1", "2001:db8::2", 1, 2, ext=((0, HBH), (43, ROUTING), (60, DSTOPT))),
+        _v6("2001:db8::1", "2001:db8::2", 1, 2, "udp", ext=((0, HBH), (44, FRAG6))),
+        _v6("2001:db8::1", "2001:db8::2", 1, 2, ext=((0, bytes([255]) + bytes(6)),)),
+    ]
+    frames += [_mpls(frames[0], [1, 2, 3]), _pppoe(frames[2])]
+    # extension-header lengths and IHLs that point far past the end
+    big_hbh = bytearray(frames[2])
+    big_hbh[14 + 40 + 1] = 255
+    frames.append(bytes(big_hbh))
+    frames += [bytes(rng.randrange(256) for _ in range(rng.randrange(14, 120))) for _ in range(200)]
+    # random bytes behind valid Ethernet/IP starts
+    for et, ver in ((b"\x08\x00", 0x45), (b"\x86\xdd", 0x60), (b"\x88\x47", 0x00),
+                    (b"\x88\x64", 0x11), (b"\x81\x00", 0x00)):
+        for _ in range(200):
+            frames.append(b"\x02" * 12 + et + bytes([ver])
+                          + bytes(rng.randrange(256) for _ in range(rng.randrange(0, 90))))
+    r = subprocess.run([sys.executable, "-c", _GUARD], input=" ".join(f.hex() for f in frames),
+                       check=False, capture_output=True, text=True, timeout=120,
+                       cwd=os.path.dirname(HERE))
+    assert r.returncode == 0, f"exit {r.returncode}: {r.stderr[-2000:]}"
+    assert int(r.stdout) >= 7  # the whole valid frames did hash
 
 
 # ---- scenarios in subprocesses ----
@@ -101,6 +324,42 @@ def test_eal_bad_argument_and_missing_port_raise_clear_errors():
     assert re.search(r"/dpdk/mos\d+$", out["runtime_dir"]), out["runtime_dir"]
     assert not os.path.exists(out["runtime_dir"])
     assert "unrecognized option" in r.stderr  # EAL's usage text went to stderr, not stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not dpdk.available()[0],
+                    reason="needs root and the dpdk driver")
+def test_steering_hands_each_frame_to_its_flows_queue_and_counts_every_loss():
+    """Also: where worker threads run (the EAL pins the thread that starts it)."""
+    r = _run_forwarder("steer", timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    # worker threads: with one lcore (-l 0) and two workers, not all on its CPU
+    before, main = out["cpus_before"], out["cpus_main"]
+    assert main == [0]
+    assert out["cpus_workers"] == [main, before, before]
+    assert out["steering"]  # net_ring has no RSS
+    owners = out["owners"]
+    assert out["sent"] == len(owners)
+    # every frame came out exactly once, on its flow's queue; no flow (ARP,
+    # truncated): on the queue it arrived on
+    assert sorted(out["q0"] + out["q1"]) == list(range(len(owners)))
+    assert all(owners[i] in (0, -1) for i in out["q0"])
+    assert all(owners[i] == 1 for i in out["q1"])
+    assert owners[-2:] == [-1, -1] and len(out["q1"]) > 100
+    q0, q1 = out["after_mix"]
+    # counted once, where the device put it
+    assert (q0["rx"], q1["rx"]) == (len(owners), 0)
+    assert q0["steered"] == q1["steer_taken"] == len(out["q1"])
+    # a full ring drops, and says so
+    q0, q1 = out["after_full"]
+    assert out["pushed"] == 3000
+    assert q0["steer_dropped"] == q0["rx_dropped"] == 3000 - out["drained"] > 0
+    assert q0["steered"] - len(out["q1"]) == out["drained"]
+    # what is left in a ring at the end is freed and counted
+    q0, q1 = out["after_flush"]
+    assert out["flushed"] == 100
+    assert q0["steer_dropped"] == q0["rx_dropped"] == 3000 - out["drained"] + 100
+    assert q0["steered"] == q1["steer_taken"] + 100
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,15 @@ DPDK 22.11 refuses --in-memory together with --no-huge; mos then passes
 --no-shconf instead, which is what --in-memory amounts to without hugepages.
 The EAL pins the calling thread to the first lcore of ``-l``.
 
+With ``queues=N`` (one worker thread per queue), both directions of a flow
+must reach one queue.  A device with RSS hashes with a symmetric key; a
+device without (net_af_packet, whose kernel fanout rolls flows over to other
+queues under load) gets software steering in the shim: each queue's rx hands
+frames of other queues' flows to them through rings (native/dpdk_shim.h).
+A net_af_packet vdev needs ``qpairs=N``: eal_args_for_queues() adds it,
+and a deeper kernel ring (``framecnt``) so that its fanout's rollover, which
+reorders a flow, stays rare.
+
 The compiled part (mos.ports._dpdk_cffi, native/dpdk/) is built only when
 libdpdk was found at build time; otherwise DpdkPort raises MosError saying so.
 """
@@ -50,7 +59,8 @@ except ImportError as e:  # built, but libdpdk's shared libraries are gone
 else:
     _why_unavailable = ""
 
-__all__ = ["UNAVAILABLE", "DpdkPort", "available", "cleanup", "forward"]
+__all__ = ["UNAVAILABLE", "DpdkPort", "available", "cleanup", "eal_args_for_queues", "forward",
+           "pin_worker"]
 
 _ERRLEN = 512
 
@@ -59,6 +69,7 @@ _eal_args: tuple[str, ...] | None = None  # as the first DpdkPort gave them
 _eal_argv_keep: list = []  # the EAL may keep pointers into argv: never freed
 _own_runtime_dir = ""  # set when mos chose the file prefix: removed at exit
 _eal_cleaned = False  # DPDK cannot start twice in one process
+_cpus_before_eal: frozenset[int] = frozenset()  # the EAL pins the calling thread
 _open_ports: dict[int, DpdkPort] = {}
 
 
@@ -104,6 +115,47 @@ def _check_vdev_interfaces(args: Sequence[str]) -> None:
                     ) from None
 
 
+_AF_PACKET_VDEVS = ("net_af_packet", "eth_af_packet")
+# net_af_packet's kernel ring holds 512 frames by default.  Its queues share a
+# fanout group with ROLLOVER: a queue whose ring is 3/4 full hands its big
+# flows' next frames to another queue, so a worker that stalls a moment
+# reorders them (steering keeps a flow on one worker, not in order); a flow
+# reordered past its end leaves orphans.  A deeper ring makes that rare.
+_STEER_FRAMECNT = 4096
+
+
+def eal_args_for_queues(eal_args: Sequence[str] | str, queues: int) -> list[str]:
+    """eal_args with ``qpairs=QUEUES`` added to every net_af_packet vdev that
+    names none: each worker drives its own rx/tx queue pair; with several
+    queues, also ``framecnt=4096`` unless given (see _STEER_FRAMECNT).
+    ConfigError for a vdev whose qpairs differs: with fewer, workers would
+    lack a queue; with more, the kernel fanout would feed sockets no worker
+    reads."""
+    args = list(_normalize_eal_args(eal_args))
+    for i, a in enumerate(args):
+        if a.startswith("--vdev="):
+            prefix, spec = "--vdev=", a[len("--vdev="):]
+        elif i > 0 and args[i - 1] == "--vdev":
+            prefix, spec = "", a
+        else:
+            continue
+        if not spec.startswith(_AF_PACKET_VDEVS):
+            continue
+        opts = [kv.partition("=") for kv in spec.split(",")[1:]]
+        given = [v for k, _, v in opts if k == "qpairs"]
+        if given and given[-1] != str(queues):
+            raise ConfigError(
+                f"eal_args[{i}]: {a!r} has qpairs={given[-1]}, but workers is {queues}: each "
+                f"worker needs its own rx/tx queue pair (give qpairs={queues}, or leave "
+                "qpairs out and mos adds it)")
+        if not given:
+            spec += f",qpairs={queues}"
+        if queues > 1 and not any(k == "framecnt" for k, _, _ in opts):
+            spec += f",framecnt={_STEER_FRAMECNT}"
+        args[i] = prefix + spec
+    return args
+
+
 def _has_option(args: Sequence[str], name: str) -> bool:
     return any(a == name or a.startswith(name + "=") for a in args)
 
@@ -126,7 +178,7 @@ def _sweep_stale_runtime_dirs() -> None:
 
 
 def _init_eal(eal_args: Sequence[str] | str) -> None:
-    global _eal_args, _own_runtime_dir
+    global _eal_args, _own_runtime_dir, _cpus_before_eal
     L = _require_lib()
     args = _normalize_eal_args(eal_args)
     if _eal_cleaned:
@@ -153,6 +205,7 @@ def _init_eal(eal_args: Sequence[str] | str) -> None:
     if chose_prefix:
         _sweep_stale_runtime_dirs()
         full += ["--file-prefix", f"mos{os.getpid()}"]
+    _cpus_before_eal = frozenset(os.sched_getaffinity(0))
     keep = [ffi.new("char[]", a.encode()) for a in ["mos", *full]]
     argv = ffi.new("char *[]", keep)
     err = ffi.new("char[]", _ERRLEN)
@@ -172,6 +225,20 @@ def _init_eal(eal_args: Sequence[str] | str) -> None:
     multiprocessing.util.Finalize(None, cleanup, exitpriority=0)
 
 
+def pin_worker(index: int, workers: int) -> None:
+    """Place the calling worker thread (one of `workers`, not an EAL lcore).
+
+    rte_eal_init pins the thread that calls it to the main lcore's CPU, and
+    threads started from it afterwards inherit that: every worker would share
+    one CPU.  With an lcore per worker (``-l 0,1`` for two), worker i runs on
+    lcore i's CPU (one worker: the main lcore's, as before); with fewer, on
+    the CPUs the process had before the EAL started."""
+    if lib is not None and lib.mos_dpdk_lcore_cpu(workers - 1) >= 0:
+        os.sched_setaffinity(0, {lib.mos_dpdk_lcore_cpu(index)})  # 0: this thread only
+    elif _cpus_before_eal:
+        os.sched_setaffinity(0, _cpus_before_eal)
+
+
 def cleanup() -> None:
     """Close every open DpdkPort and stop the EAL (also runs at exit).
 
@@ -189,13 +256,16 @@ def cleanup() -> None:
 
 
 class DpdkPort:
-    """One DPDK ethdev port: one rx and one tx queue, promiscuous, started.
+    """One DPDK ethdev port: rx/tx queue pairs (one by default), promiscuous, started.
 
     port_id   the ethdev port number (vdevs and NICs in probe order: 0, 1, ...)
     eal_args  EAL arguments (a list, or one string split like a shell), e.g.
               ["--no-huge", "-m", "1024", "--no-pci", "-l", "0",
                "--vdev=net_af_packet0,iface=veth1"]; the same for every port
     nb_desc   rx and tx ring descriptors (adjusted to the device's limits)
+    queues    rx/tx queue pairs, one per worker thread; flows are kept whole by
+              symmetric RSS, or by software steering on a device without RSS
+              (``steering`` is then true)
     """
 
     def __init__(self, port_id: int, eal_args: Sequence[str] | str, nb_desc: int = 1024,
@@ -216,6 +286,8 @@ class DpdkPort:
         self._h = h
         self._frames = ffi.new("mos_frame_t[]", 64)
         self._stats = ffi.new("mos_port_stats_t *")
+        self._steer = ffi.new("mos_dpdk_steer_stats_t *")
+        self.steering = bool(lib.mos_dpdk_steer_stats(h, self._steer))
         _open_ports[port_id] = self
 
     def _handle(self):
@@ -232,11 +304,10 @@ class DpdkPort:
                 *_C_FUNCS)
 
     def queue_stats(self, queue: int) -> dict[str, int]:
-        """Counters of one queue (stats() gives queue 0 plus the device drops)."""
-        lib.mos_dpdk_stats(lib.mos_dpdk_queue(self._handle(), queue), self._stats)
-        s = self._stats
-        return {"rx": s.rx, "rx_bytes": s.rx_bytes, "tx": s.tx, "tx_bytes": s.tx_bytes,
-                "tx_dropped": s.tx_dropped, "rx_dropped": s.rx_dropped}
+        """Counters of one queue, as stats() (which gives queue 0's)."""
+        if not 0 <= queue < self.queues:
+            raise ConfigError(f"queue {queue} of DpdkPort({self.port_id}): it has {self.queues}")
+        return self._read_stats(lib.mos_dpdk_queue(self._handle(), queue))
 
     @property
     def handle(self):
@@ -244,9 +315,17 @@ class DpdkPort:
         return self._handle()
 
     def stats(self) -> dict[str, int]:
-        """rx, rx_bytes, tx, tx_bytes, tx_dropped, and rx_dropped (device imissed + rx_nombuf)."""
-        lib.mos_dpdk_stats(self._handle(), self._stats)
-        s = self._stats
+        """Queue 0's counters: rx, rx_bytes (frames the device gave this queue), tx,
+        tx_bytes, tx_dropped, rx_dropped (the device's imissed + rx_nombuf, and
+        steering drops), and the steering counters: steered (handed to other
+        queues), steer_taken (taken from them), steer_dropped (lost: a ring full,
+        or left in one at close)."""
+        return self._read_stats(self._handle())
+
+    def _read_stats(self, h) -> dict[str, int]:
+        lib.mos_dpdk_stats(h, self._stats)
+        lib.mos_dpdk_steer_stats(h, self._steer)
+        s, ss = self._stats, self._steer
         return {
             "rx": s.rx,
             "rx_bytes": s.rx_bytes,
@@ -254,7 +333,16 @@ class DpdkPort:
             "tx_bytes": s.tx_bytes,
             "tx_dropped": s.tx_dropped,
             "rx_dropped": s.rx_dropped,
+            "steered": ss.handed,
+            "steer_taken": ss.taken,
+            "steer_dropped": ss.dropped,
         }
+
+    def flush_steering(self) -> int:
+        """Free the frames still in the steering rings (call once no worker runs:
+        those handed to a worker that had stopped) and return how many; each is
+        counted in steer_dropped and rx_dropped of the queue that handed it."""
+        return int(lib.mos_dpdk_steer_flush(self._handle()))
 
     # slow helpers (a copy per frame): for tests and tools, not for forwarding
     def recv_burst(self, max_frames: int = 64) -> list[bytes]:

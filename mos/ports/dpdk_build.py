@@ -54,6 +54,7 @@ typedef struct mos_dpdk_port mos_dpdk_port_t;
 int mos_dpdk_init(int argc, char **argv, char *err, size_t errlen);
 int mos_dpdk_initialized(void);
 unsigned mos_dpdk_port_count(void);
+int mos_dpdk_lcore_cpu(unsigned i);
 mos_dpdk_port_t *mos_dpdk_port_open(uint16_t port_id, unsigned nb_desc, char *err,
                                     size_t errlen);
 mos_dpdk_port_t *mos_dpdk_port_open_mq(uint16_t port_id, unsigned nq, unsigned nb_desc,
@@ -65,6 +66,18 @@ int mos_dpdk_tx(void *h, const mos_frame_t *frames, int n);
 int mos_dpdk_forward(void *from, void *to);
 int mos_dpdk_stats(void *h, mos_port_stats_t *stats);
 uint16_t mos_dpdk_port_id(void *h);
+
+#define MOS_DPDK_STEER_NONE 0
+#define MOS_DPDK_STEER_ADDRS 1
+#define MOS_DPDK_STEER_PORTS 2
+typedef struct mos_dpdk_steer_stats {
+    uint64_t handed, taken, dropped;
+} mos_dpdk_steer_stats_t;
+int mos_dpdk_steer_hash(const uint8_t *frame, uint32_t len, uint32_t *hash);
+int mos_dpdk_steer_owner(const uint8_t *frame, uint32_t len, unsigned nq);
+void mos_dpdk_steer_seed(uint64_t seed);
+int mos_dpdk_steer_stats(void *h, mos_dpdk_steer_stats_t *stats);
+uint64_t mos_dpdk_steer_flush(void *h);
 void mos_dpdk_port_close(void *h);
 int mos_dpdk_cleanup(void);
 const char *mos_dpdk_runtime_dir(void);
