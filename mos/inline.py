@@ -174,7 +174,8 @@ def _thread_worker(settings, app, ports, queue, stop, results, errors, status):
             app.attach(eng)
         show = _status_printer(settings) if status else None
         counters = eng.run_ports([p.c_port(queue) for p in ports], _peers(settings),
-                                 lambda: stop[0], status=show)
+                                 lambda: stop[0], status=show,
+                                 idle_sleep_us=settings.dpdk.idle_sleep)
         results.append(_finish(eng, app, settings, counters,
                                [p.queue_stats(queue) for p in ports]))
     except Exception as exc:

@@ -77,6 +77,10 @@ key         default     meaning
 eal_args    ``[]``      arguments of ``rte_eal_init`` (after the program name),
                         e.g. ``[--no-huge, -m, "1024", --no-pci,
                         "--vdev=net_af_packet0,iface=c1"]``
+idle_sleep  ``0``       microseconds a worker sleeps between empty polls, after
+                        1000 of them; 0 polls without pause (DPDK's poll mode:
+                        one CPU busy per worker, the lowest latency), up to
+                        10000 to leave idle CPU time to other work
 =========== =========== ==========================================================
 
 Monitor
@@ -159,6 +163,7 @@ class PortSpec:
 class DpdkSpec:
     """The ``dpdk`` section."""
     eal_args: tuple[str, ...] = ()
+    idle_sleep: int = 0
 
 
 @dataclass(frozen=True)
@@ -484,12 +489,14 @@ class _Reader:
         knode, vnode = entry
         if not users:
             self.fail(knode, "dpdk", "given but no port uses driver dpdk")
-        m = self.mapping(vnode, "dpdk", ("eal_args",))
+        m = self.mapping(vnode, "dpdk", ("eal_args", "idle_sleep"))
         args: list[str] = []
         if "eal_args" in m:
             for i, an in enumerate(self.seq(m["eal_args"][1], "dpdk.eal_args")):
                 args.append(self.text(an, f"dpdk.eal_args[{i}]"))
-        return DpdkSpec(eal_args=tuple(args))
+        idle = self.integer(m["idle_sleep"][1], "dpdk.idle_sleep", 0, 10000) \
+            if "idle_sleep" in m else 0
+        return DpdkSpec(eal_args=tuple(args), idle_sleep=idle)
 
     def monitor(self, node: Node) -> Config:
         m = self.mapping(node, "monitor", _MONITOR)

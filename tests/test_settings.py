@@ -119,6 +119,11 @@ def test_eal_args_unquoted_number_is_the_text_as_written():
               + "forward: [[west, east]]\ndpdk: {eal_args: [-m, 1024, -l, 0-1, yes]}\n")
     assert s.dpdk.eal_args == ("-m", "1024", "-l", "0-1", "yes")
     assert s.port("east").port_id == 1
+    assert s.dpdk.idle_sleep == 0  # poll mode unless asked
+    s = parse(TWO_AF.replace("afpacket, iface: c1", "dpdk, port_id: 0")
+              .replace("afpacket, iface: s1", "dpdk, port_id: 1")
+              + "forward: [[west, east]]\ndpdk: {eal_args: [], idle_sleep: 50}\n")
+    assert s.dpdk.idle_sleep == 50
 
 
 def test_merge_keys_apply():
@@ -266,10 +271,14 @@ def test_driver_typo_names_file_line_and_key():
      "mos.yaml:5: dpdk: given but no port uses driver dpdk"),
     ("dpdk: {eal_args: --no-huge}\nports: [{name: a, driver: dpdk, port_id: 0}]\nmode: passive\n",
      "mos.yaml:1: dpdk.eal_args: expected a list, got '--no-huge'"),
+    ("dpdk: {idle_sleep: 20000}\nports: [{name: a, driver: dpdk, port_id: 0}]\nmode: passive\n",
+     "mos.yaml:1: dpdk.idle_sleep: 20000 is out of range 0..10000"),
+    ("dpdk: {idle_sleep: soon}\nports: [{name: a, driver: dpdk, port_id: 0}]\nmode: passive\n",
+     "mos.yaml:1: dpdk.idle_sleep: 'soon' is not an integer"),
     ("dpdk: {eal_args: [-m, {a: 1}]}\nports: [{name: a, driver: dpdk, port_id: 0}]\nmode: passive\n",
      "mos.yaml:1: dpdk.eal_args[1]: expected a string, got a mapping"),
     ("dpdk: {eal: []}\nports: [{name: a, driver: dpdk, port_id: 0}]\nmode: passive\n",
-     "mos.yaml:1: dpdk.eal: unknown key (known: eal_args)"),
+     "mos.yaml:1: dpdk.eal: unknown key (known: eal_args, idle_sleep)"),
     ("mode: passive\nports: [{name: a, driver: pcap, path: !!binary eA==}]\n",
      "mos.yaml:2: ports[0].path: 'eA==': tag !!binary is not supported here"),
     ("ports: [{name: a, driver: afpacket, iface: c1}]\n",
