@@ -61,6 +61,20 @@ def _eal_args(settings) -> list[str]:
     return eal_args_for_queues(settings.dpdk.eal_args, settings.workers)
 
 
+def _path_mtu(settings) -> int:
+    """The smallest MTU of the AF_PACKET ports' interfaces (1500 when none can
+    be read): segments an edit grows are cut to fit it."""
+    mtus = []
+    for spec in settings.ports:
+        if spec.driver == "afpacket" and spec.iface:
+            try:
+                with open(f"/sys/class/net/{spec.iface}/mtu") as f:
+                    mtus.append(int(f.read()))
+            except (OSError, ValueError):
+                pass
+    return min([m for m in mtus if 576 <= m <= 65535] or [1500])
+
+
 def _peers(settings) -> list[int]:
     index = {p.name: i for i, p in enumerate(settings.ports)}
     peers = [-1] * len(settings.ports)
@@ -106,6 +120,7 @@ def _worker(settings, app_spec, fanout_group, result_q, status: bool, ready_q=No
                     turn.value = index + 1
                     turn.notify_all()
         eng = mos.Engine(settings.engine_config())
+        eng.mtu = _path_mtu(settings)
         app = _load_app(app_spec)
         if app is not None:
             app.attach(eng)
@@ -139,11 +154,12 @@ def _finish(eng, app, settings, counters, port_stats) -> dict:
     out = {"ports": {}, "flows": c["flows_created"], "events": c["events"],
            "handler_calls": c["handler_calls"], "packets": c["frames"], "tcp": c["tcp"],
            "non_tcp": c["non_tcp"], "rexmit": c["rexmit"], "orphans": c["orphans"],
-           "rewritten": c["rewritten"], "rewrite_failed": c["rewrite_failed"],
+           "rewritten": c["rewritten"], "rewrite_failed": c["rewrite_failed"], "split": c["split"],
            "ended": c["ended"], "errors": c["errors"]}
     for spec, pc, st in zip(settings.ports, counters, port_stats):
         out["ports"][spec.name] = {"rx": pc["rx"], "tx": pc["tx"], "dropped": pc["dropped"],
                                    "tx_dropped": pc["tx_dropped"], "injected": pc["injected"],
+                                   "split": pc["split"],
                                    "kernel_dropped": st.get("rx_dropped", 0)}
         if "steered" in st:  # DPDK: frames handed to another worker, and those lost doing so
             out["ports"][spec.name].update(steered=st["steered"],
@@ -170,6 +186,7 @@ def _thread_worker(settings, app, ports, queue, stop, results, errors, status):
         from mos.ports.dpdk import pin_worker
         pin_worker(queue, settings.workers)  # else every worker shares the EAL's main lcore
         eng = mos.Engine(settings.engine_config())
+        eng.mtu = _path_mtu(settings)
         if app is not None:
             app.attach(eng)
         show = _status_printer(settings) if status else None
@@ -243,7 +260,7 @@ def _sum(results: list[dict]) -> dict:
                    "worker_flows": [r["flows"] for r in results]}
     for r in results:
         for k in ("flows", "events", "handler_calls", "packets", "tcp", "non_tcp", "rexmit",
-                  "orphans", "rewritten", "rewrite_failed"):
+                  "orphans", "rewritten", "rewrite_failed", "split"):
             total[k] = total.get(k, 0) + r[k]
         for name, pc in r["ports"].items():
             agg = total["ports"].setdefault(name, {})

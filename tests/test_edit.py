@@ -302,6 +302,53 @@ def test_reset_after_an_edit_uses_the_receivers_numbers():
     assert raw1 + len(REQ) + len(HDR) in {t.seq for t in rst_to_server}
 
 
+def test_a_segment_grown_past_the_mss_leaves_in_pieces():
+    mon = mos.Monitor()
+
+    @mon.on(Event.PKT_IN, side=Side.SERVER)
+    def pad(flow, side, event):
+        if len(flow.packet.payload) == 1400:
+            flow.packet.insert(700, b"+" * 600)
+
+    eng = inline_engine(mon)
+    c = Conv()
+    c.syn()
+    c.synack(opts=b"\x02\x04\x05\xb4")  # the server's MSS: 1460
+    c.ack("c")
+    for _, fr in c.frames:
+        eng.feed(fr, 1.0, iface=CLIENT_PORT if dpkt.ethernet.Ethernet(fr).data.data.sport == 40000
+                 else SERVER_PORT)
+    eng.take_output()
+    raw1 = c.cisn + 1
+    body = bytes(range(200)) * 7
+    for attempt in range(2):  # the original, then a retransmission: cut alike
+        frame = c.packet("c", F.TH_ACK | F.TH_PUSH, body, seq=raw1)
+        eng.feed(frame, c.ts, iface=CLIENT_PORT)
+        out = eng.take_output()
+        assert [k for k, _, _ in out] == ["fwd", "fwd"]
+        ips = [dpkt.ethernet.Ethernet(d).data for _, _, d in out]
+        assert [ip.data.seq for ip in ips] == [raw1, raw1 + 1460]
+        assert b"".join(ip.data.data for ip in ips) == body[:700] + b"+" * 600 + body[700:]
+        assert [len(ip) for ip in ips] == [1500, 40 + 540]
+        assert [bool(ip.data.flags & F.TH_PUSH) for ip in ips] == [False, True]
+        assert ips[1].id == (ips[0].id + 1) & 0xFFFF
+        for _, _, d in out:
+            dd = _native.decode(1, d)
+            assert dd["tcp_csum_ok"] in (1, True) and dd["ip_csum_ok"] in (1, True)
+    t = send(eng, c, "s", F.TH_ACK, ack=raw1 + 2000)
+    assert t.ack == raw1 + 1400
+    assert eng.counters()["split"] == 2
+
+
+def test_mtu_is_checked():
+    eng = mos.Engine()
+    assert eng.mtu == 1500
+    eng.mtu = 9000
+    assert eng.mtu == 9000
+    with pytest.raises(ValueError, match="576..65535"):
+        eng.mtu = 100
+
+
 def _edit_error(edit):
     mon = mos.Monitor()
     errors = []
@@ -326,8 +373,8 @@ def _edit_error(edit):
 
 
 def test_edits_that_cannot_work_are_refused_with_the_reason():
-    errs = _edit_error(lambda p: p.insert(0, b"y" * 600))
-    assert errs and "MTU" in errs[0] and "1500" in errs[0]
+    errs = _edit_error(lambda p: p.insert(0, b"y" * 65000))
+    assert errs and "65535" in errs[0]
     errs = _edit_error(lambda p: p.chomp(990, 20))
     assert errs and "not inside" in errs[0]
     # the retransmission cannot take an edit the original did not have

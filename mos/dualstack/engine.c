@@ -51,6 +51,7 @@ struct mos_engine {
     uint32_t pktcap, npkts;
     /* in-line payload edits */
     uint32_t edited_flows;
+    uint32_t ip_mtu;            /* IP datagrams grown by edits are cut to fit (0: 1500) */
     uint8_t *arena;             /* rewritten frames of the current burst */
     uint32_t arena_cap, arena_used;
     uint8_t **retired;          /* arenas outgrown this burst (pointers into them live on) */
@@ -1106,7 +1107,7 @@ static const char *seqmap_why(int rc)
 }
 
 int mos_engine_edit(mos_engine_t *e, uint32_t i, uint32_t off, uint32_t del, const uint8_t *ins,
-                    uint32_t ins_len, uint32_t max_ip, char *err, size_t errlen)
+                    uint32_t ins_len, char *err, size_t errlen)
 {
 #define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
     if (i >= e->npkts || e->pslot[i] == MOS_NIL) FAIL("the packet belongs to no tracked flow");
@@ -1136,10 +1137,12 @@ int mos_engine_edit(mos_engine_t *e, uint32_t i, uint32_t off, uint32_t del, con
              off);
     mos_seqmap_t *m = f->edits ? &f->edits->map[s] : NULL;
     uint32_t cur = m ? mos_seqmap_rewrite_len(m, p->seq, p->paylen) : p->paylen;
+    /* past the MTU the segment is sent in pieces, but one IP datagram must
+     * be able to hold it before the cut */
     uint64_t ip = (uint64_t)p->l3hlen + p->thlen + cur + ins_len - del;
-    if (ip > max_ip)
-        FAIL("the packet would grow to a %llu-byte IP datagram, over the %u-byte limit (MTU)",
-             (unsigned long long)ip, max_ip);
+    if (ip > 65535)
+        FAIL("the segment would grow to a %llu-byte IP datagram, over the 65535-byte limit",
+             (unsigned long long)ip);
     if (!f->edits) {
         f->edits = calloc(1, sizeof *f->edits);
         if (!f->edits) FAIL("out of memory");
@@ -1183,29 +1186,58 @@ static uint8_t *arena_alloc(mos_engine_t *e, uint32_t n)
     return out;
 }
 
-const uint8_t *mos_engine_tx_frame(mos_engine_t *e, uint32_t i, const uint8_t *data, uint32_t len,
-                                   uint32_t *out_len)
+void mos_engine_set_mtu(mos_engine_t *e, uint32_t ip_mtu) { e->ip_mtu = ip_mtu; }
+
+int mos_engine_tx_frames(mos_engine_t *e, uint32_t i, const uint8_t *data, uint32_t len,
+                         const uint8_t **out, uint32_t *out_len, int max)
 {
-    *out_len = 0;
-    if (i >= e->npkts || e->pslot[i] == MOS_NIL) return NULL;
+    if (i >= e->npkts || e->pslot[i] == MOS_NIL || max < 1) return 0;
     mos_flow_t *f = slot_ptr(e, e->pslot[i]);
-    if (!f->edits || !(f->flags & (MOS_FF_LIVE | MOS_FF_DYING))) return NULL;
+    if (!f->edits || !(f->flags & (MOS_FF_LIVE | MOS_FF_DYING))) return 0;
     int s = e->pside[i];
     const mos_seqmap_t *own = &f->edits->map[s], *peer = &f->edits->map[!s];
+    uint16_t lt = e->frames[i].linktype;
     uint32_t cap = mos_rewrite_bound(own, len);
-    uint8_t *out = arena_alloc(e, cap);
-    uint32_t n = out ? mos_rewrite_segment(own, peer, e->frames[i].linktype, data, len, out, cap)
-                     : UINT32_MAX;
-    if (n == UINT32_MAX) {
-        e->c.rewrite_failed++;
-        *out_len = UINT32_MAX;
-        return NULL;
-    }
+    uint8_t *buf = arena_alloc(e, cap);
+    uint32_t n = buf ? mos_rewrite_segment(own, peer, lt, data, len, buf, cap) : UINT32_MAX;
+    if (n == UINT32_MAX) goto fail;
     e->arena_used -= cap - n; /* give back what the frame did not use */
-    if (!n) return NULL;
+    if (!n) return 0;
     e->c.rewritten++;
-    *out_len = n;
-    return out;
+    out[0] = buf;
+    out_len[0] = n;
+    if (n <= len) return 1; /* not grown: no new reason to cut it */
+    /* grown past what the path takes: cut to the MTU and the receiver's MSS */
+    mos_pkt_t q, o;
+    if (mos_decode(lt, buf, n, &q) != MOS_DEC_TCP || mos_decode(lt, data, len, &o) != MOS_DEC_TCP)
+        return 1;
+    uint32_t hdrs = q.l3hlen + q.thlen, mtu = e->ip_mtu ? e->ip_mtu : 1500;
+    uint32_t max_pay = mtu > hdrs + 8 ? mtu - hdrs : 8;
+    const mos_ep_t *R = &f->ep[!s];
+    uint32_t opts = q.thlen - 20u; /* RFC 6691: the MSS counts no TCP options */
+    if (R->mss && R->mss > opts && R->mss - opts < max_pay) max_pay = R->mss - opts;
+    if (max_pay < o.paylen) max_pay = o.paylen; /* never cut below what was sent */
+    if (q.paylen <= max_pay) return 1;
+    uint32_t pieces = (q.paylen + max_pay - 1) / max_pay;
+    uint32_t hdr = (uint32_t)(q.payload - buf);
+    if (pieces > (uint32_t)max) goto fail;
+    uint32_t lens[64];
+    if (pieces > 64) goto fail;
+    uint32_t scap = pieces * hdr + q.paylen;
+    uint8_t *cut = arena_alloc(e, scap);
+    /* arena_alloc may have moved to a new arena: buf (in the old one) stays valid */
+    if (!cut || mos_split_segment(lt, buf, n, max_pay, cut, scap, lens, pieces) != pieces)
+        goto fail;
+    for (uint32_t k = 0, at = 0; k < pieces; k++) {
+        out[k] = cut + at;
+        out_len[k] = lens[k];
+        at += lens[k];
+    }
+    e->c.split += pieces - 1;
+    return (int)pieces;
+fail:
+    e->c.rewrite_failed++;
+    return -1;
 }
 
 uint32_t mos_engine_edited_flows(const mos_engine_t *e) { return e->edited_flows; }

@@ -185,6 +185,7 @@ typedef struct mos_counters {
     uint64_t snapped;              /* TCP segments whose payload was cut by the capture */
     uint64_t rewritten;            /* frames sent rewritten for payload edits */
     uint64_t rewrite_failed;       /* frames of edited flows that could not be rewritten (dropped) */
+    uint64_t split;                /* extra frames sent: grown segments cut to the MTU / MSS */
 } mos_counters_t;
 
 typedef struct mos_engine mos_engine_t;
@@ -244,22 +245,23 @@ uint64_t mos_engine_memory(const mos_engine_t *e);    /* bytes held by the table
  * Replace del bytes at payload offset off of packet i (of the last process
  * call) by ins[0..ins_len).  Only bytes the sender has not sent before may
  * change length (a retransmitted range may have reached the receiver as it
- * was); the packet's IP datagram must stay within max_ip bytes.  The flow's
- * later packets, both ways, are translated when they are sent
- * (mos_engine_tx_frame); the monitor's own view keeps the sender's numbers
- * and bytes.  An edit of bytes the receiver has acknowledged does nothing
- * (that copy is a duplicate it drops), and so does repeating an edit.
- * Returns 0, or -1 with a reason in err. */
+ * was).  The flow's later packets, both ways, are translated when they are
+ * sent (mos_engine_tx_frames); the monitor's own view keeps the sender's
+ * numbers and bytes.  An edit of bytes the receiver has acknowledged does
+ * nothing (that copy is a duplicate it drops), and so does repeating an
+ * edit.  Returns 0, or -1 with a reason in err. */
 int mos_engine_edit(mos_engine_t *e, uint32_t i, uint32_t off, uint32_t del, const uint8_t *ins,
-                    uint32_t ins_len, uint32_t max_ip, char *err, size_t errlen);
-/* The frame to send for packet i, whose bytes are data[0..len) (the frame
- * or a handler's modified copy): NULL with *out_len 0 to send data as it is;
- * NULL with *out_len UINT32_MAX when it cannot be rewritten (drop it:
- * counted in rewrite_failed); else the rewritten frame, valid until the next
- * process call. */
-const uint8_t *mos_engine_tx_frame(mos_engine_t *e, uint32_t i, const uint8_t *data, uint32_t len,
-                                   uint32_t *out_len);
-/* Flows with edits now (0: tx_frame has nothing to do). */
+                    uint32_t ins_len, char *err, size_t errlen);
+/* The frames to send for packet i, whose bytes are data[0..len) (the frame
+ * or a handler's modified copy): 0 to send data as it is; -1 when it cannot
+ * be rewritten (drop it: counted in rewrite_failed); else n >= 1 frames in
+ * out/out_len (at most max), valid until the next process call: the
+ * rewritten segment, cut in pieces when an edit grew it past the IP MTU
+ * (mos_engine_set_mtu, default 1500) or the receiver's MSS. */
+int mos_engine_tx_frames(mos_engine_t *e, uint32_t i, const uint8_t *data, uint32_t len,
+                         const uint8_t **out, uint32_t *out_len, int max);
+void mos_engine_set_mtu(mos_engine_t *e, uint32_t ip_mtu);
+/* Flows with edits now (0: tx_frames has nothing to do). */
 uint32_t mos_engine_edited_flows(const mos_engine_t *e);
 /* A sequence number `side` sends, as the other side sees it. */
 uint32_t mos_flow_wire_seq(const mos_flow_t *f, int side, uint32_t seq);

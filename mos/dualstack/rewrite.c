@@ -91,3 +91,39 @@ uint32_t mos_rewrite_segment(const mos_seqmap_t *own, const mos_seqmap_t *peer, 
     mos_fix_checksums(&q, l3);
     return n;
 }
+
+uint32_t mos_split_segment(uint16_t linktype, const uint8_t *in, uint32_t len, uint32_t max_pay,
+                           uint8_t *out, uint32_t cap, uint32_t *lens, uint32_t max_pieces)
+{
+    mos_pkt_t p;
+    if (!max_pay || mos_decode(linktype, in, len, &p) != MOS_DEC_TCP || p.paylen != p.seglen ||
+        (p.flags & (MOS_TH_SYN | MOS_TH_RST)))
+        return 0;
+    if (p.paylen <= max_pay) return 1;
+    uint32_t n = (p.paylen + max_pay - 1) / max_pay;
+    uint32_t hdr = (uint32_t)(p.payload - in);
+    if (n > max_pieces || (uint64_t)n * hdr + p.paylen > cap) return 0;
+    uint32_t l3 = p.l2len, l4 = (uint32_t)(p.l4 - in), o = 0;
+    uint16_t id = p.ipver == 4 ? (uint16_t)(in[l3 + 4] << 8 | in[l3 + 5]) : 0;
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t off = k * max_pay, pay = p.paylen - off < max_pay ? p.paylen - off : max_pay;
+        uint8_t *f = out + o;
+        memcpy(f, in, hdr);
+        memcpy(f + hdr, p.payload + off, pay);
+        wr32(f + l4 + 4, p.seq + off);
+        if (k + 1 < n) f[l4 + 13] &= (uint8_t)~(MOS_TH_FIN | MOS_TH_PUSH);
+        uint32_t l4len = p.thlen + pay;
+        if (p.ipver == 4) {
+            wr16(f + l3 + 2, p.l3hlen + l4len);
+            wr16(f + l3 + 4, (uint16_t)(id + k));
+        } else {
+            wr16(f + l3 + 4, p.l3hlen - 40u + l4len);
+        }
+        mos_pkt_t q;
+        if (mos_decode(linktype, f, hdr + pay, &q) != MOS_DEC_TCP) return 0;
+        mos_fix_checksums(&q, f + l3);
+        lens[k] = hdr + pay;
+        o += hdr + pay;
+    }
+    return n;
+}

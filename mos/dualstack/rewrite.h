@@ -19,6 +19,18 @@
 uint32_t mos_rewrite_segment(const mos_seqmap_t *own, const mos_seqmap_t *peer, uint16_t linktype,
                              const uint8_t *in, uint32_t len, uint8_t *out, uint32_t cap);
 
+/* Cut a TCP segment frame whose payload exceeds max_pay into pieces of at
+ * most max_pay bytes (an edit that lengthened a full-sized segment: RFC
+ * 9293 3.7.1, a sender's segments stay within the receiver's MSS).  Each
+ * piece repeats the headers with its own sequence number, IP length and
+ * checksums; an IPv4 piece k gets IP ID + k (as GSO does); PSH and FIN ride
+ * on the last piece only.  The pieces go to out one after the other, their
+ * lengths to lens.  Returns the count (1: nothing to cut, out untouched), or
+ * 0 when they do not fit cap or max_pieces, or the frame is not a whole TCP
+ * segment. */
+uint32_t mos_split_segment(uint16_t linktype, const uint8_t *in, uint32_t len, uint32_t max_pay,
+                           uint8_t *out, uint32_t cap, uint32_t *lens, uint32_t max_pieces);
+
 /* Bytes the rewritten frame needs at most (for sizing out). */
 uint32_t mos_rewrite_bound(const mos_seqmap_t *own, uint32_t len);
 
