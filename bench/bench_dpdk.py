@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """DPDK forwarding: mos's Python-driven loop vs its zero-copy helper vs dpdk-testpmd.
 
-One run, one veth pair (tests/_vethbed.py: client ns -- {a} | forwarder | {b} --
-server ns), the same net_af_packet vdev options for every forwarder. Each
+One run, one test bed (tests/_vethbed.py over mos.testbed: client ns -- {a} |
+forwarder | {b} -- server ns), the same net_af_packet vdev options for every forwarder. Each
 round, for each forwarder in turn: start it, wait until a ping crosses, let
 curl in the client namespace download a file from /dev/shm (200 MB by
 default) served by Python's http.server in the server namespace, stop it.
@@ -284,6 +284,9 @@ def main() -> int:
         "--null-seconds", type=float, default=3, help="seconds per net_null run (0: skip that part)"
     )
     o = ap.parse_args()
+    if 0 < o.null_seconds < 2:
+        ap.error(f"--null-seconds {o.null_seconds}: give 0 (skip) or at least 2 "
+                 "(testpmd prints one throughput sample per second)")
     why = check_prerequisites()
     if why:
         print(f"bench_dpdk: skipped: {why}")
