@@ -68,18 +68,12 @@ def _eal_args(settings) -> list[str]:
 AFPACKET_SPIN = 300
 
 
-def _path_mtu(settings) -> int:
-    """The smallest MTU of the AF_PACKET ports' interfaces (1500 when none can
-    be read): segments an edit grows are cut to fit it."""
-    mtus = []
-    for spec in settings.ports:
-        if spec.driver == "afpacket" and spec.iface:
-            try:
-                with open(f"/sys/class/net/{spec.iface}/mtu") as f:
-                    mtus.append(int(f.read()))
-            except (OSError, ValueError):
-                pass
-    return min([m for m in mtus if 576 <= m <= 65535] or [1500])
+def _path_mtu(ports) -> int:
+    """The smallest MTU of the ports (AF_PACKET: the interface's; DPDK: the
+    device's), 1500 when none can tell: segments an edit grows are cut to
+    fit it."""
+    mtus = [getattr(p, "mtu", None) for p in ports]
+    return min([m for m in mtus if isinstance(m, int) and 576 <= m <= 65535] or [1500])
 
 
 def _peers(settings) -> list[int]:
@@ -127,7 +121,7 @@ def _worker(settings, app_spec, fanout_group, result_q, status: bool, ready_q=No
                     turn.value = index + 1
                     turn.notify_all()
         eng = mos.Engine(settings.engine_config())
-        eng.mtu = _path_mtu(settings)
+        eng.mtu = _path_mtu(ports)
         app = _load_app(app_spec)
         if app is not None:
             app.attach(eng)
@@ -194,7 +188,7 @@ def _thread_worker(settings, app, ports, queue, stop, results, errors, status):
         from mos.ports.dpdk import pin_worker
         pin_worker(queue, settings.workers)  # else every worker shares the EAL's main lcore
         eng = mos.Engine(settings.engine_config())
-        eng.mtu = _path_mtu(settings)
+        eng.mtu = _path_mtu(ports)
         if app is not None:
             app.attach(eng)
         show = _status_printer(settings) if status else None

@@ -119,6 +119,8 @@ int mos_dpdk_steer_stats(void *h, mos_dpdk_steer_stats_t *stats);
 uint64_t mos_dpdk_steer_flush(void *h);
 
 uint16_t mos_dpdk_port_id(void *h);
+/* The device's MTU (rte_eth_dev_get_mtu), or -1 when it cannot tell. */
+int mos_dpdk_mtu(void *h);
 
 /* Stop and close the device, free the pool and the handle.  DPDK releases
  * a closed port: its id cannot be opened again in this process. */

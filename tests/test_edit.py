@@ -508,3 +508,16 @@ def test_header_edits_that_break_the_header_are_refused():
     assert errors and "not inside" in errors[0]
     _, errors = _one_packet_edit(lambda p: p.insert(0, b"x", where="udp"))
     assert errors and "where must be" in errors[0]
+
+
+def test_path_mtu_is_the_smallest_port_mtu():
+    from mos.inline import _path_mtu
+
+    class P:
+        def __init__(self, mtu):
+            self.mtu = mtu
+
+    assert _path_mtu([P(9000), P(1500)]) == 1500
+    assert _path_mtu([P(None), P(9000)]) == 9000
+    assert _path_mtu([object()]) == 1500
+    assert _path_mtu([P(100)]) == 1500  # nonsense is ignored

@@ -338,6 +338,12 @@ class DpdkPort:
             "steer_dropped": ss.dropped,
         }
 
+    @property
+    def mtu(self) -> int | None:
+        """The device's MTU (None when the driver cannot tell)."""
+        m = lib.mos_dpdk_mtu(self._handle())
+        return m if m > 0 else None
+
     def flush_steering(self) -> int:
         """Free the frames still in the steering rings (call once no worker runs:
         those handed to a worker that had stopped) and return how many; each is

@@ -66,6 +66,7 @@ int mos_dpdk_tx(void *h, const mos_frame_t *frames, int n);
 int mos_dpdk_forward(void *from, void *to);
 int mos_dpdk_stats(void *h, mos_port_stats_t *stats);
 uint16_t mos_dpdk_port_id(void *h);
+int mos_dpdk_mtu(void *h);
 
 #define MOS_DPDK_STEER_NONE 0
 #define MOS_DPDK_STEER_ADDRS 1

@@ -773,6 +773,12 @@ int mos_dpdk_stats(void *h, mos_port_stats_t *stats)
 
 uint16_t mos_dpdk_port_id(void *h) { return ((mos_dpdk_port_t *)h)->port_id; }
 
+int mos_dpdk_mtu(void *h)
+{
+    uint16_t mtu = 0;
+    return rte_eth_dev_get_mtu(((mos_dpdk_port_t *)h)->port_id, &mtu) == 0 ? (int)mtu : -1;
+}
+
 void mos_dpdk_port_close(void *h)
 {
     mos_dpdk_port_t *p = h;
