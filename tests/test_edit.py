@@ -521,3 +521,24 @@ def test_path_mtu_is_the_smallest_port_mtu():
     assert _path_mtu([P(None), P(9000)]) == 9000
     assert _path_mtu([object()]) == 1500
     assert _path_mtu([P(100)]) == 1500  # nonsense is ignored
+
+
+def test_payload_edits_do_nothing_where_nothing_is_forwarded():
+    """On a capture (no ports, no collect) an inserting handler changes no
+    numbers: the flow is followed and closes as recorded."""
+    mon, errors = header_inserter()
+    ends = []
+    mon.on(Event.CONN_END, lambda f, s, e: ends.append(f.event_info.reason), side=Side.CLIENT)
+    eng = mos.Engine(mos.Config(checksum="verify"))
+    eng.attach(mon)
+    c = Conv()
+    c.handshake()
+    c.send("c", REQ)
+    c.send("s", b"HTTP/1.1 200 OK\r\n\r\n")
+    c.fin("c")
+    c.fin("s")
+    c.ack("c")
+    for ts, fr in c.frames:
+        eng.feed(fr, ts)
+    assert errors == [] and ends == [mos.EndReason.CLOSE]
+    assert eng.counters()["rewritten"] == 0 and eng.counters()["rexmit"] == 0
