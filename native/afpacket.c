@@ -188,24 +188,47 @@ static int rx_join(mos_afp_t *h, const char *iface, const mos_afp_config_t *cfg,
     return 0;
 }
 
-static int open_rx_v2(mos_afp_t *h, const char *iface, const mos_afp_config_t *cfg,
-                      unsigned total, char *err, size_t errlen)
+/* The rx socket, of TPACKET_V2 or V3 (protocol 0: nothing arrives before
+ * bind); h->fd is set so that close cleans up after a later failure. */
+static int rx_socket(mos_afp_t *h, const char *iface, int version, char *err, size_t errlen)
 {
-    long page = sysconf(_SC_PAGESIZE);
-    if (page <= 0)
-        page = 4096;
     int fd = socket(AF_PACKET, SOCK_RAW, 0);
     if (fd < 0) {
         fail(err, errlen, iface, "socket(AF_PACKET)", errno);
         return -1;
     }
     h->fd = fd;
-    h->v2 = 1;
-    int v = TPACKET_V2;
-    if (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &v, sizeof v) < 0) {
-        fail(err, errlen, iface, "PACKET_VERSION TPACKET_V2", errno);
+    if (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &version, sizeof version) < 0) {
+        fail(err, errlen, iface, version == TPACKET_V2 ? "PACKET_VERSION TPACKET_V2"
+                                                       : "PACKET_VERSION TPACKET_V3", errno);
         return -1;
     }
+    return fd;
+}
+
+/* Map the rx ring the kernel set up (len bytes) into h->ring. */
+static int rx_map(mos_afp_t *h, const char *iface, size_t len, char *err, size_t errlen)
+{
+    h->ring_len = len;
+    void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, h->fd, 0);
+    if (m == MAP_FAILED) {
+        fail(err, errlen, iface, "mmap of the rx ring", errno);
+        return -1;
+    }
+    h->ring = m;
+    return 0;
+}
+
+static int open_rx_v2(mos_afp_t *h, const char *iface, const mos_afp_config_t *cfg,
+                      unsigned total, char *err, size_t errlen)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0)
+        page = 4096;
+    int fd = rx_socket(h, iface, TPACKET_V2, err, errlen);
+    if (fd < 0)
+        return -1;
+    h->v2 = 1;
     /* one slot holds header, sockaddr_ll, padding and an MTU frame with a tag */
     unsigned need = TPACKET_ALIGN(TPACKET2_HDRLEN + 16) + (unsigned)h->mtu + 18;
     unsigned fs = 2048;
@@ -221,13 +244,8 @@ static int open_rx_v2(mos_afp_t *h, const char *iface, const mos_afp_config_t *c
         fail(err, errlen, iface, m, errno);
         return -1;
     }
-    h->ring_len = (size_t)bs * req.tp_block_nr;
-    void *m = mmap(NULL, h->ring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
-    if (m == MAP_FAILED) {
-        fail(err, errlen, iface, "mmap of the rx ring", errno);
+    if (rx_map(h, iface, (size_t)bs * req.tp_block_nr, err, errlen) < 0)
         return -1;
-    }
-    h->ring = m;
     h->bsize = fs;                 /* slots are contiguous: block size is a multiple */
     h->nblocks = req.tp_frame_nr;
     return rx_join(h, iface, cfg, err, errlen);
@@ -264,17 +282,9 @@ static int open_rx(mos_afp_t *h, const char *iface, const mos_afp_config_t *cfg,
     if (nb < 2)
         nb = 2;
 
-    int fd = socket(AF_PACKET, SOCK_RAW, 0);   /* protocol 0: nothing arrives before bind */
-    if (fd < 0) {
-        fail(err, errlen, iface, "socket(AF_PACKET)", errno);
+    int fd = rx_socket(h, iface, TPACKET_V3, err, errlen);
+    if (fd < 0)
         return -1;
-    }
-    h->fd = fd;
-    int v = TPACKET_V3;
-    if (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &v, sizeof v) < 0) {
-        fail(err, errlen, iface, "PACKET_VERSION TPACKET_V3", errno);
-        return -1;
-    }
     struct tpacket_req3 req;
     memset(&req, 0, sizeof req);
     req.tp_block_size = bs;
@@ -289,13 +299,8 @@ static int open_rx(mos_afp_t *h, const char *iface, const mos_afp_config_t *cfg,
         fail(err, errlen, iface, m, errno);
         return -1;
     }
-    h->ring_len = (size_t)bs * req.tp_block_nr;
-    void *m = mmap(NULL, h->ring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
-    if (m == MAP_FAILED) {
-        fail(err, errlen, iface, "mmap of the rx ring", errno);
+    if (rx_map(h, iface, (size_t)bs * req.tp_block_nr, err, errlen) < 0)
         return -1;
-    }
-    h->ring = m;
     h->bsize = bs;
     h->nblocks = nb;
 

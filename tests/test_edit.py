@@ -161,6 +161,14 @@ def inline_engine(*monitors, checksum="verify"):
     return eng
 
 
+def feed_so_far(eng, conv):
+    """Feed the frames conv holds (a handshake, say) and drop their output."""
+    for _, fr in conv.frames:
+        from_client = dpkt.ethernet.Ethernet(fr).data.data.sport == conv.client[1]
+        eng.feed(fr, 1.0, iface=CLIENT_PORT if from_client else SERVER_PORT)
+    eng.take_output()
+
+
 def send(eng, conv, who, flags, payload=b"", **kw):
     """Feed one segment; return what left the middlebox (parsed TCP) or None."""
     frame = conv.packet(who, flags, payload, **kw)
@@ -179,20 +187,29 @@ REQ = b"GET /index.html HTTP/1.1\r\nHost: example\r\n\r\n"
 HDR = b"X-Mos: inserted\r\n"
 
 
-def header_inserter():
+def editing_monitor(edit):
+    """(monitor, errors): edit(packet) on every packet with payload the server
+    receives; the ValueErrors it raises are collected."""
     mon = mos.Monitor()
     errors = []
 
-    @mon.on(Event.PKT_IN, side=Side.SERVER)  # packets the server receives
-    def add_header(flow, side, event):
-        pkt = flow.packet
-        if pkt.payload.startswith(b"GET "):
+    @mon.on(Event.PKT_IN, side=Side.SERVER)
+    def h(flow, side, event):
+        if flow.packet.payload:
             try:
-                pkt.insert(pkt.payload.index(b"\r\n") + 2, HDR)
+                edit(flow.packet)
             except ValueError as e:
                 errors.append(str(e))
 
     return mon, errors
+
+
+def header_inserter():
+    def add_header(pkt):
+        if pkt.payload.startswith(b"GET "):
+            pkt.insert(pkt.payload.index(b"\r\n") + 2, HDR)
+
+    return editing_monitor(add_header)
 
 
 @pytest.mark.parametrize("ipv", [4, 6])
@@ -203,10 +220,7 @@ def test_insert_translates_both_ways_and_the_flow_closes_normally(ipv):
     eng = inline_engine(mon)
     c = Conv() if ipv == 4 else Conv(client=(CLIENT6, 40000), server=(SERVER6, 80))
     c.handshake()
-    for _, fr in c.frames:
-        eng.feed(fr, 1.0, iface=CLIENT_PORT if dpkt.ethernet.Ethernet(fr).data.data.sport == 40000
-                 else SERVER_PORT)
-    eng.take_output()
+    feed_so_far(eng, c)
     d = len(HDR)
     raw1 = c.cisn + 1
     t = send(eng, c, "c", F.TH_ACK | F.TH_PUSH, REQ)
@@ -261,10 +275,7 @@ def test_chomp_shortens_the_response_and_acks_are_raised_back():
     eng = inline_engine(mon)
     c = Conv()
     c.handshake()
-    for _, fr in c.frames:
-        eng.feed(fr, 1.0, iface=CLIENT_PORT if dpkt.ethernet.Ethernet(fr).data.data.sport == 40000
-                 else SERVER_PORT)
-    eng.take_output()
+    feed_so_far(eng, c)
     s1 = c.sisn + 1
     body = b"HTTP/1.0 200 OK\r\n\r\nthe secret word"
     t = send(eng, c, "s", F.TH_ACK | F.TH_PUSH, body)
@@ -286,10 +297,7 @@ def test_reset_after_an_edit_uses_the_receivers_numbers():
     eng = inline_engine(mon)
     c = Conv()
     c.handshake()
-    for _, fr in c.frames:
-        eng.feed(fr, 1.0, iface=CLIENT_PORT if dpkt.ethernet.Ethernet(fr).data.data.sport == 40000
-                 else SERVER_PORT)
-    eng.take_output()
+    feed_so_far(eng, c)
     raw1 = c.cisn + 1
     send(eng, c, "c", F.TH_ACK | F.TH_PUSH, REQ)
     send(eng, c, "s", F.TH_ACK, ack=raw1 + len(REQ) + len(HDR))
@@ -315,10 +323,7 @@ def test_a_segment_grown_past_the_mss_leaves_in_pieces():
     c.syn()
     c.synack(opts=b"\x02\x04\x05\xb4")  # the server's MSS: 1460
     c.ack("c")
-    for _, fr in c.frames:
-        eng.feed(fr, 1.0, iface=CLIENT_PORT if dpkt.ethernet.Ethernet(fr).data.data.sport == 40000
-                 else SERVER_PORT)
-    eng.take_output()
+    feed_so_far(eng, c)
     raw1 = c.cisn + 1
     body = bytes(range(200)) * 7
     for attempt in range(2):  # the original, then a retransmission: cut alike
@@ -350,17 +355,7 @@ def test_mtu_is_checked():
 
 
 def _edit_error(edit):
-    mon = mos.Monitor()
-    errors = []
-
-    @mon.on(Event.PKT_IN, side=Side.SERVER)  # packets the server receives
-    def h(flow, side, event):
-        if flow.packet.payload:
-            try:
-                edit(flow.packet)
-            except ValueError as e:
-                errors.append(str(e))
-
+    mon, errors = editing_monitor(edit)
     eng = inline_engine(mon)
     c = Conv()
     c.handshake()
@@ -420,10 +415,7 @@ def test_corrupt_frames_of_an_edited_flow_never_crash(mutations):
     eng = inline_engine(mon, checksum="ignore")  # corrupt frames reach the flow
     c = Conv()
     c.handshake()
-    for _, fr in c.frames:
-        eng.feed(fr, 1.0, iface=CLIENT_PORT if dpkt.ethernet.Ethernet(fr).data.data.sport == 40000
-                 else SERVER_PORT)
-    eng.take_output()
+    feed_so_far(eng, c)
     send(eng, c, "c", F.TH_ACK | F.TH_PUSH, REQ)
     base = c.packet("c", F.TH_ACK | F.TH_PUSH, b"after the edit " * 4)
     fed = 0
@@ -444,24 +436,11 @@ def test_corrupt_frames_of_an_edited_flow_never_crash(mutations):
 def _one_packet_edit(edit, payload=b"GET / HTTP/1.0\r\n\r\n", frame_fn=None):
     """Feed a handshake and one client data packet whose handler runs edit(pkt);
     return the frame forwarded for that packet (or the error)."""
-    mon = mos.Monitor()
-    errors = []
-
-    @mon.on(Event.PKT_IN, side=Side.SERVER)
-    def h(flow, side, event):
-        if flow.packet.payload:
-            try:
-                edit(flow.packet)
-            except ValueError as e:
-                errors.append(str(e))
-
+    mon, errors = editing_monitor(edit)
     eng = inline_engine(mon)
     c = Conv()
     c.handshake()
-    for _, fr in c.frames:
-        eng.feed(fr, 1.0, iface=CLIENT_PORT if dpkt.ethernet.Ethernet(fr).data.data.sport == 40000
-                 else SERVER_PORT)
-    eng.take_output()
+    feed_so_far(eng, c)
     frame = c.packet("c", F.TH_ACK | F.TH_PUSH, payload)
     if frame_fn:
         frame = frame_fn(frame)

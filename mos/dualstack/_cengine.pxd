@@ -129,6 +129,7 @@ cdef extern from "engine.h" nogil:
     int mos_engine_tx_frames(mos_engine_t *e, uint32_t i, const uint8_t *data, uint32_t len,
                              const uint8_t **out, uint32_t *out_len, int max)
     void mos_engine_set_mtu(mos_engine_t *e, uint32_t ip_mtu)
+    uint32_t mos_engine_mtu(const mos_engine_t *e)
     uint32_t mos_engine_edited_flows(const mos_engine_t *e)
     uint32_t mos_flow_wire_seq(const mos_flow_t *f, int side, uint32_t seq)
 

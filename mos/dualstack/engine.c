@@ -45,9 +45,11 @@ struct mos_engine {
     /* decoded packets of the current burst */
     mos_pkt_t *pkts;
     uint8_t *verdict;
-    uint32_t *pslot;            /* per packet: its flow's slot (MOS_NIL: none) */
-    uint32_t *pnew;             /* per packet: the sender's SND.NXT before it */
-    uint8_t *pside;             /* per packet: the side that sent it */
+    struct pktref {             /* per packet, for edits made by handlers */
+        uint32_t slot;          /* its flow's slot (MOS_NIL: none) */
+        uint32_t snd_nxt;       /* the sender's SND.NXT before it */
+        uint8_t side;           /* the side that sent it */
+    } *pref;
     uint32_t pktcap, npkts;
     /* in-line payload edits */
     uint32_t edited_flows;
@@ -665,8 +667,8 @@ checked:;
     f->iface[s] = iface;
     int r = !s;
     mos_ep_t *S = &f->ep[s], *R = &f->ep[r];
-    e->pslot[pi] = slot;
-    e->pside[pi] = (uint8_t)s;
+    e->pref[pi].slot = slot;
+    e->pref[pi].side = (uint8_t)s;
     if (f->edits && (fl & MOS_TH_ACK) && mos_seqmap_active(&f->edits->map[r])) {
         /* the receiver acknowledges edited bytes in the numbers it saw: the
          * models follow the sender's own numbers (seqmap.h) */
@@ -719,7 +721,7 @@ checked:;
                  doff + (int64_t)len >= 0;
     if (had_isn && !syn && !(fl & MOS_TH_RST) && (len || (fl & MOS_TH_FIN)) && seq_lt(dseq, S->snd_nxt))
         rexmit = 1;
-    e->pnew[pi] = had_isn ? S->snd_nxt : dseq;
+    e->pref[pi].snd_nxt = had_isn ? S->snd_nxt : dseq;
     /* a RST's sequence number is judged below, not believed */
     if (!(fl & MOS_TH_RST) && seq_gt(end, S->snd_nxt)) S->snd_nxt = end;
     if (len && !(fl & MOS_TH_RST) && doff + (int64_t)len > (int64_t)S->data_end) {
@@ -897,9 +899,7 @@ void mos_engine_free(mos_engine_t *e)
     free(e->ev);
     free(e->pkts);
     free(e->verdict);
-    free(e->pslot);
-    free(e->pnew);
-    free(e->pside);
+    free(e->pref);
     free(e->arena);
     for (uint32_t i = 0; i < e->nretired; i++) free(e->retired[i]);
     free(e->retired);
@@ -948,15 +948,9 @@ int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int n, uint64
         uint8_t *v = realloc(e->verdict, (size_t)n);
         if (!v) return 0;
         e->verdict = v;
-        uint32_t *ps = realloc(e->pslot, (size_t)n * sizeof *ps);
-        if (!ps) return 0;
-        e->pslot = ps;
-        uint32_t *pn = realloc(e->pnew, (size_t)n * sizeof *pn);
-        if (!pn) return 0;
-        e->pnew = pn;
-        uint8_t *sd = realloc(e->pside, (size_t)n);
-        if (!sd) return 0;
-        e->pside = sd;
+        struct pktref *pr = realloc(e->pref, (size_t)n * sizeof *pr);
+        if (!pr) return 0;
+        e->pref = pr;
         e->pktcap = (uint32_t)n;
     }
     memset(e->verdict, MOS_VERDICT_FORWARD, (size_t)n);
@@ -964,7 +958,7 @@ int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int n, uint64
     for (i = 0; i < n; i++) {
         const mos_frame_t *fr = &frames[i];
         if (fr->ts_ns > stop_ts) break;
-        e->pslot[i] = MOS_NIL;
+        e->pref[i].slot = MOS_NIL;
         e->npkts = (uint32_t)i + 1;
         e->c.frames++;
         e->c.bytes += fr->wirelen;
@@ -1110,8 +1104,8 @@ int mos_engine_edit(mos_engine_t *e, uint32_t i, uint32_t off, uint32_t del, con
                     uint32_t ins_len, char *err, size_t errlen)
 {
 #define FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); return -1; } while (0)
-    if (i >= e->npkts || e->pslot[i] == MOS_NIL) FAIL("the packet belongs to no tracked flow");
-    mos_flow_t *f = slot_ptr(e, e->pslot[i]);
+    if (i >= e->npkts || e->pref[i].slot == MOS_NIL) FAIL("the packet belongs to no tracked flow");
+    mos_flow_t *f = slot_ptr(e, e->pref[i].slot);
     if (!(f->flags & (MOS_FF_LIVE | MOS_FF_DYING))) FAIL("the packet's flow is gone");
     const mos_pkt_t *p = &e->pkts[i];
     const mos_frame_t *fr = &e->frames[i];
@@ -1124,14 +1118,14 @@ int mos_engine_edit(mos_engine_t *e, uint32_t i, uint32_t off, uint32_t del, con
         FAIL("bytes [%u, %u) are not inside the %u-byte payload", off, off + del, p->paylen);
     uint32_t at = p->seq + off;
     int after = !del && off == p->paylen; /* an insertion at the very end belongs to the last byte */
-    int s = e->pside[i];
+    int s = e->pref[i].side;
     if (f->edits && mos_seqmap_has(&f->edits->map[s], at, del, ins, ins_len, after))
         return 0; /* a handler seeing a retransmission makes the same edit again */
     const mos_ep_t *R = &f->ep[!s];
     uint32_t hi = del ? at + del : (after ? at : at + 1);
     if ((R->flags & MOS_EPF_ACKED) && seq_leq(hi, R->ack))
         return 0; /* the receiver has these bytes: it drops this copy whatever it says */
-    if (seq_lt(after ? at - 1 : at, e->pnew[i]))
+    if (seq_lt(after ? at - 1 : at, e->pref[i].snd_nxt))
         FAIL("payload offset %u was sent before (this packet retransmits it, and the receiver "
              "may hold it as it was): only new bytes can change length; overwrite keeps the length",
              off);
@@ -1187,14 +1181,15 @@ static uint8_t *arena_alloc(mos_engine_t *e, uint32_t n)
 }
 
 void mos_engine_set_mtu(mos_engine_t *e, uint32_t ip_mtu) { e->ip_mtu = ip_mtu; }
+uint32_t mos_engine_mtu(const mos_engine_t *e) { return e->ip_mtu ? e->ip_mtu : 1500; }
 
 int mos_engine_tx_frames(mos_engine_t *e, uint32_t i, const uint8_t *data, uint32_t len,
                          const uint8_t **out, uint32_t *out_len, int max)
 {
-    if (i >= e->npkts || e->pslot[i] == MOS_NIL || max < 1) return 0;
-    mos_flow_t *f = slot_ptr(e, e->pslot[i]);
+    if (i >= e->npkts || e->pref[i].slot == MOS_NIL || max < 1) return 0;
+    mos_flow_t *f = slot_ptr(e, e->pref[i].slot);
     if (!f->edits || !(f->flags & (MOS_FF_LIVE | MOS_FF_DYING))) return 0;
-    int s = e->pside[i];
+    int s = e->pref[i].side;
     const mos_seqmap_t *own = &f->edits->map[s], *peer = &f->edits->map[!s];
     uint16_t lt = e->frames[i].linktype;
     uint32_t cap = mos_rewrite_bound(own, len);
@@ -1211,7 +1206,7 @@ int mos_engine_tx_frames(mos_engine_t *e, uint32_t i, const uint8_t *data, uint3
     mos_pkt_t q, o;
     if (mos_decode(lt, buf, n, &q) != MOS_DEC_TCP || mos_decode(lt, data, len, &o) != MOS_DEC_TCP)
         return 1;
-    uint32_t hdrs = q.l3hlen + q.thlen, mtu = e->ip_mtu ? e->ip_mtu : 1500;
+    uint32_t hdrs = q.l3hlen + q.thlen, mtu = mos_engine_mtu(e);
     uint32_t max_pay = mtu > hdrs + 8 ? mtu - hdrs : 8;
     const mos_ep_t *R = &f->ep[!s];
     uint32_t opts = q.thlen - 20u; /* RFC 6691: the MSS counts no TCP options */

@@ -261,6 +261,7 @@ int mos_engine_edit(mos_engine_t *e, uint32_t i, uint32_t off, uint32_t del, con
 int mos_engine_tx_frames(mos_engine_t *e, uint32_t i, const uint8_t *data, uint32_t len,
                          const uint8_t **out, uint32_t *out_len, int max);
 void mos_engine_set_mtu(mos_engine_t *e, uint32_t ip_mtu);
+uint32_t mos_engine_mtu(const mos_engine_t *e);
 /* Flows with edits now (0: tx_frames has nothing to do). */
 uint32_t mos_engine_edited_flows(const mos_engine_t *e);
 /* A sequence number `side` sends, as the other side sees it. */
