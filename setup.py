@@ -1,15 +1,25 @@
 """Build the compiled per-packet core.
 
+Every C file of the project is compiled once, into one shared library,
+``mos/libmos_core.so``; the Cython extensions are thin glue that link it
+(found next to them through an ``$ORIGIN`` run path).  So there is one copy
+of each global (the flow hash key, for one) and nm shows each native
+symbol in one file only.
+
 Extensions:
-  mos._native            capture reader and packet decoder (native/*.c)
+  mos.libmos_core        the C core: capture reader, decoder, defrag, SHA-256,
+                         AF_PACKET, flow table and endpoint models (not a
+                         Python module: a plain shared library)
+  mos._native            capture reader and packet decoder, from Python
   mos.dualstack._stream  the reassembly buffer on its own (tests, tools)
   mos.dualstack._engine  flow table, endpoint models, events (the hot path)
-  mos.ports._afpacket    AF_PACKET port (native/afpacket.c), Linux
+  mos.ports._afpacket    AF_PACKET port, Linux
   mos.ports._dpdk_cffi   the DPDK port driver (cffi, native/dpdk/), only when
                          `pkg-config --exists libdpdk` succeeds; without it mos
                          builds anyway and that driver says it is unavailable
 
-MOS_BUILD_ONLY=mos._native,... builds a subset (handy while developing).
+MOS_BUILD_ONLY=mos._native,... builds a subset (handy while developing; the
+core library is always built).
 """
 import os
 import subprocess
@@ -18,25 +28,62 @@ from glob import glob
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
-NATIVE = sorted(s for s in glob("native/*.c") if not os.path.basename(s).startswith("_"))
-DUAL = sorted(s for s in glob("mos/dualstack/*.c") if not os.path.basename(s).startswith("_"))
-# -fvisibility=hidden: calls between our C files go direct, not through the PLT
-# (Cython marks the module init function visible itself)
-CFLAGS = ["-O3", "-std=gnu11", "-fno-strict-aliasing", "-fvisibility=hidden", "-Wall",
-          "-Wno-unused-function"]
-INC = ["native", "mos/dualstack"]
+CORE = "mos.libmos_core"
+CORE_DIRS = ["native", "mos/dualstack"]
+CORE_SOURCES = sorted(s for d in CORE_DIRS for s in glob(f"{d}/*.c")
+                      if not os.path.basename(s).startswith("_"))
+WARN = ["-Wall", "-Wno-unused-function"]
+# The library exports its API (default visibility); -fno-semantic-interposition
+# lets calls between its own files bind directly instead of through the PLT.
+CORE_CFLAGS = ["-O3", "-std=gnu11", "-fno-strict-aliasing", "-fno-semantic-interposition"] + WARN
+# Cython glue: nothing to export but the module init (Cython marks it visible)
+GLUE_CFLAGS = ["-O3", "-std=gnu11", "-fno-strict-aliasing", "-fvisibility=hidden"] + WARN
 
 
-def ext(name, pyx, sources):
-    return Extension(name, [pyx] + sources, include_dirs=INC, extra_compile_args=CFLAGS)
+class BuildExt(build_ext):
+    """Builds the core library first under a plain name, then links every
+    Cython extension against it with a run path relative to its own folder."""
+
+    def get_ext_filename(self, fullname):
+        # called with the full dotted name or with its last part only
+        parts = fullname.split(".")
+        if parts[-1] == CORE.rsplit(".", 1)[1]:
+            return os.path.join(*parts[:-1], "libmos_core.so")
+        return super().get_ext_filename(fullname)
+
+    def build_extensions(self):
+        self.extensions.sort(key=lambda e: e.name != CORE)  # the library before its users
+        super().build_extensions()
+
+    def build_extension(self, ext):
+        if ext.name == CORE:
+            ext.extra_link_args = ext.extra_link_args + ["-Wl,-soname,libmos_core.so"]
+        elif getattr(ext, "links_core", False):
+            libdir = os.path.dirname(self.get_ext_fullpath(CORE))
+            here = os.path.dirname(self.get_ext_fullpath(ext.name))
+            rel = os.path.relpath(libdir, here)
+            ext.library_dirs = ext.library_dirs + [libdir]
+            ext.libraries = ext.libraries + ["mos_core"]
+            ext.runtime_library_dirs = ext.runtime_library_dirs + [
+                "$ORIGIN" if rel == "." else f"$ORIGIN/{rel}"]
+        super().build_extension(ext)
 
 
+def glue(name, pyx):
+    e = Extension(name, [pyx], include_dirs=CORE_DIRS, extra_compile_args=GLUE_CFLAGS)
+    e.links_core = True
+    return e
+
+
+core = Extension(CORE, CORE_SOURCES, include_dirs=CORE_DIRS, extra_compile_args=CORE_CFLAGS,
+                 extra_link_args=["-ldl"])
 candidates = [
-    ext("mos._native", "mos/_native.pyx", NATIVE),
-    ext("mos.dualstack._stream", "mos/dualstack/_stream.pyx", [s for s in DUAL if s.endswith("rbuf.c")]),
-    ext("mos.dualstack._engine", "mos/dualstack/_engine.pyx", NATIVE + DUAL),
-    ext("mos.ports._afpacket", "mos/ports/_afpacket.pyx", ["native/afpacket.c"]),
+    glue("mos._native", "mos/_native.pyx"),
+    glue("mos.dualstack._stream", "mos/dualstack/_stream.pyx"),
+    glue("mos.dualstack._engine", "mos/dualstack/_engine.pyx"),
+    glue("mos.ports._afpacket", "mos/ports/_afpacket.pyx"),
 ]
 only = {s.strip() for s in os.environ.get("MOS_BUILD_ONLY", "").split(",") if s.strip()}
 exts = [e for e in candidates if os.path.exists(e.sources[0]) and (not only or e.name in only)]
@@ -63,11 +110,16 @@ def dpdk_cffi_modules():
 
 cffi_modules = dpdk_cffi_modules()
 
+glue_exts = cythonize(
+    exts,
+    language_level=3,
+    compiler_directives={"boundscheck": False, "wraparound": False, "cdivision": True},
+)
+for built, src in zip(glue_exts, exts):  # cythonize returns new Extension objects
+    built.links_core = src.links_core
+
 setup(
-    ext_modules=cythonize(
-        exts,
-        language_level=3,
-        compiler_directives={"boundscheck": False, "wraparound": False, "cdivision": True},
-    ),
+    ext_modules=[core] + glue_exts,
+    cmdclass={"build_ext": BuildExt},
     **({"cffi_modules": cffi_modules} if cffi_modules else {}),
 )

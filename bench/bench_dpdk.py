@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """DPDK forwarding: mos's Python-driven loop vs its zero-copy helper vs dpdk-testpmd.
 
-One run, one test bed (tests/_vethbed.py over mos.testbed: client ns -- {a} |
+One run, one test bed (tests/_vethbed.py over mos.testing.testbed: client ns -- {a} |
 forwarder | {b} -- server ns), the same net_af_packet vdev options for every forwarder. Each
 round, for each forwarder in turn: start it, wait until a ping crosses, let
 curl in the client namespace download a file from /dev/shm (200 MB by

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """mos in-line (`mos run -c CONFIG`) vs dpdk-testpmd vs the Linux bridge, same bed, same traffic.
 
-One run, one test bed (`mos.testbed.Testbed`, DESIGN 5):
+One run, one test bed (`mos.testing.testbed.Testbed`, DESIGN 5):
 
     [ns cli] c0 198.18.0.1 ── c1 [forwarder, root ns] s1 ── s0 198.18.0.2 [ns srv]
 
@@ -76,8 +76,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
-from mos.testbed import Testbed, TestbedError
-from mos.testbed import available as testbed_available
+from mos.testing.testbed import Testbed, TestbedError
+from mos.testing.testbed import available as testbed_available
 
 FORWARDERS = ("bridge", "testpmd", "mos-afpacket", "mos-dpdk", "mos-afpacket-edit")
 LABELS = {

@@ -267,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="run streams and midstat on the shipped sample capture")
     d.set_defaults(func=cmd_demo)
     try:
-        from mos.testbed import add_testbed_parser
+        from mos.testing.testbed import add_testbed_parser
     except ImportError:
         pass
     else:

@@ -10,6 +10,9 @@
 #include "capture.h" /* MOS_LT_* */
 
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 #define MAX_VLAN 8    /* deeper tag stacks are not traffic we expect: unsupported */
 #define MAX_MPLS 16
@@ -641,6 +644,21 @@ void mos_fix_checksums(mos_pkt_t *p, uint8_t *l3w)
 static uint64_t hash_seed = 0x9e3779b97f4a7c15ull;
 
 void mos_flow_hash_seed(uint64_t seed) { hash_seed = seed ^ 0x9e3779b97f4a7c15ull; }
+
+/* A fresh key every run, taken when the library loads (before any flow
+ * table exists): traffic crafted to collide under one key cannot pile its
+ * flows into one bucket under another. */
+__attribute__((constructor)) static void hash_seed_init(void)
+{
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        seed = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)ts.tv_sec ^
+               (uint64_t)getpid() << 32 ^ (uint64_t)(uintptr_t)&seed;
+    }
+    mos_flow_hash_seed(seed);
+}
 
 /* 64x64->128 multiply folded (the "mum" mixer of wyhash) */
 static inline uint64_t mum(uint64_t a, uint64_t b)

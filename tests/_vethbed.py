@@ -2,7 +2,7 @@
 
     client ns ── c0 ══ c1 (root ns) │ forwarder │ s1 (root ns) ══ s0 ── server ns
 
-`VethBed` is `mos.testbed.Testbed` (one implementation of the bed: offloads
+`VethBed` is `mos.testing.testbed.Testbed` (one implementation of the bed: offloads
 off, no addresses on the root-side ends, everything removed on exit, also
 after a failure half-way through setup) with the forwarder's ends called
 `a` (c1) and `b` (s1), and helpers that prefix a command with `ip netns exec`.
@@ -12,11 +12,11 @@ and ethtool.
 
 from __future__ import annotations
 
-from mos.testbed import CLIENT_IP as CLIENT4
-from mos.testbed import CLIENT_IP6 as CLIENT6
-from mos.testbed import SERVER_IP as SERVER4
-from mos.testbed import SERVER_IP6 as SERVER6
-from mos.testbed import Testbed
+from mos.testing.testbed import CLIENT_IP as CLIENT4
+from mos.testing.testbed import CLIENT_IP6 as CLIENT6
+from mos.testing.testbed import SERVER_IP as SERVER4
+from mos.testing.testbed import SERVER_IP6 as SERVER6
+from mos.testing.testbed import Testbed
 
 __all__ = ["CLIENT4", "CLIENT6", "SERVER4", "SERVER6", "VethBed"]
 

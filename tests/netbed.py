@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mos.testbed import Testbed, available
+from mos.testing.testbed import Testbed, available
 
 __all__ = ["http_server", "needs_testbed", "testbed_fixture"]
 

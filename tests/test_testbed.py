@@ -13,7 +13,7 @@ import textwrap
 import pytest
 from netbed import http_server, needs_testbed, testbed_fixture  # noqa: F401 (fixture)
 
-from mos.testbed import STATE_DIR, Testbed, TestbedError, add_testbed_parser, sweep
+from mos.testing.testbed import STATE_DIR, Testbed, TestbedError, add_testbed_parser, sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CURL = ["curl", "-sS", "--noproxy", "*", "--max-time", "20", "--connect-timeout", "5"]
@@ -139,7 +139,7 @@ def test_sweep_keeps_beds_of_live_processes_and_removes_killed_ones():
     needs_testbed()
     code = textwrap.dedent("""\
         import sys, time
-        from mos.testbed import Testbed
+        from mos.testing.testbed import Testbed
         tb = Testbed().up()
         print(tb.prefix, flush=True)
         time.sleep(60)
@@ -167,7 +167,7 @@ def test_sigterm_tears_down():
     needs_testbed()
     code = textwrap.dedent("""\
         import time
-        from mos.testbed import Testbed
+        from mos.testing.testbed import Testbed
         with Testbed() as tb:
             tb.popen_in(tb.client_ns, ["sleep", "60"], lifetime=60)
             print(tb.prefix, flush=True)

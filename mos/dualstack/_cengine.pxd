@@ -46,6 +46,7 @@ cdef extern from "engine.h" nogil:
 
     ctypedef struct mos_flow_t:
         uint32_t gen
+        uint32_t hash
         uint16_t flags
         uint8_t ipver
         uint8_t end_reason

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 
-from mos.dualstack._engine import fix_checksums
+from mos._native import fix_checksums
 
 TH_RST = 0x04
 TH_ACK = 0x10
@@ -66,5 +66,5 @@ def reset_frames(flow, pkt) -> list[tuple[int, bytes]]:
             seq = flow.wire_seq(sender.side, seq)
             frame = _l2(l2, same) + _ip_tcp(saddr[0], daddr[0], saddr[1], daddr[1], seq,
                                             0, TH_RST)
-            out.append((port, fix_checksums(frame, 1)))
+            out.append((port, fix_checksums(1, frame)))
     return out

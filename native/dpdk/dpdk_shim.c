@@ -52,7 +52,7 @@ static unsigned pool_serial;       /* pool names must be unique for the EAL's li
 static unsigned char port_open[RTE_MAX_ETHPORTS];
 static unsigned char port_closed[RTE_MAX_ETHPORTS]; /* closing releases the port id */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
+static void shim_set_err(char *err, size_t errlen, const char *fmt, ...)
 {
     if (!err || !errlen)
         return;
@@ -67,7 +67,7 @@ int mos_dpdk_init(int argc, char **argv, char *err, size_t errlen)
     if (eal_state == 1)
         return 0;
     if (eal_state == 2) {
-        set_err(err, errlen, "the DPDK EAL was cleaned up and cannot start again in this process");
+        shim_set_err(err, errlen, "the DPDK EAL was cleaned up and cannot start again in this process");
         return -1;
     }
     /* the EAL prints its usage text on stdout after a bad argument: send it
@@ -85,7 +85,7 @@ int mos_dpdk_init(int argc, char **argv, char *err, size_t errlen)
         close(saved_stdout);
     }
     if (rc < 0) {
-        set_err(err, errlen, "rte_eal_init: %s (rte_errno %d)", rte_strerror(e), e);
+        shim_set_err(err, errlen, "rte_eal_init: %s (rte_errno %d)", rte_strerror(e), e);
         return -1;
     }
     eal_state = 1;
@@ -408,7 +408,7 @@ static int steer_setup(mos_dpdk_port_t *p, unsigned serial, int socket, char *er
             struct rte_ring *r = rte_ring_create(name, slots, socket,
                                                  RING_F_SP_ENQ | RING_F_SC_DEQ);
             if (!r) {
-                set_err(err, errlen, "DPDK port %u: rte_ring_create(%s, %u slots) for flow "
+                shim_set_err(err, errlen, "DPDK port %u: rte_ring_create(%s, %u slots) for flow "
                         "steering: %s (give the EAL more memory with -m)", p->port_id, name,
                         slots, rte_strerror(rte_errno));
                 return -1;
@@ -443,11 +443,11 @@ mos_dpdk_port_t *mos_dpdk_port_open_mq(uint16_t port_id, unsigned nq, unsigned n
                                        char *err, size_t errlen)
 {
     if (eal_state != 1) {
-        set_err(err, errlen, "the DPDK EAL is not initialised (call mos_dpdk_init first)");
+        shim_set_err(err, errlen, "the DPDK EAL is not initialised (call mos_dpdk_init first)");
         return NULL;
     }
     if (!rte_eth_dev_is_valid_port(port_id) && port_id < RTE_MAX_ETHPORTS && port_closed[port_id]) {
-        set_err(err, errlen, "DPDK port %u was closed in this process and cannot open again "
+        shim_set_err(err, errlen, "DPDK port %u was closed in this process and cannot open again "
                 "(DPDK releases a port when it closes)", port_id);
         return NULL;
     }
@@ -462,37 +462,37 @@ mos_dpdk_port_t *mos_dpdk_port_open_mq(uint16_t port_id, unsigned nq, unsigned n
             n++;
         }
         if (n)
-            set_err(err, errlen, "DPDK port %u does not exist (the EAL has port%s %s)", port_id,
+            shim_set_err(err, errlen, "DPDK port %u does not exist (the EAL has port%s %s)", port_id,
                     n == 1 ? "" : "s", ids);
         else
-            set_err(err, errlen,
+            shim_set_err(err, errlen,
                     "DPDK port %u does not exist (the EAL found no ports: add --vdev=... "
                     "or bind a NIC to a DPDK driver)", port_id);
         return NULL;
     }
     if (port_open[port_id]) {
-        set_err(err, errlen, "DPDK port %u is already open", port_id);
+        shim_set_err(err, errlen, "DPDK port %u is already open", port_id);
         return NULL;
     }
     if (nq == 0 || nq > MOS_DPDK_MAX_QUEUES) {
-        set_err(err, errlen, "%u queues is out of range (1..%u)", nq, MOS_DPDK_MAX_QUEUES);
+        shim_set_err(err, errlen, "%u queues is out of range (1..%u)", nq, MOS_DPDK_MAX_QUEUES);
         return NULL;
     }
     if (nb_desc == 0 || nb_desc > 32768) {
-        set_err(err, errlen, "nb_desc %u is out of range (1..32768)", nb_desc);
+        shim_set_err(err, errlen, "nb_desc %u is out of range (1..32768)", nb_desc);
         return NULL;
     }
 
     struct rte_eth_dev_info info;
     int rc = rte_eth_dev_info_get(port_id, &info);
     if (rc != 0) {
-        set_err(err, errlen, "DPDK port %u: rte_eth_dev_info_get: %s", port_id, rte_strerror(-rc));
+        shim_set_err(err, errlen, "DPDK port %u: rte_eth_dev_info_get: %s", port_id, rte_strerror(-rc));
         return NULL;
     }
     struct rte_eth_conf conf;
     memset(&conf, 0, sizeof conf);
     if (nq > info.max_rx_queues || nq > info.max_tx_queues) {
-        set_err(err, errlen, "DPDK port %u (%s) has at most %u rx / %u tx queues, %u asked "
+        shim_set_err(err, errlen, "DPDK port %u (%s) has at most %u rx / %u tx queues, %u asked "
                 "(for net_af_packet add qpairs=%u to its --vdev)", port_id, info.driver_name,
                 info.max_rx_queues, info.max_tx_queues, nq, nq);
         return NULL;
@@ -511,14 +511,14 @@ mos_dpdk_port_t *mos_dpdk_port_open_mq(uint16_t port_id, unsigned nq, unsigned n
     }
     rc = rte_eth_dev_configure(port_id, (uint16_t)nq, (uint16_t)nq, &conf);
     if (rc != 0) {
-        set_err(err, errlen, "DPDK port %u (%s): rte_eth_dev_configure: %s", port_id,
+        shim_set_err(err, errlen, "DPDK port %u (%s): rte_eth_dev_configure: %s", port_id,
                 info.driver_name, rte_strerror(-rc));
         return NULL;
     }
     uint16_t nb_rxd = (uint16_t)nb_desc, nb_txd = (uint16_t)nb_desc;
     rc = rte_eth_dev_adjust_nb_rx_tx_desc(port_id, &nb_rxd, &nb_txd);
     if (rc != 0) {
-        set_err(err, errlen, "DPDK port %u: rte_eth_dev_adjust_nb_rx_tx_desc: %s", port_id,
+        shim_set_err(err, errlen, "DPDK port %u: rte_eth_dev_adjust_nb_rx_tx_desc: %s", port_id,
                 rte_strerror(-rc));
         goto close_dev;
     }
@@ -545,7 +545,7 @@ mos_dpdk_port_t *mos_dpdk_port_open_mq(uint16_t port_id, unsigned nq, unsigned n
     struct rte_mempool *pool = rte_pktmbuf_pool_create(name, nb_mbufs, cache, 0,
                                                        RTE_MBUF_DEFAULT_BUF_SIZE, socket);
     if (!pool) {
-        set_err(err, errlen,
+        shim_set_err(err, errlen,
                 "DPDK port %u: rte_pktmbuf_pool_create(%u mbufs, socket %d): %s "
                 "(give the EAL more memory with -m)", port_id, nb_mbufs, socket,
                 rte_strerror(rte_errno));
@@ -555,27 +555,27 @@ mos_dpdk_port_t *mos_dpdk_port_open_mq(uint16_t port_id, unsigned nq, unsigned n
     for (uint16_t q = 0; q < nq; q++) {
         rc = rte_eth_rx_queue_setup(port_id, q, nb_rxd, socket, NULL, pool);
         if (rc != 0) {
-            set_err(err, errlen, "DPDK port %u: rte_eth_rx_queue_setup(%u, %u): %s", port_id, q,
+            shim_set_err(err, errlen, "DPDK port %u: rte_eth_rx_queue_setup(%u, %u): %s", port_id, q,
                     nb_rxd, rte_strerror(-rc));
             goto free_pool;
         }
         rc = rte_eth_tx_queue_setup(port_id, q, nb_txd, socket, NULL);
         if (rc != 0) {
-            set_err(err, errlen, "DPDK port %u: rte_eth_tx_queue_setup(%u, %u): %s", port_id, q,
+            shim_set_err(err, errlen, "DPDK port %u: rte_eth_tx_queue_setup(%u, %u): %s", port_id, q,
                     nb_txd, rte_strerror(-rc));
             goto free_pool;
         }
     }
     rc = rte_eth_dev_start(port_id);
     if (rc != 0) {
-        set_err(err, errlen, "DPDK port %u: rte_eth_dev_start: %s", port_id, rte_strerror(-rc));
+        shim_set_err(err, errlen, "DPDK port %u: rte_eth_dev_start: %s", port_id, rte_strerror(-rc));
         goto free_pool;
     }
     /* a bump in the wire forwards every frame, whatever its destination MAC;
      * some vdevs (af_packet) are promiscuous already and return -ENOTSUP */
     rc = rte_eth_promiscuous_enable(port_id);
     if (rc != 0 && rc != -ENOTSUP) {
-        set_err(err, errlen, "DPDK port %u: rte_eth_promiscuous_enable: %s", port_id,
+        shim_set_err(err, errlen, "DPDK port %u: rte_eth_promiscuous_enable: %s", port_id,
                 rte_strerror(-rc));
         rte_eth_dev_stop(port_id);
         goto free_pool;
@@ -584,7 +584,7 @@ mos_dpdk_port_t *mos_dpdk_port_open_mq(uint16_t port_id, unsigned nq, unsigned n
     mos_dpdk_port_t *p = rte_zmalloc_socket("mos_dpdk_port", sizeof *p, RTE_CACHE_LINE_SIZE,
                                             socket);
     if (!p) {
-        set_err(err, errlen, "DPDK port %u: out of EAL memory for the port handle", port_id);
+        shim_set_err(err, errlen, "DPDK port %u: out of EAL memory for the port handle", port_id);
         rte_eth_dev_stop(port_id);
         goto free_pool;
     }
@@ -594,7 +594,7 @@ mos_dpdk_port_t *mos_dpdk_port_open_mq(uint16_t port_id, unsigned nq, unsigned n
     p->nq = (uint16_t)nq;
     p->queues = rte_zmalloc_socket("mos_dpdk_queues", nq * sizeof *p->queues, 0, socket);
     if (!p->queues) {
-        set_err(err, errlen, "DPDK port %u: out of EAL memory for queue handles", port_id);
+        shim_set_err(err, errlen, "DPDK port %u: out of EAL memory for queue handles", port_id);
         goto free_handles;
     }
     p->queues[0] = p;
@@ -602,7 +602,7 @@ mos_dpdk_port_t *mos_dpdk_port_open_mq(uint16_t port_id, unsigned nq, unsigned n
         mos_dpdk_port_t *qh = rte_zmalloc_socket("mos_dpdk_port", sizeof *qh,
                                                  RTE_CACHE_LINE_SIZE, socket);
         if (!qh) {
-            set_err(err, errlen, "DPDK port %u: out of EAL memory for queue %u", port_id, q);
+            shim_set_err(err, errlen, "DPDK port %u: out of EAL memory for queue %u", port_id, q);
             goto free_handles;
         }
         qh->port_id = port_id;

@@ -1,0 +1,78 @@
+"""Engine options, each with a documented default, validated when built.
+
+    >>> from mos import Config
+    >>> Config(overlap="last", buffer_size=1 << 20).overlap
+    'last'
+    >>> Config(overlap="newest")
+    Traceback (most recent call last):
+    ...
+    mos.errors.ConfigError: overlap: 'newest' is not one of first, last
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from mos.errors import ConfigError
+
+__all__ = ["Config"]
+
+MAX_BUFFER = 0x7FFFFFFF
+
+
+@dataclass(frozen=True)
+class Config:
+    #: receive buffer per side of each flow, bytes; 0 keeps no payload (state tracking goes
+    #: on).  Memory is taken as needed; keep it at least the receive window, or loss
+    #: recovery on a fast flow outruns it (Suricata's default depth is 1 MiB too)
+    buffer_size: int = 1 << 20
+    #: which bytes win when a retransmission overlaps stored data: 'first' or 'last'
+    overlap: str = "first"
+    #: create flows from packets seen mid-stream (no SYN); client guessed from ports
+    midstream: bool = False
+    #: 'verify' (drop bad checksums), 'ignore', or 'auto' (stop verifying if >10% fail)
+    checksum: str = "auto"
+    #: seconds a flow may stay idle (capture time) before TIMEOUT and CONN_END
+    tcp_timeout: float = 30.0
+    #: live flows kept; beyond it the least recently active flow is evicted
+    max_flows: int = 1_000_000
+    #: keep a SHA-256 of each direction's stream (used by `mos streams`)
+    digest: bool = False
+    #: keep bytes that every monitor has read and the receiver acknowledged until the
+    #: buffer is full (ppeek can look back); False frees them at the flow's next packet
+    keep_read: bool = False
+    #: bytes held for IP fragment reassembly
+    defrag_memory: int = 64 << 20
+    #: seconds an incomplete fragmented datagram is kept
+    defrag_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        def bad(key, value, why):
+            raise ConfigError(f"{key}: {value!r} {why}")
+
+        for key, lo, hi in (("buffer_size", 0, MAX_BUFFER), ("max_flows", 1, 0xFFFFFFFF),
+                            ("defrag_memory", 0, 1 << 40)):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int):
+                bad(key, v, "is not an integer")
+            if not lo <= v <= hi:
+                bad(key, v, f"is out of range {lo}..{hi}")
+        if self.overlap not in ("first", "last"):
+            bad("overlap", self.overlap, "is not one of first, last")
+        if self.checksum not in ("verify", "ignore", "auto"):
+            bad("checksum", self.checksum, "is not one of verify, ignore, auto")
+        for key in ("midstream", "digest", "keep_read"):
+            if not isinstance(getattr(self, key), bool):
+                bad(key, getattr(self, key), "is not true or false")
+        for key in ("tcp_timeout", "defrag_timeout"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 86400 * 365:
+                bad(key, v, "is not a number of seconds in (0, 31536000]")
+
+    def replace(self, **changes) -> "Config":
+        d = asdict(self)
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise ConfigError(f"unknown option {sorted(unknown)[0]!r}")
+        d.update(changes)
+        return Config(**d)
