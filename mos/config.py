@@ -3,4 +3,4 @@
 
 from mos.dualstack.config import MAX_BUFFER, Config
 
-__all__ = ["Config", "MAX_BUFFER"]
+__all__ = ["MAX_BUFFER", "Config"]

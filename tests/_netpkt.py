@@ -1,4 +1,5 @@
-"""Packet and capture-file builders for the native-layer tests.
+"""Packet and capture-file builders: the one frame builder of the tests
+(tcpconv.Conv builds its conversations with it).
 
 Written with struct only (and an RFC 1071 checksum in Python), independent
 of the code under test, so the tests compare two implementations.
@@ -132,9 +133,9 @@ MAC1 = bytes.fromhex("020000000001")
 MAC2 = bytes.fromhex("020000000002")
 
 
-def eth(payload, ethertype=0x0800, vlans=(), vlan_tpid=0x8100):
+def eth(payload, ethertype=0x0800, vlans=(), vlan_tpid=0x8100, *, dst=MAC1, src=MAC2):
     """vlans: list of (tpid, vid) outermost first, or plain vids using vlan_tpid."""
-    b = MAC1 + MAC2
+    b = dst + src
     for v in vlans:
         tpid, vid = v if isinstance(v, tuple) else (vlan_tpid, v)
         b += struct.pack("!H", tpid) + struct.pack("!H", vid)

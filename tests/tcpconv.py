@@ -1,4 +1,4 @@
-"""Build TCP conversations as Ethernet frames (dpkt), and drive an engine.
+"""Build TCP conversations as Ethernet frames (with _netpkt), and drive an engine.
 
 ``Conv`` keeps each side's next sequence number so tests read like the
 packet trace they describe::
@@ -13,10 +13,10 @@ packet trace they describe::
 
 from __future__ import annotations
 
-import ipaddress
 import struct
 from dataclasses import dataclass, field
 
+import _netpkt as N
 import dpkt
 
 import mos
@@ -26,7 +26,9 @@ SERVER_IP = "198.18.0.2"
 CLIENT6 = "2001:db8::1"
 SERVER6 = "2001:db8::2"
 
-F = dpkt.tcp
+F = dpkt.tcp  # flag names
+MAC_SRC = bytes.fromhex("020000000001")
+MAC_DST = bytes.fromhex("020000000002")
 
 
 @dataclass
@@ -64,23 +66,13 @@ class Conv:
         seq = me.nxt if seq is None else seq
         if ack is None:
             ack = me.rcv if flags & F.TH_ACK else 0
-        tcp = dpkt.tcp.TCP(sport=me.port, dport=peer.port, seq=seq & 0xFFFFFFFF,
-                           ack=ack & 0xFFFFFFFF, flags=flags, win=me.win if win is None else win,
-                           data=payload)
-        tcp.opts = opts
-        tcp.off = (20 + len(opts)) // 4
+        seg = N.tcp(me.port, peer.port, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, flags,
+                    me.win if win is None else win, opts, payload)
         if ":" in me.ip:
-            ip = dpkt.ip6.IP6(src=ipaddress.ip_address(me.ip).packed,
-                              dst=ipaddress.ip_address(peer.ip).packed, nxt=6, hlim=64, data=tcp)
-            ip.plen = len(bytes(tcp))
-            etype = dpkt.ethernet.ETH_TYPE_IP6
+            frame = N.eth(N.ip6(me.ip, peer.ip, payload=seg), 0x86DD, dst=MAC_DST, src=MAC_SRC)
         else:
-            ip = dpkt.ip.IP(src=ipaddress.ip_address(me.ip).packed,
-                            dst=ipaddress.ip_address(peer.ip).packed, p=6, ttl=64, data=tcp)
-            etype = dpkt.ethernet.ETH_TYPE_IP
-        eth = dpkt.ethernet.Ethernet(src=b"\x02\0\0\0\0\x01", dst=b"\x02\0\0\0\0\x02",
-                                     type=etype, data=ip)
-        frame = bytes(eth)
+            frame = N.eth(N.ip4(me.ip, peer.ip, payload=seg, ident=0), 0x0800, dst=MAC_DST,
+                          src=MAC_SRC)
         if advance:
             span = len(payload) + (1 if flags & F.TH_SYN else 0) + (1 if flags & F.TH_FIN else 0)
             end = (seq + span) & 0xFFFFFFFF

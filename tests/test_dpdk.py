@@ -15,13 +15,12 @@ import random
 import re
 import select
 import shutil
-import socket
 import struct
 import subprocess
 import sys
 import time
 
-import dpkt
+import _netpkt as N
 import pytest
 from _vethbed import SERVER4, SERVER6, VethBed
 
@@ -101,50 +100,37 @@ needs_lib = pytest.mark.skipif(not dpdk.available()[0], reason=dpdk.available()[
 
 
 def _eth(l3: bytes, ethertype: int, vlans=()) -> bytes:
-    tags = b"".join(struct.pack("!HH", tpid, vid) for tpid, vid in vlans)
-    return b"\x02" * 6 + b"\x04" * 6 + tags + struct.pack("!H", ethertype) + l3
+    return N.eth(l3, ethertype, vlans=vlans)
 
 
-def _l4(proto: str, sport: int, dport: int):
+def _l4(proto: str, sport: int, dport: int) -> bytes:
     if proto == "tcp":
-        return dpkt.tcp.TCP(sport=sport, dport=dport, flags=dpkt.tcp.TH_ACK, data=b"x" * 20)
-    return dpkt.udp.UDP(sport=sport, dport=dport, data=b"x" * 20)
+        return N.tcp(sport, dport, flags=0x10, payload=b"x" * 20)
+    return N.udp(sport, dport, payload=b"x" * 20)
 
 
 def _v4(src: str, dst: str, sport: int, dport: int, proto="tcp", vlans=(), mf=0,
         offset=0) -> bytes:
     """offset: the fragment offset field (8-byte units)."""
-    ip = dpkt.ip.IP(src=socket.inet_pton(socket.AF_INET, src),
-                    dst=socket.inet_pton(socket.AF_INET, dst),
-                    p=6 if proto == "tcp" else 17, data=_l4(proto, sport, dport))
-    ip.mf, ip.offset = mf, offset
-    return _eth(bytes(ip), 0x0800, vlans)
+    ip = N.ip4(src, dst, 6 if proto == "tcp" else 17, _l4(proto, sport, dport), flags=mf,
+               frag_off=offset * 8)
+    return _eth(ip, 0x0800, vlans)
 
 
 def _v6(src: str, dst: str, sport: int, dport: int, proto="tcp", vlans=(), ext=()) -> bytes:
     """ext: (next-header number, bytes) extension headers put before the TCP/UDP header."""
-    l4 = bytes(_l4(proto, sport, dport))
-    nh = 6 if proto == "tcp" else 17
-    chain = b""
-    for num, body in reversed(ext):
-        chain = bytes([nh]) + body + chain
-        nh = num
-    fixed = struct.pack("!IHBB", 6 << 28, len(chain) + len(l4), nh, 64)
-    return _eth(fixed + socket.inet_pton(socket.AF_INET6, src)
-                + socket.inet_pton(socket.AF_INET6, dst) + chain + l4, 0x86DD, vlans)
+    exts = [(num, lambda nh, body=body: bytes([nh]) + body) for num, body in ext]
+    ip = N.ip6(src, dst, exts, 6 if proto == "tcp" else 17, _l4(proto, sport, dport))
+    return _eth(ip, 0x86DD, vlans)
 
 
 def _mpls(frame: bytes, labels) -> bytes:
     """The frame's IP packet under an MPLS label stack instead of its ethertype."""
-    stack = b"".join(struct.pack("!I", lab << 12 | (i == len(labels) - 1) << 8 | 64)
-                     for i, lab in enumerate(labels))
-    return frame[:12] + b"\x88\x47" + stack + frame[14:]
+    return N.mpls(frame[14:], labels)
 
 
 def _pppoe(frame: bytes) -> bytes:
-    ppp = 0x0021 if frame[12:14] == b"\x08\x00" else 0x0057
-    return (frame[:12] + b"\x88\x64" + struct.pack("!BBHHH", 0x11, 0, 0x1234, len(frame) - 12, ppp)
-            + frame[14:])
+    return N.pppoe(frame[14:], 0x0021 if frame[12:14] == b"\x08\x00" else 0x0057)
 
 
 def _steer(frame: bytes) -> tuple[int, int]:
@@ -203,10 +189,8 @@ def test_steer_hash_is_the_same_both_ways_for_tcp_and_udp():
 @needs_lib
 def test_steer_hash_of_fragments_and_other_protocols_is_the_address_pair():
     a, b = "198.18.0.1", "198.18.0.2"
-    icmp = _eth(bytes(dpkt.ip.IP(src=socket.inet_aton(a), dst=socket.inet_aton(b), p=1,
-                                 data=dpkt.icmp.ICMP(type=8, data=b"ping"))), 0x0800)
-    icmp_back = _eth(bytes(dpkt.ip.IP(src=socket.inet_aton(b), dst=socket.inet_aton(a), p=1,
-                                      data=dpkt.icmp.ICMP(type=0, data=b"ping"))), 0x0800)
+    icmp = _eth(N.ip4(a, b, 1, b"\x08\x00\x00\x00\x00\x01\x00\x01ping"), 0x0800)
+    icmp_back = _eth(N.ip4(b, a, 1, b"\x00\x00\x00\x00\x00\x01\x00\x01ping"), 0x0800)
     kind, pair = _steer(icmp)
     assert kind == dpdk.lib.MOS_DPDK_STEER_ADDRS
     assert _steer(icmp_back) == (kind, pair)
