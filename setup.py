@@ -59,7 +59,9 @@ class BuildExt(build_ext):
 
     def build_extension(self, ext):
         if ext.name == CORE:
-            ext.extra_link_args = ext.extra_link_args + ["-Wl,-soname,libmos_core.so"]
+            # -Bsymbolic: calls between the library's own files bind at link time
+            ext.extra_link_args = ext.extra_link_args + ["-Wl,-soname,libmos_core.so",
+                                                         "-Wl,-Bsymbolic"]
         elif getattr(ext, "links_core", False):
             libdir = os.path.dirname(self.get_ext_fullpath(CORE))
             here = os.path.dirname(self.get_ext_fullpath(ext.name))
