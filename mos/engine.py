@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from mos.dualstack._engine import CoreEngine
+from mos.events import tree as _tree
 
 __all__ = ["Engine", "RunStats"]
 
@@ -45,6 +46,10 @@ class RunStats:
 
 class Engine(CoreEngine):
     """A monitor engine: attach monitors, then ``run`` a capture (or ``feed`` frames)."""
+
+    def __init__(self, config=None):
+        super().__init__(config)
+        self.events_layer = _tree  # UDE trees for per-flow handlers and raised events
 
     def run(self, source: "str | os.PathLike", progress: Optional[Callable] = None,
             limit: int = -1, close: bool = True) -> RunStats:

@@ -1,0 +1,82 @@
+"""The names of the numbers the engine reports: built-in event ids, hooks,
+sides, TCP states, ERROR and CONN_END reasons.  Their values mirror
+engine.h (and the TCP module's state enum); ``mos.events`` re-exports them
+as the public vocabulary of handlers."""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["Event", "Hook", "Side", "TcpState", "ErrorReason", "EndReason"]
+
+
+class Event(enum.IntEnum):
+    """Built-in events (values match the compiled core's)."""
+
+    PKT_IN = 0            #: every packet of a tracked flow
+    CONN_START = 1        #: first SYN of a flow (or mid-stream pick-up)
+    TCP_STATE_CHANGE = 2  #: a state transition of either endpoint model
+    CONN_NEW_DATA = 3     #: new in-order bytes readable on a side (once per side per burst)
+    REXMIT = 4            #: a segment repeating sequence space already seen
+    ERROR = 5             #: see ErrorReason
+    ORPHAN = 6            #: a TCP packet of no tracked flow
+    CONN_END = 7          #: flow destroyed, once per side
+    TIMEOUT = 8           #: flow idle too long, just before CONN_END
+
+
+class Hook(enum.IntEnum):
+    """Where in packet processing a handler runs."""
+
+    SEND = 0  #: after the sending side's model was updated
+    RECV = 1  #: after the receiving side's model was updated
+    NONE = 2  #: not tied to a packet's passage (orphans, flow end, timeouts)
+
+
+class Side(enum.IntEnum):
+    CLIENT = 0
+    SERVER = 1
+    BOTH = 2
+
+    @property
+    def peer(self) -> "Side":
+        if self is Side.BOTH:
+            raise ValueError("Side.BOTH has no peer")
+        return Side(1 - self)
+
+
+class TcpState(enum.IntEnum):
+    """RFC 9293 3.3.2 connection states."""
+
+    CLOSED = 0
+    LISTEN = 1
+    SYN_SENT = 2
+    SYN_RCVD = 3
+    ESTABLISHED = 4
+    FIN_WAIT_1 = 5
+    FIN_WAIT_2 = 6
+    CLOSING = 7
+    TIME_WAIT = 8
+    CLOSE_WAIT = 9
+    LAST_ACK = 10
+
+
+class ErrorReason(enum.IntEnum):
+    """Why an ERROR event fired (each has a counter in the run statistics)."""
+
+    OUT_OF_WINDOW = 1      #: data beyond the receiver's window; not stored
+    OVERRUN = 2            #: buffer full: unread bytes [a, b) were dropped
+    BAD_CHECKSUM = 3       #: IPv4 or TCP checksum wrong (checksum=verify); packet ignored
+    GAP = 4                #: a hole at offset a, length b, will never be filled
+    OVERLAP_DIFF = 5       #: a retransmission carried b bytes different from the stored ones
+    RST_OUT_OF_WINDOW = 6  #: RST with an unacceptable sequence number; ignored
+    NO_ROOM = 7            #: b out-of-order bytes could not be stored
+    BELOW_BASE = 8         #: retransmitted bytes older than the buffer holds (counter only)
+
+
+class EndReason(enum.IntEnum):
+    CLOSE = 1     #: both ends closed (FIN handshake completed)
+    RST = 2       #: an acceptable RST
+    TIMEOUT = 3   #: idle longer than tcp_timeout
+    EVICT = 4     #: flow table full; least recently active flow evicted
+    SHUTDOWN = 5  #: end of input (end of the capture, or the engine stopped)
+    REUSE = 6     #: a new SYN reused the 4-tuple after a close
