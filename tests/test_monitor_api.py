@@ -248,3 +248,28 @@ def test_uctx_is_per_monitor():
     b.on(Event.CONN_END, lambda f, s, e: seen.append(("b", f.uctx)), side=Side.CLIENT)
     run_frames(http_conv().frames, a, b)
     assert ("a", "A") in seen and ("b", "B") in seen and ("timer-b", "B") in seen
+
+
+def test_interest_masks_have_room_for_more_events():
+    """The core tells 32 event ids apart (the monitor uses 9): the end host's
+    and the IDS's events fit without changing the layout; a mask beyond it is
+    refused by name."""
+    from mos.dualstack._engine import interest_capacity
+
+    events, bits = interest_capacity()
+    assert events >= 32 and bits >= events * 6
+    assert max(mos.Event) < events
+
+    class FakeMonitor:  # what the engine reads of a monitor when (re)building
+        filter = None
+        _trees: dict = {}
+
+        def __init__(self, mask):
+            self._mask = mask
+            self._engines = set()
+
+    eng = mos.Engine(mos.Config())
+    eng.attach(FakeMonitor(1 << (31 * 6 + 5)))  # last event id, NONE hook, server
+    with pytest.raises(ValueError, match="beyond 32 events"):
+        eng.attach(FakeMonitor(1 << bits))
+    assert len(eng.monitors) == 1  # the refused monitor was not kept

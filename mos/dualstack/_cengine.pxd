@@ -14,6 +14,10 @@ cdef extern from "engine.h" nogil:
         MOS_EPF_TS, MOS_EPF_UNMON
         MOS_FF_LIVE, MOS_FF_DYING, MOS_FF_MIDSTREAM, MOS_FF_UNMON
         MOS_CSUM_IGNORE, MOS_CSUM_VERIFY, MOS_CSUM_AUTO
+        MOS_EV_MAX, MOS_INTEREST_WORDS
+
+    ctypedef struct mos_interest_t:
+        uint64_t w[3]   # MOS_INTEREST_WORDS (engine.h asserts it is 3)
     uint32_t MOS_NIL
     uint32_t MOS_NOPKT
 
@@ -56,7 +60,7 @@ cdef extern from "engine.h" nogil:
         uint16_t sport
         uint16_t iface[2]
         uint64_t id
-        uint64_t interest
+        mos_interest_t *interest
         uint64_t first_ts
         uint64_t last_ts
         mos_digest_t *digest
@@ -98,7 +102,8 @@ cdef extern from "engine.h" nogil:
 
     mos_engine_t *mos_engine_new(const mos_config_t *cfg)
     void mos_engine_free(mos_engine_t *e)
-    void mos_engine_set_interest(mos_engine_t *e, uint64_t bits)
+    void mos_engine_set_interest(mos_engine_t *e, const mos_interest_t *m)
+    int mos_flow_set_interest(mos_engine_t *e, mos_flow_t *f, const mos_interest_t *m)
     void mos_engine_set_checksum(mos_engine_t *e, int mode)
     int mos_capture_checksum_verdict(const char *path, uint32_t sample)
     int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int n, uint64_t stop_ts)

@@ -20,7 +20,8 @@
 struct mos_engine {
     mos_config_t cfg;
     mos_counters_t c;
-    uint64_t interest;
+    mos_interest_t interest;
+    uint8_t any_interest;       /* some bit of interest is set */
     uint64_t now;
     uint64_t next_id;
     uint64_t defrag_checked;
@@ -80,9 +81,11 @@ static void grow_events(mos_engine_t *e)
 
 static inline int wanted(const mos_engine_t *e, const mos_flow_t *f, int type, int hook, int side)
 {
-    uint64_t bit = MOS_EVBIT(type, hook, side);
-    if (!f) return (e->interest & bit) != 0;
-    if (!((e->interest | f->interest) & bit)) return 0;
+    unsigned i = MOS_EVBIT_INDEX(type, hook, side);
+    uint64_t bit = 1ULL << (i & 63), w = e->interest.w[i >> 6];
+    if (!f) return (w & bit) != 0;
+    if (f->interest) w |= f->interest->w[i >> 6];
+    if (!(w & bit)) return 0;
     if (f->flags & MOS_FF_UNMON) return 0;
     return !(f->ep[side].flags & MOS_EPF_UNMON);
 }
@@ -299,7 +302,7 @@ static inline void digest_advance(mos_flow_t *f, int side)
  * reassembly costs no memory beyond the out-of-order data. */
 static inline int retained(const mos_engine_t *e, const mos_flow_t *f, const mos_rbuf_t *rb)
 {
-    return (e->interest | f->interest) != 0 || rb->policy == MOS_OVERLAP_LAST;
+    return e->any_interest || f->interest || rb->policy == MOS_OVERLAP_LAST;
 }
 
 /* Forget in-order bytes below off (ring positions are absolute offsets
@@ -497,6 +500,8 @@ static void free_flow(mos_engine_t *e, uint32_t slot)
     mos_rbuf_free(&f->ep[1].rbuf);
     free(f->digest);
     f->digest = NULL;
+    free(f->interest);
+    f->interest = NULL;
     if (f->edits) {
         mos_seqmap_clear(&f->edits->map[0]);
         mos_seqmap_clear(&f->edits->map[1]);
@@ -885,6 +890,7 @@ void mos_engine_free(mos_engine_t *e)
             mos_rbuf_free(&f->ep[0].rbuf);
             mos_rbuf_free(&f->ep[1].rbuf);
             free(f->digest);
+            free(f->interest);
             if (f->edits) {
                 mos_seqmap_clear(&f->edits->map[0]);
                 mos_seqmap_clear(&f->edits->map[1]);
@@ -907,7 +913,31 @@ void mos_engine_free(mos_engine_t *e)
     free(e);
 }
 
-void mos_engine_set_interest(mos_engine_t *e, uint64_t bits) { e->interest = bits; }
+static int interest_empty(const mos_interest_t *m)
+{
+    for (int i = 0; i < MOS_INTEREST_WORDS; i++)
+        if (m->w[i]) return 0;
+    return 1;
+}
+
+void mos_engine_set_interest(mos_engine_t *e, const mos_interest_t *m)
+{
+    e->interest = *m;
+    e->any_interest = !interest_empty(m);
+}
+
+int mos_flow_set_interest(mos_engine_t *e, mos_flow_t *f, const mos_interest_t *m)
+{
+    (void)e;
+    if (!m || interest_empty(m)) {
+        free(f->interest);
+        f->interest = NULL;
+        return 0;
+    }
+    if (!f->interest && !(f->interest = malloc(sizeof *f->interest))) return -1;
+    *f->interest = *m;
+    return 0;
+}
 void mos_engine_set_checksum(mos_engine_t *e, int mode) { e->cfg.checksum = (uint8_t)mode; }
 
 int mos_capture_checksum_verdict(const char *path, uint32_t sample)

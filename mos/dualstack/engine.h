@@ -35,7 +35,16 @@ enum mos_event_type {
 };
 enum mos_hook { MOS_HK_SEND = 0, MOS_HK_RECV = 1, MOS_HK_NONE = 2 };
 enum mos_side { MOS_CLIENT = 0, MOS_SERVER = 1 };
-#define MOS_EVBIT(ev, hk, side) (1ULL << ((ev) * 6 + (hk) * 2 + (side)))
+/* Interest is one bit per (event, hook, side).  Event ids run up to
+ * MOS_EV_MAX, not MOS_EV_COUNT: the end host's and the IDS's events come
+ * after the monitor's without changing the layout. */
+#define MOS_EV_MAX 32
+#define MOS_EVBIT_INDEX(ev, hk, side) ((ev) * 6 + (hk) * 2 + (side))
+#define MOS_INTEREST_WORDS ((MOS_EV_MAX * 6 + 63) / 64)
+typedef struct mos_interest {
+    uint64_t w[MOS_INTEREST_WORDS];
+} mos_interest_t;
+_Static_assert(MOS_INTEREST_WORDS == 3, "mos/dualstack/_cengine.pxd declares 3 words");
 
 /* ERROR reasons: each has a counter (mos_counters_t.errors[reason]) */
 enum mos_error_reason {
@@ -127,7 +136,7 @@ typedef struct mos_flow {
     uint32_t nd_stamp[2];  /* burst serial of the last NEW_DATA per side */
     uint16_t iface[2];     /* port each side's packets arrive on (the port facing it) */
     uint64_t id;           /* creation order, from 1 */
-    uint64_t interest;     /* per-flow event bits (OR-ed with the global ones) */
+    mos_interest_t *interest; /* per-flow event bits (OR-ed with the global ones), NULL: none */
     uint64_t first_ts, last_ts;
     uint64_t lru_ts;       /* last_ts when last moved to the LRU tail */
     mos_digest_t *digest;  /* [2] in digest mode, else NULL */
@@ -193,8 +202,11 @@ typedef struct mos_engine mos_engine_t;
 mos_engine_t *mos_engine_new(const mos_config_t *cfg);
 void mos_engine_free(mos_engine_t *e);
 
-/* Global interest bits (MOS_EVBIT). */
-void mos_engine_set_interest(mos_engine_t *e, uint64_t bits);
+/* Global interest bits (MOS_EVBIT_INDEX). */
+void mos_engine_set_interest(mos_engine_t *e, const mos_interest_t *m);
+/* One flow's own interest (per-flow handlers); m NULL or all zero: none.
+ * Returns -1 when out of memory (the flow keeps what it had). */
+int mos_flow_set_interest(mos_engine_t *e, mos_flow_t *f, const mos_interest_t *m);
 void mos_engine_set_checksum(mos_engine_t *e, int mode);
 
 /* The checksum AUTO decision taken ahead on a capture file: IGNORE if more
