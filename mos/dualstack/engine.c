@@ -1043,18 +1043,13 @@ const mos_event_t *mos_engine_events(const mos_engine_t *e, uint32_t *n)
 
 void mos_engine_clear_events(mos_engine_t *e) { e->nev = 0; }
 
-uint32_t mos_engine_reap(mos_engine_t *e, uint32_t *slots_out, uint32_t max)
+uint32_t mos_engine_reap(mos_engine_t *e)
 {
     uint32_t n = e->ndying;
-    for (uint32_t i = 0; i < n; i++) {
-        if (slots_out && i < max) slots_out[i] = e->dying[i];
-        free_flow(e, e->dying[i]);
-    }
+    for (uint32_t i = 0; i < n; i++) free_flow(e, e->dying[i]);
     e->ndying = 0;
     return n;
 }
-
-uint32_t mos_engine_pending_reap(const mos_engine_t *e) { return e->ndying; }
 
 const uint32_t *mos_engine_dying(const mos_engine_t *e, uint32_t *n)
 {

@@ -232,10 +232,9 @@ void mos_engine_end_flow(mos_engine_t *e, uint32_t slot, int reason);
 const mos_event_t *mos_engine_events(const mos_engine_t *e, uint32_t *n);
 void mos_engine_clear_events(mos_engine_t *e);
 
-/* Free the flows that ended since the last reap.  slots_out (may be NULL)
- * receives their slots, at most max of them; returns the count freed. */
-uint32_t mos_engine_reap(mos_engine_t *e, uint32_t *slots_out, uint32_t max);
-uint32_t mos_engine_pending_reap(const mos_engine_t *e);
+/* Free the flows that ended since the last reap (mos_engine_dying lists
+ * them until then); returns the count freed. */
+uint32_t mos_engine_reap(mos_engine_t *e);
 const uint32_t *mos_engine_dying(const mos_engine_t *e, uint32_t *n); /* slots awaiting reap */
 
 /* Slot to flow (NULL when the slot is free or gen differs). */
