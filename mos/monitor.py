@@ -75,6 +75,23 @@ class Monitor:
     def admits(self, flow) -> bool:
         return self.filter is None or bool(self.filter(flow))
 
+    # What an engine reads of its monitors (the core never touches private fields)
+
+    @property
+    def trees(self) -> dict:
+        """bit -> dispatch tree of this monitor's registrations (mos.events.tree)."""
+        return self._trees
+
+    @property
+    def interest(self) -> int:
+        """The (event, hook, side) bits some registration needs."""
+        return self._mask
+
+    def bind(self, engine) -> None:
+        """``engine`` rebuilds its dispatch tables (``engine._rebuild()``)
+        whenever this monitor's registrations change."""
+        self._engines.add(engine)
+
     def __repr__(self) -> str:
         flt = f" filter={self.filter_text!r}" if self.filter_text else ""
         return f"<Monitor {self.name}{flt} registrations={len(self._regs)}>"

@@ -262,11 +262,13 @@ def test_interest_masks_have_room_for_more_events():
 
     class FakeMonitor:  # what the engine reads of a monitor when (re)building
         filter = None
-        _trees: dict = {}
+        trees: dict = {}
 
         def __init__(self, mask):
-            self._mask = mask
-            self._engines = set()
+            self.interest = mask
+
+        def bind(self, engine):
+            pass
 
     eng = mos.Engine(mos.Config())
     eng.attach(FakeMonitor(1 << (31 * 6 + 5)))  # last event id, NONE hook, server
