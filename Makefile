@@ -8,7 +8,7 @@ APT_PKGS := tshark tcpflow tcpdump iproute2 ethtool curl iputils-ping dpdk dpdk-
 # only the forwarding benchmark uses these
 BENCH_PKGS := apache2-utils lighttpd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SOURCES := $(wildcard native/*.[ch] mos/*.pyx mos/*.pxd mos/dualstack/*.[ch] mos/dualstack/*.pyx mos/dualstack/*.pxd)
+SOURCES := $(wildcard native/*.[ch] mos/*.pyx mos/*.pxd mos/*/*.[ch] mos/*/*.pyx mos/*/*.pxd mos/*/*.pxi)
 
 .PHONY: demo test setup system-deps build bench lint format clean
 

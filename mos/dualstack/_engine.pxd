@@ -1,0 +1,141 @@
+# The typed interface of mos.dualstack._engine (uvloop's loop.pxd manner):
+# every view and every link of CoreEngine with its C-level fields and
+# methods, so other compiled modules (the runtime's port loop) can cimport
+# them.  The bodies live in _engine.pyx and the .pxi files it includes.
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
+from mos._cnative cimport mos_frame_t, mos_pkt_t
+from mos.dualstack._cengine cimport *
+
+cdef enum:
+    MAXPORTS = 16   # in-line ports one engine forwards between
+
+
+cdef class CoreEngine
+
+
+cdef class Packet:
+    cdef CoreEngine eng
+    cdef uint32_t idx
+    cdef uint32_t serial
+
+    cdef const mos_pkt_t *_p(self) except NULL
+    cdef bytes _outgoing(self, where, mos_pkt_t *q, Py_ssize_t *base, Py_ssize_t *limit)
+    cdef _edit_header(self, Py_ssize_t offset, Py_ssize_t length, bytes ins, where)
+
+
+cdef class Flow:
+    cdef readonly CoreEngine engine
+    cdef readonly uint32_t slot
+    cdef uint32_t gen
+    cdef list _uctx             # per monitor index: that monitor's user context
+    cdef list _offsets          # per monitor [client_off, server_off]
+    cdef dict _local            # bit -> tuple of (monitor index, compiled tree)
+    cdef list _local_regs       # (monitor index, Registration)
+    cdef uint64_t _adm_known, _adm_yes
+    cdef int _end_reason
+    cdef object _cache          # (ipver, caddr, saddr, cport, sport) once asked for
+    cdef uint64_t _id, _first_ts
+
+    cdef mos_flow_t *_f(self) except NULL
+    cdef _fill_cache(self)
+    cdef tuple _addrs(self)
+    cdef list _offs(self, int mi)
+    cdef void _update_consumed(self, mos_flow_t *f, int s)
+    cdef _rebuild_local(self, mos_flow_t *f)
+
+
+cdef class Endpoint:
+    cdef readonly Flow flow
+    cdef readonly int side
+
+    cdef mos_ep_t *_ep(self) except NULL
+
+
+cdef class SeqMap:
+    cdef mos_seqmap_t m
+
+
+cdef class Timer:
+    cdef public uint64_t deadline
+    cdef public uint64_t period
+    cdef public object callback
+    cdef public object flow
+    cdef public bint cancelled
+    cdef public uint64_t seq
+    cdef public int monitor
+
+
+# ---- CoreEngine, link by link: state -> dispatch -> timers -> output -> input
+
+cdef class _EngineState:
+    cdef mos_engine_t *e
+    cdef readonly object config
+    cdef public str checksum_mode
+    cdef uint32_t serial            # sub-bursts processed: Packet views of older ones expire
+    cdef bint _checksum_decided
+    cdef public uint64_t handler_calls
+
+
+cdef class _Dispatch(_EngineState):
+    cdef readonly list monitors
+    cdef list _table                # bit -> ((monitor index, monitor or None, tree), ...)
+    cdef list _pyflows              # slot -> Flow view
+    cdef mos_event_t cur            # the event being dispatched
+    cdef bint in_dispatch
+    cdef int cur_mon
+    cdef Flow cur_flow
+    cdef object _cur_packet
+    # The events layer above this one (mos.events.tree), set by mos.Engine:
+    # user-defined event trees for per-flow handlers and raised events.  The
+    # core walks compiled trees but never imports their layer.
+    cdef public object events_layer
+
+    cdef object _layer(self)
+    cdef int _monitor_index(self, monitor) except -1
+    cdef Flow _flow_obj(self, uint32_t slot)
+    cdef bint _admits(self, Flow fo, int mi, object mon) except -1
+    cdef int _walk(self, tuple tree, object flow, object side, object ev) except -1
+    cdef int _dispatch(self) except -1
+    cdef int _reap(self) except -1
+
+
+cdef class _Timers(_Dispatch):
+    cdef list _timers               # heap of Timer
+    cdef uint64_t _timer_seq
+    cdef bint _started              # deadlines count from the first packet's time
+
+    cdef uint64_t _next_deadline(self)
+    cdef int _fire_timers(self, uint64_t now) except -1
+    cdef _start(self, uint64_t t0)
+
+
+cdef class _Output(_Timers):
+    cdef public dict _modified      # frame index (this sub-burst) -> bytes to forward instead
+    cdef list _injected             # (iface, bytes) to send after this sub-burst
+    cdef public bint collect        # keep outputs for take_output() (sans-I/O in-line use)
+    cdef list _output
+    # in-line ports: C function pointers and per-port counters
+    cdef int nports
+    cdef int _nports_seen
+    cdef void *_handle[MAXPORTS]
+    cdef mos_rx_fn _rx[MAXPORTS]
+    cdef mos_rx_done_fn _rxdone[MAXPORTS]
+    cdef mos_tx_fn _tx[MAXPORTS]
+    cdef int _peer[MAXPORTS]
+    cdef uint64_t _prx[MAXPORTS]
+    cdef uint64_t _ptx[MAXPORTS]
+    cdef uint64_t _ptxdrop[MAXPORTS]
+    cdef uint64_t _pdrop[MAXPORTS]
+    cdef uint64_t _pinj[MAXPORTS]
+    cdef uint64_t _psplit[MAXPORTS]  # extra frames sent: grown segments cut in pieces
+    cdef mos_frame_t *_txbuf
+
+    cdef int _outputs(self, const mos_frame_t *frames, int c) except -1
+    cdef bint _forwards(self, int iface)
+    cdef object _edited(self, int k, bytes data)
+    cdef int _forward(self, const mos_frame_t *frames, int c, uint8_t *verdict) except -1
+
+
+cdef class CoreEngine(_Output):
+    cdef int _process(self, const mos_frame_t *frames, int n) except -1
+    cdef int _tick(self, uint64_t now) except -1

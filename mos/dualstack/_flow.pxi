@@ -1,0 +1,390 @@
+# Flow: the handler's view of a tracked flow, its buffers and per-flow
+# controls (included by _engine.pyx; fields in _engine.pxd).
+
+cdef class Flow:
+    """A tracked TCP flow: both endpoint models, both receive buffers.
+
+    Handlers receive it as their first argument.  ``peek``/``ppeek`` read
+    the bytes a side *received* (Side.SERVER: what the client sent)."""
+
+    cdef mos_flow_t *_f(self) except NULL:
+        cdef mos_flow_t *f = mos_engine_flow(self.engine.e, self.slot, self.gen)
+        if f == NULL:
+            raise FlowClosedError(f"flow {self._id} has ended; "
+                                  "its state is gone (keep what you need in CONN_END)")
+        return f
+
+    cdef _fill_cache(self):
+        cdef mos_flow_t *f = self._f()
+        self._id = f.id
+        self._first_ts = f.first_ts
+
+    cdef tuple _addrs(self):
+        """(ipver, client ip, server ip, client port, server port), made on first use."""
+        cdef mos_flow_t *f
+        if self._cache is None:
+            f = self._f()
+            self._cache = (f.ipver, _addr(f.ipver, f.caddr), _addr(f.ipver, f.saddr),
+                           f.cport, f.sport)
+        return self._cache
+
+    @property
+    def id(self):
+        return self._id
+
+    @property
+    def hash(self):
+        """The flow table's symmetric hash of this flow's addresses and ports,
+        keyed afresh each run (the same for both directions)."""
+        return self._f().hash
+
+    @property
+    def ipver(self):
+        return self._addrs()[0]
+
+    @property
+    def client_ip(self):
+        return self._addrs()[1]
+
+    @property
+    def server_ip(self):
+        return self._addrs()[2]
+
+    @property
+    def client_port(self):
+        return self._addrs()[3]
+
+    @property
+    def server_port(self):
+        return self._addrs()[4]
+
+    @property
+    def client_addr(self):
+        a = self._addrs()
+        return f"[{a[1]}]:{a[3]}" if a[0] == 6 else f"{a[1]}:{a[3]}"
+
+    @property
+    def server_addr(self):
+        a = self._addrs()
+        return f"[{a[2]}]:{a[4]}" if a[0] == 6 else f"{a[2]}:{a[4]}"
+
+    @property
+    def uctx(self):
+        """Free per-flow slot for the handlers of the current monitor (each
+        monitor has its own, so two apps never clash); None at first."""
+        cdef int mi = self.engine.cur_mon
+        if self._uctx is None or mi >= len(self._uctx):
+            return None
+        return self._uctx[mi]
+
+    @uctx.setter
+    def uctx(self, value):
+        cdef int mi = self.engine.cur_mon
+        if self._uctx is None:
+            self._uctx = []
+        while len(self._uctx) <= mi:
+            self._uctx.append(None)
+        self._uctx[mi] = value
+
+    def uctx_of(self, monitor):
+        """The user context ``monitor``'s handlers keep on this flow."""
+        cdef int mi = self.engine._monitor_index(monitor)
+        if self._uctx is None or mi >= len(self._uctx):
+            return None
+        return self._uctx[mi]
+
+    @property
+    def alive(self):
+        return mos_engine_flow(self.engine.e, self.slot, self.gen) != NULL
+
+    @property
+    def client(self):
+        cdef Endpoint ep = Endpoint.__new__(Endpoint)
+        ep.flow = self
+        ep.side = 0
+        return ep
+
+    @property
+    def server(self):
+        cdef Endpoint ep = Endpoint.__new__(Endpoint)
+        ep.flow = self
+        ep.side = 1
+        return ep
+
+    def endpoint(self, side):
+        cdef Endpoint ep = Endpoint.__new__(Endpoint)
+        ep.flow = self
+        ep.side = _side_index(side)
+        return ep
+
+    @property
+    def start_time(self):
+        return self._first_ts / 1e9
+
+    @property
+    def last_active(self):
+        return self._f().last_ts / 1e9
+
+    @property
+    def duration(self):
+        cdef mos_flow_t *f = self._f()
+        return (f.last_ts - f.first_ts) / 1e9
+
+    @property
+    def midstream(self):
+        return bool(self._f().flags & MOS_FF_MIDSTREAM)
+
+    @property
+    def end_reason(self):
+        cdef mos_flow_t *f = mos_engine_flow(self.engine.e, self.slot, self.gen)
+        if f != NULL and f.flags & MOS_FF_DYING:
+            return EndReason(f.end_reason)
+        if f == NULL and self._end_reason:
+            return EndReason(self._end_reason)
+        return None
+
+    @property
+    def packet(self):
+        """The packet behind the event being handled (None for events with no packet)."""
+        return self.engine.current_packet()
+
+    @property
+    def event_info(self):
+        """Details of the event being handled: StateChange, ErrorInfo, EndInfo, NewData, Rexmit or None."""
+        return self.engine.current_info()
+
+    # ---------------------------------------------------------------- buffers
+
+    cdef list _offs(self, int mi):
+        if self._offsets is None:
+            self._offsets = []
+        while len(self._offsets) <= mi:
+            self._offsets.append([0, 0])
+        return self._offsets[mi]
+
+    cdef void _update_consumed(self, mos_flow_t *f, int s):
+        """Bytes every attached monitor has read are released (ppeek can no
+        longer reach them); a monitor that never read this flow holds them."""
+        cdef uint64_t lo = 0xffffffffffffffffULL
+        cdef uint64_t o
+        if len(self._offsets) < len(self.engine.monitors):
+            lo = 0
+        for offs in self._offsets:
+            o = offs[s]
+            if o < lo:
+                lo = o
+        if lo != f.ep[s].consumed:
+            mos_flow_consumed(self.engine.e, f, s, lo)
+
+    def peek(self, side, Py_ssize_t n=-1, monitor=None):
+        """Read up to n new in-order bytes that ``side`` received, from this
+        monitor's read offset, and advance it.  Returns b"" when nothing is
+        new.  Stops at a gap; the next call resumes after it (the gap was
+        reported by an ERROR event with reason GAP)."""
+        cdef int s = _side_index(side)
+        cdef mos_flow_t *f = self._f()
+        cdef mos_rbuf_t *rb = &f.ep[s].rbuf
+        cdef int mi = self.engine._monitor_index(monitor)
+        cdef list offs = self._offs(mi)
+        cdef uint64_t off = offs[s]
+        cdef const mos_span_t *g
+        cdef uint64_t avail
+        if off < rb.base:
+            off = rb.base  # overrun: those bytes are gone (an ERROR OVERRUN said so)
+        g = mos_rbuf_gap_after(rb, off)
+        if g != NULL and g.off <= off:
+            off = g.off + g.len
+            g = mos_rbuf_gap_after(rb, off)
+        if off >= rb.head:
+            offs[s] = off
+            self._update_consumed(f, s)
+            return b""
+        avail = rb.head - off
+        if g != NULL and g.off < rb.head and g.off - off < avail:
+            avail = g.off - off
+        if n >= 0 and <uint64_t>n < avail:
+            avail = n
+        if avail > 0x7fffffff:
+            avail = 0x7fffffff
+        out = PyBytes_FromStringAndSize(NULL, avail)
+        cdef uint32_t got = mos_rbuf_copy(rb, off, <uint8_t *>PyBytes_AS_STRING(out), <uint32_t>avail)
+        if got != avail:
+            out = out[:got]
+        offs[s] = off + got
+        self._update_consumed(f, s)
+        return out
+
+    def ppeek(self, side, uint64_t offset, Py_ssize_t n):
+        """Read up to n bytes at absolute stream offset ``offset`` of what
+        ``side`` received (in order or out of order); moves nothing.  Returns
+        fewer bytes where the data stops (hole, gap, not yet received, or
+        already dropped from the buffer)."""
+        cdef int s = _side_index(side)
+        cdef mos_flow_t *f = self._f()
+        if n <= 0:
+            return b""
+        if n > 0x7fffffff:
+            n = 0x7fffffff
+        out = PyBytes_FromStringAndSize(NULL, n)
+        cdef uint32_t got = mos_rbuf_copy(&f.ep[s].rbuf, offset, <uint8_t *>PyBytes_AS_STRING(out), <uint32_t>n)
+        return out[:got] if got != <uint32_t>n else out
+
+    def read_offset(self, side, monitor=None):
+        """This monitor's read offset in ``side``'s stream."""
+        return self._offs(self.engine._monitor_index(monitor))[_side_index(side)]
+
+    def fragments(self, side):
+        """Out-of-order data held above the in-order frontier: [(offset, length), ...]."""
+        cdef mos_rbuf_t *rb = &self._f().ep[_side_index(side)].rbuf
+        return [(rb.runs[i].off, rb.runs[i].len) for i in range(rb.nruns)]
+
+    def gaps(self, side):
+        """Holes declared in ``side``'s stream: [(offset, length), ...]."""
+        cdef mos_rbuf_t *rb = &self._f().ep[_side_index(side)].rbuf
+        return [(rb.gaps[i].off, rb.gaps[i].len) for i in range(rb.ngaps)]
+
+    def buffered(self, side):
+        """(base, head): offsets of the oldest byte held and the in-order frontier."""
+        cdef mos_rbuf_t *rb = &self._f().ep[_side_index(side)].rbuf
+        return (rb.base, rb.head)
+
+    def sha256(self, side):
+        """Digest of ``side``'s received stream (engine built with digest=True)."""
+        cdef mos_flow_t *f = self._f()
+        cdef int s = _side_index(side)
+        cdef mos_sha256_t copy
+        cdef uint8_t out[32]
+        if f.digest == NULL:
+            raise RuntimeError("stream digests are off: Config(digest=True) turns them on")
+        copy = f.digest[s].sha
+        mos_sha256_final(&copy, out)
+        return PyBytes_FromStringAndSize(<const char *>out, 32).hex()
+
+    def digest_info(self, side):
+        """(bytes hashed, bytes lost before hashing) in digest mode."""
+        cdef mos_flow_t *f = self._f()
+        cdef int s = _side_index(side)
+        if f.digest == NULL:
+            return None
+        return (f.digest[s].hashed_bytes, f.digest[s].lost)
+
+    # ---------------------------------------------------------------- control
+
+    def set_buffer_size(self, side, size):
+        """Receive buffer size for one side (or Side.BOTH), bytes; 0 stops buffering."""
+        cdef mos_flow_t *f = self._f()
+        size = int(size)
+        if size < 0 or size > 0x7fffffff:
+            raise ValueError(f"buffer size {size} out of range 0..{0x7fffffff}")
+        for s in _sides_of(side):
+            mos_flow_set_buffer(self.engine.e, f, s, size)
+
+    def set_overlap(self, side, policy):
+        """Overlap policy for one side (or Side.BOTH): 'first' or 'last'."""
+        cdef mos_flow_t *f = self._f()
+        if policy not in ("first", "last"):
+            raise ValueError(f"overlap policy must be 'first' or 'last', not {policy!r}")
+        for s in _sides_of(side):
+            f.ep[s].rbuf.policy = MOS_OVERLAP_FIRST if policy == "first" else MOS_OVERLAP_LAST
+
+    def stop_monitoring(self, side=Side.BOTH):
+        """No more events or buffering for this side (or both); state tracking goes on."""
+        cdef mos_flow_t *f = self._f()
+        for s in _sides_of(side):
+            mos_flow_stop_side(self.engine.e, f, s)
+
+    def on(self, event, handler=None, *, hook=None, side=Side.BOTH, monitor=None):
+        """Register a handler for this flow only (with the current monitor)."""
+        if handler is None:
+            def deco(fn):
+                self.on(event, fn, hook=hook, side=side, monitor=monitor)
+                return fn
+            return deco
+        cdef mos_flow_t *f = self._f()
+        mi = self.engine._monitor_index(monitor)
+        if self._local_regs is None:
+            self._local_regs = []
+        reg = self.engine._layer().Registration(event, handler, hook, side)
+        self._local_regs.append((mi, reg))
+        self._rebuild_local(f)
+        return handler
+
+    def off(self, event, handler):
+        cdef mos_flow_t *f = self._f()
+        if not self._local_regs:
+            return 0
+        before = len(self._local_regs)
+        self._local_regs = [(mi, r) for mi, r in self._local_regs
+                            if not (r.event is event and r.handler == handler)]
+        self._rebuild_local(f)
+        return before - len(self._local_regs)
+
+    cdef _rebuild_local(self, mos_flow_t *f):
+        cdef dict local = {}
+        cdef mos_interest_t words
+        mask = 0
+        by_mon = {}
+        for mi, reg in self._local_regs:
+            by_mon.setdefault(mi, []).append(reg)
+        for mi, regs in by_mon.items():
+            trees = self.engine._layer().build_trees(regs)
+            for bit, node in trees.items():
+                local[bit] = local.get(bit, ()) + ((mi, _compile(node)),)
+            mask |= self.engine._layer().interest_mask(trees)
+        _interest(mask, &words)
+        if mos_flow_set_interest(self.engine.e, f, &words) < 0:
+            raise MemoryError("no memory for this flow's own handlers")
+        self._local = local or None
+
+    def raise_event(self, event, side):
+        """Fire a user event now, for this flow and side, to the current
+        monitor's handlers of it (used by filters that find several things,
+        e.g. one child event per matched pattern)."""
+        self.engine._raise(self, event, _side_index(side))
+
+    def set_timer(self, delay, callback, periodic=False):
+        """Call callback(flow) after ``delay`` seconds of capture time (again
+        every ``delay`` if periodic) while the flow lives."""
+        return self.engine._add_timer(delay, callback, self, periodic)
+
+    def drop(self):
+        """Do not forward the packet behind the current event."""
+        pkt = self.engine.current_packet()
+        if pkt is None:
+            raise RuntimeError("drop() needs an event tied to a packet")
+        pkt.drop()
+
+    def reset(self):
+        """Reset the connection: a RST to each end with the sequence number it
+        expects next (RFC 9293 3.10.7.4, RFC 5961 3.2), the packet behind the
+        current event is dropped, and the flow ends (CONN_END, reason RST).
+        In-line only for the RSTs: they need the current packet's link header."""
+        cdef mos_flow_t *f = self._f()
+        pkt = self.engine.current_packet()
+        if pkt is not None:
+            from mos.dualstack.craft import reset_frames
+            for iface, frame in reset_frames(self, pkt):
+                self.engine.inject(frame, iface)
+            pkt.drop()
+        mos_engine_end_flow(self.engine.e, self.slot, MOS_END_RST)
+
+    def wire_seq(self, int side, seq):
+        """Sequence number ``seq`` sent by ``side`` as the other end sees it
+        (differs from ``seq`` once a handler changed payload lengths)."""
+        cdef mos_flow_t *f = self._f()
+        return mos_flow_wire_seq(f, 1 if side else 0, <uint32_t>(seq & 0xffffffff))
+
+    @property
+    def ifaces(self):
+        """(port facing the client, port facing the server)."""
+        cdef mos_flow_t *f = self._f()
+        return (f.iface[0], f.iface[1])
+
+    def __repr__(self):
+        try:
+            st = f"{self.client.state.name}/{self.server.state.name}"
+        except FlowClosedError:
+            st = "ended"
+        if self._cache is None and not self.alive:
+            return f"<Flow {self._id} ended>"
+        return f"<Flow {self._id} {self.client_addr} -> {self.server_addr} {st}>"

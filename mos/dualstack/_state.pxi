@@ -1,0 +1,69 @@
+# _EngineState: the C engine handle, its configuration and counters (the
+# first link of CoreEngine: state -> dispatch -> timers -> output -> input).
+
+cdef class _EngineState:
+    """The C engine (engine.c) and what it counts."""
+
+    def __cinit__(self, *args, **kwargs):
+        self.e = NULL
+
+    def __init__(self, config=None):
+        from mos.dualstack.config import Config
+        if config is None:
+            config = Config()
+        elif not isinstance(config, Config):
+            raise TypeError(f"config must be a mos.Config, not {type(config).__name__}")
+        self.config = config
+        cdef mos_config_t c
+        memset(&c, 0, sizeof(c))
+        c.buffer_size[0] = config.buffer_size
+        c.buffer_size[1] = config.buffer_size
+        c.overlap[0] = c.overlap[1] = MOS_OVERLAP_LAST if config.overlap == "last" else MOS_OVERLAP_FIRST
+        c.midstream = 1 if config.midstream else 0
+        c.checksum = {"ignore": MOS_CSUM_IGNORE, "verify": MOS_CSUM_VERIFY, "auto": MOS_CSUM_AUTO}[config.checksum]
+        c.digest = 1 if config.digest else 0
+        c.keep_read = 1 if config.keep_read else 0
+        c.max_flows = config.max_flows
+        c.tcp_timeout_ns = <uint64_t>(config.tcp_timeout * 1e9)
+        c.defrag_mem = config.defrag_memory
+        c.defrag_timeout_ns = <uint64_t>(config.defrag_timeout * 1e9)
+        self.e = mos_engine_new(&c)
+        if self.e == NULL:
+            raise MemoryError("cannot allocate the engine")
+        self.checksum_mode = config.checksum
+        self.serial = 1
+
+    def __dealloc__(self):
+        if self.e != NULL:
+            mos_engine_free(self.e)
+            self.e = NULL
+
+    @property
+    def now(self):
+        """Current time (seconds, capture time)."""
+        return mos_engine_now(self.e) / 1e9
+
+    @property
+    def table_memory(self):
+        """Bytes held by the flow table itself (not payload buffers)."""
+        return mos_engine_memory(self.e)
+
+    def counters(self):
+        cdef const mos_counters_t *c = mos_engine_counters(self.e)
+        cdef const mos_defrag_stats_t *d = mos_engine_defrag_stats(self.e)
+        out = {
+            "frames": c.frames, "bytes": c.bytes, "tcp": c.tcp, "non_tcp": c.non_tcp,
+            "truncated": c.truncated, "malformed": c.malformed, "unsupported": c.unsupported,
+            "bad_checksum": c.bad_checksum, "fragments": c.fragments, "orphans": c.orphans,
+            "flows_created": c.flows_created, "flows_ended": c.flows_ended,
+            "flows_live": c.flows_live, "events": c.events, "rexmit": c.rexmit,
+            "payload_bytes": c.payload_bytes, "ooo_segments": c.ooo_segments,
+            "snapped": c.snapped, "handler_calls": self.handler_calls,
+            "rewritten": c.rewritten, "rewrite_failed": c.rewrite_failed, "split": c.split,
+            "ended": {r.name.lower(): c.ended[int(r)] for r in EndReason},
+            "errors": {r.name.lower(): c.errors[int(r)] for r in ErrorReason},
+            "defrag": {"fragments": d.fragments, "reassembled": d.reassembled,
+                       "timeouts": d.timeouts, "mem_drops": d.mem_drops,
+                       "overlaps": d.overlaps, "invalid": d.invalid},
+        }
+        return out
