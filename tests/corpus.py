@@ -242,12 +242,24 @@ class RefDirection:
     md5: str
 
 
-def tshark_reference(rel: str) -> list:
-    """The precomputed tshark lines for a capture (file named after its corpus path)."""
+def tshark_reference_path(rel: str) -> Path:
+    """Where the precomputed tshark output for a capture is (it may not exist)."""
     name = rel.replace("/", "_") + ".txt"
     p = CORPUS / "tshark-follow" / name
     if not p.exists():
         p = CORPUS / "tshark-follow" / REFERENCE_ALIASES.get(rel, name)
+    return p
+
+
+def has_tshark_reference(rel: str) -> bool:
+    """Whether corpus/tshark-follow holds output for the capture (the README
+    says which do not: the suricata-verify-app/ captures)."""
+    return tshark_reference_path(rel).exists()
+
+
+def tshark_reference(rel: str) -> list:
+    """The precomputed tshark lines for a capture (file named after its corpus path)."""
+    p = tshark_reference_path(rel)
     if not p.exists():
         pytest.fail(f"no precomputed tshark output for {rel} in {p.parent}")
     out = []
