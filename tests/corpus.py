@@ -13,6 +13,7 @@ Addresses are normalised to ``(ipaddress, port)`` pairs everywhere, so
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import io
@@ -502,3 +503,289 @@ def sha256(b: bytes) -> str:
 
 def md5(b: bytes) -> str:
     return hashlib.md5(b).hexdigest()
+
+
+# ---------------------------------------------------------------- application bytes (suricata-verify-app)
+#
+# Just enough HTTP/1.x and TLS parsing to find, in a reassembled stream, the
+# bytes an upstream rule or EVE record is about.  These parsers read what the
+# engine delivered; they never decide what a stream holds.
+
+@dataclass
+class HttpMessage:
+    """One HTTP/1.x message cut from a stream: start line, header lines, raw body."""
+    start: bytes
+    headers: list      # [(name, value)] as sent (name case kept, value stripped)
+    head: bytes        # start line and header lines, up to the blank line
+    body: bytes        # as on the wire (chunked framing kept)
+
+    def header(self, name: bytes) -> list:
+        return [v for n, v in self.headers if n.lower() == name.lower()]
+
+
+def _split_head(data: bytes, pos: int):
+    """The head starting at pos (CRLF or bare LF line ends) -> (head, end of blank line) or None."""
+    m = re.compile(rb"\r?\n\r?\n").search(data, pos)
+    return (data[pos:m.start()], m.end()) if m else None
+
+
+def dechunk(body: bytes) -> tuple:
+    """RFC 9112 7.1 chunked coding -> (data, bytes consumed); trailers skipped."""
+    out, pos = bytearray(), 0
+    while True:
+        eol = body.index(b"\n", pos)
+        size = int(body[pos:eol].split(b";")[0].strip(), 16)
+        pos = eol + 1
+        if size == 0:
+            end = _split_head(b"\r\n" + body, pos)  # empty trailer section
+            return bytes(out), (end[1] - 2 if end else len(body))
+        out += body[pos:pos + size]
+        pos += size
+        pos = body.index(b"\n", pos) + 1
+
+
+def http_messages(data: bytes, *, response: bool) -> list:
+    """Every message of one direction, in order.  A body is delimited by
+    Transfer-Encoding: chunked, then Content-Length (the last value, spaces
+    allowed), else it runs to the end for a response and is empty for a request
+    (RFC 9112 6.3).  A head without its blank line ends the list unterminated."""
+    out, pos = [], 0
+    while pos < len(data):
+        cut = _split_head(data, pos)
+        if cut is None:
+            head, end = data[pos:], len(data)
+        else:
+            head, end = cut
+        start, *lines = re.split(rb"\r?\n", head)
+        headers = [(ln.split(b":", 1)[0], ln.split(b":", 1)[1].strip()) for ln in lines if b":" in ln]
+        msg = HttpMessage(start, headers, head, b"")
+        out.append(msg)
+        if cut is None:
+            break
+        te = b",".join(msg.header(b"Transfer-Encoding")).lower()
+        cl = msg.header(b"Content-Length")
+        if b"chunked" in te and (response or not cl or cl[-1] != b"0"):
+            _data, n = dechunk(data[end:])
+            msg.body = data[end:end + n]
+        elif cl:
+            msg.body = data[end:end + int(cl[-1])]
+        elif response:
+            msg.body = data[end:]
+        pos = end + len(msg.body)
+    return out
+
+
+def strip_whitespace(b: bytes) -> bytes:
+    """Suricata's strip_whitespace transform: every space, tab and line end removed."""
+    return re.sub(rb"\s", b"", b)
+
+
+def remove_dot_segments(path: str) -> str:
+    """RFC 3986 5.2.4, as Suricata normalises http.uri."""
+    out = []
+    for seg in path.split("/")[1:]:
+        if seg == "..":
+            if out:
+                out.pop()
+        elif seg != ".":
+            out.append(seg)
+    return "/" + "/".join(out)
+
+
+def tls_records(data: bytes) -> list:
+    """(content type, version, fragment) of every whole record (RFC 8446 5.1);
+    an SSLv2-format record (high bit set in its first byte) is type 'v2'."""
+    out, pos = [], 0
+    while pos + 5 <= len(data):
+        if data[pos] & 0x80 and not out:  # SSLv2 CLIENT-HELLO framing (RFC 6101 E.1)
+            n = ((data[pos] & 0x7F) << 8) | data[pos + 1]
+            out.append(("v2", None, data[pos + 2:pos + 2 + n]))
+            pos += 2 + n
+            continue
+        ctype, version, n = data[pos], int.from_bytes(data[pos + 1:pos + 3], "big"), \
+            int.from_bytes(data[pos + 3:pos + 5], "big")
+        if pos + 5 + n > len(data):
+            break
+        out.append((ctype, version, data[pos + 5:pos + 5 + n]))
+        pos += 5 + n
+    return out
+
+
+def tls_handshake(data: bytes) -> list:
+    """(msg_type, body) of the clear-text handshake messages: handshake records
+    up to the first ChangeCipherSpec (after it they are encrypted), joined,
+    then split (RFC 8446 4)."""
+    buf = bytearray()
+    for ctype, _v, frag in tls_records(data):
+        if ctype == 20:
+            break
+        if ctype == 22:
+            buf += frag
+    out, pos = [], 0
+    while pos + 4 <= len(buf):
+        n = int.from_bytes(buf[pos + 1:pos + 4], "big")
+        out.append((buf[pos], bytes(buf[pos + 4:pos + 4 + n])))
+        pos += 4 + n
+    return out
+
+
+@dataclass
+class Hello:
+    """A ClientHello or ServerHello (RFC 8446 4.1.2, 4.1.3)."""
+    version: int
+    ciphers: list
+    extensions: list   # [(type, data)] in order
+
+    def ext(self, t: int) -> Optional[bytes]:
+        return next((d for et, d in self.extensions if et == t), None)
+
+    @property
+    def sni(self) -> Optional[str]:
+        d = self.ext(0)  # RFC 6066 3: server_name_list, first host_name
+        return d[5:5 + int.from_bytes(d[3:5], "big")].decode() if d else None
+
+
+def _u16s(b: bytes) -> list:
+    return [int.from_bytes(b[i:i + 2], "big") for i in range(0, len(b), 2)]
+
+
+def _extensions(b: bytes, pos: int) -> list:
+    out = []
+    if pos + 2 > len(b):
+        return out
+    end = pos + 2 + int.from_bytes(b[pos:pos + 2], "big")
+    pos += 2
+    while pos < end:
+        t, n = int.from_bytes(b[pos:pos + 2], "big"), int.from_bytes(b[pos + 2:pos + 4], "big")
+        out.append((t, b[pos + 4:pos + 4 + n]))
+        pos += 4 + n
+    return out
+
+
+def client_hello(body: bytes) -> Hello:
+    pos = 2 + 32
+    pos += 1 + body[pos]                                        # session id
+    n = int.from_bytes(body[pos:pos + 2], "big")
+    ciphers = _u16s(body[pos + 2:pos + 2 + n])
+    pos += 2 + n
+    pos += 1 + body[pos]                                        # compression methods
+    return Hello(int.from_bytes(body[:2], "big"), ciphers, _extensions(body, pos))
+
+
+def server_hello(body: bytes) -> Hello:
+    pos = 2 + 32
+    pos += 1 + body[pos]
+    cipher = int.from_bytes(body[pos:pos + 2], "big")
+    return Hello(int.from_bytes(body[:2], "big"), [cipher], _extensions(body, pos + 3))
+
+
+def _grease(v: int) -> bool:
+    return v & 0x0F0F == 0x0A0A and v >> 8 == v & 0xFF  # RFC 8701 2
+
+
+def ja3_string(ch: Hello) -> str:
+    """JA3 (Salesforce): version, ciphers, extensions, groups, point formats; GREASE left out."""
+    groups = ch.ext(10)
+    pf = ch.ext(11)
+    parts = [[ch.version], ch.ciphers, [t for t, _d in ch.extensions],
+             _u16s(groups[2:]) if groups else [], list(pf[1:]) if pf else []]
+    return ",".join("-".join(str(v) for v in p if not _grease(v)) for p in parts)
+
+
+def ja3s_string(sh: Hello) -> str:
+    return f"{sh.version},{sh.ciphers[0]}," + "-".join(str(t) for t, _d in sh.extensions)
+
+
+def certificates(body: bytes, tls13: bool = False) -> list:
+    """DER certificates of a Certificate message (RFC 5246 7.4.2; RFC 8446 4.4.2)."""
+    pos = 1 + body[0] if tls13 else 0
+    end = pos + 3 + int.from_bytes(body[pos:pos + 3], "big")
+    pos += 3
+    out = []
+    while pos < end:
+        n = int.from_bytes(body[pos:pos + 3], "big")
+        out.append(body[pos + 3:pos + 3 + n])
+        pos += 3 + n
+        if tls13:
+            pos += 2 + int.from_bytes(body[pos:pos + 2], "big")
+    return out
+
+
+def _der(b: bytes, pos: int) -> tuple:
+    """(tag, content, next pos) of the DER element at pos (X.690 8.1)."""
+    tag, n = b[pos], b[pos + 1]
+    pos += 2
+    if n & 0x80:
+        k = n & 0x7F
+        n = int.from_bytes(b[pos:pos + k], "big")
+        pos += k
+    return tag, b[pos:pos + n], pos + n
+
+
+def _der_seq(b: bytes) -> list:
+    out, pos = [], 0
+    while pos < len(b):
+        tag, content, pos = _der(b, pos)
+        out.append((tag, content))
+    return out
+
+
+_DN = {"550406": "C", "550408": "ST", "550407": "L", "55040a": "O", "55040b": "OU",
+       "550403": "CN", "2a864886f70d010901": "Email"}
+
+
+def dn_text(name: bytes) -> str:
+    """An X.501 Name as Suricata writes it ('C=US, O=..., CN=...')."""
+    parts = []
+    for _t, rdn in _der_seq(name):
+        for _t2, atv in _der_seq(rdn):
+            (_o, oid), (_v, value) = _der_seq(atv)
+            parts.append(f"{_DN.get(oid.hex(), oid.hex())}={value.decode('latin-1')}")
+    return ", ".join(parts)
+
+
+def _der_time(tag: int, v: bytes) -> str:
+    s = v.decode()
+    if tag == 0x17:  # UTCTime, RFC 5280 4.1.2.5.1
+        s = ("19" if int(s[:2]) >= 50 else "20") + s
+    return f"{s[0:4]}-{s[4:6]}-{s[6:8]}T{s[8:10]}:{s[10:12]}:{s[12:14]}"
+
+
+@dataclass
+class Cert:
+    der: bytes
+    serial: str        # upper-case hex, colon-separated (Suricata's tls.serial)
+    issuer: str
+    subject: str
+    not_before: str
+    not_after: str
+    issuer_der: bytes
+    subject_der: bytes
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-1 of the DER bytes, lower-case hex with colons (tls.fingerprint)."""
+        return ":".join(f"{x:02x}" for x in hashlib.sha1(self.der).digest())
+
+
+def parse_cert(der: bytes) -> Cert:
+    """The fields of an X.509 certificate EVE reports (RFC 5280 4.1)."""
+    _t, cert, _p = _der(der, 0)
+    _t, tbs, _p = _der(cert, 0)
+    fields = _der_seq(tbs)
+    if fields[0][0] == 0xA0:      # explicit version
+        fields = fields[1:]
+    serial, _sig, issuer, validity, subject = [c for _t, c in fields[:5]]
+    (t1, nb), (t2, na) = _der_seq(validity)
+    return Cert(der, ":".join(f"{x:02X}" for x in serial), dn_text(issuer), dn_text(subject),
+                _der_time(t1, nb), _der_time(t2, na), issuer, subject)
+
+
+def community_id(seed: int, a: Addr, b: Addr, proto: int = 6) -> str:
+    """Community ID v1 of a flow (corelight/community-id-spec): the smaller
+    endpoint first, SHA-1 over seed, addresses, protocol, pad, ports."""
+    (ia, pa), (ib, pb) = a, b
+    if (ia.packed, pa) > (ib.packed, pb):
+        (ia, pa), (ib, pb) = (ib, pb), (ia, pa)
+    h = hashlib.sha1(struct.pack("!H", seed) + ia.packed + ib.packed + struct.pack("!BBHH", proto, 0, pa, pb))
+    return "1:" + base64.b64encode(h.digest()).decode()

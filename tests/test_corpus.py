@@ -17,7 +17,10 @@ checksums ignored (``-C``).
 from __future__ import annotations
 
 import base64
+import gzip
+import ipaddress
 import re
+import urllib.parse
 
 import pytest
 
@@ -29,6 +32,7 @@ from mos import EndReason, ErrorReason, Side, TcpState
 SV = "suricata-verify/"
 ZK = "zeek/"
 PP = "pcapplusplus/"
+SVA = "suricata-verify-app/"
 
 #: every capture of the corpus, and the tests below that check it
 COVERED = {
@@ -54,6 +58,34 @@ COVERED = {
     PP + "ipv6_http_stream/one_ipv6_http_stream.pcap": "test_pcapplusplus_exact_bytes[one_ipv6_http_stream]",
     PP + "frag_http_req/frag_http_req.pcap": "test_pcapplusplus_frag_http_req_*",
     "peafowl/http.pcap": "test_peafowl_http_*",
+    # suricata-verify-app/: every capture also in test_sva_flows_roles_sizes_and_ends
+    SVA + "bug-130/input.pcap": "test_sva_flows_roles_sizes_and_ends[bug-130/input.pcap], test_sva_bug_130_*",
+    SVA + "bug-2430/backwards.pcap": "test_sva_flows_roles_sizes_and_ends[bug-2430/backwards.pcap], test_sva_bug_2430_*",
+    SVA + "bug-2646-01/input.pcap": "test_sva_flows_roles_sizes_and_ends[bug-2646-01/input.pcap], test_sva_bug_2646_01_*",
+    SVA + "bug-28/input.pcap": "test_sva_flows_roles_sizes_and_ends[bug-28/input.pcap], test_sva_bug_28_*",
+    SVA + "bug-3616-ips/input.pcap": "test_sva_flows_roles_sizes_and_ends[bug-3616-ips/input.pcap], test_sva_bug_3616_*",
+    SVA + "bug-4199-4/input.pcap": "test_sva_flows_roles_sizes_and_ends[bug-4199-4/input.pcap], test_sva_bug_4199_4_*",
+    SVA + "bug-5929-01/1e3b98e5dad2954.pcap": "test_sva_flows_roles_sizes_and_ends[bug-5929-01/1e3b98e5dad2954.pcap], test_sva_bug_5929_*",
+    SVA + "bug-814/input.pcap": "test_sva_flows_roles_sizes_and_ends[bug-814/input.pcap], test_sva_bug_814_*",
+    SVA + "bug-8336-01-default-track-only/input.pcap": "test_sva_flows_roles_sizes_and_ends[bug-8336-01-default-track-only/input.pcap], test_sva_bug_8336_*",
+    SVA + "community-id-ipv4/input.pcap": "test_sva_flows_roles_sizes_and_ends[community-id-ipv4/input.pcap], test_sva_community_id_ipv4_*",
+    SVA + "detect-bsize-0/input.pcap": "test_sva_flows_roles_sizes_and_ends[detect-bsize-0/input.pcap], test_sva_detect_bsize_0_*",
+    SVA + "detect-content-ends-with-negated-01/input.pcap": "test_sva_flows_roles_sizes_and_ends[detect-content-ends-with-negated-01/input.pcap], test_sva_detect_content_ends_with_negated",
+    SVA + "detect-engine-state-01/input.pcap": "test_sva_flows_roles_sizes_and_ends[detect-engine-state-01/input.pcap], test_sva_detect_engine_state_01_*",
+    SVA + "detect-uricontent-04/input.pcap": "test_sva_flows_roles_sizes_and_ends[detect-uricontent-04/input.pcap], test_sva_detect_uricontent_04_*",
+    SVA + "http-chunked/input.pcap": "test_sva_flows_roles_sizes_and_ends[http-chunked/input.pcap], test_sva_http_chunked_*",
+    SVA + "http-close-headers/input.pcap": "test_sva_flows_roles_sizes_and_ends[http-close-headers/input.pcap], test_sva_http_close_headers_*",
+    SVA + "http-evader-000/input.pcap": "test_sva_flows_roles_sizes_and_ends[http-evader-000/input.pcap], test_sva_http_evader_eicar_in_decoded_body[http-evader-000*]",
+    SVA + "http-evader-104/input.pcap": "test_sva_flows_roles_sizes_and_ends[http-evader-104/input.pcap], test_sva_http_evader_eicar_in_decoded_body[http-evader-104*]",
+    SVA + "http-missing-protocol/input.pcap": "test_sva_flows_roles_sizes_and_ends[http-missing-protocol/input.pcap], test_sva_http_missing_protocol_*",
+    SVA + "http-request-line/input.pcap": "test_sva_flows_roles_sizes_and_ends[http-request-line/input.pcap], test_sva_http_request_line_*",
+    SVA + "http-response-line/input.pcap": "test_sva_flows_roles_sizes_and_ends[http-response-line/input.pcap], test_sva_http_response_line_*",
+    SVA + "http-sticky-start/input.pcap": "test_sva_flows_roles_sizes_and_ends[http-sticky-start/input.pcap], test_sva_http_sticky_start_*",
+    SVA + "sslv2-tls-upgrade-01/ssl-v2-s1.pcap": "test_sva_flows_roles_sizes_and_ends[sslv2-tls-upgrade-01/ssl-v2-s1.pcap], test_sva_sslv2_tls_upgrade_*",
+    SVA + "tls-cert-noissuer/tls.pcap": "test_sva_flows_roles_sizes_and_ends[tls-cert-noissuer/tls.pcap], test_sva_tls_cert_noissuer_*",
+    SVA + "tls-certs-alert/input.pcap": "test_sva_flows_roles_sizes_and_ends[tls-certs-alert/input.pcap], test_sva_tls_certs_alert_*",
+    SVA + "tls-fingerprint-alert/input.pcap": "test_sva_flows_roles_sizes_and_ends[tls-fingerprint-alert/input.pcap], test_sva_tls_fingerprint_alert_*",
+    SVA + "tls13-draft28/tls13_draft28.pcap": "test_sva_flows_roles_sizes_and_ends[tls13-draft28/tls13_draft28.pcap], test_sva_tls13_draft28_*",
 }
 
 
@@ -64,9 +96,14 @@ def test_every_corpus_capture_is_checked():
         pytest.skip(corpus.MISSING)
     assert sorted(COVERED) == found
     readme = (corpus.CORPUS / "README.md").read_text()
+    # "## Cases" has two tables: the first, then the app cases under their own
+    # "### suricata-verify-app/" heading; both are read
     table = readme.split("## Cases", 1)[1]
-    cases = re.findall(r"^\| ((?:suricata-verify|zeek|pcapplusplus|peafowl)/[^ |]+) \|", table, re.M)
-    assert len(cases) == len(COVERED)
+    case_re = r"^\| ((?:suricata-verify-app|suricata-verify|zeek|pcapplusplus|peafowl)/[^ |]+) \|"
+    cases = re.findall(case_re, table, re.M)
+    app = re.findall(case_re, table.split("### suricata-verify-app/", 1)[1], re.M)
+    assert len(app) == 27 and all(c.startswith(SVA) for c in app)
+    assert len(cases) == len(COVERED) and len(set(cases)) == len(cases)
     for case in cases:
         assert any(rel == case or rel.startswith(case + "/") for rel in COVERED), case
 
@@ -751,3 +788,750 @@ def test_peafowl_http_two_requests():
     assert f.c2s.count(b"GET /Security/Digest/ HTTP/1.1\r\n") == 2
     assert re.findall(rb"HTTP/1\.1 (\d{3}) ", f.s2c) == [b"401", b"200"]
     assert f.final["reason"] == EndReason.SHUTDOWN  # no FIN in the capture
+
+
+# ================================================================ suricata-verify-app (HTTP/1.x, TLS)
+#
+# Suricata parses HTTP and TLS and matches rules on the parsed buffers; mos
+# hands a monitor the reassembled bytes of each direction.  Each test below
+# cuts the buffer an upstream rule or EVE field names out of those bytes (with
+# the small parsers of tests/corpus.py) and checks it the way the rule does:
+# the same content, in the same direction, as often as upstream alerts.  A
+# stream-level match is the precondition of every such alert: Suricata's
+# parsers read the same reassembled bytes.
+#
+# Difference (all of them): mos has no HTTP or TLS parser, no rule engine and
+# no EVE output; alert counts become "the content is present in that buffer
+# that many times", EVE fields become the bytes they are copied from.
+
+def sva_checks(case: str) -> list:
+    """The checks of an upstream test.yaml: [(count, {dotted key: value})]."""
+    import yaml
+
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            if isinstance(v, dict):
+                out.update(flat(v, f"{prefix}{k}."))
+            else:
+                out[prefix + k] = v
+        return out
+    doc = yaml.safe_load(corpus_path(SVA + case + "/test.yaml").read_text())
+    return [(c["filter"]["count"], flat(c["filter"]["match"])) for c in doc["checks"]]
+
+
+def sva_record(case: str, event_type: str) -> dict:
+    """The first upstream check on an EVE record type (tls, http, flow...), as flat fields."""
+    recs = [m for _n, m in sva_checks(case) if m.get("event_type") == event_type]
+    assert recs, f"{case}: test.yaml checks no {event_type} record"
+    return recs[0]
+
+
+def sva_sids(case: str) -> dict:
+    """sid -> expected alert count, from test.yaml."""
+    return {m["alert.signature_id"]: n for n, m in sva_checks(case)
+            if m.get("event_type") == "alert" and "alert.signature_id" in m}
+
+
+def eve_endpoints(m: dict) -> tuple:
+    """(client, server) text of an EVE record (src is the client on http/tls/flow records)."""
+    return hostport(str(ipaddress.ip_address(m["src_ip"])), m["src_port"]), \
+        hostport(str(ipaddress.ip_address(m["dest_ip"])), m["dest_port"])
+
+
+def requests(f: corpus.FlowLog) -> list:
+    return corpus.http_messages(f.c2s, response=False)
+
+
+def responses(f: corpus.FlowLog) -> list:
+    return corpus.http_messages(f.s2c, response=True)
+
+
+def vlan_ids(path) -> set:
+    """802.1Q VLAN ids of a capture's Ethernet frames."""
+    lt, frames = corpus.read_frames(path)
+    assert lt == 1
+    return {int.from_bytes(buf[14:16], "big") & 0x0FFF for _ts, buf in frames if buf[12:14] == b"\x81\x00"}
+
+
+#: per capture: options (upstream's `-k none` is checksum ignore, its
+#: stream.midstream=true is midstream where there is no handshake), the flows
+#: mos tracks (client, server, bytes to the server, bytes to the client, end),
+#: and the packets no flow takes (orphans).  Client and server are those of
+#: the upstream EVE records where test.yaml has http/tls/flow records.
+SVA_FLOWS = {
+    "bug-130/input.pcap": ({}, [("10.100.0.8:44270", "162.2.41.200:80", 566, 1825, EndReason.CLOSE)], 0),
+    # Difference: the closing segments come 60 s after the last data; mos's idle
+    # timeout (30 s) ends the flow first and they are orphans (see the bug-2430 test)
+    "bug-2430/backwards.pcap": ({}, [("10.120.128.236:53909", "10.123.173.114:8080", 1681, 4267,
+                                      EndReason.TIMEOUT)], 4),
+    # flow.reason "shutdown": the server's FIN is never acknowledged
+    "bug-2646-01/input.pcap": ({"checksum": "ignore"}, [("192.168.0.253:49584", "151.101.36.133:443",
+                                                         916, 4610, EndReason.SHUTDOWN)], 0),
+    # Difference: the 5th retransmission (frame 9) comes 48 s after the 4th: idle
+    # timeout, then an orphan; Suricata keeps the flow (its timeouts are longer)
+    "bug-28/input.pcap": ({}, [("192.168.2.7:1041", "208.75.250.50:80", 442, 0, EndReason.TIMEOUT)], 1),
+    "bug-3616-ips/input.pcap": ({}, [("192.168.0.1:12900", "173.37.145.84:80", 450, 3654, EndReason.CLOSE)], 0),
+    "bug-4199-4/input.pcap": ({}, [("10.20.48.52:53873", "10.50.1.91:10000", 349, 698, EndReason.CLOSE)], 0),
+    "bug-5929-01/1e3b98e5dad2954.pcap": ({}, [("192.168.226.40:23193", "172.16.94.79:80", 93, 0,
+                                               EndReason.SHUTDOWN)], 0),
+    # flow.reason "shutdown", tcp.state close_wait: the server never closes
+    "bug-814/input.pcap": ({}, [("[fe80::20c:29ff:fef3:cf38]:58307", "[fe80::20c:29ff:faf2:ab42]:80",
+                                 149, 0, EndReason.SHUTDOWN)], 0),
+    "bug-8336-01-default-track-only/input.pcap": ({}, [("10.230.69.185:59001", "104.16.253.120:443",
+                                                        669, 4124, EndReason.CLOSE)], 0),
+    # frames 42-43 (FIN, RST) follow the RST that ended the flow (frame 41)
+    "community-id-ipv4/input.pcap": ({"checksum": "ignore"}, [("172.26.0.39:35958", "172.217.14.206:443",
+                                                               844, 27326, EndReason.RST)], 2),
+    "detect-bsize-0/input.pcap": ({"checksum": "ignore"}, [("127.0.0.1:51136", "127.0.0.1:8001", 44, 186,
+                                                            EndReason.CLOSE)], 0),
+    "detect-content-ends-with-negated-01/input.pcap": ({}, [("192.168.229.21:47242", "172.16.155.207:80", 60, 0,
+                                                             EndReason.SHUTDOWN)], 0),
+    # upstream sets stream.midstream=true, but the capture has the handshake
+    "detect-engine-state-01/input.pcap": ({"checksum": "ignore"}, [("1.2.3.4:51694", "1.2.3.5:8080", 176, 0,
+                                                                    EndReason.CLOSE)], 0),
+    # Difference: the lone segment goes 192.168.1.5:53 -> 192.168.1.1:80; mos
+    # guesses the lower port (53) as the server (DESIGN 2), Suricata takes the
+    # sender of the first packet as the client, so the request lies in mos's s2c
+    "detect-uricontent-04/input.pcap": ({"midstream": True}, [("192.168.1.1:80", "192.168.1.5:53", 0, 57,
+                                                               EndReason.SHUTDOWN)], 0),
+    "http-chunked/input.pcap": ({}, [("192.168.21.97:33138", "172.16.220.249:80", 376, 0, EndReason.SHUTDOWN)], 0),
+    "http-close-headers/input.pcap": ({"checksum": "ignore"}, [("100.64.0.14:52398", "100.64.0.200:80", 143, 30,
+                                                                EndReason.CLOSE)], 0),
+    "http-evader-000/input.pcap": ({}, [("1.1.1.1:5013", "8.8.8.8:80", 69, 304, EndReason.CLOSE)], 0),
+    "http-evader-104/input.pcap": ({}, [("1.1.1.1:10013", "8.8.8.8:80", 79, 245, EndReason.CLOSE)], 0),
+    "http-missing-protocol/input.pcap": ({}, [("192.168.140.10:49160", "5.8.88.25:80", 410, 60, EndReason.CLOSE)], 0),
+    "http-request-line/input.pcap": ({"midstream": True}, [("5.6.7.8:6666", "1.2.3.4:63", 128, 0,
+                                                            EndReason.SHUTDOWN)], 0),
+    "http-response-line/input.pcap": ({"midstream": True}, [("[::ffff:5.6.7.8]:6666", "[::ffff:1.2.3.4]:63",
+                                                             130, 63, EndReason.SHUTDOWN)], 0),
+    "http-sticky-start/input.pcap": ({}, [("192.168.3.131:55954", "65.55.17.37:80", 1837, 24470, EndReason.RST)], 0),
+    # frames 35-36 follow the client's RST (frame 34)
+    "sslv2-tls-upgrade-01/ssl-v2-s1.pcap": ({}, [("10.150.98.145:1660", "10.157.4.11:443", 777, 17058,
+                                                  EndReason.RST)], 2),
+    "tls-cert-noissuer/tls.pcap": ({"checksum": "ignore"}, [("192.168.116.130:54080", "54.206.116.39:443", 436,
+                                                             1334, EndReason.RST)], 0),
+    # frames 29-32 follow the RST that ended the flow (frame 28)
+    "tls-certs-alert/input.pcap": ({"checksum": "ignore"}, [("[2a03:b0c0:2:d0::bd3:4001]:48106",
+                                                             "[2606:2800:220:1:248:1893:25c8:1946]:443",
+                                                             626, 6240, EndReason.RST)], 4),
+    "tls-fingerprint-alert/input.pcap": ({}, [("10.16.1.11:54684", "24.244.4.23:443", 566, 4009, EndReason.RST)], 0),
+    # 2 tls records: two flows; the second is still open when the capture ends
+    "tls13-draft28/tls13_draft28.pcap": ({"checksum": "ignore"}, [("[::1]:39632", "[::1]:4433", 401, 3506, EndReason.RST),
+                                                                  ("[::1]:39634", "[::1]:4433", 774, 524,
+                                                                   EndReason.SHUTDOWN)], 0),
+}
+
+_sva_traces: dict = {}
+
+
+def sva_trace(rel: str, **extra) -> corpus.Trace:
+    """The traced run of an app capture with its SVA_FLOWS options (cached: several tests read it)."""
+    config = {**SVA_FLOWS[rel][0], **extra}
+    key = (rel, tuple(sorted(config.items())))
+    if key not in _sva_traces:
+        _sva_traces[key] = trace(corpus_path(SVA + rel), **config)
+    return _sva_traces[key]
+
+
+def sva_flow(rel: str) -> corpus.FlowLog:
+    t = sva_trace(rel)
+    assert len(t.flows) == 1, sorted(t.flows)
+    return next(iter(t.flows.values()))
+
+
+@pytest.mark.parametrize("rel", sorted(SVA_FLOWS))
+def test_sva_flows_roles_sizes_and_ends(rel):
+    """Every app capture: the flows mos tracks (client and server as upstream's
+    EVE records have them), bytes per direction, no gap, how each ends."""
+    config, flows, orphans = SVA_FLOWS[rel]
+    t = sva_trace(rel)
+    assert [(k[0], k[1].split("#")[0], len(f.c2s), len(f.s2c), f.final["reason"])
+            for k, f in t.flows.items()] == flows
+    for f in t.flows.values():
+        assert f.final["gaps"] == {Side.CLIENT: [], Side.SERVER: []}
+        assert f.final["midstream"] == bool(config.get("midstream"))
+    assert t.counters["orphans"] == orphans
+    case = rel.split("/")[0]
+    eve = {eve_endpoints(m) for _n, m in sva_checks(case)
+           if m.get("event_type") in ("http", "tls", "flow") and "src_ip" in m}
+    assert eve <= {(c, s) for c, s, *_ in flows}
+
+
+@pytest.mark.parametrize("rel", sorted(r for r, (c, _f, _o) in SVA_FLOWS.items()
+                                       if c.get("checksum") or c.get("midstream")))
+def test_sva_flows_need_upstream_options(rel):
+    """The options upstream sets are needed: with checksums verified, a flow
+    whose SYN has a wrong checksum is not tracked and other bad segments are
+    dropped; without midstream a capture with no handshake gives no flow."""
+    config, flows, _o = SVA_FLOWS[rel]
+    path = corpus_path(SVA + rel)
+    strict = trace(path, checksum="verify", midstream=False)
+    segs = corpus.segments(path)
+    bad = [s for s in segs if not s.checksum_ok]
+    if config.get("midstream"):
+        assert strict.flows == {} and strict.counters["orphans"] == len(segs)
+        return
+    assert bad and strict.counters["bad_checksum"] == len(bad)
+    for client, server, *_ in flows:
+        syn = next(s for s in segs if corpus.addr_text(s.src) == client and s.flags & 0x02)
+        assert ((client, server) in strict.flows) == syn.checksum_ok
+
+
+# ---------------------------------------------------------------- HTTP/1.x
+
+def test_sva_detect_uricontent_04_request_in_the_guessed_direction():
+    """detect-uricontent-04: sids 1 (http.method GET), 2 (http.host
+    www.example.com), 3 (http.uri /images.gif) once; one http record.
+
+    Difference: http.host is lower-cased and http.uri normalised by
+    Suricata; the stream has the bytes as sent ('www.ExAmPlE.cOM',
+    '/../../images.gif'); the test applies both normalisations to them.
+    The request is in mos's s2c (port guess, see SVA_FLOWS)."""
+    rel = "detect-uricontent-04/input.pcap"
+    f = sva_flow(rel)
+    [req] = corpus.http_messages(f.s2c, response=False)
+    method, uri, version = req.start.split(b" ")
+    assert (method, version) == (b"GET", b"HTTP/1.1")                           # sid 1
+    assert req.header(b"Host") == [b"www.ExAmPlE.cOM"]
+    assert req.header(b"Host")[0].lower() == b"www.example.com"                 # sid 2
+    assert corpus.remove_dot_segments(uri.decode()) == "/images.gif"            # sid 3
+    assert b"images.gif" in uri                                                 # sid 4 (uricontent)
+    assert sva_sids("detect-uricontent-04") == {1: 1, 2: 1, 3: 1}
+
+
+def test_sva_http_request_line_without_blank_line():
+    """http-request-line (VLAN, mid-stream, one segment): http_request_line is
+    'GET /index.html HTTP/1.0', 24 bytes: bsize >10, <100 and 10<>100 hold
+    (sids 1-3), >100 does not (sid 4 never); sid 5 matches it whole.  The
+    head is not finished (no blank line): the request line alone is enough."""
+    path = corpus_path(SVA + "http-request-line/input.pcap")
+    assert vlan_ids(path)
+    f = sva_flow("http-request-line/input.pcap")
+    assert b"\r\n\r\n" not in f.c2s and f.c2s.endswith(b"\r\n")
+    line = f.c2s.split(b"\r\n", 1)[0]
+    assert line == b"GET /index.html HTTP/1.0"                                  # sid 5
+    assert 10 < len(line) < 100 and not len(line) > 100                         # sids 1-3, not 4
+    assert sva_sids("http-request-line") == {1: 1, 2: 1, 3: 1, 4: 0, 5: 1}
+
+
+def test_sva_http_response_line_in_the_reply_direction():
+    """http-response-line (VLAN, IPv4-mapped IPv6, mid-stream): sids 1 and 2
+    match 'HTTP/1.0 200 OK' / '200 OK' on the response line, once each.
+    The response announces 7 bytes of body the capture does not have."""
+    path = corpus_path(SVA + "http-response-line/input.pcap")
+    assert vlan_ids(path)
+    assert all(s.src[0].ipv4_mapped for s in corpus.segments(path))
+    f = sva_flow("http-response-line/input.pcap")
+    [req] = requests(f)
+    [resp] = responses(f)
+    assert req.start == b"GET /index.html HTTP/1.0"
+    assert resp.start == b"HTTP/1.0 200 OK" and b"200 OK" in resp.start        # sids 1, 2
+    assert b"HTTP/1.0 200 OK" not in f.c2s
+    assert resp.header(b"Content-Length") == [b"7"] and resp.body == b""
+    assert sva_sids("http-response-line") == {1: 1, 2: 1}
+
+
+HTTP_CHUNKED_NAMES = [b"Host", b"Cookie", b"X-Qlik-User", b"User-Agent", b"Content-Length", b"Transfer-Encoding"]
+
+
+def test_sva_http_chunked_header_names_in_request_head():
+    """http-chunked: each of the six header names is found once in the raw
+    to-server stream (sids 11-16) and in the request's header lines (the
+    http.header / .raw / request_header sids 21-46).
+
+    Difference: Suricata's http.header leaves Cookie out (sid 22 is not
+    checked upstream); the head mos delivers has it like every other line.
+    The request is a HEAD with 'Content-Length: 0' and the odd
+    'Transfer-Encoding: ,<TAB>chunked,': no body follows."""
+    f = sva_flow("http-chunked/input.pcap")
+    [req] = requests(f)
+    assert req.start.startswith(b"HEAD /resources/fonts/SourceSansPro-Regular.ttf ")
+    names = [n for n, _v in req.headers]
+    assert names == HTTP_CHUNKED_NAMES
+    for name in HTTP_CHUNKED_NAMES:
+        assert f.c2s.count(name) == 1 and len(req.header(name)) == 1
+    assert req.header(b"Content-Length") == [b"0"] and req.header(b"Transfer-Encoding") == [b",\tchunked,"]
+    assert f.c2s.endswith(b"\r\n\r\n") and req.body == b"" and f.s2c == b""
+    sids = sva_sids("http-chunked")
+    assert 22 not in sids and len(sids) == 23 and set(sids.values()) == {1}
+
+
+def test_sva_bug_5929_uri_length_and_distance_within():
+    """bug-5929-01: urilen <70 and http.uri bsize <70; '.php?' then '=01&'
+    exactly 4 bytes after it (distance 4, within 4): sids 1-4 once."""
+    f = sva_flow("bug-5929-01/1e3b98e5dad2954.pcap")
+    [req] = requests(f)
+    uri = req.start.split(b" ")[1]
+    assert len(uri) < 70
+    end = uri.index(b".php?") + len(b".php?")
+    assert uri[end + 4:end + 8] == b"=01&"
+    assert sva_sids("bug-5929-01") == {1: 1, 2: 1, 3: 1, 4: 1}
+
+
+def test_sva_bug_4199_4_request_body_in_its_own_segment():
+    """bug-4199-4: the POST's headers (frame 4) and body (frame 6) come in
+    separate segments; http.request_body is 'id=cat+%2Fetc%2Fpasswd': 'id=cat'
+    raw (sids 1, 2, with 'exec' in the uri), '/etc/passwd' only after
+    url_decode (sids 3-5; 11 and 12 never), '/passwd/etc' in neither (13-15 never)."""
+    f = sva_flow("bug-4199-4/input.pcap")
+    c2s = [(fr, d) for fr, s, d in f.new_data if s == Side.SERVER]
+    assert [fr for fr, _d in c2s] == [4, 6] and c2s[1][1] == b"id=cat+%2Fetc%2Fpasswd"
+    [req] = requests(f)
+    assert req.start == b"POST /exec_post.php HTTP/1.1" and b"exec" in req.start.split(b" ")[1]
+    body = req.body
+    assert body == c2s[1][1] and req.header(b"Content-Length") == [str(len(body)).encode()]
+    decoded = urllib.parse.unquote_plus(body.decode()).encode()   # Suricata's url_decode
+    assert b"id=cat" in body.lower()                                  # sids 1, 2
+    assert b"/etc/passwd" not in body.lower()                         # sids 11, 12
+    assert b"/etc/passwd" in decoded.lower()                          # sids 3, 4, 5
+    assert b"/passwd/etc" not in decoded.lower()                      # sids 13, 14, 15
+    # the rules' $HOME_NET: the server (10.50.1.91) is in RFC 1918 space
+    assert ipaddress.ip_address(f.server.split(":")[0]).is_private
+    sids = sva_sids("bug-4199-4")
+    assert sids == {1: 1, 2: 1, 3: 1, 4: 1, 5: 1, 11: 0, 12: 0, 13: 0, 14: 0, 15: 0}
+
+
+def test_sva_detect_bsize_0_empty_user_agent_one_line_per_segment():
+    """detect-bsize-0 (DLT_NULL, bad checksums): the request's lines end in a
+    bare LF and come one per segment; 'User-Agent:' has an empty value:
+    bsize 0 (sid 46) and no 'u' in it (sid 47)."""
+    path = corpus_path(SVA + "detect-bsize-0/input.pcap")
+    assert corpus.read_frames(path)[0] == 0
+    f = sva_flow("detect-bsize-0/input.pcap")
+    c2s = [d for _fr, s, d in f.new_data if s == Side.SERVER]
+    assert c2s == [b"GET / HTTP/1.1\n", b"Host: localhost\n", b"User-Agent:\n", b"\n"]
+    [req] = requests(f)
+    assert req.header(b"User-Agent") == [b""] and b"u" not in req.header(b"User-Agent")[0]
+    [resp] = responses(f)
+    assert resp.start == b"HTTP/1.1 307 Temporary Redirect"
+    assert sva_sids("detect-bsize-0") == {46: 1, 47: 1}
+
+
+def test_sva_bug_814_ipv6_vlan_request_and_flow_counters():
+    """bug-814 (IPv6 link-local, VLAN 1111): sid 1 (http_method GET,
+    http_raw_uri /cgi-bin/cart32.exe) once; the http record's hostname,
+    url, user agent, protocol, length 0; the flow record's packet and byte
+    counters (whole frames, as Suricata counts)."""
+    path = corpus_path(SVA + "bug-814/input.pcap")
+    http = sva_record("bug-814", "http")
+    flow = sva_record("bug-814", "flow")
+    alert = sva_record("bug-814", "alert")
+    assert vlan_ids(path) == {http["vlan[0]"]} == {1111}
+    f = sva_flow("bug-814/input.pcap")
+    assert (f.client, f.server) == eve_endpoints(http)
+    [req] = requests(f)
+    method, url, proto = req.start.decode().split(" ")
+    assert (method, url, proto) == (http["http.http_method"], http["http.url"], http["http.protocol"])
+    assert req.header(b"Host") == [http["http.hostname"].encode()]
+    assert req.header(b"User-Agent") == [http["http.http_user_agent"].encode()]
+    assert f.s2c == b"" and http["http.length"] == 0
+    for upto, rec in ((None, flow), (alert["pcap_cnt"], alert)):
+        pk = [p for p in f.packets if upto is None or p[0] <= upto]
+        for side, d in ((Side.CLIENT, "toserver"), (Side.SERVER, "toclient")):
+            mine = [p for p in pk if p[1] == side]
+            assert (len(mine), sum(p[4] for p in mine)) == (rec[f"flow.pkts_{d}"], rec[f"flow.bytes_{d}"])
+    # flow.reason shutdown, tcp.state close_wait: the client closed, the server did not
+    assert (f.final["client_state"], f.final["server_state"]) == (TcpState.FIN_WAIT_2, TcpState.CLOSE_WAIT)
+
+
+def test_sva_bug_28_retransmitted_request_once_in_stream():
+    """bug-28: the request is sent 6 times (frames 4-9, same bytes); alerts
+    and the http record are for tx 0 only: one request in the stream, with
+    the EVE url, hostname and user agent; '/a/Drk.syn?' and 'adcontext' in
+    the uri (uricontent, nocase) for the four sids."""
+    http = sva_record("bug-28", "http")
+    f = sva_flow("bug-28/input.pcap")
+    assert (f.client, f.server) == eve_endpoints(http)
+    [req] = requests(f)
+    assert req.start == f"GET {http['http.url']} HTTP/1.1".encode()
+    assert req.header(b"Host") == [http["http.hostname"].encode()]
+    assert req.header(b"User-Agent") == [http["http.http_user_agent"].encode()]
+    uri = req.start.split(b" ")[1].lower()
+    assert b"/a/drk.syn?" in uri and b"adcontext" in uri
+    assert [(fr, s) for fr, s, _o, _n in f.rexmit] == [(fr, Side.CLIENT) for fr in (5, 6, 7, 8)]
+    assert sva_sids("bug-28") == {2001340: 1, 2001341: 1, 2001342: 1, 2001343: 1}
+
+
+def test_sva_bug_28_longer_timeout_keeps_last_retransmission():
+    """Difference (see SVA_FLOWS): with an idle timeout longer than the 48 s
+    pause, frame 9 is one more retransmission of the same flow, as upstream."""
+    t = trace(corpus_path(SVA + "bug-28/input.pcap"), tcp_timeout=120)
+    f = only_flow(t)
+    assert [fr for fr, *_ in f.rexmit] == [5, 6, 7, 8, 9] and t.counters["orphans"] == 0
+    assert len(f.c2s) == 442 and f.final["reason"] == EndReason.SHUTDOWN
+
+
+def test_sva_detect_content_ends_with_negated():
+    """detect-content-ends-with-negated-01: GET, uri ends with '.exe', host
+    does not end with '.google.com' (it contains it): sid 1 once; the
+    client is in $HOME_NET."""
+    f = sva_flow("detect-content-ends-with-negated-01/input.pcap")
+    [req] = requests(f)
+    assert req.start.split(b" ")[0] == b"GET" and req.start.split(b" ")[1].endswith(b".exe")
+    [host] = req.header(b"Host")
+    assert b".google.com" in host and not host.endswith(b".google.com")
+    assert ipaddress.ip_address(f.client.split(":")[0]).is_private
+    assert sva_sids("detect-content-ends-with-negated-01") == {1: 1}
+
+
+def test_sva_http_missing_protocol_request_line_without_version():
+    """http-missing-protocol: the request line has no HTTP version ('GET
+    <uri>' only); http_method GET and 'User-Agent' among the header names
+    (sid 10003658 once).  The server's SYN-ACK is sent twice (frames 2, 5)."""
+    f = sva_flow("http-missing-protocol/input.pcap")
+    [req] = requests(f)[:1]
+    assert req.start.split(b" ")[0] == b"GET" and len(req.start.split(b" ")) == 2
+    assert b"User-Agent" in [n for n, _v in req.headers]
+    synack = [p[0] for p in f.packets if p[2] == "SA"]
+    assert synack == [2, 5] and (5, Side.SERVER, 0, 0) in f.rexmit
+    # $HOME_NET -> $EXTERNAL_NET
+    assert ipaddress.ip_address(f.client.split(":")[0]).is_private
+    assert not ipaddress.ip_address(f.server.split(":")[0]).is_private
+    assert sva_sids("http-missing-protocol") == {10003658: 1}
+
+
+def test_sva_detect_engine_state_01_pipelined_requests():
+    """detect-engine-state-01 (bad checksums): a POST (Mozilla, cookie dummy,
+    body 'Http Body!') and a GET (Firefox, cookie dummy2) pipelined in 7
+    small segments; sids 1, 2 match the first transaction, sid 3 the second."""
+    f = sva_flow("detect-engine-state-01/input.pcap")
+    assert len([d for _fr, s, d in f.new_data if s == Side.SERVER]) == 7
+    post, get = requests(f)
+    assert post.start == b"POST / HTTP/1.0" and get.start == b"GET /?var=val HTTP/1.1"
+    assert post.header(b"Cookie") == [b"dummy"] and b"Mozilla" in post.header(b"User-Agent")[0]
+    assert b"body" in post.body.lower() and post.body == b"Http Body!"          # sids 1, 2
+    assert get.header(b"Cookie") == [b"dummy2"] and b"Firefox" in get.header(b"User-Agent")[0]  # sid 3
+    assert f.s2c == b""
+    assert sva_sids("detect-engine-state-01") == {1: 1, 2: 1, 3: 1}
+
+
+def test_sva_http_sticky_start_three_transactions_and_bodies():
+    """http-sticky-start: three keep-alive GETs, each with 'Host:' after the
+    method (http.start, with and without strip_whitespace: sids 1 and 2
+    three times each).  The replies carry a chunked gzip body and two gzip
+    bodies; each inflates whole (the CRC of gzip checks every byte)."""
+    f = sva_flow("http-sticky-start/input.pcap")
+    reqs = requests(f)
+    assert len(reqs) == 3
+    for r in reqs:
+        assert r.head.startswith(b"GET") and b"Host:" in r.head                    # sid 1
+        assert corpus.strip_whitespace(r.head).startswith(b"GET")                  # sid 2
+    resps = responses(f)
+    assert [r.start for r in resps] == [b"HTTP/1.1 200 OK"] * 3
+    assert [r.header(b"Content-Encoding") for r in resps] == [[b"gzip"]] * 3
+    first, _n = corpus.dechunk(resps[0].body)
+    bodies = [first, resps[1].body, resps[2].body]
+    assert [len(b) for b in bodies[1:]] == [382, 65]
+    plain = [gzip.decompress(b) for b in bodies]
+    assert plain[0].lstrip().lower().startswith(b"<!doctype html")
+    assert sum(len(r.head) + 4 + len(r.body) for r in resps) == len(f.s2c)
+    assert sva_sids("http-sticky-start") == {1: 3, 2: 3}
+
+
+def test_sva_bug_130_www_authenticate_from_port_80():
+    """bug-130: three `tcp` rules from port 80 find 'WWW-Authenticate:'
+    (nocase) in the server's bytes once each; the http record: hostname,
+    url, referer, user agent, status 401, content type, length 1483."""
+    http = sva_record("bug-130", "http")
+    f = sva_flow("bug-130/input.pcap")
+    assert (f.client, f.server) == eve_endpoints(http)
+    assert f.s2c.lower().count(b"www-authenticate: ") == 1                     # sids 9000000-2
+    assert b"www-authenticate" not in f.c2s.lower()
+    [req] = requests(f)
+    [resp] = responses(f)
+    assert req.start == f"{http['http.http_method']} {http['http.url']} {http['http.protocol']}".encode()
+    assert req.header(b"Host") == [http["http.hostname"].encode()]
+    assert req.header(b"Referer") == [http["http.http_refer"].encode()]
+    assert req.header(b"User-Agent") == [http["http.http_user_agent"].encode()]
+    assert resp.start.split(b" ")[1] == str(http["http.status"]).encode()
+    assert resp.header(b"Content-type")[0].split(b";")[0] == http["http.http_content_type"].encode()
+    assert len(resp.body) == http["http.length"] == 1483                       # body runs to the FIN
+    assert sva_sids("bug-130") == {9000000: 1, 9000001: 1, 9000002: 1}
+
+
+def test_sva_http_close_headers_server_closes_mid_head():
+    """http-close-headers: the server sends 'HTTP/1.0 200 OK' and
+    'Server:ng1nx' and closes before the blank line; sid 1 (http_header
+    'ng1nx' nocase, from the server) once: the bytes are in the s2c stream,
+    which ends at the server's FIN."""
+    f = sva_flow("http-close-headers/input.pcap")
+    [resp] = responses(f)
+    assert resp.start == b"HTTP/1.0 200 OK" and resp.header(b"Server") == [b"ng1nx"]
+    assert not re.search(rb"\r?\n\r?\n", f.s2c)
+    assert b"ng1nx" not in f.c2s.lower()
+    assert TcpState.FIN_WAIT_1 in state_path(f, Side.SERVER)   # the server closed
+    assert sva_sids("http-close-headers") == {1: 1}
+
+
+def test_sva_bug_3616_file_data_and_strip_whitespace():
+    """bug-3616-ips: the 200 reply's body (file_data, Content-Length 3302)
+    holds 'commonly-accepted commonly-used' (sids 1, 2 with stat_code 200),
+    'bricks-and-clicks' and, with whitespace stripped, 'inventedtheterm'
+    (sids 3, 4; the latter only after strip_whitespace)."""
+    f = sva_flow("bug-3616-ips/input.pcap")
+    [resp] = responses(f)
+    assert resp.start.split(b" ")[1] == b"200"
+    assert len(resp.body) == int(resp.header(b"Content-Length")[0]) == 3302
+    assert b"commonly-accepted commonly-used" in resp.body
+    assert b"bricks-and-clicks" in corpus.strip_whitespace(resp.body)
+    assert b"inventedtheterm" not in resp.body and b"inventedtheterm" in corpus.strip_whitespace(resp.body)
+    assert sva_sids("bug-3616-ips") == {1: 1, 2: 1, 3: 1, 4: 1}
+
+
+EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+
+@pytest.mark.parametrize("case, coding", [("http-evader-000", "chunked"), ("http-evader-104", "gzip")])
+def test_sva_http_evader_eicar_in_decoded_body(case, coding):
+    """http-evader-000 / -104: file_data is the decoded body (chunks joined,
+    gzip inflated); both EICAR contents match it (sids 1, 2 once), and not
+    the raw body; fileinfo names eicar.txt for a GET to evader.example.com."""
+    f = sva_flow(case + "/input.pcap")
+    [req] = requests(f)
+    [resp] = responses(f)
+    fileinfo = sva_record(case, "fileinfo")
+    assert req.start.split(b" ")[0] == fileinfo["http.http_method"].encode()
+    assert req.header(b"Host") == [fileinfo["http.hostname"].encode()]
+    assert f'filename="{fileinfo["fileinfo.filename"]}"'.encode() in resp.header(b"Content-disposition")[0]
+    if coding == "chunked":
+        assert resp.header(b"Transfer-Encoding") == [b"chunked"]
+        data, n = corpus.dechunk(resp.body)
+        assert n == len(resp.body)
+    else:
+        assert resp.header(b"Content-Encoding") == [b"gzip"]
+        assert len(resp.body) == int(resp.header(b"Content-length")[0])
+        data = gzip.decompress(resp.body)
+    assert data.rstrip(b"\n") == EICAR
+    for content in (b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE", b"X5O!P%@AP[4"):   # sids 1, 2
+        assert content in data
+    assert b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE" not in resp.body
+    assert sva_sids(case) == {1: 1, 2: 1}
+
+
+# ---------------------------------------------------------------- TLS
+
+def tls_hellos(f: corpus.FlowLog, c2s_from: int = 0, s2c_from: int = 0) -> tuple:
+    """(ClientHello, [server handshake messages]) of a flow's streams."""
+    ch = corpus.tls_handshake(f.c2s[c2s_from:])
+    assert ch and ch[0][0] == 1, f"no ClientHello at offset {c2s_from}"
+    sh = corpus.tls_handshake(f.s2c[s2c_from:])
+    assert sh and sh[0][0] == 2, f"no ServerHello at offset {s2c_from}"
+    return corpus.client_hello(ch[0][1]), sh
+
+
+def server_certs(sh: list) -> list:
+    [cert_msg] = [b for t, b in sh if t == 11]
+    return [corpus.parse_cert(d) for d in corpus.certificates(cert_msg)]
+
+
+def check_tls_record(rec: dict, ch: corpus.Hello, sh: list) -> None:
+    """An EVE tls record's fields against the handshake bytes."""
+    hello = corpus.server_hello(sh[0][1])
+    if "tls.sni" in rec:
+        assert ch.sni == rec["tls.sni"]
+    if "tls.version" in rec:
+        sv = hello.ext(43)  # RFC 8446 4.2.1 supported_versions
+        v = int.from_bytes(sv, "big") if sv else hello.version
+        assert TLS_VERSION_NAMES[v] == rec["tls.version"]
+    fields = {"tls.subject": "subject", "tls.issuerdn": "issuer", "tls.serial": "serial",
+              "tls.fingerprint": "fingerprint", "tls.notbefore": "not_before", "tls.notafter": "not_after"}
+    if any(k in rec for k in fields):
+        leaf = server_certs(sh)[0]
+        for k, attr in fields.items():
+            if k in rec:
+                assert getattr(leaf, attr) == rec[k], k
+
+
+#: Suricata's EVE names of protocol versions (its convention, see the corpus README)
+TLS_VERSION_NAMES = {0x0301: "TLSv1", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2", 0x0304: "TLS 1.3",
+                     0x7F1C: "TLS 1.3 draft-28"}
+
+
+def test_sva_bug_2430_connect_then_tls_in_the_same_flow():
+    """bug-2430: an HTTP CONNECT to the proxy on 8080, '200 Connection
+    established', then TLS 1.2 in the same flow: one http record (CONNECT,
+    hostname) and one tls record (subject, issuerdn), both on that flow."""
+    http = sva_record("bug-2430", "http")
+    tls = sva_record("bug-2430", "tls")
+    f = sva_flow("bug-2430/backwards.pcap")
+    assert (f.client, f.server) == eve_endpoints(http) == eve_endpoints(tls)
+    connect = f.c2s.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+    [req] = corpus.http_messages(connect, response=False)
+    assert req.start.split(b" ")[:2] == [http["http.http_method"].encode(),
+                                         http["http.hostname"].encode() + b":443"]
+    reply = f.s2c.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+    assert reply == b"HTTP/1.1 200 Connection established\r\n\r\n"
+    ch, sh = tls_hellos(f, len(connect), len(reply))
+    assert ch.sni == http["http.hostname"]
+    check_tls_record(tls, ch, sh)
+
+
+def test_sva_bug_2430_longer_timeout_closes_normally():
+    """Difference (see SVA_FLOWS): with an idle timeout above the 60 s pause
+    the FINs close the same flow, as in Suricata (no orphans)."""
+    t = trace(corpus_path(SVA + "bug-2430/backwards.pcap"), tcp_timeout=120)
+    f = only_flow(t)
+    assert f.final["reason"] == EndReason.CLOSE and t.counters["orphans"] == 0
+    assert (len(f.c2s), len(f.s2c)) == (1681, 4267)
+
+
+def test_sva_bug_2646_01_tls_record_from_certificate_bytes():
+    """bug-2646-01 (-k none; frame 8, inside the certificate chain, has a
+    wrong checksum): the tls record's sni, version, subject, issuerdn,
+    serial, fingerprint, validity; the flow record's packet and byte
+    counters (frames, as Suricata counts)."""
+    tls = sva_record("bug-2646-01", "tls")
+    flow = sva_record("bug-2646-01", "flow")
+    f = sva_flow("bug-2646-01/input.pcap")
+    assert (f.client, f.server) == eve_endpoints(tls)
+    ch, sh = tls_hellos(f)
+    check_tls_record(tls, ch, sh)
+    for side, d in ((Side.CLIENT, "toserver"), (Side.SERVER, "toclient")):
+        mine = [p for p in f.packets if p[1] == side]
+        assert (len(mine), sum(p[4] for p in mine)) == (flow[f"flow.pkts_{d}"], flow[f"flow.bytes_{d}"])
+
+
+def test_sva_bug_2646_01_certificate_lost_with_checksums_verified():
+    """Without -k none frame 8 is dropped: the server's stream has a
+    2096-byte hole where the certificate chain was, so no certificate can
+    be read (the ServerHello before it still can)."""
+    t = trace(corpus_path(SVA + "bug-2646-01/input.pcap"), checksum="verify", per_frame=False)
+    f = only_flow(t)
+    assert t.counters["bad_checksum"] == 1
+    assert f.final["gaps"][Side.CLIENT] == [(1048, 2096)]
+    sh = corpus.tls_handshake(f.s2c)
+    assert sh[0][0] == 2 and 11 not in [m for m, _b in sh]
+
+
+def test_sva_tls_fingerprint_alert_reordered_first_segment():
+    """tls-fingerprint-alert: the server's first segment (ServerHello and the
+    start of the certificate, 1448 bytes at offset 0) is not in the capture
+    when sent; frames 6, 8 and 10 (offsets 1448, 2048, 3496) come first, then
+    its retransmission (frame 12), then a second one (frame 15).
+    Reassembled, the leaf certificate's SHA-1 is the fingerprint of sids 1-4
+    (any case), not the one of sid 5 (last digit changed)."""
+    f = sva_flow("tls-fingerprint-alert/input.pcap")
+    s2c = [(fr, len(d)) for fr, s, d in f.new_data if s == Side.CLIENT]
+    # nothing readable until frame 12 fills the hole; then all four segments at once
+    assert s2c[0] == (12, 1448 + 600 + 1448 + 42)
+    # both are below what the server had sent (RFC 9293 3.4: SEG.SEQ < SND.NXT)
+    assert f.rexmit == [(12, Side.SERVER, 0, 1448), (15, Side.SERVER, 0, 1448)]
+    assert f.errors == []   # the second copy has the same bytes
+    ch, sh = tls_hellos(f)
+    assert ch.sni == "www.google.com"
+    leaf = server_certs(sh)[0]
+    rules = corpus_path(SVA + "tls-fingerprint-alert/test.rules").read_text()
+    fps = dict((int(sid), fp) for fp, sid in re.findall(r'fingerprint[:;]\s*(?:content:)?"([0-9a-fA-F:]+)";\s*\\?\s*sid:(\d+)', rules))
+    assert sorted(fps) == [1, 2, 3, 4, 5]
+    for sid, fp in fps.items():
+        assert (leaf.fingerprint == fp.lower()) == (sid != 5), sid
+    assert sva_sids("tls-fingerprint-alert") == {1: 1, 2: 1, 3: 1, 4: 1, 5: 0}
+
+
+def test_sva_tls_certs_alert_each_certificate_of_the_chain():
+    """tls-certs-alert (IPv6, bad checksums): tls.certs is inspected per
+    certificate; each rule's bytes (the header of a CN attribute of a given
+    length) start the subject CN of the first, second and third certificate
+    in turn (sids 1, 2, 3 once each; sid 2's bytes are also the first
+    certificate's issuer CN, still one alert)."""
+    f = sva_flow("tls-certs-alert/input.pcap")
+    ch, sh = tls_hellos(f)
+    parsed = server_certs(sh)
+    certs = [c.der for c in parsed]
+    assert len(certs) == 3
+    rules = corpus_path(SVA + "tls-certs-alert/test.rules").read_text()
+    contents = [(int(sid), bytes.fromhex(h)) for h, sid in re.findall(r'content:"\|([0-9a-f]+)\|"; sid:(\d+)', rules)]
+    assert [sid for sid, _c in contents] == [1, 2, 3]
+    for i, (sid, content) in enumerate(contents):
+        assert content in parsed[i].subject_der, sid
+        assert [content in c.subject_der for c in parsed] == [j == i for j in range(3)], sid
+        assert certs[i] in f.s2c   # each DER certificate is contiguous in the stream
+    assert sva_sids("tls-certs-alert") == {1: 1, 2: 1, 3: 1}
+
+
+def test_sva_tls13_draft28_two_flows_sni_version_ja3():
+    """tls13-draft28: 2 tls records (sni localhost, 'TLS 1.3 draft-28'); with
+    JA3, one record per ja3 hash and string: the second ClientHello adds the
+    pre_shared_key extension (41).
+
+    JA3 is an optional upstream feature; the hashes are checked here all the
+    same, from the ClientHello bytes (md5 of the JA3 string)."""
+    t = sva_trace("tls13-draft28/tls13_draft28.pcap")
+    recs = [m for n, m in sva_checks("tls13-draft28") if m.get("event_type") == "tls"]
+    ja3 = {m["tls.ja3.string"]: m["tls.ja3.hash"] for m in recs if "tls.ja3.hash" in m}
+    seen = []
+    for f in t.flows.values():
+        ch, sh = tls_hellos(f)
+        check_tls_record(recs[0], ch, sh)
+        s = corpus.ja3_string(ch)
+        assert corpus.md5(s.encode()) == ja3[s]
+        seen.append(s)
+    assert len(seen) == 2 and set(seen) == set(ja3)
+    assert seen[1].split(",")[2].endswith("-41") and not seen[0].split(",")[2].endswith("-41")
+    assert sva_checks("tls13-draft28")[0][0] == 2
+
+
+def test_sva_bug_8336_ja3_and_ja3s_hashes():
+    """bug-8336-01-default-track-only: the ja3.hash of the ClientHello and the
+    ja3s.hash of the ServerHello are the rules' (sids 8336001-8336004 once
+    with JA3 on); the SNI is docs.suricata.io, the version TLS 1.3."""
+    f = sva_flow("bug-8336-01-default-track-only/input.pcap")
+    ch, sh = tls_hellos(f)
+    rules = corpus_path(SVA + "bug-8336-01-default-track-only/test.rules").read_text()
+    want_ja3 = set(re.findall(r'ja3\.hash; content:"([0-9a-f]{32})"', rules))
+    want_ja3s = set(re.findall(r'ja3s\.hash; content:"([0-9a-f]{32})"', rules))
+    assert {corpus.md5(corpus.ja3_string(ch).encode())} == want_ja3
+    assert {corpus.md5(corpus.ja3s_string(corpus.server_hello(sh[0][1])).encode())} == want_ja3s
+    check_tls_record({"tls.sni": "docs.suricata.io", "tls.version": "TLS 1.3"}, ch, sh)
+    assert sva_sids("bug-8336-01-default-track-only") == {8336001: 1, 8336002: 1, 8336003: 1, 8336004: 1}
+
+
+def test_sva_sslv2_tls_upgrade_certificate():
+    """sslv2-tls-upgrade-01: the ClientHello is in SSLv2 format (RFC 6101
+    E.1) offering TLS 1.0; the server answers in TLS 1.0 records.  sid 1
+    (tls.cert_serial '55') once; the tls record's subject and issuer (with
+    'Email='), serial, fingerprint, version TLSv1, validity."""
+    tls = sva_record("sslv2-tls-upgrade-01", "tls")
+    f = sva_flow("sslv2-tls-upgrade-01/ssl-v2-s1.pcap")
+    v2 = corpus.tls_records(f.c2s)[0]
+    assert v2[0] == "v2" and v2[2][0] == 1 and v2[2][1:3] == b"\x03\x01"    # CLIENT-HELLO, 3.1
+    sh = corpus.tls_handshake(f.s2c)
+    assert sh[0][0] == 2
+    leaf = server_certs(sh)[0]
+    assert "55" in leaf.serial                                               # sid 1
+    for k, attr in (("tls.subject", "subject"), ("tls.issuerdn", "issuer"), ("tls.serial", "serial"),
+                    ("tls.fingerprint", "fingerprint"), ("tls.notbefore", "not_before"),
+                    ("tls.notafter", "not_after")):
+        assert getattr(leaf, attr) == tls[k], k
+    assert TLS_VERSION_NAMES[corpus.server_hello(sh[0][1]).version] == tls["tls.version"]
+    assert sva_sids("sslv2-tls-upgrade-01") == {1: 1}
+
+
+def test_sva_tls_cert_noissuer_subject_in_server_stream():
+    """tls-cert-noissuer (client's checksums bad): the server's certificate
+    has an empty issuer; tls.cert_subject contains 'localhost' (sid 1, to
+    the client) once."""
+    f = sva_flow("tls-cert-noissuer/tls.pcap")
+    ch, sh = tls_hellos(f)
+    leaf = server_certs(sh)[0]
+    assert leaf.issuer == "" and leaf.issuer_der == b""
+    assert "localhost" in leaf.subject and b"localhost" in leaf.subject_der
+    assert b"localhost" not in f.c2s  # the ClientHello names no server
+    assert sva_sids("tls-cert-noissuer") == {1: 1}
+
+
+def test_sva_community_id_ipv4_sni_version_and_community_id():
+    """community-id-ipv4 (bad checksums): the tls record's sni and version
+    (TLS 1.3, from supported_versions), and the community_id (seed 7) of
+    the tls and flow records, computed from mos's flow endpoints."""
+    recs = [m for _n, m in sva_checks("community-id-ipv4")]
+    f = sva_flow("community-id-ipv4/input.pcap")
+    ch, sh = tls_hellos(f)
+    check_tls_record(recs[0], ch, sh)
+    seed = 7  # suricata.yaml: community-id-seed
+    assert re.search(rf"community-id-seed: {seed}\b", corpus_path(SVA + "community-id-ipv4/suricata.yaml").read_text())
+    cid = corpus.community_id(seed, corpus.addr(f.client), corpus.addr(f.server))
+    for m in recs:
+        assert (f.client, f.server) == eve_endpoints(m)
+        assert m["community_id"] == cid
