@@ -17,8 +17,11 @@ checksums ignored (``-C``).
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
+import io
 import ipaddress
+import json
 import re
 import urllib.parse
 
@@ -26,6 +29,7 @@ import pytest
 
 import corpus
 import mos
+import mos.cli
 from corpus import corpus_path, trace
 from mos import EndReason, ErrorReason, Side, TcpState
 
@@ -1535,3 +1539,29 @@ def test_sva_community_id_ipv4_sni_version_and_community_id():
     for m in recs:
         assert (f.client, f.server) == eve_endpoints(m)
         assert m["community_id"] == cid
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "mos streams --write-dir names a direction's file by its 4-tuple only and opens it with "
+    "'wb' for each new flow (mos/cli.py _Streams.on_data): when a 4-tuple recurs, here the "
+    "flow idles out after 2 s and is picked up again mid-stream at frame 8, the earlier "
+    "flow's bytes (105 to the server, 1257 to the client) are overwritten on disk while its "
+    "JSON record still reports them"))
+def test_sva_sslv2_write_dir_keeps_every_flow_of_a_recurring_4tuple(tmp_path):
+    """`mos streams --midstream --timeout 2 --write-dir` on sslv2-tls-upgrade-01
+    reports three flows with the same 4-tuple; every byte a record reports
+    must be on disk (in one file per direction or one per flow)."""
+    path = corpus_path(SVA + "sslv2-tls-upgrade-01/ssl-v2-s1.pcap")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert mos.cli.main(["streams", str(path), "--midstream", "--timeout", "2",
+                             "--write-dir", str(tmp_path)]) == 0
+    recs = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert len({(r["client"], r["server"]) for r in recs}) == 1 and len(recs) == 6
+    reported = {d: sum(r["bytes"] for r in recs if r["direction"] == d) for d in ("c2s", "s2c")}
+    assert reported == {"c2s": 777, "s2c": 17058}
+    client = "010.150.098.145.01660"
+    on_disk = {"c2s": 0, "s2c": 0}
+    for p in tmp_path.iterdir():
+        on_disk["c2s" if p.name.startswith(client) else "s2c"] += p.stat().st_size
+    assert on_disk == reported

@@ -228,9 +228,10 @@ SPECS: dict = {
                       "20 of 32 checksums are wrong: 18 of the client's (the SYN among them), "
                       "the server's frames 8 and 23"}),
     SVA + "tls-fingerprint-alert/input.pcap": Spec(
-        notes=("the server's first segment (1448 bytes at offset 0) arrives as frame 12, "
-               "after frame 6 (offset 1448), and again as frame 15: both reassemble the "
-               "same 4009 bytes",)),
+        notes=("the server's first segment (1448 bytes at offset 0) is missing when sent: "
+               "frames 6, 8 and 10 (offsets 1448, 2048, 3496) come first, then its "
+               "retransmission (frame 12) and a second one (frame 15): both reassemble "
+               "the same 4009 bytes",)),
     SVA + "tls13-draft28/tls13_draft28.pcap": Spec(
         bad_checksum={"[::1]:39632 <> [::1]:4433": "all 16 TCP checksums are wrong (loopback)",
                       "[::1]:39634 <> [::1]:4433": "all 14 TCP checksums are wrong (loopback)"},
