@@ -530,18 +530,19 @@ def _split_head(data: bytes, pos: int):
 
 
 def dechunk(body: bytes) -> tuple:
-    """RFC 9112 7.1 chunked coding -> (data, bytes consumed); trailers skipped."""
+    """RFC 9112 7.1 chunked coding -> (data, bytes consumed); trailer fields skipped."""
     out, pos = bytearray(), 0
     while True:
         eol = body.index(b"\n", pos)
         size = int(body[pos:eol].split(b";")[0].strip(), 16)
         pos = eol + 1
         if size == 0:
-            end = _split_head(b"\r\n" + body, pos)  # empty trailer section
-            return bytes(out), (end[1] - 2 if end else len(body))
+            if body[pos:pos + 1] in (b"\r", b"\n"):   # no trailer section (7.1.2)
+                return bytes(out), body.index(b"\n", pos) + 1
+            cut = _split_head(body, pos)
+            return bytes(out), cut[1] if cut else len(body)
         out += body[pos:pos + size]
-        pos += size
-        pos = body.index(b"\n", pos) + 1
+        pos = body.index(b"\n", pos + size) + 1
 
 
 def http_messages(data: bytes, *, response: bool) -> list:
@@ -564,9 +565,8 @@ def http_messages(data: bytes, *, response: bool) -> list:
             break
         te = b",".join(msg.header(b"Transfer-Encoding")).lower()
         cl = msg.header(b"Content-Length")
-        if b"chunked" in te and (response or not cl or cl[-1] != b"0"):
-            _data, n = dechunk(data[end:])
-            msg.body = data[end:end + n]
+        if b"chunked" in te:  # overrides Content-Length (RFC 9112 6.3)
+            msg.body = data[end:end + dechunk(data[end:])[1]] if end < len(data) else b""
         elif cl:
             msg.body = data[end:end + int(cl[-1])]
         elif response:
@@ -696,18 +696,15 @@ def ja3s_string(sh: Hello) -> str:
     return f"{sh.version},{sh.ciphers[0]}," + "-".join(str(t) for t, _d in sh.extensions)
 
 
-def certificates(body: bytes, tls13: bool = False) -> list:
-    """DER certificates of a Certificate message (RFC 5246 7.4.2; RFC 8446 4.4.2)."""
-    pos = 1 + body[0] if tls13 else 0
-    end = pos + 3 + int.from_bytes(body[pos:pos + 3], "big")
-    pos += 3
-    out = []
+def certificates(body: bytes) -> list:
+    """DER certificates of a TLS 1.0-1.2 Certificate message (RFC 5246 7.4.2);
+    TLS 1.3 sends it encrypted."""
+    end = 3 + int.from_bytes(body[:3], "big")
+    pos, out = 3, []
     while pos < end:
         n = int.from_bytes(body[pos:pos + 3], "big")
         out.append(body[pos + 3:pos + 3 + n])
         pos += 3 + n
-        if tls13:
-            pos += 2 + int.from_bytes(body[pos:pos + 2], "big")
     return out
 
 
