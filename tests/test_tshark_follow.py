@@ -217,8 +217,8 @@ SPECS: dict = {
     SVA + "http-sticky-start/input.pcap": Spec(
         notes=("three keep-alive exchanges; 24470 bytes from the server in 18 segments",)),
     SVA + "sslv2-tls-upgrade-01/ssl-v2-s1.pcap": Spec(
-        notes=("the RST of frame 36 comes after the RST of frame 34 ended the flow: "
-               "not in either stream",)),
+        notes=("the ClientHello is in SSLv2 format; frames 35-36 (ACK, RST) come after "
+               "the RST of frame 34 ended the flow: no payload, not in either stream",)),
     SVA + "tls-cert-noissuer/tls.pcap": Spec(
         bad_checksum={"192.168.116.130:54080 <> 54.206.116.39:443":
                       "the client's segments but its final RST (frames 1, 3, 4, 7, 8, 11, "
