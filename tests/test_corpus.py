@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fnmatch
 import gzip
 import io
 import ipaddress
@@ -113,6 +114,14 @@ def test_every_corpus_capture_is_checked():
     assert len(cases) == len(COVERED) and len(set(cases)) == len(cases)
     for case in cases:
         assert any(rel == case or rel.startswith(case + "/") for rel in COVERED), case
+
+
+def test_covered_names_tests_that_exist():
+    """Each COVERED entry names tests of this module (patterns, parameters left out)."""
+    names = [n for n in globals() if n.startswith("test_")]
+    for rel, tests in COVERED.items():
+        for pat in tests.split(", "):
+            assert fnmatch.filter(names, pat.split("[")[0]), f"{rel}: no test matches {pat}"
 
 
 def only_flow(t: corpus.Trace) -> corpus.FlowLog:
