@@ -61,6 +61,7 @@ class _Streams:
     def __init__(self, write_dir: Optional[str]):
         self.records: list[tuple[int, dict, dict]] = []
         self.write_dir = write_dir
+        self._used: dict[str, int] = {}  # file name -> flows written under it so far
 
     def attach(self, eng: mos.Engine) -> None:
         mon = eng.attach(mos.Monitor(name="streams"))
@@ -69,13 +70,18 @@ class _Streams:
             mon.on(mos.Event.CONN_NEW_DATA, self.on_data)
 
     def _path(self, flow, side) -> str:
+        """tcpflow's name for the direction; a later flow of the same 4-tuple
+        (port reuse, or picked up again after a timeout) gets `c2`, `c3`, ...
+        appended, so no flow's bytes overwrite another's."""
         if side == mos.Side.SERVER:  # the server received it: client -> server
             name = (_file_name(flow.client_ip, flow.client_port) + "-" +
                     _file_name(flow.server_ip, flow.server_port))
         else:
             name = (_file_name(flow.server_ip, flow.server_port) + "-" +
                     _file_name(flow.client_ip, flow.client_port))
-        return os.path.join(self.write_dir, name)
+        n = self._used.get(name, 0) + 1
+        self._used[name] = n
+        return os.path.join(self.write_dir, name if n == 1 else f"{name}c{n}")
 
     def on_data(self, flow, side, event) -> None:
         if flow.uctx is None:
@@ -84,11 +90,14 @@ class _Streams:
             data = flow.peek(side)
             if not data:
                 break
-            path = self._path(flow, side)
-            mode = "ab" if flow.uctx.get(side) else "wb"
+            path = flow.uctx.get(side)
+            if path is None:
+                path = flow.uctx[side] = self._path(flow, side)
+                mode = "wb"
+            else:
+                mode = "ab"
             with open(path, mode) as fh:
                 fh.write(data)
-            flow.uctx[side] = True
 
     def on_end(self, flow, side, event) -> None:
         if self.write_dir:

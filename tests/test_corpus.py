@@ -1583,12 +1583,6 @@ def test_sva_community_id_ipv4_sni_version_and_community_id():
         assert m["community_id"] == cid
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "mos streams --write-dir names a direction's file by its 4-tuple only and opens it with "
-    "'wb' for each new flow (mos/cli.py _Streams.on_data): when a 4-tuple recurs, here the "
-    "flow idles out after 2 s and is picked up again mid-stream at frame 8, the earlier "
-    "flow's bytes (105 to the server, 1257 to the client) are overwritten on disk while its "
-    "JSON record still reports them"))
 def test_sva_sslv2_write_dir_keeps_every_flow_of_a_recurring_4tuple(tmp_path):
     """`mos streams --midstream --timeout 2 --write-dir` on sslv2-tls-upgrade-01
     reports three flows with the same 4-tuple; every byte a record reports
