@@ -5,6 +5,7 @@ Extensions:
   mos.dualstack._stream  the reassembly buffer on its own (tests, tools)
   mos.dualstack._engine  flow table, endpoint models, events (the hot path)
   mos.ports._afpacket    AF_PACKET port (native/afpacket.c), Linux
+  mos.runtime._loop      the port loop; capture files as ports (native/pcapport.c)
   mos.ports._dpdk_cffi   the DPDK port driver (cffi, native/dpdk/), only when
                          `pkg-config --exists libdpdk` succeeds; without it mos
                          builds anyway and that driver says it is unavailable
@@ -37,6 +38,8 @@ candidates = [
     ext("mos.dualstack._stream", "mos/dualstack/_stream.pyx", [s for s in DUAL if s.endswith("rbuf.c")]),
     ext("mos.dualstack._engine", "mos/dualstack/_engine.pyx", NATIVE + DUAL),
     ext("mos.ports._afpacket", "mos/ports/_afpacket.pyx", ["native/afpacket.c"]),
+    ext("mos.runtime._loop", "mos/runtime/_loop.pyx",
+        ["native/pcapport.c", "native/capture.c", "native/decode.c"]),
 ]
 only = {s.strip() for s in os.environ.get("MOS_BUILD_ONLY", "").split(",") if s.strip()}
 exts = [e for e in candidates if os.path.exists(e.sources[0]) and (not only or e.name in only)]
