@@ -198,7 +198,11 @@ def run_capture(CoreEngine eng, CaptureReader reader, PcapWriter writer=None, pr
     """Feed a capture's frames to the engine, in bursts, at the frames' own
     time.  With ``writer`` the engine is an in-line box whose output port is
     the writer: every frame arrives on port 0 and leaves by the writer
-    (drops, edits and injected frames applied).  ``progress(offset, size)``
+    (drops, edits and injected frames applied).  Each frame is then its own
+    burst: a capture holds the reply to a segment right behind it, where a
+    box in the wire would have forwarded (and maybe edited) the segment
+    before the reply could exist, and handlers judge edits on the flow's
+    state at the end of the burst.  ``progress(offset, size)``
     is called now and then.  Returns the number of frames read; raises
     CaptureError for a corrupt file after processing the frames before the
     fault."""
@@ -222,12 +226,14 @@ def run_capture(CoreEngine eng, CaptureReader reader, PcapWriter writer=None, pr
             n = mos_pcap_reader_rx(h, frames, want)
             if n < 0:
                 break
-            if writer is not None:
-                for k in range(n):
-                    frames[k].iface = 0
-                eng._prx[0] += n
             try:
-                eng._process(frames, n)
+                if writer is None:
+                    eng._process(frames, n)
+                else:
+                    for k in range(n):
+                        frames[k].iface = 0
+                        eng._prx[0] += 1
+                        eng._process(frames + k, 1)
             finally:
                 mos_pcap_reader_rx_done(h)
             done += n
