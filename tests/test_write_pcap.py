@@ -213,3 +213,40 @@ def test_engine_run_write_counts_the_writer_port(tmp_path):
     assert pc == [{"rx": len(frames), "tx": len(frames), "tx_dropped": 0, "dropped": 0,
                    "injected": 0, "split": 0}]
     assert tcp_segments(out) == tcp_segments(cap)
+
+
+def test_settings_pcap_ports_forward_between_capture_files(tmp_path):
+    """`driver: pcap` is a port of the runtime: in-line pairs of captures run
+    at the captures' time, each port writing what leaves by it."""
+    cap, empty = tmp_path / "in.pcap", tmp_path / "empty.pcap"
+    frames = conversation().frames
+    write_pcap(cap, frames)
+    write_pcap(empty, [])
+    conf = tmp_path / "mos.yaml"
+    conf.write_text(textwrap.dedent(f"""\
+        mode: inline
+        ports:
+          - {{name: west, driver: pcap, path: {cap}, options: {{write: {tmp_path}/west.pcap}}}}
+          - {{name: east, driver: pcap, path: {empty}, burst: 4,
+              options: {{write: {tmp_path}/east.pcap}}}}
+        forward: [[west, east]]
+        """))
+    r = run("run", "-c", str(conf), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    import json
+    out = json.loads(r.stdout.splitlines()[-1])
+    assert out["packets"] == len(frames) and out["flows"] == 1
+    assert out["ports"]["west"]["rx"] == len(frames) and out["ports"]["east"]["tx"] == len(frames)
+    assert tcp_segments(tmp_path / "east.pcap") == tcp_segments(cap)
+    assert tcp_segments(tmp_path / "west.pcap") == []
+
+
+def test_settings_pcap_ports_cannot_mix_with_live_ports(tmp_path):
+    cap = tmp_path / "in.pcap"
+    write_pcap(cap, [])
+    conf = tmp_path / "mos.yaml"
+    conf.write_text(f"ports:\n  - {{name: a, driver: pcap, path: {cap}}}\n"
+                    "  - {name: b, driver: afpacket, iface: lo}\nforward: [[a, b]]\n")
+    r = run("run", "-c", str(conf), "--no-progress")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "cannot be mixed with live ports" in r.stderr
