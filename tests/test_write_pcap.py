@@ -250,3 +250,49 @@ def test_settings_pcap_ports_cannot_mix_with_live_ports(tmp_path):
     r = run("run", "-c", str(conf), "--no-progress")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "cannot be mixed with live ports" in r.stderr
+
+
+RESET_APP = textwrap.dedent('''
+    import mos
+    from mos import Event, Side
+
+    def attach(eng):
+        mon = eng.attach(mos.Monitor(name="resetter"))
+
+        @mon.on(Event.PKT_IN, side=Side.CLIENT)
+        def reset(flow, side, event):
+            if flow.packet.payload.startswith(b"HTTP/1.1 200"):
+                flow.reset()
+''')
+
+
+@needs_tshark
+def test_capture_write_holds_injected_resets(tmp_path):
+    """Injected frames (flow.reset(): a RST to each end, RFC 9293 3.10.7.4)
+    go to the writer with the box's time; the packet that triggered them is
+    dropped."""
+    cap, out, app = tmp_path / "in.pcap", tmp_path / "out.pcap", tmp_path / "resetter.py"
+    write_pcap(cap, conversation().frames)
+    app.write_text(RESET_APP)
+    r = run("run", str(cap), "--app", str(app), "--write", str(out), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    segs = tcp_segments(out)
+    assert not any(s[3].startswith(b"HTTP/1.1 200") for s in segs)
+    text = tshark("-r", str(out), "-o", "tcp.check_checksum:TRUE", "-Y", "tcp.flags.reset==1",
+                  "-T", "fields", "-e", "tcp.checksum.status", "-e", "frame.time_epoch",
+                  "-e", "tcp.srcport")
+    rows = [line.split("\t") for line in text.splitlines()]
+    # one towards each end (craft.reset_frames may add a second guess per end)
+    assert {r[2] for r in rows} == {"40000", "80"}
+    assert all(r[0] == "1" and abs(float(r[1]) - 1.008) < 1e-6 for r in rows), rows
+
+
+def test_settings_pcap_port_unknown_option_is_a_clear_error(tmp_path):
+    cap = tmp_path / "in.pcap"
+    write_pcap(cap, [])
+    conf = tmp_path / "mos.yaml"
+    conf.write_text(f"ports:\n  - {{name: a, driver: pcap, path: {cap}, options: {{loop: true}}}}\n"
+                    f"  - {{name: b, driver: pcap, path: {cap}}}\nforward: [[a, b]]\n")
+    r = run("run", "-c", str(conf), "--no-progress")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "ports[a].options: unknown pcap option 'loop' (known: write)" in r.stderr
