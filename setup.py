@@ -14,6 +14,7 @@ Extensions:
   mos.dualstack._stream  the reassembly buffer on its own (tests, tools)
   mos.dualstack._engine  flow table, endpoint models, events (the hot path)
   mos.ports._afpacket    AF_PACKET port, Linux
+  mos.runtime._loop      the port loop and the clock; capture files as ports
   mos.ports._dpdk_cffi   the DPDK port driver (cffi, native/dpdk/), only when
                          `pkg-config --exists libdpdk` succeeds; without it mos
                          builds anyway and that driver says it is unavailable
@@ -86,6 +87,7 @@ candidates = [
     glue("mos.dualstack._stream", "mos/dualstack/_stream.pyx"),
     glue("mos.dualstack._engine", "mos/dualstack/_engine.pyx"),
     glue("mos.ports._afpacket", "mos/ports/_afpacket.pyx"),
+    glue("mos.runtime._loop", "mos/runtime/_loop.pyx"),
 ]
 only = {s.strip() for s in os.environ.get("MOS_BUILD_ONLY", "").split(",") if s.strip()}
 exts = [e for e in candidates if os.path.exists(e.sources[0]) and (not only or e.name in only)]

@@ -2,18 +2,19 @@
 
     mos streams CAPTURE [--overlap first|last] [--midstream] [--checksum verify|ignore|auto]
                         [--write-dir DIR] [--buffer-size N]
-    mos run CAPTURE --app MODULE [--midstream] [--checksum ...] [--no-progress]
+    mos run CAPTURE --app MODULE [--write OUT.pcap] [--midstream] [--checksum ...]
+                                 [--no-progress]
+    mos run -c CONFIG [--app MODULE]
     mos demo
 
 Exit status: 0 on success, 2 for a bad argument, an unreadable or corrupt
-capture (after printing what was read before the fault).
+capture (after printing what was read before the fault), or an output file
+that cannot be written.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import ipaddress
 import json
 import os
@@ -22,7 +23,8 @@ import time
 from typing import Optional
 
 import mos
-from mos.errors import CaptureError, MosError
+from mos.errors import CaptureError, MosError, OutputError
+from mos.runtime.apps import load_app
 
 STREAMS_BUFFER = 8 << 20
 
@@ -150,35 +152,24 @@ def _notes(c: dict, path: Optional[str] = None) -> None:
               file=sys.stderr)
 
 
-def _load_app(spec: str):
-    if spec.endswith(".py") or os.path.sep in spec:
-        if not os.path.exists(spec):
-            raise MosError(f"--app: no such file {spec!r}")
-        name = os.path.splitext(os.path.basename(spec))[0]
-        sp = importlib.util.spec_from_file_location(name, spec)
-        mod = importlib.util.module_from_spec(sp)
-        sp.loader.exec_module(mod)
-        return mod
-    try:
-        return importlib.import_module(spec)
-    except ImportError as exc:
-        raise MosError(f"--app: cannot import {spec!r}: {exc}") from None
-
-
 def cmd_run(args) -> int:
     if getattr(args, "config", None):
         if args.capture:
             print("mos: error: give a CAPTURE or -c CONFIG, not both", file=sys.stderr)
             return 2
-        from mos.inline import run_settings
+        if getattr(args, "write", None):
+            print("mos: error: --write goes with a CAPTURE; in settings a pcap port "
+                  "takes options: {write: OUT.pcap}", file=sys.stderr)
+            return 2
+        from mos.runtime.workers import run_settings
         from mos.settings import load_settings
         settings = load_settings(args.config)
         return run_settings(settings, app_spec=args.app or settings.app,
-                            status=not args.no_progress)
+                            status=not args.no_progress, engine_type=mos.Engine)
     if not args.capture:
         print("mos: error: nothing to run: give a CAPTURE or -c CONFIG", file=sys.stderr)
         return 2
-    app = _load_app(args.app) if args.app else None
+    app = load_app(args.app) if args.app else None
     if app is not None and not hasattr(app, "attach"):
         print(f"mos: error: --app {args.app!r} has no attach(engine) function", file=sys.stderr)
         return 2
@@ -202,8 +193,8 @@ def cmd_run(args) -> int:
     rc = 0
     t0 = time.perf_counter()
     try:
-        stats = eng.run(args.capture, progress=progress)
-    except CaptureError as exc:
+        stats = eng.run(args.capture, progress=progress, write=getattr(args, "write", None))
+    except (CaptureError, OutputError) as exc:
         eng.close()
         stats = None
         rc = 2
@@ -269,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="YAML settings: in-line or passive ports (AF_PACKET, DPDK); runs until "
                         "SIGINT/SIGTERM and prints one JSON line of counters")
     r.add_argument("--app", metavar="MODULE", help="module or .py file with attach(engine) [and finish(engine, stats)]")
+    r.add_argument("--write", metavar="OUT.pcap",
+                   help="run as an in-line box over the capture and write what it forwards "
+                        "(drops, edits and injected frames applied) to OUT.pcap")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--buffer-size", type=int, default=mos.Config().buffer_size,
                    help="receive buffer per side of each flow, bytes")

@@ -22,6 +22,9 @@ from mos.events import tree as _tree
 
 __all__ = ["Engine", "RunStats"]
 
+# Layers: mos.engine is the public facade over the engine (mos.dualstack) and
+# the runtime (mos.runtime) that feeds it; the runtime never imports it.
+
 
 @dataclass
 class RunStats:
@@ -52,15 +55,22 @@ class Engine(CoreEngine):
         self.events_layer = _tree  # UDE trees for per-flow handlers and raised events
 
     def run(self, source: "str | os.PathLike", progress: Optional[Callable] = None,
-            limit: int = -1, close: bool = True) -> RunStats:
+            limit: int = -1, close: bool = True,
+            write: "str | os.PathLike | None" = None) -> RunStats:
         """Process a pcap/pcapng file and return its statistics.
 
         With ``checksum='auto'`` the first 1000 TCP packets of the file are
         checked first: if more than one in ten has a bad checksum (capture
-        on a host with offload) checksums are ignored, else verified."""
+        on a host with offload) checksums are ignored, else verified.
+
+        With ``write`` the engine runs as an in-line box whose output is a
+        pcap file: it holds what the box forwarded, drops, edits and
+        injected frames applied (mos.runtime.capture)."""
+        from mos.runtime.capture import run_capture
+
         before = self.counters()
         t0 = time.perf_counter()
-        self.run_capture(os.fspath(source), progress, limit, close)
+        run_capture(self, source, write, progress, limit, close)
         dt = time.perf_counter() - t0
         c = self.counters()
         return RunStats(packets=c["frames"] - before["frames"], bytes=c["bytes"] - before["bytes"],

@@ -22,3 +22,7 @@ class RegistrationError(MosError, ValueError):
 
 class FlowClosedError(MosError):
     """A Flow object used after its flow ended and its memory was reused."""
+
+
+class OutputError(MosError):
+    """An output file (a pcap writer) cannot be created or written (message names the file)."""

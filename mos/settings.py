@@ -56,14 +56,18 @@ Each item of ``ports`` is a mapping:
 key         default     meaning
 =========== =========== ==========================================================
 name        (required)  unique, ``[A-Za-z0-9_-]+``; used by ``forward``
-driver      (required)  ``pcap`` (read a capture file), ``afpacket`` (a Linux
-                        interface through a TPACKET_V3 ring) or ``dpdk``
+driver      (required)  ``pcap`` (a capture file: rx reads ``path``; in-line
+                        only, all ports pcap, run at the captures' time until
+                        read; ``options: {write: OUT.pcap}`` writes what
+                        leaves by the port), ``afpacket`` (a Linux interface
+                        through a TPACKET_V3 ring) or ``dpdk``
 iface       (none)      afpacket only, required: the interface name (unique)
 port_id     (none)      dpdk only, required: DPDK port number, an integer >= 0
                         (unique); vdevs are numbered in ``eal_args`` order
 path        (none)      pcap only, required: the pcap or pcapng file to read
 rx_ring_mb  ``8``       afpacket only: receive ring size in MiB, 1..1024
-burst       ``64``      packets per receive/transmit call, 1..1024
+burst       ``256``     most frames taken per receive call, 1..1024 (the
+                        loop takes at most 256 at a time)
 options     ``{}``      driver-specific extras (a mapping of names to plain
                         values), passed to the driver, which rejects unknown ones
 =========== =========== ==========================================================
@@ -155,7 +159,7 @@ class PortSpec:
     port_id: int | None = None
     path: str | None = None
     rx_ring_mb: int = 8
-    burst: int = 64
+    burst: int = 256
     options: dict = field(default_factory=dict)
 
 

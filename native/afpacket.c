@@ -53,18 +53,6 @@ void mos_afp_config_default(mos_afp_config_t *cfg)
     cfg->fanout_defrag = 1;
 }
 
-mos_afp_t *mos_afp_open(const char *iface, int fanout_group, unsigned ring_bytes, int poll_ms,
-                        char *err, size_t errlen)
-{
-    mos_afp_config_t cfg;
-    mos_afp_config_default(&cfg);
-    cfg.fanout_group = fanout_group;
-    if (ring_bytes)
-        cfg.ring_bytes = ring_bytes;
-    cfg.poll_ms = poll_ms;
-    return mos_afp_open_cfg(iface, &cfg, err, errlen);
-}
-
 #ifdef __linux__
 
 struct mos_afp {

@@ -22,7 +22,7 @@
  * per burst).  Frames that do not fit (ring full, larger than MTU + 18) are
  * counted in tx_dropped and not queued.
  *
- * Linux only: elsewhere mos_afp_open fails with a message.
+ * Linux only: elsewhere mos_afp_open_cfg fails with a message.
  */
 #ifndef MOS_AFPACKET_H
 #define MOS_AFPACKET_H
@@ -73,9 +73,6 @@ void mos_afp_config_default(mos_afp_config_t *cfg);
  * CAP_NET_RAW (run as root)". */
 mos_afp_t *mos_afp_open_cfg(const char *iface, const mos_afp_config_t *cfg, char *err,
                             size_t errlen);
-/* The same with defaults for everything else; fanout_group < 0 for none. */
-mos_afp_t *mos_afp_open(const char *iface, int fanout_group, unsigned ring_bytes, int poll_ms,
-                        char *err, size_t errlen);
 void mos_afp_close(mos_afp_t *h);
 
 /* port.h functions; h is a mos_afp_t *. */

@@ -145,6 +145,12 @@ void mos_defrag_expire(mos_defrag_t *d, uint64_t now_ns)
     }
 }
 
+uint64_t mos_defrag_deadline(const mos_defrag_t *d)
+{
+    if (!d->timeout || !d->oldest) return UINT64_MAX;
+    return d->oldest->first_ns + d->timeout;
+}
+
 const mos_defrag_stats_t *mos_defrag_stats(const mos_defrag_t *d) { return &d->st; }
 
 /* Make room for `need` more bytes by dropping the oldest datagrams other than

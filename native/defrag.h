@@ -39,6 +39,8 @@ void mos_defrag_release(mos_defrag_t *d);
 
 /* Drop incomplete datagrams older than the timeout. */
 void mos_defrag_expire(mos_defrag_t *d, uint64_t now_ns);
+/* When the oldest incomplete datagram times out (UINT64_MAX: none, or no timeout). */
+uint64_t mos_defrag_deadline(const mos_defrag_t *d);
 
 const mos_defrag_stats_t *mos_defrag_stats(const mos_defrag_t *d);
 

@@ -1,17 +1,21 @@
 /* port.h: the C calling convention every packet port follows (AF_PACKET,
- * DPDK, pcap), so the engine's forwarding loop drives any of them through
- * three function pointers and an opaque handle.
+ * DPDK, capture files: pcapport.h), so the runtime's port loop
+ * (mos/runtime/_loop.pyx) drives any of them through three function
+ * pointers and an opaque handle.
  *
  *   rx:      fill frames[0..max) with received frames; returns the count
  *            (0 when nothing is waiting; never blocks longer than the
- *            port's configured poll timeout).  Frame memory stays valid
- *            until rx_done.
+ *            port's configured poll timeout), or -1 once the port has ended
+ *            for good (a capture file read to its end).  Frame memory stays
+ *            valid until rx_done.
  *   rx_done: give the memory of the last rx back (ring blocks, mbufs).
  *   tx:      send copies of frames[0..n); returns how many were queued.
  *            Frames not queued are the caller's to count as dropped.
  *
  * Python objects hand these over as integers (addresses): a port class
- * has a method c_port() -> (handle, rx, rx_done, tx).
+ * has a method c_port() -> (handle, rx, rx_done, tx), or a fifth item, the
+ * handle tx takes when it is not rx's (a capture read from one file and
+ * written to another).
  */
 #ifndef MOS_PORT_H
 #define MOS_PORT_H

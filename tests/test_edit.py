@@ -490,7 +490,7 @@ def test_header_edits_that_break_the_header_are_refused():
 
 
 def test_path_mtu_is_the_smallest_port_mtu():
-    from mos.inline import _path_mtu
+    from mos.runtime.ports import path_mtu as _path_mtu
 
     class P:
         def __init__(self, mtu):

@@ -1,13 +1,14 @@
 # The typed interface of mos.dualstack._engine (uvloop's loop.pxd manner):
 # every view and every link of CoreEngine with its C-level fields and
-# methods, so other compiled modules (the runtime's port loop) can cimport
-# them.  The bodies live in _engine.pyx and the .pxi files it includes.
+# methods, so other compiled modules (the runtime's port loop,
+# mos/runtime/_loop.pyx) can cimport them.  The bodies live in _engine.pyx
+# and the .pxi files it includes.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from mos._cnative cimport mos_frame_t, mos_pkt_t
 from mos.dualstack._cengine cimport *
 
 cdef enum:
-    MAXPORTS = 16   # in-line ports one engine forwards between
+    MAXPORTS = 16   # ports of one engine (in-line pairs, a pcap writer)
 
 
 cdef class CoreEngine
@@ -75,6 +76,8 @@ cdef class _EngineState:
     cdef bint _checksum_decided
     cdef public uint64_t handler_calls
 
+    cdef void _decide_checksum(self, int verify)
+
 
 cdef class _Dispatch(_EngineState):
     cdef readonly list monitors
@@ -105,6 +108,7 @@ cdef class _Timers(_Dispatch):
     cdef bint _started              # deadlines count from the first packet's time
 
     cdef uint64_t _next_deadline(self)
+    cdef uint64_t _deadline(self)
     cdef int _fire_timers(self, uint64_t now) except -1
     cdef _start(self, uint64_t t0)
 
@@ -114,12 +118,12 @@ cdef class _Output(_Timers):
     cdef list _injected             # (iface, bytes) to send after this sub-burst
     cdef public bint collect        # keep outputs for take_output() (sans-I/O in-line use)
     cdef list _output
-    # in-line ports: C function pointers and per-port counters
     cdef int nports
     cdef int _nports_seen
+    # output ports the runtime attached (_attach_ports): where forwarded and
+    # injected frames go, through native/port.h tx functions (_prx is
+    # counted by the runtime's loop)
     cdef void *_handle[MAXPORTS]
-    cdef mos_rx_fn _rx[MAXPORTS]
-    cdef mos_rx_done_fn _rxdone[MAXPORTS]
     cdef mos_tx_fn _tx[MAXPORTS]
     cdef int _peer[MAXPORTS]
     cdef uint64_t _prx[MAXPORTS]
@@ -134,6 +138,8 @@ cdef class _Output(_Timers):
     cdef bint _forwards(self, int iface)
     cdef object _edited(self, int k, bytes data)
     cdef int _forward(self, const mos_frame_t *frames, int c, uint8_t *verdict) except -1
+    cdef int _attach_ports(self, int n) except -1
+    cdef void _detach_ports(self)
 
 
 cdef class CoreEngine(_Output):

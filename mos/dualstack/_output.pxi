@@ -137,6 +137,7 @@ cdef class _Output(_Timers):
             slot.data = <const uint8_t *>PyBytes_AS_STRING(data)
             slot.caplen = slot.wirelen = len(data)
             slot.linktype = 1
+            slot.ts_ns = mos_engine_now(self.e)  # a pcap writer stamps it with the box's time
             counts[o] += 1
             self._pinj[o] += 1
         for o in range(self.nports):
@@ -196,3 +197,19 @@ cdef class _Output(_Timers):
         out = self._output
         self._output = []
         return out
+
+    cdef int _attach_ports(self, int n) except -1:
+        """The runtime attached n ports (their tx in _handle/_tx, peers set):
+        frames are forwarded from now on."""
+        if n <= 0 or n > MAXPORTS:
+            raise ValueError(f"need 1..{MAXPORTS} ports, got {n}")
+        if self._txbuf == NULL:
+            self._txbuf = <mos_frame_t *>malloc(MAXPORTS * TXCAP * sizeof(mos_frame_t))
+            if self._txbuf == NULL:
+                raise MemoryError()
+        self._nports_seen = n
+        self.nports = n
+        return 0
+
+    cdef void _detach_ports(self):
+        self.nports = 0

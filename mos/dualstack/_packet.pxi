@@ -185,8 +185,8 @@ cdef class Packet:
         MTU (``engine.mtu``, 1500) or the receiver's MSS leaves in several.
         Offsets are in this packet's payload as received; the monitor's
         streams and numbers stay the sender's.  Where nothing is forwarded
-        (a capture file, passive ports) a payload edit does nothing, as
-        drop() does.
+        (passive ports, a capture file without ``--write``) a payload edit
+        does nothing, as drop() does.
 
         In a header, this packet alone changes: the TCP data offset, the
         IPv4 header length and the IP length fields follow (a TCP or IPv4

@@ -67,3 +67,12 @@ cdef class _EngineState:
                        "overlaps": d.overlaps, "invalid": d.invalid},
         }
         return out
+
+    cdef void _decide_checksum(self, int verify):
+        """The runtime's checksum decision for checksum='auto', taken on a
+        capture's first packets before any is processed (-1: no decision)."""
+        if self.config.checksum == "auto" and not self._checksum_decided:
+            if verify >= 0:
+                mos_engine_set_checksum(self.e, MOS_CSUM_VERIFY if verify else MOS_CSUM_IGNORE)
+                self.checksum_mode = "verify" if verify else "ignore"
+            self._checksum_decided = True

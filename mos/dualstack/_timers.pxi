@@ -46,6 +46,21 @@ cdef class _Timers(_Dispatch):
         heapq.heappush(self._timers, t)
         return t
 
+    cdef uint64_t _deadline(self):
+        """Earliest of the next user timer, flow idle timeout and IP fragment
+        timeout (nanoseconds; all ones when nothing is pending)."""
+        cdef uint64_t t = self._next_deadline(), d = mos_engine_next_deadline(self.e)
+        if not self._started:
+            return 0 if t != _NO_DEADLINE else d  # timers count from the first packet
+        return t if t < d else d
+
+    def next_deadline(self):
+        """When ``advance`` next has work (seconds, capture or wall time: a
+        timer, a flow's idle timeout or an IP fragment's), or None: the
+        runtime calls it then instead of on a fixed tick (smoltcp's poll_at)."""
+        cdef uint64_t d = self._deadline()
+        return None if d == _NO_DEADLINE else d / 1e9
+
     cdef uint64_t _next_deadline(self):
         cdef Timer t
         while self._timers:

@@ -940,29 +940,6 @@ int mos_flow_set_interest(mos_engine_t *e, mos_flow_t *f, const mos_interest_t *
 }
 void mos_engine_set_checksum(mos_engine_t *e, int mode) { e->cfg.checksum = (uint8_t)mode; }
 
-int mos_capture_checksum_verdict(const char *path, uint32_t sample)
-{
-    char err[256];
-    mos_capture_t *c = mos_capture_open(path, err, sizeof err);
-    if (!c) return -1;
-    mos_frame_t fr[64];
-    mos_pkt_t p;
-    uint32_t seen = 0, bad = 0;
-    int n;
-    while (seen < sample && (n = mos_capture_next(c, fr, 64, err, sizeof err)) > 0) {
-        for (int i = 0; i < n && seen < sample; i++) {
-            if (mos_decode(fr[i].linktype, fr[i].data, fr[i].caplen, &p) != MOS_DEC_TCP) continue;
-            int ok4 = p.ipver == 4 ? mos_ipv4_csum_ok(&p) : 1;
-            int okt = mos_tcp_csum_ok(&p);
-            if (okt < 0) continue; /* snapped: cannot tell */
-            seen++;
-            bad += (ok4 == 0 || okt == 0);
-        }
-    }
-    mos_capture_close(c);
-    return bad * 10 > seen ? MOS_CSUM_IGNORE : MOS_CSUM_VERIFY;
-}
-
 int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int n, uint64_t stop_ts)
 {
     mos_defrag_release(e->defrag);
@@ -1028,6 +1005,18 @@ void mos_engine_advance(mos_engine_t *e, uint64_t now_ns)
     if (now_ns > e->now) e->now = now_ns;
     expire(e, e->now);
     mos_defrag_expire(e->defrag, e->now);
+}
+
+uint64_t mos_engine_next_deadline(const mos_engine_t *e)
+{
+    uint64_t d = mos_defrag_deadline(e->defrag);
+    /* expire() ends the head once lru_ts + timeout < now (it may only refresh
+     * a head whose lru_ts lags its last_ts; the next head then follows) */
+    if (e->lru_head != MOS_NIL) {
+        uint64_t t = slot_ptr(e, e->lru_head)->lru_ts + e->cfg.tcp_timeout_ns + 1;
+        if (t < d) d = t;
+    }
+    return d;
 }
 
 void mos_engine_end_all(mos_engine_t *e, int reason)

@@ -158,8 +158,8 @@ typedef struct mos_event {
 /* checksum policy; AUTO accepts and counts the first MOS_CSUM_SAMPLE TCP
  * packets, then verifies from there on unless more than 1 in 10 of them
  * failed (offloaded checksums: Suricata's checksum-validation auto idea).
- * On a capture file the decision is taken ahead on its first packets
- * (mos_capture_checksum_verdict), so no packet is accepted unchecked. */
+ * On a capture file the runtime takes the decision ahead on its first
+ * packets (mos_pcap_checksum_verdict), so no packet is accepted unchecked. */
 enum { MOS_CSUM_IGNORE = 0, MOS_CSUM_VERIFY = 1, MOS_CSUM_AUTO = 2 };
 #define MOS_CSUM_SAMPLE 1000
 
@@ -209,11 +209,6 @@ void mos_engine_set_interest(mos_engine_t *e, const mos_interest_t *m);
 int mos_flow_set_interest(mos_engine_t *e, mos_flow_t *f, const mos_interest_t *m);
 void mos_engine_set_checksum(mos_engine_t *e, int mode);
 
-/* The checksum AUTO decision taken ahead on a capture file: IGNORE if more
- * than 1 in 10 of its first `sample` TCP packets fail, else VERIFY; -1 if
- * the file cannot be opened. */
-int mos_capture_checksum_verdict(const char *path, uint32_t sample);
-
 /* Process frames[0..n) whose timestamp is <= stop_ts; stops before the
  * first later frame.  Returns how many frames were consumed.  Events land in
  * mos_engine_events(); decoded packets of this call stay readable through
@@ -222,6 +217,11 @@ int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int n, uint64
 
 /* Advance time with no packet: expire idle flows (TIMEOUT, CONN_END). */
 void mos_engine_advance(mos_engine_t *e, uint64_t now_ns);
+
+/* The earliest time at which mos_engine_advance has work: the least recently
+ * active flow's idle timeout, or the oldest IP fragment's (UINT64_MAX: none).
+ * The runtime calls advance then instead of on a fixed tick. */
+uint64_t mos_engine_next_deadline(const mos_engine_t *e);
 
 /* End every live flow (reason MOS_END_SHUTDOWN), e.g. at the end of a capture. */
 void mos_engine_end_all(mos_engine_t *e, int reason);

@@ -1,7 +1,9 @@
 """Packet ports: where frames enter and leave mos.
 
 Every port follows native/port.h: ``c_port() -> (handle, rx, rx_done, tx)``,
-addresses the engine's forwarding loop calls without Python in between.
+addresses the runtime's port loop (mos.runtime._loop) calls without Python
+in between.  Capture files are ports too: mos.runtime._loop.CaptureReader
+and PcapWriter (native/pcapport.c).
 Drivers are imported from their own modules (``mos.ports.dpdk``) so that a
 missing optional library never breaks ``import mos``.
 

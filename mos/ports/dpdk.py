@@ -59,7 +59,7 @@ except ImportError as e:  # built, but libdpdk's shared libraries are gone
 else:
     _why_unavailable = ""
 
-__all__ = ["UNAVAILABLE", "DpdkPort", "available", "cleanup", "eal_args_for_queues", "forward",
+__all__ = ["UNAVAILABLE", "DpdkPort", "available", "cleanup", "eal_args_for_queues",
            "pin_worker"]
 
 _ERRLEN = 512
@@ -390,11 +390,6 @@ class DpdkPort:
 
     def __repr__(self) -> str:
         return f"DpdkPort({self.port_id}{', closed' if self._h is None else ''})"
-
-
-def forward(src: DpdkPort, dst: DpdkPort) -> int:
-    """Zero copy: one rx burst (up to 64) from src sent on dst; returns frames received."""
-    return lib.mos_dpdk_forward(src._handle(), dst._handle())
 
 
 _C_FUNCS: tuple[int, int, int] = (

@@ -1,10 +1,13 @@
-"""Running mos on live ports from a settings file (`mos run -c CONFIG`).
+"""Running mos on ports from a settings file (`mos run -c CONFIG`).
 
 One engine per worker process.  Each worker opens every port of the
 settings itself; with several workers the AF_PACKET ports join one fanout
 group whose kernel hash is symmetric, so both directions of a flow land on
 the same worker (DESIGN 1, rule 3).  A worker forwards until SIGINT or
 SIGTERM, then reports its counters; the parent sums them into one JSON line.
+
+Capture ports (driver pcap) run in this process, at the captures' own time,
+until every capture has been read.
 
 DPDK runs in one process (one EAL) with a worker thread per rx/tx queue pair
 of each port; symmetric RSS, or the shim's software steering on a device
@@ -18,47 +21,14 @@ import multiprocessing as mp
 import os
 import signal
 import sys
-from typing import Optional
 
-import mos
-from mos.errors import ConfigError
+from mos.dualstack._engine import CoreEngine
+from mos.errors import ConfigError, MosError
+from mos.runtime._loop import run_ports
+from mos.runtime.apps import load_app
+from mos.runtime.ports import open_port, path_mtu
 
-__all__ = ["run_settings", "open_port"]
-
-
-def open_port(spec, settings, fanout_group: Optional[int]):
-    """The port object for one `ports:` entry."""
-    if spec.driver == "afpacket":
-        from mos.ports._afpacket import AfPacketPort
-        opts = dict(spec.options or {})
-        unknown = set(opts) - {"rx_ring", "tx", "retire_ms", "block_bytes", "poll_ms"}
-        if unknown:
-            raise ConfigError(f"ports[{spec.name}].options: unknown afpacket option "
-                              f"{sorted(unknown)[0]!r}")
-        # in-line: per-frame TPACKET_V2 slots by default, since a V3 block
-        # reaches user space only when full or after its 1 ms retire timer,
-        # which adds up to 1 ms per hop to every round trip (measured in
-        # bench/bench_inline.py); passive taps keep V3's batching.
-        # In-line, a reassembled datagram could not be sent on: no fanout
-        # defrag; a passive tap must also see what the host sends.
-        opts.setdefault("rx_ring", "v2" if settings.mode == "inline" else "v3")
-        return AfPacketPort(spec.iface, fanout_group=fanout_group,
-                            ring_bytes=spec.rx_ring_mb << 20,
-                            fanout_defrag=settings.mode != "inline",
-                            see_outgoing=settings.mode == "passive", **opts)
-    if spec.driver == "dpdk":
-        from mos.ports.dpdk import DpdkPort
-        return DpdkPort(spec.port_id, _eal_args(settings), queues=settings.workers)
-    raise ConfigError(f"ports: driver {spec.driver!r} cannot be used in-line")
-
-
-def _eal_args(settings) -> list[str]:
-    """The EAL arguments as configured, with qpairs=WORKERS added to each
-    net_af_packet vdev that names none: a device needs one rx/tx queue pair
-    per worker (flows kept whole by symmetric RSS or software steering: see
-    native/dpdk_shim.h)."""
-    from mos.ports.dpdk import eal_args_for_queues
-    return eal_args_for_queues(settings.dpdk.eal_args, settings.workers)
+__all__ = ["run_settings"]
 
 
 # Empty polls of the rings before an AF_PACKET worker blocks in poll(2)
@@ -66,14 +36,6 @@ def _eal_args(settings) -> list[str]:
 # scheduler.  Measured with bench_inline (ab, 2 x 3 rounds): req/s over
 # testpmd's 0.88 / 0.93 blocking at once, 1.04 / 0.98 with 300.
 AFPACKET_SPIN = 300
-
-
-def _path_mtu(ports) -> int:
-    """The smallest MTU of the ports (AF_PACKET: the interface's; DPDK: the
-    device's), 1500 when none can tell: segments an edit grows are cut to
-    fit it."""
-    mtus = [getattr(p, "mtu", None) for p in ports]
-    return min([m for m in mtus if isinstance(m, int) and 576 <= m <= 65535] or [1500])
 
 
 def _peers(settings) -> list[int]:
@@ -87,14 +49,15 @@ def _peers(settings) -> list[int]:
 
 
 def _load_app(spec):
-    if not spec:
-        return None
-    from mos.cli import _load_app
-    return _load_app(spec)
+    return load_app(spec) if spec else None
+
+
+def _bursts(settings) -> list[int]:
+    return [p.burst for p in settings.ports]
 
 
 def _worker(settings, app_spec, fanout_group, result_q, status: bool, ready_q=None,
-            index: int = 0, turn=None):
+            index: int = 0, turn=None, engine_type=CoreEngine):
     stop = [False]
 
     def on_signal(signum, frame):
@@ -120,8 +83,8 @@ def _worker(settings, app_spec, fanout_group, result_q, status: bool, ready_q=No
                 with turn:
                     turn.value = index + 1
                     turn.notify_all()
-        eng = mos.Engine(settings.engine_config())
-        eng.mtu = _path_mtu(ports)
+        eng = engine_type(settings.engine_config())
+        eng.mtu = path_mtu(ports)
         app = _load_app(app_spec)
         if app is not None:
             app.attach(eng)
@@ -133,10 +96,10 @@ def _worker(settings, app_spec, fanout_group, result_q, status: bool, ready_q=No
             if hasattr(p, "fileno"):  # wait on all sockets at once when idle
                 p.poll_ms = 0
                 fds.append(p.fileno())
-        counters = eng.run_ports([p.c_port() for p in ports], _peers(settings),
-                                 lambda: stop[0], status=show,
-                                 fds=fds if len(fds) == len(ports) else None,
-                                 idle_spin=AFPACKET_SPIN)
+        counters = run_ports(eng, [p.c_port() for p in ports], _peers(settings),
+                             lambda: stop[0], status=show,
+                             fds=fds if len(fds) == len(ports) else None,
+                             idle_spin=AFPACKET_SPIN, bursts=_bursts(settings))
         result_q.put(_finish(eng, app, settings, counters, [p.stats() for p in ports]))
     except Exception as exc:  # reported by the parent as one line
         result_q.put({"error": f"{type(exc).__name__}: {exc}"})
@@ -183,18 +146,19 @@ def _status_printer(settings):
     return show
 
 
-def _thread_worker(settings, app, ports, queue, stop, results, errors, status):
+def _thread_worker(settings, app, ports, queue, stop, results, errors, status,
+                   engine_type=CoreEngine):
     try:
         from mos.ports.dpdk import pin_worker
         pin_worker(queue, settings.workers)  # else every worker shares the EAL's main lcore
-        eng = mos.Engine(settings.engine_config())
-        eng.mtu = _path_mtu(ports)
+        eng = engine_type(settings.engine_config())
+        eng.mtu = path_mtu(ports)
         if app is not None:
             app.attach(eng)
         show = _status_printer(settings) if status else None
-        counters = eng.run_ports([p.c_port(queue) for p in ports], _peers(settings),
-                                 lambda: stop[0], status=show,
-                                 idle_sleep_us=settings.dpdk.idle_sleep)
+        counters = run_ports(eng, [p.c_port(queue) for p in ports], _peers(settings),
+                             lambda: stop[0], status=show,
+                             idle_sleep_us=settings.dpdk.idle_sleep, bursts=_bursts(settings))
         results.append(_finish(eng, app, settings, counters,
                                [p.queue_stats(queue) for p in ports]))
     except Exception as exc:
@@ -202,7 +166,7 @@ def _thread_worker(settings, app, ports, queue, stop, results, errors, status):
         stop[0] = True
 
 
-def _run_threads(settings, app_spec, status, ready) -> int:
+def _run_threads(settings, app_spec, status, ready, engine_type) -> int:
     import threading
     stop = [False]
 
@@ -221,7 +185,7 @@ def _run_threads(settings, app_spec, status, ready) -> int:
             return 2
         threads = [threading.Thread(target=_thread_worker, daemon=True,
                                     args=(settings, app, ports, q, stop, results, errors,
-                                          status and q == 0))
+                                          status and q == 0, engine_type))
                    for q in range(settings.workers)]
         for t in threads:
             t.start()
@@ -305,21 +269,67 @@ class _Turn:
         self._c.notify_all()
 
 
-def run_settings(settings, app_spec=None, status=True, ready=None) -> int:
-    """Run until SIGINT/SIGTERM; print one JSON line of final counters."""
-    if settings.mode == "passive" and all(p.driver == "pcap" for p in settings.ports):
-        raise ConfigError("a passive run over capture files is `mos run CAPTURE`")
-    if any(p.driver == "dpdk" for p in settings.ports):
+def _run_captures(settings, app_spec, status, ready, engine_type) -> int:
+    """In-line over capture ports: one engine in this process, at the
+    captures' time; ends when every capture has been read (or on SIGINT)."""
+    stop = [False]
+
+    def on_signal(signum, frame):
+        stop[0] = True
+
+    old = (signal.signal(signal.SIGINT, on_signal), signal.signal(signal.SIGTERM, on_signal))
+    ports, results, errors = [], [], []
+    try:
+        try:
+            for spec in settings.ports:
+                ports.append(open_port(spec, settings, None))
+            app = _load_app(app_spec)
+            eng = engine_type(settings.engine_config())
+            if app is not None:
+                app.attach(eng)
+            if ready is not None:
+                ready()
+            counters = run_ports(eng, [p.c_port() for p in ports], _peers(settings),
+                                 lambda: stop[0], wall_time=False, bursts=_bursts(settings))
+            results.append(_finish(eng, app, settings, counters, [p.stats() for p in ports]))
+            errors += [e for e in (p.error() for p in ports) if e]
+        except MosError as exc:
+            errors.append(str(exc))
+    finally:
+        signal.signal(signal.SIGINT, old[0])
+        signal.signal(signal.SIGTERM, old[1])
+        for p in ports:
+            try:
+                p.close()
+            except MosError as exc:  # a failed write
+                errors.append(str(exc))
+    return _report(results, errors, status)
+
+
+def run_settings(settings, app_spec=None, status=True, ready=None,
+                 engine_type=CoreEngine) -> int:
+    """Run until SIGINT/SIGTERM (or, over capture ports, until they are
+    read); print one JSON line of final counters.  ``engine_type`` builds
+    each worker's engine from a mos.Config (mos.Engine for the CLI)."""
+    drivers = {p.driver for p in settings.ports}
+    if "pcap" in drivers:
+        if settings.mode == "passive":
+            raise ConfigError("a passive run over capture files is `mos run CAPTURE`")
+        if drivers != {"pcap"}:
+            raise ConfigError("ports: capture (pcap) ports cannot be mixed with live ports: "
+                              "a capture's time is its frames', not the wall clock")
+        return _run_captures(settings, app_spec, status, ready, engine_type)
+    if "dpdk" in drivers:
         # one process (one EAL); a worker thread per queue pair, each with its
         # own engine: the compiled core runs without the GIL
-        return _run_threads(settings, app_spec, status, ready)
+        return _run_threads(settings, app_spec, status, ready, engine_type)
     ctx = mp.get_context("fork")
     q = ctx.Queue()
     ready_q = ctx.Queue()
     group = (os.getpid() & 0xFFFF) if settings.workers > 1 else None
     turn = _Turn(ctx)
     procs = [ctx.Process(target=_worker, args=(settings, app_spec, group, q, status and i == 0,
-                                                ready_q, i, turn), daemon=True)
+                                                ready_q, i, turn, engine_type), daemon=True)
              for i in range(settings.workers)]
     stop = [False]
 
