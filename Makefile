@@ -8,7 +8,7 @@ APT_PKGS := tshark tcpflow tcpdump iproute2 ethtool curl iputils-ping dpdk dpdk-
 # only the forwarding benchmark uses these
 BENCH_PKGS := apache2-utils lighttpd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SOURCES := $(wildcard native/*.[ch] mos/*.pyx mos/*.pxd mos/dualstack/*.[ch] mos/dualstack/*.pyx mos/dualstack/*.pxd)
+SOURCES := $(wildcard native/*.[ch] mos/*.pyx mos/*.pxd mos/dualstack/*.[ch] mos/dualstack/*.pyx mos/dualstack/*.pxd mos/tcp/*.[ch] mos/tcp/*.pyx mos/tcp/*.pxd)
 
 .PHONY: demo test setup system-deps build bench lint format clean
 
@@ -31,7 +31,7 @@ $(VENV)/.installed: pyproject.toml setup.py
 # compile the per-packet core in place (fast when nothing changed)
 build: $(VENV)/.installed
 	$(BIN)/python setup.py -q build_ext --inplace
-	@$(BIN)/python -c "import mos.dualstack._engine, mos._native, mos.dualstack._stream"
+	@$(BIN)/python -c "import mos.dualstack._engine, mos._native, mos.tcp._stream, mos.tcp._tcp"
 
 system-deps:
 	@if command -v apt-get >/dev/null 2>&1; then \
@@ -55,4 +55,4 @@ format:
 	$(BIN)/python -m ruff format mos tests bench middleboxes
 
 clean:
-	rm -rf build $(VENV) mos/*.so mos/dualstack/*.so mos/ports/*.so mos/_native.c mos/dualstack/_engine.c mos/dualstack/_stream.c
+	rm -rf build $(VENV) mos/*.so mos/dualstack/*.so mos/tcp/*.so mos/ports/*.so mos/_native.c mos/dualstack/_engine.c mos/tcp/_stream.c mos/tcp/_tcp.c

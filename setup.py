@@ -2,7 +2,8 @@
 
 Extensions:
   mos._native            capture reader and packet decoder (native/*.c)
-  mos.dualstack._stream  the reassembly buffer on its own (tests, tools)
+  mos.tcp._stream        the reassembly buffer on its own (tests, tools)
+  mos.tcp._tcp           the TCP endpoint module on its own (per-state tests)
   mos.dualstack._engine  flow table, endpoint models, events (the hot path)
   mos.ports._afpacket    AF_PACKET port (native/afpacket.c), Linux
   mos.ports._dpdk_cffi   the DPDK port driver (cffi, native/dpdk/), only when
@@ -21,11 +22,15 @@ from setuptools import Extension, setup
 
 NATIVE = sorted(s for s in glob("native/*.c") if not os.path.basename(s).startswith("_"))
 DUAL = sorted(s for s in glob("mos/dualstack/*.c") if not os.path.basename(s).startswith("_"))
+# the TCP module (mos/tcp): sequence arithmetic, options, endpoint, buffers
+TCP = sorted(s for s in glob("mos/tcp/*.c") if not os.path.basename(s).startswith("_"))
+# the decoder parses TCP options with mos/tcp/options.c
+NATIVE_TCP = NATIVE + ["mos/tcp/options.c"]
 # -fvisibility=hidden: calls between our C files go direct, not through the PLT
 # (Cython marks the module init function visible itself)
 CFLAGS = ["-O3", "-std=gnu11", "-fno-strict-aliasing", "-fvisibility=hidden", "-Wall",
           "-Wno-unused-function"]
-INC = ["native", "mos/dualstack"]
+INC = ["native", "mos/tcp", "mos/dualstack"]
 
 
 def ext(name, pyx, sources):
@@ -33,9 +38,11 @@ def ext(name, pyx, sources):
 
 
 candidates = [
-    ext("mos._native", "mos/_native.pyx", NATIVE),
-    ext("mos.dualstack._stream", "mos/dualstack/_stream.pyx", [s for s in DUAL if s.endswith("rbuf.c")]),
-    ext("mos.dualstack._engine", "mos/dualstack/_engine.pyx", NATIVE + DUAL),
+    ext("mos._native", "mos/_native.pyx", NATIVE_TCP),
+    ext("mos.tcp._stream", "mos/tcp/_stream.pyx", ["mos/tcp/rbuf.c"]),
+    # rewrite.c edits whole frames (native/decode.c): not needed to test endpoints
+    ext("mos.tcp._tcp", "mos/tcp/_tcp.pyx", [s for s in TCP if not s.endswith("rewrite.c")]),
+    ext("mos.dualstack._engine", "mos/dualstack/_engine.pyx", NATIVE + TCP + DUAL),
     ext("mos.ports._afpacket", "mos/ports/_afpacket.pyx", ["native/afpacket.c"]),
 ]
 only = {s.strip() for s in os.environ.get("MOS_BUILD_ONLY", "").split(",") if s.strip()}

@@ -1,7 +1,7 @@
 # Declarations of engine.h for Cython: `from mos.dualstack._cengine cimport *`.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from mos._cnative cimport mos_frame_t, mos_pkt_t, mos_defrag_stats_t, mos_sha256_t
-from mos.dualstack._rbuf cimport mos_rbuf_t
+from mos.tcp._rbuf cimport mos_rbuf_t
 
 cdef extern from "engine.h" nogil:
     enum:
