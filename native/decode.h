@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "options.h" /* mos/tcp: mos_tcp_opts_t, MOS_OPT_* */
+#include "options.h" /* mos/tcp: MOS_TH_*, MOS_OPT_*, mos_tcp_opts_t */
 
 enum mos_decode_result {
     MOS_DEC_TCP = 0,          /* a complete TCP header: all TCP fields valid */
@@ -18,10 +18,6 @@ enum mos_decode_result {
     MOS_DEC_MALFORMED = -2,   /* impossible lengths or fields (bad IHL, data offset < 5, ...) */
     MOS_DEC_UNSUPPORTED = -3, /* link type or encapsulation we do not decode */
 };
-
-/* TCP header flags */
-enum { MOS_TH_FIN = 0x01, MOS_TH_SYN = 0x02, MOS_TH_RST = 0x04, MOS_TH_PUSH = 0x08,
-       MOS_TH_ACK = 0x10, MOS_TH_URG = 0x20, MOS_TH_ECE = 0x40, MOS_TH_CWR = 0x80 };
 
 typedef struct mos_pkt {
     /* layer 2 */

@@ -90,7 +90,7 @@ cdef extern from "engine.h" nogil:
         uint64_t ended[7]
         uint64_t errors[9]
         uint64_t events, rexmit, payload_bytes, ooo_segments, snapped
-        uint64_t rewritten, rewrite_failed, split
+        uint64_t rewritten, rewrite_failed, split, nomem
 
     ctypedef struct mos_engine_t:
         pass

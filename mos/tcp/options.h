@@ -1,4 +1,4 @@
-/* options.h: TCP options, parsed and written (RFC 9293 3.1-3.2, RFC 7323
+/* options.h: TCP header flags; TCP options, parsed and written (RFC 9293 3.1-3.2, RFC 7323
  * window scale and timestamps, RFC 2018 SACK).
  *
  * One representation, mos_tcp_opts_t, for both directions: the decoder
@@ -9,6 +9,10 @@
 #define MOS_TCP_OPTIONS_H
 #include <stdint.h>
 #include <string.h>
+
+/* TCP header flags (RFC 9293 3.1), as in the header byte */
+enum { MOS_TH_FIN = 0x01, MOS_TH_SYN = 0x02, MOS_TH_RST = 0x04, MOS_TH_PUSH = 0x08,
+       MOS_TH_ACK = 0x10, MOS_TH_URG = 0x20, MOS_TH_ECE = 0x40, MOS_TH_CWR = 0x80 };
 
 /* bits of mos_tcp_opts_t.opts: which options are present */
 enum { MOS_OPT_MSS = 1, MOS_OPT_WSCALE = 2, MOS_OPT_SACKOK = 4, MOS_OPT_TS = 8, MOS_OPT_SACK = 16,
