@@ -142,10 +142,12 @@ enum {
 
 #define MOS_TCP_MAX_TRANS 3
 
+typedef struct mos_tcp_trans { uint8_t from, to; } mos_tcp_trans_t;
+
 /* What one call did.  Fields past `hint` are valid only when said so. */
 typedef struct mos_tcp_eff {
     uint8_t ntrans;                /* state transitions, in order */
-    struct { uint8_t from, to; } trans[MOS_TCP_MAX_TRANS];
+    mos_tcp_trans_t trans[MOS_TCP_MAX_TRANS];
     uint8_t rexmit;                /* sent: repeats sequence space already sent */
     uint8_t rst;                   /* input: MOS_TCP_RST_* */
     uint8_t fin;                   /* input: FIN accepted */
