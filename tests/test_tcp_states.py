@@ -568,3 +568,13 @@ def test_unknown_names_are_errors_naming_the_value():
         Endpoint().action("NOPE")
     with pytest.raises(ValueError, match="'X'"):
         Segment(1, flags="SX")
+
+
+def test_readme_table_matches_the_code():
+    """mos/tcp/README.md shows the table as the code has it (docs cannot drift)."""
+    from pathlib import Path
+
+    from mos.tcp._tcp import table_markdown
+
+    readme = (Path(__file__).resolve().parents[1] / "mos" / "tcp" / "README.md").read_text()
+    assert table_markdown() in readme, "regenerate with mos.tcp._tcp.table_markdown()"

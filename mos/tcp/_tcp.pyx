@@ -362,3 +362,18 @@ cdef void _seg_from(mos_tcp_seg_t *s, mos_tcp_opts_t *o, seg) except *:
     for ch in seg.flags:
         s.flags |= _FLAG_BITS[ch]
     s.opt = o
+
+
+def table_markdown():
+    """The table as a Markdown matrix, states down and inputs across; a cell
+    is the new state, marked (m) for a monitor-only row, (h) for host-only.
+    mos/tcp/README.md embeds this text (a test keeps the two equal)."""
+    cells = {(s, i): (n, w) for s, i, n, w in transition_table()}
+    short = {"both": "", "monitor": " (m)", "host": " (h)"}
+    lines = ["| state | " + " | ".join(INPUTS) + " |",
+             "|---" * (len(INPUTS) + 1) + "|"]
+    for s in STATES:
+        row = [cells[(s, i)][0] + short[cells[(s, i)][1]] if (s, i) in cells else ""
+               for i in INPUTS]
+        lines.append(f"| {s} | " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
