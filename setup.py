@@ -33,8 +33,13 @@ CFLAGS = ["-O3", "-std=gnu11", "-fno-strict-aliasing", "-fvisibility=hidden", "-
 INC = ["native", "mos/tcp", "mos/dualstack"]
 
 
+# headers: an edit to one rebuilds the extensions (setuptools tracks sources only)
+HEADERS = sorted(glob("native/*.h") + glob("mos/tcp/*.h") + glob("mos/dualstack/*.h"))
+
+
 def ext(name, pyx, sources):
-    return Extension(name, [pyx] + sources, include_dirs=INC, extra_compile_args=CFLAGS)
+    return Extension(name, [pyx] + sources, include_dirs=INC, extra_compile_args=CFLAGS,
+                     depends=HEADERS)
 
 
 candidates = [

@@ -405,8 +405,10 @@ static void expire(mos_engine_t *e, uint64_t now)
     }
 }
 
-static mos_flow_t *create_flow(mos_engine_t *e, const mos_pkt_t *p, uint32_t hash, uint64_t ts,
-                               uint32_t pi, uint32_t *slot, int *dir)
+/* out of line: once per flow, and the per-packet loop stays small */
+__attribute__((noinline)) static mos_flow_t *create_flow(mos_engine_t *e, const mos_pkt_t *p,
+                                                         uint32_t hash, uint64_t ts, uint32_t pi,
+                                                         uint32_t *slot, int *dir)
 {
     uint8_t fl = p->flags;
     int src_is_client;
@@ -504,17 +506,18 @@ static void free_flow(mos_engine_t *e, uint32_t slot)
 
 /* ---------------------------------------------------------------- packets */
 
-/* Store the bytes the receiver `r` accepted (eff: mos_tcp_ep_input) in its
- * buffer, and raise what follows. */
-static void store_data(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int r, const mos_pkt_t *p,
-                       uint32_t pi, const mos_tcp_eff_t *eff)
+/* Store the bytes the receiver `r` accepted (mos_tcp_ep_input: len bytes at
+ * stream offset doff, after skip bytes of the payload) in its buffer, and
+ * raise what follows.  Scalars, not the effects record: taking its address
+ * would keep the record in memory on the per-packet path. */
+__attribute__((noinline)) static void store_data(mos_engine_t *e, mos_flow_t *f, uint32_t slot,
+                                                 int r, const mos_pkt_t *p, uint32_t pi,
+                                                 uint64_t doff, uint32_t len, uint32_t skip)
 {
     mos_ep_t *R = &f->ep[r];
-    uint32_t len = eff->data_len;
-    uint32_t have = p->paylen > eff->data_skip ? p->paylen - eff->data_skip : 0; /* captured */
+    uint32_t have = p->paylen > skip ? p->paylen - skip : 0; /* bytes the capture holds */
     if (have > len) have = len;
-    const uint8_t *data = p->payload + eff->data_skip;
-    uint64_t doff = eff->data_off;
+    const uint8_t *data = p->payload + skip;
     if (R->flags & MOS_EPF_UNMON) return;
     mos_rbuf_t *rb = &R->rbuf;
     if (!e->cfg.keep_read && R->consumed > rb->base) release_read(f, r);
@@ -695,7 +698,7 @@ static void tcp_packet(mos_engine_t *e, uint32_t pi, mos_pkt_t *p, uint64_t ts, 
     }
     emit_trans(e, f, slot, r, MOS_HK_RECV, pi, &eff);
     if (eff.oow_len) error_ev(e, f, slot, r, pi, MOS_ERR_OUT_OF_WINDOW, eff.oow_off, eff.oow_len);
-    if (eff.data_len) store_data(e, f, slot, r, p, pi, &eff);
+    if (eff.data_len) store_data(e, f, slot, r, p, pi, eff.data_off, eff.data_len, eff.data_skip);
     emit(e, f, slot, MOS_EV_PKT_IN, MOS_HK_RECV, r, pi, 0, 0, 0, 0);
 
     /* both ends closed: the connection is over (RFC 9293 3.6) */

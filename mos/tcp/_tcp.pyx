@@ -73,14 +73,10 @@ cdef extern from "endpoint.h" nogil:
         uint8_t to
 
     ctypedef struct mos_tcp_eff_t:
-        uint8_t ntrans
+        uint8_t ntrans, rexmit, rst, fin, hint
         mos_tcp_trans_t trans[3]
-        uint8_t rexmit, rst, fin, hint
-        uint32_t snd_nxt0
-        uint64_t rexmit_off, data_off
-        uint32_t data_len, data_skip
-        uint64_t oow_off
-        uint32_t oow_len
+        uint32_t snd_nxt0, data_len, data_skip, oow_len
+        uint64_t rexmit_off, data_off, oow_off
 
     void mos_tcp_ep_sent(mos_tcp_ep_t *S, const mos_tcp_ep_t *peer, const mos_tcp_seg_t *seg,
                          mos_tcp_eff_t *eff)
@@ -328,6 +324,7 @@ cdef class Endpoint:
         cdef mos_tcp_seg_t s
         cdef mos_tcp_opts_t o
         cdef mos_tcp_eff_t e
+        memset(&e, 0, sizeof(e))
         _seg_from(&s, &o, seg)
         mos_tcp_ep_sent(&self.ep, &peer.ep, &s, &e)
         return _effects(&e, s.len, True)
@@ -338,6 +335,7 @@ cdef class Endpoint:
         cdef mos_tcp_seg_t s
         cdef mos_tcp_opts_t o
         cdef mos_tcp_eff_t e
+        memset(&e, 0, sizeof(e))
         _seg_from(&s, &o, seg)
         mos_tcp_ep_input(&self.ep, &peer.ep, &s, now, &e)
         return _effects(&e, s.len, False)
@@ -345,6 +343,7 @@ cdef class Endpoint:
     def action(self, name):
         """Apply one table input directly (USER_CLOSE, SENT_RST, ...)."""
         cdef mos_tcp_eff_t e
+        memset(&e, 0, sizeof(e))
         mos_tcp_ep_action(&self.ep, _input_index(name), &e)
         return _effects(&e, 0, False)
 
