@@ -455,7 +455,8 @@ __attribute__((noinline)) static mos_flow_t *create_flow(mos_engine_t *e, const 
     f->nd_stamp[0] = f->nd_stamp[1] = e->serial - 1;
     for (int side = 0; side < 2; side++)
         mos_rbuf_init(&f->ep[side].rbuf, e->cfg.buffer_size[side], e->cfg.overlap[side]);
-    f->ep[MOS_SERVER].role = MOS_TCP_PASSIVE; /* the side that answers SYNs */
+    f->ep[MOS_CLIENT].role = MOS_TCP_MONITOR;
+    f->ep[MOS_SERVER].role = MOS_TCP_MONITOR | MOS_TCP_PASSIVE; /* the side that answers SYNs */
     if (!midstream) {
         f->ep[MOS_CLIENT].state = MOS_TCPS_CLOSED;
         f->ep[MOS_SERVER].state = MOS_TCPS_LISTEN;
@@ -608,58 +609,76 @@ static inline int checksum_ok(mos_engine_t *e, const mos_pkt_t *p, mos_flow_t *f
     return 0;
 }
 
-static void tcp_packet(mos_engine_t *e, uint32_t pi, mos_pkt_t *p, uint64_t ts, uint16_t iface)
+/* The flow of a TCP packet and the side that sent it: found, or created
+ * (*created = 1), or NULL (checksum failed, or an orphan: counted). */
+static inline mos_flow_t *flow_of(mos_engine_t *e, uint32_t pi, const mos_pkt_t *p, uint64_t ts,
+                                  uint32_t *slot, int *s, int *created)
 {
-    e->c.tcp++;
     uint32_t hash = mos_flow_hash(p);
-    uint32_t slot = MOS_NIL;
-    int s = 0;
-    mos_flow_t *f = lookup(e, p, hash, &slot, &s);
+    mos_flow_t *f = lookup(e, p, hash, slot, s);
     uint8_t fl = p->flags;
-    if (!checksum_ok(e, p, f, slot, s, pi)) return;
-
-    int created = 0;
+    if (!checksum_ok(e, p, f, *slot, *s, pi)) return NULL;
+    *created = 0;
     if (f && (fl & MOS_TH_SYN) && !(fl & MOS_TH_ACK)) {
         /* port reuse: a new SYN after this side closed (RFC 9293 3.10.7.4 TIME-WAIT) */
-        const mos_ep_t *S = &f->ep[s];
+        const mos_ep_t *S = &f->ep[*s];
         if ((S->flags & MOS_EPF_ISN) && p->seq != S->isn &&
             (S->flags & MOS_EPF_FIN || S->state == MOS_TCPS_CLOSED)) {
-            end_flow(e, f, slot, MOS_END_REUSE);
+            end_flow(e, f, *slot, MOS_END_REUSE);
             f = NULL;
         }
     }
     if (!f) {
-        f = create_flow(e, p, hash, ts, pi, &slot, &s);
+        f = create_flow(e, p, hash, ts, pi, slot, s);
         if (!f) {
             e->c.orphans++;
             emit(e, NULL, MOS_NIL, MOS_EV_ORPHAN, MOS_HK_NONE, MOS_CLIENT, pi, 0, 0, 0, 0);
-            return;
+            return NULL;
         }
-        created = 1;
+        *created = 1;
     }
     if (ts > f->last_ts) f->last_ts = ts;
     /* the LRU list is ordered by lru_ts, refreshed at most every LRU_GRAIN:
      * moving a flow to the tail writes two other flows' cache lines, too
      * dear for every packet; expire() re-checks last_ts, eviction takes the
      * head: the least recently active flow to within LRU_GRAIN */
-    if (f->last_ts - f->lru_ts > LRU_GRAIN || created) {
+    if (f->last_ts - f->lru_ts > LRU_GRAIN || *created) {
         f->lru_ts = f->last_ts;
-        lru_touch(e, f, slot);
+        lru_touch(e, f, *slot);
     }
+    return f;
+}
+
+/* The receiver r acknowledges edited bytes in the numbers it saw: the
+ * models follow the sender's own numbers (seqmap.h). */
+static void edits_translate_ack(mos_flow_t *f, int r, mos_pkt_t *p)
+{
+    mos_seqmap_t *m = &f->edits->map[r];
+    uint32_t wire = p->ack;
+    p->ack = mos_seqmap_in(m, wire);
+    for (int k = 0; k < 2 * p->nsack; k++) p->sack[k] = mos_seqmap_in(m, p->sack[k]);
+    mos_seqmap_acked(m, wire);
+}
+
+/* One TCP packet: the sender's model, then the receiver's (mos/tcp), and
+ * the events their effects make, in this order: REXMIT, STATE_CHANGE and
+ * PKT_IN at SEND; CONN_START, STATE_CHANGE, ERROR / NEW_DATA and PKT_IN at
+ * RECV; CONN_END when the connection is over. */
+static void tcp_packet(mos_engine_t *e, uint32_t pi, mos_pkt_t *p, uint64_t ts, uint16_t iface)
+{
+    e->c.tcp++;
+    uint32_t slot = MOS_NIL;
+    int s = 0, created;
+    mos_flow_t *f = flow_of(e, pi, p, ts, &slot, &s, &created);
+    if (!f) return;
+    uint8_t fl = p->flags;
     f->iface[s] = iface;
     int r = !s;
     mos_ep_t *S = &f->ep[s], *R = &f->ep[r];
     e->pref[pi].slot = slot;
     e->pref[pi].side = (uint8_t)s;
-    if (f->edits && (fl & MOS_TH_ACK) && mos_seqmap_active(&f->edits->map[r])) {
-        /* the receiver acknowledges edited bytes in the numbers it saw: the
-         * models follow the sender's own numbers (seqmap.h) */
-        mos_seqmap_t *m = &f->edits->map[r];
-        uint32_t wire = p->ack;
-        p->ack = mos_seqmap_in(m, wire);
-        for (int k = 0; k < 2 * p->nsack; k++) p->sack[k] = mos_seqmap_in(m, p->sack[k]);
-        mos_seqmap_acked(m, wire);
-    }
+    if (f->edits && (fl & MOS_TH_ACK) && mos_seqmap_active(&f->edits->map[r]))
+        edits_translate_ack(f, r, p);
     e->c.payload_bytes += p->seglen;
     if (p->paylen < p->seglen) e->c.snapped++;
     const mos_tcp_seg_t seg = {.seq = p->seq, .ack = p->ack, .len = p->seglen, .wnd = p->win,

@@ -31,7 +31,7 @@ cdef extern from "endpoint.h" nogil:
         MOS_TCPS_COUNT, MOS_TCP_NINPUTS
         MOS_EPF_ISN, MOS_EPF_SENT, MOS_EPF_ACKED, MOS_EPF_FIN, MOS_EPF_WSCALE, MOS_EPF_SACKOK
         MOS_EPF_TS
-        MOS_TCP_PASSIVE, MOS_TCP_HOST
+        MOS_TCP_PASSIVE, MOS_TCP_HOST, MOS_TCP_MONITOR
         MOS_TCP_FOR_MONITOR, MOS_TCP_FOR_HOST
         MOS_TCP_RST_ACCEPT, MOS_TCP_RST_REJECT
         MOS_TCP_HINT_ACK, MOS_TCP_HINT_CHALLENGE
@@ -242,7 +242,8 @@ cdef class Endpoint:
             raise ValueError(f"role {role!r} is not one of monitor, host")
         memset(&self.ep, 0, sizeof(self.ep))
         self.ep.state = _state_index(state)
-        self.ep.role = (MOS_TCP_PASSIVE if passive else 0) | (MOS_TCP_HOST if role == "host" else 0)
+        self.ep.role = (MOS_TCP_PASSIVE if passive else 0) | \
+            (MOS_TCP_HOST if role == "host" else MOS_TCP_MONITOR)
         if iss is not None:
             self.ep.flags |= MOS_EPF_ISN
             self.ep.isn = iss

@@ -87,10 +87,12 @@ enum {
     MOS_EPF_UNMON = 128,    /* monitoring stopped for this side */
 };
 
-/* role bits */
+/* role bits: exactly one of MOS_TCP_MONITOR and MOS_TCP_HOST (the same bits
+ * as MOS_TCP_FOR_*, so a cell applies when cell.who & role) */
 enum {
-    MOS_TCP_PASSIVE = 1,    /* the passive opener (the monitor's server side) */
-    MOS_TCP_HOST = 2,       /* an end host: host rows of the table apply, not monitor rows */
+    MOS_TCP_MONITOR = MOS_TCP_FOR_MONITOR, /* the monitor's passive model: monitor rows apply */
+    MOS_TCP_HOST = MOS_TCP_FOR_HOST,       /* an end host: host rows apply */
+    MOS_TCP_PASSIVE = 4,    /* the passive opener (the monitor's server side) */
 };
 
 /* The endpoint variables.  Names follow RFC 9293 3.3.1 where one applies
@@ -104,7 +106,7 @@ typedef struct mos_tcp_ep {
     uint8_t wscale;        /* shift this endpoint advertised in its SYN (RFC 7323 2.2) */
     uint8_t syn_seen;      /* 1: its SYN seen (not guessed) */
     uint16_t mss;          /* MSS it advertised (RFC 9293 3.7.1) */
-    uint8_t role;          /* MOS_TCP_PASSIVE | MOS_TCP_HOST */
+    uint8_t role;          /* MOS_TCP_MONITOR or MOS_TCP_HOST, | MOS_TCP_PASSIVE */
     uint8_t _pad;
     union { uint32_t isn; uint32_t iss; };      /* its initial sequence number */
     uint32_t snd_nxt;      /* SND.NXT: highest sequence number sent + 1 (SYN/FIN count) */
@@ -169,17 +171,13 @@ static inline void mos_tcp_eff_clear(mos_tcp_eff_t *eff) { memset(eff, 0, 8); }
 
 /* ---------------------------------------------------------------- table */
 
-static inline int mos_tcp_ep_who(const mos_tcp_ep_t *ep)
-{
-    return (ep->role & MOS_TCP_HOST) ? MOS_TCP_FOR_HOST : MOS_TCP_FOR_MONITOR;
-}
-
 /* Apply one input through the table; a transition is recorded in eff.
- * Returns 1 if the state changed. */
+ * Returns 1 if the state changed.  ep->role must hold MOS_TCP_MONITOR or
+ * MOS_TCP_HOST, or no row applies. */
 static inline int mos_tcp_ep_step(mos_tcp_ep_t *ep, int input, mos_tcp_eff_t *eff)
 {
     mos_tcp_cell_t c = mos_tcp_table[ep->state][input];
-    if (!c.next || !(c.who & mos_tcp_ep_who(ep))) return 0;
+    if (!(c.who & ep->role)) return 0; /* an empty cell has who 0 */
     uint8_t to = (uint8_t)(c.next - 1);
     if (to == ep->state) return 0;
     if (eff->ntrans < MOS_TCP_MAX_TRANS) {

@@ -37,6 +37,16 @@ typedef struct mos_tcp_opts {
     uint32_t sack[2 * MOS_TCP_MAX_SACK]; /* left, right edge pairs */
 } mos_tcp_opts_t;
 
+/* NOP NOP kind 8 length 10, as the 32-bit word memcpy reads */
+static inline uint32_t mos_tcp_nop_nop_ts(void)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    return 0x0a080101u;
+#else
+    return 0x0101080au;
+#endif
+}
+
 void mos_tcp_parse_options_slow(const uint8_t *o, uint32_t n, mos_tcp_opts_t *t);
 
 /* Parse n option bytes (the header past its 20 fixed bytes) into t, whose
@@ -45,7 +55,8 @@ void mos_tcp_parse_options_slow(const uint8_t *o, uint32_t n, mos_tcp_opts_t *t)
 static inline void mos_tcp_parse_options(const uint8_t *o, uint32_t n, mos_tcp_opts_t *t)
 {
     /* fast path: NOP NOP TS, what most stacks put on every data segment */
-    if (n == 12 && o[0] == 1 && o[1] == 1 && o[2] == 8 && o[3] == 10) {
+    uint32_t head;
+    if (n == 12 && (memcpy(&head, o, 4), head == mos_tcp_nop_nop_ts())) {
         uint32_t v[2];
         memcpy(v, o + 4, 8);
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
