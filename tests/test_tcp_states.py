@@ -578,3 +578,13 @@ def test_readme_table_matches_the_code():
 
     readme = (Path(__file__).resolve().parents[1] / "mos" / "tcp" / "README.md").read_text()
     assert table_markdown() in readme, "regenerate with mos.tcp._tcp.table_markdown()"
+
+
+def test_ack_of_syn_rows_only_before_established():
+    """mos_tcp_ep_input classifies the ACK of our SYN only in states before
+    ESTABLISHED (a per-packet saving); the table must agree."""
+    before = {"CLOSED", "LISTEN", "SYN_SENT", "SYN_RCVD"}
+    for st, inp, _, _ in transition_table():
+        if inp in ("RCV_SYNACK", "RCV_ACK_SYN"):
+            assert st in before, (st, inp)
+    assert list(STATES[:4]) == ["CLOSED", "LISTEN", "SYN_SENT", "SYN_RCVD"]
