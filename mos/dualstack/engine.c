@@ -122,8 +122,8 @@ static inline void emit_trans(mos_engine_t *e, const mos_flow_t *f, uint32_t slo
                               int hook, uint32_t pkt, const mos_tcp_eff_t *eff)
 {
     for (int k = 0; k < eff->ntrans; k++)
-        emit(e, f, slot, MOS_EV_STATE_CHANGE, hook, side, pkt, eff->trans[k].to,
-             eff->trans[k].from, 0, 0);
+        emit(e, f, slot, MOS_EV_STATE_CHANGE, hook, side, pkt, mos_tcp_trans_to(eff->trans, k),
+             (uint32_t)mos_tcp_trans_from(eff->trans, k), 0, 0);
 }
 
 /* ---------------------------------------------------------------- table */

@@ -68,13 +68,10 @@ cdef extern from "endpoint.h" nogil:
         uint8_t flags
         const mos_tcp_opts_t *opt
 
-    ctypedef struct mos_tcp_trans_t:
-        uint8_t from_ "from"
-        uint8_t to
 
     ctypedef struct mos_tcp_eff_t:
         uint8_t ntrans, rexmit, rst, fin, hint
-        mos_tcp_trans_t trans[3]
+        uint32_t trans
         uint32_t snd_nxt0, data_len, data_skip, oow_len
         uint64_t rexmit_off, data_off, oow_off
 
@@ -83,6 +80,8 @@ cdef extern from "endpoint.h" nogil:
     void mos_tcp_ep_input(mos_tcp_ep_t *R, const mos_tcp_ep_t *peer, const mos_tcp_seg_t *seg,
                           uint64_t now, mos_tcp_eff_t *eff)
     int mos_tcp_ep_action(mos_tcp_ep_t *ep, int input, mos_tcp_eff_t *eff)
+    int mos_tcp_trans_from(uint32_t trans, int k)
+    int mos_tcp_trans_to(uint32_t trans, int k)
 
 
 STATES = tuple(mos_tcp_state_names[i].decode() for i in range(MOS_TCPS_COUNT))
@@ -210,7 +209,8 @@ class Effects:
 
 cdef object _effects(const mos_tcp_eff_t *e, uint32_t seglen, bint sent):
     r = Effects()
-    r.transitions = [(STATES[e.trans[k].from_], STATES[e.trans[k].to]) for k in range(e.ntrans)]
+    r.transitions = [(STATES[mos_tcp_trans_from(e.trans, k)], STATES[mos_tcp_trans_to(e.trans, k)])
+                     for k in range(e.ntrans)]
     r.rexmit = (e.rexmit_off, seglen) if e.rexmit else None
     r.rst = {MOS_TCP_RST_ACCEPT: "accept", MOS_TCP_RST_REJECT: "reject"}.get(e.rst)
     r.fin = bool(e.fin)

@@ -145,18 +145,21 @@ enum {
 
 #define MOS_TCP_MAX_TRANS 3
 
-typedef struct mos_tcp_trans { uint8_t from, to; } mos_tcp_trans_t;
+/* transition k of an effects record: old state in bits 8k..8k+3, new in
+ * 8k+4..8k+7 (one integer, so the record can live in registers) */
+static inline int mos_tcp_trans_from(uint32_t trans, int k) { return (trans >> (8 * k)) & 15; }
+static inline int mos_tcp_trans_to(uint32_t trans, int k) { return (trans >> (8 * k + 4)) & 15; }
 
 /* What one call did.  Fields past `trans` are valid only when said so
  * ("sent": set by mos_tcp_ep_sent, "input": by mos_tcp_ep_input). */
 typedef struct mos_tcp_eff {
-    uint8_t ntrans;                /* state transitions in trans[], in order */
+    uint8_t ntrans;                /* state transitions in trans, in order */
     uint8_t rexmit;                /* sent: repeats sequence space already sent */
     uint8_t rst;                   /* input: MOS_TCP_RST_* */
     uint8_t fin;                   /* input: FIN accepted */
     uint8_t hint;                  /* input: MOS_TCP_HINT_* */
     uint8_t _pad[3];               /* (the 8 bytes above are cleared as one) */
-    mos_tcp_trans_t trans[MOS_TCP_MAX_TRANS];
+    uint32_t trans;                /* ntrans transitions: mos_tcp_trans_from/to(trans, k) */
     uint32_t snd_nxt0;             /* sent: SND.NXT before this segment */
     uint32_t data_len;             /* input: payload bytes accepted (after window clipping) */
     uint32_t data_skip;            /* input: leading payload bytes before the stream start */
@@ -166,8 +169,12 @@ typedef struct mos_tcp_eff {
     uint64_t oow_off;              /* input, oow_len: offset of the part beyond the window */
 } mos_tcp_eff_t;
 
-/* the fields every call sets (ntrans, rexmit, rst, fin, hint): one store */
-static inline void mos_tcp_eff_clear(mos_tcp_eff_t *eff) { memset(eff, 0, 8); }
+/* the fields every call sets */
+static inline void mos_tcp_eff_clear(mos_tcp_eff_t *eff)
+{
+    eff->ntrans = eff->rexmit = eff->rst = eff->fin = eff->hint = 0;
+    eff->trans = 0;
+}
 
 /* ---------------------------------------------------------------- table */
 
@@ -181,8 +188,7 @@ static inline int mos_tcp_ep_step(mos_tcp_ep_t *ep, int input, mos_tcp_eff_t *ef
     uint8_t to = (uint8_t)(c.next - 1);
     if (to == ep->state) return 0;
     if (eff->ntrans < MOS_TCP_MAX_TRANS) {
-        eff->trans[eff->ntrans].from = ep->state;
-        eff->trans[eff->ntrans].to = to;
+        eff->trans |= (uint32_t)(ep->state | to << 4) << (8 * eff->ntrans);
         eff->ntrans++;
     }
     ep->state = to;
