@@ -159,7 +159,8 @@ typedef struct mos_tcp_eff {
     uint8_t fin;                   /* input: FIN accepted */
     uint8_t hint;                  /* input: MOS_TCP_HINT_* */
     uint8_t _pad[3];               /* (the 8 bytes above are cleared as one) */
-    uint32_t trans;                /* ntrans transitions: mos_tcp_trans_from/to(trans, k) */
+    uint32_t trans;                /* ntrans transitions: mos_tcp_trans_from/to(trans, k);
+                                    * undefined when ntrans is 0 */
     uint32_t snd_nxt0;             /* sent: SND.NXT before this segment */
     uint32_t data_len;             /* input: payload bytes accepted (after window clipping) */
     uint32_t data_skip;            /* input: leading payload bytes before the stream start */
@@ -172,8 +173,7 @@ typedef struct mos_tcp_eff {
 /* the fields every call sets */
 static inline void mos_tcp_eff_clear(mos_tcp_eff_t *eff)
 {
-    eff->ntrans = eff->rexmit = eff->rst = eff->fin = eff->hint = 0;
-    eff->trans = 0;
+    eff->ntrans = eff->rexmit = eff->rst = eff->fin = eff->hint = 0; /* trans: set by step */
 }
 
 /* ---------------------------------------------------------------- table */
@@ -181,14 +181,16 @@ static inline void mos_tcp_eff_clear(mos_tcp_eff_t *eff)
 /* Apply one input through the table; a transition is recorded in eff.
  * Returns 1 if the state changed.  ep->role must hold MOS_TCP_MONITOR or
  * MOS_TCP_HOST, or no row applies. */
-static inline int mos_tcp_ep_step(mos_tcp_ep_t *ep, int input, mos_tcp_eff_t *eff)
+static inline int mos_tcp_ep_step(mos_tcp_ep_t *restrict ep, int input,
+                                  mos_tcp_eff_t *restrict eff)
 {
     mos_tcp_cell_t c = mos_tcp_table[ep->state][input];
     if (!(c.who & ep->role)) return 0; /* an empty cell has who 0 */
     uint8_t to = (uint8_t)(c.next - 1);
     if (to == ep->state) return 0;
     if (eff->ntrans < MOS_TCP_MAX_TRANS) {
-        eff->trans |= (uint32_t)(ep->state | to << 4) << (8 * eff->ntrans);
+        uint32_t t = (uint32_t)(ep->state | to << 4) << (8 * eff->ntrans);
+        eff->trans = eff->ntrans ? eff->trans | t : t;
         eff->ntrans++;
     }
     ep->state = to;
@@ -271,8 +273,9 @@ static inline int mos_tcp_rst_acceptable(const mos_tcp_ep_t *ep, const mos_tcp_e
  * snd_nxt0 and the transitions (SENT_SYN, SENT_SYNACK, SENT_FIN...).  A
  * RST changes no state here: whether it counts is the receiver's call
  * (mos_tcp_ep_input, then MOS_TCP_SENT_RST). */
-static inline void mos_tcp_ep_sent(mos_tcp_ep_t *S, const mos_tcp_ep_t *peer,
-                                   const mos_tcp_seg_t *seg, mos_tcp_eff_t *eff)
+static inline void mos_tcp_ep_sent(mos_tcp_ep_t *restrict S, const mos_tcp_ep_t *restrict peer,
+                                   const mos_tcp_seg_t *restrict seg,
+                                   mos_tcp_eff_t *restrict eff)
 {
     uint8_t fl = seg->flags;
     uint32_t len = seg->len;
@@ -357,8 +360,9 @@ static inline void mos_tcp_ep_sent(mos_tcp_ep_t *S, const mos_tcp_ep_t *peer,
  * now: the segment's time (ns), for timers; the passive model keeps none.
  * eff: rst (then nothing else: RST payload never enters a stream), else
  * the transitions, fin, the accepted bytes and the out-of-window part. */
-static inline void mos_tcp_ep_input(mos_tcp_ep_t *R, const mos_tcp_ep_t *peer,
-                                    const mos_tcp_seg_t *seg, uint64_t now, mos_tcp_eff_t *eff)
+static inline void mos_tcp_ep_input(mos_tcp_ep_t *restrict R, const mos_tcp_ep_t *restrict peer,
+                                    const mos_tcp_seg_t *restrict seg, uint64_t now,
+                                    mos_tcp_eff_t *restrict eff)
 {
     (void)now;
     uint8_t fl = seg->flags;
