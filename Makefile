@@ -31,7 +31,7 @@ $(VENV)/.installed: pyproject.toml setup.py
 # compile the per-packet core in place (fast when nothing changed)
 build: $(VENV)/.installed
 	$(BIN)/python setup.py -q build_ext --inplace
-	@$(BIN)/python -c "import mos.dualstack._engine, mos._native, mos.dualstack._stream, mos.runtime._loop"
+	@$(BIN)/python -c "import mos.dualstack._engine, mos._native, mos.tcp._stream, mos.tcp._tcp, mos.runtime._loop"
 
 system-deps:
 	@if command -v apt-get >/dev/null 2>&1; then \
@@ -55,4 +55,4 @@ format:
 	$(BIN)/python -m ruff format mos tests bench middleboxes
 
 clean:
-	rm -rf build $(VENV) mos/*.so mos/dualstack/*.so mos/ports/*.so mos/runtime/*.so mos/runtime/_loop.c mos/_native.c mos/dualstack/_engine.c mos/dualstack/_stream.c
+	rm -rf build $(VENV) mos/*.so mos/*/*.so mos/_native.c mos/dualstack/_engine.c mos/tcp/_stream.c mos/tcp/_tcp.c mos/runtime/_loop.c

@@ -7,11 +7,13 @@ of each global (the flow hash key, for one) and nm shows each native
 symbol in one file only.
 
 Extensions:
-  mos.libmos_core        the C core: capture reader, decoder, defrag, SHA-256,
-                         AF_PACKET, flow table and endpoint models (not a
-                         Python module: a plain shared library)
+  mos.libmos_core        the C core: native/ (capture, decoder, defrag, SHA-256,
+                         AF_PACKET, pcap ports), mos/tcp/ (the TCP module) and
+                         mos/dualstack/ (flow table, events, edits); not a
+                         Python module: a plain shared library
   mos._native            capture reader and packet decoder, from Python
-  mos.dualstack._stream  the reassembly buffer on its own (tests, tools)
+  mos.tcp._stream        the reassembly buffer on its own (tests, tools)
+  mos.tcp._tcp           the TCP endpoint module on its own (per-state tests)
   mos.dualstack._engine  flow table, endpoint models, events (the hot path)
   mos.ports._afpacket    AF_PACKET port, Linux
   mos.runtime._loop      the port loop and the clock; capture files as ports
@@ -32,9 +34,11 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 CORE = "mos.libmos_core"
-CORE_DIRS = ["native", "mos/dualstack"]
+CORE_DIRS = ["native", "mos/tcp", "mos/dualstack"]
 CORE_SOURCES = sorted(s for d in CORE_DIRS for s in glob(f"{d}/*.c")
                       if not os.path.basename(s).startswith("_"))
+# headers: an edit to one rebuilds what includes it (setuptools tracks sources only)
+HEADERS = sorted(h for d in CORE_DIRS for h in glob(f"{d}/*.h"))
 WARN = ["-Wall", "-Wno-unused-function"]
 # The library exports its API (default visibility); -fno-semantic-interposition
 # lets calls between its own files bind directly instead of through the PLT.
@@ -75,16 +79,18 @@ class BuildExt(build_ext):
 
 
 def glue(name, pyx):
-    e = Extension(name, [pyx], include_dirs=CORE_DIRS, extra_compile_args=GLUE_CFLAGS)
+    e = Extension(name, [pyx], include_dirs=CORE_DIRS, extra_compile_args=GLUE_CFLAGS,
+                  depends=HEADERS)
     e.links_core = True
     return e
 
 
 core = Extension(CORE, CORE_SOURCES, include_dirs=CORE_DIRS, extra_compile_args=CORE_CFLAGS,
-                 extra_link_args=["-ldl"])
+                 extra_link_args=["-ldl"], depends=HEADERS)
 candidates = [
     glue("mos._native", "mos/_native.pyx"),
-    glue("mos.dualstack._stream", "mos/dualstack/_stream.pyx"),
+    glue("mos.tcp._stream", "mos/tcp/_stream.pyx"),
+    glue("mos.tcp._tcp", "mos/tcp/_tcp.pyx"),
     glue("mos.dualstack._engine", "mos/dualstack/_engine.pyx"),
     glue("mos.ports._afpacket", "mos/ports/_afpacket.pyx"),
     glue("mos.runtime._loop", "mos/runtime/_loop.pyx"),

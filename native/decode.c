@@ -8,6 +8,7 @@
 #include "decode.h"
 
 #include "capture.h" /* MOS_LT_* */
+#include "options.h" /* mos/tcp */
 
 #include <string.h>
 #include <sys/random.h>
@@ -52,82 +53,6 @@ static inline void pkt_zero(mos_pkt_t *p)
         memset((char *)p + sizeof *p / 16 * 16, 0, sizeof *p % 16);
 }
 
-/* ---- TCP options: RFC 9293 §3.1-3.2, RFC 7323 (wscale, timestamps), RFC 2018 (SACK) ---- */
-
-static void tcp_options(const uint8_t *o, uint32_t n, mos_pkt_t *p)
-{
-    /* fast path: NOP NOP TS, what most stacks put on every data segment */
-    if (n == 12 && be32(o) == 0x0101080a) {
-        p->tsval = be32(o + 4);
-        p->tsecr = be32(o + 8);
-        p->opts = MOS_OPT_TS;
-        return;
-    }
-    uint32_t i = 0;
-    while (i < n) {
-        uint8_t kind = o[i];
-        if (kind == 0) /* end of option list */
-            return;
-        if (kind == 1) { /* no-operation */
-            i++;
-            continue;
-        }
-        if (i + 1 >= n)
-            goto bad;
-        uint32_t len = o[i + 1];
-        if (len < 2 || i + len > n)
-            goto bad;
-        const uint8_t *v = o + i + 2;
-        switch (kind) {
-        case 2:
-            if (len != 4)
-                goto bad;
-            p->mss = be16(v);
-            p->opts |= MOS_OPT_MSS;
-            break;
-        case 3:
-            if (len != 3)
-                goto bad;
-            /* RFC 7323 §2.3: a shift over 14 is used as 14 */
-            p->wscale = v[0] > 14 ? 14 : v[0];
-            p->opts |= MOS_OPT_WSCALE;
-            break;
-        case 4:
-            if (len != 2)
-                goto bad;
-            p->opts |= MOS_OPT_SACKOK;
-            break;
-        case 5: {
-            if (len < 10 || (len - 2) % 8)
-                goto bad;
-            uint32_t nb = (len - 2) / 8;
-            if (nb > 4) /* cannot happen in 40 option bytes; keep the array safe */
-                nb = 4;
-            for (uint32_t k = 0; k < nb; k++) {
-                p->sack[2 * k] = be32(v + 8 * k);
-                p->sack[2 * k + 1] = be32(v + 8 * k + 4);
-            }
-            p->nsack = (uint8_t)nb;
-            p->opts |= MOS_OPT_SACK;
-            break;
-        }
-        case 8:
-            if (len != 10)
-                goto bad;
-            p->tsval = be32(v);
-            p->tsecr = be32(v + 4);
-            p->opts |= MOS_OPT_TS;
-            break;
-        default:
-            break;
-        }
-        i += len;
-    }
-    return;
-bad:
-    p->opts |= MOS_OPT_BAD;
-}
-
 /* ---- layer 4 ---- */
 
 /* t: transport header; len: bytes per the IP header; avail: bytes captured (<= len) */
@@ -156,7 +81,7 @@ static inline int decode_l4(const uint8_t *t, uint32_t len, uint32_t avail, mos_
         p->seglen = len - doff;
         p->paylen = avail - doff;
         if (doff > 20)
-            tcp_options(t + 20, doff - 20, p);
+            mos_tcp_parse_options(t + 20, doff - 20, &p->tcpopt); /* mos/tcp/options.h */
         return MOS_DEC_TCP;
     }
     if (p->proto == 17) { /* RFC 768 */

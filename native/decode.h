@@ -5,7 +5,10 @@
  */
 #ifndef MOS_DECODE_H
 #define MOS_DECODE_H
+#include <stddef.h>
 #include <stdint.h>
+
+#include "options.h" /* mos/tcp: MOS_TH_*, MOS_OPT_*, mos_tcp_opts_t */
 
 enum mos_decode_result {
     MOS_DEC_TCP = 0,          /* a complete TCP header: all TCP fields valid */
@@ -15,14 +18,6 @@ enum mos_decode_result {
     MOS_DEC_MALFORMED = -2,   /* impossible lengths or fields (bad IHL, data offset < 5, ...) */
     MOS_DEC_UNSUPPORTED = -3, /* link type or encapsulation we do not decode */
 };
-
-/* TCP header flags */
-enum { MOS_TH_FIN = 0x01, MOS_TH_SYN = 0x02, MOS_TH_RST = 0x04, MOS_TH_PUSH = 0x08,
-       MOS_TH_ACK = 0x10, MOS_TH_URG = 0x20, MOS_TH_ECE = 0x40, MOS_TH_CWR = 0x80 };
-
-/* bits of mos_pkt_t.opts: which TCP options were present */
-enum { MOS_OPT_MSS = 1, MOS_OPT_WSCALE = 2, MOS_OPT_SACKOK = 4, MOS_OPT_TS = 8, MOS_OPT_SACK = 16,
-       MOS_OPT_BAD = 128 /* option list malformed; options after the fault ignored */ };
 
 typedef struct mos_pkt {
     /* layer 2 */
@@ -59,14 +54,28 @@ typedef struct mos_pkt {
     const uint8_t *payload;
     uint32_t paylen;          /* payload bytes present in the capture */
     uint32_t seglen;          /* payload bytes per the IP header (> paylen when snapped) */
-    /* TCP options */
-    uint8_t opts;             /* MOS_OPT_* */
-    uint8_t wscale;
-    uint16_t mss;
-    uint32_t tsval, tsecr;
-    uint8_t nsack;            /* SACK blocks parsed (at most 4) */
-    uint32_t sack[8];         /* left, right edge pairs */
+    /* TCP options, parsed by mos/tcp/options.c: the same bytes seen as one
+     * mos_tcp_opts_t (tcpopt) or as fields of the packet (p->opts, ...) */
+    union {
+        mos_tcp_opts_t tcpopt;
+        struct {
+            uint8_t opts;             /* MOS_OPT_* */
+            uint8_t wscale;
+            uint16_t mss;
+            uint32_t tsval, tsecr;
+            uint8_t nsack;            /* SACK blocks parsed (at most 4) */
+            uint32_t sack[8];         /* left, right edge pairs */
+        };
+    };
 } mos_pkt_t;
+/* the two views of the options must coincide field for field */
+_Static_assert(offsetof(mos_pkt_t, opts) == offsetof(mos_pkt_t, tcpopt.opts) &&
+               offsetof(mos_pkt_t, mss) == offsetof(mos_pkt_t, tcpopt.mss) &&
+               offsetof(mos_pkt_t, tsecr) == offsetof(mos_pkt_t, tcpopt.tsecr) &&
+               offsetof(mos_pkt_t, nsack) == offsetof(mos_pkt_t, tcpopt.nsack) &&
+               offsetof(mos_pkt_t, sack) == offsetof(mos_pkt_t, tcpopt.sack) &&
+               sizeof(((mos_pkt_t *)0)->sack) == sizeof(((mos_pkt_t *)0)->tcpopt.sack),
+               "mos_pkt_t option fields and mos_tcp_opts_t differ");
 
 /* Decode a frame of the given link type.  p is fully overwritten. */
 int mos_decode(uint16_t linktype, const uint8_t *data, uint32_t caplen, mos_pkt_t *p);

@@ -108,3 +108,14 @@ def test_tiny_out_of_order_segment_flood_is_bounded():
     f = eng.live_flows()[0]
     assert len(f.fragments(mos.Side.SERVER)) <= 1024
     eng.close()
+
+
+def test_counters_report_nomem():
+    """Out of memory is counted and survived, never abort() (issue 7): the
+    counter exists and stays 0 when memory suffices."""
+    eng = mos.Engine(mos.Config(checksum="ignore"))
+    eng.attach(Recorder().mon)
+    for i, fr in enumerate(BASE):
+        eng.feed(fr, 1.0 + i * 0.01)
+    eng.close()
+    assert eng.counters()["nomem"] == 0

@@ -1,4 +1,4 @@
-"""The per-side reassembly buffer (mos/dualstack/rbuf.c through _stream).
+"""The per-side reassembly buffer (mos/tcp/rbuf.c through _stream).
 
 A slow pure-Python model (one dict entry per byte, one set entry per gap
 byte) states the contract; hypothesis drives both with the same operations.
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mos.dualstack._stream import MAX_GAPS, MAX_LIMIT, MAX_RUNS, StreamBuffer, bench
+from mos.tcp._stream import MAX_GAPS, MAX_LIMIT, MAX_RUNS, StreamBuffer, bench
 
 TOP = 2**64 - 1  # exclusive end of the offset space: byte TOP is never stored
 RESULT_KEYS = ("new_inorder", "overlap", "overlap_diff", "dropped_old_from", "dropped_old_to",

@@ -1,7 +1,7 @@
 # Declarations of engine.h for Cython: `from mos.dualstack._cengine cimport *`.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from mos._cnative cimport mos_frame_t, mos_pkt_t, mos_defrag_stats_t, mos_sha256_t
-from mos.dualstack._rbuf cimport mos_rbuf_t
+from mos.tcp._rbuf cimport mos_rbuf_t
 
 cdef extern from "engine.h" nogil:
     enum:
@@ -95,7 +95,7 @@ cdef extern from "engine.h" nogil:
         uint64_t ended[7]
         uint64_t errors[9]
         uint64_t events, rexmit, payload_bytes, ooo_segments, snapped
-        uint64_t rewritten, rewrite_failed, split
+        uint64_t rewritten, rewrite_failed, split, nomem
 
     ctypedef struct mos_engine_t:
         pass

@@ -1,8 +1,9 @@
-/* engine.c: flow table, passive TCP endpoint models and event recording.
+/* engine.c: flow table, event recording, edits and interest masks.
  *
  * A packet from A to B first updates A's model as a sender, then B's model
- * as a receiver (DESIGN 2).  Transitions follow RFC 9293 3.3.2 as seen from
- * the wire; RST acceptance follows RFC 9293 3.10.7 and RFC 5961 3.2.
+ * as a receiver (DESIGN 2).  The models are TCP endpoints of mos/tcp
+ * (endpoint.h: transitions, RST acceptance, window checks); this file turns
+ * what they report into events, and keeps the receive buffers filled.
  */
 #include "engine.h"
 
@@ -70,13 +71,14 @@ static inline mos_flow_t *slot_ptr(const mos_engine_t *e, uint32_t slot)
 
 /* ---------------------------------------------------------------- events */
 
-static void grow_events(mos_engine_t *e)
+static int grow_events(mos_engine_t *e)
 {
     uint32_t cap = e->evcap ? e->evcap * 2 : 1024;
     mos_event_t *n = realloc(e->ev, (size_t)cap * sizeof *n);
-    if (!n) abort();
+    if (!n) return -1;
     e->ev = n;
     e->evcap = cap;
+    return 0;
 }
 
 static inline int wanted(const mos_engine_t *e, const mos_flow_t *f, int type, int hook, int side)
@@ -94,7 +96,10 @@ static inline void emit(mos_engine_t *e, const mos_flow_t *f, uint32_t slot, int
                         int side, uint32_t pkt, int reason, uint32_t aux, uint64_t a, uint64_t b)
 {
     if (!wanted(e, f, type, hook, side)) return;
-    if (e->nev == e->evcap) grow_events(e);
+    if (e->nev == e->evcap && grow_events(e) < 0) {
+        e->c.nomem++; /* out of memory: this event is lost, and counted */
+        return;
+    }
     mos_event_t *ev = &e->ev[e->nev++];
     ev->type = (uint8_t)type;
     ev->hook = (uint8_t)hook;
@@ -115,13 +120,13 @@ static inline void error_ev(mos_engine_t *e, const mos_flow_t *f, uint32_t slot,
     emit(e, f, slot, MOS_EV_ERROR, MOS_HK_RECV, side, pkt, reason, 0, a, b);
 }
 
-static inline void set_state(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int side, int hook,
-                             uint32_t pkt, int st)
+/* the state changes an endpoint reported, in order */
+static inline void emit_trans(mos_engine_t *e, const mos_flow_t *f, uint32_t slot, int side,
+                              int hook, uint32_t pkt, const mos_tcp_eff_t *eff)
 {
-    uint8_t old = f->ep[side].state;
-    if (old == st) return;
-    f->ep[side].state = (uint8_t)st;
-    emit(e, f, slot, MOS_EV_STATE_CHANGE, hook, side, pkt, st, old, 0, 0);
+    for (int k = 0; k < eff->ntrans; k++)
+        emit(e, f, slot, MOS_EV_STATE_CHANGE, hook, side, pkt, mos_tcp_trans_to(eff->trans, k),
+             (uint32_t)mos_tcp_trans_from(eff->trans, k), 0, 0);
 }
 
 /* ---------------------------------------------------------------- table */
@@ -235,31 +240,20 @@ static int alloc_slot(mos_engine_t *e, uint32_t *slot)
         if (!chunk) return -1;
         e->chunks[e->nchunks++] = chunk;
     }
+    if (e->nslots >= e->dyingcap) {
+        /* room for every slot in the dying list, so ending a flow never
+         * needs memory */
+        uint32_t cap = e->dyingcap ? e->dyingcap * 2 : 256;
+        uint32_t *d = realloc(e->dying, (size_t)cap * sizeof *d);
+        if (!d) return -1;
+        e->dying = d;
+        e->dyingcap = cap;
+    }
     *slot = e->nslots++;
     return 0;
 }
 
 /* ---------------------------------------------------------------- endpoints */
-
-static inline void init_isn(mos_ep_t *ep, uint32_t isn)
-{
-    ep->isn = isn;
-    ep->snd_nxt = isn + 1;
-    ep->ref_seq = isn + 1; /* stream offset 0 is ISN+1 (DESIGN 2) */
-    ep->ref_off = 0;
-    ep->flags |= MOS_EPF_ISN;
-}
-
-static inline int wscale_on(const mos_flow_t *f)
-{
-    /* RFC 7323 2.2: scaling applies only when both SYNs carried the option */
-    return (f->ep[0].flags & MOS_EPF_WSCALE) && (f->ep[1].flags & MOS_EPF_WSCALE);
-}
-
-static inline int window_known(const mos_flow_t *f, const mos_ep_t *r)
-{
-    return (r->flags & MOS_EPF_ACKED) && f->ep[0].syn_seen && f->ep[1].syn_seen;
-}
 
 /* Hash the in-order bytes of a side not hashed yet (digest mode). */
 static void digest_upto(mos_flow_t *f, int side, uint64_t upto)
@@ -388,14 +382,8 @@ static void end_flow(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int reason)
     }
     emit(e, f, slot, MOS_EV_CONN_END, MOS_HK_NONE, MOS_CLIENT, MOS_NOPKT, reason, 0, 0, 0);
     emit(e, f, slot, MOS_EV_CONN_END, MOS_HK_NONE, MOS_SERVER, MOS_NOPKT, reason, 0, 0, 0);
-    if (e->ndying == e->dyingcap) {
-        uint32_t cap = e->dyingcap ? e->dyingcap * 2 : 256;
-        uint32_t *d = realloc(e->dying, (size_t)cap * sizeof *d);
-        if (!d) abort();
-        e->dying = d;
-        e->dyingcap = cap;
-    }
-    e->dying[e->ndying++] = slot;
+    if (e->ndying < e->dyingcap) e->dying[e->ndying++] = slot; /* always: alloc_slot keeps room */
+    else e->c.nomem++;
 }
 
 void mos_engine_end_flow(mos_engine_t *e, uint32_t slot, int reason)
@@ -420,8 +408,10 @@ static void expire(mos_engine_t *e, uint64_t now)
     }
 }
 
-static mos_flow_t *create_flow(mos_engine_t *e, const mos_pkt_t *p, uint32_t hash, uint64_t ts,
-                               uint32_t pi, uint32_t *slot, int *dir)
+/* out of line: once per flow, and the per-packet loop stays small */
+__attribute__((noinline)) static mos_flow_t *create_flow(mos_engine_t *e, const mos_pkt_t *p,
+                                                         uint32_t hash, uint64_t ts, uint32_t pi,
+                                                         uint32_t *slot, int *dir)
 {
     uint8_t fl = p->flags;
     int src_is_client;
@@ -441,7 +431,10 @@ static mos_flow_t *create_flow(mos_engine_t *e, const mos_pkt_t *p, uint32_t has
     /* grow before the new flow is marked live, or it would be inserted twice */
     if (e->c.flows_live + 1 > e->nbuckets) hash_grow(e);
     uint32_t s;
-    if (alloc_slot(e, &s) < 0) return NULL;
+    if (alloc_slot(e, &s) < 0) {
+        e->c.nomem++; /* the packet is counted as an orphan too */
+        return NULL;
+    }
     mos_flow_t *f = slot_ptr(e, s);
     uint32_t gen = f->gen;
     memset(f, 0, sizeof *f);
@@ -465,6 +458,8 @@ static mos_flow_t *create_flow(mos_engine_t *e, const mos_pkt_t *p, uint32_t has
     f->nd_stamp[0] = f->nd_stamp[1] = e->serial - 1;
     for (int side = 0; side < 2; side++)
         mos_rbuf_init(&f->ep[side].rbuf, e->cfg.buffer_size[side], e->cfg.overlap[side]);
+    f->ep[MOS_CLIENT].role = MOS_TCP_MONITOR;
+    f->ep[MOS_SERVER].role = MOS_TCP_MONITOR | MOS_TCP_PASSIVE; /* the side that answers SYNs */
     if (!midstream) {
         f->ep[MOS_CLIENT].state = MOS_TCPS_CLOSED;
         f->ep[MOS_SERVER].state = MOS_TCPS_LISTEN;
@@ -517,57 +512,23 @@ static void free_flow(mos_engine_t *e, uint32_t slot)
 
 /* ---------------------------------------------------------------- packets */
 
-/* RFC 9293 3.10.7.3 (SYN-SENT) and RFC 5961 3.2 (in-window) */
-static int rst_acceptable(const mos_flow_t *f, int s, const mos_pkt_t *p)
-{
-    const mos_ep_t *S = &f->ep[s], *R = &f->ep[!s];
-    if (R->state == MOS_TCPS_SYN_SENT)
-        return (p->flags & MOS_TH_ACK) && (R->flags & MOS_EPF_ISN) && p->ack == R->isn + 1;
-    if (R->flags & MOS_EPF_ACKED) {
-        uint32_t wnd = R->win ? R->win : 1;
-        if (seq_in(p->seq, R->ack, R->ack + wnd)) return 1;
-        /* data in flight the receiver has not acknowledged yet */
-        return (S->flags & MOS_EPF_ISN) && seq_in(p->seq, R->ack, S->snd_nxt + 1);
-    }
-    if (S->flags & MOS_EPF_ISN) /* the receiver never spoke: judge by the sender's own space */
-        return seq_in(p->seq, S->snd_nxt - 1, S->snd_nxt + 65536);
-    return 1;
-}
-
-static void store_data(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int r, const mos_pkt_t *p,
-                       uint32_t pi, uint32_t dseq, int64_t doff)
+/* Store the bytes the receiver `r` accepted (mos_tcp_ep_input: len bytes at
+ * stream offset doff, after skip bytes of the payload) in its buffer, and
+ * raise what follows.  Scalars, not the effects record: taking its address
+ * would keep the record in memory on the per-packet path. */
+__attribute__((noinline)) static void store_data(mos_engine_t *e, mos_flow_t *f, uint32_t slot,
+                                                 int r, const mos_pkt_t *p, uint32_t pi,
+                                                 uint64_t doff, uint32_t len, uint32_t skip)
 {
     mos_ep_t *R = &f->ep[r];
-    uint32_t len = p->seglen;
-    uint32_t have = p->paylen;
-    const uint8_t *data = p->payload;
-    if (doff < 0) { /* bytes before offset 0 (before ISN+1): not part of the stream */
-        uint64_t skip = (uint64_t)(-doff);
-        if (skip >= len) return;
-        len -= (uint32_t)skip;
-        have = have > skip ? have - (uint32_t)skip : 0;
-        data += skip;
-        dseq += (uint32_t)skip;
-        doff = 0;
-    }
-    if (window_known(f, R)) {
-        uint32_t edge = R->rwin_edge;
-        if (!seq_lt(dseq, edge)) {
-            error_ev(e, f, slot, r, pi, MOS_ERR_OUT_OF_WINDOW, (uint64_t)doff, len);
-            return;
-        }
-        if (seq_gt(dseq + len, edge)) {
-            uint32_t keep = edge - dseq;
-            error_ev(e, f, slot, r, pi, MOS_ERR_OUT_OF_WINDOW, (uint64_t)doff + keep, len - keep);
-            len = keep;
-            if (have > keep) have = keep;
-        }
-    }
+    uint32_t have = p->paylen > skip ? p->paylen - skip : 0; /* bytes the capture holds */
+    if (have > len) have = len;
+    const uint8_t *data = p->payload + skip;
     if (R->flags & MOS_EPF_UNMON) return;
     mos_rbuf_t *rb = &R->rbuf;
     if (!e->cfg.keep_read && R->consumed > rb->base) release_read(f, r);
     uint64_t head0 = rb->head;
-    if ((uint64_t)doff == head0 && have == len && rb->nruns == 0 && !retained(e, f, rb)) {
+    if (doff == head0 && have == len && rb->nruns == 0 && !retained(e, f, rb)) {
         /* in order, nothing waiting, nobody to keep it for: no copy */
         if (f->digest) {
             mos_digest_t *d = &f->digest[r];
@@ -582,15 +543,15 @@ static void store_data(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int r, con
         return;
     }
     if (f->digest && rb->policy != MOS_OVERLAP_FIRST && rb->limit &&
-        (uint64_t)doff + len > rb->base + rb->limit)
-        digest_upto(f, r, (uint64_t)doff + len - rb->limit); /* hash what is about to leave */
+        doff + len > rb->base + rb->limit)
+        digest_upto(f, r, doff + len - rb->limit); /* hash what is about to leave */
     mos_rbuf_result_t res;
     uint64_t advanced = 0;
     int gaps = 0;
     uint64_t overlap_diff = 0, dropped_new = 0, below = 0;
     uint64_t lost_from = 0, lost_to = 0;
     for (int part = 0; part < 2; part++) {
-        uint64_t o = (uint64_t)doff + (part ? have : 0);
+        uint64_t o = doff + (part ? have : 0);
         uint32_t n = part ? len - have : have;
         if (!n) continue;
         mos_rbuf_insert(rb, o, part ? NULL : data, n, &res);
@@ -604,200 +565,153 @@ static void store_data(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int r, con
         }
     }
     advanced = rb->head - head0;
-    if ((uint64_t)doff > head0) e->c.ooo_segments++;
+    if (doff > head0) e->c.ooo_segments++;
     /* bytes nobody could read are not "lost unread" */
     if (lost_to > R->consumed && lost_to > lost_from && retained(e, f, rb)) {
         uint64_t from = lost_from > R->consumed ? lost_from : R->consumed;
         error_ev(e, f, slot, r, pi, MOS_ERR_OVERRUN, from, lost_to);
     }
-    if (overlap_diff) error_ev(e, f, slot, r, pi, MOS_ERR_OVERLAP_DIFF, (uint64_t)doff, overlap_diff);
-    if (dropped_new) error_ev(e, f, slot, r, pi, MOS_ERR_NO_ROOM, (uint64_t)doff, dropped_new);
+    if (overlap_diff) error_ev(e, f, slot, r, pi, MOS_ERR_OVERLAP_DIFF, doff, overlap_diff);
+    if (dropped_new) error_ev(e, f, slot, r, pi, MOS_ERR_NO_ROOM, doff, dropped_new);
     if (below) e->c.errors[MOS_ERR_BELOW_BASE]++;
     if (advanced || gaps) after_rbuf(e, f, slot, r, pi, advanced, gaps);
 }
 
-static void tcp_packet(mos_engine_t *e, uint32_t pi, mos_pkt_t *p, uint64_t ts, uint16_t iface)
+/* The sender `s` acknowledged bytes of its own receive buffer that the
+ * monitor never saw: the receiver got them, so the hole is a gap. */
+static void skip_unseen(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int s, uint32_t pi,
+                        uint32_t ack)
 {
-    e->c.tcp++;
-    uint32_t hash = mos_flow_hash(p);
-    uint32_t slot = MOS_NIL;
-    int s = 0;
-    mos_flow_t *f = lookup(e, p, hash, &slot, &s);
-    uint8_t fl = p->flags;
-
-    if (e->cfg.checksum != MOS_CSUM_IGNORE) {
-        int bad = (p->ipver == 4 && mos_ipv4_csum_ok(p) == 0) || mos_tcp_csum_ok(p) == 0;
-        if (e->cfg.checksum == MOS_CSUM_AUTO) {
-            /* undecided: accept and count; decide after the sample */
-            e->csum_bad += bad;
-            if (++e->csum_seen >= MOS_CSUM_SAMPLE)
-                e->cfg.checksum = e->csum_bad * 10 > e->csum_seen ? MOS_CSUM_IGNORE : MOS_CSUM_VERIFY;
-            bad = 0;
-        }
-        if (!bad) goto checked;
-        e->c.bad_checksum++;
-        if (f) error_ev(e, f, slot, !s, pi, MOS_ERR_BAD_CHECKSUM, 0, 0);
-        else e->c.errors[MOS_ERR_BAD_CHECKSUM]++;
-        return;
+    mos_ep_t *S = &f->ep[s];
+    const mos_ep_t *R = &f->ep[!s];
+    int64_t aoff = seq_to_off(ack, R->ref_seq, R->ref_off);
+    if (aoff > (int64_t)R->data_end) aoff = (int64_t)R->data_end;
+    if (aoff > 0 && (uint64_t)aoff > S->rbuf.head) {
+        uint64_t adv = 0;
+        int g = mos_rbuf_skip_to(&S->rbuf, (uint64_t)aoff, &adv);
+        if (g || adv) after_rbuf(e, f, slot, s, pi, adv, g);
     }
-checked:;
-    int created = 0;
+    if (!e->cfg.keep_read && S->consumed > S->rbuf.base) release_read(f, s);
+}
+
+/* Checksum policy (MOS_CSUM_*): 1 if the packet may go on. */
+static inline int checksum_ok(mos_engine_t *e, const mos_pkt_t *p, mos_flow_t *f, uint32_t slot,
+                              int s, uint32_t pi)
+{
+    if (e->cfg.checksum == MOS_CSUM_IGNORE) return 1;
+    int bad = (p->ipver == 4 && mos_ipv4_csum_ok(p) == 0) || mos_tcp_csum_ok(p) == 0;
+    if (e->cfg.checksum == MOS_CSUM_AUTO) {
+        /* undecided: accept and count; decide after the sample */
+        e->csum_bad += bad;
+        if (++e->csum_seen >= MOS_CSUM_SAMPLE)
+            e->cfg.checksum = e->csum_bad * 10 > e->csum_seen ? MOS_CSUM_IGNORE : MOS_CSUM_VERIFY;
+        return 1;
+    }
+    if (!bad) return 1;
+    e->c.bad_checksum++;
+    if (f) error_ev(e, f, slot, !s, pi, MOS_ERR_BAD_CHECKSUM, 0, 0);
+    else e->c.errors[MOS_ERR_BAD_CHECKSUM]++;
+    return 0;
+}
+
+/* The flow of a TCP packet and the side that sent it: found, or created
+ * (*created = 1), or NULL (checksum failed, or an orphan: counted). */
+static inline mos_flow_t *flow_of(mos_engine_t *e, uint32_t pi, const mos_pkt_t *p, uint64_t ts,
+                                  uint32_t *slot, int *s, int *created)
+{
+    uint32_t hash = mos_flow_hash(p);
+    mos_flow_t *f = lookup(e, p, hash, slot, s);
+    uint8_t fl = p->flags;
+    if (!checksum_ok(e, p, f, *slot, *s, pi)) return NULL;
+    *created = 0;
     if (f && (fl & MOS_TH_SYN) && !(fl & MOS_TH_ACK)) {
         /* port reuse: a new SYN after this side closed (RFC 9293 3.10.7.4 TIME-WAIT) */
-        const mos_ep_t *S = &f->ep[s];
+        const mos_ep_t *S = &f->ep[*s];
         if ((S->flags & MOS_EPF_ISN) && p->seq != S->isn &&
             (S->flags & MOS_EPF_FIN || S->state == MOS_TCPS_CLOSED)) {
-            end_flow(e, f, slot, MOS_END_REUSE);
+            end_flow(e, f, *slot, MOS_END_REUSE);
             f = NULL;
         }
     }
     if (!f) {
-        f = create_flow(e, p, hash, ts, pi, &slot, &s);
+        f = create_flow(e, p, hash, ts, pi, slot, s);
         if (!f) {
             e->c.orphans++;
             emit(e, NULL, MOS_NIL, MOS_EV_ORPHAN, MOS_HK_NONE, MOS_CLIENT, pi, 0, 0, 0, 0);
-            return;
+            return NULL;
         }
-        created = 1;
+        *created = 1;
     }
     if (ts > f->last_ts) f->last_ts = ts;
     /* the LRU list is ordered by lru_ts, refreshed at most every LRU_GRAIN:
      * moving a flow to the tail writes two other flows' cache lines, too
      * dear for every packet; expire() re-checks last_ts, eviction takes the
      * head: the least recently active flow to within LRU_GRAIN */
-    if (f->last_ts - f->lru_ts > LRU_GRAIN || created) {
+    if (f->last_ts - f->lru_ts > LRU_GRAIN || *created) {
         f->lru_ts = f->last_ts;
-        lru_touch(e, f, slot);
+        lru_touch(e, f, *slot);
     }
+    return f;
+}
+
+/* The receiver r acknowledges edited bytes in the numbers it saw: the
+ * models follow the sender's own numbers (seqmap.h). */
+static void edits_translate_ack(mos_flow_t *f, int r, mos_pkt_t *p)
+{
+    mos_seqmap_t *m = &f->edits->map[r];
+    uint32_t wire = p->ack;
+    p->ack = mos_seqmap_in(m, wire);
+    for (int k = 0; k < 2 * p->nsack; k++) p->sack[k] = mos_seqmap_in(m, p->sack[k]);
+    mos_seqmap_acked(m, wire);
+}
+
+/* One TCP packet: the sender's model, then the receiver's (mos/tcp), and
+ * the events their effects make, in this order: REXMIT, STATE_CHANGE and
+ * PKT_IN at SEND; CONN_START, STATE_CHANGE, ERROR / NEW_DATA and PKT_IN at
+ * RECV; CONN_END when the connection is over. */
+static void tcp_packet(mos_engine_t *e, uint32_t pi, mos_pkt_t *p, uint64_t ts, uint16_t iface)
+{
+    e->c.tcp++;
+    uint32_t slot = MOS_NIL;
+    int s = 0, created;
+    mos_flow_t *f = flow_of(e, pi, p, ts, &slot, &s, &created);
+    if (!f) return;
+    uint8_t fl = p->flags;
     f->iface[s] = iface;
     int r = !s;
     mos_ep_t *S = &f->ep[s], *R = &f->ep[r];
     e->pref[pi].slot = slot;
     e->pref[pi].side = (uint8_t)s;
-    if (f->edits && (fl & MOS_TH_ACK) && mos_seqmap_active(&f->edits->map[r])) {
-        /* the receiver acknowledges edited bytes in the numbers it saw: the
-         * models follow the sender's own numbers (seqmap.h) */
-        mos_seqmap_t *m = &f->edits->map[r];
-        uint32_t wire = p->ack;
-        p->ack = mos_seqmap_in(m, wire);
-        for (int k = 0; k < 2 * p->nsack; k++) p->sack[k] = mos_seqmap_in(m, p->sack[k]);
-        mos_seqmap_acked(m, wire);
-    }
-    uint32_t len = p->seglen;
-    e->c.payload_bytes += len;
+    if (f->edits && (fl & MOS_TH_ACK) && mos_seqmap_active(&f->edits->map[r]))
+        edits_translate_ack(f, r, p);
+    e->c.payload_bytes += p->seglen;
     if (p->paylen < p->seglen) e->c.snapped++;
+    const mos_tcp_seg_t seg = {.seq = p->seq, .ack = p->ack, .len = p->seglen, .wnd = p->win,
+                               .flags = fl, .opt = &p->tcpopt};
+    mos_tcp_eff_t eff;
 
     /* ---- the sender's model ---- */
-    S->pkts++;
-    S->bytes += len;
-    S->flags |= MOS_EPF_SENT;
-    int rexmit = 0;
-    int had_isn = S->flags & MOS_EPF_ISN;
-    if (fl & MOS_TH_SYN) {
-        if (!had_isn || !S->syn_seen) {
-            init_isn(S, p->seq);
-            had_isn = 0;
-        } else if (p->seq == S->isn) {
-            rexmit = 1;
-        } else if (s == MOS_CLIENT && S->state == MOS_TCPS_SYN_SENT && !(fl & MOS_TH_ACK)) {
-            init_isn(S, p->seq); /* the client gave up on its first SYN and chose a new ISN */
-            had_isn = 0;
-        }
-        S->syn_seen = 1;
-        if (p->opts & MOS_OPT_MSS) S->mss = p->mss;
-        if (p->opts & MOS_OPT_WSCALE) {
-            S->flags |= MOS_EPF_WSCALE;
-            S->wscale = p->wscale;
-        }
-        if (p->opts & MOS_OPT_SACKOK) S->flags |= MOS_EPF_SACKOK;
-        if (p->opts & MOS_OPT_TS) S->flags |= MOS_EPF_TS;
-    } else if (!had_isn) {
-        init_isn(S, p->seq - 1); /* mid-stream: this byte is offset 0 */
-    }
-    if (p->opts & MOS_OPT_TS) S->tsval = p->tsval;
-    uint32_t syn = (fl & MOS_TH_SYN) ? 1 : 0;
-    uint32_t dseq = p->seq + syn;
-    uint32_t end = dseq + len + ((fl & MOS_TH_FIN) ? 1 : 0);
-    int64_t doff = seq_to_off(dseq, S->ref_seq, S->ref_off);
-    /* RFC 9293 3.10.7.4: a receiver drops a segment without ACK (past
-     * SYN-SENT) or before the start of the stream, so such a FIN closes
-     * nothing (it is how FIN-based evasion and scans look) */
-    int fin_ok = (fl & MOS_TH_FIN) && (fl & MOS_TH_ACK) && !(fl & MOS_TH_RST) &&
-                 doff + (int64_t)len >= 0;
-    if (had_isn && !syn && !(fl & MOS_TH_RST) && (len || (fl & MOS_TH_FIN)) && seq_lt(dseq, S->snd_nxt))
-        rexmit = 1;
-    e->pref[pi].snd_nxt = had_isn ? S->snd_nxt : dseq;
-    /* a RST's sequence number is judged below, not believed */
-    if (!(fl & MOS_TH_RST) && seq_gt(end, S->snd_nxt)) S->snd_nxt = end;
-    if (len && !(fl & MOS_TH_RST) && doff + (int64_t)len > (int64_t)S->data_end) {
-        S->data_end = (uint64_t)(doff + len);
-        S->ref_seq = dseq + len;
-        S->ref_off = S->data_end;
-    }
-    if (fl & MOS_TH_ACK) {
-        if (!(S->flags & MOS_EPF_ACKED) || seq_gt(p->ack, S->ack)) S->ack = p->ack;
-        /* RFC 7323 2.2: the window in a SYN is never scaled */
-        uint32_t win = syn ? p->win : (uint32_t)p->win << (wscale_on(f) ? S->wscale : 0);
-        uint32_t edge = p->ack + win;
-        if (!(S->flags & MOS_EPF_ACKED) || seq_gt(edge, S->rwin_edge)) S->rwin_edge = edge;
-        S->win = win;
-        S->flags |= MOS_EPF_ACKED;
-    }
-    if (rexmit) {
+    mos_tcp_ep_sent(S, R, &seg, &eff);
+    e->pref[pi].snd_nxt = eff.snd_nxt0;
+    if (eff.rexmit) {
         e->c.rexmit++;
-        emit(e, f, slot, MOS_EV_REXMIT, MOS_HK_SEND, s, pi, 0, 0, doff < 0 ? 0 : (uint64_t)doff, len);
+        emit(e, f, slot, MOS_EV_REXMIT, MOS_HK_SEND, s, pi, 0, 0, eff.rexmit_off, seg.len);
     }
-    if (fl & MOS_TH_RST) {
-        /* handled below once the PKT_IN at SEND has fired */
-    } else {
-        if (syn) {
-            if (s == MOS_CLIENT && !(fl & MOS_TH_ACK) && S->state == MOS_TCPS_CLOSED)
-                set_state(e, f, slot, s, MOS_HK_SEND, pi, MOS_TCPS_SYN_SENT);
-            else if (s == MOS_SERVER && (S->state == MOS_TCPS_LISTEN || S->state == MOS_TCPS_CLOSED))
-                set_state(e, f, slot, s, MOS_HK_SEND, pi, MOS_TCPS_SYN_RCVD);
-        }
-        if (fl & MOS_TH_FIN) { /* the sender's model follows what it sent, valid or not */
-            if (!(S->flags & MOS_EPF_FIN) || seq_gt(end - 1, S->fin_seq)) S->fin_seq = end - 1;
-            S->flags |= MOS_EPF_FIN;
-            switch (S->state) {
-            case MOS_TCPS_CLOSE_WAIT: {
-                /* a FIN that does not acknowledge the peer's FIN was sent before
-                 * that FIN arrived: simultaneous close (RFC 9293 3.6, Figure 13) */
-                int acks_peer = (fl & MOS_TH_ACK) && (R->flags & MOS_EPF_FIN) &&
-                                seq_geq(p->ack, R->fin_seq + 1);
-                set_state(e, f, slot, s, MOS_HK_SEND, pi,
-                          acks_peer ? MOS_TCPS_LAST_ACK : MOS_TCPS_CLOSING);
-                break;
-            }
-            case MOS_TCPS_ESTABLISHED: case MOS_TCPS_SYN_RCVD: case MOS_TCPS_SYN_SENT:
-            case MOS_TCPS_LISTEN: case MOS_TCPS_CLOSED:
-                set_state(e, f, slot, s, MOS_HK_SEND, pi, MOS_TCPS_FIN_WAIT_1);
-                break;
-            default:
-                break;
-            }
-        }
-        /* the sender acknowledged bytes of its own receive buffer that the
-         * monitor never saw: the receiver got them, so the hole is a gap */
-        if ((fl & MOS_TH_ACK) && (R->flags & MOS_EPF_ISN) && !(S->flags & MOS_EPF_UNMON)) {
-            int64_t aoff = seq_to_off(p->ack, R->ref_seq, R->ref_off);
-            if (aoff > (int64_t)R->data_end) aoff = (int64_t)R->data_end;
-            if (aoff > 0 && (uint64_t)aoff > S->rbuf.head) {
-                uint64_t adv = 0;
-                int g = mos_rbuf_skip_to(&S->rbuf, (uint64_t)aoff, &adv);
-                if (g || adv) after_rbuf(e, f, slot, s, pi, adv, g);
-            }
-            if (!e->cfg.keep_read && S->consumed > S->rbuf.base) release_read(f, s);
-        }
-    }
+    emit_trans(e, f, slot, s, MOS_HK_SEND, pi, &eff);
+    if ((fl & (MOS_TH_ACK | MOS_TH_RST)) == MOS_TH_ACK && (R->flags & MOS_EPF_ISN) &&
+        !(S->flags & MOS_EPF_UNMON))
+        skip_unseen(e, f, slot, s, pi, p->ack);
     emit(e, f, slot, MOS_EV_PKT_IN, MOS_HK_SEND, s, pi, 0, 0, 0, 0);
 
     /* ---- the receiver's model ---- */
     if (created) emit(e, f, slot, MOS_EV_CONN_START, MOS_HK_RECV, r, pi, 0, 0, 0, 0);
-    if (fl & MOS_TH_RST) {
-        if (rst_acceptable(f, s, p)) {
-            set_state(e, f, slot, s, MOS_HK_SEND, pi, MOS_TCPS_CLOSED);
-            set_state(e, f, slot, r, MOS_HK_RECV, pi, MOS_TCPS_CLOSED);
+    mos_tcp_ep_input(R, S, &seg, ts, &eff);
+    if (eff.rst) {
+        if (eff.rst == MOS_TCP_RST_ACCEPT) {
+            mos_tcp_eff_t se;
+            mos_tcp_ep_action(S, MOS_TCP_SENT_RST, &se);
+            emit_trans(e, f, slot, s, MOS_HK_SEND, pi, &se);
+            emit_trans(e, f, slot, r, MOS_HK_RECV, pi, &eff);
             emit(e, f, slot, MOS_EV_PKT_IN, MOS_HK_RECV, r, pi, 0, 0, 0, 0);
             end_flow(e, f, slot, MOS_END_RST); /* RST payload never enters a stream */
         } else {
@@ -806,49 +720,9 @@ checked:;
         }
         return;
     }
-    if ((fl & MOS_TH_ACK) && !(R->flags & MOS_EPF_ISN)) init_isn(R, p->ack - 1);
-    int acks_syn = (fl & MOS_TH_ACK) && (R->flags & MOS_EPF_ISN) && seq_geq(p->ack, R->isn + 1);
-    int acks_fin = (fl & MOS_TH_ACK) && (R->flags & MOS_EPF_FIN) && seq_geq(p->ack, R->fin_seq + 1);
-    int fin = fin_ok;
-    switch (R->state) {
-    case MOS_TCPS_LISTEN: case MOS_TCPS_CLOSED:
-        if (syn && !(fl & MOS_TH_ACK)) set_state(e, f, slot, r, MOS_HK_RECV, pi, MOS_TCPS_SYN_RCVD);
-        else if (fin) set_state(e, f, slot, r, MOS_HK_RECV, pi, MOS_TCPS_CLOSE_WAIT);
-        break;
-    case MOS_TCPS_SYN_SENT:
-        if (syn && !(fl & MOS_TH_ACK)) { /* simultaneous open / split handshake */
-            set_state(e, f, slot, r, MOS_HK_RECV, pi, MOS_TCPS_SYN_RCVD);
-        } else if (acks_syn) {
-            set_state(e, f, slot, r, MOS_HK_RECV, pi, MOS_TCPS_ESTABLISHED);
-            if (fin) set_state(e, f, slot, r, MOS_HK_RECV, pi, MOS_TCPS_CLOSE_WAIT);
-        } else if (fin) {
-            set_state(e, f, slot, r, MOS_HK_RECV, pi, MOS_TCPS_CLOSE_WAIT);
-        }
-        break;
-    case MOS_TCPS_SYN_RCVD:
-        if (acks_syn) set_state(e, f, slot, r, MOS_HK_RECV, pi, MOS_TCPS_ESTABLISHED);
-        if (fin) set_state(e, f, slot, r, MOS_HK_RECV, pi, MOS_TCPS_CLOSE_WAIT);
-        break;
-    case MOS_TCPS_ESTABLISHED:
-        if (fin) set_state(e, f, slot, r, MOS_HK_RECV, pi, MOS_TCPS_CLOSE_WAIT);
-        break;
-    case MOS_TCPS_FIN_WAIT_1:
-        if (acks_fin) set_state(e, f, slot, r, MOS_HK_RECV, pi, fin ? MOS_TCPS_TIME_WAIT : MOS_TCPS_FIN_WAIT_2);
-        else if (fin) set_state(e, f, slot, r, MOS_HK_RECV, pi, MOS_TCPS_CLOSING);
-        break;
-    case MOS_TCPS_FIN_WAIT_2:
-        if (fin) set_state(e, f, slot, r, MOS_HK_RECV, pi, MOS_TCPS_TIME_WAIT);
-        break;
-    case MOS_TCPS_CLOSING:
-        if (acks_fin) set_state(e, f, slot, r, MOS_HK_RECV, pi, MOS_TCPS_TIME_WAIT);
-        break;
-    case MOS_TCPS_LAST_ACK:
-        if (acks_fin) set_state(e, f, slot, r, MOS_HK_RECV, pi, MOS_TCPS_CLOSED);
-        break;
-    default:
-        break;
-    }
-    if (len) store_data(e, f, slot, r, p, pi, dseq, doff);
+    emit_trans(e, f, slot, r, MOS_HK_RECV, pi, &eff);
+    if (eff.oow_len) error_ev(e, f, slot, r, pi, MOS_ERR_OUT_OF_WINDOW, eff.oow_off, eff.oow_len);
+    if (eff.data_len) store_data(e, f, slot, r, p, pi, eff.data_off, eff.data_len, eff.data_skip);
     emit(e, f, slot, MOS_EV_PKT_IN, MOS_HK_RECV, r, pi, 0, 0, 0, 0);
 
     /* both ends closed: the connection is over (RFC 9293 3.6) */

@@ -17,16 +17,10 @@
 #include "capture.h"
 #include "decode.h"
 #include "defrag.h"
+#include "endpoint.h"
 #include "rbuf.h"
 #include "seqmap.h"
 #include "sha256.h"
-
-/* RFC 9293 3.3.2 state names */
-enum mos_tcp_state {
-    MOS_TCPS_CLOSED = 0, MOS_TCPS_LISTEN, MOS_TCPS_SYN_SENT, MOS_TCPS_SYN_RCVD,
-    MOS_TCPS_ESTABLISHED, MOS_TCPS_FIN_WAIT_1, MOS_TCPS_FIN_WAIT_2, MOS_TCPS_CLOSING,
-    MOS_TCPS_TIME_WAIT, MOS_TCPS_CLOSE_WAIT, MOS_TCPS_LAST_ACK,
-};
 
 enum mos_event_type {
     MOS_EV_PKT_IN = 0, MOS_EV_CONN_START, MOS_EV_STATE_CHANGE, MOS_EV_NEW_DATA,
@@ -66,40 +60,7 @@ enum mos_end_reason {
     MOS_END_COUNT
 };
 
-/* endpoint flags */
-enum {
-    MOS_EPF_ISN = 1,        /* ISN known (SYN seen, or guessed mid-stream) */
-    MOS_EPF_SENT = 2,       /* sent at least one packet */
-    MOS_EPF_ACKED = 4,      /* sent at least one ACK: ack/win valid */
-    MOS_EPF_FIN = 8,        /* sent a FIN: fin_seq valid */
-    MOS_EPF_WSCALE = 16,    /* its SYN carried window scale */
-    MOS_EPF_SACKOK = 32,
-    MOS_EPF_TS = 64,
-    MOS_EPF_UNMON = 128,    /* monitoring stopped for this side */
-};
-
-typedef struct mos_ep {
-    uint8_t state;
-    uint8_t flags;
-    uint8_t wscale;        /* shift this endpoint advertised in its SYN */
-    uint8_t syn_seen;      /* 1: its SYN seen (not guessed) */
-    uint16_t mss;
-    uint16_t _pad;
-    uint32_t isn;
-    uint32_t snd_nxt;      /* highest sequence number sent + 1 (SYN/FIN count) */
-    uint32_t ack;          /* last acknowledgement number it sent */
-    uint32_t win;          /* last window it advertised, scaled */
-    uint32_t rwin_edge;    /* right edge of its receive window: max(ack + win) */
-    uint32_t fin_seq;      /* sequence number of its FIN */
-    uint32_t tsval;        /* last TSval it sent */
-    uint32_t ref_seq;      /* seq <-> 64-bit offset reference for what it sends */
-    uint64_t ref_off;
-    uint64_t data_end;     /* highest stream offset of its data seen + 1 */
-    uint64_t pkts;         /* packets sent */
-    uint64_t bytes;        /* payload bytes sent (retransmissions included) */
-    uint64_t consumed;     /* lowest read offset of any monitor in this side's buffer */
-    mos_rbuf_t rbuf;       /* bytes RECEIVED by this endpoint (sent by the peer) */
-} mos_ep_t;
+/* endpoint state names, flags and mos_ep_t (= mos_tcp_ep_t) live in mos/tcp/endpoint.h */
 
 enum {
     MOS_FF_LIVE = 1,       /* in the table */
@@ -195,6 +156,7 @@ typedef struct mos_counters {
     uint64_t rewritten;            /* frames sent rewritten for payload edits */
     uint64_t rewrite_failed;       /* frames of edited flows that could not be rewritten (dropped) */
     uint64_t split;                /* extra frames sent: grown segments cut to the MTU / MSS */
+    uint64_t nomem;                /* events or flows dropped because memory ran out */
 } mos_counters_t;
 
 typedef struct mos_engine mos_engine_t;

@@ -5,7 +5,7 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
-from mos.dualstack._rbuf cimport *
+from mos.tcp._rbuf cimport *
 
 import time
 

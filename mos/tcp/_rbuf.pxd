@@ -1,4 +1,4 @@
-# Declarations of rbuf.h for Cython: `from mos.dualstack._rbuf cimport *`.
+# Declarations of rbuf.h for Cython: `from mos.tcp._rbuf cimport *`.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 cdef extern from "rbuf.h" nogil:
