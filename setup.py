@@ -42,7 +42,8 @@ HEADERS = sorted(h for d in CORE_DIRS for h in glob(f"{d}/*.h"))
 WARN = ["-Wall", "-Wno-unused-function"]
 # The library exports its API (default visibility); -fno-semantic-interposition
 # lets calls between its own files bind directly instead of through the PLT.
-CORE_CFLAGS = ["-O3", "-std=gnu11", "-fno-strict-aliasing", "-fno-semantic-interposition"] + WARN
+CORE_CFLAGS = ["-O3", "-std=gnu11", "-fno-strict-aliasing", "-fno-semantic-interposition",
+               "-flto"] + WARN
 # Cython glue: nothing to export but the module init (Cython marks it visible)
 GLUE_CFLAGS = ["-O3", "-std=gnu11", "-fno-strict-aliasing", "-fvisibility=hidden"] + WARN
 
@@ -66,7 +67,7 @@ class BuildExt(build_ext):
         if ext.name == CORE:
             # -Bsymbolic: calls between the library's own files bind at link time
             ext.extra_link_args = ext.extra_link_args + ["-Wl,-soname,libmos_core.so",
-                                                         "-Wl,-Bsymbolic"]
+                                                         "-Wl,-Bsymbolic", "-O3", "-flto=auto"]
         elif getattr(ext, "links_core", False):
             libdir = os.path.dirname(self.get_ext_fullpath(CORE))
             here = os.path.dirname(self.get_ext_fullpath(ext.name))

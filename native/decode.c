@@ -408,6 +408,33 @@ int mos_decode_ip(const uint8_t *data, uint32_t len, mos_pkt_t *p)
  * stored back with memcpy and lands in network order. */
 static uint64_t csum_add(uint64_t acc, const uint8_t *b, size_t n)
 {
+#if defined(__x86_64__)
+    /* The one's-complement sum is an add-with-carry chain: x86-64 keeps the
+     * carry in the flag from one 8-byte add to the next (lea and dec leave
+     * it alone), 11 instructions per 64 bytes where the C below needs 24.
+     * Checksums are most of the per-packet work in verify mode. */
+    if (n >= 64) {
+        size_t blocks = n / 64;
+        __asm__("clc\n\t"
+                "1:\n\t"
+                "adcq 0(%[p]), %[acc]\n\t"
+                "adcq 8(%[p]), %[acc]\n\t"
+                "adcq 16(%[p]), %[acc]\n\t"
+                "adcq 24(%[p]), %[acc]\n\t"
+                "adcq 32(%[p]), %[acc]\n\t"
+                "adcq 40(%[p]), %[acc]\n\t"
+                "adcq 48(%[p]), %[acc]\n\t"
+                "adcq 56(%[p]), %[acc]\n\t"
+                "leaq 64(%[p]), %[p]\n\t"
+                "decq %[k]\n\t"
+                "jnz 1b\n\t"
+                "adcq $0, %[acc]"
+                : [acc] "+r"(acc), [p] "+r"(b), [k] "+r"(blocks)
+                :
+                : "cc", "memory");
+        n &= 63;
+    }
+#endif
     while (n >= 32) {
         uint64_t a, c, e, f;
         memcpy(&a, b, 8);
