@@ -2,6 +2,7 @@
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from mos._cnative cimport mos_frame_t, mos_pkt_t, mos_defrag_stats_t, mos_sha256_t
 from mos.tcp._rbuf cimport mos_rbuf_t
+from mos.tcp._ctcp cimport *
 
 cdef extern from "engine.h" nogil:
     enum:
@@ -10,8 +11,6 @@ cdef extern from "engine.h" nogil:
         MOS_HK_SEND, MOS_HK_RECV, MOS_HK_NONE
         MOS_CLIENT, MOS_SERVER
         MOS_ERR_COUNT, MOS_END_COUNT, MOS_END_SHUTDOWN, MOS_END_RST
-        MOS_EPF_ISN, MOS_EPF_SENT, MOS_EPF_ACKED, MOS_EPF_FIN, MOS_EPF_WSCALE, MOS_EPF_SACKOK
-        MOS_EPF_TS, MOS_EPF_UNMON
         MOS_FF_LIVE, MOS_FF_DYING, MOS_FF_MIDSTREAM, MOS_FF_UNMON
         MOS_CSUM_IGNORE, MOS_CSUM_VERIFY, MOS_CSUM_AUTO
         MOS_EV_MAX, MOS_INTEREST_WORDS
@@ -21,26 +20,7 @@ cdef extern from "engine.h" nogil:
     uint32_t MOS_NIL
     uint32_t MOS_NOPKT
 
-    ctypedef struct mos_ep_t:
-        uint8_t state
-        uint8_t flags
-        uint8_t wscale
-        uint8_t syn_seen
-        uint16_t mss
-        uint32_t isn
-        uint32_t snd_nxt
-        uint32_t ack
-        uint32_t win
-        uint32_t rwin_edge
-        uint32_t fin_seq
-        uint32_t tsval
-        uint32_t ref_seq
-        uint64_t ref_off
-        uint64_t data_end
-        uint64_t pkts
-        uint64_t bytes
-        uint64_t consumed
-        mos_rbuf_t rbuf
+    ctypedef mos_tcp_ep_t mos_ep_t   # the TCP module's endpoint (mos/tcp/endpoint.h)
 
     ctypedef struct mos_digest_t:
         mos_sha256_t sha
