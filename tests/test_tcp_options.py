@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mos.tcp._tcp import parse_options, write_options
+from test_decode import opts_of  # the decoder, as test_decode reads it
 
 u32 = st.integers(0, 2**32 - 1)
 
@@ -94,8 +95,6 @@ def test_parse_random_bytes_never_crashes(raw):
 def test_decoder_reads_written_options(mss, wscale, sack_ok, ts, sack):
     """native/decode.c parses with mos/tcp/options.c: options written for a
     segment come back out of a decoded frame."""
-    from test_decode import opts_of
-
     raw = write_options(mss=mss, wscale=wscale, sack_ok=sack_ok, ts=ts, sack=sack)
     got = opts_of(raw)
     mine = parse_options(raw)
