@@ -1,12 +1,12 @@
 """In-line semantics without ports: what the engine forwards, drops, rewrites
 and injects, checked through its sans-I/O output (collect mode)."""
 
+import _netpkt as N
 import dpkt
+from tcpconv import Conv
 
 import mos
-from mos import Event, Side
-from mos import _native
-from tcpconv import Conv
+from mos import Event, Side, _native
 
 CLIENT_PORT, SERVER_PORT = 0, 1
 
@@ -48,15 +48,13 @@ def test_every_frame_forwarded_unchanged_by_default():
 
 def test_non_tcp_frames_are_forwarded_too():
     eng = inline_engine()
-    udp = dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x04" * 6, type=0x0800, data=dpkt.ip.IP(
-        src=bytes([198, 18, 0, 1]), dst=bytes([198, 18, 0, 2]), p=17,
-        data=dpkt.udp.UDP(sport=5000, dport=53, data=b"q")))
-    arp = bytes(6 * [0xff]) + b"\x02" * 6 + b"\x08\x06" + bytes(28)
-    for fr in (bytes(udp), arp):
+    udp = N.eth(N.ip4("198.18.0.1", "198.18.0.2", 17, N.udp(5000, 53, b"q")))
+    arp = N.eth(bytes(28), 0x0806, dst=b"\xff" * 6)
+    for fr in (udp, arp):
         eng.feed(fr, 1.0, iface=0)
     out = eng.take_output()
     assert [(k, i) for k, i, _ in out] == [("fwd", 0), ("fwd", 0)]
-    assert out[0][2] == bytes(udp) and out[1][2] == arp
+    assert out[0][2] == udp and out[1][2] == arp
 
 
 def test_handler_drop_stops_only_that_packet():
