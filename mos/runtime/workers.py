@@ -16,6 +16,7 @@ without RSS (net_af_packet), keeps both directions of a flow on one queue.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -50,6 +51,25 @@ def _peers(settings) -> list[int]:
 
 def _load_app(spec):
     return load_app(spec) if spec else None
+
+
+@contextlib.contextmanager
+def _stop_on_signals(then=None):
+    """While the block runs, SIGINT and SIGTERM set the yielded flag (and
+    call ``then``); the previous handlers come back after it."""
+    stop = [False]
+
+    def on_signal(signum, frame):
+        stop[0] = True
+        if then is not None:
+            then()
+
+    old = (signal.signal(signal.SIGINT, on_signal), signal.signal(signal.SIGTERM, on_signal))
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, old[0])
+        signal.signal(signal.SIGTERM, old[1])
 
 
 def _bursts(settings) -> list[int]:
@@ -168,45 +188,38 @@ def _thread_worker(settings, app, ports, queue, stop, results, errors, status,
 
 def _run_threads(settings, app_spec, status, ready, engine_type) -> int:
     import threading
-    stop = [False]
-
-    def on_signal(signum, frame):
-        stop[0] = True
-
-    old = (signal.signal(signal.SIGINT, on_signal), signal.signal(signal.SIGTERM, on_signal))
     ports, results, errors = [], [], []
-    try:
+    with _stop_on_signals() as stop:
         try:
-            for spec in settings.ports:
-                ports.append(open_port(spec, settings, None))
-            app = _load_app(app_spec)
-        except Exception as exc:
-            print(f"mos: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return 2
-        threads = [threading.Thread(target=_thread_worker, daemon=True,
-                                    args=(settings, app, ports, q, stop, results, errors,
-                                          status and q == 0, engine_type))
-                   for q in range(settings.workers)]
-        for t in threads:
-            t.start()
-        if ready is not None:
-            ready()
-        while any(t.is_alive() for t in threads):
+            try:
+                for spec in settings.ports:
+                    ports.append(open_port(spec, settings, None))
+                app = _load_app(app_spec)
+            except Exception as exc:
+                print(f"mos: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+                return 2
+            threads = [threading.Thread(target=_thread_worker, daemon=True,
+                                        args=(settings, app, ports, q, stop, results, errors,
+                                              status and q == 0, engine_type))
+                       for q in range(settings.workers)]
             for t in threads:
-                t.join(timeout=0.2)
-        # frames a worker handed to one that had already stopped are still in
-        # the steering rings: lost at shutdown, counted as steering drops
-        for spec, p in zip(settings.ports, ports):
-            n = p.flush_steering() if hasattr(p, "flush_steering") else 0
-            if n and results:
-                pc = results[0]["ports"][spec.name]
-                pc["kernel_dropped"] += n
-                pc["steer_dropped"] += n
-    finally:
-        signal.signal(signal.SIGINT, old[0])
-        signal.signal(signal.SIGTERM, old[1])
-        for p in ports:
-            p.close()
+                t.start()
+            if ready is not None:
+                ready()
+            while any(t.is_alive() for t in threads):
+                for t in threads:
+                    t.join(timeout=0.2)
+            # frames a worker handed to one that had already stopped are still in
+            # the steering rings: lost at shutdown, counted as steering drops
+            for spec, p in zip(settings.ports, ports):
+                n = p.flush_steering() if hasattr(p, "flush_steering") else 0
+                if n and results:
+                    pc = results[0]["ports"][spec.name]
+                    pc["kernel_dropped"] += n
+                    pc["steer_dropped"] += n
+        finally:
+            for p in ports:
+                p.close()
     return _report(results, errors, status)
 
 
@@ -272,37 +285,30 @@ class _Turn:
 def _run_captures(settings, app_spec, status, ready, engine_type) -> int:
     """In-line over capture ports: one engine in this process, at the
     captures' time; ends when every capture has been read (or on SIGINT)."""
-    stop = [False]
-
-    def on_signal(signum, frame):
-        stop[0] = True
-
-    old = (signal.signal(signal.SIGINT, on_signal), signal.signal(signal.SIGTERM, on_signal))
     ports, results, errors = [], [], []
-    try:
+    with _stop_on_signals() as stop:
         try:
-            for spec in settings.ports:
-                ports.append(open_port(spec, settings, None))
-            app = _load_app(app_spec)
-            eng = engine_type(settings.engine_config())
-            if app is not None:
-                app.attach(eng)
-            if ready is not None:
-                ready()
-            counters = run_ports(eng, [p.c_port() for p in ports], _peers(settings),
-                                 lambda: stop[0], wall_time=False, bursts=_bursts(settings))
-            results.append(_finish(eng, app, settings, counters, [p.stats() for p in ports]))
-            errors += [e for e in (p.error() for p in ports) if e]
-        except MosError as exc:
-            errors.append(str(exc))
-    finally:
-        signal.signal(signal.SIGINT, old[0])
-        signal.signal(signal.SIGTERM, old[1])
-        for p in ports:
             try:
-                p.close()
-            except MosError as exc:  # a failed write
+                for spec in settings.ports:
+                    ports.append(open_port(spec, settings, None))
+                app = _load_app(app_spec)
+                eng = engine_type(settings.engine_config())
+                if app is not None:
+                    app.attach(eng)
+                if ready is not None:
+                    ready()
+                counters = run_ports(eng, [p.c_port() for p in ports], _peers(settings),
+                                     lambda: stop[0], wall_time=False, bursts=_bursts(settings))
+                results.append(_finish(eng, app, settings, counters, [p.stats() for p in ports]))
+                errors += [e for e in (p.error() for p in ports) if e]
+            except MosError as exc:
                 errors.append(str(exc))
+        finally:
+            for p in ports:
+                try:
+                    p.close()
+                except MosError as exc:  # a failed write
+                    errors.append(str(exc))
     return _report(results, errors, status)
 
 
