@@ -5,6 +5,7 @@ collect mode with each end answering what it received on the wire."""
 import itertools
 import random
 
+import _netpkt as N
 import dpkt
 import pytest
 from hypothesis import given, settings
@@ -521,3 +522,19 @@ def test_payload_edits_do_nothing_where_nothing_is_forwarded():
         eng.feed(fr, ts)
     assert errors == [] and ends == [mos.EndReason.CLOSE]
     assert eng.counters()["rewritten"] == 0 and eng.counters()["rexmit"] == 0
+
+
+def test_rewrite_segment_refuses_a_small_buffer_when_only_the_peer_has_edits():
+    """Regression (fuzzing issue, finding 3): with edits only in the other
+    direction the payload was copied whole even when it did not fit in
+    ``cap``; rewrite.h promises a refusal."""
+    own, peer = SeqMap(), SeqMap()
+    peer.add(7000, 0, b"xyz")                    # the peer's bytes grew by 3 before 7000
+    seg = N.tcp(40000, 80, 1000, 7010, 0x10, 500, payload=b"p" * 100)
+    frame = N.eth(N.ip4(payload=seg))
+    with pytest.raises(ValueError, match="cannot be rewritten"):
+        own.rewrite_frame(frame, peer, cap=len(frame) - 50)
+    out = own.rewrite_frame(frame, peer)         # room enough: the ack maps back by 3
+    t = dpkt.ethernet.Ethernet(out).data.data
+    assert t.ack == 7007 and t.data == b"p" * 100
+    assert _native.decode(1, out)["tcp_csum_ok"] is True

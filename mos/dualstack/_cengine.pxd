@@ -135,6 +135,13 @@ cdef extern from "seqmap.h" nogil:
                                 uint32_t len, uint8_t *out, uint32_t cap, uint32_t *out_seq)
 
 
+cdef extern from "rewrite.h" nogil:
+    uint32_t mos_rewrite_segment(const mos_seqmap_t *own, const mos_seqmap_t *peer,
+                                 uint16_t linktype, const uint8_t *inp, uint32_t len,
+                                 uint8_t *out, uint32_t cap)
+    uint32_t mos_rewrite_bound(const mos_seqmap_t *own, uint32_t len)
+
+
 cdef extern from "port.h" nogil:
     ctypedef int (*mos_rx_fn)(void *handle, mos_frame_t *frames, int max)
     ctypedef void (*mos_rx_done_fn)(void *handle)

@@ -57,3 +57,22 @@ cdef class SeqMap:
     def delta(self):
         """Wire minus raw past the acknowledged edits (signed)."""
         return self.m.delta - (1 << 32) if self.m.delta >= (1 << 31) else self.m.delta
+
+    def rewrite_frame(self, frame, SeqMap peer=None, cap=None, int linktype=1):
+        """The frame as it leaves after the edits: this map translates what
+        its sender sends, ``peer`` the acknowledgements of the other way
+        (rewrite.h).  b"" when nothing changes; ValueError when it cannot be
+        written in ``cap`` bytes (default: the bound rewrite.h computes)."""
+        cdef bytes f = bytes(frame)
+        cdef uint32_t c = mos_rewrite_bound(&self.m, len(f)) if cap is None else cap
+        cdef bytearray out = bytearray(c + 1)  # one guard byte past cap
+        out[c] = 0xA5
+        n = mos_rewrite_segment(&self.m, &peer.m if peer is not None else NULL, linktype,
+                                <const uint8_t *>PyBytes_AS_STRING(f), len(f),
+                                <uint8_t *>PyByteArray_AS_STRING(out), c)
+        if out[c] != 0xA5:
+            raise AssertionError("mos_rewrite_segment wrote past its cap")
+        if n == 0xffffffff:
+            raise ValueError(f"the frame cannot be rewritten in {c} bytes")
+        return bytes(out[:n])
+

@@ -115,7 +115,8 @@ cdef class StreamBuffer:
         return mos_rbuf_set_limit(&self.rb, n)
 
     def forget_gaps(self, uint64_t off):
-        """Drop the listed gaps that end at or below off."""
+        """Drop the listed gaps that end at or below off (never one still
+        inside the buffer: off is taken as at most base)."""
         mos_rbuf_forget_gaps(&self.rb, off)
 
     def gap_after(self, uint64_t off):

@@ -489,7 +489,9 @@ uint64_t mos_rbuf_ooo_bytes(const mos_rbuf_t *rb)
 
 void mos_rbuf_forget_gaps(mos_rbuf_t *rb, uint64_t off)
 {
-    gaps_forget(rb, off);
+    /* a gap inside the buffer marks bytes never stored: forgetting it would
+     * let a copy return them, so nothing at or above base goes */
+    gaps_forget(rb, off < rb->base ? off : rb->base);
 }
 
 /* Present bytes in [base, to), base <= to <= head. */

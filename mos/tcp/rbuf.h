@@ -103,8 +103,10 @@ const mos_span_t *mos_rbuf_gap_after(const mos_rbuf_t *rb, uint64_t off);
 uint64_t mos_rbuf_ooo_bytes(const mos_rbuf_t *rb);
 
 /* Drop the listed gaps that end at or below off (e.g. every reader is past
- * them).  Gaps below base are also dropped on their own when the list needs
- * room, but never those declared by the current call. */
+ * them).  Only gaps wholly below base can go: off is taken as at most base,
+ * since a gap inside the buffer marks bytes that were never stored.  Gaps
+ * below base are also dropped on their own when the list needs room, but
+ * never those declared by the current call. */
 void mos_rbuf_forget_gaps(mos_rbuf_t *rb, uint64_t off);
 
 #endif

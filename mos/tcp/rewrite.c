@@ -68,6 +68,7 @@ uint32_t mos_rewrite_segment(const mos_seqmap_t *own, const mos_seqmap_t *peer, 
         seq = wseq - syn;
     } else {
         if (own_on) seq = mos_seqmap_out(own, p.seq + syn) - syn;
+        if (paylen > cap - hdr) return UINT32_MAX; /* as the header promises: refuse, never overrun */
         if (paylen) memcpy(out + hdr, p.payload, paylen);
     }
     memcpy(out, in, hdr);
