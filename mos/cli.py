@@ -60,10 +60,13 @@ def _file_name(ip: str, port: int) -> str:
 class _Streams:
     """Collects one record per flow direction at CONN_END."""
 
-    def __init__(self, write_dir: Optional[str]):
+    def __init__(self, write_dir: Optional[str], overlap: str = "first"):
         self.records: list[tuple[int, dict, dict]] = []
         self.write_dir = write_dir
         self._used: dict[str, int] = {}  # file name -> flows written under it so far
+        # with 'last', held bytes can still be replaced until the receiver
+        # acknowledges them: write only acknowledged bytes before the end
+        self._final_only_acked = overlap == "last"
 
     def attach(self, eng: mos.Engine) -> None:
         mon = eng.attach(mos.Monitor(name="streams"))
@@ -85,11 +88,16 @@ class _Streams:
         self._used[name] = n
         return os.path.join(self.write_dir, name if n == 1 else f"{name}c{n}")
 
-    def on_data(self, flow, side, event) -> None:
+    def on_data(self, flow, side, event, final: bool = False) -> None:
         if flow.uctx is None:
             flow.uctx = {}
         while True:
-            data = flow.peek(side)
+            n = -1
+            if self._final_only_acked and not final:
+                n = flow.acked(side) - flow.read_offset(side)
+                if n <= 0:
+                    break
+            data = flow.peek(side, n)
             if not data:
                 break
             path = flow.uctx.get(side)
@@ -104,7 +112,7 @@ class _Streams:
     def on_end(self, flow, side, event) -> None:
         if self.write_dir:
             for s in (mos.Side.CLIENT, mos.Side.SERVER):
-                self.on_data(flow, s, event)
+                self.on_data(flow, s, event, final=True)
         base = {"client": flow.client_addr, "server": flow.server_addr}
         states = {"client_state": flow.client.state.name, "server_state": flow.server.state.name}
         out = []
@@ -123,7 +131,7 @@ def cmd_streams(args) -> int:
     if args.write_dir:
         os.makedirs(args.write_dir, exist_ok=True)
     eng = mos.Engine(_config(args, digest=True, buffer_size=args.buffer_size))
-    st = _Streams(args.write_dir)
+    st = _Streams(args.write_dir, args.overlap)
     st.attach(eng)
     rc = 0
     try:

@@ -4,11 +4,12 @@ Each test drives the engine with a synthetic trace (tests/tcpconv.py) and
 checks the events in order.  RFC 9293 section numbers name the transitions.
 """
 
+import dpkt
 import pytest
+from tcpconv import Conv, Recorder, run_frames
 
 import mos
 from mos import Event, Hook, Side
-from tcpconv import Conv, Recorder, run_frames
 
 
 def states(rec):
@@ -175,26 +176,48 @@ def test_data_retransmission_raises_rexmit_and_keeps_first_bytes():
     assert rec.data[Side.SERVER] == b"AAAA"
 
 
-def test_new_data_at_most_once_per_side_per_burst():
-    c = Conv()
-    c.handshake()
-    for i in range(5):
-        c.send("c", b"x" * 10)
-    eng = mos.Engine(mos.Config(checksum="verify"))
-    mon = eng.attach(mos.Monitor())
-    calls = []
-    mon.on(Event.CONN_NEW_DATA, lambda f, s, e: calls.append(len(f.peek(s))))
-    # one burst: write a capture and run it
-    import tempfile, dpkt, os
+def _run_whole_capture(eng, frames):
+    """One capture file run: the engine takes it in bursts of up to 256 frames."""
+    import os
+    import tempfile
+
     with tempfile.NamedTemporaryFile(suffix=".pcap", delete=False) as fh:
         w = dpkt.pcap.Writer(fh)
-        for ts, fr in c.frames:
+        for ts, fr in frames:
             w.writepkt(fr, ts)
     try:
         eng.run(fh.name)
     finally:
         os.unlink(fh.name)
-    assert calls == [50]
+
+
+def test_new_data_fires_for_each_packet_that_adds_in_order_bytes():
+    """Per-event semantics (issue 8): CONN_NEW_DATA fires for every packet
+    that makes new in-order bytes readable, and the handler sees the flow
+    right after that packet, whether the frames come in one burst (a capture
+    file) or one at a time."""
+    c = Conv()
+    c.handshake()
+    for i in range(5):
+        c.send("c", bytes([65 + i]) * 10)
+    seen = {}
+    for mode in ("burst", "frames"):
+        eng = mos.Engine(mos.Config(checksum="verify"))
+        mon = eng.attach(mos.Monitor())
+        calls = seen[mode] = []
+        mon.on(Event.CONN_NEW_DATA, lambda f, s, e, calls=calls: calls.append(
+            (f.packet.ts, f.peek(s), f.server.received, f.client.snd_nxt)))
+        if mode == "burst":
+            _run_whole_capture(eng, c.frames)
+        else:
+            for ts, fr in c.frames:
+                eng.feed(fr, ts)
+            eng.close()
+    assert seen["burst"] == seen["frames"]
+    calls = seen["burst"]
+    assert [d for _, d, _, _ in calls] == [bytes([65 + i]) * 10 for i in range(5)]
+    assert [r for _, _, r, _ in calls] == [10, 20, 30, 40, 50]  # state right after each packet
+    assert [t for t, _, _, _ in calls] == pytest.approx([ts for ts, _ in c.frames[3:]], abs=1e-6)
 
 
 def test_data_in_syn_is_stream_offset_zero():

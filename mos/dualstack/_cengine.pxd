@@ -12,7 +12,7 @@ cdef extern from "engine.h" nogil:
         MOS_CLIENT, MOS_SERVER
         MOS_ERR_COUNT, MOS_END_COUNT, MOS_END_SHUTDOWN, MOS_END_RST
         MOS_FF_LIVE, MOS_FF_DYING, MOS_FF_MIDSTREAM, MOS_FF_UNMON
-        MOS_CSUM_IGNORE, MOS_CSUM_VERIFY, MOS_CSUM_AUTO
+        MOS_CSUM_IGNORE, MOS_CSUM_VERIFY, MOS_CSUM_AUTO, MOS_BURST_MAX
         MOS_EV_MAX, MOS_INTEREST_WORDS
 
     ctypedef struct mos_interest_t:
@@ -85,7 +85,8 @@ cdef extern from "engine.h" nogil:
     void mos_engine_set_interest(mos_engine_t *e, const mos_interest_t *m)
     int mos_flow_set_interest(mos_engine_t *e, mos_flow_t *f, const mos_interest_t *m)
     void mos_engine_set_checksum(mos_engine_t *e, int mode)
-    int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int n, uint64_t stop_ts)
+    int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int start, int n,
+                           uint64_t stop_ts)
     void mos_engine_advance(mos_engine_t *e, uint64_t now_ns)
     uint64_t mos_engine_next_deadline(const mos_engine_t *e)
     void mos_engine_end_all(mos_engine_t *e, int reason)
@@ -116,6 +117,7 @@ cdef extern from "engine.h" nogil:
     void mos_engine_set_mtu(mos_engine_t *e, uint32_t ip_mtu)
     uint32_t mos_engine_mtu(const mos_engine_t *e)
     uint32_t mos_engine_edited_flows(const mos_engine_t *e)
+    uint64_t mos_flow_acked(const mos_flow_t *f, int side)
     uint32_t mos_flow_wire_seq(const mos_flow_t *f, int side, uint32_t seq)
 
 

@@ -143,6 +143,9 @@ cdef class _Dispatch(_EngineState):
         return 0
 
     cdef int _reap(self) except -1:
+        # inside a burst, outputs still to come name the flows of its packets
+        if self._in_burst:
+            return 0
         cdef uint32_t n, k, slot
         cdef const uint32_t *dying = mos_engine_dying(self.e, &n)
         cdef Flow fo

@@ -85,6 +85,7 @@ cdef class _Dispatch(_EngineState):
     cdef list _pyflows              # slot -> Flow view
     cdef mos_event_t cur            # the event being dispatched
     cdef bint in_dispatch
+    cdef bint _in_burst             # flows that end stay readable until the burst ends
     cdef int cur_mon
     cdef Flow cur_flow
     cdef object _cur_packet
@@ -144,4 +145,5 @@ cdef class _Output(_Timers):
 
 cdef class CoreEngine(_Output):
     cdef int _process(self, const mos_frame_t *frames, int n) except -1
+    cdef int _burst(self, const mos_frame_t *frames, int n) except -1
     cdef int _tick(self, uint64_t now) except -1

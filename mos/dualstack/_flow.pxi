@@ -229,6 +229,13 @@ cdef class Flow:
         cdef uint32_t got = mos_rbuf_copy(&f.ep[s].rbuf, offset, <uint8_t *>PyBytes_AS_STRING(out), <uint32_t>n)
         return out[:got] if got != <uint32_t>n else out
 
+    def acked(self, side):
+        """Stream offset up to which ``side`` has acknowledged what it
+        received (0 while unknown).  Bytes below it are final: with the
+        'last' overlap policy, newer bytes can replace held ones only above
+        it (a receiver never takes acknowledged bytes again)."""
+        return mos_flow_acked(self._f(), _side_index(side))
+
     def read_offset(self, side, monitor=None):
         """This monitor's read offset in ``side``'s stream."""
         return self._offs(self.engine._monitor_index(monitor))[_side_index(side)]

@@ -26,7 +26,7 @@ struct mos_engine {
     uint64_t now;
     uint64_t next_id;
     uint64_t defrag_checked;
-    uint32_t serial;            /* burst counter, for NEW_DATA coalescing */
+    uint32_t serial;            /* process calls: NEW_DATA at most once per side per call */
     uint32_t csum_seen, csum_bad; /* checksum AUTO sample */
     /* flow slab: chunks never move, so a slot's address is stable */
     mos_flow_t **chunks;
@@ -752,6 +752,15 @@ mos_engine_t *mos_engine_new(const mos_config_t *cfg)
         return NULL;
     }
     memset(e->buckets, 0xff, e->nbuckets * sizeof *e->buckets);
+    /* per-burst arrays, sized once: processing allocates nothing for them */
+    e->pkts = malloc(MOS_BURST_MAX * sizeof *e->pkts);
+    e->verdict = malloc(MOS_BURST_MAX);
+    e->pref = malloc(MOS_BURST_MAX * sizeof *e->pref);
+    if (!e->pkts || !e->verdict || !e->pref) {
+        mos_engine_free(e);
+        return NULL;
+    }
+    e->pktcap = MOS_BURST_MAX;
     return e;
 }
 
@@ -814,35 +823,25 @@ int mos_flow_set_interest(mos_engine_t *e, mos_flow_t *f, const mos_interest_t *
 }
 void mos_engine_set_checksum(mos_engine_t *e, int mode) { e->cfg.checksum = (uint8_t)mode; }
 
-int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int n, uint64_t stop_ts)
+int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int from, int n,
+                       uint64_t stop_ts)
 {
-    mos_defrag_release(e->defrag);
-    e->serial++;
-    e->frames = frames;
-    e->npkts = 0;
-    e->arena_used = 0;
-    while (e->nretired) free(e->retired[--e->nretired]);
-    if ((uint32_t)n > e->pktcap) {
-        mos_pkt_t *pk = realloc(e->pkts, (size_t)n * sizeof *pk);
-        if (!pk) return 0;
-        e->pkts = pk;
-        uint8_t *v = realloc(e->verdict, (size_t)n);
-        if (!v) return 0;
-        e->verdict = v;
-        struct pktref *pr = realloc(e->pref, (size_t)n * sizeof *pr);
-        if (!pr) return 0;
-        e->pref = pr;
-        e->pktcap = (uint32_t)n;
+    if (from == 0) { /* a new burst: what the last one left behind goes */
+        mos_defrag_release(e->defrag);
+        e->frames = frames;
+        e->npkts = 0;
+        e->arena_used = 0;
+        while (e->nretired) free(e->retired[--e->nretired]);
+    } else if (frames != e->frames) {
+        return from; /* not the burst this engine is in */
     }
-    memset(e->verdict, MOS_VERDICT_FORWARD, (size_t)n);
+    if (n > MOS_BURST_MAX) n = MOS_BURST_MAX; /* the caller cuts longer runs in bursts */
+    e->serial++;
+    uint32_t nev0 = e->nev;
     int i;
-    for (i = 0; i < n; i++) {
+    for (i = from; i < n; i++) {
         const mos_frame_t *fr = &frames[i];
         if (fr->ts_ns > stop_ts) break;
-        e->pref[i].slot = MOS_NIL;
-        e->npkts = (uint32_t)i + 1;
-        e->c.frames++;
-        e->c.bytes += fr->wirelen;
         if (fr->ts_ns > e->now) {
             e->now = fr->ts_ns;
             if (e->lru_head != MOS_NIL &&
@@ -852,7 +851,13 @@ int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int n, uint64
                 mos_defrag_expire(e->defrag, e->now);
                 e->defrag_checked = e->now;
             }
+            if (e->nev > nev0) break; /* flows that idled out first: their events before this frame */
         }
+        e->verdict[i] = MOS_VERDICT_FORWARD;
+        e->pref[i].slot = MOS_NIL;
+        e->npkts = (uint32_t)i + 1;
+        e->c.frames++;
+        e->c.bytes += fr->wirelen;
         mos_pkt_t *p = &e->pkts[i];
         int rc = mos_decode(fr->linktype, fr->data, fr->caplen, p);
         if (rc == MOS_DEC_FRAGMENT) {
@@ -869,6 +874,10 @@ int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int n, uint64
         case MOS_DEC_MALFORMED: e->c.malformed++; break;
         case MOS_DEC_FRAGMENT: e->c.non_tcp++; break; /* a fragment inside a reassembled datagram */
         default: e->c.unsupported++; break;
+        }
+        if (e->nev > nev0) { /* someone handles what this packet did: hand over now */
+            i++;
+            break;
         }
     }
     return i;
@@ -1124,6 +1133,8 @@ fail:
 }
 
 uint32_t mos_engine_edited_flows(const mos_engine_t *e) { return e->edited_flows; }
+
+uint64_t mos_flow_acked(const mos_flow_t *f, int side) { return acked_off(f, side); }
 
 uint32_t mos_flow_wire_seq(const mos_flow_t *f, int side, uint32_t seq)
 {

@@ -171,11 +171,21 @@ void mos_engine_set_interest(mos_engine_t *e, const mos_interest_t *m);
 int mos_flow_set_interest(mos_engine_t *e, mos_flow_t *f, const mos_interest_t *m);
 void mos_engine_set_checksum(mos_engine_t *e, int mode);
 
-/* Process frames[0..n) whose timestamp is <= stop_ts; stops before the
- * first later frame.  Returns how many frames were consumed.  Events land in
- * mos_engine_events(); decoded packets of this call stay readable through
- * mos_engine_pkt(i) until the next call. */
-int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int n, uint64_t stop_ts);
+/* Process frames[from..n) of a burst, frames[0..from) having been processed
+ * by earlier calls (from 0 starts a burst: the per-burst state is reset).
+ * Stops
+ *   - after the first frame whose processing recorded an event (someone
+ *     handles it: handlers then see the flow as it is right after that
+ *     packet, and the next call goes on from there),
+ *   - before a frame whose arrival expired idle flows with events (they
+ *     come first, in time order),
+ *   - before the first frame later than stop_ts (a timer is due).
+ * Returns the index reached.  Events land in mos_engine_events(); decoded
+ * packets, verdicts and edits of the burst stay valid, by index in frames,
+ * until the next burst starts. */
+int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int from, int n,
+                       uint64_t stop_ts);
+#define MOS_BURST_MAX 256 /* frames of one burst (process takes at most these) */
 
 /* Advance time with no packet: expire idle flows (TIMEOUT, CONN_END). */
 void mos_engine_advance(mos_engine_t *e, uint64_t now_ns);
@@ -237,6 +247,10 @@ void mos_engine_set_mtu(mos_engine_t *e, uint32_t ip_mtu);
 uint32_t mos_engine_mtu(const mos_engine_t *e);
 /* Flows with edits now (0: tx_frames has nothing to do). */
 uint32_t mos_engine_edited_flows(const mos_engine_t *e);
+/* Stream offset up to which `side` has acknowledged the bytes it received
+ * (0 while unknown): a receiver never takes those bytes again, so they are
+ * final whatever the overlap policy. */
+uint64_t mos_flow_acked(const mos_flow_t *f, int side);
 /* A sequence number `side` sends, as the other side sees it. */
 uint32_t mos_flow_wire_seq(const mos_flow_t *f, int side, uint32_t seq);
 

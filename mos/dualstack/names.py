@@ -16,7 +16,7 @@ class Event(enum.IntEnum):
     PKT_IN = 0            #: every packet of a tracked flow
     CONN_START = 1        #: first SYN of a flow (or mid-stream pick-up)
     TCP_STATE_CHANGE = 2  #: a state transition of either endpoint model
-    CONN_NEW_DATA = 3     #: new in-order bytes readable on a side (once per side per burst)
+    CONN_NEW_DATA = 3     #: a packet made new in-order bytes readable on a side
     REXMIT = 4            #: a segment repeating sequence space already seen
     ERROR = 5             #: see ErrorReason
     ORPHAN = 6            #: a TCP packet of no tracked flow
