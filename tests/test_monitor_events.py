@@ -473,3 +473,35 @@ def test_idle_timeout_spares_flow_active_since_its_last_lru_move():
     assert [f.client_port for f in eng.live_flows()] == [40001]
     eng.advance(1.02)
     assert eng.live_flows() == []
+
+
+def test_periodic_timer_from_conn_start_keeps_its_period_exactly():
+    """A timer set in CONN_START counts from the SYN's capture time (not from
+    the end of the burst) and a periodic one fires every period exactly, in
+    order with the packets, whole capture or frame by frame alike."""
+    c = Conv(step=0.25)
+    c.handshake()                      # SYN at 1.0
+    for i in range(20):                # data every 0.25 s up to t = 6.0
+        c.send("c", b"x")
+    fired = {}
+    for mode in ("burst", "frames"):
+        eng = mos.Engine(mos.Config(checksum="verify"))
+        mon = eng.attach(mos.Monitor())
+        ticks = fired[mode] = []
+
+        def start(flow, side, ev, ticks=ticks, eng=eng):
+            flow.set_timer(1.0, lambda fl: ticks.append((round(eng.now, 9),
+                                                         fl.server.received)), periodic=True)
+
+        mon.on(Event.CONN_START, start)
+        if mode == "burst":
+            _run_whole_capture(eng, c.frames)
+        else:
+            for ts, fr in c.frames:
+                eng.feed(fr, ts)
+            eng.close()
+    assert fired["burst"] == fired["frames"]
+    assert [t for t, _ in fired["burst"]] == [2.0, 3.0, 4.0, 5.0, 6.0]
+    # the timer due at 2.0 runs after the packet stamped 2.0 and before the
+    # first later one: the bytes sent at 1.75 and 2.0 are in
+    assert fired["burst"][0][1] == 2
