@@ -29,7 +29,8 @@ cdef class Flow:
     cdef readonly uint32_t slot
     cdef uint32_t gen
     cdef list _uctx             # per monitor index: that monitor's user context
-    cdef list _offsets          # per monitor [client_off, server_off]
+    cdef uint64_t *_rd          # read offsets: [2*mi + side] for monitor index mi
+    cdef uint32_t _nrd          # monitor indexes held in _rd (those that have read)
     cdef dict _local            # bit -> tuple of (monitor index, compiled tree)
     cdef list _local_regs       # (monitor index, Registration)
     cdef uint64_t _adm_known, _adm_yes
@@ -40,7 +41,7 @@ cdef class Flow:
     cdef mos_flow_t *_f(self) except NULL
     cdef _fill_cache(self)
     cdef tuple _addrs(self)
-    cdef list _offs(self, int mi)
+    cdef uint64_t *_offs(self, int mi) except NULL
     cdef void _update_consumed(self, mos_flow_t *f, int s)
     cdef _rebuild_local(self, mos_flow_t *f)
 

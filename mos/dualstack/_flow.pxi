@@ -155,24 +155,33 @@ cdef class Flow:
 
     # ---------------------------------------------------------------- buffers
 
-    cdef list _offs(self, int mi):
-        if self._offsets is None:
-            self._offsets = []
-        while len(self._offsets) <= mi:
-            self._offsets.append([0, 0])
-        return self._offsets[mi]
+    def __dealloc__(self):
+        free(self._rd)
+
+    cdef uint64_t *_offs(self, int mi) except NULL:
+        """This monitor's two read offsets; a monitor that asks is a reader
+        of this flow from then on (so are those attached before it)."""
+        cdef uint64_t *rd
+        if <uint32_t>mi >= self._nrd:
+            rd = <uint64_t *>realloc(self._rd, 2 * (mi + 1) * sizeof(uint64_t))
+            if rd == NULL:
+                raise MemoryError()
+            memset(rd + 2 * self._nrd, 0, 2 * (mi + 1 - self._nrd) * sizeof(uint64_t))
+            self._rd = rd
+            self._nrd = mi + 1
+        return self._rd + 2 * mi
 
     cdef void _update_consumed(self, mos_flow_t *f, int s):
         """Bytes every attached monitor has read are released (ppeek can no
         longer reach them); a monitor that never read this flow holds them."""
         cdef uint64_t lo = 0xffffffffffffffffULL
-        cdef uint64_t o
-        if len(self._offsets) < len(self.engine.monitors):
+        cdef uint32_t i
+        if self._nrd < <uint32_t>len(self.engine.monitors):
             lo = 0
-        for offs in self._offsets:
-            o = offs[s]
-            if o < lo:
-                lo = o
+        else:
+            for i in range(self._nrd):
+                if self._rd[2 * i + s] < lo:
+                    lo = self._rd[2 * i + s]
         if lo != f.ep[s].consumed:
             mos_flow_consumed(self.engine.e, f, s, lo)
 
@@ -184,8 +193,8 @@ cdef class Flow:
         cdef int s = _side_index(side)
         cdef mos_flow_t *f = self._f()
         cdef mos_rbuf_t *rb = &f.ep[s].rbuf
-        cdef int mi = self.engine._monitor_index(monitor)
-        cdef list offs = self._offs(mi)
+        cdef int mi = self.engine.cur_mon if monitor is None else self.engine._monitor_index(monitor)
+        cdef uint64_t *offs = self._offs(mi)
         cdef uint64_t off = offs[s]
         cdef const mos_span_t *g
         cdef uint64_t avail
@@ -238,7 +247,8 @@ cdef class Flow:
 
     def read_offset(self, side, monitor=None):
         """This monitor's read offset in ``side``'s stream."""
-        return self._offs(self.engine._monitor_index(monitor))[_side_index(side)]
+        cdef int s = _side_index(side)
+        return self._offs(self.engine._monitor_index(monitor))[s]
 
     def fragments(self, side):
         """Out-of-order data held above the in-order frontier: [(offset, length), ...]."""
