@@ -518,3 +518,34 @@ def test_checksum_of_any_length_and_alignment_matches_rfc1071(payload, v6, ipopt
         bad = bytearray(frame)
         bad[len(frame) - 1 - flip % len(payload)] ^= 0x01
         assert decode(1, bytes(bad))["tcp_csum_ok"] is False
+
+
+@pytest.mark.parametrize("fill", [0x00, 0xFF, 0x5A])
+@pytest.mark.parametrize("n", [255, 256, 257, 1460, 8960, 65000])
+def test_checksum_of_long_uniform_payloads(n, fill):
+    """Payloads long enough for the vector sum (256 bytes and up), with
+    every lane at its largest value (0xff) or zero, agree with Python's sum."""
+    seg = N.tcp(40000, 80, 1, 2, 0x18, 1000, payload=bytes([fill]) * n)
+    frame = N.eth(N.ip6(payload=seg), 0x86DD)
+    assert decode(1, frame)["tcp_csum_ok"] is True
+    assert fix_checksums(1, frame) == frame
+
+
+def test_checksum_without_avx2_agrees():
+    """MOS_NO_AVX2=1 takes the scalar sum: the same frames check the same."""
+    import os
+    import subprocess
+    import sys
+    code = ("import random, sys; sys.path.insert(0, 'tests'); import _netpkt as N;"
+            "from mos._native import decode\n"
+            "r = random.Random(7)\n"
+            "for n in list(range(240, 300)) + [1460, 4000, 9000]:\n"
+            "    p = bytes(r.getrandbits(8) for _ in range(n))\n"
+            "    f = N.eth(N.ip4(payload=N.tcp(1, 2, 3, 4, 0x18, 100, payload=p)))\n"
+            "    assert decode(1, f)['tcp_csum_ok'] is True, n\n"
+            "    b = bytearray(f); b[-1] ^= 1\n"
+            "    assert decode(1, bytes(b))['tcp_csum_ok'] is False, n\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for env in ({"MOS_NO_AVX2": "1"}, {}):
+        subprocess.run([sys.executable, "-c", code], check=True, cwd=root,
+                       env=dict(os.environ, **env), timeout=120)
