@@ -296,3 +296,26 @@ def test_settings_pcap_port_unknown_option_is_a_clear_error(tmp_path):
     r = run("run", "-c", str(conf), "--no-progress")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "ports[a].options: unknown pcap option 'loop' (known: write)" in r.stderr
+
+
+def test_readme_inline_example_strips_the_header(tmp_path):
+    """The README's "testing an in-line app on a capture" example, as written."""
+    import re
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    code = re.search(r"\(`strip.py`\):\n\n```python\n(.*?)```", readme, re.S).group(1)
+    (tmp_path / "strip.py").write_text(code)
+    c = Conv()
+    c.handshake()
+    c.send("c", b"GET / HTTP/1.1\r\nHost: a\r\nX-Debug: 1\r\n\r\n")
+    c.ack("s")
+    c.send("s", RESP)
+    c.ack("c")
+    c.fin("c")
+    c.fin("s")
+    c.ack("c")
+    write_pcap(tmp_path / "in.pcap", c.frames)
+    r = run("run", str(tmp_path / "in.pcap"), "--app", str(tmp_path / "strip.py"),
+            "--write", str(tmp_path / "out.pcap"), "--checksum", "verify", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    sent = b"".join(p for client, _, _, p in tcp_segments(tmp_path / "out.pcap") if client)
+    assert sent == b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
