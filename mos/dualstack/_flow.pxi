@@ -156,25 +156,55 @@ cdef class Flow:
     # ---------------------------------------------------------------- buffers
 
     cdef list _offs(self, int mi):
+        """Monitor mi's read offsets [client, server] (None for the monitors
+        that never read this flow)."""
         if self._offsets is None:
             self._offsets = []
         while len(self._offsets) <= mi:
-            self._offsets.append([0, 0])
-        return self._offsets[mi]
+            self._offsets.append(None)
+        offs = self._offsets[mi]
+        if offs is None:
+            offs = self._offsets[mi] = [0, 0]
+        return offs
 
     cdef void _update_consumed(self, mos_flow_t *f, int s):
-        """Bytes every attached monitor has read are released (ppeek can no
-        longer reach them); a monitor that never read this flow holds them."""
+        """Bytes every monitor that reads side s (Monitor.reads) has read
+        are released (ppeek can no longer reach them); such a monitor that
+        has not read this flow yet holds them.  A monitor that reads no side
+        holds nothing: its bytes would sit in the buffer until it overran.
+        With no reader declared (a per-flow CONN_NEW_DATA handler), the
+        monitors that have read this flow decide."""
         cdef uint64_t lo = 0xffffffffffffffffULL
         cdef uint64_t o
-        if len(self._offsets) < len(self.engine.monitors):
-            lo = 0
-        for offs in self._offsets:
-            o = offs[s]
+        cdef list reads = self.engine._reads
+        cdef list offsets = self._offsets
+        cdef Py_ssize_t mi, nmon = len(self.engine.monitors)
+        cdef bint declared = False
+        for mi in range(nmon):
+            if mi < len(reads) and not ((<int>reads[mi]) >> s) & 1:
+                continue
+            declared = True
+            offs = offsets[mi] if mi < len(offsets) else None
+            o = 0 if offs is None else offs[s]
             if o < lo:
                 lo = o
+        if not declared:
+            for offs in offsets:
+                if offs is not None and <uint64_t>offs[s] < lo:
+                    lo = offs[s]
         if lo != f.ep[s].consumed:
             mos_flow_consumed(self.engine.e, f, s, lo)
+
+    cdef int _check_read(self, mos_flow_t *f, int s, str what) except -1:
+        """A side nobody reads keeps no bytes: reading it is a mistake that
+        would otherwise look like an empty stream."""
+        if mos_flow_reads(self.engine.e, f, s):
+            return 0
+        name = "CLIENT" if s == 0 else "SERVER"
+        raise RegistrationError(
+            f"flow.{what}(Side.{name}): no monitor reads this side, so its bytes are not "
+            f"kept; give the reading monitor a CONN_NEW_DATA handler for Side.{name} or "
+            f"create it with Monitor(reads=Side.{name})")
 
     def peek(self, side, Py_ssize_t n=-1, monitor=None):
         """Read up to n new in-order bytes that ``side`` received, from this
@@ -183,6 +213,7 @@ cdef class Flow:
         reported by an ERROR event with reason GAP)."""
         cdef int s = _side_index(side)
         cdef mos_flow_t *f = self._f()
+        self._check_read(f, s, "peek")
         cdef mos_rbuf_t *rb = &f.ep[s].rbuf
         cdef int mi = self.engine._monitor_index(monitor)
         cdef list offs = self._offs(mi)
@@ -221,6 +252,7 @@ cdef class Flow:
         already dropped from the buffer)."""
         cdef int s = _side_index(side)
         cdef mos_flow_t *f = self._f()
+        self._check_read(f, s, "ppeek")
         if n <= 0:
             return b""
         if n > 0x7fffffff:
@@ -262,6 +294,8 @@ cdef class Flow:
         cdef mos_sha256_t copy
         cdef uint8_t out[32]
         if f.digest == NULL:
+            if self.engine.config.digest:  # no stream byte yet: nothing hashed
+                return hashlib.sha256(b"").hexdigest()
             raise RuntimeError("stream digests are off: Config(digest=True) turns them on")
         copy = f.digest[s].sha
         mos_sha256_final(&copy, out)
@@ -272,7 +306,7 @@ cdef class Flow:
         cdef mos_flow_t *f = self._f()
         cdef int s = _side_index(side)
         if f.digest == NULL:
-            return None
+            return (0, 0) if self.engine.config.digest else None
         return (f.digest[s].hashed_bytes, f.digest[s].lost)
 
     # ---------------------------------------------------------------- control
