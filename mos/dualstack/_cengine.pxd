@@ -94,6 +94,7 @@ cdef extern from "engine.h" nogil:
     void mos_engine_advance(mos_engine_t *e, uint64_t now_ns)
     uint64_t mos_engine_next_deadline(const mos_engine_t *e)
     void mos_engine_end_all(mos_engine_t *e, int reason)
+    uint32_t mos_engine_end_some(mos_engine_t *e, int reason, uint32_t max)
     void mos_engine_end_flow(mos_engine_t *e, uint32_t slot, int reason)
     const mos_event_t *mos_engine_events(const mos_engine_t *e, uint32_t *n)
     void mos_engine_clear_events(mos_engine_t *e)

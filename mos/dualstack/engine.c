@@ -479,20 +479,25 @@ static void evict_embryonic(mos_engine_t *e)
     end_flow(e, slot_ptr(e, s), s, MOS_END_EVICT);
 }
 
-/* The least recently active flow.  The LRU order is refreshed lazily
- * (LRU_GRAIN), so a head active since its last move goes to the tail
- * first, as expire() does; a bounded number of times, so creating a flow
- * stays O(1). */
+/* The least recently active flow.  The LRU list is ordered by lru_ts,
+ * refreshed lazily (LRU_GRAIN), so the head may have been active since its
+ * last move: among the first flows (a bounded number, so creating a flow
+ * stays O(1)) take the one with the oldest last_ts.  A flow whose lru_ts is
+ * past the best last_ts so far was active later, and so were those after. */
 static uint32_t lru_victim(mos_engine_t *e)
 {
-    for (int k = 0; k < 64; k++) {
-        uint32_t s = e->lru_head;
-        mos_flow_t *f = slot_ptr(e, s);
-        if (f->last_ts <= f->lru_ts || e->lru_tail == s) return s;
-        f->lru_ts = f->last_ts;
-        lru_touch(e, f, s);
+    uint32_t best = e->lru_head, s = best;
+    uint64_t best_ts = slot_ptr(e, best)->last_ts;
+    for (int k = 0; k < 64 && s != MOS_NIL; k++) {
+        const mos_flow_t *f = slot_ptr(e, s);
+        if (f->lru_ts > best_ts) break;
+        if (f->last_ts < best_ts) {
+            best = s;
+            best_ts = f->last_ts;
+        }
+        s = f->lru_next;
     }
-    return e->lru_head;
+    return best;
 }
 
 /* out of line: once per flow, and the per-packet loop stays small */
@@ -1041,7 +1046,15 @@ uint64_t mos_engine_next_deadline(const mos_engine_t *e)
 
 void mos_engine_end_all(mos_engine_t *e, int reason)
 {
-    while (e->lru_head != MOS_NIL) end_flow(e, slot_ptr(e, e->lru_head), e->lru_head, reason);
+    mos_engine_end_some(e, reason, UINT32_MAX);
+}
+
+uint32_t mos_engine_end_some(mos_engine_t *e, int reason, uint32_t max)
+{
+    uint32_t n = 0;
+    for (; n < max && e->lru_head != MOS_NIL; n++)
+        end_flow(e, slot_ptr(e, e->lru_head), e->lru_head, reason);
+    return n;
 }
 
 const mos_event_t *mos_engine_events(const mos_engine_t *e, uint32_t *n)

@@ -213,6 +213,10 @@ uint64_t mos_engine_next_deadline(const mos_engine_t *e);
 
 /* End every live flow (reason MOS_END_SHUTDOWN), e.g. at the end of a capture. */
 void mos_engine_end_all(mos_engine_t *e, int reason);
+/* The same for the max least recently active flows; returns how many ended.
+ * Ending a large table in slices bounds the events and dying flows held at
+ * once (the caller dispatches and reaps between slices). */
+uint32_t mos_engine_end_some(mos_engine_t *e, int reason, uint32_t max);
 
 /* End one flow now (events are recorded as for any end). */
 void mos_engine_end_flow(mos_engine_t *e, uint32_t slot, int reason);
