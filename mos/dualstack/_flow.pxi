@@ -1,6 +1,10 @@
 # Flow: the handler's view of a tracked flow, its buffers and per-flow
 # controls (included by _engine.pyx; fields in _engine.pxd).
 
+# SHA-256 of no bytes (FIPS 180-4): a digest-mode flow that never carried any
+_SHA256_EMPTY = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
 cdef class Flow:
     """A tracked TCP flow: both endpoint models, both receive buffers.
 
@@ -295,7 +299,7 @@ cdef class Flow:
         cdef uint8_t out[32]
         if f.digest == NULL:
             if self.engine.config.digest:  # no stream byte yet: nothing hashed
-                return hashlib.sha256(b"").hexdigest()
+                return _SHA256_EMPTY
             raise RuntimeError("stream digests are off: Config(digest=True) turns them on")
         copy = f.digest[s].sha
         mos_sha256_final(&copy, out)
