@@ -20,6 +20,10 @@ Two modes:
 * ``--open-flows N``: N flows that each do the handshake, send one small data
   segment each way (the client ACKs the response) and are never closed: 6
   packets per flow, for measuring memory per concurrently tracked flow.
+* ``--syn-flood N`` (with the default mode): N SYNs from N distinct spoofed
+  client 4-tuples (198.18/16 to 198.19.2.0/24, a server range the normal flows
+  never use), never answered, spread evenly among the normal flows' packets.
+  The expected JSON lists only the normal flows (``meta.syn_flood`` = N).
 
 Addresses come only from 198.18.0.0/15 (clients 198.18/16, servers 198.19/16)
 and 2001:db8::/32.  Every 5-tuple is used once per capture.  Same arguments
@@ -33,6 +37,7 @@ value mod 0xffff), payloads are slices of one pseudo-random pool.
 Usage:
   python3 bench/gen_capture.py OUT.pcap --packets 1000000 --concurrent 10000 [--seed 1]
   python3 bench/gen_capture.py OUT.pcap --open-flows 100000
+  python3 bench/gen_capture.py OUT.pcap --packets 200000 --syn-flood 1000000
 """
 from __future__ import annotations
 
@@ -341,6 +346,16 @@ def flow_packets(g: Gen, w: Writer, fid: int, nseg: int, open_only: bool, rec: d
     emit(build_(v6, a, ACK, aseq, bseq, w.tsval(a), ts_b))
 
 
+def syn_flood_frame(w: Writer, i: int, isn: int) -> bytes:
+    """The i-th flood SYN: client 198.18.hi.lo (k = i mod 65534 + 1), port
+    1024 + i // 65534, to 198.19.2.(i mod 250 + 1):80; unique for i < 2^32."""
+    k = i % 65534 + 1
+    cip = bytes((198, 18, k >> 8, k & 0xFF))
+    sip = bytes((198, 19, 2, i % 250 + 1))
+    c = _Side(False, cip, sip, 1024 + i // 65534, 80, MAC_C, MAC_S, i & 0xFFFF, 502, isn)
+    return build(False, c, SYN, isn, 0, w.tsval(c), 0, mss=1460)
+
+
 def parse_segments(spec: str) -> tuple[int, int]:
     if "-" in spec:
         a, b = spec.split("-", 1)
@@ -354,7 +369,7 @@ def parse_segments(spec: str) -> tuple[int, int]:
 
 def generate(out: str, packets: int = 1_000_000, concurrent: int = 10_000, seed: int = 1,
              segments: str = "10-30", open_flows: int = 0, v6_fraction: float = 0.1,
-             expected: str | None = None, quiet: bool = False) -> dict:
+             expected: str | None = None, quiet: bool = False, syn_flood: int = 0) -> dict:
     """Write the capture and its expected JSON; return the JSON's meta dict."""
     t0 = time.perf_counter()
     g = Gen(seed, v6_fraction)
@@ -362,6 +377,8 @@ def generate(out: str, packets: int = 1_000_000, concurrent: int = 10_000, seed:
     lo, hi = parse_segments(segments)
     flows: list[dict] = []
     open_only = open_flows > 0
+    if syn_flood and open_only:
+        raise ValueError("--syn-flood goes with the default (closed flows) mode")
     with open(out, "wb") as f:
         w = Writer(f)
         pool: list = []
@@ -388,6 +405,9 @@ def generate(out: str, packets: int = 1_000_000, concurrent: int = 10_000, seed:
             pool.append(start())
         max_concurrent = len(pool)
         rnd = rng.random
+        flood_sent = 0
+        acc = 0  # Bresenham: syn_flood SYNs spread over `packets` normal steps
+        getbits = rng.getrandbits
         while pool:
             j = int(rnd() * len(pool))
             try:
@@ -398,6 +418,15 @@ def generate(out: str, packets: int = 1_000_000, concurrent: int = 10_000, seed:
                 else:
                     pool[j] = pool[-1]
                     pool.pop()
+            if syn_flood:
+                acc += syn_flood
+                while acc >= packets and flood_sent < syn_flood:
+                    w.emit(syn_flood_frame(w, flood_sent, getbits(32)))
+                    flood_sent += 1
+                    acc -= packets
+        while flood_sent < syn_flood:
+            w.emit(syn_flood_frame(w, flood_sent, getbits(32)))
+            flood_sent += 1
         w.flush()
         n_packets = w.n
         capture_us = w.now_us
@@ -415,6 +444,8 @@ def generate(out: str, packets: int = 1_000_000, concurrent: int = 10_000, seed:
         "capture_seconds": capture_us / 1e6,
         "file_bytes": 0,
     }
+    if syn_flood:
+        meta["syn_flood"] = syn_flood
     import os
     meta["file_bytes"] = os.path.getsize(out)
     exp_path = expected or out + ".expected.json"
@@ -441,13 +472,17 @@ def main(argv=None) -> int:
     ap.add_argument("--open-flows", type=int, default=0,
                     help="instead: N flows that never close "
                          "(handshake + one data segment each way)")
+    ap.add_argument("--syn-flood", type=int, default=0, metavar="N",
+                    help="also N never-answered SYNs from distinct spoofed 4-tuples, spread "
+                         "among the normal packets (not in the expected JSON)")
     ap.add_argument("--ipv6", type=float, default=0.1, help="fraction of IPv6 flows (default 0.1)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--expected", help="path of the expected JSON (default OUT.expected.json)")
     ap.add_argument("-q", "--quiet", action="store_true")
     a = ap.parse_args(argv)
     generate(a.out, packets=a.packets, concurrent=a.concurrent, seed=a.seed, segments=a.segments,
-             open_flows=a.open_flows, v6_fraction=a.ipv6, expected=a.expected, quiet=a.quiet)
+             open_flows=a.open_flows, v6_fraction=a.ipv6, expected=a.expected, quiet=a.quiet,
+             syn_flood=a.syn_flood)
     return 0
 
 

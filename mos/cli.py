@@ -1,10 +1,11 @@
 """The `mos` command.
 
     mos streams CAPTURE [--overlap first|last] [--midstream] [--checksum verify|ignore|auto]
-                        [--write-dir DIR] [--buffer-size N]
+                        [--timeout S] [--max-flows N] [--write-dir DIR] [--buffer-size N]
+                        [--stats]
     mos run CAPTURE --app MODULE [--write OUT.pcap] [--midstream] [--checksum ...]
-                                 [--no-progress]
-    mos run -c CONFIG [--app MODULE]
+                                 [--timeout S] [--max-flows N] [--buffer-size N] [--no-progress]
+    mos run -c CONFIG [--app MODULE] [--max-flows N]
     mos demo
 
 Exit status: 0 on success, 2 for a bad argument, an unreadable or corrupt
@@ -15,12 +16,15 @@ that cannot be written.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import heapq
 import ipaddress
 import json
 import os
 import sys
+import tempfile
 import time
-from typing import Optional
+from typing import Optional, TextIO
 
 import mos
 from mos.errors import CaptureError, MosError, OutputError
@@ -30,8 +34,20 @@ STREAMS_BUFFER = 8 << 20
 
 
 def _config(args, **extra) -> mos.Config:
+    if getattr(args, "max_flows", None) is not None:
+        extra["max_flows"] = args.max_flows
     return mos.Config(overlap=args.overlap, midstream=args.midstream, checksum=args.checksum,
                       tcp_timeout=args.timeout, **extra)
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if not 1 <= v <= 0xFFFFFFFF:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer in 1..4294967295")
+    return v
 
 
 def _common(p: argparse.ArgumentParser, capture_optional: bool = False) -> None:
@@ -48,6 +64,9 @@ def _common(p: argparse.ArgumentParser, capture_optional: bool = False) -> None:
                         "1000 TCP packets fail, as with offload)")
     p.add_argument("--timeout", type=float, default=30.0,
                    help="idle timeout of a flow in seconds of capture time (default: 30)")
+    p.add_argument("--max-flows", type=_positive, metavar="N",
+                   help="live flows kept; beyond, one is evicted (the oldest embryonic flow "
+                        f"first) and counted (default: {mos.Config().max_flows})")
 
 
 def _file_name(ip: str, port: int) -> str:
@@ -57,11 +76,63 @@ def _file_name(ip: str, port: int) -> str:
     return a.exploded.replace(":", "") + f".{port:05d}"
 
 
-class _Streams:
-    """Collects one record per flow direction at CONN_END."""
+class _Records:
+    """Writes each flow's two JSON lines in flow id order with bounded memory.
 
-    def __init__(self, write_dir: Optional[str], overlap: str = "first"):
-        self.records: list[tuple[int, dict, dict]] = []
+    A record whose id is the next to write goes out at once (flows mostly end
+    in the order they started, evictions always do); the others wait in
+    memory, and every SPILL of them go to a sorted temporary file, merged
+    with the rest at the end.  So a run with a million flows holds at most
+    SPILL records, not one per flow until exit."""
+
+    SPILL = 20_000
+
+    def __init__(self, out: TextIO):
+        self.out = out
+        self.next_id = 1
+        self.pending: dict[int, str] = {}  # id -> "c2s\ts2c" (JSON never holds a raw tab)
+        self.runs: list = []
+
+    def add(self, fid: int, c2s: str, s2c: str) -> None:
+        if fid == self.next_id:
+            self.out.write(c2s + "\n" + s2c + "\n")
+            self.next_id += 1
+            pending = self.pending
+            while self.next_id in pending:
+                a, b = pending.pop(self.next_id).split("\t")
+                self.out.write(a + "\n" + b + "\n")
+                self.next_id += 1
+            return
+        self.pending[fid] = c2s + "\t" + s2c
+        if len(self.pending) >= self.SPILL:
+            run = tempfile.TemporaryFile("w+", encoding="utf-8")
+            for k in sorted(self.pending):
+                run.write(f"{k}\t{self.pending[k]}\n")
+            run.seek(0)
+            self.runs.append(run)
+            self.pending.clear()
+
+    def finish(self) -> None:
+        def read(run):
+            for line in run:
+                k, a, b = line.rstrip("\n").split("\t")
+                yield int(k), a, b
+
+        mem = ((k, *self.pending[k].split("\t")) for k in sorted(self.pending))
+        for _k, a, b in heapq.merge(mem, *(read(r) for r in self.runs), key=lambda t: t[0]):
+            self.out.write(a + "\n" + b + "\n")
+        for r in self.runs:
+            r.close()
+        self.runs.clear()
+        self.pending.clear()
+
+
+class _Streams:
+    """Writes one record per flow direction at CONN_END."""
+
+    def __init__(self, write_dir: Optional[str], overlap: str = "first",
+                 out: Optional[TextIO] = None):
+        self.records = _Records(out if out is not None else sys.stdout)
         self.write_dir = write_dir
         self._used: dict[str, int] = {}  # file name -> flows written under it so far
         # with 'last', held bytes can still be replaced until the receiver
@@ -69,7 +140,8 @@ class _Streams:
         self._final_only_acked = overlap == "last"
 
     def attach(self, eng: mos.Engine) -> None:
-        mon = eng.attach(mos.Monitor(name="streams"))
+        # the digests need no kept bytes: without --write-dir nothing is read
+        mon = eng.attach(mos.Monitor(name="streams", reads=bool(self.write_dir)))
         mon.on(mos.Event.CONN_END, self.on_end, side=mos.Side.CLIENT)
         if self.write_dir:
             mon.on(mos.Event.CONN_NEW_DATA, self.on_data)
@@ -124,7 +196,7 @@ class _Streams:
             if lost:
                 rec["lost"] = lost
             out.append(rec)
-        self.records.append((flow.id, out[0], out[1]))
+        self.records.add(flow.id, json.dumps(out[0]), json.dumps(out[1]))
 
 
 def cmd_streams(args) -> int:
@@ -141,19 +213,24 @@ def cmd_streams(args) -> int:
         print(f"mos: error: {exc}", file=sys.stderr)
         rc = 2
         stats = None
-    write = sys.stdout.write
-    for _id, c2s, s2c in sorted(st.records, key=lambda r: r[0]):
-        write(json.dumps(c2s) + "\n")
-        write(json.dumps(s2c) + "\n")
-    _notes(eng.counters(), args.capture if rc == 0 else None)
+    st.records.finish()
+    _notes(eng.counters(), args.capture if rc == 0 else None, eng.config)
     if stats is not None and args.stats:
         print(json.dumps(stats.as_dict()), file=sys.stderr)
     return rc
 
 
-def _notes(c: dict, path: Optional[str] = None) -> None:
+def _notes(c: dict, path: Optional[str] = None, config: Optional[mos.Config] = None) -> None:
     if path is not None and c["frames"] == 0:
         print(f"mos: note: {path}: no frames", file=sys.stderr)
+    evicted = c["ended"]["evict"]
+    if evicted:
+        emb = c.get("evicted_embryonic", 0)
+        limits = ""
+        if config is not None:
+            limits = f" (max_flows {config.max_flows}, max_embryonic {config.max_embryonic})"
+        print(f"mos: note: {evicted} flows evicted, {emb} of them embryonic (handshake not "
+              f"complete){limits}", file=sys.stderr)
     skipped = {k: c[k] for k in ("truncated", "malformed", "unsupported", "bad_checksum") if c[k]}
     if skipped:
         print("mos: note: frames skipped: " + ", ".join(f"{v} {k}" for k, v in skipped.items()),
@@ -172,6 +249,9 @@ def cmd_run(args) -> int:
         from mos.runtime.workers import run_settings
         from mos.settings import load_settings
         settings = load_settings(args.config)
+        if args.max_flows is not None:  # the command line wins over monitor.max_flows
+            settings = dataclasses.replace(
+                settings, monitor=settings.monitor.replace(max_flows=args.max_flows))
         return run_settings(settings, app_spec=args.app or settings.app,
                             status=not args.no_progress, engine_type=mos.Engine)
     if not args.capture:
@@ -220,7 +300,7 @@ def cmd_run(args) -> int:
     if app is not None and hasattr(app, "finish"):
         app.finish(eng, stats)
     _summary(stats)
-    _notes(c)
+    _notes(c, None, eng.config)
     return rc
 
 
@@ -241,12 +321,13 @@ def cmd_demo(args) -> int:
     cap = mos.sample_capture()
     print(f"# mos streams {cap}")
     ns = argparse.Namespace(capture=cap, overlap="first", midstream=False, checksum="auto",
-                            timeout=30.0, write_dir=None, buffer_size=STREAMS_BUFFER, stats=False)
+                            timeout=30.0, write_dir=None, buffer_size=STREAMS_BUFFER, stats=False,
+                            max_flows=None)
     rc = cmd_streams(ns)
     print(f"\n# mos run {cap} --app middleboxes.midstat")
     ns = argparse.Namespace(capture=cap, overlap="first", midstream=False, checksum="auto",
                             timeout=30.0, app="middleboxes.midstat", no_progress=True, config=None,
-                            buffer_size=mos.Config().buffer_size)
+                            buffer_size=mos.Config().buffer_size, max_flows=None)
     return rc or cmd_run(ns)
 
 

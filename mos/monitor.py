@@ -8,6 +8,13 @@
 
 Each monitor keeps its own read offset per flow and side, so two monitors
 can read the same stream independently.
+
+Bytes are kept only for a side some monitor reads (DESIGN rule 2): by
+default a monitor reads the sides it has CONN_NEW_DATA handlers for (or
+user events built on CONN_NEW_DATA).  A monitor that peeks from other
+events says so: ``Monitor(reads=Side.BOTH)``; one with data handlers that
+never peeks can say ``reads=False``.  A side nobody reads keeps no bytes
+(no memory, no OVERRUN errors); state tracking goes on.
 """
 
 from __future__ import annotations
@@ -15,8 +22,8 @@ from __future__ import annotations
 import weakref
 from typing import Callable, Optional, Union
 
-from mos.events import AnyEvent, Hook, Side
-from mos.events.tree import Registration, build_trees, interest_mask
+from mos.events import AnyEvent, Event, Hook, Side
+from mos.events.tree import Registration, build_trees, event_bit, interest_mask
 from mos.filter import FlowFilter, compile_filter
 
 __all__ = ["Monitor"]
@@ -30,7 +37,8 @@ class Monitor:
     flow, or None for every flow.
     """
 
-    def __init__(self, filter: Union[None, str, Callable[..., bool]] = None, name: str = ""):
+    def __init__(self, filter: Union[None, str, Callable[..., bool]] = None, name: str = "",
+                 reads: Union[None, bool, Side] = None):
         self.name = name or f"monitor{id(self) & 0xffff:04x}"
         self.filter: Optional[Callable] = compile_filter(filter) if isinstance(filter, str) else filter
         if self.filter is not None and not callable(self.filter):
@@ -40,6 +48,12 @@ class Monitor:
         self._trees: dict = {}
         self._mask = 0
         self._engines: "weakref.WeakSet" = weakref.WeakSet()
+        if reads is None or isinstance(reads, bool):
+            self._reads = reads
+        elif isinstance(reads, Side):
+            self._reads = {Side.CLIENT: 1, Side.SERVER: 2, Side.BOTH: 3}[reads]
+        else:
+            raise TypeError(f"reads must be None, True, False or a mos.Side, not {reads!r}")
 
     def on(self, event: AnyEvent, handler: Optional[Callable] = None, *,
            hook: Union[None, Hook, tuple] = None, side: Side = Side.BOTH):
@@ -87,6 +101,16 @@ class Monitor:
         """The (event, hook, side) bits some registration needs."""
         return self._mask
 
+    @property
+    def reads(self) -> int:
+        """The sides whose bytes this monitor reads: bit ``1 << side`` (0, 1, 2 or 3).
+        By default the sides of its CONN_NEW_DATA registrations."""
+        if self._reads is None:
+            return _NEW_DATA_SIDES(self._mask)
+        if isinstance(self._reads, bool):
+            return 3 if self._reads else 0
+        return self._reads
+
     def bind(self, engine) -> None:
         """``engine`` rebuilds its dispatch tables (``engine._rebuild()``)
         whenever this monitor's registrations change."""
@@ -98,3 +122,12 @@ class Monitor:
 
 
 FlowFilter = FlowFilter
+
+
+def _NEW_DATA_SIDES(mask: int) -> int:
+    """Sides with a CONN_NEW_DATA bit (at the RECV hook) in an interest mask."""
+    out = 0
+    for side in (Side.CLIENT, Side.SERVER):
+        if mask >> event_bit(Event.CONN_NEW_DATA, Hook.RECV, side) & 1:
+            out |= 1 << int(side)
+    return out

@@ -103,8 +103,11 @@ midstream       ``false``     also track flows whose handshake was not seen
 checksum        ``auto``      ``verify``, ``ignore``, or ``auto`` (stop verifying
                               if >10% of the first TCP packets fail)
 tcp_timeout     ``30.0``      seconds a flow may stay idle before it ends
-max_flows       ``1000000``   live flows; beyond it the least recently active is
-                              evicted
+max_flows       ``1000000``   live flows; beyond it one is evicted: the oldest
+                              embryonic flow if any, else the least recently
+                              active
+max_embryonic   ``250000``    live flows whose handshake is not complete; beyond
+                              it the oldest is recycled (SYN flood bound)
 digest          ``false``     keep a SHA-256 of each direction's stream
 keep_read       ``false``     keep bytes every monitor has read until the buffer
                               is full (``ppeek`` can look back)

@@ -165,7 +165,7 @@ def run_frames(frames, *monitors, config=None, close=True):
     eng = mos.Engine(config or mos.Config(checksum="verify"))
     if not monitors:
         # someone must be listening for the engine to keep bytes once in order
-        keeper = mos.Monitor(name="keeper")
+        keeper = mos.Monitor(name="keeper", reads=True)
         keeper.on(mos.Event.CONN_END, lambda *a: None)
         monitors = (keeper,)
     for m in monitors:

@@ -106,7 +106,8 @@ class MidStat:
         self.finished: dict[int, FlowRecord] = {}
         self.first_start: Optional[float] = None
         self.timer = None
-        self.monitor = mos.Monitor(filter=filter, name="midstat")
+        # counts and states only: no stream bytes are kept for midstat
+        self.monitor = mos.Monitor(filter=filter, name="midstat", reads=False)
         self.monitor.on(Event.CONN_START, self.on_start)
         self.monitor.on(Event.TCP_STATE_CHANGE, self.on_state_change)
         self.monitor.on(Event.CONN_END, self.on_end)

@@ -11,7 +11,7 @@ cdef extern from "engine.h" nogil:
         MOS_HK_SEND, MOS_HK_RECV, MOS_HK_NONE
         MOS_CLIENT, MOS_SERVER
         MOS_ERR_COUNT, MOS_END_COUNT, MOS_END_SHUTDOWN, MOS_END_RST
-        MOS_FF_LIVE, MOS_FF_DYING, MOS_FF_MIDSTREAM, MOS_FF_UNMON
+        MOS_FF_LIVE, MOS_FF_DYING, MOS_FF_MIDSTREAM, MOS_FF_UNMON, MOS_FF_EMBRYO, MOS_FF_NOBUF
         MOS_CSUM_IGNORE, MOS_CSUM_VERIFY, MOS_CSUM_AUTO, MOS_BURST_MAX
         MOS_EV_MAX, MOS_INTEREST_WORDS
 
@@ -65,6 +65,7 @@ cdef extern from "engine.h" nogil:
         uint8_t digest
         uint8_t keep_read
         uint32_t max_flows
+        uint32_t max_embryonic
         uint64_t tcp_timeout_ns
         uint64_t defrag_mem
         uint64_t defrag_timeout_ns
@@ -76,6 +77,7 @@ cdef extern from "engine.h" nogil:
         uint64_t errors[9]
         uint64_t events, rexmit, payload_bytes, ooo_segments, snapped
         uint64_t rewritten, rewrite_failed, split, nomem
+        uint64_t embryonic, evicted_embryonic
 
     ctypedef struct mos_engine_t:
         pass
@@ -83,6 +85,8 @@ cdef extern from "engine.h" nogil:
     mos_engine_t *mos_engine_new(const mos_config_t *cfg)
     void mos_engine_free(mos_engine_t *e)
     void mos_engine_set_interest(mos_engine_t *e, const mos_interest_t *m)
+    void mos_engine_set_reads(mos_engine_t *e, int mask)
+    int mos_flow_reads(const mos_engine_t *e, const mos_flow_t *f, int side)
     int mos_flow_set_interest(mos_engine_t *e, mos_flow_t *f, const mos_interest_t *m)
     void mos_engine_set_checksum(mos_engine_t *e, int mode)
     int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int start, int n,
@@ -90,6 +94,7 @@ cdef extern from "engine.h" nogil:
     void mos_engine_advance(mos_engine_t *e, uint64_t now_ns)
     uint64_t mos_engine_next_deadline(const mos_engine_t *e)
     void mos_engine_end_all(mos_engine_t *e, int reason)
+    uint32_t mos_engine_end_some(mos_engine_t *e, int reason, uint32_t max)
     void mos_engine_end_flow(mos_engine_t *e, uint32_t slot, int reason)
     const mos_event_t *mos_engine_events(const mos_engine_t *e, uint32_t *n)
     void mos_engine_clear_events(mos_engine_t *e)

@@ -1,6 +1,20 @@
 # _Dispatch: monitors, their dispatch tables, and the per-event walk that
 # calls handlers (CoreEngine: state -> dispatch -> timers -> output -> input).
 
+cdef int _reads_of(mon) except -1:
+    """Sides a monitor reads (1 << side): its own word (Monitor.reads), or
+    the sides of its CONN_NEW_DATA registrations for a monitor-like object
+    without one."""
+    r = getattr(mon, "reads", None)
+    if r is None:
+        m = mon.interest
+        r = 0
+        for s in range(2):
+            if m >> (MOS_EV_NEW_DATA * 6 + MOS_HK_RECV * 2 + s) & 1:
+                r |= 1 << s
+    return int(r) & 3
+
+
 cdef class _Dispatch(_EngineState):
     """Monitors and the handlers of each (event, hook, side)."""
 
@@ -8,6 +22,7 @@ cdef class _Dispatch(_EngineState):
         self.monitors = []
         self._table = [None] * NBITS
         self._pyflows = []
+        self._reads = []
         self.cur_mon = 0
 
     def attach(self, monitor):
@@ -28,14 +43,29 @@ cdef class _Dispatch(_EngineState):
         cdef mos_interest_t words
         mask = 0
         table = [None] * NBITS
+        reads = []
         for mi, mon in enumerate(self.monitors):
             for bit, node in mon.trees.items():
                 ent = (mi, mon if mon.filter is not None else None, _compile(node))
                 table[bit] = (table[bit] or ()) + (ent,)
             mask |= mon.interest
+            reads.append(_reads_of(mon))
         _interest(mask, &words)
         self._table = table
+        self._reads = reads
         mos_engine_set_interest(self.e, &words)
+        cdef int allreads = 0
+        for r in reads:
+            allreads |= r
+        mos_engine_set_reads(self.e, allreads)
+
+    def reads(self, side):
+        """True if some attached monitor reads ``side``'s bytes (Monitor.reads)."""
+        cdef int s = _side_index(side)
+        for r in self._reads:
+            if r >> s & 1:
+                return True
+        return False
 
     cdef object _layer(self):
         if self.events_layer is None:

@@ -43,6 +43,7 @@ cdef class Flow:
     cdef tuple _addrs(self)
     cdef uint64_t *_offs(self, int mi) except NULL
     cdef void _update_consumed(self, mos_flow_t *f, int s)
+    cdef int _check_read(self, mos_flow_t *f, int s, str what) except -1
     cdef _rebuild_local(self, mos_flow_t *f)
 
 
@@ -84,6 +85,7 @@ cdef class _Dispatch(_EngineState):
     cdef readonly list monitors
     cdef list _table                # bit -> ((monitor index, monitor or None, tree), ...)
     cdef list _pyflows              # slot -> Flow view
+    cdef list _reads                # monitor index -> sides it reads (1 << side)
     cdef mos_event_t cur            # the event being dispatched
     cdef bint in_dispatch
     cdef bint _in_burst             # flows that end stay readable until the burst ends

@@ -1,6 +1,10 @@
 # Flow: the handler's view of a tracked flow, its buffers and per-flow
 # controls (included by _engine.pyx; fields in _engine.pxd).
 
+# SHA-256 of no bytes (FIPS 180-4): a digest-mode flow that never carried any
+_SHA256_EMPTY = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
 cdef class Flow:
     """A tracked TCP flow: both endpoint models, both receive buffers.
 
@@ -159,31 +163,63 @@ cdef class Flow:
         free(self._rd)
 
     cdef uint64_t *_offs(self, int mi) except NULL:
-        """This monitor's two read offsets; a monitor that asks is a reader
-        of this flow from then on (so are those attached before it)."""
+        """Monitor mi's two read offsets [client, server]; from this call on
+        the monitor has read this flow (entries of monitors that never did
+        hold _NEVER_READ)."""
         cdef uint64_t *rd
+        cdef uint32_t k
         if <uint32_t>mi >= self._nrd:
             rd = <uint64_t *>realloc(self._rd, 2 * (mi + 1) * sizeof(uint64_t))
             if rd == NULL:
                 raise MemoryError()
-            memset(rd + 2 * self._nrd, 0, 2 * (mi + 1 - self._nrd) * sizeof(uint64_t))
+            for k in range(2 * self._nrd, 2 * (mi + 1)):
+                rd[k] = _NEVER_READ
             self._rd = rd
             self._nrd = mi + 1
-        return self._rd + 2 * mi
+        rd = self._rd + 2 * mi
+        if rd[0] == _NEVER_READ:
+            rd[0] = rd[1] = 0
+        return rd
 
     cdef void _update_consumed(self, mos_flow_t *f, int s):
-        """Bytes every attached monitor has read are released (ppeek can no
-        longer reach them); a monitor that never read this flow holds them."""
+        """Bytes every monitor that reads side s (Monitor.reads) has read
+        are released (ppeek can no longer reach them); such a monitor that
+        has not read this flow yet holds them.  A monitor that reads no side
+        holds nothing: its bytes would sit in the buffer until it overran.
+        With no reader declared (a per-flow CONN_NEW_DATA handler), the
+        monitors that have read this flow decide."""
         cdef uint64_t lo = 0xffffffffffffffffULL
-        cdef uint32_t i
-        if self._nrd < <uint32_t>len(self.engine.monitors):
-            lo = 0
-        else:
-            for i in range(self._nrd):
-                if self._rd[2 * i + s] < lo:
-                    lo = self._rd[2 * i + s]
+        cdef uint64_t o
+        cdef list reads = self.engine._reads
+        cdef Py_ssize_t mi, nmon = len(self.engine.monitors)
+        cdef bint declared = False
+        for mi in range(nmon):
+            if mi < len(reads) and not ((<int>reads[mi]) >> s) & 1:
+                continue
+            declared = True
+            o = self._rd[2 * mi + s] if <uint32_t>mi < self._nrd else _NEVER_READ
+            if o == _NEVER_READ:
+                o = 0
+            if o < lo:
+                lo = o
+        if not declared:
+            for mi in range(self._nrd):
+                o = self._rd[2 * mi + s]
+                if o != _NEVER_READ and o < lo:
+                    lo = o
         if lo != f.ep[s].consumed:
             mos_flow_consumed(self.engine.e, f, s, lo)
+
+    cdef int _check_read(self, mos_flow_t *f, int s, str what) except -1:
+        """A side nobody reads keeps no bytes: reading it is a mistake that
+        would otherwise look like an empty stream."""
+        if mos_flow_reads(self.engine.e, f, s):
+            return 0
+        name = "CLIENT" if s == 0 else "SERVER"
+        raise RegistrationError(
+            f"flow.{what}(Side.{name}): no monitor reads this side, so its bytes are not "
+            f"kept; give the reading monitor a CONN_NEW_DATA handler for Side.{name} or "
+            f"create it with Monitor(reads=Side.{name})")
 
     def peek(self, side, Py_ssize_t n=-1, monitor=None):
         """Read up to n new in-order bytes that ``side`` received, from this
@@ -192,6 +228,7 @@ cdef class Flow:
         reported by an ERROR event with reason GAP)."""
         cdef int s = _side_index(side)
         cdef mos_flow_t *f = self._f()
+        self._check_read(f, s, "peek")
         cdef mos_rbuf_t *rb = &f.ep[s].rbuf
         cdef int mi = self.engine.cur_mon if monitor is None else self.engine._monitor_index(monitor)
         cdef uint64_t *offs = self._offs(mi)
@@ -230,6 +267,7 @@ cdef class Flow:
         already dropped from the buffer)."""
         cdef int s = _side_index(side)
         cdef mos_flow_t *f = self._f()
+        self._check_read(f, s, "ppeek")
         if n <= 0:
             return b""
         if n > 0x7fffffff:
@@ -272,6 +310,8 @@ cdef class Flow:
         cdef mos_sha256_t copy
         cdef uint8_t out[32]
         if f.digest == NULL:
+            if self.engine.config.digest:  # no stream byte yet: nothing hashed
+                return _SHA256_EMPTY
             raise RuntimeError("stream digests are off: Config(digest=True) turns them on")
         copy = f.digest[s].sha
         mos_sha256_final(&copy, out)
@@ -282,7 +322,7 @@ cdef class Flow:
         cdef mos_flow_t *f = self._f()
         cdef int s = _side_index(side)
         if f.digest == NULL:
-            return None
+            return (0, 0) if self.engine.config.digest else None
         return (f.digest[s].hashed_bytes, f.digest[s].lost)
 
     # ---------------------------------------------------------------- control

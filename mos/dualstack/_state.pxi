@@ -24,6 +24,7 @@ cdef class _EngineState:
         c.digest = 1 if config.digest else 0
         c.keep_read = 1 if config.keep_read else 0
         c.max_flows = config.max_flows
+        c.max_embryonic = min(config.max_embryonic, config.max_flows)
         c.tcp_timeout_ns = <uint64_t>(config.tcp_timeout * 1e9)
         c.defrag_mem = config.defrag_memory
         c.defrag_timeout_ns = <uint64_t>(config.defrag_timeout * 1e9)
@@ -60,7 +61,7 @@ cdef class _EngineState:
             "payload_bytes": c.payload_bytes, "ooo_segments": c.ooo_segments,
             "snapped": c.snapped, "handler_calls": self.handler_calls,
             "rewritten": c.rewritten, "rewrite_failed": c.rewrite_failed, "split": c.split,
-            "nomem": c.nomem,
+            "nomem": c.nomem, "embryonic": c.embryonic, "evicted_embryonic": c.evicted_embryonic,
             "ended": {r.name.lower(): c.ended[int(r)] for r in EndReason},
             "errors": {r.name.lower(): c.errors[int(r)] for r in ErrorReason},
             "defrag": {"fragments": d.fragments, "reassembled": d.reassembled,

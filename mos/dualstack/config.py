@@ -34,8 +34,13 @@ class Config:
     checksum: str = "auto"
     #: seconds a flow may stay idle (capture time) before TIMEOUT and CONN_END
     tcp_timeout: float = 30.0
-    #: live flows kept; beyond it the least recently active flow is evicted
+    #: live flows kept; beyond it a flow is evicted (CONN_END, reason EVICT): the oldest
+    #: embryonic one (handshake not complete) if any, else the least recently active
     max_flows: int = 1_000_000
+    #: live embryonic flows kept (created by a SYN, handshake not complete); beyond it the
+    #: oldest is recycled (RFC 4987 3.4), so a SYN flood holds at most this many flow
+    #: entries (~420 bytes each) while established flows keep their place
+    max_embryonic: int = 250_000
     #: keep a SHA-256 of each direction's stream (used by `mos streams`)
     digest: bool = False
     #: keep bytes that every monitor has read and the receiver acknowledged until the
@@ -51,6 +56,7 @@ class Config:
             raise ConfigError(f"{key}: {value!r} {why}")
 
         for key, lo, hi in (("buffer_size", 0, MAX_BUFFER), ("max_flows", 1, 0xFFFFFFFF),
+                            ("max_embryonic", 1, 0xFFFFFFFF),
                             ("defrag_memory", 0, 1 << 40)):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int):

@@ -23,6 +23,7 @@ struct mos_engine {
     mos_counters_t c;
     mos_interest_t interest;
     uint8_t any_interest;       /* some bit of interest is set */
+    uint8_t reads;              /* 1 << side: some monitor reads that side (set_reads) */
     uint64_t now;
     uint64_t next_id;
     uint64_t defrag_checked;
@@ -38,6 +39,8 @@ struct mos_engine {
     uint32_t nbuckets;          /* power of two */
     /* LRU: head = least recently active */
     uint32_t lru_head, lru_tail;
+    /* embryonic flows (handshake not complete), oldest first */
+    uint32_t emb_head, emb_tail;
     /* flows ended and not reaped yet */
     uint32_t *dying;
     uint32_t ndying, dyingcap;
@@ -290,13 +293,39 @@ static inline void digest_advance(mos_flow_t *f, int side)
     digest_upto(f, side, f->ep[side].rbuf.head);
 }
 
-/* In-order bytes are kept for readers: Python handlers (any interest at
- * all), or a LAST policy that may still rewrite them before they are
- * hashed.  Otherwise they are released as soon as they are in order, so
- * reassembly costs no memory beyond the out-of-order data. */
-static inline int retained(const mos_engine_t *e, const mos_flow_t *f, const mos_rbuf_t *rb)
+/* Someone reads `side`'s stream: a monitor said so (mos_engine_set_reads),
+ * or this flow has its own CONN_NEW_DATA handler for that side. */
+static inline int reads_side(const mos_engine_t *e, const mos_flow_t *f, int side)
 {
-    return e->any_interest || f->interest || rb->policy == MOS_OVERLAP_LAST;
+    if ((e->reads >> side) & 1) return 1;
+    if (!f->interest) return 0;
+    unsigned i = MOS_EVBIT_INDEX(MOS_EV_NEW_DATA, MOS_HK_RECV, side);
+    return (f->interest->w[i >> 6] >> (i & 63)) & 1;
+}
+
+/* In-order bytes are kept for readers, or in digest mode for a LAST
+ * policy that may still rewrite them before they are hashed.  Otherwise
+ * they are released as soon as they are in order, so reassembly costs no
+ * memory beyond the out-of-order data (DESIGN rule 2: no copy for a side
+ * nobody reads). */
+static inline int retained(const mos_engine_t *e, const mos_flow_t *f, int side)
+{
+    return reads_side(e, f, side) ||
+           (e->cfg.digest && f->ep[side].rbuf.policy == MOS_OVERLAP_LAST);
+}
+
+/* digest mode: the flow's digests, allocated with its first stream bytes
+ * (a flow that never carries any, e.g. a SYN of a flood, costs none) */
+static inline void digest_need(mos_engine_t *e, mos_flow_t *f)
+{
+    if (!e->cfg.digest || f->digest) return;
+    f->digest = calloc(2, sizeof *f->digest);
+    if (!f->digest) {
+        e->c.nomem++;
+        return;
+    }
+    mos_sha256_init(&f->digest[0].sha);
+    mos_sha256_init(&f->digest[1].sha);
 }
 
 /* Forget in-order bytes below off (ring positions are absolute offsets
@@ -346,7 +375,7 @@ static void after_rbuf(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int side, 
         }
     }
     if (advanced) {
-        int keep = retained(e, f, rb);
+        int keep = retained(e, f, side);
         if (f->digest && rb->policy == MOS_OVERLAP_FIRST) digest_advance(f, side);
         if (!keep) rbuf_release(rb, rb->head);
         if (f->nd_stamp[side] != e->serial) {
@@ -357,6 +386,40 @@ static void after_rbuf(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int side, 
 }
 
 /* ---------------------------------------------------------------- flow life */
+
+/* Embryonic flows (created by a SYN, handshake not complete) are listed
+ * oldest first apart from the LRU: under a SYN flood the oldest half-open
+ * flow is recycled first (RFC 4987 3.4), so the flood costs at most
+ * max_embryonic flow entries and established flows keep their place. */
+static void emb_append(mos_engine_t *e, mos_flow_t *f, uint32_t slot)
+{
+    f->emb_prev = e->emb_tail;
+    f->emb_next = MOS_NIL;
+    if (e->emb_tail != MOS_NIL) slot_ptr(e, e->emb_tail)->emb_next = slot;
+    else e->emb_head = slot;
+    e->emb_tail = slot;
+    f->flags |= MOS_FF_EMBRYO;
+    e->c.embryonic++;
+}
+
+static void emb_leave(mos_engine_t *e, mos_flow_t *f)
+{
+    if (f->emb_prev != MOS_NIL) slot_ptr(e, f->emb_prev)->emb_next = f->emb_next;
+    else e->emb_head = f->emb_next;
+    if (f->emb_next != MOS_NIL) slot_ptr(e, f->emb_next)->emb_prev = f->emb_prev;
+    else e->emb_tail = f->emb_prev;
+    f->emb_prev = f->emb_next = MOS_NIL;
+    f->flags &= (uint16_t)~MOS_FF_EMBRYO;
+    e->c.embryonic--;
+}
+
+/* the handshake is complete once the server side has taken the client's
+ * ACK of its SYN-ACK (RFC 9293 3.5): it left LISTEN and SYN-RECEIVED */
+__attribute__((noinline)) static void emb_check(mos_engine_t *e, mos_flow_t *f)
+{
+    uint8_t st = f->ep[MOS_SERVER].state;
+    if (st != MOS_TCPS_LISTEN && st != MOS_TCPS_SYN_RCVD) emb_leave(e, f);
+}
 
 static void end_flow(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int reason)
 {
@@ -371,6 +434,7 @@ static void end_flow(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int reason)
     }
     hash_remove(e, f, slot);
     lru_unlink(e, f);
+    if (f->flags & MOS_FF_EMBRYO) emb_leave(e, f);
     f->flags = (uint16_t)((f->flags & ~MOS_FF_LIVE) | MOS_FF_DYING);
     f->end_reason = (uint8_t)reason;
     e->c.flows_live--;
@@ -408,6 +472,34 @@ static void expire(mos_engine_t *e, uint64_t now)
     }
 }
 
+static void evict_embryonic(mos_engine_t *e)
+{
+    uint32_t s = e->emb_head;
+    e->c.evicted_embryonic++;
+    end_flow(e, slot_ptr(e, s), s, MOS_END_EVICT);
+}
+
+/* The least recently active flow.  The LRU list is ordered by lru_ts,
+ * refreshed lazily (LRU_GRAIN), so the head may have been active since its
+ * last move: among the first flows (a bounded number, so creating a flow
+ * stays O(1)) take the one with the oldest last_ts.  A flow whose lru_ts is
+ * past the best last_ts so far was active later, and so were those after. */
+static uint32_t lru_victim(mos_engine_t *e)
+{
+    uint32_t best = e->lru_head, s = best;
+    uint64_t best_ts = slot_ptr(e, best)->last_ts;
+    for (int k = 0; k < 64 && s != MOS_NIL; k++) {
+        const mos_flow_t *f = slot_ptr(e, s);
+        if (f->lru_ts > best_ts) break;
+        if (f->last_ts < best_ts) {
+            best = s;
+            best_ts = f->last_ts;
+        }
+        s = f->lru_next;
+    }
+    return best;
+}
+
 /* out of line: once per flow, and the per-packet loop stays small */
 __attribute__((noinline)) static mos_flow_t *create_flow(mos_engine_t *e, const mos_pkt_t *p,
                                                          uint32_t hash, uint64_t ts, uint32_t pi,
@@ -426,8 +518,16 @@ __attribute__((noinline)) static mos_flow_t *create_flow(mos_engine_t *e, const 
         else if (p->dport != p->sport) src_is_client = p->dport < p->sport; /* lower port serves */
         else src_is_client = 1;
     }
-    if (e->c.flows_live >= e->cfg.max_flows && e->lru_head != MOS_NIL)
-        end_flow(e, slot_ptr(e, e->lru_head), e->lru_head, MOS_END_EVICT);
+    if (!midstream && e->c.embryonic >= e->cfg.max_embryonic && e->emb_head != MOS_NIL)
+        evict_embryonic(e);
+    if (e->c.flows_live >= e->cfg.max_flows) {
+        /* memory pressure (DESIGN 2): a half-open flow goes first */
+        if (e->emb_head != MOS_NIL) evict_embryonic(e);
+        else if (e->lru_head != MOS_NIL) {
+            uint32_t v = lru_victim(e);
+            end_flow(e, slot_ptr(e, v), v, MOS_END_EVICT);
+        }
+    }
     /* grow before the new flow is marked live, or it would be inserted twice */
     if (e->c.flows_live + 1 > e->nbuckets) hash_grow(e);
     uint32_t s;
@@ -456,8 +556,16 @@ __attribute__((noinline)) static mos_flow_t *create_flow(mos_engine_t *e, const 
     f->id = ++e->next_id;
     f->first_ts = f->last_ts = f->lru_ts = ts;
     f->nd_stamp[0] = f->nd_stamp[1] = e->serial - 1;
-    for (int side = 0; side < 2; side++)
-        mos_rbuf_init(&f->ep[side].rbuf, e->cfg.buffer_size[side], e->cfg.overlap[side]);
+    for (int side = 0; side < 2; side++) {
+        /* no reader and no digest: nothing will ever need this side's
+         * bytes, in order or not, so it keeps none (DESIGN rule 2) */
+        uint32_t lim = e->cfg.buffer_size[side];
+        if (!((e->reads >> side) & 1) && !e->cfg.digest && lim) {
+            lim = 0;
+            f->flags |= (uint16_t)(MOS_FF_NOBUF << side);
+        }
+        mos_rbuf_init(&f->ep[side].rbuf, lim, e->cfg.overlap[side]);
+    }
     f->ep[MOS_CLIENT].role = MOS_TCP_MONITOR;
     f->ep[MOS_SERVER].role = MOS_TCP_MONITOR | MOS_TCP_PASSIVE; /* the side that answers SYNs */
     if (!midstream) {
@@ -470,15 +578,10 @@ __attribute__((noinline)) static mos_flow_t *create_flow(mos_engine_t *e, const 
         f->ep[MOS_CLIENT].state = MOS_TCPS_ESTABLISHED;
         f->ep[MOS_SERVER].state = MOS_TCPS_ESTABLISHED;
     }
-    if (e->cfg.digest) {
-        f->digest = calloc(2, sizeof *f->digest);
-        if (f->digest) {
-            mos_sha256_init(&f->digest[0].sha);
-            mos_sha256_init(&f->digest[1].sha);
-        }
-    }
     hash_insert(e, f, s);
     lru_append(e, f, s);
+    f->emb_prev = f->emb_next = MOS_NIL;
+    if (!midstream) emb_append(e, f, s);
     e->c.flows_created++;
     e->c.flows_live++;
     *slot = s;
@@ -525,10 +628,11 @@ __attribute__((noinline)) static void store_data(mos_engine_t *e, mos_flow_t *f,
     if (have > len) have = len;
     const uint8_t *data = p->payload + skip;
     if (R->flags & MOS_EPF_UNMON) return;
+    digest_need(e, f);
     mos_rbuf_t *rb = &R->rbuf;
     if (!e->cfg.keep_read && R->consumed > rb->base) release_read(f, r);
     uint64_t head0 = rb->head;
-    if (doff == head0 && have == len && rb->nruns == 0 && !retained(e, f, rb)) {
+    if (doff == head0 && have == len && rb->nruns == 0 && !retained(e, f, r)) {
         /* in order, nothing waiting, nobody to keep it for: no copy */
         if (f->digest) {
             mos_digest_t *d = &f->digest[r];
@@ -567,7 +671,7 @@ __attribute__((noinline)) static void store_data(mos_engine_t *e, mos_flow_t *f,
     advanced = rb->head - head0;
     if (doff > head0) e->c.ooo_segments++;
     /* bytes nobody could read are not "lost unread" */
-    if (lost_to > R->consumed && lost_to > lost_from && retained(e, f, rb)) {
+    if (lost_to > R->consumed && lost_to > lost_from && retained(e, f, r)) {
         uint64_t from = lost_from > R->consumed ? lost_from : R->consumed;
         error_ev(e, f, slot, r, pi, MOS_ERR_OVERRUN, from, lost_to);
     }
@@ -588,6 +692,7 @@ static void skip_unseen(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int s, ui
     if (aoff > (int64_t)R->data_end) aoff = (int64_t)R->data_end;
     if (aoff > 0 && (uint64_t)aoff > S->rbuf.head) {
         uint64_t adv = 0;
+        digest_need(e, f);
         int g = mos_rbuf_skip_to(&S->rbuf, (uint64_t)aoff, &adv);
         if (g || adv) after_rbuf(e, f, slot, s, pi, adv, g);
     }
@@ -724,6 +829,7 @@ static void tcp_packet(mos_engine_t *e, uint32_t pi, mos_pkt_t *p, uint64_t ts, 
     if (eff.oow_len) error_ev(e, f, slot, r, pi, MOS_ERR_OUT_OF_WINDOW, eff.oow_off, eff.oow_len);
     if (eff.data_len) store_data(e, f, slot, r, p, pi, eff.data_off, eff.data_len, eff.data_skip);
     emit(e, f, slot, MOS_EV_PKT_IN, MOS_HK_RECV, r, pi, 0, 0, 0, 0);
+    if (__builtin_expect(f->flags & MOS_FF_EMBRYO, 0)) emb_check(e, f);
 
     /* both ends closed: the connection is over (RFC 9293 3.6) */
     uint8_t a = f->ep[0].state, b = f->ep[1].state;
@@ -740,9 +846,12 @@ mos_engine_t *mos_engine_new(const mos_config_t *cfg)
     if (!e) return NULL;
     e->cfg = *cfg;
     if (!e->cfg.max_flows) e->cfg.max_flows = 1u << 20;
+    if (!e->cfg.max_embryonic || e->cfg.max_embryonic > e->cfg.max_flows)
+        e->cfg.max_embryonic = e->cfg.max_flows;
     if (!e->cfg.tcp_timeout_ns) e->cfg.tcp_timeout_ns = 30ull * 1000000000ull;
     e->freelist = MOS_NIL;
     e->lru_head = e->lru_tail = MOS_NIL;
+    e->emb_head = e->emb_tail = MOS_NIL;
     e->nbuckets = 4096;
     e->buckets = malloc(e->nbuckets * sizeof *e->buckets);
     e->defrag = mos_defrag_new(cfg->defrag_mem ? cfg->defrag_mem : (64u << 20),
@@ -809,9 +918,19 @@ void mos_engine_set_interest(mos_engine_t *e, const mos_interest_t *m)
     e->any_interest = !interest_empty(m);
 }
 
+/* A side created without a buffer (no reader then) gets the configured
+ * size back when a reader comes; bytes that went by before are not there. */
+static void restore_buffer(mos_engine_t *e, mos_flow_t *f, int side)
+{
+    uint16_t bit = (uint16_t)(MOS_FF_NOBUF << side);
+    if (!(f->flags & bit) || !reads_side(e, f, side)) return;
+    f->flags &= (uint16_t)~bit;
+    if (!(f->ep[side].flags & MOS_EPF_UNMON))
+        mos_rbuf_set_limit(&f->ep[side].rbuf, e->cfg.buffer_size[side]);
+}
+
 int mos_flow_set_interest(mos_engine_t *e, mos_flow_t *f, const mos_interest_t *m)
 {
-    (void)e;
     if (!m || interest_empty(m)) {
         free(f->interest);
         f->interest = NULL;
@@ -819,7 +938,30 @@ int mos_flow_set_interest(mos_engine_t *e, mos_flow_t *f, const mos_interest_t *
     }
     if (!f->interest && !(f->interest = malloc(sizeof *f->interest))) return -1;
     *f->interest = *m;
+    if (f->flags & (MOS_FF_NOBUF | MOS_FF_NOBUF << 1)) {
+        restore_buffer(e, f, 0);
+        restore_buffer(e, f, 1);
+    }
     return 0;
+}
+
+int mos_flow_reads(const mos_engine_t *e, const mos_flow_t *f, int side)
+{
+    return retained(e, f, side);
+}
+
+void mos_engine_set_reads(mos_engine_t *e, int mask)
+{
+    int gained = mask & 3 & ~e->reads;
+    e->reads = (uint8_t)(mask & 3);
+    if (!gained) return;
+    /* once per change of the monitors, not per packet: walk the live flows */
+    for (uint32_t s = e->lru_head; s != MOS_NIL;) {
+        mos_flow_t *f = slot_ptr(e, s);
+        if (gained & 1) restore_buffer(e, f, 0);
+        if (gained & 2) restore_buffer(e, f, 1);
+        s = f->lru_next;
+    }
 }
 void mos_engine_set_checksum(mos_engine_t *e, int mode) { e->cfg.checksum = (uint8_t)mode; }
 
@@ -904,7 +1046,15 @@ uint64_t mos_engine_next_deadline(const mos_engine_t *e)
 
 void mos_engine_end_all(mos_engine_t *e, int reason)
 {
-    while (e->lru_head != MOS_NIL) end_flow(e, slot_ptr(e, e->lru_head), e->lru_head, reason);
+    mos_engine_end_some(e, reason, UINT32_MAX);
+}
+
+uint32_t mos_engine_end_some(mos_engine_t *e, int reason, uint32_t max)
+{
+    uint32_t n = 0;
+    for (; n < max && e->lru_head != MOS_NIL; n++)
+        end_flow(e, slot_ptr(e, e->lru_head), e->lru_head, reason);
+    return n;
 }
 
 const mos_event_t *mos_engine_events(const mos_engine_t *e, uint32_t *n)
@@ -965,6 +1115,7 @@ uint64_t mos_engine_memory(const mos_engine_t *e)
 void mos_flow_set_buffer(mos_engine_t *e, mos_flow_t *f, int side, uint32_t size)
 {
     (void)e;
+    f->flags &= (uint16_t)~(MOS_FF_NOBUF << side); /* the handler's size stands */
     mos_rbuf_set_limit(&f->ep[side].rbuf, size);
 }
 
@@ -980,6 +1131,7 @@ void mos_flow_stop_side(mos_engine_t *e, mos_flow_t *f, int side)
 {
     (void)e;
     f->ep[side].flags |= MOS_EPF_UNMON;
+    f->flags &= (uint16_t)~(MOS_FF_NOBUF << side);
     mos_rbuf_set_limit(&f->ep[side].rbuf, 0);
     if ((f->ep[0].flags & MOS_EPF_UNMON) && (f->ep[1].flags & MOS_EPF_UNMON)) f->flags |= MOS_FF_UNMON;
 }

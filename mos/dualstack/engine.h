@@ -68,6 +68,9 @@ enum {
     MOS_FF_MIDSTREAM = 4,  /* picked up without a SYN */
     MOS_FF_UNMON = 8,      /* monitoring stopped on both sides: no events */
     MOS_FF_STARTED = 16,   /* CONN_START raised */
+    MOS_FF_EMBRYO = 32,    /* handshake not complete: on the embryonic list */
+    MOS_FF_NOBUF = 64,     /* << side: no reader at creation, so that side's buffer
+                            * limit was set to 0 (restored if a reader comes) */
 };
 
 typedef struct mos_digest {
@@ -87,6 +90,7 @@ typedef struct mos_flow {
     uint32_t hnext;        /* hash chain (slot, MOS_NIL ends) */
     uint32_t hash;
     uint32_t lru_prev, lru_next;
+    uint32_t emb_prev, emb_next; /* embryonic list (MOS_FF_EMBRYO), oldest first */
     uint32_t gen;          /* bumped when the slot is freed */
     uint16_t flags;
     uint8_t ipver;
@@ -100,7 +104,7 @@ typedef struct mos_flow {
     mos_interest_t *interest; /* per-flow event bits (OR-ed with the global ones), NULL: none */
     uint64_t first_ts, last_ts;
     uint64_t lru_ts;       /* last_ts when last moved to the LRU tail */
-    mos_digest_t *digest;  /* [2] in digest mode, else NULL */
+    mos_digest_t *digest;  /* [2] in digest mode once the flow has stream bytes, else NULL */
     mos_edits_t *edits;    /* NULL until a handler changes a payload's length */
     mos_ep_t ep[2];        /* [MOS_CLIENT], [MOS_SERVER] */
 } mos_flow_t;
@@ -133,6 +137,7 @@ typedef struct mos_config {
     uint8_t keep_read;         /* keep bytes every monitor read until the buffer is full */
     uint8_t _pad[2];
     uint32_t max_flows;        /* live flows before LRU eviction */
+    uint32_t max_embryonic;    /* live flows with the handshake not complete (0: max_flows) */
     uint64_t tcp_timeout_ns;   /* idle timeout */
     uint64_t defrag_mem;       /* bytes for IP fragment reassembly */
     uint64_t defrag_timeout_ns;
@@ -157,6 +162,8 @@ typedef struct mos_counters {
     uint64_t rewrite_failed;       /* frames of edited flows that could not be rewritten (dropped) */
     uint64_t split;                /* extra frames sent: grown segments cut to the MTU / MSS */
     uint64_t nomem;                /* events or flows dropped because memory ran out */
+    uint64_t embryonic;            /* live flows whose handshake is not complete */
+    uint64_t evicted_embryonic;    /* of ended[MOS_END_EVICT]: embryonic flows recycled */
 } mos_counters_t;
 
 typedef struct mos_engine mos_engine_t;
@@ -166,6 +173,15 @@ void mos_engine_free(mos_engine_t *e);
 
 /* Global interest bits (MOS_EVBIT_INDEX). */
 void mos_engine_set_interest(mos_engine_t *e, const mos_interest_t *m);
+/* The sides some monitor reads (bit 1 << side; a flow's own CONN_NEW_DATA
+ * interest reads that side of that flow too).  In-order bytes of a side
+ * nobody reads are not kept, and a flow created while nobody reads a side
+ * (and no digest needs its out-of-order bytes) gets buffer limit 0 there;
+ * a reader coming later restores the configured size on live flows. */
+void mos_engine_set_reads(mos_engine_t *e, int mask);
+/* 1 if `side` of f keeps its in-order bytes for someone: a reader (above)
+ * or the LAST overlap policy. */
+int mos_flow_reads(const mos_engine_t *e, const mos_flow_t *f, int side);
 /* One flow's own interest (per-flow handlers); m NULL or all zero: none.
  * Returns -1 when out of memory (the flow keeps what it had). */
 int mos_flow_set_interest(mos_engine_t *e, mos_flow_t *f, const mos_interest_t *m);
@@ -197,6 +213,10 @@ uint64_t mos_engine_next_deadline(const mos_engine_t *e);
 
 /* End every live flow (reason MOS_END_SHUTDOWN), e.g. at the end of a capture. */
 void mos_engine_end_all(mos_engine_t *e, int reason);
+/* The same for the max least recently active flows; returns how many ended.
+ * Ending a large table in slices bounds the events and dying flows held at
+ * once (the caller dispatches and reaps between slices). */
+uint32_t mos_engine_end_some(mos_engine_t *e, int reason, uint32_t max);
 
 /* End one flow now (events are recorded as for any end). */
 void mos_engine_end_flow(mos_engine_t *e, uint32_t slot, int reason);
