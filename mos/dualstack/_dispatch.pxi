@@ -9,6 +9,10 @@ cdef class _Dispatch(_EngineState):
         self._table = [None] * NBITS
         self._pyflows = []
         self.cur_mon = 0
+        self._herr = {}
+        self._hnames = {}
+        self._disabled = set()
+        self._tb_shown = set()
 
     def attach(self, monitor):
         """Add a monitor; its handlers see flows from now on."""
@@ -30,9 +34,16 @@ cdef class _Dispatch(_EngineState):
         table = [None] * NBITS
         for mi, mon in enumerate(self.monitors):
             for bit, node in mon.trees.items():
-                ent = (mi, mon if mon.filter is not None else None, _compile(node))
+                tree = _compile(node, self._disabled)
+                if not tree[0] and not tree[1]:  # every handler of it disabled
+                    continue
+                ent = (mi, mon if mon.filter is not None else None, tree)
                 table[bit] = (table[bit] or ()) + (ent,)
             mask |= mon.interest
+        if self._disabled:  # bits whose every handler is disabled cost nothing again
+            for bit in range(NBITS):
+                if table[bit] is None:
+                    mask &= ~(1 << bit)
         _interest(mask, &words)
         self._table = table
         mos_engine_set_interest(self.e, &words)
@@ -72,20 +83,165 @@ cdef class _Dispatch(_EngineState):
         cdef uint64_t bit = 1ULL << mi
         if not (fo._adm_known & bit):
             fo._adm_known |= bit
-            if mon.admits(fo):
+            try:
+                ok = mon.admits(fo)
+            except Exception as exc:  # the monitor's filter callable is user code too
+                self._failed(mon.filter, exc, "monitor filter", fo, None)
+                ok = False
+            if ok:
                 fo._adm_yes |= bit
         return (fo._adm_yes & bit) != 0
 
     cdef int _walk(self, tuple tree, object flow, object side, object ev) except -1:
         cdef tuple handlers = <tuple>tree[0]
-        for h in handlers:
-            h(flow, side, ev)
-        self.handler_calls += len(handlers)
+        cdef Py_ssize_t k = 0, nh = len(handlers)
+        # one try per walk, not per call: a handler that raises is handed to
+        # the policy (on_handler_error) and the walk goes on with the next
+        while k < nh:
+            try:
+                while k < nh:
+                    h = handlers[k]
+                    k += 1
+                    h(flow, side, ev)
+            except Exception as exc:
+                self._failed(h, exc, "handler", flow, ev)
+        self.handler_calls += nh
         for child in <tuple>tree[1]:
             filt = child[1]
-            if filt is not None and filt(flow, side, ev):
+            if filt is None:  # raised explicitly only (flow.raise_event)
+                continue
+            try:
+                hit = filt(flow, side, ev)
+            except Exception as exc:
+                self._failed(filt, exc, "filter", flow, child[0])
+                continue
+            if hit:
                 self._walk(<tuple>child[2], flow, side, child[0])
         return 0
+
+    # ------------------------------------------------------- handler faults
+
+    cdef int _failed(self, object fn, object exc, object what, object flow, object ev) except -1:
+        """A handler (filter, timer callback) raised ``exc``: count it and
+        apply on_handler_error.  Returns to go on (log, disable-handler);
+        raises to end the run (stop: HandlerError; raise: ``exc`` itself,
+        with a note naming the handler, the event, the flow and the packet)."""
+        if isinstance(exc, HandlerError) or getattr(exc, "_mos_counted", False):
+            raise exc  # a nested walk (raise_event) already counted and judged it
+        key = _key(fn)
+        n = self._herr.get(key, 0) + 1
+        self._herr[key] = n
+        self._herr_total += 1
+        name = self._hnames.get(key)
+        if name is None:
+            name = self._hnames[key] = _qualname(fn)
+        policy = self._policy
+        if self._stopped:  # finishing a stopped run: count, log, go on
+            policy = POLICY_LOG
+        why = str(exc).strip().splitlines()
+        first = f"{type(exc).__name__}: {why[0]}" if why else type(exc).__name__
+        where = self._where(flow, ev)
+        if policy == POLICY_RAISE:
+            try:
+                exc._mos_counted = True
+                exc.add_note(f"mos: raised by {what} {name} at {where}")
+            except AttributeError:  # an exception type without __dict__
+                pass
+            raise exc
+        if policy == POLICY_STOP:
+            self._stopped = True
+            raise HandlerError(f"{what} {name} raised {first} at {where}; run stopped "
+                               f"(on_handler_error: stop)", name, where) from exc
+        line = f"mos: {what} {name} raised {first} at {where}"
+        if policy == POLICY_DISABLE:
+            line += "; disabled (on_handler_error: disable-handler)"
+            self._disable(key)
+        elif n > 1:
+            if n > _LOG_EVERY_UP_TO and (n & (n - 1)) != 0:
+                return 0  # counted; the line waits for the next power of two
+            line += f" (error {n} of this {what})"
+        tb_key = (key, type(exc))
+        if tb_key in self._tb_shown:
+            _log.error(line)
+        else:  # the traceback once per handler and exception type
+            self._tb_shown.add(tb_key)
+            _log.error(line, exc_info=(type(exc), exc, exc.__traceback__))
+        return 0
+
+    def _where(self, flow, ev):
+        """'EVENT (hook, side) flow N 5-tuple, packet P': where a handler failed."""
+        cdef uint64_t frames = mos_engine_counters(self.e).frames
+        if not self.in_dispatch:
+            evs = "timer" if ev is None else getattr(ev, "name", repr(ev))
+            ctx = evs
+        elif self.cur.type == _EV_TIMER:
+            ctx = "timer"
+        else:
+            if ev is None:
+                ev = _EVENTS[self.cur.type]
+            ctx = (f"event {getattr(ev, 'name', repr(ev))} "
+                   f"({Hook(self.cur.hook).name}, {_SIDES[self.cur.side].name})")
+        if isinstance(flow, Flow):
+            try:
+                tup = f"tcp {flow.client_addr} -> {flow.server_addr}"
+            except FlowClosedError:
+                tup = "(ended)"
+            ctx += f", flow {(<Flow>flow)._id} {tup}"
+        elif isinstance(flow, Packet):
+            try:
+                ctx += (f", no flow, tcp {flow.src}:{flow.sport} -> {flow.dst}:{flow.dport}")
+            except RuntimeError:
+                pass
+        if self.in_dispatch and self.cur.type != _EV_TIMER and self.cur.pkt != MOS_NOPKT:
+            ctx += f", packet {self._burst_base + self.cur.pkt + 1}"
+        else:
+            ctx += f", after packet {frames}"
+        return ctx
+
+    cdef _disable(self, key):
+        """Unregister a handler (filter, timer callback) from this engine:
+        every dispatch table and per-flow table it is in is rebuilt without it."""
+        cdef Flow fo
+        cdef mos_flow_t *f
+        self._disabled.add(key)
+        self._rebuild()
+        for obj in self._pyflows:
+            if obj is None:
+                continue
+            fo = obj
+            if fo._local_regs:
+                f = mos_engine_flow(self.e, fo.slot, fo.gen)
+                if f != NULL:
+                    fo._rebuild_local(f)
+
+    @property
+    def on_handler_error(self):
+        """The policy in effect for handler exceptions (Config.on_handler_error;
+        'auto' is 'raise' until the runtime sets 'log' for a run)."""
+        return _POLICY_NAMES[self._policy]
+
+    @on_handler_error.setter
+    def on_handler_error(self, value):
+        if value not in _POLICIES:
+            raise ValueError(f"on_handler_error: {value!r} is not one of "
+                             + ", ".join(_POLICIES))
+        self._policy = _POLICIES[value]
+
+    def _handler_error_total(self):
+        return self._herr_total
+
+    def handler_errors(self):
+        """{handler qualified name: exceptions it raised} (filters and timer
+        callbacks included); two handlers of one name are summed."""
+        out = {}
+        for key, n in self._herr.items():
+            name = self._hnames[key]
+            out[name] = out.get(name, 0) + n
+        return out
+
+    def disabled_handlers(self):
+        """Qualified names of the handlers disabled by on_handler_error: disable-handler."""
+        return sorted({self._hnames[k] for k in self._disabled})
 
     cdef int _dispatch(self) except -1:
         cdef uint32_t n, i = 0
@@ -183,11 +339,19 @@ cdef class _Dispatch(_EngineState):
         for node in trees:
             target = node.find(chain)
             if target is not None:
-                self._walk(_compile(target), flow, _SIDES[side], event)
+                self._walk(_compile(target, self._disabled), flow, _SIDES[side], event)
 
     def current_packet(self):
+        """The packet behind the event being handled (None for an event with
+        no packet); HandlerContextError outside a handler."""
+        if not self.in_dispatch:
+            raise HandlerContextError("flow.packet exists only while a handler runs "
+                                      "(copy what you need from it inside the handler)")
+        return self._packet_or_none()
+
+    cdef object _packet_or_none(self):
         cdef Packet pkt
-        if not self.in_dispatch or self.cur.pkt == MOS_NOPKT:
+        if not self.in_dispatch or self.cur.type == _EV_TIMER or self.cur.pkt == MOS_NOPKT:
             return None
         if self._cur_packet is None:
             pkt = Packet.__new__(Packet)
@@ -199,7 +363,7 @@ cdef class _Dispatch(_EngineState):
 
     def current_info(self):
         if not self.in_dispatch:
-            return None
+            raise HandlerContextError("flow.event_info exists only while a handler runs")
         t = self.cur.type
         if t == MOS_EV_STATE_CHANGE:
             return StateChange(_STATES[self.cur.aux], _STATES[self.cur.reason])
