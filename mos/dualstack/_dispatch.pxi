@@ -97,6 +97,7 @@ cdef class _Dispatch(_EngineState):
         cdef Py_ssize_t k = 0, nh = len(handlers)
         # one try per walk, not per call: a handler that raises is handed to
         # the policy (on_handler_error) and the walk goes on with the next
+        self.handler_calls += nh
         while k < nh:
             try:
                 while k < nh:
@@ -104,8 +105,11 @@ cdef class _Dispatch(_EngineState):
                     k += 1
                     h(flow, side, ev)
             except Exception as exc:
-                self._failed(h, exc, "handler", flow, ev)
-        self.handler_calls += nh
+                try:
+                    self._failed(h, exc, "handler", flow, ev)
+                except BaseException:
+                    self.handler_calls -= nh - k  # the run stops: those were not called
+                    raise
         for child in <tuple>tree[1]:
             filt = child[1]
             if filt is None:  # raised explicitly only (flow.raise_event)

@@ -37,5 +37,4 @@ def check_call(fn, params: tuple, what: str) -> None:
         sig.bind(*params)
     except TypeError as exc:
         raise RegistrationError(
-            f"{what}: {qualname(fn)}{sig} cannot be called as "
-            f"{qualname(fn)}({', '.join(params)}) ({exc})") from None
+            f"{what}: {qualname(fn)}{sig} must accept ({', '.join(params)}): {exc}") from None
