@@ -142,6 +142,8 @@ cdef class _Dispatch(_EngineState):
         policy = self._policy
         if self._stopped:  # finishing a stopped run: count, log, go on
             policy = POLICY_LOG
+        if policy == POLICY_LOG and n > _LOG_EVERY_UP_TO and (n & (n - 1)) != 0:
+            return 0  # counted; the next line comes at the next power of two
         why = str(exc).strip().splitlines()
         first = f"{type(exc).__name__}: {why[0]}" if why else type(exc).__name__
         where = self._where(flow, ev)
@@ -161,8 +163,6 @@ cdef class _Dispatch(_EngineState):
             line += "; disabled (on_handler_error: disable-handler)"
             self._disable(key)
         elif n > 1:
-            if n > _LOG_EVERY_UP_TO and (n & (n - 1)) != 0:
-                return 0  # counted; the line waits for the next power of two
             line += f" (error {n} of this {what})"
         tb_key = (key, type(exc))
         if tb_key in self._tb_shown:
