@@ -207,13 +207,20 @@ def cmd_run(args) -> int:
         def progress(off, size):
             bar.update(task, completed=off)
     rc = 0
+    unexpected = None
     t0 = time.perf_counter()
     try:
         stats = eng.run(args.capture, progress=progress, write=getattr(args, "write", None))
-    except (CaptureError, OutputError, HandlerError, KeyboardInterrupt) as exc:
-        # the flows still end (CONN_END) and the app's finish() runs below
-        rc, err, stats = (130, "interrupted", None) if isinstance(exc, KeyboardInterrupt) \
-            else (2, exc, None)
+    except BaseException as exc:
+        # every way out: the flows still end (CONN_END), the app's finish()
+        # runs and the summary is printed below
+        stats = None
+        if isinstance(exc, KeyboardInterrupt):
+            rc, err = 130, "interrupted"
+        elif isinstance(exc, (CaptureError, OutputError, HandlerError)):
+            rc, err = 2, exc
+        else:  # on_handler_error raise, or a bug: its traceback after the summary
+            rc, err, unexpected = 2, None, exc
         try:
             eng.close()
         except Exception as exc2:  # a handler under 'raise' while closing
@@ -221,7 +228,7 @@ def cmd_run(args) -> int:
     finally:
         if bar is not None:
             bar.stop()
-    if rc:
+    if rc and err is not None:
         print(f"mos: error: {err}", file=sys.stderr)
     c = eng.counters()
     if stats is None:
@@ -234,6 +241,8 @@ def cmd_run(args) -> int:
         app.finish(eng, stats)
     _summary(stats)
     _notes(c)
+    if unexpected is not None:
+        raise unexpected
     return rc
 
 
