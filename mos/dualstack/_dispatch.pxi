@@ -94,22 +94,14 @@ cdef class _Dispatch(_EngineState):
 
     cdef int _walk(self, tuple tree, object flow, object side, object ev) except -1:
         cdef tuple handlers = <tuple>tree[0]
-        cdef Py_ssize_t k = 0, nh = len(handlers)
-        # one try per walk, not per call: a handler that raises is handed to
-        # the policy (on_handler_error) and the walk goes on with the next
-        self.handler_calls += nh
-        while k < nh:
+        for h in handlers:
+            self.handler_calls += 1
+            # a handler that raises is handed to the policy (on_handler_error);
+            # the walk goes on with the next (the try costs ~30 instructions)
             try:
-                while k < nh:
-                    h = handlers[k]
-                    k += 1
-                    h(flow, side, ev)
+                h(flow, side, ev)
             except Exception as exc:
-                try:
-                    self._failed(h, exc, "handler", flow, ev)
-                except BaseException:
-                    self.handler_calls -= nh - k  # the run stops: those were not called
-                    raise
+                self._failed(h, exc, "handler", flow, ev)
         for child in <tuple>tree[1]:
             filt = child[1]
             if filt is None:  # raised explicitly only (flow.raise_event)
@@ -166,10 +158,10 @@ cdef class _Dispatch(_EngineState):
             line += f" (error {n} of this {what})"
         tb_key = (key, type(exc))
         if tb_key in self._tb_shown:
-            _log.error(line)
+            _logger().error(line)
         else:  # the traceback once per handler and exception type
             self._tb_shown.add(tb_key)
-            _log.error(line, exc_info=(type(exc), exc, exc.__traceback__))
+            _logger().error(line, exc_info=(type(exc), exc, exc.__traceback__))
         return 0
 
     def _where(self, flow, ev):

@@ -8,8 +8,6 @@ failing at its first event deep inside a run.
 
 from __future__ import annotations
 
-import inspect
-
 from mos.errors import RegistrationError
 
 __all__ = ["check_call", "qualname"]
@@ -27,6 +25,8 @@ def check_call(fn, params: tuple, what: str) -> None:
     """RegistrationError unless ``fn`` accepts ``len(params)`` positional
     arguments (named ``params`` in the message).  Callables whose signature
     cannot be read (some builtins) are taken on trust."""
+    import inspect  # here: registration time only, not at import
+
     if not callable(fn):
         raise RegistrationError(f"{what}: {fn!r} is not callable")
     try:

@@ -5,7 +5,6 @@ as the public vocabulary of handlers."""
 
 from __future__ import annotations
 
-import difflib
 import enum
 
 __all__ = ["Event", "Hook", "Side", "TcpState", "ErrorReason", "EndReason", "choices"]
@@ -13,6 +12,8 @@ __all__ = ["Event", "Hook", "Side", "TcpState", "ErrorReason", "EndReason", "cho
 
 def choices(kind: str, name: str, valid) -> str:
     """"unknown event 'CONN_STRAT' (did you mean CONN_START?); valid events: ..."."""
+    import difflib  # only when a name is wrong
+
     valid = list(valid)
     close = difflib.get_close_matches(str(name).upper(), valid, n=2, cutoff=0.6)
     hint = f" (did you mean {' or '.join(close)}?)" if close else ""
