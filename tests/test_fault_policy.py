@@ -593,3 +593,17 @@ def test_inline_capture_ports_stop_prints_counters_and_the_error(tmp_path):
     (err,) = [ln for ln in r.stderr.splitlines() if ln.startswith("mos: error:")]
     assert "faulty.on_packet raised ValueError: broken at call 5" in err
     assert "run stopped" in err and "Traceback" not in r.stderr
+
+
+def test_auto_is_log_for_a_run_only_and_a_set_policy_is_kept():
+    h = EveryTenth()
+    eng, _ = engine_with(h, "auto")
+    assert eng.on_handler_error == "raise"
+    assert eng.run(SAMPLE).handler_errors == 31          # logged during the run
+    assert eng.on_handler_error == "raise"               # fed by hand again: raises
+    eng2, _ = engine_with(EveryTenth(), "auto")
+    eng2.on_handler_error = "stop"                       # an app may choose in attach()
+    with pytest.raises(HandlerError):
+        eng2.run(SAMPLE)
+    with pytest.raises(ValueError, match="on_handler_error: 'ignore' is not one of"):
+        eng2.on_handler_error = "ignore"

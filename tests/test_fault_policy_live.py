@@ -60,3 +60,32 @@ def test_inline_raising_pkt_in_handler_never_stops_forwarding(testbed, tmp_path,
     assert 10 <= len(lines) <= 40 * workers, len(lines)
     assert "RuntimeError: handler bug on 198.18." in lines[0] and ", packet " in lines[0]
     assert 1 <= err.count("Traceback") <= workers  # once per worker that saw the flow
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("driver", ["afpacket", "dpdk"])
+def test_inline_stop_policy_ends_every_worker_with_counters_and_one_error_line(
+        testbed, tmp_path, driver, workers):
+    """on_handler_error: stop in the box: the first exception ends the run
+    (all workers), the JSON counters still come, then one error line."""
+    tb = testbed
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "1k").write_bytes(os.urandom(1000))
+    # the app asks for the policy itself (as monitor.on_handler_error: stop would)
+    app = RAISING_APP.replace("def attach(engine):\n",
+                              "def attach(engine):\n    engine.on_handler_error = 'stop'\n")
+    with http_server(tb, root):
+        m = Mos(tb, tmp_path, driver, app=app, workers=workers)
+        try:
+            tb.run_in(tb.client_ns, ["curl", "-sS", "-o", "/dev/null", "--max-time", "5",
+                                     f"http://{tb.server_ip}/1k"], timeout=15)
+            m.proc.wait(timeout=30)  # the box stops by itself
+        finally:
+            out, err = m.stop()
+    assert m.proc.returncode == 2, err[-3000:]
+    c = json.loads(out.strip().splitlines()[-1])
+    assert c["handler_errors"] >= 1 and c["workers"] == workers
+    errs = [ln for ln in err.splitlines() if ln.startswith("mos: error:")]
+    assert len(errs) == 1 and "always_fails raised RuntimeError" in errs[0], err[-3000:]
+    assert "run stopped (on_handler_error: stop)" in errs[0]

@@ -213,7 +213,8 @@ cdef class _Dispatch(_EngineState):
     @property
     def on_handler_error(self):
         """The policy in effect for handler exceptions (Config.on_handler_error;
-        'auto' is 'raise' until the runtime sets 'log' for a run)."""
+        'auto' reads 'raise', and is 'log' while a run lasts).  Setting it
+        overrides the configuration for this engine (an app may, in attach)."""
         return _POLICY_NAMES[self._policy]
 
     @on_handler_error.setter
@@ -222,6 +223,7 @@ cdef class _Dispatch(_EngineState):
             raise ValueError(f"on_handler_error: {value!r} is not one of "
                              + ", ".join(_POLICIES))
         self._policy = _POLICIES[value]
+        self._policy_auto = value == "auto"
 
     def _handler_error_total(self):
         return self._herr_total

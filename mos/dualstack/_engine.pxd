@@ -10,6 +10,13 @@ from mos.dualstack._cengine cimport *
 cdef enum:
     MAXPORTS = 16   # ports of one engine (in-line pairs, a pcap writer)
 
+# on_handler_error (Config): what a handler's exception does
+cdef enum:
+    POLICY_RAISE = 0
+    POLICY_LOG = 1
+    POLICY_STOP = 2
+    POLICY_DISABLE = 3
+
 
 cdef class CoreEngine
 
@@ -76,7 +83,8 @@ cdef class _EngineState:
     cdef uint32_t serial            # sub-bursts processed: Packet views of older ones expire
     cdef bint _checksum_decided
     cdef public uint64_t handler_calls
-    cdef int _policy                # on_handler_error in effect: POLICY_* (_dispatch.pxi)
+    cdef int _policy                # on_handler_error in effect: POLICY_*
+    cdef bint _policy_auto          # 'auto' and not set since: a run makes it 'log'
     cdef bint _stopped              # a handler stopped the run: later errors are only logged
 
     cdef void _decide_checksum(self, int verify)

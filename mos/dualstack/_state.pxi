@@ -35,6 +35,7 @@ cdef class _EngineState:
         # 'auto' raises while frames are fed by hand; the runtime turns it
         # into 'log' for a run (on_handler_error below)
         self._policy = _POLICIES.get(config.on_handler_error, POLICY_RAISE)
+        self._policy_auto = config.on_handler_error == "auto"
 
     def __dealloc__(self):
         if self.e != NULL:
