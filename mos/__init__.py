@@ -18,8 +18,8 @@ import os
 
 from mos.config import Config
 from mos.engine import Engine, RunStats
-from mos.errors import (CaptureError, ConfigError, FlowClosedError, MosError,
-                        RegistrationError)
+from mos.errors import (CaptureError, ConfigError, FlowClosedError, HandlerContextError,
+                        HandlerError, MosError, RegistrationError)
 from mos.events import (EndReason, ErrorReason, Event, Hook, Side, TcpState, UserEvent,
                         alloc_event, define_event)
 from mos.monitor import Monitor
@@ -27,7 +27,8 @@ from mos.monitor import Monitor
 __all__ = [
     "Config", "Engine", "RunStats", "Monitor", "Event", "Hook", "Side", "TcpState",
     "ErrorReason", "EndReason", "UserEvent", "define_event", "alloc_event", "MosError",
-    "CaptureError", "ConfigError", "FlowClosedError", "RegistrationError", "sample_capture",
+    "CaptureError", "ConfigError", "FlowClosedError", "RegistrationError", "HandlerError",
+    "HandlerContextError", "sample_capture",
 ]
 
 __version__ = "0.1.0"

@@ -5,12 +5,15 @@
                         [--stats]
     mos run CAPTURE --app MODULE [--write OUT.pcap] [--midstream] [--checksum ...]
                                  [--timeout S] [--max-flows N] [--buffer-size N] [--no-progress]
-    mos run -c CONFIG [--app MODULE] [--max-flows N]
+                                 [--on-handler-error log|stop|disable-handler|raise]
+    mos run -c CONFIG [--app MODULE] [--max-flows N] [--on-handler-error ...]
     mos demo
 
 Exit status: 0 on success, 2 for a bad argument, an unreadable or corrupt
-capture (after printing what was read before the fault), or an output file
-that cannot be written.
+capture (after printing what was read before the fault), an output file
+that cannot be written, or a handler that raised with --on-handler-error
+stop; 130 when interrupted (SIGINT).  The app's finish() and the counters
+come on every one of these ways out.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import time
 from typing import Optional, TextIO
 
 import mos
-from mos.errors import CaptureError, MosError, OutputError
+from mos.errors import CaptureError, HandlerError, MosError, OutputError
 from mos.runtime.apps import load_app
 
 STREAMS_BUFFER = 8 << 20
@@ -252,6 +255,9 @@ def cmd_run(args) -> int:
         if args.max_flows is not None:  # the command line wins over monitor.max_flows
             settings = dataclasses.replace(
                 settings, monitor=settings.monitor.replace(max_flows=args.max_flows))
+        if args.on_handler_error:
+            settings = dataclasses.replace(settings, monitor=settings.monitor.replace(
+                on_handler_error=args.on_handler_error))
         return run_settings(settings, app_spec=args.app or settings.app,
                             status=not args.no_progress, engine_type=mos.Engine)
     if not args.capture:
@@ -261,7 +267,8 @@ def cmd_run(args) -> int:
     if app is not None and not hasattr(app, "attach"):
         print(f"mos: error: --app {args.app!r} has no attach(engine) function", file=sys.stderr)
         return 2
-    eng = mos.Engine(_config(args, buffer_size=args.buffer_size))
+    eng = mos.Engine(_config(args, buffer_size=args.buffer_size,
+                             on_handler_error=getattr(args, "on_handler_error", None) or "log"))
     if app is not None:
         app.attach(eng)
     progress = None
@@ -279,28 +286,42 @@ def cmd_run(args) -> int:
         def progress(off, size):
             bar.update(task, completed=off)
     rc = 0
+    unexpected = None
     t0 = time.perf_counter()
     try:
         stats = eng.run(args.capture, progress=progress, write=getattr(args, "write", None))
-    except (CaptureError, OutputError) as exc:
-        eng.close()
+    except BaseException as exc:
+        # every way out: the flows still end (CONN_END), the app's finish()
+        # runs and the summary is printed below
         stats = None
-        rc = 2
-        err = exc
+        if isinstance(exc, KeyboardInterrupt):
+            rc, err = 130, "interrupted"
+        elif isinstance(exc, (CaptureError, OutputError, HandlerError)):
+            rc, err = 2, exc
+        else:  # on_handler_error raise, or a bug: its traceback after the summary
+            rc, err, unexpected = 2, None, exc
+        try:
+            eng.close()
+        except Exception as exc2:  # a handler under 'raise' while closing
+            print(f"mos: error while closing: {type(exc2).__name__}: {exc2}", file=sys.stderr)
     finally:
         if bar is not None:
             bar.stop()
-    if rc:
+    if rc and err is not None:
         print(f"mos: error: {err}", file=sys.stderr)
     c = eng.counters()
     if stats is None:
         stats = mos.RunStats(packets=c["frames"], bytes=c["bytes"], flows=c["flows_created"],
                              events=c["events"], handler_calls=c["handler_calls"],
-                             seconds=time.perf_counter() - t0, counters=c)
+                             seconds=time.perf_counter() - t0, counters=c,
+                             handler_errors=c["handler_errors"],
+                             handler_errors_by_handler=eng.handler_errors())
     if app is not None and hasattr(app, "finish"):
         app.finish(eng, stats)
     _summary(stats)
     _notes(c, None, eng.config)
+    if unexpected is not None:
+        raise unexpected
     return rc
 
 
@@ -313,7 +334,12 @@ def _summary(stats: mos.RunStats) -> None:
     line = (f"{stats.packets} packets, {stats.flows} flows, {stats.events} events, "
             f"{stats.handler_calls} handler calls in {stats.seconds:.3f} s "
             f"({stats.pps:,.0f} packets/s)")
+    if stats.handler_errors:
+        line += f", {stats.handler_errors} handler errors"
     print(f"mos: {line}", file=sys.stderr)
+    if stats.handler_errors:
+        by = ", ".join(f"{name} {n}" for name, n in sorted(stats.handler_errors_by_handler.items()))
+        print(f"mos: handler errors: {by}", file=sys.stderr)
 
 
 def cmd_demo(args) -> int:
@@ -352,6 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--write", metavar="OUT.pcap",
                    help="run as an in-line box over the capture and write what it forwards "
                         "(drops, edits and injected frames applied) to OUT.pcap")
+    r.add_argument("--on-handler-error", choices=("log", "stop", "disable-handler", "raise"),
+                   help="what a handler's exception does: log (count it, log one line "
+                        "naming handler, event, flow and packet, go on; the default), stop "
+                        "(end the run with that line; finish() still runs), disable-handler "
+                        "(log it, unregister that handler), raise (a traceback); overrides "
+                        "monitor.on_handler_error of -c CONFIG")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--buffer-size", type=int, default=mos.Config().buffer_size,
                    help="receive buffer per side of each flow, bytes")

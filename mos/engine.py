@@ -35,6 +35,9 @@ class RunStats:
     handler_calls: int = 0
     seconds: float = 0.0
     counters: dict = field(default_factory=dict)
+    #: exceptions raised by handlers (on_handler_error), and per handler qualified name
+    handler_errors: int = 0
+    handler_errors_by_handler: dict = field(default_factory=dict)
 
     @property
     def pps(self) -> float:
@@ -43,6 +46,8 @@ class RunStats:
     def as_dict(self) -> dict:
         return {"packets": self.packets, "bytes": self.bytes, "flows": self.flows,
                 "events": self.events, "handler_calls": self.handler_calls,
+                "handler_errors": self.handler_errors,
+                "handler_errors_by_handler": self.handler_errors_by_handler,
                 "seconds": round(self.seconds, 6), "packets_per_second": round(self.pps, 1),
                 "counters": self.counters}
 
@@ -65,7 +70,11 @@ class Engine(CoreEngine):
 
         With ``write`` the engine runs as an in-line box whose output is a
         pcap file: it holds what the box forwarded, drops, edits and
-        injected frames applied (mos.runtime.capture)."""
+        injected frames applied (mos.runtime.capture).
+
+        A handler's exception follows ``Config.on_handler_error`` ('auto':
+        counted, logged on the ``mos.handlers`` logger, the run goes on;
+        ``stop`` raises mos.errors.HandlerError)."""
         from mos.runtime.capture import run_capture
 
         before = self.counters()
@@ -77,4 +86,5 @@ class Engine(CoreEngine):
                         flows=c["flows_created"] - before["flows_created"],
                         events=c["events"] - before["events"],
                         handler_calls=c["handler_calls"] - before["handler_calls"],
-                        seconds=dt, counters=c)
+                        seconds=dt, counters=c, handler_errors=c["handler_errors"],
+                        handler_errors_by_handler=self.handler_errors())

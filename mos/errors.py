@@ -21,7 +21,26 @@ class RegistrationError(MosError, ValueError):
 
 
 class FlowClosedError(MosError):
-    """A Flow object used after its flow ended and its memory was reused."""
+    """A Flow used for something that needs a live flow after the flow ended:
+    its state is gone (the burst it ended in is over), or, in the burst it
+    ended in, an operation that could no longer take effect (``set_timer``,
+    ``reset``, ``drop``, ``on``)."""
+
+
+class HandlerContextError(MosError, RuntimeError):
+    """Something that exists only while a handler runs (``flow.packet``,
+    ``flow.event_info``) was asked for outside one."""
+
+
+class HandlerError(MosError):
+    """A handler raised and ``on_handler_error`` is ``stop``: the run stops.
+    The one-line message names the handler, the event, the flow and the
+    packet number; the handler's own exception is ``__cause__``."""
+
+    def __init__(self, message: str, handler: str = "", event: str = ""):
+        super().__init__(message)
+        self.handler = handler
+        self.event = event
 
 
 class OutputError(MosError):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import weakref
 from typing import Callable, Optional, Union
 
+from mos.dualstack.calls import check_call
 from mos.events import AnyEvent, Event, Hook, Side
 from mos.events.tree import Registration, build_trees, event_bit, interest_mask
 from mos.filter import FlowFilter, compile_filter
@@ -43,6 +44,8 @@ class Monitor:
         self.filter: Optional[Callable] = compile_filter(filter) if isinstance(filter, str) else filter
         if self.filter is not None and not callable(self.filter):
             raise TypeError(f"filter must be a string or a callable, not {filter!r}")
+        if self.filter is not None and not isinstance(filter, str):
+            check_call(self.filter, ("flow",), f"filter of monitor {self.name}")
         self.filter_text = filter if isinstance(filter, str) else None
         self._regs: list[Registration] = []
         self._trees: dict = {}

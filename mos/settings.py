@@ -114,6 +114,21 @@ keep_read       ``false``     keep bytes every monitor has read until the buffer
 defrag_memory   ``67108864``  bytes held for IP fragment reassembly
 defrag_timeout  ``30.0``      seconds an incomplete fragmented datagram is kept
 =============== ============= ====================================================
+
+and what a handler's exception does (Suricata's exception policies), a
+key of `mos.Config` too:
+
+================ ========== ===================================================
+key              default    meaning
+================ ========== ===================================================
+on_handler_error ``auto``   ``log``: count it, log one line naming the handler,
+                            the event, the flow and the packet number, go on;
+                            ``stop``: end the run with that line (the app's
+                            ``finish`` still runs, counters are printed);
+                            ``disable-handler``: log it, unregister that
+                            handler, go on; ``raise``: propagate it. ``auto``
+                            is ``log`` in a run (so always here)
+================ ========== ===================================================
 """
 
 from __future__ import annotations

@@ -24,6 +24,10 @@ cdef class _Dispatch(_EngineState):
         self._pyflows = []
         self._reads = []
         self.cur_mon = 0
+        self._herr = {}
+        self._hnames = {}
+        self._disabled = set()
+        self._tb_shown = set()
 
     def attach(self, monitor):
         """Add a monitor; its handlers see flows from now on."""
@@ -46,10 +50,17 @@ cdef class _Dispatch(_EngineState):
         reads = []
         for mi, mon in enumerate(self.monitors):
             for bit, node in mon.trees.items():
-                ent = (mi, mon if mon.filter is not None else None, _compile(node))
+                tree = _compile(node, self._disabled)
+                if not tree[0] and not tree[1]:  # every handler of it disabled
+                    continue
+                ent = (mi, mon if mon.filter is not None else None, tree)
                 table[bit] = (table[bit] or ()) + (ent,)
             mask |= mon.interest
             reads.append(_reads_of(mon))
+        if self._disabled:  # bits whose every handler is disabled cost nothing again
+            for bit in range(NBITS):
+                if table[bit] is None:
+                    mask &= ~(1 << bit)
         _interest(mask, &words)
         self._table = table
         self._reads = reads
@@ -102,20 +113,163 @@ cdef class _Dispatch(_EngineState):
         cdef uint64_t bit = 1ULL << mi
         if not (fo._adm_known & bit):
             fo._adm_known |= bit
-            if mon.admits(fo):
+            try:
+                ok = mon.admits(fo)
+            except Exception as exc:  # the monitor's filter callable is user code too
+                self._failed(mon.filter, exc, "monitor filter", fo, None)
+                ok = False
+            if ok:
                 fo._adm_yes |= bit
         return (fo._adm_yes & bit) != 0
 
     cdef int _walk(self, tuple tree, object flow, object side, object ev) except -1:
         cdef tuple handlers = <tuple>tree[0]
         for h in handlers:
-            h(flow, side, ev)
-        self.handler_calls += len(handlers)
+            self.handler_calls += 1
+            # a handler that raises is handed to the policy (on_handler_error);
+            # the walk goes on with the next (the try costs ~30 instructions)
+            try:
+                h(flow, side, ev)
+            except Exception as exc:
+                self._failed(h, exc, "handler", flow, ev)
         for child in <tuple>tree[1]:
             filt = child[1]
-            if filt is not None and filt(flow, side, ev):
+            if filt is None:  # raised explicitly only (flow.raise_event)
+                continue
+            try:
+                hit = filt(flow, side, ev)
+            except Exception as exc:
+                self._failed(filt, exc, "filter", flow, child[0])
+                continue
+            if hit:
                 self._walk(<tuple>child[2], flow, side, child[0])
         return 0
+
+    # ------------------------------------------------------- handler faults
+
+    cdef int _failed(self, object fn, object exc, object what, object flow, object ev) except -1:
+        """A handler (filter, timer callback) raised ``exc``: count it and
+        apply on_handler_error.  Returns to go on (log, disable-handler);
+        raises to end the run (stop: HandlerError; raise: ``exc`` itself,
+        with a note naming the handler, the event, the flow and the packet)."""
+        if isinstance(exc, HandlerError) or getattr(exc, "_mos_counted", False):
+            raise exc  # a nested walk (raise_event) already counted and judged it
+        key = _key(fn)
+        n = self._herr.get(key, 0) + 1
+        self._herr[key] = n
+        self._herr_total += 1
+        name = self._hnames.get(key)
+        if name is None:
+            name = self._hnames[key] = _qualname(fn)
+        policy = self._policy
+        if self._stopped:  # finishing a stopped run: count, log, go on
+            policy = POLICY_LOG
+        if policy == POLICY_LOG and n > _LOG_EVERY_UP_TO and (n & (n - 1)) != 0:
+            return 0  # counted; the next line comes at the next power of two
+        why = str(exc).strip().splitlines()
+        first = f"{type(exc).__name__}: {why[0]}" if why else type(exc).__name__
+        where = self._where(flow, ev)
+        if policy == POLICY_RAISE:
+            try:
+                exc._mos_counted = True
+                exc.add_note(f"mos: raised by {what} {name} at {where}")
+            except AttributeError:  # an exception type without __dict__
+                pass
+            raise exc
+        if policy == POLICY_STOP:
+            self._stopped = True
+            raise HandlerError(f"{what} {name} raised {first} at {where}; run stopped "
+                               f"(on_handler_error: stop)", name, where) from exc
+        line = f"mos: {what} {name} raised {first} at {where}"
+        if policy == POLICY_DISABLE:
+            line += "; disabled (on_handler_error: disable-handler)"
+            self._disable(key)
+        elif n > 1:
+            line += f" (error {n} of this {what})"
+        tb_key = (key, type(exc))
+        if tb_key in self._tb_shown:
+            _logger().error(line)
+        else:  # the traceback once per handler and exception type
+            self._tb_shown.add(tb_key)
+            _logger().error(line, exc_info=(type(exc), exc, exc.__traceback__))
+        return 0
+
+    def _where(self, flow, ev):
+        """'EVENT (hook, side) flow N 5-tuple, packet P': where a handler failed."""
+        cdef uint64_t frames = mos_engine_counters(self.e).frames
+        if not self.in_dispatch:
+            evs = "timer" if ev is None else getattr(ev, "name", repr(ev))
+            ctx = evs
+        elif self.cur.type == _EV_TIMER:
+            ctx = "timer"
+        else:
+            if ev is None:
+                ev = _EVENTS[self.cur.type]
+            ctx = (f"event {getattr(ev, 'name', repr(ev))} "
+                   f"({Hook(self.cur.hook).name}, {_SIDES[self.cur.side].name})")
+        if isinstance(flow, Flow):
+            try:
+                tup = f"tcp {flow.client_addr} -> {flow.server_addr}"
+            except FlowClosedError:
+                tup = "(ended)"
+            ctx += f", flow {(<Flow>flow)._id} {tup}"
+        elif isinstance(flow, Packet):
+            try:
+                ctx += (f", no flow, tcp {flow.src}:{flow.sport} -> {flow.dst}:{flow.dport}")
+            except RuntimeError:
+                pass
+        if self.in_dispatch and self.cur.type != _EV_TIMER and self.cur.pkt != MOS_NOPKT:
+            ctx += f", packet {self._burst_base + self.cur.pkt + 1}"
+        else:
+            ctx += f", after packet {frames}"
+        return ctx
+
+    cdef _disable(self, key):
+        """Unregister a handler (filter, timer callback) from this engine:
+        every dispatch table and per-flow table it is in is rebuilt without it."""
+        cdef Flow fo
+        cdef mos_flow_t *f
+        self._disabled.add(key)
+        self._rebuild()
+        for obj in self._pyflows:
+            if obj is None:
+                continue
+            fo = obj
+            if fo._local_regs:
+                f = mos_engine_flow(self.e, fo.slot, fo.gen)
+                if f != NULL:
+                    fo._rebuild_local(f)
+
+    @property
+    def on_handler_error(self):
+        """The policy in effect for handler exceptions (Config.on_handler_error;
+        'auto' reads 'raise', and is 'log' while a run lasts).  Setting it
+        overrides the configuration for this engine (an app may, in attach)."""
+        return _POLICY_NAMES[self._policy]
+
+    @on_handler_error.setter
+    def on_handler_error(self, value):
+        if value not in _POLICIES:
+            raise ValueError(f"on_handler_error: {value!r} is not one of "
+                             + ", ".join(_POLICIES))
+        self._policy = _POLICIES[value]
+        self._policy_auto = value == "auto"
+
+    def _handler_error_total(self):
+        return self._herr_total
+
+    def handler_errors(self):
+        """{handler qualified name: exceptions it raised} (filters and timer
+        callbacks included); two handlers of one name are summed."""
+        out = {}
+        for key, n in self._herr.items():
+            name = self._hnames[key]
+            out[name] = out.get(name, 0) + n
+        return out
+
+    def disabled_handlers(self):
+        """Qualified names of the handlers disabled by on_handler_error: disable-handler."""
+        return sorted({self._hnames[k] for k in self._disabled})
 
     cdef int _dispatch(self) except -1:
         cdef uint32_t n, i = 0
@@ -213,11 +367,19 @@ cdef class _Dispatch(_EngineState):
         for node in trees:
             target = node.find(chain)
             if target is not None:
-                self._walk(_compile(target), flow, _SIDES[side], event)
+                self._walk(_compile(target, self._disabled), flow, _SIDES[side], event)
 
     def current_packet(self):
+        """The packet behind the event being handled (None for an event with
+        no packet); HandlerContextError outside a handler."""
+        if not self.in_dispatch:
+            raise HandlerContextError("flow.packet exists only while a handler runs "
+                                      "(copy what you need from it inside the handler)")
+        return self._packet_or_none()
+
+    cdef object _packet_or_none(self):
         cdef Packet pkt
-        if not self.in_dispatch or self.cur.pkt == MOS_NOPKT:
+        if not self.in_dispatch or self.cur.type == _EV_TIMER or self.cur.pkt == MOS_NOPKT:
             return None
         if self._cur_packet is None:
             pkt = Packet.__new__(Packet)
@@ -229,7 +391,7 @@ cdef class _Dispatch(_EngineState):
 
     def current_info(self):
         if not self.in_dispatch:
-            return None
+            raise HandlerContextError("flow.event_info exists only while a handler runs")
         t = self.cur.type
         if t == MOS_EV_STATE_CHANGE:
             return StateChange(_STATES[self.cur.aux], _STATES[self.cur.reason])

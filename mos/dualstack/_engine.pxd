@@ -10,6 +10,13 @@ from mos.dualstack._cengine cimport *
 cdef enum:
     MAXPORTS = 16   # ports of one engine (in-line pairs, a pcap writer)
 
+# on_handler_error (Config): what a handler's exception does
+cdef enum:
+    POLICY_RAISE = 0
+    POLICY_LOG = 1
+    POLICY_STOP = 2
+    POLICY_DISABLE = 3
+
 
 cdef class CoreEngine
 
@@ -39,6 +46,7 @@ cdef class Flow:
     cdef uint64_t _id, _first_ts
 
     cdef mos_flow_t *_f(self) except NULL
+    cdef mos_flow_t *_live(self, str what) except NULL
     cdef _fill_cache(self)
     cdef tuple _addrs(self)
     cdef uint64_t *_offs(self, int mi) except NULL
@@ -77,6 +85,9 @@ cdef class _EngineState:
     cdef uint32_t serial            # sub-bursts processed: Packet views of older ones expire
     cdef bint _checksum_decided
     cdef public uint64_t handler_calls
+    cdef int _policy                # on_handler_error in effect: POLICY_*
+    cdef bint _policy_auto          # 'auto' and not set since: a run makes it 'log'
+    cdef bint _stopped              # a handler stopped the run: later errors are only logged
 
     cdef void _decide_checksum(self, int verify)
 
@@ -96,12 +107,24 @@ cdef class _Dispatch(_EngineState):
     # user-defined event trees for per-flow handlers and raised events.  The
     # core walks compiled trees but never imports their layer.
     cdef public object events_layer
+    # Handler faults (on_handler_error): counts per handler, handlers disabled,
+    # (handler, exception type) pairs whose traceback was logged, frames
+    # counted before the current burst (packet numbers in messages)
+    cdef dict _herr
+    cdef dict _hnames
+    cdef set _disabled
+    cdef set _tb_shown
+    cdef uint64_t _herr_total
+    cdef uint64_t _burst_base
 
     cdef object _layer(self)
     cdef int _monitor_index(self, monitor) except -1
     cdef Flow _flow_obj(self, uint32_t slot)
     cdef bint _admits(self, Flow fo, int mi, object mon) except -1
     cdef int _walk(self, tuple tree, object flow, object side, object ev) except -1
+    cdef int _failed(self, object fn, object exc, object what, object flow, object ev) except -1
+    cdef object _packet_or_none(self)
+    cdef _disable(self, key)
     cdef int _dispatch(self) except -1
     cdef int _reap(self) except -1
 

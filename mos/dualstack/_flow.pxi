@@ -18,6 +18,18 @@ cdef class Flow:
                                   "its state is gone (keep what you need in CONN_END)")
         return f
 
+    cdef mos_flow_t *_live(self, str what) except NULL:
+        """The flow, for an operation that needs it live: refused once the flow
+        has ended, even in the burst it ended in (where its state is still
+        readable, e.g. by CONN_END handlers)."""
+        cdef mos_flow_t *f = mos_engine_flow(self.engine.e, self.slot, self.gen)
+        cdef int r
+        if f == NULL or f.flags & MOS_FF_DYING:
+            r = f.end_reason if f != NULL else self._end_reason
+            why = f" ({EndReason(r).name})" if r else ""
+            raise FlowClosedError(f"flow {self._id} has ended{why}: {what} needs a live flow")
+        return f
+
     cdef _fill_cache(self):
         cdef mos_flow_t *f = self._f()
         self._id = f.id
@@ -84,6 +96,10 @@ cdef class Flow:
     @uctx.setter
     def uctx(self, value):
         cdef int mi = self.engine.cur_mon
+        # set while the flow's state is readable (its CONN_END handlers may
+        # still set it); afterwards nothing would ever read it
+        if mos_engine_flow(self.engine.e, self.slot, self.gen) == NULL:
+            raise FlowClosedError(f"flow {self._id} has ended: its uctx can no longer be set")
         if self._uctx is None:
             self._uctx = []
         while len(self._uctx) <= mi:
@@ -149,12 +165,14 @@ cdef class Flow:
 
     @property
     def packet(self):
-        """The packet behind the event being handled (None for events with no packet)."""
+        """The packet behind the event being handled (None for events with no
+        packet: CONN_END, TIMEOUT, timers); HandlerContextError outside a handler."""
         return self.engine.current_packet()
 
     @property
     def event_info(self):
-        """Details of the event being handled: StateChange, ErrorInfo, EndInfo, NewData, Rexmit or None."""
+        """Details of the event being handled: StateChange, ErrorInfo, EndInfo,
+        NewData, Rexmit or None; HandlerContextError outside a handler."""
         return self.engine.current_info()
 
     # ---------------------------------------------------------------- buffers
@@ -357,7 +375,7 @@ cdef class Flow:
                 self.on(event, fn, hook=hook, side=side, monitor=monitor)
                 return fn
             return deco
-        cdef mos_flow_t *f = self._f()
+        cdef mos_flow_t *f = self._live("on()")
         mi = self.engine._monitor_index(monitor)
         if self._local_regs is None:
             self._local_regs = []
@@ -386,8 +404,11 @@ cdef class Flow:
         for mi, regs in by_mon.items():
             trees = self.engine._layer().build_trees(regs)
             for bit, node in trees.items():
-                local[bit] = local.get(bit, ()) + ((mi, _compile(node)),)
-            mask |= self.engine._layer().interest_mask(trees)
+                tree = _compile(node, self.engine._disabled)
+                if not tree[0] and not tree[1]:  # every handler of it disabled
+                    continue
+                local[bit] = local.get(bit, ()) + ((mi, tree),)
+                mask |= 1 << bit
         _interest(mask, &words)
         if mos_flow_set_interest(self.engine.e, f, &words) < 0:
             raise MemoryError("no memory for this flow's own handlers")
@@ -402,6 +423,7 @@ cdef class Flow:
     def set_timer(self, delay, callback, periodic=False):
         """Call callback(flow) after ``delay`` seconds of capture time (again
         every ``delay`` if periodic) while the flow lives."""
+        self._live("set_timer()")
         return self.engine._add_timer(delay, callback, self, periodic)
 
     def drop(self):
@@ -409,6 +431,7 @@ cdef class Flow:
         pkt = self.engine.current_packet()
         if pkt is None:
             raise RuntimeError("drop() needs an event tied to a packet")
+        self._live("drop()")
         pkt.drop()
 
     def reset(self):
@@ -416,8 +439,8 @@ cdef class Flow:
         expects next (RFC 9293 3.10.7.4, RFC 5961 3.2), the packet behind the
         current event is dropped, and the flow ends (CONN_END, reason RST).
         In-line only for the RSTs: they need the current packet's link header."""
-        cdef mos_flow_t *f = self._f()
-        pkt = self.engine.current_packet()
+        self._live("reset()")
+        pkt = self.engine._packet_or_none()
         if pkt is not None:
             from mos.dualstack.craft import reset_frames
             for iface, frame in reset_frames(self, pkt):

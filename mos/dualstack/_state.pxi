@@ -33,6 +33,10 @@ cdef class _EngineState:
             raise MemoryError("cannot allocate the engine")
         self.checksum_mode = config.checksum
         self.serial = 1
+        # 'auto' raises while frames are fed by hand; the runtime turns it
+        # into 'log' for a run (on_handler_error below)
+        self._policy = _POLICIES.get(config.on_handler_error, POLICY_RAISE)
+        self._policy_auto = config.on_handler_error == "auto"
 
     def __dealloc__(self):
         if self.e != NULL:
@@ -60,6 +64,7 @@ cdef class _EngineState:
             "flows_live": c.flows_live, "events": c.events, "rexmit": c.rexmit,
             "payload_bytes": c.payload_bytes, "ooo_segments": c.ooo_segments,
             "snapped": c.snapped, "handler_calls": self.handler_calls,
+            "handler_errors": self._handler_error_total(),
             "rewritten": c.rewritten, "rewrite_failed": c.rewrite_failed, "split": c.split,
             "nomem": c.nomem, "embryonic": c.embryonic, "evicted_embryonic": c.evicted_embryonic,
             "ended": {r.name.lower(): c.ended[int(r)] for r in EndReason},
@@ -69,6 +74,9 @@ cdef class _EngineState:
                        "overlaps": d.overlaps, "invalid": d.invalid},
         }
         return out
+
+    def _handler_error_total(self):
+        return 0  # _Dispatch counts them
 
     cdef void _decide_checksum(self, int verify):
         """The runtime's checksum decision for checksum='auto', taken on a

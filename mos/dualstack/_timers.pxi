@@ -28,6 +28,8 @@ cdef class _Timers(_Dispatch):
     def _add_timer(self, delay, callback, flow, periodic):
         if not callable(callback):
             raise TypeError(f"timer callback must be callable, not {callback!r}")
+        check_call(callback, ("flow",) if flow is not None else ("engine",),
+                   "timer callback")
         delay = float(delay)
         if not delay >= 0:
             raise ValueError(f"timer delay must be >= 0 seconds, not {delay!r}")
@@ -83,6 +85,8 @@ cdef class _Timers(_Dispatch):
             mos_engine_advance(self.e, t.deadline)
             self._dispatch()
             self._reap()
+            if self._disabled and _key(t.callback) in self._disabled:
+                continue  # on_handler_error: disable-handler took it off
             if t.flow is not None:
                 fo = t.flow
                 if not fo.alive:
@@ -90,14 +94,22 @@ cdef class _Timers(_Dispatch):
                 self.in_dispatch = True
                 self.cur_flow = fo
                 self.cur_mon = t.monitor
+                # a timer's context: no packet, no event info
+                self.cur.type = _EV_TIMER
+                self.cur.pkt = MOS_NOPKT
                 try:
                     t.callback(fo)
+                except Exception as exc:
+                    self._failed(t.callback, exc, "timer", fo, None)
                 finally:
                     self.in_dispatch = False
                     self.cur_flow = None
                     self.cur_mon = 0
             else:
-                t.callback(self)
+                try:
+                    t.callback(self)
+                except Exception as exc:
+                    self._failed(t.callback, exc, "timer", None, None)
             if t.period and not t.cancelled:
                 t.deadline += t.period
                 if t.deadline <= now:  # a long quiet spell: coalesce the missed ticks

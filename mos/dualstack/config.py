@@ -18,6 +18,8 @@ from mos.errors import ConfigError
 __all__ = ["Config"]
 
 MAX_BUFFER = 0x7FFFFFFF
+#: values of Config.on_handler_error
+HANDLER_ERROR_POLICIES = ("auto", "log", "stop", "disable-handler", "raise")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,12 @@ class Config:
     defrag_memory: int = 64 << 20
     #: seconds an incomplete fragmented datagram is kept
     defrag_timeout: float = 30.0
+    #: what a handler's exception does (Suricata's exception policies): 'log' (count it,
+    #: log one line, go on), 'stop' (end the run with one line; finish() still runs),
+    #: 'disable-handler' (log once, unregister that handler, go on), 'raise' (propagate
+    #: it), or 'auto': 'log' during a run (Engine.run, `mos run`, the in-line box),
+    #: 'raise' when frames are fed by hand (feed, advance, close: tests see the error)
+    on_handler_error: str = "auto"
 
     def __post_init__(self) -> None:
         def bad(key, value, why):
@@ -67,6 +75,9 @@ class Config:
             bad("overlap", self.overlap, "is not one of first, last")
         if self.checksum not in ("verify", "ignore", "auto"):
             bad("checksum", self.checksum, "is not one of verify, ignore, auto")
+        if self.on_handler_error not in HANDLER_ERROR_POLICIES:
+            bad("on_handler_error", self.on_handler_error,
+                "is not one of " + ", ".join(HANDLER_ERROR_POLICIES))
         for key in ("midstream", "digest", "keep_read"):
             if not isinstance(getattr(self, key), bool):
                 bad(key, getattr(self, key), "is not true or false")

@@ -7,10 +7,37 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["Event", "Hook", "Side", "TcpState", "ErrorReason", "EndReason"]
+__all__ = ["Event", "Hook", "Side", "TcpState", "ErrorReason", "EndReason", "choices"]
 
 
-class Event(enum.IntEnum):
+def choices(kind: str, name: str, valid) -> str:
+    """"unknown event 'CONN_STRAT' (did you mean CONN_START?); valid events: ..."."""
+    import difflib  # only when a name is wrong
+
+    valid = list(valid)
+    close = difflib.get_close_matches(str(name).upper(), valid, n=2, cutoff=0.6)
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    return f"unknown {kind} {name!r}{hint}; valid {kind}s: {', '.join(valid)}"
+
+
+_KINDS = {"Event": "event", "Hook": "hook", "Side": "side", "TcpState": "TCP state",
+          "ErrorReason": "error reason", "EndReason": "end reason"}
+
+
+class _Names(enum.EnumType):
+    """A misspelled member (``Event.CONN_STRAT``) names the valid ones."""
+
+    def __getattr__(cls, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name.startswith("_"):
+                raise
+            kind = _KINDS.get(cls.__name__, cls.__name__)
+            raise AttributeError(choices(kind, name, cls._member_names_)) from None
+
+
+class Event(enum.IntEnum, metaclass=_Names):
     """Built-in events (values match the compiled core's)."""
 
     PKT_IN = 0            #: every packet of a tracked flow
@@ -24,7 +51,7 @@ class Event(enum.IntEnum):
     TIMEOUT = 8           #: flow idle too long, just before CONN_END
 
 
-class Hook(enum.IntEnum):
+class Hook(enum.IntEnum, metaclass=_Names):
     """Where in packet processing a handler runs."""
 
     SEND = 0  #: after the sending side's model was updated
@@ -32,7 +59,7 @@ class Hook(enum.IntEnum):
     NONE = 2  #: not tied to a packet's passage (orphans, flow end, timeouts)
 
 
-class Side(enum.IntEnum):
+class Side(enum.IntEnum, metaclass=_Names):
     CLIENT = 0
     SERVER = 1
     BOTH = 2
@@ -44,7 +71,7 @@ class Side(enum.IntEnum):
         return Side(1 - self)
 
 
-class TcpState(enum.IntEnum):
+class TcpState(enum.IntEnum, metaclass=_Names):
     """RFC 9293 3.3.2 connection states."""
 
     CLOSED = 0
@@ -60,7 +87,7 @@ class TcpState(enum.IntEnum):
     LAST_ACK = 10
 
 
-class ErrorReason(enum.IntEnum):
+class ErrorReason(enum.IntEnum, metaclass=_Names):
     """Why an ERROR event fired (each has a counter in the run statistics)."""
 
     OUT_OF_WINDOW = 1      #: data beyond the receiver's window; not stored
@@ -73,7 +100,7 @@ class ErrorReason(enum.IntEnum):
     BELOW_BASE = 8         #: retransmitted bytes older than the buffer holds (counter only)
 
 
-class EndReason(enum.IntEnum):
+class EndReason(enum.IntEnum, metaclass=_Names):
     CLOSE = 1     #: both ends closed (FIN handshake completed)
     RST = 2       #: an acceptable RST
     TIMEOUT = 3   #: idle longer than tcp_timeout

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 from typing import Callable, Optional, Union
 
+from mos.dualstack.calls import check_call
 from mos.dualstack.names import EndReason, ErrorReason, Event, Hook, Side, TcpState
 
 __all__ = [
@@ -70,6 +71,8 @@ class UserEvent:
             raise TypeError(f"base must be an Event or a UserEvent, not {base!r}")
         if filter is not None and not callable(filter):
             raise TypeError(f"filter must be callable, not {filter!r}")
+        if filter is not None:
+            check_call(filter, ("flow", "side", "event"), f"filter of event {name or 'ude'}")
         self.base = base
         self.filter = filter
         self.uid = next(_ids)

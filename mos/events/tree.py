@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Optional
 
+from mos.dualstack.calls import check_call
+from mos.dualstack.names import choices
 from mos.errors import RegistrationError
 from mos.events import DEFAULT_HOOKS, VALID_HOOKS, AnyEvent, Event, Hook, Side, UserEvent
 
@@ -55,35 +57,33 @@ class Node:
 
 
 class Registration:
+    """One handler for one event at some hooks and sides, checked when made:
+    the event, hooks and side must exist (a wrong name lists the valid
+    ones), the pair must be able to fire, and the handler must accept what
+    the dispatcher passes, ``handler(flow, side, event)``."""
+
     __slots__ = ("event", "hooks", "sides", "handler")
 
     def __init__(self, event: AnyEvent, handler: Handler, hook, side):
-        if not isinstance(event, (Event, UserEvent)):
-            try:
-                event = Event(event)
-            except ValueError:
-                raise RegistrationError(f"unknown event {event!r}") from None
+        event = _event(event)
         if not callable(handler):
             raise RegistrationError(f"handler for {_name(event)} is not callable: {handler!r}")
         root = event if isinstance(event, Event) else event.root
+        valid_hooks = sorted(VALID_HOOKS[root])
         if hook is None:
             hooks = DEFAULT_HOOKS[root]
         else:
             hooks = tuple(hook) if isinstance(hook, (tuple, list, set, frozenset)) else (hook,)
-            try:
-                hooks = tuple(Hook(h) for h in hooks)
-            except ValueError:
-                raise RegistrationError(f"unknown hook {hook!r} for {_name(event)}") from None
+            hooks = tuple(_member(Hook, h, "hook", [x.name for x in valid_hooks],
+                                  f" for {_name(event)}") for h in hooks)
             for h in hooks:
                 if h not in VALID_HOOKS[root]:
-                    valid = ", ".join(sorted(x.name for x in VALID_HOOKS[root]))
+                    valid = ", ".join(x.name for x in valid_hooks)
                     raise RegistrationError(
                         f"{_name(event)} never fires at hook {h.name}; valid hooks: {valid}"
                     )
-        try:
-            side = Side(side)
-        except ValueError:
-            raise RegistrationError(f"unknown side {side!r} for {_name(event)}") from None
+        side = _member(Side, side, "side", [x.name for x in Side], f" for {_name(event)}")
+        check_call(handler, ("flow", "side", "event"), f"handler for {_name(event)}")
         self.event = event
         self.hooks = hooks
         self.sides = (Side.CLIENT, Side.SERVER) if side is Side.BOTH else (side,)
@@ -94,6 +94,40 @@ class Registration:
         for h in self.hooks:
             for s in self.sides:
                 yield event_bit(root, h, s)
+
+
+def _event(event) -> AnyEvent:
+    """An Event, a UserEvent, an event id or an event name ('CONN_START',
+    case-insensitive); anything else is refused with the valid names."""
+    if isinstance(event, (Event, UserEvent)):
+        return event
+    names = [e.name for e in Event]
+    if isinstance(event, str):
+        try:
+            return Event[event.strip().upper()]
+        except KeyError:
+            raise RegistrationError(choices("event", event, names)) from None
+    if isinstance(event, int) and not isinstance(event, bool):
+        try:
+            return Event(event)
+        except ValueError:
+            pass
+    raise RegistrationError(choices("event", event, names)
+                            + " (or a UserEvent from define_event / alloc_event)")
+
+
+def _member(enum_type, value, kind: str, valid: list, where: str):
+    """A Hook or Side from a member, its value or its name."""
+    if isinstance(value, enum_type):
+        return value
+    try:
+        if isinstance(value, str):
+            return enum_type[value.strip().upper()]
+        if isinstance(value, int) and not isinstance(value, bool):
+            return enum_type(value)
+    except (KeyError, ValueError):
+        pass
+    raise RegistrationError(choices(kind, value, valid) + where)
 
 
 def _name(event: AnyEvent) -> str:

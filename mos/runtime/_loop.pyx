@@ -20,7 +20,7 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 from mos._cnative cimport mos_frame_t, mos_capture_t, mos_capture_offset, mos_capture_size, \
     mos_capture_linktype
 from mos.dualstack._cengine cimport mos_rx_fn, mos_rx_done_fn, mos_tx_fn
-from mos.dualstack._engine cimport CoreEngine, MAXPORTS
+from mos.dualstack._engine cimport CoreEngine, MAXPORTS, POLICY_LOG
 
 cdef extern from "<poll.h>" nogil:
     struct pollfd:
@@ -193,6 +193,16 @@ cdef int _attach(CoreEngine eng, list ports, peers) except -1:
     return 0
 
 
+cdef int _run_policy(CoreEngine eng):
+    """on_handler_error 'auto' is 'log' for the length of a run (a handler's
+    exception is counted and logged, the run goes on); returns the policy
+    to restore after it."""
+    cdef int old = eng._policy
+    if eng._policy_auto:
+        eng._policy = POLICY_LOG
+    return old
+
+
 def run_capture(CoreEngine eng, CaptureReader reader, PcapWriter writer=None, progress=None,
                 Py_ssize_t limit=-1, bint close=True):
     """Feed a capture's frames to the engine, in bursts, at the frames' own
@@ -217,6 +227,7 @@ def run_capture(CoreEngine eng, CaptureReader reader, PcapWriter writer=None, pr
         raise ValueError("the capture reader is closed")
     if eng.config.checksum == "auto":
         eng._decide_checksum(checksum_verdict(reader.path))
+    cdef int policy = _run_policy(eng)
     try:
         if writer is not None:
             # one box: the capture's side in, the writer out, both ways
@@ -245,6 +256,7 @@ def run_capture(CoreEngine eng, CaptureReader reader, PcapWriter writer=None, pr
         if close:
             eng.close()
     finally:
+        eng._policy = policy
         if writer is not None:
             eng._detach_ports()
         free(frames)
@@ -307,6 +319,7 @@ def run_ports(CoreEngine eng, ports, peers, should_stop, status=None, double sta
         eng._detach_ports()
         raise MemoryError()
     last_check = last_status = _clock_ns(CLOCK_MONOTONIC)
+    cdef int policy = _run_policy(eng)
     try:
         while live > 0:
             got = False
@@ -355,6 +368,7 @@ def run_ports(CoreEngine eng, ports, peers, should_stop, status=None, double sta
                     last_status = now
                     status(eng)
     finally:
+        eng._policy = policy
         eng._detach_ports()
         free(frames)
     return eng.port_counters()

@@ -103,7 +103,7 @@ def _worker(settings, app_spec, fanout_group, result_q, status: bool, ready_q=No
                 with turn:
                     turn.value = index + 1
                     turn.notify_all()
-        eng = engine_type(settings.engine_config())
+        eng = _engine(engine_type, settings)
         eng.mtu = path_mtu(ports)
         app = _load_app(app_spec)
         if app is not None:
@@ -116,11 +116,15 @@ def _worker(settings, app_spec, fanout_group, result_q, status: bool, ready_q=No
             if hasattr(p, "fileno"):  # wait on all sockets at once when idle
                 p.poll_ms = 0
                 fds.append(p.fileno())
-        counters = run_ports(eng, [p.c_port() for p in ports], _peers(settings),
-                             lambda: stop[0], status=show,
-                             fds=fds if len(fds) == len(ports) else None,
-                             idle_spin=AFPACKET_SPIN, bursts=_bursts(settings))
-        result_q.put(_finish(eng, app, settings, counters, [p.stats() for p in ports]))
+        error = None
+        try:
+            counters = run_ports(eng, [p.c_port() for p in ports], _peers(settings),
+                                 lambda: stop[0], status=show,
+                                 fds=fds if len(fds) == len(ports) else None,
+                                 idle_spin=AFPACKET_SPIN, bursts=_bursts(settings))
+        except Exception as exc:  # the counters are still reported (and finish() runs)
+            error, counters = _one_line(exc), eng.port_counters()
+        result_q.put(_finish(eng, app, settings, counters, [p.stats() for p in ports], error))
     except Exception as exc:  # reported by the parent as one line
         result_q.put({"error": f"{type(exc).__name__}: {exc}"})
         if ready_q is not None:
@@ -130,14 +134,41 @@ def _worker(settings, app_spec, fanout_group, result_q, status: bool, ready_q=No
             p.close()
 
 
-def _finish(eng, app, settings, counters, port_stats) -> dict:
-    """End the worker's flows, let the app finish, and report its counters."""
-    eng.close()
+def _engine(engine_type, settings):
+    """A worker's engine; on_handler_error 'auto' is 'log' for the whole
+    run, its end (flows closed, the app's finish) included."""
+    eng = engine_type(settings.engine_config())
+    if settings.engine_config().on_handler_error == "auto":
+        eng.on_handler_error = "log"
+    return eng
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as the run's last error line (a HandlerError already is one)."""
+    if isinstance(exc, MosError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _finish(eng, app, settings, counters, port_stats, error=None) -> dict:
+    """End the worker's flows, let the app finish, and report its counters:
+    on every way out of the port loop (stopped, a handler's stop policy, an
+    error), so ``error`` (the first one) goes along with them."""
+    try:
+        eng.close()
+    except Exception as exc:
+        error = error or _one_line(exc)
     if app is not None and hasattr(app, "finish"):
-        app.finish(eng, None)
+        try:
+            app.finish(eng, None)
+        except Exception as exc:
+            error = error or f"finish: {_one_line(exc)}"
     c = eng.counters()
     out = {"ports": {}, "flows": c["flows_created"], "events": c["events"],
-           "handler_calls": c["handler_calls"], "packets": c["frames"], "tcp": c["tcp"],
+           "handler_calls": c["handler_calls"], "handler_errors": c["handler_errors"],
+           "handler_errors_by_handler": eng.handler_errors(),
+           "handlers_disabled": eng.disabled_handlers(),
+           "packets": c["frames"], "tcp": c["tcp"],
            "non_tcp": c["non_tcp"], "rexmit": c["rexmit"], "orphans": c["orphans"],
            "rewritten": c["rewritten"], "rewrite_failed": c["rewrite_failed"], "split": c["split"],
            "ended": c["ended"], "errors": c["errors"]}
@@ -149,6 +180,8 @@ def _finish(eng, app, settings, counters, port_stats) -> dict:
         if "steered" in st:  # DPDK: frames handed to another worker, and those lost doing so
             out["ports"][spec.name].update(steered=st["steered"],
                                            steer_dropped=st["steer_dropped"])
+    if error:
+        out["error"] = error
     return out
 
 
@@ -171,18 +204,24 @@ def _thread_worker(settings, app, ports, queue, stop, results, errors, status,
     try:
         from mos.ports.dpdk import pin_worker
         pin_worker(queue, settings.workers)  # else every worker shares the EAL's main lcore
-        eng = engine_type(settings.engine_config())
+        eng = _engine(engine_type, settings)
         eng.mtu = path_mtu(ports)
         if app is not None:
             app.attach(eng)
         show = _status_printer(settings) if status else None
-        counters = run_ports(eng, [p.c_port(queue) for p in ports], _peers(settings),
-                             lambda: stop[0], status=show,
-                             idle_sleep_us=settings.dpdk.idle_sleep, bursts=_bursts(settings))
+        error = None
+        try:
+            counters = run_ports(eng, [p.c_port(queue) for p in ports], _peers(settings),
+                                 lambda: stop[0], status=show,
+                                 idle_sleep_us=settings.dpdk.idle_sleep,
+                                 bursts=_bursts(settings))
+        except Exception as exc:  # the run stops; counters reported, finish() runs
+            error, counters = _one_line(exc), eng.port_counters()
+            stop[0] = True
         results.append(_finish(eng, app, settings, counters,
-                               [p.queue_stats(queue) for p in ports]))
+                               [p.queue_stats(queue) for p in ports], error))
     except Exception as exc:
-        errors.append(f"{type(exc).__name__}: {exc}")
+        errors.append(_one_line(exc))
         stop[0] = True
 
 
@@ -224,13 +263,17 @@ def _run_threads(settings, app_spec, status, ready, engine_type) -> int:
 
 
 def _report(results: list[dict], errors: list[str], status: bool) -> int:
-    """The run's last words: one error line (exit 2) or one JSON line of counters."""
+    """The run's last words: one JSON line of counters (from every worker
+    that got as far as counting), then the first error if any (exit 2)."""
     if status and sys.stderr.isatty():
         sys.stderr.write("\n")  # end the status line
+    counted = [r for r in results if "ports" in r]
+    errors = list(errors) + [r["error"] for r in results if r.get("error")]
+    if counted:
+        print(json.dumps(_sum(counted)), flush=True)
     if errors:
         print(f"mos: error: {errors[0]}", file=sys.stderr)
         return 2
-    print(json.dumps(_sum(results)), flush=True)
     return 0
 
 
@@ -238,9 +281,14 @@ def _sum(results: list[dict]) -> dict:
     total: dict = {"workers": len(results), "ports": {},
                    "worker_flows": [r["flows"] for r in results]}
     for r in results:
-        for k in ("flows", "events", "handler_calls", "packets", "tcp", "non_tcp", "rexmit",
-                  "orphans", "rewritten", "rewrite_failed", "split"):
+        for k in ("flows", "events", "handler_calls", "handler_errors", "packets", "tcp",
+                  "non_tcp", "rexmit", "orphans", "rewritten", "rewrite_failed", "split"):
             total[k] = total.get(k, 0) + r[k]
+        by = total.setdefault("handler_errors_by_handler", {})
+        for k, v in r["handler_errors_by_handler"].items():
+            by[k] = by.get(k, 0) + v
+        off = total.setdefault("handlers_disabled", [])
+        off += [h for h in r["handlers_disabled"] if h not in off]
         for name, pc in r["ports"].items():
             agg = total["ports"].setdefault(name, {})
             for k, v in pc.items():
@@ -292,14 +340,20 @@ def _run_captures(settings, app_spec, status, ready, engine_type) -> int:
                 for spec in settings.ports:
                     ports.append(open_port(spec, settings, None))
                 app = _load_app(app_spec)
-                eng = engine_type(settings.engine_config())
+                eng = _engine(engine_type, settings)
                 if app is not None:
                     app.attach(eng)
                 if ready is not None:
                     ready()
-                counters = run_ports(eng, [p.c_port() for p in ports], _peers(settings),
-                                     lambda: stop[0], wall_time=False, bursts=_bursts(settings))
-                results.append(_finish(eng, app, settings, counters, [p.stats() for p in ports]))
+                error = None
+                try:
+                    counters = run_ports(eng, [p.c_port() for p in ports], _peers(settings),
+                                         lambda: stop[0], wall_time=False,
+                                         bursts=_bursts(settings))
+                except Exception as exc:  # counters reported, finish() runs
+                    error, counters = _one_line(exc), eng.port_counters()
+                results.append(_finish(eng, app, settings, counters, [p.stats() for p in ports],
+                                       error))
                 errors += [e for e in (p.error() for p in ports) if e]
             except MosError as exc:
                 errors.append(str(exc))
@@ -339,14 +393,17 @@ def run_settings(settings, app_spec=None, status=True, ready=None,
              for i in range(settings.workers)]
     stop = [False]
 
-    def on_signal(signum, frame):
-        stop[0] = True
+    def stop_workers():
         for p in procs:
             if p.pid:
                 try:
                     os.kill(p.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
+
+    def on_signal(signum, frame):
+        stop[0] = True
+        stop_workers()
 
     old = (signal.signal(signal.SIGINT, on_signal), signal.signal(signal.SIGTERM, on_signal))
     try:
@@ -359,6 +416,8 @@ def run_settings(settings, app_spec=None, status=True, ready=None,
         while len(results) < len(procs):
             try:
                 results.append(q.get(timeout=0.5))
+                if results[-1].get("error"):  # one worker stopped the run: all stop
+                    stop_workers()
             except Exception:
                 if not any(p.is_alive() for p in procs) and q.empty():
                     break
@@ -370,4 +429,4 @@ def run_settings(settings, app_spec=None, status=True, ready=None,
         for p in procs:
             if p.is_alive():
                 p.kill()
-    return _report(results, [r["error"] for r in results if "error" in r], status)
+    return _report(results, [], status)
