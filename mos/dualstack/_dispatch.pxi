@@ -23,6 +23,7 @@ cdef class _Dispatch(_EngineState):
         self._table = [None] * NBITS
         self._pyflows = []
         self._reads = []
+        self._readsb = b""
         self.cur_mon = 0
         self._herr = {}
         self._hnames = {}
@@ -64,6 +65,7 @@ cdef class _Dispatch(_EngineState):
         _interest(mask, &words)
         self._table = table
         self._reads = reads
+        self._readsb = bytes(reads)
         mos_engine_set_interest(self.e, &words)
         cdef int allreads = 0
         for r in reads:

@@ -97,6 +97,7 @@ cdef class _Dispatch(_EngineState):
     cdef list _table                # bit -> ((monitor index, monitor or None, tree), ...)
     cdef list _pyflows              # slot -> Flow view
     cdef list _reads                # monitor index -> sides it reads (1 << side)
+    cdef bytes _readsb              # the same as bytes (read per peek without Python ints)
     cdef mos_event_t cur            # the event being dispatched
     cdef bint in_dispatch
     cdef bint _in_burst             # flows that end stay readable until the burst ends

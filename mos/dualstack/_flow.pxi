@@ -208,11 +208,12 @@ cdef class Flow:
         monitors that have read this flow decide."""
         cdef uint64_t lo = 0xffffffffffffffffULL
         cdef uint64_t o
-        cdef list reads = self.engine._reads
-        cdef Py_ssize_t mi, nmon = len(self.engine.monitors)
+        cdef bytes readsb = self.engine._readsb
+        cdef const unsigned char *reads = readsb
+        cdef Py_ssize_t mi, nreads = len(readsb), nmon = len(self.engine.monitors)
         cdef bint declared = False
         for mi in range(nmon):
-            if mi < len(reads) and not ((<int>reads[mi]) >> s) & 1:
+            if mi < nreads and not (reads[mi] >> s) & 1:
                 continue
             declared = True
             o = self._rd[2 * mi + s] if <uint32_t>mi < self._nrd else _NEVER_READ
