@@ -60,7 +60,7 @@ cdef class _EngineState:
             "payload_bytes": c.payload_bytes, "ooo_segments": c.ooo_segments,
             "snapped": c.snapped, "handler_calls": self.handler_calls,
             "rewritten": c.rewritten, "rewrite_failed": c.rewrite_failed, "split": c.split,
-            "nomem": c.nomem,
+            "nomem": c.nomem, "ip_len_over_wire": c.ip_len_over_wire,
             "ended": {r.name.lower(): c.ended[int(r)] for r in EndReason},
             "errors": {r.name.lower(): c.errors[int(r)] for r in ErrorReason},
             "defrag": {"fragments": d.fragments, "reassembled": d.reassembled,
