@@ -600,16 +600,18 @@ static void skip_unseen(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int s, ui
     mos_ep_t *S = &f->ep[s];
     const mos_ep_t *R = &f->ep[!s];
     int64_t aoff = seq_to_off(ack, R->ref_seq, R->ref_off);
-    /* the sender's stream ends at the FIN S accepted (bytes after it are
-     * not in it, the FIN's own number is no byte): below it, bytes S
-     * acknowledged and the monitor never saw are a gap; else, up to what
-     * the sender was seen to send */
-    int64_t lim = (S->rflags & MOS_EPR_FIN) ? fin_off(f, s) : (int64_t)R->data_end;
-    if (aoff > lim) aoff = lim;
-    if (aoff > 0 && (uint64_t)aoff > S->rbuf.head) {
-        uint64_t adv = 0;
-        int g = mos_rbuf_skip_to(&S->rbuf, (uint64_t)aoff, &adv);
-        if (g || adv) after_rbuf(e, f, slot, s, pi, adv, g);
+    if (aoff > 0 && (uint64_t)aoff > S->rbuf.head) { /* acknowledged past the in-order bytes */
+        /* up to what the sender was seen to send; and its stream ends at
+         * the FIN S accepted (bytes after it are not in it, the FIN's own
+         * number is no byte): bytes before the FIN that S acknowledged and
+         * the monitor never saw are a gap */
+        int64_t lim = (S->rflags & MOS_EPR_FIN) ? fin_off(f, s) : (int64_t)R->data_end;
+        if (aoff > lim) aoff = lim;
+        if (aoff > 0 && (uint64_t)aoff > S->rbuf.head) {
+            uint64_t adv = 0;
+            int g = mos_rbuf_skip_to(&S->rbuf, (uint64_t)aoff, &adv);
+            if (g || adv) after_rbuf(e, f, slot, s, pi, adv, g);
+        }
     }
     if (!e->cfg.keep_read && S->consumed > S->rbuf.base) release_read(f, s);
 }
@@ -760,8 +762,10 @@ static void tcp_packet(mos_engine_t *e, uint32_t pi, mos_pkt_t *p, uint64_t ts, 
         return;
     }
     emit_trans(e, f, slot, r, MOS_HK_RECV, pi, &eff);
-    if (eff.oow_len) error_ev(e, f, slot, r, pi, MOS_ERR_OUT_OF_WINDOW, eff.oow_off, eff.oow_len);
-    if (eff.aft_len) error_ev(e, f, slot, r, pi, MOS_ERR_DATA_AFTER_FIN, eff.aft_off, eff.aft_len);
+    if (__builtin_expect(eff.oow_len | eff.aft_len, 0)) {
+        if (eff.aft_len) error_ev(e, f, slot, r, pi, MOS_ERR_DATA_AFTER_FIN, eff.aft_off, eff.aft_len);
+        if (eff.oow_len) error_ev(e, f, slot, r, pi, MOS_ERR_OUT_OF_WINDOW, eff.oow_off, eff.oow_len);
+    }
     if (eff.data_len) store_data(e, f, slot, r, p, pi, eff.data_off, eff.data_len, eff.data_skip);
     emit(e, f, slot, MOS_EV_PKT_IN, MOS_HK_RECV, r, pi, 0, 0, 0, 0);
 
@@ -914,7 +918,7 @@ int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int from, int
         }
         switch (rc) {
         case MOS_DEC_TCP:
-            if (p->paylen < p->seglen && fr->caplen >= fr->wirelen) {
+            if (__builtin_expect(p->paylen < p->seglen, 0) && fr->caplen >= fr->wirelen) {
                 /* the IP length claims bytes the wire never carried: the
                  * capture did not cut this frame (caplen = wire length),
                  * so it is malformed, not snapped */

@@ -79,6 +79,6 @@ cdef extern from "endpoint.h" nogil:
     void mos_tcp_ep_input(mos_tcp_ep_t *R, const mos_tcp_ep_t *peer, const mos_tcp_seg_t *seg,
                           uint64_t now, mos_tcp_eff_t *eff)
     int mos_tcp_ep_action(mos_tcp_ep_t *ep, int input, mos_tcp_eff_t *eff)
-    int mos_tcp_ep_paws(mos_tcp_ep_t *R, const mos_tcp_ep_t *peer, const mos_tcp_seg_t *seg)
+    int mos_tcp_ep_paws(const mos_tcp_ep_t *R, const mos_tcp_ep_t *peer, const mos_tcp_seg_t *seg)
     int mos_tcp_trans_from(uint32_t trans, int k)
     int mos_tcp_trans_to(uint32_t trans, int k)

@@ -286,11 +286,12 @@ static inline int mos_tcp_rst_acceptable(const mos_tcp_ep_t *ep, const mos_tcp_e
 
 /* RFC 7323 5.3 (PAWS) for a segment `peer` sent to R, before anything else
  * of it is processed (R1 comes before the window check R2): returns 1 if R
- * must not accept it (R1), else 0, after recording its TSval in TS.Recent
- * where R3 says so.  Both roles call it first: the monitor before the
- * sender's model (a segment the receiver drops must not move the sender's
- * model either: it is an old duplicate, or not from the sender at all), an
- * end host before mos_tcp_ep_input.
+ * must not accept it (R1).  It only reads: TS.Recent is recorded (R3, and
+ * from a SYN) by mos_tcp_ep_input, once the segment is taken.  Both roles
+ * call it first: the monitor before the sender's model (a segment the
+ * receiver drops must not move the sender's model either: it is an old
+ * duplicate, or not from the sender at all), an end host before
+ * mos_tcp_ep_input.
  *
  * PAWS applies once the flow negotiated timestamps (RFC 7323 3.2: both
  * SYNs carried the option).  Until the receiver's own SYN is seen, the
@@ -313,31 +314,36 @@ static inline int mos_tcp_rst_acceptable(const mos_tcp_ep_t *ep, const mos_tcp_e
  *
  * TS.Recent is not expired after 24 days idle (RFC 7323 5.5): the model
  * keeps no clock, and the monitor's idle timeout ends flows long before. */
-static inline int mos_tcp_ep_paws(mos_tcp_ep_t *restrict R, const mos_tcp_ep_t *restrict peer,
+static inline int mos_tcp_ep_paws(const mos_tcp_ep_t *restrict R,
+                                  const mos_tcp_ep_t *restrict peer,
                                   const mos_tcp_seg_t *restrict seg)
 {
     const mos_tcp_opts_t *o = seg->opt;
-    if (!(o->opts & MOS_OPT_TS)) return 0; /* R1 needs a Timestamps option */
-    uint32_t tsval = o->tsval;
-    uint8_t fl = seg->flags;
-    if (!(R->rflags & MOS_EPR_TSREC)) {
-        if (fl & MOS_TH_SYN) { /* RFC 7323 4.3 (2): a SYN's TSval starts TS.Recent */
-            R->ts_recent = tsval;
-            R->rflags |= MOS_EPR_TSREC;
-        }
+    /* R1 needs a Timestamps option and a valid TS.Recent; timestamps
+     * compare modulo 2^32, as sequence numbers (RFC 7323 5.2) */
+    if (!(o->opts & MOS_OPT_TS) || !(R->rflags & MOS_EPR_TSREC) ||
+        __builtin_expect(!seq_lt(o->tsval, R->ts_recent), 1))
         return 0;
+    int negotiated = (peer->flags & MOS_EPF_TS) && (!R->syn_seen || (R->flags & MOS_EPF_TS));
+    return negotiated && !((seg->flags & MOS_TH_RST) && (R->role & MOS_TCP_HOST));
+}
+
+/* TS.Recent after a segment R took (RFC 7323 4.3): a SYN's TSval starts
+ * it; then R3, SEG.TSval >= TS.Recent and SEG.SEQ =< Last.ACK.sent (the
+ * monitor's Last.ACK.sent is the last ACK it saw R send: it lags the real
+ * one, so its TS.Recent lags too and PAWS errs on the side of accepting).
+ * SEG.TSval >= TS.Recent needs no test here: the segment passed
+ * mos_tcp_ep_paws, and where PAWS is off TS.Recent is never used. */
+static inline void mos_tcp_ep_ts_recent(mos_tcp_ep_t *restrict R, const mos_tcp_seg_t *restrict seg)
+{
+    const mos_tcp_opts_t *o = seg->opt;
+    if (!(o->opts & MOS_OPT_TS)) return;
+    if (__builtin_expect(R->rflags & MOS_EPR_TSREC, 1)) {
+        if ((R->flags & MOS_EPF_ACKED) && seq_leq(seg->seq, R->ack)) R->ts_recent = o->tsval;
+    } else if (seg->flags & MOS_TH_SYN) {
+        R->ts_recent = o->tsval;
+        R->rflags |= MOS_EPR_TSREC;
     }
-    /* timestamps compare modulo 2^32, as sequence numbers (RFC 7323 5.2) */
-    if (seq_lt(tsval, R->ts_recent)) {
-        int negotiated = (peer->flags & MOS_EPF_TS) && (!R->syn_seen || (R->flags & MOS_EPF_TS));
-        return negotiated && !((fl & MOS_TH_RST) && (R->role & MOS_TCP_HOST));
-    }
-    /* R3: SEG.TSval >= TS.Recent and SEG.SEQ =< Last.ACK.sent (the monitor's
-     * Last.ACK.sent is the last ACK it saw R send: it lags the real one, so
-     * its TS.Recent lags too and PAWS errs on the side of accepting) */
-    if ((fl & MOS_TH_SYN) || ((R->flags & MOS_EPF_ACKED) && seq_leq(seg->seq, R->ack)))
-        R->ts_recent = tsval;
-    return 0;
 }
 
 /* ---------------------------------------------------------------- sent */
@@ -460,6 +466,7 @@ static inline void mos_tcp_ep_input(mos_tcp_ep_t *restrict R, const mos_tcp_ep_t
         }
         return;
     }
+    mos_tcp_ep_ts_recent(R, seg);
     if ((fl & MOS_TH_ACK) && !(R->flags & MOS_EPF_ISN))
         mos_tcp_ep_init_isn(R, seg->ack - 1); /* mid-stream: its ISN guessed from the ACK */
     uint32_t syn = (fl & MOS_TH_SYN) ? 1 : 0;
@@ -475,12 +482,20 @@ static inline void mos_tcp_ep_input(mos_tcp_ep_t *restrict R, const mos_tcp_ep_t
      * SYN-SENT) or before the start of the stream, so such a FIN closes
      * nothing (it is how FIN-based evasion and scans look) */
     int fin = (fl & MOS_TH_FIN) && (fl & MOS_TH_ACK) && doff + (int64_t)len >= 0;
-    if (R->rflags & MOS_EPR_FIN) {
-        /* the first FIN accepted fixed the end of the stream: a FIN at
-         * another sequence number is not a FIN any more (RFC 9293 3.10.7.4:
-         * past it, RCV.NXT has moved over that FIN, and in CLOSE-WAIT,
-         * CLOSING, LAST-ACK and TIME-WAIT segment text is ignored) */
+    if (__builtin_expect(R->rflags & MOS_EPR_FIN, 0)) {
+        /* The first FIN accepted fixed the end of the stream (RFC 9293
+         * 3.10.7.4: RCV.NXT moved over it; in CLOSE-WAIT, CLOSING, LAST-ACK
+         * and TIME-WAIT segment text is ignored).  A FIN at another sequence
+         * number is not a FIN any more, and the bytes sequenced after the
+         * FIN are not in the stream: a receiver never accepts them. */
         if (fin && dseq + len != R->fin_rcv) fin = 0;
+        int64_t foff = seq_to_off(R->fin_rcv, peer->ref_seq, peer->ref_off);
+        if (doff + (int64_t)len > foff) {
+            int64_t from = doff > foff ? doff : foff;
+            eff->aft_off = (uint64_t)from;
+            eff->aft_len = (uint32_t)(doff + (int64_t)len - from);
+            len -= eff->aft_len;
+        }
     } else if (fin) {
         R->rflags |= MOS_EPR_FIN;
         R->fin_rcv = dseq + len;
@@ -503,18 +518,6 @@ static inline void mos_tcp_ep_input(mos_tcp_ep_t *restrict R, const mos_tcp_ep_t
         dseq += (uint32_t)skip;
         eff->data_skip = (uint32_t)skip;
         doff = 0;
-    }
-    if (R->rflags & MOS_EPR_FIN) {
-        /* bytes sequenced after the FIN: a receiver never accepts them
-         * (RFC 9293 3.10.7.4 seventh), so they are not in the stream */
-        int64_t foff = seq_to_off(R->fin_rcv, peer->ref_seq, peer->ref_off);
-        if (doff + (int64_t)len > foff) {
-            int64_t from = doff > foff ? doff : foff;
-            eff->aft_off = (uint64_t)from;
-            eff->aft_len = (uint32_t)(doff + (int64_t)len - from);
-            len -= eff->aft_len;
-            if (!len) return;
-        }
     }
     if (mos_tcp_window_known(R, peer)) { /* RFC 9293 3.10.7.4 first: segment acceptability */
         uint32_t edge = R->rwin_edge;
