@@ -18,6 +18,9 @@
 
 Everything is checked when the file is loaded: every error is a
 `mos.errors.ConfigError` whose message is ``FILE:LINE: KEY.PATH: reason``.
+What only a run can find out (no such interface, an option the driver does
+not take, a missing app or capture file) is reported the same way, with the
+line of the key the problem is about (`Settings.error`).
 Unknown keys are errors (with the closest known key as a hint), and so are
 duplicate keys. Strings are taken as written (``-m, 1024`` in ``eal_args``
 gives the string ``"1024"``). Relative ``path`` and ``app`` values are taken
@@ -137,7 +140,7 @@ import difflib
 import os
 import re
 from dataclasses import dataclass, field, fields
-from typing import Any, NoReturn
+from typing import Any, Mapping, NoReturn
 
 import yaml
 from yaml.constructor import SafeConstructor
@@ -200,6 +203,34 @@ class Settings:
     app: str | None = None
     #: where it was read from (for messages)
     source: str = field(default="<string>", compare=False)
+    #: the line of each key path read ("ports[0].iface": 5), for run-time errors
+    lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def error(self, path: str, why: str, shown: str | None = None) -> ConfigError:
+        """The error for a problem a run found with the value at key `path`
+        (``ports[0].iface``): ``FILE:LINE: PATH: why``, the line being that
+        of the key, or of the nearest enclosing key read from the file.
+        `shown` replaces PATH in the message (``ports[west].iface``)."""
+        p = path
+        while p and p not in self.lines:
+            cut = max(p.rfind("."), p.rfind("["))
+            p = p[:cut] if cut > 0 else ""
+        where = f"{self.source}:{self.lines[p]}" if p else self.source
+        return ConfigError(f"{where}: {shown or path}: {why}")
+
+    def port_path(self, spec: "PortSpec") -> str:
+        """The key path of a port (``ports[1]``)."""
+        for i, p in enumerate(self.ports):
+            if p is spec:
+                return f"ports[{i}]"
+        return f"ports[{self.ports.index(spec)}]"
+
+    def port_error(self, spec: "PortSpec", key: str, why: str, shown: str | None = None
+                   ) -> ConfigError:
+        """`error` for key ``key`` of a port (``options.tx``), shown with the
+        port's name (``ports[west].options.tx``), at the line of that key."""
+        return self.error(f"{self.port_path(spec)}.{key}", why,
+                          f"ports[{spec.name}].{shown or key}")
 
     def engine_config(self) -> Config:
         """The engine options (`mos.Config`) of the ``monitor`` section."""
@@ -280,6 +311,10 @@ class _Reader:
         self.name = name
         self.base_dir = base_dir
         self.ctor = SafeConstructor()
+        self.lines: dict[str, int] = {}  # key path -> line, for Settings.error
+
+    def mark(self, node: Node, path: str) -> None:
+        self.lines.setdefault(path, node.start_mark.line + 1)
 
     def fail(self, node: Node | None, path: str, why: str) -> NoReturn:
         line = node.start_mark.line + 1 if node is not None else 1
@@ -315,6 +350,7 @@ class _Reader:
                 self.fail(knode, where, f"duplicate key (first on line "
                                         f"{out[key][0].start_mark.line + 1})")
             out[key] = (knode, vnode)
+            self.lines[where] = knode.start_mark.line + 1
         return out
 
     def seq(self, node: Node, path: str) -> list:
@@ -382,7 +418,8 @@ class _Reader:
         monitor = self.monitor(top["monitor"][1]) if "monitor" in top else Config()
         app = self.app(top["app"][1]) if "app" in top else None
         return Settings(ports=tuple(ports), mode=mode, forward=forward, dpdk=dpdk,
-                        workers=workers, monitor=monitor, app=app, source=self.name)
+                        workers=workers, monitor=monitor, app=app, source=self.name,
+                        lines=self.lines)
 
     def ports(self, node: Node) -> tuple[list, list]:
         items = self.seq(node, "ports")
@@ -392,6 +429,7 @@ class _Reader:
         seen: dict = {}  # (key, value) -> index, for name, iface, port_id
         for i, item in enumerate(items):
             path = f"ports[{i}]"
+            self.mark(item, path)
             m = self.mapping(item, path, _PORT)
             for key in ("name", "driver"):
                 if key not in m:
@@ -445,6 +483,7 @@ class _Reader:
             if key in out:
                 self.fail(knode, _join(path, key), "duplicate key")
             out[key] = self.value(vnode, _join(path, key))
+            self.mark(knode, _join(path, key))
         return out
 
     def forward(self, entry, mode: str, ports: list, port_nodes: list,
@@ -516,6 +555,7 @@ class _Reader:
         if "eal_args" in m:
             for i, an in enumerate(self.seq(m["eal_args"][1], "dpdk.eal_args")):
                 args.append(self.text(an, f"dpdk.eal_args[{i}]"))
+                self.mark(an, f"dpdk.eal_args[{i}]")
         idle = self.integer(m["idle_sleep"][1], "dpdk.idle_sleep", 0, 10000) \
             if "idle_sleep" in m else 0
         return DpdkSpec(eal_args=tuple(args), idle_sleep=idle)

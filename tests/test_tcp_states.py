@@ -165,6 +165,9 @@ RECEIVE_CASES = [
      [("SYN_RCVD", "CLOSED")], {"rst": "accept"}, "RFC 9293 3.10.7.4 first, RFC 5961 3.2"),
     ("syn_rcvd_rst_out_of_window_rejected", "SYN_RCVD", lambda: Segment(C + 5000, 0, "R"),
      [], {"rst": "reject"}, "RFC 5961 3.2: RST outside the window is dropped"),
+    ("syn_rcvd_rst_below_rcv_nxt_rejected", "SYN_RCVD", lambda: Segment(C, 0, "R"),
+     [], {"rst": "reject"}, "RFC 5961 3.2: a RST with the SYN's own number (below ISN+1) "
+     "is below RCV.NXT: outside the window"),
     # ESTABLISHED
     ("established_data_in_window_accepted", "ESTABLISHED",
      lambda: Segment(S + 1, C + 1, "PA", len=100),
@@ -588,3 +591,180 @@ def test_ack_of_syn_rows_only_before_established():
         if inp in ("RCV_SYNACK", "RCV_ACK_SYN"):
             assert st in before, (st, inp)
     assert list(STATES[:4]) == ["CLOSED", "LISTEN", "SYN_SENT", "SYN_RCVD"]
+
+
+# ---------------------------------------------------------------- RST below ISN+1 (issue 8)
+
+def test_syn_rcvd_rst_below_isn_plus_1_rejected_before_the_receiver_spoke():
+    """RFC 5961 3.2, RFC 9293 3.10.7.4 first: right after the SYN the monitor's
+    server has sent nothing, so its window is judged from the client's own
+    sequence space; having seen the SYN, its RCV.NXT is at least ISN+1, and
+    a RST below that (the SYN's own number) is outside any window it can have."""
+    ep, peer = Endpoint("SYN_RCVD", passive=True), Endpoint("SYN_SENT", iss=C)
+    eff = recv(ep, peer, Segment(C, 0, "R"))
+    assert eff.rst == "reject" and ep.state == "SYN_RCVD"
+    eff = recv(ep, peer, Segment(C + 1, 0, "R"))
+    assert eff.rst == "accept" and eff.transitions == [("SYN_RCVD", "CLOSED")]
+
+
+def test_syn_sent_to_established_rst_below_peer_isn_plus_1_rejected():
+    """The other direction: after the SYN-ACK (server ISS S) and before the
+    client's ACK, the client has sent no ACK; a RST from the server with
+    sequence number S is below the RCV.NXT (S+1) the SYN-ACK gave the client."""
+    ep, peer = ep_syn_sent()
+    peer_syn = Segment(S, C + 1, "SA")
+    assert recv(ep, peer, peer_syn).transitions == [("SYN_SENT", "ESTABLISHED")]
+    assert recv(ep, peer, Segment(S, 0, "R")).rst == "reject"
+    assert ep.state == "ESTABLISHED"
+    assert recv(ep, peer, Segment(S + 1, 0, "R")).rst == "accept"
+
+
+def test_syn_sent_rst_judged_by_its_ack_only():
+    """RFC 9293 3.10.7.3 (RFC 5961 3.2 leaves SYN-SENT as it is): in SYN-SENT
+    the RST's sequence number is not checked; it counts iff it acknowledges
+    the SYN, for both roles."""
+    for role in ("monitor", "host"):
+        ep, peer = ep_syn_sent(role)
+        assert recv(ep, peer, Segment(0, C, "RA")).rst == "reject"
+        assert ep.state == "SYN_SENT"
+        assert recv(ep, peer, Segment(0, C + 1, "RA")).rst == "accept"
+        assert ep.state == "CLOSED"
+
+
+# ---------------------------------------------------------------- data after FIN (issue 8)
+
+@pytest.mark.parametrize("role", ["monitor", "host"])
+def test_established_fin_then_data_after_fin_not_accepted(role):
+    """RFC 9293 3.10.7.4 seventh: once the peer's FIN is accepted (CLOSE-WAIT)
+    segment text is ignored; the bytes sequenced after the FIN are reported
+    (after_fin), none is accepted, and no byte of the stream is left out."""
+    ep, peer = ep_established(role)
+    eff = recv(ep, peer, Segment(S + 1, C + 1, "PA", len=5))
+    assert eff.data == (0, 5)
+    eff = recv(ep, peer, Segment(S + 6, C + 1, "FA"))  # FIN at offset 5
+    assert eff.fin and eff.transitions == [("ESTABLISHED", "CLOSE_WAIT")]
+    assert ep.fin_rcv == S + 6
+    eff = recv(ep, peer, Segment(S + 7, C + 1, "PA", len=4))  # after the FIN
+    assert eff.data is None and eff.after_fin == (6, 4)
+    # the FIN sent again at the end of those bytes: not a FIN, nothing changes
+    eff = recv(ep, peer, Segment(S + 11, C + 1, "FA"))
+    assert not eff.fin and eff.transitions == [] and ep.state == "CLOSE_WAIT"
+    # the FIN retransmitted with bytes at its own sequence number
+    eff = recv(ep, peer, Segment(S + 6, C + 1, "FPA", len=3))
+    assert eff.data is None and eff.after_fin == (5, 3) and not eff.fin
+    # the FIN itself again: still the FIN (the receiver acknowledges it)
+    eff = recv(ep, peer, Segment(S + 6, C + 1, "FA"))
+    assert eff.fin and eff.ack_needed and eff.after_fin is None
+
+
+def test_fin_wait_2_fin_then_data_after_fin_not_accepted():
+    """FIN-WAIT-2 -> TIME-WAIT on the peer's FIN (RFC 9293 3.10.7.4 eighth); bytes
+    after that FIN are not accepted, bytes before it still are (a late
+    retransmission of a hole)."""
+    ep, peer = ep_fin_wait_2()
+    eff = recv(ep, peer, Segment(S + 11, C + 2, "FA"))  # FIN at offset 10: a 10-byte hole
+    assert eff.transitions == [("FIN_WAIT_2", "TIME_WAIT")]
+    assert recv(ep, peer, Segment(S + 1, C + 2, "PA", len=10)).data == (0, 10)
+    eff = recv(ep, peer, Segment(S + 5, C + 2, "PA", len=10))  # straddles the FIN
+    assert eff.data == (4, 6) and eff.after_fin == (10, 4)
+
+
+def test_established_sent_fin_again_after_peer_accepted_keeps_fin_seq():
+    """The sender's model: once the receiver accepted a FIN, a later FIN does
+    not move fin_seq, so the receiver's ACK of the first FIN still
+    acknowledges it (RFC 9293 3.10.7.4 fifth)."""
+    ep, peer = ep_established()
+    recv(peer, ep, Segment(C + 1, S + 1, "FA"))
+    assert ep.fin_seq == C + 1 and peer.fin_rcv == C + 1
+    recv(peer, ep, Segment(C + 2, S + 1, "FPA", len=5))
+    assert ep.fin_seq == C + 1
+    eff = recv(ep, peer, Segment(S + 1, C + 2, "A"))
+    assert eff.transitions == [("FIN_WAIT_1", "FIN_WAIT_2")]
+
+
+# ---------------------------------------------------------------- PAWS (RFC 7323 5.3, issue 8)
+
+def ep_established_ts(role="monitor", ts_recent=1000):
+    """ESTABLISHED, both SYNs carried timestamps; ep holds TS.Recent."""
+    return (Endpoint("ESTABLISHED", role=role, iss=C, rcv_nxt=S + 1, rcv_wnd=WND, ts_ok=True,
+                     ts_recent=ts_recent),
+            Endpoint("ESTABLISHED", passive=True, iss=S, rcv_nxt=C + 1, rcv_wnd=WND, ts_ok=True))
+
+
+@pytest.mark.parametrize("role", ["monitor", "host"])
+def test_established_data_with_old_tsval_fails_paws(role):
+    """RFC 7323 5.3 R1: SEG.TSval < TS.Recent: not acceptable, nothing processed;
+    R3: an in-sequence segment with a TSval at least TS.Recent is taken and
+    its TSval recorded."""
+    ep, peer = ep_established_ts(role)
+    eff = recv(ep, peer, Segment(S + 1, C + 1, "PA", len=10, ts=(999, 0)))
+    assert eff.paws and eff.data is None and ep.ts_recent == 1000
+    eff = recv(ep, peer, Segment(S + 1, C + 1, "PA", len=10, ts=(1000, 0)))
+    assert not eff.paws and eff.data == (0, 10)
+    eff = recv(ep, peer, Segment(S + 1, C + 1, "PA", len=10, ts=(1005, 0)))
+    assert not eff.paws and ep.ts_recent == 1005
+
+
+@pytest.mark.parametrize("role", ["monitor", "host"])
+def test_established_fin_with_old_tsval_fails_paws(role):
+    """R1 covers FIN segments: the state does not change."""
+    ep, peer = ep_established_ts(role)
+    eff = recv(ep, peer, Segment(S + 1, C + 1, "FA", ts=(10, 0)))
+    assert eff.paws and eff.transitions == [] and ep.state == "ESTABLISHED"
+
+
+def test_established_rst_with_old_tsval_host_accepts_monitor_rejects():
+    """RFC 7323 5.3 R1 exempts RST segments ("and if the RST bit is not set"):
+    an end host resets.  The monitor rejects a RST whose TSval is older than
+    TS.Recent (see mos_tcp_ep_paws: such a RST was not sent by the peer's
+    current incarnation; ending inspection on it is the evasion PAWS stops)."""
+    host, peer = ep_established_ts("host")
+    eff = recv(host, peer, Segment(S + 1, 0, "R", ts=(10, 0)))
+    assert not eff.paws and eff.rst == "accept" and host.state == "CLOSED"
+    mon, peer = ep_established_ts("monitor")
+    eff = recv(mon, peer, Segment(S + 1, 0, "R", ts=(10, 0)))
+    assert eff.paws and eff.rst is None and mon.state == "ESTABLISHED"
+    eff = recv(mon, peer, Segment(S + 1, 0, "R", ts=(1000, 0)))
+    assert eff.rst == "accept" and mon.state == "CLOSED"
+
+
+def test_established_tsval_wraparound_compares_modulo_2_32():
+    """RFC 7323 5.2: timestamps compare as sequence numbers, modulo 2^32."""
+    ep, peer = ep_established_ts(ts_recent=0xFFFFFFF0)
+    eff = recv(ep, peer, Segment(S + 1, C + 1, "PA", len=1, ts=(5, 0)))
+    assert not eff.paws and ep.ts_recent == 5
+    eff = recv(ep, peer, Segment(S + 2, C + 1, "PA", len=1, ts=(0xFFFFFFF8, 0)))
+    assert eff.paws
+
+
+def test_established_out_of_order_tsval_does_not_move_ts_recent():
+    """R3: only a segment at or below Last.ACK.sent records its TSval, so a
+    segment that overtook an earlier one does not make the earlier one fail."""
+    ep, peer = ep_established_ts()
+    assert not recv(ep, peer, Segment(S + 101, C + 1, "PA", len=10, ts=(1010, 0))).paws
+    assert ep.ts_recent == 1000
+    assert not recv(ep, peer, Segment(S + 1, C + 1, "PA", len=100, ts=(1005, 0))).paws
+
+
+def test_established_paws_off_without_negotiation():
+    """PAWS applies only where both SYNs carried timestamps (RFC 7323 3.2)."""
+    ep = Endpoint("ESTABLISHED", iss=C, rcv_nxt=S + 1, rcv_wnd=WND, ts_ok=True, ts_recent=1000)
+    peer = Endpoint("ESTABLISHED", passive=True, iss=S, rcv_nxt=C + 1, rcv_wnd=WND)
+    eff = recv(ep, peer, Segment(S + 1, C + 1, "PA", len=10, ts=(1, 0)))
+    assert not eff.paws and eff.data == (0, 10)
+
+
+def test_syn_rcvd_spoofed_rst_and_fin_with_old_tsval_before_synack_fail_paws():
+    """Right after a SYN with timestamps the monitor's server holds TS.Recent
+    from it (RFC 7323 4.3); before its SYN-ACK the client's offer counts as
+    negotiated, so a RST or FIN claiming an older TSval is refused.  A
+    SYN-ACK without the option turns PAWS off."""
+    ep, peer = Endpoint("LISTEN", passive=True), Endpoint("CLOSED")
+    syn = Segment(C, flags="S", ts=(1000, 0))
+    assert not recv(ep, peer, syn).paws and ep.ts_recent == 1000 and ep.state == "SYN_RCVD"
+    assert recv(ep, peer, Segment(C + 1, 0, "R", ts=(500, 0))).paws
+    assert recv(ep, peer, Segment(C + 1, S + 1, "FA", ts=(500, 0))).paws
+    assert ep.state == "SYN_RCVD"
+    ep.sent(Segment(S, C + 1, "SA"), peer)  # the server does not do timestamps
+    eff = recv(ep, peer, Segment(C + 1, 0, "R", ts=(500, 0)))
+    assert not eff.paws and eff.rst == "accept"

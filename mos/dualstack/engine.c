@@ -385,6 +385,15 @@ static void after_rbuf(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int side, 
     }
 }
 
+/* Stream offset of the FIN that `side` accepted from its peer (the end of
+ * what it receives), or -1 if it accepted none. */
+static inline int64_t fin_off(const mos_flow_t *f, int side)
+{
+    const mos_ep_t *me = &f->ep[side], *peer = &f->ep[!side];
+    if (!(me->rflags & MOS_EPR_FIN)) return -1;
+    return seq_to_off(me->fin_rcv, peer->ref_seq, peer->ref_off);
+}
+
 /* ---------------------------------------------------------------- flow life */
 
 /* Embryonic flows (created by a SYN, handshake not complete) are listed
@@ -427,8 +436,14 @@ static void end_flow(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int reason)
     /* out-of-order data left over is delivered past its holes (DESIGN 2:
      * gaps are reported when the flow ends) */
     for (int side = 0; side < 2; side++) {
-        uint64_t adv = 0;
-        int g = mos_rbuf_flush(&f->ep[side].rbuf, &adv);
+        mos_ep_t *R = &f->ep[side];
+        uint64_t adv = 0, a2 = 0;
+        int g = 0;
+        int64_t fo = fin_off(f, side);
+        if (fo > 0 && (uint64_t)fo > R->rbuf.head) /* bytes missing before the FIN: a gap */
+            g = mos_rbuf_skip_to(&R->rbuf, (uint64_t)fo, &adv);
+        g += mos_rbuf_flush(&R->rbuf, &a2);
+        adv += a2;
         if (g || adv) after_rbuf(e, f, slot, side, MOS_NOPKT, adv, g);
         if (f->digest) digest_advance(f, side);
     }
@@ -689,12 +704,19 @@ static void skip_unseen(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int s, ui
     mos_ep_t *S = &f->ep[s];
     const mos_ep_t *R = &f->ep[!s];
     int64_t aoff = seq_to_off(ack, R->ref_seq, R->ref_off);
-    if (aoff > (int64_t)R->data_end) aoff = (int64_t)R->data_end;
-    if (aoff > 0 && (uint64_t)aoff > S->rbuf.head) {
-        uint64_t adv = 0;
-        digest_need(e, f);
-        int g = mos_rbuf_skip_to(&S->rbuf, (uint64_t)aoff, &adv);
-        if (g || adv) after_rbuf(e, f, slot, s, pi, adv, g);
+    if (aoff > 0 && (uint64_t)aoff > S->rbuf.head) { /* acknowledged past the in-order bytes */
+        /* up to what the sender was seen to send; and its stream ends at
+         * the FIN S accepted (bytes after it are not in it, the FIN's own
+         * number is no byte): bytes before the FIN that S acknowledged and
+         * the monitor never saw are a gap */
+        int64_t lim = (S->rflags & MOS_EPR_FIN) ? fin_off(f, s) : (int64_t)R->data_end;
+        if (aoff > lim) aoff = lim;
+        if (aoff > 0 && (uint64_t)aoff > S->rbuf.head) {
+            uint64_t adv = 0;
+            digest_need(e, f);
+            int g = mos_rbuf_skip_to(&S->rbuf, (uint64_t)aoff, &adv);
+            if (g || adv) after_rbuf(e, f, slot, s, pi, adv, g);
+        }
     }
     if (!e->cfg.keep_read && S->consumed > S->rbuf.base) release_read(f, s);
 }
@@ -770,6 +792,21 @@ static void edits_translate_ack(mos_flow_t *f, int r, mos_pkt_t *p)
     mos_seqmap_acked(m, wire);
 }
 
+/* A segment that fails PAWS (mos_tcp_ep_paws): neither model takes it; it
+ * counts as a packet its sender sent, and says why it was ignored. */
+__attribute__((noinline)) static void paws_reject(mos_engine_t *e, mos_flow_t *f, uint32_t slot,
+                                                  int s, uint32_t pi, const mos_pkt_t *p)
+{
+    mos_ep_t *S = &f->ep[s];
+    int r = !s;
+    S->pkts++;
+    S->bytes += p->seglen;
+    e->pref[pi].snd_nxt = S->snd_nxt;
+    emit(e, f, slot, MOS_EV_PKT_IN, MOS_HK_SEND, s, pi, 0, 0, 0, 0);
+    error_ev(e, f, slot, r, pi, MOS_ERR_PAWS, p->tcpopt.tsval, f->ep[r].ts_recent);
+    emit(e, f, slot, MOS_EV_PKT_IN, MOS_HK_RECV, r, pi, 0, 0, 0, 0);
+}
+
 /* One TCP packet: the sender's model, then the receiver's (mos/tcp), and
  * the events their effects make, in this order: REXMIT, STATE_CHANGE and
  * PKT_IN at SEND; CONN_START, STATE_CHANGE, ERROR / NEW_DATA and PKT_IN at
@@ -794,6 +831,10 @@ static void tcp_packet(mos_engine_t *e, uint32_t pi, mos_pkt_t *p, uint64_t ts, 
     const mos_tcp_seg_t seg = {.seq = p->seq, .ack = p->ack, .len = p->seglen, .wnd = p->win,
                                .flags = fl, .opt = &p->tcpopt};
     mos_tcp_eff_t eff;
+    if (mos_tcp_ep_paws(R, S, &seg)) { /* RFC 7323 5.3 R1: the receiver drops it */
+        paws_reject(e, f, slot, s, pi, p);
+        return;
+    }
 
     /* ---- the sender's model ---- */
     mos_tcp_ep_sent(S, R, &seg, &eff);
@@ -826,7 +867,10 @@ static void tcp_packet(mos_engine_t *e, uint32_t pi, mos_pkt_t *p, uint64_t ts, 
         return;
     }
     emit_trans(e, f, slot, r, MOS_HK_RECV, pi, &eff);
-    if (eff.oow_len) error_ev(e, f, slot, r, pi, MOS_ERR_OUT_OF_WINDOW, eff.oow_off, eff.oow_len);
+    if (__builtin_expect(eff.oow_len | eff.aft_len, 0)) {
+        if (eff.aft_len) error_ev(e, f, slot, r, pi, MOS_ERR_DATA_AFTER_FIN, eff.aft_off, eff.aft_len);
+        if (eff.oow_len) error_ev(e, f, slot, r, pi, MOS_ERR_OUT_OF_WINDOW, eff.oow_off, eff.oow_len);
+    }
     if (eff.data_len) store_data(e, f, slot, r, p, pi, eff.data_off, eff.data_len, eff.data_skip);
     emit(e, f, slot, MOS_EV_PKT_IN, MOS_HK_RECV, r, pi, 0, 0, 0, 0);
     if (__builtin_expect(f->flags & MOS_FF_EMBRYO, 0)) emb_check(e, f);
@@ -1003,6 +1047,11 @@ int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int from, int
         mos_pkt_t *p = &e->pkts[i];
         int rc = mos_decode(fr->linktype, fr->data, fr->caplen, p);
         if (rc == MOS_DEC_FRAGMENT) {
+            if (fr->caplen >= fr->wirelen && p->l3 + p->l3len > fr->data + fr->caplen) {
+                e->c.malformed++; /* as below: the fragment's IP length exceeds the wire */
+                e->c.ip_len_over_wire++;
+                continue;
+            }
             e->c.fragments++;
             uint32_t dl = 0;
             const uint8_t *d = mos_defrag_add(e->defrag, p, e->now, &dl);
@@ -1010,7 +1059,17 @@ int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int from, int
             rc = mos_decode_ip(d, dl, p);
         }
         switch (rc) {
-        case MOS_DEC_TCP: tcp_packet(e, (uint32_t)i, p, fr->ts_ns, fr->iface); break;
+        case MOS_DEC_TCP:
+            if (__builtin_expect(p->paylen < p->seglen, 0) && fr->caplen >= fr->wirelen) {
+                /* the IP length claims bytes the wire never carried: the
+                 * capture did not cut this frame (caplen = wire length),
+                 * so it is malformed, not snapped */
+                e->c.malformed++;
+                e->c.ip_len_over_wire++;
+                break;
+            }
+            tcp_packet(e, (uint32_t)i, p, fr->ts_ns, fr->iface);
+            break;
         case MOS_DEC_OTHER: e->c.non_tcp++; break;
         case MOS_DEC_TRUNCATED: e->c.truncated++; break;
         case MOS_DEC_MALFORMED: e->c.malformed++; break;

@@ -51,6 +51,8 @@ enum mos_error_reason {
     MOS_ERR_RST_OUT_OF_WINDOW, /* RST whose sequence number is not acceptable: ignored */
     MOS_ERR_NO_ROOM,           /* out-of-order bytes could not be stored (b of them) */
     MOS_ERR_BELOW_BASE,        /* retransmitted bytes older than the buffer holds (b) */
+    MOS_ERR_PAWS,              /* TSval a older than TS.Recent b (RFC 7323 5.3): segment ignored */
+    MOS_ERR_DATA_AFTER_FIN,    /* b bytes at offset a sequenced after the accepted FIN: not stored */
     MOS_ERR_COUNT
 };
 
@@ -164,6 +166,8 @@ typedef struct mos_counters {
     uint64_t nomem;                /* events or flows dropped because memory ran out */
     uint64_t embryonic;            /* live flows whose handshake is not complete */
     uint64_t evicted_embryonic;    /* of ended[MOS_END_EVICT]: embryonic flows recycled */
+    uint64_t ip_len_over_wire;     /* of malformed: the IP length claims more than the frame
+                                    * carried on the wire (not cut by the capture's snaplen) */
 } mos_counters_t;
 
 typedef struct mos_engine mos_engine_t;

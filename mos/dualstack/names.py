@@ -98,6 +98,8 @@ class ErrorReason(enum.IntEnum, metaclass=_Names):
     RST_OUT_OF_WINDOW = 6  #: RST with an unacceptable sequence number; ignored
     NO_ROOM = 7            #: b out-of-order bytes could not be stored
     BELOW_BASE = 8         #: retransmitted bytes older than the buffer holds (counter only)
+    PAWS = 9               #: TSval a older than TS.Recent b (RFC 7323 5.3): segment ignored
+    DATA_AFTER_FIN = 10    #: b bytes at offset a sequenced after the accepted FIN: not stored
 
 
 class EndReason(enum.IntEnum, metaclass=_Names):

@@ -11,11 +11,18 @@ from mos.errors import MosError
 __all__ = ["load_app"]
 
 
-def load_app(spec: str):
-    """The module named by ``spec``: a module name or a ``.py`` file path."""
+def load_app(spec: str, settings=None):
+    """The module named by ``spec``: a module name or a ``.py`` file path.
+    When ``spec`` is the ``app:`` of ``settings`` (not a ``--app`` given on
+    the command line), an error names the settings file, line and key."""
+    def fail(why: str) -> MosError:
+        if settings is not None and spec == settings.app:
+            return settings.error("app", why)
+        return MosError(f"--app: {why}")
+
     if spec.endswith(".py") or os.path.sep in spec:
         if not os.path.exists(spec):
-            raise MosError(f"--app: no such file {spec!r}")
+            raise fail(f"no such file {spec!r}")
         name = os.path.splitext(os.path.basename(spec))[0]
         sp = importlib.util.spec_from_file_location(name, spec)
         mod = importlib.util.module_from_spec(sp)
@@ -24,4 +31,4 @@ def load_app(spec: str):
     try:
         return importlib.import_module(spec)
     except ImportError as exc:
-        raise MosError(f"--app: cannot import {spec!r}: {exc}") from None
+        raise fail(f"cannot import {spec!r}: {exc}") from None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from mos.errors import ConfigError
+from mos.errors import CaptureError, ConfigError, MosError, OutputError
 
 __all__ = ["CapturePort", "open_port", "path_mtu", "eal_args"]
 
@@ -54,15 +54,22 @@ class CapturePort:
             w.close()
 
 
+_AFPACKET_OPTIONS = ("block_bytes", "poll_ms", "retire_ms", "rx_ring", "tx")
+
+
 def open_port(spec, settings, fanout_group: Optional[int]):
-    """The port object for one `ports:` entry."""
+    """The port object for one `ports:` entry.  What only opening the port
+    finds out (no such interface, an option the driver does not take, no
+    such capture file or DPDK port) is a ConfigError naming the settings
+    file, the line and the key (`Settings.error`)."""
+    err = settings.port_error
     if spec.driver == "afpacket":
         from mos.ports._afpacket import AfPacketPort
         opts = dict(spec.options or {})
-        unknown = set(opts) - {"rx_ring", "tx", "retire_ms", "block_bytes", "poll_ms"}
+        unknown = sorted(set(opts) - set(_AFPACKET_OPTIONS))
         if unknown:
-            raise ConfigError(f"ports[{spec.name}].options: unknown afpacket option "
-                              f"{sorted(unknown)[0]!r}")
+            raise err(spec, f"options.{unknown[0]}", f"unknown afpacket option {unknown[0]!r} "
+                      f"(known: {', '.join(_AFPACKET_OPTIONS)})", "options")
         # in-line: per-frame TPACKET_V2 slots by default, since a V3 block
         # reaches user space only when full or after its 1 ms retire timer,
         # which adds up to 1 ms per hop to every round trip (measured in
@@ -70,24 +77,49 @@ def open_port(spec, settings, fanout_group: Optional[int]):
         # In-line, a reassembled datagram could not be sent on: no fanout
         # defrag; a passive tap must also see what the host sends.
         opts.setdefault("rx_ring", "v2" if settings.mode == "inline" else "v3")
-        return AfPacketPort(spec.iface, fanout_group=fanout_group,
-                            ring_bytes=spec.rx_ring_mb << 20,
-                            fanout_defrag=settings.mode != "inline",
-                            see_outgoing=settings.mode == "passive", **opts)
+        try:
+            return AfPacketPort(spec.iface, fanout_group=fanout_group,
+                                ring_bytes=spec.rx_ring_mb << 20,
+                                fanout_defrag=settings.mode != "inline",
+                                see_outgoing=settings.mode == "passive", **opts)
+        except FileNotFoundError:
+            raise err(spec, "iface", f"{spec.iface!r}: no such interface (in this network "
+                                     f"namespace)") from None
+        except (ValueError, TypeError) as exc:  # an option's value: "rx_ring: 'v9' is not..."
+            key, _, why = str(exc).partition(": ")
+            if key in opts:
+                raise err(spec, f"options.{key}", why) from None
+            raise err(spec, "options", str(exc)) from None
     if spec.driver == "dpdk":
         from mos.ports.dpdk import DpdkPort
-        return DpdkPort(spec.port_id, eal_args(settings), queues=settings.workers)
+        try:
+            return DpdkPort(spec.port_id, eal_args(settings), queues=settings.workers)
+        except ConfigError as exc:  # "eal_args[2]: ...": the EAL arguments of the file
+            msg = str(exc)
+            if msg.startswith("eal_args"):
+                key, _, why = msg.partition(": ")
+                raise settings.error("dpdk." + key, why) from None
+            raise err(spec, "port_id", msg) from None
+        except MosError as exc:
+            if "EAL init failed" in str(exc) or "was stopped" in str(exc):
+                raise settings.error("dpdk.eal_args", str(exc)) from None
+            raise err(spec, "port_id", f"{spec.port_id}: {exc}") from None
     if spec.driver == "pcap":
         opts = dict(spec.options or {})
-        unknown = set(opts) - {"write"}
+        unknown = sorted(set(opts) - {"write"})
         if unknown:
-            raise ConfigError(f"ports[{spec.name}].options: unknown pcap option "
-                              f"{sorted(unknown)[0]!r} (known: write)")
+            raise err(spec, f"options.{unknown[0]}",
+                      f"unknown pcap option {unknown[0]!r} (known: write)", "options")
         write = opts.get("write")
         if write is not None and not isinstance(write, str):
-            raise ConfigError(f"ports[{spec.name}].options.write: {write!r} is not a file name")
-        return CapturePort(spec.path, write)
-    raise ConfigError(f"ports: driver {spec.driver!r} cannot be used in-line")
+            raise err(spec, "options.write", f"{write!r} is not a file name")
+        try:
+            return CapturePort(spec.path, write)
+        except CaptureError as exc:
+            raise err(spec, "path", str(exc)) from None
+        except OutputError as exc:
+            raise err(spec, "options.write", str(exc)) from None
+    raise err(spec, "driver", f"{spec.driver!r} cannot be used in-line")
 
 
 def eal_args(settings) -> list[str]:

@@ -49,8 +49,8 @@ def _peers(settings) -> list[int]:
     return peers
 
 
-def _load_app(spec):
-    return load_app(spec) if spec else None
+def _load_app(spec, settings=None):
+    return load_app(spec, settings) if spec else None
 
 
 @contextlib.contextmanager
@@ -105,7 +105,7 @@ def _worker(settings, app_spec, fanout_group, result_q, status: bool, ready_q=No
                     turn.notify_all()
         eng = _engine(engine_type, settings)
         eng.mtu = path_mtu(ports)
-        app = _load_app(app_spec)
+        app = _load_app(app_spec, settings)
         if app is not None:
             app.attach(eng)
         if ready_q is not None:
@@ -126,7 +126,9 @@ def _worker(settings, app_spec, fanout_group, result_q, status: bool, ready_q=No
             error, counters = _one_line(exc), eng.port_counters()
         result_q.put(_finish(eng, app, settings, counters, [p.stats() for p in ports], error))
     except Exception as exc:  # reported by the parent as one line
-        result_q.put({"error": f"{type(exc).__name__}: {exc}"})
+        # mos's own errors say what and where (a ConfigError: FILE:LINE: KEY: why)
+        result_q.put({"error": str(exc) if isinstance(exc, MosError)
+                      else f"{type(exc).__name__}: {exc}"})
         if ready_q is not None:
             ready_q.put(-1)
     finally:
@@ -233,7 +235,7 @@ def _run_threads(settings, app_spec, status, ready, engine_type) -> int:
             try:
                 for spec in settings.ports:
                     ports.append(open_port(spec, settings, None))
-                app = _load_app(app_spec)
+                app = _load_app(app_spec, settings)
             except Exception as exc:
                 print(f"mos: error: {type(exc).__name__}: {exc}", file=sys.stderr)
                 return 2
@@ -339,7 +341,7 @@ def _run_captures(settings, app_spec, status, ready, engine_type) -> int:
             try:
                 for spec in settings.ports:
                     ports.append(open_port(spec, settings, None))
-                app = _load_app(app_spec)
+                app = _load_app(app_spec, settings)
                 eng = _engine(engine_type, settings)
                 if app is not None:
                     app.attach(eng)

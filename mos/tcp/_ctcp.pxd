@@ -24,6 +24,7 @@ cdef extern from "endpoint.h" nogil:
         MOS_TCPS_COUNT, MOS_TCP_NINPUTS
         MOS_EPF_ISN, MOS_EPF_SENT, MOS_EPF_ACKED, MOS_EPF_FIN, MOS_EPF_WSCALE, MOS_EPF_SACKOK
         MOS_EPF_TS, MOS_EPF_UNMON
+        MOS_EPR_FIN, MOS_EPR_TSREC
         MOS_TCP_PASSIVE, MOS_TCP_HOST, MOS_TCP_MONITOR
         MOS_TCP_FOR_MONITOR, MOS_TCP_FOR_HOST
         MOS_TCP_RST_ACCEPT, MOS_TCP_RST_REJECT
@@ -42,6 +43,7 @@ cdef extern from "endpoint.h" nogil:
         uint8_t syn_seen
         uint16_t mss
         uint8_t role
+        uint8_t rflags
         uint32_t isn
         uint32_t snd_nxt
         uint32_t ack
@@ -50,6 +52,8 @@ cdef extern from "endpoint.h" nogil:
         uint32_t fin_seq
         uint32_t tsval
         uint32_t ref_seq
+        uint32_t ts_recent
+        uint32_t fin_rcv
         uint64_t ref_off
         uint64_t data_end
         uint64_t pkts
@@ -67,13 +71,14 @@ cdef extern from "endpoint.h" nogil:
     ctypedef struct mos_tcp_eff_t:
         uint8_t ntrans, rexmit, rst, fin, hint
         uint32_t trans
-        uint32_t snd_nxt0, data_len, data_skip, oow_len
-        uint64_t rexmit_off, data_off, oow_off
+        uint32_t snd_nxt0, data_len, data_skip, oow_len, aft_len
+        uint64_t rexmit_off, data_off, oow_off, aft_off
 
     void mos_tcp_ep_sent(mos_tcp_ep_t *S, const mos_tcp_ep_t *peer, const mos_tcp_seg_t *seg,
                          mos_tcp_eff_t *eff)
     void mos_tcp_ep_input(mos_tcp_ep_t *R, const mos_tcp_ep_t *peer, const mos_tcp_seg_t *seg,
                           uint64_t now, mos_tcp_eff_t *eff)
     int mos_tcp_ep_action(mos_tcp_ep_t *ep, int input, mos_tcp_eff_t *eff)
+    int mos_tcp_ep_paws(const mos_tcp_ep_t *R, const mos_tcp_ep_t *peer, const mos_tcp_seg_t *seg)
     int mos_tcp_trans_from(uint32_t trans, int k)
     int mos_tcp_trans_to(uint32_t trans, int k)

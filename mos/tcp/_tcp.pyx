@@ -127,9 +127,11 @@ class Effects:
     (RFC 5961 3.2); fin (a FIN accepted); ack_needed and challenge_ack
     (hints for an end host); snd_nxt0 (sent: SND.NXT before the segment);
     data (stream offset, length) accepted after window clipping, skip
-    (leading bytes before the stream start), out_of_window (offset, length)."""
+    (leading bytes before the stream start), out_of_window (offset, length),
+    after_fin (offset, length) of bytes sequenced after the accepted FIN;
+    paws: the segment failed PAWS (RFC 7323 5.3) and nothing else was done."""
     __slots__ = ("transitions", "rexmit", "rst", "fin", "ack_needed", "challenge_ack",
-                 "snd_nxt0", "data", "skip", "out_of_window")
+                 "snd_nxt0", "data", "skip", "out_of_window", "after_fin", "paws")
 
     def __repr__(self):
         return "Effects(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__) + ")"
@@ -148,6 +150,8 @@ cdef object _effects(const mos_tcp_eff_t *e, uint32_t seglen, bint sent):
     r.data = (e.data_off, e.data_len) if e.data_len else None
     r.skip = e.data_skip
     r.out_of_window = (e.oow_off, e.oow_len) if e.oow_len else None
+    r.after_fin = (e.aft_off, e.aft_len) if (not sent and e.aft_len) else None
+    r.paws = False
     return r
 
 
@@ -160,12 +164,14 @@ cdef class Endpoint:
     snd_nxt, default iss + 1), rcv_nxt and rcv_wnd (the last ACK it sent
     and its window), fin_seq (its FIN's sequence number).  syn_seen: its
     SYN was seen (the receive window is trusted only once both were).
+    ts_ok: its SYN carried the Timestamps option (RFC 7323 3.2); ts_recent:
+    the TS.Recent it holds (RFC 7323 4.3), None if none yet.
     """
     cdef mos_tcp_ep_t ep
 
     def __init__(self, state="CLOSED", *, role="monitor", passive=False, iss=None, snd_nxt=None,
                  rcv_nxt=None, rcv_wnd=65535, rwin_edge=None, fin_seq=None, syn_seen=True,
-                 wscale=None, mss=0):
+                 wscale=None, mss=0, ts_ok=False, ts_recent=None):
         if role not in ("monitor", "host"):
             raise ValueError(f"role {role!r} is not one of monitor, host")
         memset(&self.ep, 0, sizeof(self.ep))
@@ -191,6 +197,11 @@ cdef class Endpoint:
             self.ep.flags |= MOS_EPF_WSCALE
             self.ep.wscale = wscale
         self.ep.mss = mss
+        if ts_ok:
+            self.ep.flags |= MOS_EPF_TS
+        if ts_recent is not None:
+            self.ep.rflags |= MOS_EPR_TSREC
+            self.ep.ts_recent = ts_recent
 
     @property
     def state(self):
@@ -237,6 +248,15 @@ cdef class Endpoint:
         return self.ep.tsval
 
     @property
+    def ts_recent(self):
+        return self.ep.ts_recent if self.ep.rflags & MOS_EPR_TSREC else None
+
+    @property
+    def fin_rcv(self):
+        """Sequence number of the peer's FIN it accepted, or None."""
+        return self.ep.fin_rcv if self.ep.rflags & MOS_EPR_FIN else None
+
+    @property
     def data_end(self):
         return self.ep.data_end
 
@@ -260,14 +280,28 @@ cdef class Endpoint:
 
     def input(self, seg, Endpoint peer, uint64_t now=0):
         """This endpoint received seg from peer; peer.sent(seg, self) must
-        have run first (the peer maps sequence numbers to stream offsets)."""
+        have run first (the peer maps sequence numbers to stream offsets).
+        PAWS (mos_tcp_ep_paws) runs first, as both roles do: a segment that
+        fails it gives Effects with paws True and nothing else."""
         cdef mos_tcp_seg_t s
         cdef mos_tcp_opts_t o
         cdef mos_tcp_eff_t e
         memset(&e, 0, sizeof(e))
         _seg_from(&s, &o, seg)
+        if mos_tcp_ep_paws(&self.ep, &peer.ep, &s):
+            r = _effects(&e, s.len, False)
+            r.paws = True
+            return r
         mos_tcp_ep_input(&self.ep, &peer.ep, &s, now, &e)
         return _effects(&e, s.len, False)
+
+    def paws(self, seg, Endpoint peer):
+        """Only the PAWS check of RFC 7323 5.3 (R1; R3 records TS.Recent):
+        True if this endpoint must not accept seg from peer."""
+        cdef mos_tcp_seg_t s
+        cdef mos_tcp_opts_t o
+        _seg_from(&s, &o, seg)
+        return bool(mos_tcp_ep_paws(&self.ep, &peer.ep, &s))
 
     def action(self, name):
         """Apply one table input directly (USER_CLOSE, SENT_RST, ...)."""

@@ -87,6 +87,12 @@ enum {
     MOS_EPF_UNMON = 128,    /* monitoring stopped for this side */
 };
 
+/* what an endpoint received (rflags) */
+enum {
+    MOS_EPR_FIN = 1,        /* accepted its peer's FIN: fin_rcv valid */
+    MOS_EPR_TSREC = 2,      /* ts_recent valid (RFC 7323 4.3) */
+};
+
 /* role bits: exactly one of MOS_TCP_MONITOR and MOS_TCP_HOST (the same bits
  * as MOS_TCP_FOR_*, so a cell applies when cell.who & role) */
 enum {
@@ -107,7 +113,7 @@ typedef struct mos_tcp_ep {
     uint8_t syn_seen;      /* 1: its SYN seen (not guessed) */
     uint16_t mss;          /* MSS it advertised (RFC 9293 3.7.1) */
     uint8_t role;          /* MOS_TCP_MONITOR or MOS_TCP_HOST, | MOS_TCP_PASSIVE */
-    uint8_t _pad;
+    uint8_t rflags;        /* MOS_EPR_*: what it received */
     union { uint32_t isn; uint32_t iss; };      /* its initial sequence number */
     uint32_t snd_nxt;      /* SND.NXT: highest sequence number sent + 1 (SYN/FIN count) */
     union { uint32_t ack; uint32_t rcv_nxt; };  /* last acknowledgement number it sent */
@@ -116,6 +122,9 @@ typedef struct mos_tcp_ep {
     uint32_t fin_seq;      /* sequence number of its FIN */
     uint32_t tsval;        /* last TSval it sent (RFC 7323 3) */
     uint32_t ref_seq;      /* seq <-> 64-bit offset reference for what it sends */
+    uint32_t ts_recent;    /* TS.Recent (RFC 7323 4.3): the peer's TSval it holds for PAWS */
+    uint32_t fin_rcv;      /* sequence number of the peer's FIN it accepted: its stream ends
+                            * there (RFC 9293 3.10.7.4 seventh: text after it is ignored) */
     uint64_t ref_off;
     uint64_t data_end;     /* highest stream offset of its data seen + 1 */
     uint64_t pkts;         /* packets sent */
@@ -164,9 +173,11 @@ typedef struct mos_tcp_eff {
     uint32_t data_len;             /* input: payload bytes accepted (after window clipping) */
     uint32_t data_skip;            /* input: leading payload bytes before the stream start */
     uint32_t oow_len;              /* input: bytes beyond the receive window (0: none) */
+    uint32_t aft_len;              /* input: bytes after the FIN it accepted (0: none) */
     uint64_t rexmit_off;           /* sent, rexmit: stream offset repeated (len: seg->len) */
     uint64_t data_off;             /* input, data_len: stream offset of the accepted bytes */
     uint64_t oow_off;              /* input, oow_len: offset of the part beyond the window */
+    uint64_t aft_off;              /* input, aft_len: offset of the part after the FIN */
 } mos_tcp_eff_t;
 
 /* the fields every call sets */
@@ -260,9 +271,79 @@ static inline int mos_tcp_rst_acceptable(const mos_tcp_ep_t *ep, const mos_tcp_e
         /* data in flight the receiver has not acknowledged yet */
         return (peer->flags & MOS_EPF_ISN) && seq_in(seg->seq, ep->ack, peer->snd_nxt + 1);
     }
-    if (peer->flags & MOS_EPF_ISN) /* the receiver never spoke: judge by the sender's own space */
-        return seq_in(seg->seq, peer->snd_nxt - 1, peer->snd_nxt + 65536);
+    if (peer->flags & MOS_EPF_ISN) { /* the receiver never spoke: judge by the sender's own space */
+        uint32_t lo = peer->snd_nxt - 1;
+        /* having seen the sender's SYN, its RCV.NXT is at least ISN+1: a RST
+         * below that is outside any window it can have (RFC 5961 3.2), for
+         * instance one right after the SYN with the SYN's own number */
+        if (peer->syn_seen && seq_lt(lo, peer->isn + 1)) lo = peer->isn + 1;
+        return seq_in(seg->seq, lo, peer->snd_nxt + 65536);
+    }
     return 1;
+}
+
+/* ---------------------------------------------------------------- PAWS */
+
+/* RFC 7323 5.3 (PAWS) for a segment `peer` sent to R, before anything else
+ * of it is processed (R1 comes before the window check R2): returns 1 if R
+ * must not accept it (R1).  It only reads: TS.Recent is recorded (R3, and
+ * from a SYN) by mos_tcp_ep_input, once the segment is taken.  Both roles
+ * call it first: the monitor before the sender's model (a segment the
+ * receiver drops must not move the sender's model either: it is an old
+ * duplicate, or not from the sender at all), an end host before
+ * mos_tcp_ep_input.
+ *
+ * PAWS applies once the flow negotiated timestamps (RFC 7323 3.2: both
+ * SYNs carried the option).  Until the receiver's own SYN is seen, the
+ * sender's offer is enough: a receiver that got a SYN with a Timestamps
+ * option holds TS.Recent from it, and a segment claiming an older TSval
+ * from the same sender before the SYN-ACK (a spoofed RST or FIN racing the
+ * handshake) is what PAWS is for.  A SYN-ACK without the option turns it
+ * off again.
+ *
+ * RST segments: RFC 7323 5.3 R1 exempts them ("and if the RST bit is not
+ * set"), keeping RFC 1323's advice that a RST be acceptable whatever its
+ * timestamp, as old duplicate RSTs should be rare and their cleanup more
+ * useful than the check.  An end host follows that.  The monitor does not:
+ * a RST carrying a TSval older than TS.Recent was not sent by the sender's
+ * current incarnation (stacks send RSTs without timestamps, as Linux's
+ * tcp_v4_send_reset, or with the current clock), so it is most likely
+ * injected, and honouring it would end inspection of a connection that
+ * goes on.  The cost of the choice is a flow kept until its idle timeout
+ * if a real receiver did honour such a RST.
+ *
+ * TS.Recent is not expired after 24 days idle (RFC 7323 5.5): the model
+ * keeps no clock, and the monitor's idle timeout ends flows long before. */
+static inline int mos_tcp_ep_paws(const mos_tcp_ep_t *restrict R,
+                                  const mos_tcp_ep_t *restrict peer,
+                                  const mos_tcp_seg_t *restrict seg)
+{
+    const mos_tcp_opts_t *o = seg->opt;
+    /* R1 needs a Timestamps option and a valid TS.Recent; timestamps
+     * compare modulo 2^32, as sequence numbers (RFC 7323 5.2) */
+    if (!(o->opts & MOS_OPT_TS) || !(R->rflags & MOS_EPR_TSREC) ||
+        __builtin_expect(!seq_lt(o->tsval, R->ts_recent), 1))
+        return 0;
+    int negotiated = (peer->flags & MOS_EPF_TS) && (!R->syn_seen || (R->flags & MOS_EPF_TS));
+    return negotiated && !((seg->flags & MOS_TH_RST) && (R->role & MOS_TCP_HOST));
+}
+
+/* TS.Recent after a segment R took (RFC 7323 4.3): a SYN's TSval starts
+ * it; then R3, SEG.TSval >= TS.Recent and SEG.SEQ =< Last.ACK.sent (the
+ * monitor's Last.ACK.sent is the last ACK it saw R send: it lags the real
+ * one, so its TS.Recent lags too and PAWS errs on the side of accepting).
+ * SEG.TSval >= TS.Recent needs no test here: the segment passed
+ * mos_tcp_ep_paws, and where PAWS is off TS.Recent is never used. */
+static inline void mos_tcp_ep_ts_recent(mos_tcp_ep_t *restrict R, const mos_tcp_seg_t *restrict seg)
+{
+    const mos_tcp_opts_t *o = seg->opt;
+    if (!(o->opts & MOS_OPT_TS)) return;
+    if (__builtin_expect(R->rflags & MOS_EPR_TSREC, 1)) {
+        if ((R->flags & MOS_EPF_ACKED) && seq_leq(seg->seq, R->ack)) R->ts_recent = o->tsval;
+    } else if (seg->flags & MOS_TH_SYN) {
+        R->ts_recent = o->tsval;
+        R->rflags |= MOS_EPR_TSREC;
+    }
 }
 
 /* ---------------------------------------------------------------- sent */
@@ -344,7 +425,12 @@ static inline void mos_tcp_ep_sent(mos_tcp_ep_t *restrict S, const mos_tcp_ep_t 
         else if (!(fl & MOS_TH_ACK)) mos_tcp_ep_step(S, MOS_TCP_SENT_SYN, eff);
     }
     if (fl & MOS_TH_FIN) { /* the sender's model follows what it sent, valid or not */
-        if (!(S->flags & MOS_EPF_FIN) || seq_gt(end - 1, S->fin_seq)) S->fin_seq = end - 1;
+        /* a later FIN moves fin_seq until the receiver accepted one: then its
+         * stream ended there (RFC 9293 3.10.7.4), and only an ACK of that FIN
+         * acknowledges this side's FIN */
+        if (!(S->flags & MOS_EPF_FIN) ||
+            (seq_gt(end - 1, S->fin_seq) && !(peer->rflags & MOS_EPR_FIN)))
+            S->fin_seq = end - 1;
         S->flags |= MOS_EPF_FIN;
         int acks_peer = (fl & MOS_TH_ACK) && (peer->flags & MOS_EPF_FIN) &&
                         seq_geq(seg->ack, peer->fin_seq + 1);
@@ -368,7 +454,7 @@ static inline void mos_tcp_ep_input(mos_tcp_ep_t *restrict R, const mos_tcp_ep_t
     uint8_t fl = seg->flags;
     uint32_t len = seg->len;
     mos_tcp_eff_clear(eff);
-    eff->data_len = eff->data_skip = eff->oow_len = 0;
+    eff->data_len = eff->data_skip = eff->oow_len = eff->aft_len = 0;
     if (fl & MOS_TH_RST) {
         int exact;
         if (mos_tcp_rst_acceptable(R, peer, seg, &exact)) {
@@ -380,6 +466,7 @@ static inline void mos_tcp_ep_input(mos_tcp_ep_t *restrict R, const mos_tcp_ep_t
         }
         return;
     }
+    mos_tcp_ep_ts_recent(R, seg);
     if ((fl & MOS_TH_ACK) && !(R->flags & MOS_EPF_ISN))
         mos_tcp_ep_init_isn(R, seg->ack - 1); /* mid-stream: its ISN guessed from the ACK */
     uint32_t syn = (fl & MOS_TH_SYN) ? 1 : 0;
@@ -395,6 +482,24 @@ static inline void mos_tcp_ep_input(mos_tcp_ep_t *restrict R, const mos_tcp_ep_t
      * SYN-SENT) or before the start of the stream, so such a FIN closes
      * nothing (it is how FIN-based evasion and scans look) */
     int fin = (fl & MOS_TH_FIN) && (fl & MOS_TH_ACK) && doff + (int64_t)len >= 0;
+    if (__builtin_expect(R->rflags & MOS_EPR_FIN, 0)) {
+        /* The first FIN accepted fixed the end of the stream (RFC 9293
+         * 3.10.7.4: RCV.NXT moved over it; in CLOSE-WAIT, CLOSING, LAST-ACK
+         * and TIME-WAIT segment text is ignored).  A FIN at another sequence
+         * number is not a FIN any more, and the bytes sequenced after the
+         * FIN are not in the stream: a receiver never accepts them. */
+        if (fin && dseq + len != R->fin_rcv) fin = 0;
+        int64_t foff = seq_to_off(R->fin_rcv, peer->ref_seq, peer->ref_off);
+        if (doff + (int64_t)len > foff) {
+            int64_t from = doff > foff ? doff : foff;
+            eff->aft_off = (uint64_t)from;
+            eff->aft_len = (uint32_t)(doff + (int64_t)len - from);
+            len -= eff->aft_len;
+        }
+    } else if (fin) {
+        R->rflags |= MOS_EPR_FIN;
+        R->fin_rcv = dseq + len;
+    }
     /* RFC 9293 3.10.7.2-3.10.7.4: SYN, then ACK, then FIN */
     if (syn && !(fl & MOS_TH_ACK)) mos_tcp_ep_step(R, MOS_TCP_RCV_SYN, eff);
     else if (acks_syn) mos_tcp_ep_step(R, syn ? MOS_TCP_RCV_SYNACK : MOS_TCP_RCV_ACK_SYN, eff);
