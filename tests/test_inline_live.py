@@ -396,10 +396,14 @@ def test_two_workers_keep_every_flow_whole(testbed, tmp_path, www, driver):
     assert c["flows"] == 16
     assert min(c["worker_flows"]) > 0, c
     # and both directions of each on the same worker: every flow was seen to
-    # end by its endpoints (FINs or RST), none of its packets reached a worker
-    # that did not know it
-    assert c["orphans"] == 0, c
+    # end by its endpoints (FINs or RST), which needs both directions' FINs
+    # on one worker
     assert c["ended"]["close"] + c["ended"]["rst"] == 16, c
+    # a segment retransmitted after its flow closed (the veths drop frames
+    # when the machine is loaded) arrives for no flow: an orphan, 1 run in 5
+    # here; a flow split across workers would give many (every packet of one
+    # direction) and no close above
+    assert c["orphans"] <= 2, c
     west, east = c["ports"]["west"], c["ports"]["east"]
     assert west["rx"] == east["tx"] + east["tx_dropped"] + west["dropped"]
     assert east["rx"] == west["tx"] + west["tx_dropped"] + east["dropped"]
