@@ -130,6 +130,10 @@ class _Records:
         self.pending.clear()
 
 
+_STATE_NAME = {st: st.name for st in mos.TcpState}
+_SERVER, _CLIENT = mos.Side.SERVER, mos.Side.CLIENT
+
+
 class _Streams:
     """Writes one record per flow direction at CONN_END."""
 
@@ -188,18 +192,21 @@ class _Streams:
         if self.write_dir:
             for s in (mos.Side.CLIENT, mos.Side.SERVER):
                 self.on_data(flow, s, event, final=True)
-        base = {"client": flow.client_addr, "server": flow.server_addr}
-        states = {"client_state": flow.client.state.name, "server_state": flow.server.state.name}
-        out = []
-        for direction, s in (("c2s", mos.Side.SERVER), ("s2c", mos.Side.CLIENT)):
+        # the line json.dumps would write for the record, formatted directly
+        # (a few microseconds per flow less): every string in it is ASCII
+        # with nothing to escape (addresses, hex digests, state names)
+        head = f'{{"client": "{flow.client_addr}", "server": "{flow.server_addr}", "direction": '
+        tail = (f', "client_state": "{_STATE_NAME[flow.client.state]}", '
+                f'"server_state": "{_STATE_NAME[flow.server.state]}"')
+        lines = []
+        for direction, s in (('"c2s"', _SERVER), ('"s2c"', _CLIENT)):
             hashed, lost = flow.digest_info(s)
-            gaps = [[o, n] for o, n in flow.gaps(s)]
-            rec = dict(base, direction=direction, bytes=hashed, sha256=flow.sha256(s), gaps=gaps)
-            rec.update(states)
-            if lost:
-                rec["lost"] = lost
-            out.append(rec)
-        self.records.add(flow.id, json.dumps(out[0]), json.dumps(out[1]))
+            gaps = flow.gaps(s)
+            gj = json.dumps([[o, n] for o, n in gaps]) if gaps else "[]"
+            line = (f'{head}{direction}, "bytes": {hashed}, "sha256": "{flow.sha256(s)}", '
+                    f'"gaps": {gj}{tail}')
+            lines.append(line + (f', "lost": {lost}}}' if lost else "}"))
+        self.records.add(flow.id, lines[0], lines[1])
 
 
 def cmd_streams(args) -> int:
