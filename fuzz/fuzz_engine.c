@@ -72,6 +72,8 @@ typedef struct h {
     int nfr;
 } h_t;
 
+static int debug = -1; /* FUZZ_DEBUG=1: print events and handler actions */
+
 static inline uint8_t pattern(uint16_t sport, uint32_t seq)
 {
     uint32_t x = seq * 0x9e3779b1u ^ (uint32_t)sport * 0x85ebca77u;
@@ -148,7 +150,7 @@ static void ppeek(h_t *h, mos_flow_t *f, uint32_t slot, int side, uint64_t off, 
 static void handle(h_t *h, const mos_event_t *ev)
 {
     uint8_t a = fin_u8(&h->in);
-    if (getenv("FUZZ_DEBUG")) fprintf(stderr, "  action %d\n", a % 11);
+    if (debug) fprintf(stderr, "  action %d\n", a % 11);
     if (ev->flow == MOS_NIL) return;
     mos_flow_t *f = mos_engine_flow_any(h->e, ev->flow);
     if (!f || !(f->flags & (MOS_FF_LIVE | MOS_FF_DYING))) return;
@@ -257,7 +259,7 @@ static void dispatch(h_t *h, int nframes)
         evs = mos_engine_events(h->e, &n); /* a handler may add events (reset): re-read */
         if (i >= n) break;
         const mos_event_t ev = evs[i];
-        if (getenv("FUZZ_DEBUG"))
+        if (debug)
             fprintf(stderr, "ev type %u hook %u side %u flow %u pkt %u reason %u\n", ev.type,
                     ev.hook, ev.side, ev.flow, ev.pkt, ev.reason);
         FUZZ_CHECK(ev.type < MOS_EV_COUNT && ev.hook <= MOS_HK_NONE && ev.side <= 1,
@@ -687,6 +689,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static h_t H;
     h_t *h = &H;
+    if (debug < 0) debug = getenv("FUZZ_DEBUG") != NULL;
     memset(h->si, 0, sizeof h->si);
     h->in = (fuzz_in_t){data, size};
     h->nfr = 0;

@@ -20,15 +20,15 @@ failed=0
 summary=()
 for h in "$@"; do
     case $h in
-        capture) dict=fuzz/capture.dict ;;
-        settings) dict=fuzz/settings.dict ;;
-        *) dict=fuzz/tcp.dict ;;
+        capture) dict=fuzz/capture.dict maxlen=65536 ;;
+        settings) dict=fuzz/settings.dict maxlen=8192 ;;
+        *) dict=fuzz/tcp.dict maxlen=16384 ;;
     esac
     work=$out/work/$h
     [ "$mode" = ci ] && work=$(mktemp -d "$out/ci-$h.XXXXXX")
     mkdir -p "$work" "$out/artifacts/$h" "fuzz/corpus/$h" "fuzz/regressions/$h"
     log=$out/logs/$h.log
-    args=(-max_total_time="$secs" -timeout=10 -rss_limit_mb=2560 -max_len=65536
+    args=(-max_total_time="$secs" -timeout=10 -rss_limit_mb=2560 -max_len=$maxlen
           -print_final_stats=1 -artifact_prefix="$out/artifacts/$h/" -dict="$dict"
           "$work" "fuzz/corpus/$h" "fuzz/regressions/$h")
     if [ "$h" = settings ]; then
