@@ -55,6 +55,7 @@ for h in "$@"; do
         if [ -n "$repro" ]; then
             line="$line, reproducer $repro"
             echo "reproducer: $repro"
+            grep -m1 '^Base64: ' "$log" || true  # the input itself, for CI logs
         fi
     fi
     echo "$line"
