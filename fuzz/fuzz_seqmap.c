@@ -235,6 +235,13 @@ static void check_frame(fuzz_in_t *in, mos_seqmap_t *own, mos_seqmap_t *peer, ui
         uint8_t *pay = malloc(want ? want : 1);
         mos_seqmap_rewrite(own, sg.seq, rawbuf + s, l, pay, want, &wseq);
         if (!l) wseq = mos_seqmap_out(own, sg.seq);
+        if (getenv("FUZZ_DEBUG")) {
+            fprintf(stderr, "seq %u len %u flags %x syn? paylen %u want %u wseq %u qseq %u\n", sg.seq, l,
+                    sg.flags, q.paylen, want, wseq, q.seq);
+            for (uint32_t i = 0; i < own->n; i++)
+                fprintf(stderr, "  edit seq %u del %u ins %u after %u\n", own->e[i].seq,
+                        own->e[i].del, own->e[i].ins_len, own->e[i].after);
+        }
         FUZZ_CHECK(q.paylen == want && memcmp(q.payload, pay, want) == 0, "payload differs");
         FUZZ_CHECK(q.seq == wseq, "seq %u, map says %u", q.seq, wseq);
         free(pay);
