@@ -2,7 +2,7 @@
 #
 #   make fuzz-build   the libFuzzer harnesses, clang + ASan + UBSan, in build/fuzz/
 #   make fuzz         every harness FUZZ_SECONDS (300) each, corpus kept in build/fuzz/work/
-#   make fuzz-ci      every harness FUZZ_CI_SECONDS (25) each on the committed seeds and
+#   make fuzz-ci      every harness FUZZ_CI_SECONDS (20) each on the committed seeds and
 #                     regression inputs; a crash fails it and names the reproducer
 #   FUZZ_HARNESSES="rbuf engine" limits either to some harnesses.
 #
@@ -10,7 +10,7 @@
 # the same files setup.py puts in libmos_core.so, minus the AF_PACKET port.
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 300
-FUZZ_CI_SECONDS ?= 25
+FUZZ_CI_SECONDS ?= 20
 FUZZ_HARNESSES ?= capture engine endpoint seqmap rbuf settings
 FUZZ_DIR := build/fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all

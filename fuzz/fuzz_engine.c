@@ -165,8 +165,15 @@ static void handle(h_t *h, const mos_event_t *ev)
     case 3:
         peek(h, f, slot, side, fin_u8(&h->in));
         break;
-    case 4: { /* ppeek near base / head */
+    case 4: { /* ppeek near base / head; the views' other reads */
         const mos_rbuf_t *rb = &f->ep[side].rbuf;
+        FUZZ_CHECK(mos_engine_flow(h->e, slot, f->gen) == f, "Flow._f() misses a live flow");
+        FUZZ_CHECK(mos_engine_flow(h->e, slot, f->gen + 1) == NULL, "a stale Flow finds a flow");
+        (void)mos_flow_acked(f, side);
+        (void)mos_flow_wire_seq(f, side, f->ep[side].snd_nxt);
+        (void)mos_engine_memory(h->e);
+        (void)mos_engine_defrag_stats(h->e);
+        FUZZ_CHECK(mos_engine_now(h->e) <= h->now, "engine time ahead of the frames");
         uint8_t w = fin_u8(&h->in);
         uint64_t off = (w & 1 ? rb->head : rb->base) + (int8_t)fin_u8(&h->in);
         ppeek(h, f, slot, side, off, fin_u16(&h->in) % 4096);
@@ -594,7 +601,11 @@ static void op(h_t *h, uint8_t code)
         break;
     case 18: /* time passes: a little, or past the idle timeout */
         run_burst(h);
-        h->now += (fin_u8(in) & 1) ? 5000000000ull : 100000000ull;
+        {
+            /* 30 ms: inside the LRU grain; 100 ms; 5 s: past every timeout */
+            static const uint64_t steps[4] = {30000000ull, 100000000ull, 5000000000ull, 1000ull};
+            h->now += steps[fin_u8(in) & 3];
+        }
         if (fin_u8(in) & 1) { /* a live port's tick with no packet */
             mos_engine_advance(h->e, h->now);
             check_flows(h);
@@ -740,14 +751,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int steps = 0;
     while (!fin_empty(&h->in) && steps++ < 4000) op(h, fin_u8(&h->in));
     run_burst(h);
+    const mos_counters_t *c = mos_engine_counters(h->e);
+    fuzz_inject("engine", c->flows_created > 0);
+    if (b2 & 0x40) { /* freed with flows live (an engine dropped mid-capture): no leak */
+        mos_engine_free(h->e);
+        h->e = NULL;
+        return 0;
+    }
     /* the end of the capture: every flow ends (CONN_END reason SHUTDOWN) */
     mos_engine_end_all(h->e, MOS_END_SHUTDOWN);
     check_flows(h);
     dispatch(h, 0);
     reap(h);
-    const mos_counters_t *c = mos_engine_counters(h->e);
     FUZZ_CHECK(c->flows_live == 0, "flows live after end_all");
-    fuzz_inject("engine", c->flows_created > 0);
     mos_engine_free(h->e);
     h->e = NULL;
     return 0;

@@ -179,7 +179,8 @@ def small_seeds():
         put("seqmap", f"seed{k}", bytes([k * 5]) + bytes(rnd.randrange(256) for _ in range(120)))
     put("seqmap", "insert-delete", bytes([0, 0, 0, 0, 0, 3, 0]) +
         struct.pack("<HB", 100, 0x04) + b"\x05" + struct.pack("<HBB", 300, 0x02, 4) +
-        struct.pack("<HB", 500, 0x18) + b"\x00" + b"\x00\x05\x80" + struct.pack("<HHH", 90, 600, 10))
+        struct.pack("<HB", 500, 0x18) + b"\x00" + b"\x00\x05\x80" +
+        struct.pack("<HHH", 90, 600, 10))
     # rbuf: config, then operations
     for k in range(6):
         put("rbuf", f"seed{k}", bytes([k * 37 % 256, k & 1]) +

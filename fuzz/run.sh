@@ -27,7 +27,7 @@ for h in "$@"; do
     work=$out/work/$h
     [ "$mode" = ci ] && work=$(mktemp -d "$out/ci-$h.XXXXXX")
     mkdir -p "$work" "$out/artifacts/$h" "fuzz/corpus/$h" "fuzz/regressions/$h"
-    log=$out/logs/$h.log
+    log=$out/logs/$mode-$h.log
     args=(-max_total_time="$secs" -timeout=10 -rss_limit_mb=2560 -max_len=$maxlen
           -print_final_stats=1 -artifact_prefix="$out/artifacts/$h/" -dict="$dict"
           "$work" "fuzz/corpus/$h" "fuzz/regressions/$h")
@@ -39,23 +39,23 @@ for h in "$@"; do
     echo "== fuzz $h: ${secs}s (log $log)"
     "${cmd[@]}" >"$log" 2>&1
     rc=$?
-    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-    last=$(grep -E '^#[0-9]+' "$log" | grep -E 'cov: ' | tail -1)
+    execs=$(grep -ao 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
+    last=$(grep -aE '^#[0-9]+' "$log" | grep -aE 'cov: ' | tail -1)
     cov=$(grep -o 'cov: [0-9]*' <<<"$last" | grep -o '[0-9]*')
     ft=$(grep -o 'ft: [0-9]*' <<<"$last" | grep -o '[0-9]*')
     [ -z "$execs" ] && execs=$(grep -oE '^#[0-9]+' <<<"$last" | tr -d '#')
     line="fuzz $h: ${execs:-?} executions, cov ${cov:-?}, ft ${ft:-?}"
     if [ $rc -ne 0 ]; then
         failed=1
-        repro=$(grep -oE '(Test unit written to|artifact_prefix.*Test unit written to) [^ ]+' "$log" |
+        repro=$(grep -aoE 'Test unit written to [^ ]+' "$log" |
                 awk '{print $NF}' | tail -1)
         line="$line: FAILED (exit $rc)"
         echo "---- $h: last lines of $log"
-        grep -E 'ERROR|SUMMARY|invariant|injected|Uncaught|Traceback|runtime error|Exception' "$log" | head -8
+        grep -aE 'ERROR|SUMMARY|invariant|injected|Uncaught|Traceback|runtime error|Exception' "$log" | head -8
         if [ -n "$repro" ]; then
             line="$line, reproducer $repro"
             echo "reproducer: $repro"
-            grep -m1 '^Base64: ' "$log" || true  # the input itself, for CI logs
+            grep -am1 '^Base64: ' "$log" || true  # the input itself, for CI logs
         fi
     fi
     echo "$line"
