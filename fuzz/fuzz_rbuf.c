@@ -135,16 +135,20 @@ static void op_gap_after(fuzz_in_t *in, state_t *s)
 {
     uint64_t off = pick_off(in, s);
     const mos_span_t *g = mos_rbuf_gap_after(&s->rb, off);
-    for (int i = 0; i < s->rb.ngaps; i++) {
-        const mos_span_t *q = &s->rb.gaps[i];
+    mos_span_t got = g ? *g : (mos_span_t){0, 0};
+    /* the first gap ending after off: walk them all from 0 through the API */
+    mos_span_t want = {0, 0};
+    int k = 0;
+    for (const mos_span_t *q = mos_rbuf_gap_after(&s->rb, 0); q && k <= MOS_RBUF_MAX_GAPS;
+         q = mos_rbuf_gap_after(&s->rb, q->off + q->len), k++)
         if (q->off + q->len > off) {
-            FUZZ_CHECK(g == q, "gap_after(%llu) is not the first gap ending after it",
-                       (unsigned long long)off);
-            return;
+            want = *q;
+            break;
         }
-    }
-    FUZZ_CHECK(g == NULL, "gap_after(%llu) returned a gap ending at or before it",
-               (unsigned long long)off);
+    FUZZ_CHECK(got.off == want.off && got.len == want.len,
+               "gap_after(%llu) is [%llu,+%llu), the first gap ending after it [%llu,+%llu)",
+               (unsigned long long)off, (unsigned long long)got.off, (unsigned long long)got.len,
+               (unsigned long long)want.off, (unsigned long long)want.len);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -114,6 +114,12 @@ def capture_seeds():
     c1.send("c", b"late" * 10)
     frames += [(ts + 100.0, f) for ts, f in c1.frames[-1:]]
     put("capture", "two-flows-timeout.pcap", N.pcap(recs(frames)))
+    # pcapng in big-endian, with a second interface (tsoffset), simple and obsolete packet blocks
+    ng = N.shb(">") + N.idb(">", 1, 0, 9) + N.idb(">", 101, 96, None, 1000)
+    for i, (ts, f) in enumerate(http):
+        ng += N.epb(">", i % 2, int(ts * 1e9), f if i % 2 == 0 else f[14:])
+    ng += N.spb(">", http[0][1]) + N.pb(">", 0, 5, http[1][1])
+    put("capture", "http-be-2if.pcapng", ng)
     # the last byte picks streams options (fuzz_capture.c): write-dir, overlap last, midstream
     put("capture", "http-options.pcap", N.pcap(recs(http)) + b"\x07")
 
