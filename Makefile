@@ -54,5 +54,7 @@ lint:
 format:
 	$(BIN)/python -m ruff format mos tests bench middleboxes
 
+include fuzz/fuzz.mk
+
 clean:
 	rm -rf build $(VENV) mos/*.so mos/*/*.so mos/_native.c mos/dualstack/_engine.c mos/tcp/_stream.c mos/tcp/_tcp.c mos/runtime/_loop.c

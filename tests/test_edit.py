@@ -538,3 +538,16 @@ def test_rewrite_segment_refuses_a_small_buffer_when_only_the_peer_has_edits():
     t = dpkt.ethernet.Ethernet(out).data.data
     assert t.ack == 7007 and t.data == b"p" * 100
     assert _native.decode(1, out)["tcp_csum_ok"] is True
+
+
+def test_seqmap_empty_segment_inside_a_replaced_range_carries_nothing():
+    """Regression (fuzz/regressions/seqmap): the rewrite of an empty segment
+    whose number lies inside a replaced range returned the edit's new bytes,
+    although the segment covers no byte of it (seqmap.h: a segment carries
+    the edits of the bytes it holds)."""
+    m = SeqMap()
+    m.add(1000, 50, b"n" * 20)                   # raw [1000, 1050) becomes 20 new bytes
+    assert m.rewrite(1010, b"") == (m.out(1010), b"")
+    assert m.rewrite(1000, b"") == (1000, b"")
+    wseq, pay = m.rewrite(1010, b"x")            # one byte of the range: all the new bytes
+    assert (wseq, pay) == (1000, b"n" * 20)

@@ -109,6 +109,10 @@ uint32_t mos_seqmap_in(const mos_seqmap_t *m, uint32_t ack)
 static uint32_t build(const mos_seqmap_t *m, uint32_t seq, const uint8_t *pay, uint32_t len,
                       uint8_t *out, uint32_t cap, uint32_t *out_seq)
 {
+    if (!len) { /* an empty segment covers no byte, so it carries no edit (fuzz: seqmap) */
+        if (out_seq) *out_seq = mos_seqmap_out(m, seq);
+        return 0;
+    }
     uint32_t cum = m->delta, o = 0, i = 0;
     int64_t cur = 0; /* raw bytes of the segment consumed, relative to seq */
     /* edits wholly before the segment shift it */
