@@ -159,7 +159,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     s.ob = BASES[c0 >> 6];
     s.exact = c1 & 1;
     memset(mask, 0, sizeof mask);
-    mos_rbuf_init(&s.rb, LIMITS[c0 & 15], (c0 >> 4) & 1 ? MOS_OVERLAP_LAST : MOS_OVERLAP_FIRST);
+    /* no pool, a pool without a cap, or a memcap of a few blocks (refusals) */
+    static const uint64_t MEMCAPS[4] = {0, 0, 3 * MOS_RBUF_BLOCK + 256, 64u << 10};
+    mos_rbuf_pool_t pool;
+    mos_rbuf_pool_init(&pool, MEMCAPS[(c1 >> 1) & 3], (c1 & 8) ? 0 : 8 * MOS_RBUF_BLOCK);
+    mos_rbuf_pool_t *pp = ((c1 >> 1) & 3) ? &pool : NULL;
+    mos_rbuf_init(&s.rb, LIMITS[c0 & 15], (c0 >> 4) & 1 ? MOS_OVERLAP_LAST : MOS_OVERLAP_FIRST, pp);
     /* a buffer that starts mid-stream, as the engine's do after a skip */
     if (s.ob) {
         uint64_t adv = 0;
@@ -194,7 +199,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 9: op_gap_after(&in, &s); break;
         case 10: {
             uint64_t off = pick_off(&in, &s);
-            mos_rbuf_forget_gaps(&s.rb, off);
+            if (op & 0x80) {
+                uint64_t base0 = s.rb.base;
+                mos_rbuf_release(&s.rb, off);
+                uint64_t want = off < s.rb.head ? off : s.rb.head;
+                FUZZ_CHECK(s.rb.base == (want > base0 ? want : base0), "release to %llu left base %llu",
+                           (unsigned long long)off, (unsigned long long)s.rb.base);
+            } else {
+                mos_rbuf_forget_gaps(&s.rb, off);
+            }
             break;
         }
         default: {
@@ -206,6 +219,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         }
         fz_check_rbuf(&s.rb);
+        if (pp) {
+            FUZZ_CHECK(pool.in_use == mos_rbuf_held(&s.rb) + (uint64_t)s.rb.nslot * sizeof(void *),
+                       "pool in_use %llu, buffer holds %llu", (unsigned long long)pool.in_use,
+                       (unsigned long long)(mos_rbuf_held(&s.rb) + s.rb.nslot * sizeof(void *)));
+            FUZZ_CHECK(!pool.memcap || pool.in_use <= pool.memcap, "memcap %llu passed: %llu",
+                       (unsigned long long)pool.memcap, (unsigned long long)pool.in_use);
+        }
     }
     /* everything present must read back right, from base to the last run */
     uint64_t end = s.rb.nruns ? s.rb.runs[s.rb.nruns - 1].off + s.rb.runs[s.rb.nruns - 1].len
@@ -223,5 +243,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         else off++, misses++;
     }
     mos_rbuf_free(&s.rb);
+    FUZZ_CHECK(pool.in_use == 0, "%llu bytes still counted after free", (unsigned long long)pool.in_use);
+    mos_rbuf_pool_drain(&pool);
     return 0;
 }

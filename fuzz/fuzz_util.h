@@ -214,7 +214,7 @@ static inline uint32_t fz_build(const fz_seg_t *s, uint8_t *out, uint32_t cap)
 /* ---------------------------------------------------------------- rbuf */
 
 /* What rbuf.h promises about its fields, checked after every operation.
- * Reads base, head, limit, cap and the runs (as mos/dualstack/_flow.pxi
+ * Reads base, head, limit, the block counts and the runs (as mos/dualstack/_flow.pxi
  * does); gaps only through mos_rbuf_gap_after.  When the buffer's layout
  * changes, this is what to adapt. */
 static inline void fz_check_rbuf(const mos_rbuf_t *rb)
@@ -222,7 +222,9 @@ static inline void fz_check_rbuf(const mos_rbuf_t *rb)
     FUZZ_CHECK(rb->base <= rb->head, "base %llu head %llu", (unsigned long long)rb->base,
                (unsigned long long)rb->head);
     FUZZ_CHECK(rb->limit <= MOS_RBUF_MAX_LIMIT, "limit %u", rb->limit);
-    FUZZ_CHECK(rb->cap == 0 || (rb->cap & (rb->cap - 1)) == 0, "cap %u", rb->cap);
+    FUZZ_CHECK((rb->nslot & (rb->nslot - 1)) == 0, "block table of %u", rb->nslot);
+    FUZZ_CHECK(rb->nblk <= rb->nslot, "%u blocks in a table of %u", rb->nblk, rb->nslot);
+    FUZZ_CHECK(rb->limit || !rb->nblk, "%u blocks held with limit 0", rb->nblk);
     FUZZ_CHECK(rb->nruns <= MOS_RBUF_MAX_RUNS, "nruns %u", rb->nruns);
     uint64_t prev = rb->head;
     for (int i = 0; i < rb->nruns; i++) {

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import heapq
+import io
 import ipaddress
 import json
 import os
@@ -39,6 +40,8 @@ STREAMS_BUFFER = 8 << 20
 def _config(args, **extra) -> mos.Config:
     if getattr(args, "max_flows", None) is not None:
         extra["max_flows"] = args.max_flows
+    if getattr(args, "memcap", None) is not None:
+        extra["reassembly_memcap"] = args.memcap
     return mos.Config(overlap=args.overlap, midstream=args.midstream, checksum=args.checksum,
                       tcp_timeout=args.timeout, **extra)
 
@@ -50,6 +53,19 @@ def _positive(text: str) -> int:
         v = 0
     if not 1 <= v <= 0xFFFFFFFF:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer in 1..4294967295")
+    return v
+
+
+def _size(text: str) -> int:
+    """A byte count: 1048576, or with a suffix k, m, g (powers of 1024)."""
+    t = text.strip().lower()
+    mult = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(t[-1:], 1)
+    try:
+        v = int(t[:-1] if mult > 1 else t) * mult
+    except ValueError:
+        v = -1
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a byte count (e.g. 268435456 or 256m)")
     return v
 
 
@@ -70,6 +86,10 @@ def _common(p: argparse.ArgumentParser, capture_optional: bool = False) -> None:
     p.add_argument("--max-flows", type=_positive, metavar="N",
                    help="live flows kept; beyond, one is evicted (the oldest embryonic flow "
                         f"first) and counted (default: {mos.Config().max_flows})")
+    p.add_argument("--memcap", type=_size, metavar="BYTES",
+                   help="bytes all receive buffers together may hold (stream.reassembly.memcap); "
+                        "a segment beyond it is not stored and is counted (default: "
+                        f"{mos.Config().reassembly_memcap}; 0: no cap)")
 
 
 def _file_name(ip: str, port: int) -> str:
@@ -95,8 +115,30 @@ class _Records:
         self.next_id = 1
         self.pending: dict[int, str] = {}  # id -> "c2s\ts2c" (JSON never holds a raw tab)
         self.runs: list = []
+        #: the reader went away (`mos streams ... | head`): nothing more is written
+        self.closed = False
 
     def add(self, fid: int, c2s: str, s2c: str) -> None:
+        if self.closed:
+            return
+        try:
+            self._add(fid, c2s, s2c)
+        except BrokenPipeError:
+            self._close()
+
+    def _close(self) -> None:
+        self.closed = True
+        self.pending.clear()
+        # the interpreter's last flush of stdout would fail again at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self.out.fileno())
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
+        finally:
+            os.close(devnull)
+
+    def _add(self, fid: int, c2s: str, s2c: str) -> None:
         if fid == self.next_id:
             self.out.write(c2s + "\n" + s2c + "\n")
             self.next_id += 1
@@ -116,6 +158,19 @@ class _Records:
             self.pending.clear()
 
     def finish(self) -> None:
+        try:
+            self._finish()
+        except BrokenPipeError:
+            self._close()
+        for r in self.runs:
+            r.close()
+        self.runs.clear()
+        self.pending.clear()
+
+    def _finish(self) -> None:
+        if self.closed:
+            return
+
         def read(run):
             for line in run:
                 k, a, b = line.rstrip("\n").split("\t")
@@ -124,10 +179,7 @@ class _Records:
         mem = ((k, *self.pending[k].split("\t")) for k in sorted(self.pending))
         for _k, a, b in heapq.merge(mem, *(read(r) for r in self.runs), key=lambda t: t[0]):
             self.out.write(a + "\n" + b + "\n")
-        for r in self.runs:
-            r.close()
-        self.runs.clear()
-        self.pending.clear()
+        self.out.flush()
 
 
 _STATE_NAME = {st: st.name for st in mos.TcpState}
@@ -189,6 +241,8 @@ class _Streams:
                 fh.write(data)
 
     def on_end(self, flow, side, event) -> None:
+        if self.records.closed and not self.write_dir:
+            return
         if self.write_dir:
             for s in (mos.Side.CLIENT, mos.Side.SERVER):
                 self.on_data(flow, s, event, final=True)
@@ -241,6 +295,12 @@ def _notes(c: dict, path: Optional[str] = None, config: Optional[mos.Config] = N
             limits = f" (max_flows {config.max_flows}, max_embryonic {config.max_embryonic})"
         print(f"mos: note: {evicted} flows evicted, {emb} of them embryonic (handshake not "
               f"complete){limits}", file=sys.stderr)
+    ra = c.get("reassembly") or {}
+    if ra.get("refused_segments"):
+        cap = f" (memcap {config.reassembly_memcap})" if config is not None else ""
+        print(f"mos: note: reassembly memcap reached: {ra['refused_segments']} segments, "
+              f"{ra['refused_bytes']} bytes not stored{cap}; peak {ra['peak']} bytes",
+              file=sys.stderr)
     skipped = {k: c[k] for k in ("truncated", "malformed", "unsupported", "bad_checksum") if c[k]}
     if skipped:
         print("mos: note: frames skipped: " + ", ".join(f"{v} {k}" for k, v in skipped.items()),
@@ -262,6 +322,9 @@ def cmd_run(args) -> int:
         if args.max_flows is not None:  # the command line wins over monitor.max_flows
             settings = dataclasses.replace(
                 settings, monitor=settings.monitor.replace(max_flows=args.max_flows))
+        if args.memcap is not None:
+            settings = dataclasses.replace(
+                settings, monitor=settings.monitor.replace(reassembly_memcap=args.memcap))
         if args.on_handler_error:
             settings = dataclasses.replace(settings, monitor=settings.monitor.replace(
                 on_handler_error=args.on_handler_error))
@@ -355,12 +418,12 @@ def cmd_demo(args) -> int:
     print(f"# mos streams {cap}")
     ns = argparse.Namespace(capture=cap, overlap="first", midstream=False, checksum="auto",
                             timeout=30.0, write_dir=None, buffer_size=STREAMS_BUFFER, stats=False,
-                            max_flows=None)
+                            max_flows=None, memcap=None)
     rc = cmd_streams(ns)
     print(f"\n# mos run {cap} --app middleboxes.midstat")
     ns = argparse.Namespace(capture=cap, overlap="first", midstream=False, checksum="auto",
                             timeout=30.0, app="middleboxes.midstat", no_progress=True, config=None,
-                            buffer_size=mos.Config().buffer_size, max_flows=None)
+                            buffer_size=mos.Config().buffer_size, max_flows=None, memcap=None)
     return rc or cmd_run(ns)
 
 

@@ -95,28 +95,32 @@ Monitor
 
 The keys of `mos.Config`, checked by building one:
 
-=============== ============= ====================================================
-key             default       meaning
-=============== ============= ====================================================
-buffer_size     ``1048576``   receive buffer per side of each flow, bytes; 0 keeps
-                              no payload
-overlap         ``first``     which bytes win when retransmissions overlap:
-                              ``first`` or ``last``
-midstream       ``false``     also track flows whose handshake was not seen
-checksum        ``auto``      ``verify``, ``ignore``, or ``auto`` (stop verifying
-                              if >10% of the first TCP packets fail)
-tcp_timeout     ``30.0``      seconds a flow may stay idle before it ends
-max_flows       ``1000000``   live flows; beyond it one is evicted: the oldest
-                              embryonic flow if any, else the least recently
-                              active
-max_embryonic   ``250000``    live flows whose handshake is not complete; beyond
-                              it the oldest is recycled (SYN flood bound)
-digest          ``false``     keep a SHA-256 of each direction's stream
-keep_read       ``false``     keep bytes every monitor has read until the buffer
-                              is full (``ppeek`` can look back)
-defrag_memory   ``67108864``  bytes held for IP fragment reassembly
-defrag_timeout  ``30.0``      seconds an incomplete fragmented datagram is kept
-=============== ============= ====================================================
+================= ============= ====================================================
+key               default       meaning
+================= ============= ====================================================
+buffer_size       ``1048576``   receive buffer per side of each flow, bytes; 0 keeps
+                                no payload
+overlap           ``first``     which bytes win when retransmissions overlap:
+                                ``first`` or ``last``
+midstream         ``false``     also track flows whose handshake was not seen
+checksum          ``auto``      ``verify``, ``ignore``, or ``auto`` (stop verifying
+                                if >10% of the first TCP packets fail)
+tcp_timeout       ``30.0``      seconds a flow may stay idle before it ends
+max_flows         ``1000000``   live flows; beyond it one is evicted: the oldest
+                                embryonic flow if any, else the least recently
+                                active
+max_embryonic     ``250000``    live flows whose handshake is not complete; beyond
+                                it the oldest is recycled (SYN flood bound)
+digest            ``false``     keep a SHA-256 of each direction's stream
+keep_read         ``false``     keep bytes every monitor has read until the buffer
+                                is full (``ppeek`` can look back)
+defrag_memory     ``67108864``  bytes held for IP fragment reassembly
+defrag_timeout    ``30.0``      seconds an incomplete fragmented datagram is kept
+reassembly_memcap ``268435456`` bytes all receive buffers of a worker may hold
+                                together (Suricata's stream.reassembly.memcap); a
+                                segment beyond it is not stored, counted, and
+                                raised as ERROR ``MEMCAP``; 0: no cap
+================= ============= ====================================================
 
 and what a handler's exception does (Suricata's exception policies), a
 key of `mos.Config` too:

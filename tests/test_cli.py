@@ -126,3 +126,28 @@ def test_demo_runs_on_the_shipped_capture():
     r = run("demo")
     assert r.returncode == 0, r.stderr
     assert '"direction": "c2s"' in r.stdout
+
+
+def test_streams_into_a_closed_pipe_stops_writing_quietly(tmp_path):
+    """`mos streams CAPTURE | head -1`: the reader goes away; no traceback, no
+    handler error, exit status 0 (as tcpdump, tshark)."""
+    import dpkt
+    from tcpconv import Conv
+    out = tmp_path / "many.pcap"
+    with open(out, "wb") as wh:
+        w = dpkt.pcap.Writer(wh)
+        for i in range(600):  # about 250 KB of records: more than a pipe holds
+            c = Conv(client=("198.18.%d.%d" % (1 + i // 250, 1 + i % 250), 1024 + i))
+            c.ts = 1.0 + i * 1e-3
+            c.handshake()
+            c.send("c", b"hi")
+            for ts, fr in c.frames:
+                w.writepkt(fr, ts)
+    p = subprocess.Popen([sys.executable, "-m", "mos", "streams", str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = p.stdout.readline()
+    p.stdout.close()
+    err = p.communicate(timeout=120)[1].decode()
+    assert json.loads(first)["direction"] == "c2s"
+    assert p.returncode == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err and "raised" not in err

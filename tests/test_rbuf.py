@@ -14,7 +14,7 @@ from mos.tcp._stream import MAX_GAPS, MAX_LIMIT, MAX_RUNS, StreamBuffer, bench
 
 TOP = 2**64 - 1  # exclusive end of the offset space: byte TOP is never stored
 RESULT_KEYS = ("new_inorder", "overlap", "overlap_diff", "dropped_old_from", "dropped_old_to",
-               "dropped_new", "below_base", "gaps_added", "runs_dropped", "in_gap")
+               "dropped_new", "below_base", "gaps_added", "runs_dropped", "in_gap", "refused")
 
 
 # ---------------------------------------------------------------- model
@@ -316,7 +316,8 @@ def test_ring_growth_relayout_and_shrink_match_model(limit, policy, ops):
             assert buf.skip_to(op[1]) == m.skip_to(op[1])
         else:
             assert buf.set_limit(op[1]) == m.set_limit(op[1])
-        assert buf.cap <= 1 << (buf.limit - 1).bit_length() or buf.cap == 4096
+        # blocks only inside the window [base, base + limit)
+        assert buf.held <= (buf.limit // 4096 + 2) * 4096
         check_same(buf, m)
 
 
@@ -329,10 +330,10 @@ def view(buf, lo, hi):
 
 def test_empty_buffer_has_nothing_and_zero_length_insert_is_a_noop():
     buf = StreamBuffer(100)
-    assert (buf.base, buf.head, buf.runs, buf.gaps, buf.cap) == (0, 0, [], [], 0)
+    assert (buf.base, buf.head, buf.runs, buf.gaps, buf.held) == (0, 0, [], [], 0)
     assert buf.insert(0, b"") == dict.fromkeys(RESULT_KEYS, 0)
     assert buf.insert(5, b"abc", 0) == dict.fromkeys(RESULT_KEYS, 0)
-    assert buf.read(0, 10) == b"" and buf.contiguous(0) == b"" and buf.cap == 0
+    assert buf.read(0, 10) == b"" and buf.contiguous(0) == b"" and buf.held == 0
 
 
 def test_inorder_appends_advance_head_and_allocate_lazily():
@@ -341,9 +342,9 @@ def test_inorder_appends_advance_head_and_allocate_lazily():
     assert buf.insert(6, b"world")["new_inorder"] == 5
     assert buf.head == 11 and buf.read(0, 100) == b"hello world"
     assert buf.read(3, 4) == b"lo w"
-    assert buf.cap == 4096  # grows on demand, not to the limit
+    assert buf.held == 4096  # blocks on demand, not the limit
     buf.insert(11, bytes(10000))
-    assert buf.cap == 16384 and buf.read(0, 11) == b"hello world"
+    assert buf.held == 3 * 4096 and buf.read(0, 11) == b"hello world"
 
 
 def test_insert_ahead_of_head_keeps_a_run_and_does_not_advance():
@@ -443,13 +444,17 @@ def test_window_overflow_drops_oldest_bytes_and_reports_range():
     assert r["below_base"] == 6 and r["overlap"] == 2 and r["dropped_old_to"] == 0
 
 
-def test_ring_wrap_splits_zero_copy_view_but_not_copy():
-    buf = StreamBuffer(16)
-    buf.insert(0, bytes(range(24)))
-    assert buf.cap == 16 and buf.base == 8
-    assert buf.contiguous(8) == bytes(range(8, 16))  # stops at the wrap
-    assert buf.contiguous(16) == bytes(range(16, 24))
-    assert buf.read(8, 100) == bytes(range(8, 24))
+def test_block_boundary_splits_zero_copy_view_but_not_copy():
+    data = bytes(i % 251 for i in range(9000))
+    buf = StreamBuffer(1 << 20)
+    buf.insert(0, data)
+    assert buf.held == 3 * 4096
+    assert buf.contiguous(4000) == data[4000:4096]  # stops at the block's end
+    assert buf.contiguous(4096) == data[4096:8192]
+    assert buf.read(4000, 3000) == data[4000:7000]
+    small = StreamBuffer(16)
+    small.insert(0, bytes(range(24)))
+    assert small.base == 8 and small.read(8, 100) == bytes(range(8, 24))
 
 
 def test_segment_longer_than_limit_keeps_only_its_tail():
@@ -542,7 +547,7 @@ def test_huge_null_range_far_ahead_is_bookkept_without_memory():
     r = buf.insert(1 << 40, None, 2**32 - 1)
     assert buf.base == (1 << 40) + 2**32 - 1 - 1000 and buf.head == buf.base
     assert r["gaps_added"] == 1 and r["dropped_new"] == 2**32 - 1 - 1000
-    assert buf.cap == 1024  # ring for "abc" only: limit 1000 rounds up to 1024
+    assert buf.held == 0  # the window moved past "abc": its block went back
 
 
 @pytest.mark.parametrize("policy", ["first", "last"])
@@ -559,17 +564,19 @@ def test_limit_zero_keeps_bookkeeping_identical_to_unbounded_buffer(policy):
             assert zero.skip_to(off) == big.skip_to(off)
         assert (zero.head, zero.runs, zero.gaps, zero.base) == (big.head, big.runs, big.gaps, big.base)
     assert zero.flush() == big.flush()
-    assert zero.cap == 0 and zero.read(0, 100) == b"" and zero.contiguous(zero.head - 1) == b""
+    assert zero.held == 0 and zero.read(0, 100) == b"" and zero.contiguous(zero.head - 1) == b""
 
 
-def test_set_limit_grow_relays_wrapped_ring_content():
+def test_set_limit_grow_keeps_content_and_takes_blocks_on_demand():
     buf = StreamBuffer(16)
-    buf.insert(0, bytes(range(40)))  # keeps [24, 40), wrapped in a 16-byte ring
-    assert buf.base == 24 and buf.cap == 16
-    assert buf.set_limit(100000) == 0 and buf.cap == 16  # the ring follows on demand
+    buf.insert(0, bytes(range(40)))  # keeps [24, 40)
+    assert buf.base == 24 and buf.held == 4096
+    assert buf.set_limit(100000) == 0 and buf.held == 4096  # nothing copied or taken
     buf.insert(40, bytes(range(40, 200)))
-    assert buf.cap == 4096 and buf.base == 24  # re-laid into the first full-size step
+    assert buf.held == 4096 and buf.base == 24
     assert buf.read(24, 1000) == bytes(range(24, 200))
+    buf.insert(5000, b"z")  # a run two blocks on: one more block, not the distance
+    assert buf.held == 2 * 4096
 
 
 def test_set_limit_shrink_moves_base_up_to_head_and_cuts_runs_beyond():
@@ -578,7 +585,7 @@ def test_set_limit_shrink_moves_base_up_to_head_and_cuts_runs_beyond():
     buf.insert(50, bytes(range(50, 60)))  # run [50, 60)
     dropped = buf.set_limit(16)  # base may go only to head (40): window [40, 56)
     assert buf.base == 40 and buf.head == 40 and buf.runs == [(50, 6)]
-    assert dropped == 40 + 4 and buf.cap == 16
+    assert dropped == 40 + 4 and buf.held == 4096
     assert buf.read(50, 100) == bytes(range(50, 56)) and buf.read(39, 1) == b""
     assert buf.set_limit(8) == 6 and buf.runs == []  # run [50, 56) lies beyond [40, 48)
 
@@ -596,7 +603,7 @@ def test_set_limit_zero_frees_and_growing_again_starts_at_head():
     buf = StreamBuffer(100)
     buf.insert(0, b"abcdef")
     buf.insert(10, b"kl")
-    assert buf.set_limit(0) == 8 and buf.cap == 0 and buf.read(0, 10) == b""
+    assert buf.set_limit(0) == 8 and buf.held == 0 and buf.read(0, 10) == b""
     buf.insert(6, b"gh")  # bookkeeping continues
     assert buf.head == 8 and buf.runs == [(10, 2)]
     assert buf.set_limit(50) == 0
@@ -605,10 +612,16 @@ def test_set_limit_zero_frees_and_growing_again_starts_at_head():
     assert buf.read(8, 10) == b"ijklmn"
 
 
-def test_limit_above_maximum_is_clamped():
-    buf = StreamBuffer(2**32 - 1)
-    assert buf.limit == MAX_LIMIT == 2**31
-    assert buf.set_limit(2**32 - 1) == 0 and buf.limit == MAX_LIMIT
+def test_limit_above_maximum_is_refused_naming_the_value():
+    assert MAX_LIMIT == 2**30
+    with pytest.raises(ValueError, match=r"limit 2147483647 is out of range 0\.\.1073741824"):
+        StreamBuffer(2**31 - 1)
+    buf = StreamBuffer(MAX_LIMIT)
+    with pytest.raises(ValueError, match="limit 4294967295"):
+        buf.set_limit(2**32 - 1)
+    assert buf.limit == MAX_LIMIT
+    r = buf.insert(MAX_LIMIT - 1, b"x")  # the far end of a 1 GiB window: one block
+    assert r["refused"] == 0 and buf.held == 4096
 
 
 def test_flood_of_one_byte_out_of_order_segments_is_bounded_in_runs_memory_and_time():
@@ -622,8 +635,8 @@ def test_flood_of_one_byte_out_of_order_segments_is_bounded_in_runs_memory_and_t
         buf.insert(2 * n + 2 + 2 * i, b"y")  # and at the back
     elapsed = time.perf_counter() - t
     assert len(buf.runs) == MAX_RUNS and dropped == n - MAX_RUNS
-    assert buf.cap <= 1 << 20  # the ring spans the window, never more
-    assert buf.memory - buf.cap <= MAX_RUNS * 16 + 8 * 16  # run array stops at MAX_RUNS
+    assert buf.held <= 20 * 4096  # blocks where bytes are: [0, 80002) spans 20
+    assert buf.memory - buf.held <= MAX_RUNS * 16 + 8 * 16 + 64 * 8  # runs stop at MAX_RUNS
     assert elapsed < 2.0
     buf.insert(0, bytes(2 * n + 2))  # fills every hole: all runs join
     assert buf.runs == [] and buf.head == 2 * n + 2
@@ -637,7 +650,8 @@ def test_gaps_below_base_are_forgotten_when_the_list_needs_room():
         off += 50
         buf.skip_to(off)
     assert buf.base == off - 110 and len(buf.gaps) <= 8
-    assert buf.memory <= 128 + 8 * 16
+    # blocks for the 100-byte window, a small table, a gap list that stays short
+    assert buf.held <= 2 * 4096 and buf.memory - buf.held <= 16 * 8 + 8 * 16
     in_window = [(off - 110, 10), (off - 60, 10), (off - 10, 10)]
     assert [g for g in buf.gaps if g[0] + g[1] > buf.base] == in_window
     # every listed gap reaches into the buffer (the first starts at base): its

@@ -293,7 +293,7 @@ def test_driver_typo_names_file_line_and_key():
     (FW + "monitor:\n  overlap: newest\n",
      "mos.yaml:6: monitor.overlap: 'newest' is not one of first, last"),
     (FW + "monitor:\n  midstream: true\n  buffer_size: -1\n",
-     "mos.yaml:7: monitor.buffer_size: -1 is out of range 0..2147483647"),
+     "mos.yaml:7: monitor.buffer_size: -1 is out of range 0..1073741824"),
     (FW + "monitor: {tcp_timeout: 0}\n",
      "mos.yaml:5: monitor.tcp_timeout: 0 is not a number of seconds in (0, 31536000]"),
     (FW + "monitor: {midstream: maybe}\n",

@@ -1,7 +1,7 @@
 # Declarations of engine.h for Cython: `from mos.dualstack._cengine cimport *`.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from mos._cnative cimport mos_frame_t, mos_pkt_t, mos_defrag_stats_t, mos_sha256_t
-from mos.tcp._rbuf cimport mos_rbuf_t
+from mos.tcp._rbuf cimport mos_rbuf_t, mos_rbuf_pool_t
 from mos.tcp._ctcp cimport *
 
 cdef extern from "engine.h" nogil:
@@ -69,12 +69,13 @@ cdef extern from "engine.h" nogil:
         uint64_t tcp_timeout_ns
         uint64_t defrag_mem
         uint64_t defrag_timeout_ns
+        uint64_t reassembly_memcap
 
     ctypedef struct mos_counters_t:
         uint64_t frames, bytes, tcp, non_tcp, truncated, malformed, unsupported
         uint64_t bad_checksum, fragments, orphans, flows_created, flows_ended, flows_live
         uint64_t ended[7]
-        uint64_t errors[11]
+        uint64_t errors[12]
         uint64_t events, rexmit, payload_bytes, ooo_segments, snapped
         uint64_t rewritten, rewrite_failed, split, nomem, ip_len_over_wire
         uint64_t embryonic, evicted_embryonic
@@ -112,6 +113,7 @@ cdef extern from "engine.h" nogil:
     uint64_t mos_engine_now(const mos_engine_t *e)
     uint32_t mos_engine_slots(const mos_engine_t *e)
     uint64_t mos_engine_memory(const mos_engine_t *e)
+    const mos_rbuf_pool_t *mos_engine_pool(const mos_engine_t *e)
     void mos_flow_set_buffer(mos_engine_t *e, mos_flow_t *f, int side, uint32_t size)
     void mos_flow_stop_side(mos_engine_t *e, mos_flow_t *f, int side)
     void mos_flow_consumed(mos_engine_t *e, mos_flow_t *f, int side, uint64_t off)

@@ -350,8 +350,8 @@ cdef class Flow:
         """Receive buffer size for one side (or Side.BOTH), bytes; 0 stops buffering."""
         cdef mos_flow_t *f = self._f()
         size = int(size)
-        if size < 0 or size > 0x7fffffff:
-            raise ValueError(f"buffer size {size} out of range 0..{0x7fffffff}")
+        if size < 0 or size > MAX_BUFFER:
+            raise ValueError(f"buffer size {size} out of range 0..{MAX_BUFFER}")
         for s in _sides_of(side):
             mos_flow_set_buffer(self.engine.e, f, s, size)
 

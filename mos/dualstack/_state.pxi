@@ -28,6 +28,7 @@ cdef class _EngineState:
         c.tcp_timeout_ns = <uint64_t>(config.tcp_timeout * 1e9)
         c.defrag_mem = config.defrag_memory
         c.defrag_timeout_ns = <uint64_t>(config.defrag_timeout * 1e9)
+        c.reassembly_memcap = config.reassembly_memcap
         self.e = mos_engine_new(&c)
         if self.e == NULL:
             raise MemoryError("cannot allocate the engine")
@@ -56,6 +57,7 @@ cdef class _EngineState:
     def counters(self):
         cdef const mos_counters_t *c = mos_engine_counters(self.e)
         cdef const mos_defrag_stats_t *d = mos_engine_defrag_stats(self.e)
+        cdef const mos_rbuf_pool_t *pool = mos_engine_pool(self.e)
         out = {
             "frames": c.frames, "bytes": c.bytes, "tcp": c.tcp, "non_tcp": c.non_tcp,
             "truncated": c.truncated, "malformed": c.malformed, "unsupported": c.unsupported,
@@ -73,6 +75,11 @@ cdef class _EngineState:
             "defrag": {"fragments": d.fragments, "reassembled": d.reassembled,
                        "timeouts": d.timeouts, "mem_drops": d.mem_drops,
                        "overlaps": d.overlaps, "invalid": d.invalid},
+            # receive buffers: bytes held now and at most (blocks and their
+            # tables), and what the memcap refused
+            "reassembly": {"memcap": pool.memcap, "in_use": pool.in_use, "peak": pool.peak,
+                           "refused_segments": pool.refused_segments,
+                           "refused_bytes": pool.refused_bytes},
         }
         return out
 

@@ -17,7 +17,8 @@ from mos.errors import ConfigError
 
 __all__ = ["Config"]
 
-MAX_BUFFER = 0x7FFFFFFF
+#: largest receive buffer per side (1 GiB, the largest TCP window, RFC 7323 2.3)
+MAX_BUFFER = 1 << 30
 #: values of Config.on_handler_error
 HANDLER_ERROR_POLICIES = ("auto", "log", "stop", "disable-handler", "raise")
 
@@ -48,6 +49,10 @@ class Config:
     #: keep bytes that every monitor has read and the receiver acknowledged until the
     #: buffer is full (ppeek can look back); False frees them at the flow's next packet
     keep_read: bool = False
+    #: bytes all flows' receive buffers may hold together (per worker; Suricata's
+    #: stream.reassembly.memcap); a segment that would pass it is not stored, counted
+    #: (ERROR MEMCAP, counters()["reassembly"]) and its bytes become a gap. 0: no cap
+    reassembly_memcap: int = 256 << 20
     #: bytes held for IP fragment reassembly
     defrag_memory: int = 64 << 20
     #: seconds an incomplete fragmented datagram is kept
@@ -65,7 +70,7 @@ class Config:
 
         for key, lo, hi in (("buffer_size", 0, MAX_BUFFER), ("max_flows", 1, 0xFFFFFFFF),
                             ("max_embryonic", 1, 0xFFFFFFFF),
-                            ("defrag_memory", 0, 1 << 40)):
+                            ("defrag_memory", 0, 1 << 40), ("reassembly_memcap", 0, 1 << 48)):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int):
                 bad(key, v, "is not an integer")

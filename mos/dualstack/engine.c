@@ -21,6 +21,7 @@
 struct mos_engine {
     mos_config_t cfg;
     mos_counters_t c;
+    mos_rbuf_pool_t pool;       /* every flow's receive buffer blocks (reassembly memcap) */
     mos_interest_t interest;
     uint8_t any_interest;       /* some bit of interest is set */
     uint8_t reads;              /* 1 << side: some monitor reads that side (set_reads) */
@@ -332,8 +333,7 @@ static inline void digest_need(mos_engine_t *e, mos_flow_t *f)
  * masked by the capacity, so moving base is all it takes). */
 static inline void rbuf_release(mos_rbuf_t *rb, uint64_t off)
 {
-    if (off > rb->head) off = rb->head;
-    if (off > rb->base) rb->base = off;
+    mos_rbuf_release(rb, off); /* the blocks below go back to the pool */
 }
 
 /* Offset up to which `side` acknowledged what it received (0 if unknown). */
@@ -579,7 +579,7 @@ __attribute__((noinline)) static mos_flow_t *create_flow(mos_engine_t *e, const 
             lim = 0;
             f->flags |= (uint16_t)(MOS_FF_NOBUF << side);
         }
-        mos_rbuf_init(&f->ep[side].rbuf, lim, e->cfg.overlap[side]);
+        mos_rbuf_init(&f->ep[side].rbuf, lim, e->cfg.overlap[side], &e->pool);
     }
     f->ep[MOS_CLIENT].role = MOS_TCP_MONITOR;
     f->ep[MOS_SERVER].role = MOS_TCP_MONITOR | MOS_TCP_PASSIVE; /* the side that answers SYNs */
@@ -657,7 +657,8 @@ __attribute__((noinline)) static void store_data(mos_engine_t *e, mos_flow_t *f,
                 d->hashed_to = head0 + len;
             }
         }
-        rb->head = rb->base = head0 + len;
+        rb->head = head0 + len;
+        mos_rbuf_release(rb, rb->head);
         after_rbuf(e, f, slot, r, pi, len, 0);
         return;
     }
@@ -667,7 +668,7 @@ __attribute__((noinline)) static void store_data(mos_engine_t *e, mos_flow_t *f,
     mos_rbuf_result_t res;
     uint64_t advanced = 0;
     int gaps = 0;
-    uint64_t overlap_diff = 0, dropped_new = 0, below = 0;
+    uint64_t overlap_diff = 0, dropped_new = 0, below = 0, refused = 0;
     uint64_t lost_from = 0, lost_to = 0;
     for (int part = 0; part < 2; part++) {
         uint64_t o = doff + (part ? have : 0);
@@ -678,6 +679,7 @@ __attribute__((noinline)) static void store_data(mos_engine_t *e, mos_flow_t *f,
         overlap_diff += res.overlap_diff;
         dropped_new += res.dropped_new;
         below += res.below_base;
+        refused += res.refused;
         if (res.dropped_old_to > res.dropped_old_from) {
             if (lost_to == lost_from) lost_from = res.dropped_old_from;
             lost_to = res.dropped_old_to;
@@ -692,6 +694,7 @@ __attribute__((noinline)) static void store_data(mos_engine_t *e, mos_flow_t *f,
     }
     if (overlap_diff) error_ev(e, f, slot, r, pi, MOS_ERR_OVERLAP_DIFF, doff, overlap_diff);
     if (dropped_new) error_ev(e, f, slot, r, pi, MOS_ERR_NO_ROOM, doff, dropped_new);
+    if (refused) error_ev(e, f, slot, r, pi, MOS_ERR_MEMCAP, doff, refused);
     if (below) e->c.errors[MOS_ERR_BELOW_BASE]++;
     if (advanced || gaps) after_rbuf(e, f, slot, r, pi, advanced, gaps);
 }
@@ -893,6 +896,8 @@ mos_engine_t *mos_engine_new(const mos_config_t *cfg)
     if (!e->cfg.max_embryonic || e->cfg.max_embryonic > e->cfg.max_flows)
         e->cfg.max_embryonic = e->cfg.max_flows;
     if (!e->cfg.tcp_timeout_ns) e->cfg.tcp_timeout_ns = 30ull * 1000000000ull;
+    /* up to 16 MiB of released blocks are kept for the next flows */
+    mos_rbuf_pool_init(&e->pool, e->cfg.reassembly_memcap, 16u << 20);
     e->freelist = MOS_NIL;
     e->lru_head = e->lru_tail = MOS_NIL;
     e->emb_head = e->emb_tail = MOS_NIL;
@@ -946,6 +951,7 @@ void mos_engine_free(mos_engine_t *e)
     for (uint32_t i = 0; i < e->nretired; i++) free(e->retired[i]);
     free(e->retired);
     if (e->defrag) mos_defrag_free(e->defrag);
+    mos_rbuf_pool_drain(&e->pool);
     free(e);
 }
 
@@ -1163,6 +1169,8 @@ const mos_counters_t *mos_engine_counters(const mos_engine_t *e) { return &e->c;
 const mos_defrag_stats_t *mos_engine_defrag_stats(const mos_engine_t *e) { return mos_defrag_stats(e->defrag); }
 uint64_t mos_engine_now(const mos_engine_t *e) { return e->now; }
 uint32_t mos_engine_slots(const mos_engine_t *e) { return e->nslots; }
+
+const mos_rbuf_pool_t *mos_engine_pool(const mos_engine_t *e) { return &e->pool; }
 
 uint64_t mos_engine_memory(const mos_engine_t *e)
 {

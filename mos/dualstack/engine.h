@@ -53,6 +53,7 @@ enum mos_error_reason {
     MOS_ERR_BELOW_BASE,        /* retransmitted bytes older than the buffer holds (b) */
     MOS_ERR_PAWS,              /* TSval a older than TS.Recent b (RFC 7323 5.3): segment ignored */
     MOS_ERR_DATA_AFTER_FIN,    /* b bytes at offset a sequenced after the accepted FIN: not stored */
+    MOS_ERR_MEMCAP,            /* b bytes at offset a not stored: reassembly memcap reached */
     MOS_ERR_COUNT
 };
 
@@ -143,6 +144,7 @@ typedef struct mos_config {
     uint64_t tcp_timeout_ns;   /* idle timeout */
     uint64_t defrag_mem;       /* bytes for IP fragment reassembly */
     uint64_t defrag_timeout_ns;
+    uint64_t reassembly_memcap; /* bytes all receive buffers may hold together (0: no cap) */
 } mos_config_t;
 
 typedef struct mos_counters {
@@ -246,7 +248,9 @@ const mos_counters_t *mos_engine_counters(const mos_engine_t *e);
 const mos_defrag_stats_t *mos_engine_defrag_stats(const mos_engine_t *e);
 uint64_t mos_engine_now(const mos_engine_t *e);
 uint32_t mos_engine_slots(const mos_engine_t *e);     /* slots allocated so far */
-uint64_t mos_engine_memory(const mos_engine_t *e);    /* bytes held by the table (not buffers) */
+uint64_t mos_engine_memory(const mos_engine_t *e);
+/* The receive buffers' block pool: memcap, bytes in use, peak, refusals. */
+const mos_rbuf_pool_t *mos_engine_pool(const mos_engine_t *e);    /* bytes held by the table (not buffers) */
 
 /* ---- in-line payload edits (insert, chomp, replace) ----
  * Replace del bytes at payload offset off of packet i (of the last process

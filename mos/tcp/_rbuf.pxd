@@ -8,25 +8,35 @@ cdef extern from "rbuf.h" nogil:
         MOS_RBUF_MAX_RUNS
         MOS_RBUF_MAX_GAPS
     const uint32_t MOS_RBUF_MAX_LIMIT
+    const uint32_t MOS_RBUF_BLOCK
 
     ctypedef struct mos_span_t:
         uint64_t off
         uint64_t len
 
+    ctypedef struct mos_rbuf_pool_t:
+        uint64_t memcap
+        uint64_t in_use
+        uint64_t peak
+        uint64_t refused_segments
+        uint64_t refused_bytes
+        uint32_t nfree
+        uint32_t max_free
+
     ctypedef struct mos_rbuf_t:
-        uint8_t *data
-        uint32_t cap
-        uint32_t limit
+        mos_rbuf_pool_t *pool
         uint64_t base
         uint64_t head
         mos_span_t *runs
         mos_span_t *gaps
+        uint32_t limit
+        uint32_t nslot
+        uint32_t nblk
+        uint32_t gapcap
         uint16_t nruns
         uint16_t runcap
         uint16_t ngaps
-        uint16_t gapcap
         uint8_t policy
-        uint8_t _pad[3]
         uint32_t gap_overflow
 
     ctypedef struct mos_rbuf_result_t:
@@ -40,8 +50,13 @@ cdef extern from "rbuf.h" nogil:
         uint16_t gaps_added
         uint16_t runs_dropped
         uint64_t in_gap
+        uint64_t refused
 
-    void mos_rbuf_init(mos_rbuf_t *rb, uint32_t limit, int policy)
+    void mos_rbuf_pool_init(mos_rbuf_pool_t *p, uint64_t memcap, uint64_t max_free)
+    void mos_rbuf_pool_drain(mos_rbuf_pool_t *p)
+    int mos_rbuf_init(mos_rbuf_t *rb, uint32_t limit, int policy, mos_rbuf_pool_t *pool)
+    void mos_rbuf_release(mos_rbuf_t *rb, uint64_t off)
+    uint64_t mos_rbuf_held(const mos_rbuf_t *rb)
     void mos_rbuf_free(mos_rbuf_t *rb)
     uint64_t mos_rbuf_set_limit(mos_rbuf_t *rb, uint32_t limit)
     void mos_rbuf_insert(mos_rbuf_t *rb, uint64_t off, const uint8_t *data, uint32_t len,

@@ -12,6 +12,7 @@ import time
 MAX_RUNS = MOS_RBUF_MAX_RUNS
 MAX_GAPS = MOS_RBUF_MAX_GAPS
 MAX_LIMIT = MOS_RBUF_MAX_LIMIT
+BLOCK = MOS_RBUF_BLOCK
 
 _POLICIES = {"first": MOS_OVERLAP_FIRST, "last": MOS_OVERLAP_LAST}
 
@@ -28,6 +29,7 @@ cdef dict _result(mos_rbuf_result_t *r):
         "gaps_added": r.gaps_added,
         "runs_dropped": r.runs_dropped,
         "in_gap": r.in_gap,
+        "refused": r.refused,
     }
 
 
@@ -39,18 +41,31 @@ cdef class StreamBuffer:
     """One direction's receive buffer: StreamBuffer(limit, policy="first"|"last").
 
     start (default 0) places base and head at that stream offset, as an
-    engine would for a stream it picks up mid-way.
+    engine would for a stream it picks up mid-way.  memcap (default 0: none)
+    caps the bytes its blocks may take, as an engine's reassembly memcap
+    caps all its flows' buffers together.
+
+    >>> b = StreamBuffer(1 << 20)
+    >>> b.insert(900_000, b"x")["new_inorder"], b.held   # one 4 KiB block, not 900 KB
+    (0, 4096)
     """
     cdef mos_rbuf_t rb
+    cdef mos_rbuf_pool_t pool
 
-    def __cinit__(self, uint32_t limit, policy="first", uint64_t start=0):
+    def __cinit__(self, limit, policy="first", uint64_t start=0, memcap=0):
         if policy not in _POLICIES:
             raise ValueError(f"policy must be 'first' or 'last', not {policy!r}")
-        mos_rbuf_init(&self.rb, limit, _POLICIES[policy])
+        if not 0 <= limit <= MOS_RBUF_MAX_LIMIT:
+            raise ValueError(f"limit {limit} is out of range 0..{MOS_RBUF_MAX_LIMIT}")
+        if memcap < 0:
+            raise ValueError(f"memcap {memcap} is negative")
+        mos_rbuf_pool_init(&self.pool, memcap, 0)
+        mos_rbuf_init(&self.rb, limit, _POLICIES[policy], &self.pool)
         self.rb.base = self.rb.head = start
 
     def __dealloc__(self):
         mos_rbuf_free(&self.rb)
+        mos_rbuf_pool_drain(&self.pool)
 
     def insert(self, uint64_t offset, data, length=None):
         """Store data (bytes-like, or None for uncaptured bytes) at offset."""
@@ -91,7 +106,7 @@ cdef class StreamBuffer:
 
     def read(self, uint64_t off, uint32_t n):
         """Present bytes from off, at most n, stopping at the first missing one."""
-        cdef uint32_t want = n if n < self.rb.cap else self.rb.cap
+        cdef uint32_t want = n if n < self.rb.limit else self.rb.limit
         if want == 0:
             return b""
         cdef uint8_t *tmp = <uint8_t *>malloc(want)
@@ -104,15 +119,21 @@ cdef class StreamBuffer:
             free(tmp)
 
     def contiguous(self, uint64_t off):
-        """Zero-copy view turned into bytes: present bytes at off up to the ring wrap."""
+        """Zero-copy view turned into bytes: present bytes at off up to the end of its block."""
         cdef uint32_t n = 0
         cdef const uint8_t *p = mos_rbuf_ptr(&self.rb, off, &n)
         if p == NULL:
             return b""
         return PyBytes_FromStringAndSize(<const char *>p, n)
 
-    def set_limit(self, uint32_t n):
+    def set_limit(self, n):
+        if not 0 <= n <= MOS_RBUF_MAX_LIMIT:
+            raise ValueError(f"limit {n} is out of range 0..{MOS_RBUF_MAX_LIMIT}")
         return mos_rbuf_set_limit(&self.rb, n)
+
+    def release(self, uint64_t off):
+        """Forget the in-order bytes below off (at most head)."""
+        mos_rbuf_release(&self.rb, off)
 
     def forget_gaps(self, uint64_t off):
         """Drop the listed gaps that end at or below off (never one still
@@ -136,8 +157,16 @@ cdef class StreamBuffer:
         return self.rb.limit
 
     @property
-    def cap(self):
-        return self.rb.cap
+    def held(self):
+        """Bytes of the blocks holding stored bytes."""
+        return mos_rbuf_held(&self.rb)
+
+    @property
+    def pool(self):
+        """The buffer's own pool: memcap, in_use, peak, refusals."""
+        return {"memcap": self.pool.memcap, "in_use": self.pool.in_use, "peak": self.pool.peak,
+                "refused_segments": self.pool.refused_segments,
+                "refused_bytes": self.pool.refused_bytes}
 
     @property
     def policy(self):
@@ -161,8 +190,9 @@ cdef class StreamBuffer:
 
     @property
     def memory(self):
-        """Bytes allocated: ring plus run and gap arrays."""
-        return self.rb.cap + (self.rb.runcap + self.rb.gapcap) * sizeof(mos_span_t)
+        """Bytes allocated: blocks, their table, run and gap arrays."""
+        return (mos_rbuf_held(&self.rb) + self.rb.nslot * sizeof(void *) +
+                (self.rb.runcap + self.rb.gapcap) * sizeof(mos_span_t))
 
 
 def bench(str kind, uint64_t nseg, uint32_t seglen=1460, uint32_t limit=1 << 20, uint32_t block=32):
@@ -182,7 +212,7 @@ def bench(str kind, uint64_t nseg, uint32_t seglen=1460, uint32_t limit=1 << 20,
     if seg == NULL:
         raise MemoryError()
     memset(seg, 0x5a, seglen)
-    mos_rbuf_init(&rb, limit, MOS_OVERLAP_FIRST)
+    mos_rbuf_init(&rb, limit, MOS_OVERLAP_FIRST, NULL)
     nblk = nseg // block
     t0 = time.perf_counter_ns()
     with nogil:

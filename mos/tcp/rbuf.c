@@ -1,11 +1,14 @@
 /* rbuf.c: one side's receive buffer (contract in rbuf.h).
  *
- * Layout: the byte at stream offset o lives at data[o & (cap - 1)].  Every
- * stored byte lies in [base, base + cap), so offsets never collide in the
- * ring; when cap changes the bytes are laid out again.
+ * Layout: the byte at stream offset o lives in block o >> 12, at o & 4095;
+ * that block sits at slots[(o >> 12) & (nslot - 1)].  Every stored byte
+ * lies in [base, base + limit), and blocks wholly below base are given back
+ * as base moves, so the blocks held are always within nslot of base's
+ * block and never collide in the table.  A block is taken only when a byte
+ * is stored in it: a 1-byte segment 8 MB ahead costs one block and a table
+ * entry per 4 KiB of distance, and growing copies no stored byte.
  *
  * Choices the header leaves open:
- *  - limit is clamped to 2^31 so that a power-of-two ring >= limit fits cap.
  *  - The last offset, UINT64_MAX, is never stored (ends are exclusive and
  *    must fit in 64 bits); bytes beyond it are counted in dropped_new.
  *  - A hole declared right where the last gap ends extends that gap, so
@@ -13,7 +16,9 @@
  *  - Gaps wholly below base may be forgotten, but only when the gap array is
  *    full and needs room (or on mos_rbuf_forget_gaps): within one call the
  *    gaps it declared are the last entries, and memory stays proportional to
- *    the gaps still in the window.
+ *    the gaps still in the window.  The array is a deque (forgetting moves
+ *    its start; it is compacted only once half of it is free), so a hole
+ *    costs amortised O(1) however many gaps are listed.
  *  - At MOS_RBUF_MAX_GAPS gaps in the window the newest hole is merged into
  *    the previous gap (the present bytes between them become unreadable)
  *    and gap_overflow counts it.
@@ -21,6 +26,10 @@
  *    reader was already told) and are counted in in_gap.
  *  - data == NULL moves the window like real data but stores nothing and
  *    counts no overlap.
+ *  - A segment whose blocks the pool refuses (memcap, no memory) is not
+ *    stored at all above head: it stays a hole, as if never captured, and
+ *    `refused` counts it; the part below head only compares/overwrites
+ *    bytes already held, which needs no block.
  *  - limit 0: base never moves, the window is unbounded for bookkeeping;
  *    overlap is counted on ranges, overlap_diff is always 0.
  *  - set_limit shrink: base moves up to what the new limit needs but never
@@ -36,66 +45,215 @@
 #define LIKELY(x) __builtin_expect(!!(x), 1)
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 
-#define MIN_CAP 4096u
+#define SH MOS_RBUF_BLOCK_SHIFT
+#define BLK MOS_RBUF_BLOCK
+#define BMASK (MOS_RBUF_BLOCK - 1u)
 #define LINEAR_RUNS 16 /* below this a linear scan beats binary search */
 #define OFF_END UINT64_MAX
+#define SMALL_TABLE 16 /* a table this small is kept when the last block goes */
+
+/* Block numbers are offsets >> SH, so they wrap at 2^52 where offsets wrap at
+ * 2^64: distances between them are taken modulo 2^52.  nslot divides 2^52,
+ * so the slot of a block is the same on both sides of the wrap. */
+#define BNM (UINT64_MAX >> SH)
+static inline uint64_t bdist(uint64_t from, uint64_t to) { return (to - from) & BNM; }
 
 static inline uint64_t span_end(const mos_span_t *s) { return s->off + s->len; }
 static inline uint64_t min64(uint64_t a, uint64_t b) { return a < b ? a : b; }
 static inline uint64_t max64(uint64_t a, uint64_t b) { return a > b ? a : b; }
 
-static uint32_t pow2_ceil(uint32_t x) /* x <= 2^31 */
+static uint64_t pow2_ceil64(uint64_t x)
 {
-    if (x <= 1) return 1;
-    x--;
-    x |= x >> 1; x |= x >> 2; x |= x >> 4; x |= x >> 8; x |= x >> 16;
-    return x + 1;
+    uint64_t p = 1;
+    while (p < x && p < (UINT64_C(1) << 63)) p <<= 1;
+    return p;
 }
 
-/* ---- ring access (n <= cap) ---- */
+/* ---- pool ---- */
 
-static inline void ring_write(uint8_t *ring, uint32_t cap, uint64_t off, const uint8_t *src, uint64_t n)
+void mos_rbuf_pool_init(mos_rbuf_pool_t *p, uint64_t memcap, uint64_t max_free)
 {
-    uint32_t pos = (uint32_t)off & (cap - 1);
-    uint64_t first = min64(n, cap - pos);
-    memcpy(ring + pos, src, first);
-    if (n > first) memcpy(ring, src + first, n - first);
+    memset(p, 0, sizeof *p);
+    p->memcap = memcap;
+    p->max_free = (uint32_t)min64(max_free / BLK, UINT32_MAX);
 }
 
-static inline void ring_read(const uint8_t *ring, uint32_t cap, uint64_t off, uint8_t *dst, uint64_t n)
+void mos_rbuf_pool_drain(mos_rbuf_pool_t *p)
 {
-    uint32_t pos = (uint32_t)off & (cap - 1);
-    uint64_t first = min64(n, cap - pos);
-    memcpy(dst, ring + pos, first);
-    if (n > first) memcpy(dst + first, ring, n - first);
-}
-
-/* Re-lay the held bytes [base, base + min(cap, nc)) into a ring of nc bytes. */
-static int relayout(mos_rbuf_t *rb, uint32_t nc)
-{
-    uint8_t *nd = malloc(nc);
-    if (!nd) return -1;
-    if (rb->data) {
-        uint64_t n = min64(rb->cap, nc);
-        uint32_t pos = (uint32_t)rb->base & (rb->cap - 1);
-        uint64_t first = min64(n, rb->cap - pos);
-        ring_write(nd, nc, rb->base, rb->data + pos, first);
-        if (n > first) ring_write(nd, nc, rb->base + first, rb->data, n - first);
-        free(rb->data);
+    while (p->free_list) {
+        void *b = p->free_list;
+        p->free_list = *(void **)b;
+        free(b);
     }
-    rb->data = nd;
-    rb->cap = nc;
+    p->nfree = 0;
+}
+
+/* Can the pool hold `bytes` more? */
+static inline int pool_room(const mos_rbuf_pool_t *p, uint64_t bytes)
+{
+    return !p || !p->memcap || (p->in_use <= p->memcap && bytes <= p->memcap - p->in_use);
+}
+
+static inline void pool_take(mos_rbuf_pool_t *p, uint64_t bytes)
+{
+    if (!p) return;
+    p->in_use += bytes;
+    if (p->in_use > p->peak) p->peak = p->in_use;
+}
+
+static inline void pool_give(mos_rbuf_pool_t *p, uint64_t bytes)
+{
+    if (p) p->in_use -= bytes;
+}
+
+static uint8_t *blk_get(mos_rbuf_t *rb)
+{
+    mos_rbuf_pool_t *p = rb->pool;
+    uint8_t *b;
+    if (p && p->free_list) {
+        b = p->free_list;
+        p->free_list = *(void **)b;
+        p->nfree--;
+    } else if (!(b = malloc(BLK))) {
+        return NULL;
+    }
+    pool_take(p, BLK);
+    rb->nblk++;
+    return b;
+}
+
+static void blk_put(mos_rbuf_t *rb, uint8_t *b)
+{
+    mos_rbuf_pool_t *p = rb->pool;
+    rb->nblk--;
+    if (p) {
+        p->in_use -= BLK;
+        if (p->nfree < p->max_free) {
+            *(void **)b = p->free_list;
+            p->free_list = b;
+            p->nfree++;
+            return;
+        }
+    }
+    free(b);
+}
+
+/* ---- block table ---- */
+
+static inline uint8_t *blk_of(const mos_rbuf_t *rb, uint64_t off)
+{
+    return rb->slots[(off >> SH) & (rb->nslot - 1)];
+}
+
+static void table_free(mos_rbuf_t *rb)
+{
+    if (!rb->slots) return;
+    for (uint32_t i = 0; i < rb->nslot && rb->nblk; i++)
+        if (rb->slots[i]) blk_put(rb, rb->slots[i]);
+    pool_give(rb->pool, (uint64_t)rb->nslot * sizeof *rb->slots);
+    free(rb->slots);
+    rb->slots = NULL;
+    rb->nslot = 0;
+}
+
+/* A table of n entries (power of two) keeping the held blocks numbered
+ * lo .. lo + keep - 1; the others go back.  Held blocks all have numbers in
+ * [base >> SH, (base >> SH) + nslot).  -1 (nothing changed) when refused. */
+static int table_resize(mos_rbuf_t *rb, uint64_t n, uint64_t lo, uint64_t keep)
+{
+    uint64_t add = n > rb->nslot ? (n - rb->nslot) * sizeof *rb->slots : 0;
+    if (!pool_room(rb->pool, add)) return -1;
+    uint8_t **t = calloc(n, sizeof *t);
+    if (!t) return -1;
+    uint64_t b0 = rb->base >> SH;
+    for (uint32_t i = 0; i < rb->nslot; i++) {
+        uint8_t *b = rb->slots[i];
+        if (!b) continue;
+        uint64_t bn = (b0 + ((i - b0) & (rb->nslot - 1))) & BNM;
+        if (bdist(lo, bn) < keep) t[bn & (n - 1)] = b;
+        else blk_put(rb, b);
+    }
+    pool_give(rb->pool, (uint64_t)rb->nslot * sizeof *rb->slots);
+    pool_take(rb->pool, n * sizeof *t);
+    free(rb->slots);
+    rb->slots = t;
+    rb->nslot = (uint32_t)n;
     return 0;
 }
 
-/* Make the ring hold [base, base + need); need <= limit. */
-static int grow(mos_rbuf_t *rb, uint64_t need)
+/* Move base up to nb (> base): the blocks wholly below it go back. */
+static void set_base(mos_rbuf_t *rb, uint64_t nb)
 {
-    uint32_t top = pow2_ceil(rb->limit);
-    uint32_t nc = pow2_ceil((uint32_t)need);
-    if (nc < MIN_CAP) nc = MIN_CAP;
-    if (nc > top) nc = top;
-    return relayout(rb, nc);
+    uint64_t from = rb->base >> SH, to = nb >> SH;
+    rb->base = nb;
+    if (!rb->nblk || (from == to && (nb != rb->head || rb->nruns))) return;
+    /* nothing held at all (the reader took every byte): the block under base
+     * goes too, so an idle flow holds no storage */
+    if (bdist(from, to) >= rb->nslot || (nb == rb->head && !rb->nruns)) {
+        for (uint32_t i = 0; i < rb->nslot && rb->nblk; i++)
+            if (rb->slots[i]) {
+                blk_put(rb, rb->slots[i]);
+                rb->slots[i] = NULL;
+            }
+    } else {
+        for (uint64_t k = bdist(from, to), bn = from; k && rb->nblk; k--, bn++) {
+            uint8_t **s = &rb->slots[bn & (rb->nslot - 1)];
+            if (*s) {
+                blk_put(rb, *s);
+                *s = NULL;
+            }
+        }
+    }
+    if (!rb->nblk && rb->nslot > SMALL_TABLE) table_free(rb); /* a burst of reordering is over */
+}
+
+void mos_rbuf_release_slow(mos_rbuf_t *rb, uint64_t off)
+{
+    if (off > rb->head) off = rb->head;
+    if (off > rb->base) set_base(rb, off);
+}
+
+/* Blocks for [s, e) (base <= s < e <= base + limit): 0, or -1 with nothing
+ * taken when the pool refuses them. */
+static int reserve(mos_rbuf_t *rb, uint64_t s, uint64_t e)
+{
+    uint64_t b0 = rb->base >> SH, bs = s >> SH, nb = bdist(bs, (e - 1) >> SH) + 1;
+    uint64_t need = bdist(b0, bs) + nb;
+    if (need > rb->nslot) {
+        uint64_t n = pow2_ceil64(need);
+        if (n < 4) n = 4;
+        if (table_resize(rb, n, b0, UINT64_MAX)) return -1;
+    }
+    uint32_t m = rb->nslot - 1, missing = 0;
+    for (uint64_t k = 0; k < nb; k++) missing += rb->slots[(bs + k) & m] == NULL;
+    if (!missing) return 0;
+    if (!pool_room(rb->pool, (uint64_t)missing * BLK)) return -1;
+    for (uint64_t k = 0, bn = bs; k < nb; k++, bn++) {
+        uint8_t **slot = &rb->slots[bn & m];
+        if (!*slot && !(*slot = blk_get(rb))) return -1; /* out of memory: the blocks taken stay
+                                                          * (empty, freed with the window) */
+    }
+    return 0;
+}
+
+static inline void ring_write(mos_rbuf_t *rb, uint64_t off, const uint8_t *src, uint64_t n)
+{
+    while (n) {
+        uint32_t pos = (uint32_t)off & BMASK;
+        uint64_t k = min64(n, BLK - pos);
+        memcpy(blk_of(rb, off) + pos, src, k);
+        off += k; src += k; n -= k;
+    }
+}
+
+static inline void ring_read(const mos_rbuf_t *rb, uint64_t off, uint8_t *dst, uint64_t n)
+{
+    while (n) {
+        uint32_t pos = (uint32_t)off & BMASK;
+        uint64_t k = min64(n, BLK - pos);
+        memcpy(dst, blk_of(rb, off) + pos, k);
+        off += k; dst += k; n -= k;
+    }
 }
 
 /* ---- span arrays ---- */
@@ -139,14 +297,42 @@ static unsigned gaps_end_gt(const mos_rbuf_t *rb, uint64_t x)
     return lo;
 }
 
-/* Drop the gaps that end at or below off. */
+/* Drop the gaps that end at or below off: the deque's start moves. */
 static void gaps_forget(mos_rbuf_t *rb, uint64_t off)
 {
     unsigned k = gaps_end_gt(rb, off);
     if (k) {
-        memmove(rb->gaps, rb->gaps + k, (rb->ngaps - k) * sizeof *rb->gaps);
+        rb->gaps += k;
+        rb->g0 += k;
         rb->ngaps -= (uint16_t)k;
     }
+}
+
+/* Room for one more gap at the end: 0, or -1 (MOS_RBUF_MAX_GAPS listed, or
+ * no memory).  The array holds up to twice MOS_RBUF_MAX_GAPS entries and is
+ * compacted only when its free start is half of it, so each forgotten gap
+ * pays for at most one move. */
+static int gaps_room(mos_rbuf_t *rb)
+{
+    if (rb->g0 + rb->ngaps < rb->gapcap && rb->ngaps < MOS_RBUF_MAX_GAPS) return 0;
+    gaps_forget(rb, rb->base); /* make room from history first */
+    if (rb->ngaps >= MOS_RBUF_MAX_GAPS) return -1;
+    if (rb->g0 + rb->ngaps < rb->gapcap) return 0;
+    mos_span_t *mem = rb->gapcap ? rb->gaps - rb->g0 : NULL;
+    if (rb->g0 && rb->g0 >= rb->gapcap / 2) {
+        memmove(mem, rb->gaps, rb->ngaps * sizeof *mem);
+        rb->gaps = mem;
+        rb->g0 = 0;
+        return 0;
+    }
+    uint32_t nc = rb->gapcap ? rb->gapcap * 2u : 4u;
+    if (nc > 2u * MOS_RBUF_MAX_GAPS) nc = 2u * MOS_RBUF_MAX_GAPS;
+    if (nc <= rb->g0 + rb->ngaps) return -1;
+    mos_span_t *p = realloc(rb->gapcap ? mem : NULL, nc * sizeof *p);
+    if (!p) return -1;
+    rb->gaps = p + rb->g0;
+    rb->gapcap = nc;
+    return 0;
 }
 
 /* Declare [from, to) a gap; from >= end of the last gap. */
@@ -156,21 +342,16 @@ static void gap_add(mos_rbuf_t *rb, uint64_t from, uint64_t to)
         rb->gaps[rb->ngaps - 1].len += to - from;
         return;
     }
-    if (rb->ngaps == rb->gapcap) {
-        gaps_forget(rb, rb->base); /* make room from history first */
-        if (rb->ngaps == rb->gapcap &&
-            (rb->ngaps >= MOS_RBUF_MAX_GAPS ||
-             spans_reserve(&rb->gaps, &rb->gapcap, rb->ngaps + 1u, MOS_RBUF_MAX_GAPS))) {
-            if (rb->ngaps) {
-                /* widen the last gap: the bytes in between become
-                 * unreadable, never wrongly readable */
-                rb->gaps[rb->ngaps - 1].len = to - rb->gaps[rb->ngaps - 1].off;
-            } else if (to > rb->base) {
-                rb->base = to; /* cannot record even one gap: drop all below it */
-            }
-            rb->gap_overflow++;
-            return;
+    if (gaps_room(rb)) {
+        if (rb->ngaps) {
+            /* widen the last gap: the bytes in between become
+             * unreadable, never wrongly readable */
+            rb->gaps[rb->ngaps - 1].len = to - rb->gaps[rb->ngaps - 1].off;
+        } else if (to > rb->base) {
+            set_base(rb, to); /* cannot record even one gap: drop all below it */
         }
+        rb->gap_overflow++;
+        return;
     }
     rb->gaps[rb->ngaps].off = from;
     rb->gaps[rb->ngaps].len = to - from;
@@ -220,14 +401,14 @@ static void advance_base(mos_rbuf_t *rb, uint64_t nb, mos_rbuf_result_t *res)
         add_u16(&res->gaps_added, pass_head(rb, nb));
         res->new_inorder += rb->head - h0;
     }
-    if (nb > rb->base) rb->base = nb; /* gap_add may already have moved it */
+    if (nb > rb->base) set_base(rb, nb); /* gap_add may already have moved it */
 }
 
 /* ---- storing ---- */
 
 static inline void store(mos_rbuf_t *rb, uint64_t off, const uint8_t *src, uint64_t n)
 {
-    if (rb->data && n) ring_write(rb->data, rb->cap, off, src, n);
+    if (rb->limit && n) ring_write(rb, off, src, n);
 }
 
 /* New bytes land on stored ones: count, compare, apply the policy. */
@@ -235,12 +416,11 @@ static void overlap_stored(mos_rbuf_t *rb, uint64_t off, const uint8_t *src, uin
                            mos_rbuf_result_t *res)
 {
     res->overlap += n;
-    if (!rb->data) return; /* limit 0: ranges only */
-    uint32_t mask = rb->cap - 1;
+    if (!rb->limit) return; /* limit 0: ranges only */
     while (n) {
-        uint32_t pos = (uint32_t)off & mask;
-        uint64_t k = min64(n, rb->cap - pos);
-        uint8_t *p = rb->data + pos;
+        uint32_t pos = (uint32_t)off & BMASK;
+        uint64_t k = min64(n, BLK - pos);
+        uint8_t *p = blk_of(rb, off) + pos;
         if (memcmp(p, src, k)) {
             uint64_t d = 0;
             for (uint64_t i = 0; i < k; i++) d += p[i] != src[i];
@@ -336,23 +516,35 @@ static void insert_above_head(mos_rbuf_t *rb, uint64_t s, const uint8_t *src, ui
 
 /* ---- public ---- */
 
-void mos_rbuf_init(mos_rbuf_t *rb, uint32_t limit, int policy)
+int mos_rbuf_init(mos_rbuf_t *rb, uint32_t limit, int policy, mos_rbuf_pool_t *pool)
 {
+    if (limit > MOS_RBUF_MAX_LIMIT) return -1;
     memset(rb, 0, sizeof *rb);
-    rb->limit = limit > MOS_RBUF_MAX_LIMIT ? MOS_RBUF_MAX_LIMIT : limit;
+    rb->limit = limit;
+    rb->pool = pool;
     rb->policy = policy == MOS_OVERLAP_LAST ? MOS_OVERLAP_LAST : MOS_OVERLAP_FIRST;
+    return 0;
 }
 
 void mos_rbuf_free(mos_rbuf_t *rb)
 {
-    free(rb->data);
+    table_free(rb);
     free(rb->runs);
-    free(rb->gaps);
-    rb->data = NULL;
+    free(rb->gaps ? rb->gaps - rb->g0 : NULL);
     rb->runs = rb->gaps = NULL;
-    rb->cap = 0;
     rb->limit = 0; /* consistent if used again: bookkeeping only */
-    rb->nruns = rb->runcap = rb->ngaps = rb->gapcap = 0;
+    rb->nruns = rb->runcap = rb->ngaps = 0;
+    rb->g0 = rb->gapcap = 0;
+}
+
+/* Blocks for the part [s, e) above head refused: count it (it stays a hole). */
+static inline void refuse(mos_rbuf_t *rb, uint64_t n, mos_rbuf_result_t *res)
+{
+    res->refused += n;
+    if (rb->pool) {
+        rb->pool->refused_segments++;
+        rb->pool->refused_bytes += n;
+    }
 }
 
 void mos_rbuf_insert(mos_rbuf_t *rb, uint64_t off, const uint8_t *data, uint32_t len,
@@ -361,22 +553,24 @@ void mos_rbuf_insert(mos_rbuf_t *rb, uint64_t off, const uint8_t *data, uint32_t
     memset(res, 0, sizeof *res);
     if (UNLIKELY(len == 0)) return;
 
-    /* Common case: in order, nothing out of order, fits the ring.  base
+    /* Common case: in order, nothing out of order, fits the window.  base
      * trails by at most limit - len; when it moves it stays <= head. */
     if (LIKELY(off == rb->head && rb->nruns == 0 && data != NULL && len <= rb->limit &&
                len <= OFF_END - off)) {
-        uint64_t used = off - rb->base, room = rb->limit - len;
-        uint64_t need = (used > room ? room : used) + len;
-        if (LIKELY(need <= rb->cap)) {
-            if (used > room) {
-                res->dropped_old_from = rb->base;
-                res->dropped_old_to = rb->base = off - room;
-            }
-            ring_write(rb->data, rb->cap, off, data, len);
-            rb->head = off + len;
-            res->new_inorder = len;
+        uint64_t end = off + len;
+        if (end - rb->base > rb->limit) {
+            res->dropped_old_from = rb->base;
+            res->dropped_old_to = end - rb->limit;
+            set_base(rb, end - rb->limit);
+        }
+        if (UNLIKELY(reserve(rb, off, end))) {
+            refuse(rb, len, res);
             return;
         }
+        ring_write(rb, off, data, len);
+        rb->head = end;
+        res->new_inorder = len;
+        return;
     }
 
     uint64_t n = len;
@@ -404,15 +598,15 @@ void mos_rbuf_insert(mos_rbuf_t *rb, uint64_t off, const uint8_t *data, uint32_t
         }
     }
     if (!data) return; /* uncaptured bytes: the range stays a hole */
-    if (rb->limit && end - rb->base > rb->cap && grow(rb, end - rb->base)) {
-        res->dropped_new += n; /* out of memory: as if not captured */
-        return;
-    }
     if (off < rb->head) {
         uint64_t k = min64(end, rb->head) - off;
         insert_below_head(rb, off, data, k, res);
         if (k == n) return;
         off += k; data += k; n -= k;
+    }
+    if (rb->limit && reserve(rb, off, end)) {
+        refuse(rb, n, res);
+        return;
     }
     insert_above_head(rb, off, data, n, res);
 }
@@ -437,7 +631,7 @@ int mos_rbuf_flush(mos_rbuf_t *rb, uint64_t *advanced)
 /* Count of present bytes from off on (0 if off is not present). */
 static uint64_t present_at(const mos_rbuf_t *rb, uint64_t off)
 {
-    if (!rb->data || off < rb->base) return 0;
+    if (!rb->limit || off < rb->base) return 0;
     if (off < rb->head) {
         uint64_t stop = rb->head;
         if (rb->ngaps) {
@@ -458,7 +652,7 @@ static uint64_t present_at(const mos_rbuf_t *rb, uint64_t off)
 uint32_t mos_rbuf_copy(const mos_rbuf_t *rb, uint64_t off, uint8_t *out, uint32_t n)
 {
     uint64_t k = min64(present_at(rb, off), n);
-    if (k) ring_read(rb->data, rb->cap, off, out, k);
+    if (k) ring_read(rb, off, out, k);
     return (uint32_t)k;
 }
 
@@ -469,9 +663,9 @@ const uint8_t *mos_rbuf_ptr(const mos_rbuf_t *rb, uint64_t off, uint32_t *len)
         *len = 0;
         return NULL;
     }
-    uint32_t pos = (uint32_t)off & (rb->cap - 1);
-    *len = (uint32_t)min64(k, rb->cap - pos);
-    return rb->data + pos;
+    uint32_t pos = (uint32_t)off & BMASK;
+    *len = (uint32_t)min64(k, BLK - pos);
+    return blk_of(rb, off) + pos;
 }
 
 const mos_span_t *mos_rbuf_gap_after(const mos_rbuf_t *rb, uint64_t off)
@@ -505,7 +699,7 @@ static uint64_t present_below(const mos_rbuf_t *rb, uint64_t to)
 
 uint64_t mos_rbuf_set_limit(mos_rbuf_t *rb, uint32_t limit)
 {
-    if (limit > MOS_RBUF_MAX_LIMIT) limit = MOS_RBUF_MAX_LIMIT;
+    if (limit > MOS_RBUF_MAX_LIMIT) return UINT64_MAX;
     if (limit == rb->limit) return 0;
     uint64_t dropped = 0;
     if (rb->limit == 0) { /* nothing was held: start the window at head */
@@ -516,9 +710,7 @@ uint64_t mos_rbuf_set_limit(mos_rbuf_t *rb, uint32_t limit)
     }
     if (limit == 0) {
         dropped = present_below(rb, rb->head) + mos_rbuf_ooo_bytes(rb);
-        free(rb->data);
-        rb->data = NULL;
-        rb->cap = 0;
+        table_free(rb);
         rb->limit = 0;
         return dropped;
     }
@@ -531,7 +723,7 @@ uint64_t mos_rbuf_set_limit(mos_rbuf_t *rb, uint32_t limit)
         if (hi - rb->base > limit) {
             uint64_t nb = min64(hi - limit, rb->head);
             dropped += present_below(rb, nb);
-            rb->base = nb;
+            if (nb > rb->base) set_base(rb, nb);
             /* runs still beyond the window are cut */
             while (rb->nruns && rb->runs[rb->nruns - 1].off - nb >= limit)
                 dropped += rb->runs[--rb->nruns].len;
@@ -542,10 +734,17 @@ uint64_t mos_rbuf_set_limit(mos_rbuf_t *rb, uint32_t limit)
             }
         }
         rb->limit = limit;
-        uint32_t top = pow2_ceil(limit);
-        if (rb->data && rb->cap > top) relayout(rb, top); /* on failure the big ring still works */
+        /* blocks past the new window go; the table shrinks to fit it (on
+         * failure the big table still works) */
+        if (rb->slots) {
+            uint64_t b0 = rb->base >> SH, keep = bdist(b0, (rb->base + limit - 1) >> SH) + 1;
+            uint64_t n = pow2_ceil64(keep);
+            if (n < 4) n = 4;
+            if (n > rb->nslot) n = rb->nslot;
+            table_resize(rb, n, b0, keep);
+        }
         return dropped;
     }
-    rb->limit = limit; /* grow: the ring follows on demand */
+    rb->limit = limit; /* grow: blocks follow on demand */
     return 0;
 }

@@ -1,15 +1,19 @@
 /* rbuf.h: one side's receive buffer, addressed by 64-bit stream offset.
  *
- * Bytes live in a ring that holds at most `limit` bytes: the window
- * [base, base + limit).  Below `head` every offset is either present or a
- * declared gap; above it, out-of-order data is kept as sorted, disjoint runs.
- * The overlap policy decides which bytes win when a new segment covers bytes
- * already stored (anywhere in the window, below or above head):
+ * The buffer holds at most `limit` bytes: the window [base, base + limit).
+ * Below `head` every offset is either present or a declared gap; above it,
+ * out-of-order data is kept as sorted, disjoint runs.  The overlap policy
+ * decides which bytes win when a new segment covers bytes already stored
+ * (anywhere in the window, below or above head):
  *   FIRST  keep what is stored (Suricata's default, Zeek, tshark)
  *   LAST   the new bytes replace the stored ones
- * Storage is allocated on the first byte stored and grows in powers of two up
- * to the limit.  limit 0 keeps no bytes but still tracks head/runs/gaps, so
- * state tracking goes on without buffering.
+ * Bytes live in blocks of MOS_RBUF_BLOCK bytes, taken only for the blocks a
+ * stored byte falls in, so memory follows the bytes held, not the distance
+ * to the farthest out-of-order byte, and growing never copies.  A pool
+ * (shared by every buffer of an engine) caps the blocks held in total: a
+ * segment that would pass the cap is refused and counted, its bytes stay a
+ * hole (Suricata's stream.reassembly.memcap).  limit 0 keeps no bytes but
+ * still tracks head/runs/gaps, so state tracking goes on without buffering.
  */
 #ifndef MOS_RBUF_H
 #define MOS_RBUF_H
@@ -18,20 +22,38 @@
 
 enum { MOS_OVERLAP_FIRST = 0, MOS_OVERLAP_LAST = 1 };
 
+#define MOS_RBUF_BLOCK_SHIFT 12
+#define MOS_RBUF_BLOCK (1u << MOS_RBUF_BLOCK_SHIFT)
+
 typedef struct mos_span { uint64_t off, len; } mos_span_t;
 
+/* Blocks for a set of buffers (one engine: one thread), and their cap. */
+typedef struct mos_rbuf_pool {
+    uint64_t memcap;           /* most bytes held (blocks and block tables); 0 = no cap */
+    uint64_t in_use;           /* bytes held now */
+    uint64_t peak;             /* most bytes held at once */
+    uint64_t refused_segments; /* segments (or parts) not stored: cap reached or no memory */
+    uint64_t refused_bytes;
+    void *free_list;           /* released blocks kept for reuse */
+    uint32_t nfree, max_free;
+} mos_rbuf_pool_t;
+
 typedef struct mos_rbuf {
-    uint8_t *data;        /* ring storage or NULL */
-    uint32_t cap;         /* bytes allocated (power of two) */
-    uint32_t limit;       /* most bytes held; 0 = keep none */
+    uint8_t **slots;      /* block of block number b at slots[b & (nslot - 1)], or NULL */
+    mos_rbuf_pool_t *pool;/* NULL: plain malloc, no cap */
     uint64_t base;        /* oldest offset still held (bytes below it are gone) */
     uint64_t head;        /* in-order frontier */
     mos_span_t *runs;     /* out-of-order data above head: sorted, disjoint, not touching */
-    mos_span_t *gaps;     /* declared holes below head, in order */
+    mos_span_t *gaps;     /* declared holes below head, in order: gaps[0..ngaps) */
+    uint32_t limit;       /* most bytes held; 0 = keep none */
+    uint32_t nslot;       /* power of two (0: no table) */
+    uint32_t nblk;        /* blocks held */
+    uint32_t g0;          /* gaps - g0 is the start of the gap array */
+    uint32_t gapcap;      /* entries allocated from gaps - g0 */
     uint16_t nruns, runcap;
-    uint16_t ngaps, gapcap;
+    uint16_t ngaps;
     uint8_t policy;       /* MOS_OVERLAP_* */
-    uint8_t _pad[3];
+    uint8_t _pad;
     uint32_t gap_overflow; /* holes merged into the previous gap: MOS_RBUF_MAX_GAPS reached */
 } mos_rbuf_t;
 
@@ -46,6 +68,8 @@ typedef struct mos_rbuf_result {
     uint16_t gaps_added;   /* gaps declared because the window had to move past head */
     uint16_t runs_dropped; /* max runs exceeded: newest runs not kept */
     uint64_t in_gap;       /* bytes of this segment that fell on a declared gap (not stored) */
+    uint64_t refused;      /* bytes of this segment not stored: the pool's memcap was
+                            * reached or memory ran out (they stay a hole) */
 } mos_rbuf_result_t;
 
 /* Upper bound on out-of-order runs per buffer; beyond it segments are
@@ -55,15 +79,41 @@ typedef struct mos_rbuf_result {
 /* Most gaps listed (ngaps is 16-bit); beyond it the newest hole widens the
  * last gap (counted in gap_overflow). */
 #define MOS_RBUF_MAX_GAPS 65535
-/* limit is clamped to this so that a power-of-two ring holding it fits cap. */
-#define MOS_RBUF_MAX_LIMIT 0x80000000u
+/* Largest limit; mos_rbuf_init and mos_rbuf_set_limit refuse more (the
+ * Python layers name the offending value before getting here). */
+#define MOS_RBUF_MAX_LIMIT 0x40000000u
 
-void mos_rbuf_init(mos_rbuf_t *rb, uint32_t limit, int policy);
+/* A pool with a cap (0: none); up to max_free bytes of released blocks are
+ * kept for reuse.  Drain it once no buffer uses it any more. */
+void mos_rbuf_pool_init(mos_rbuf_pool_t *p, uint64_t memcap, uint64_t max_free);
+void mos_rbuf_pool_drain(mos_rbuf_pool_t *p);
+
+/* Returns 0, or -1 (nothing done) if limit > MOS_RBUF_MAX_LIMIT.  pool may
+ * be NULL. */
+int mos_rbuf_init(mos_rbuf_t *rb, uint32_t limit, int policy, mos_rbuf_pool_t *pool);
 void mos_rbuf_free(mos_rbuf_t *rb);   /* frees storage, keeps offsets; init again to reuse */
+
+/* Forget the in-order bytes below off (at most head): base moves up and
+ * the blocks below it go back to the pool. */
+void mos_rbuf_release_slow(mos_rbuf_t *rb, uint64_t off);
+static inline void mos_rbuf_release(mos_rbuf_t *rb, uint64_t off)
+{
+    if (off > rb->head) off = rb->head;
+    if (off <= rb->base) return;
+    if (rb->nblk) mos_rbuf_release_slow(rb, off);
+    else rb->base = off;
+}
+
+/* Bytes of storage held (blocks only). */
+static inline uint64_t mos_rbuf_held(const mos_rbuf_t *rb)
+{
+    return (uint64_t)rb->nblk * MOS_RBUF_BLOCK;
+}
 
 /* Change the limit at run time.  Shrinking drops the oldest bytes (reported
  * through base moving; returns the number of held bytes dropped).  0 frees
- * the storage. */
+ * the storage.  A limit over MOS_RBUF_MAX_LIMIT changes nothing and returns
+ * UINT64_MAX. */
 uint64_t mos_rbuf_set_limit(mos_rbuf_t *rb, uint32_t limit);
 
 /* Store a segment's bytes at stream offset off.  data may be NULL with
@@ -91,9 +141,9 @@ int mos_rbuf_flush(mos_rbuf_t *rb, uint64_t *advanced);
  * not present). */
 uint32_t mos_rbuf_copy(const mos_rbuf_t *rb, uint64_t off, uint8_t *out, uint32_t n);
 
-/* Zero-copy form: pointer to the contiguous present bytes at off in the
- * ring (stops also at the ring's wrap point); *len gets their count (0 and
- * NULL if off is not present). */
+/* Zero-copy form: pointer to the contiguous present bytes at off (stops
+ * also at the end of off's block); *len gets their count (0 and NULL if off
+ * is not present). */
 const uint8_t *mos_rbuf_ptr(const mos_rbuf_t *rb, uint64_t off, uint32_t *len);
 
 /* The first declared gap that ends after off, or NULL. */
