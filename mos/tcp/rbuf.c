@@ -80,11 +80,9 @@ void mos_rbuf_pool_init(mos_rbuf_pool_t *p, uint64_t memcap, uint64_t max_free)
 
 void mos_rbuf_pool_drain(mos_rbuf_pool_t *p)
 {
-    while (p->free_list) {
-        void *b = p->free_list;
-        p->free_list = *(void **)b;
-        free(b);
-    }
+    for (uint32_t i = 0; i < p->nfree; i++) free(p->free_blk[i]);
+    free(p->free_blk);
+    p->free_blk = NULL;
     p->nfree = 0;
 }
 
@@ -110,10 +108,8 @@ static uint8_t *blk_get(mos_rbuf_t *rb)
 {
     mos_rbuf_pool_t *p = rb->pool;
     uint8_t *b;
-    if (p && p->free_list) {
-        b = p->free_list;
-        p->free_list = *(void **)b;
-        p->nfree--;
+    if (p && p->nfree) {
+        b = p->free_blk[--p->nfree];
     } else if (!(b = malloc(BLK))) {
         return NULL;
     }
@@ -129,9 +125,11 @@ static void blk_put(mos_rbuf_t *rb, uint8_t *b)
     if (p) {
         p->in_use -= BLK;
         if (p->nfree < p->max_free) {
-            *(void **)b = p->free_list;
-            p->free_list = b;
-            p->nfree++;
+            if (!p->free_blk && !(p->free_blk = malloc((size_t)p->max_free * sizeof(void *)))) {
+                free(b);
+                return;
+            }
+            p->free_blk[p->nfree++] = b;
             return;
         }
     }
@@ -189,7 +187,11 @@ static void set_base(mos_rbuf_t *rb, uint64_t nb)
     if (!rb->nblk || (from == to && (nb != rb->head || rb->nruns))) return;
     /* nothing held at all (the reader took every byte): the block under base
      * goes too, so an idle flow holds no storage */
-    if (bdist(from, to) >= rb->nslot || (nb == rb->head && !rb->nruns)) {
+    int all = nb == rb->head && !rb->nruns;
+    if (all && rb->nblk == 1 && blk_of(rb, nb)) { /* a reader keeping up: the usual case */
+        blk_put(rb, rb->slots[to & (rb->nslot - 1)]);
+        rb->slots[to & (rb->nslot - 1)] = NULL;
+    } else if (bdist(from, to) >= rb->nslot || all) {
         for (uint32_t i = 0; i < rb->nslot && rb->nblk; i++)
             if (rb->slots[i]) {
                 blk_put(rb, rb->slots[i]);
@@ -215,7 +217,17 @@ void mos_rbuf_release_slow(mos_rbuf_t *rb, uint64_t off)
 
 /* Blocks for [s, e) (base <= s < e <= base + limit): 0, or -1 with nothing
  * taken when the pool refuses them. */
-static int reserve(mos_rbuf_t *rb, uint64_t s, uint64_t e)
+static int reserve_slow(mos_rbuf_t *rb, uint64_t s, uint64_t e);
+static inline int reserve(mos_rbuf_t *rb, uint64_t s, uint64_t e)
+{
+    /* most segments fit in a block already held */
+    if (LIKELY(((s ^ (e - 1)) >> SH) == 0 && bdist(rb->base >> SH, s >> SH) < rb->nslot &&
+               blk_of(rb, s)))
+        return 0;
+    return reserve_slow(rb, s, e);
+}
+
+static int reserve_slow(mos_rbuf_t *rb, uint64_t s, uint64_t e)
 {
     uint64_t b0 = rb->base >> SH, bs = s >> SH, nb = bdist(bs, (e - 1) >> SH) + 1;
     uint64_t need = bdist(b0, bs) + nb;

@@ -34,7 +34,8 @@ typedef struct mos_rbuf_pool {
     uint64_t peak;             /* most bytes held at once */
     uint64_t refused_segments; /* segments (or parts) not stored: cap reached or no memory */
     uint64_t refused_bytes;
-    void *free_list;           /* released blocks kept for reuse */
+    void **free_blk;           /* released blocks kept for reuse: a stack of nfree (kept
+                                * apart so giving a block back touches none of its memory) */
     uint32_t nfree, max_free;
 } mos_rbuf_pool_t;
 
