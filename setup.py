@@ -17,6 +17,10 @@ Extensions:
   mos.dualstack._engine  flow table, endpoint models, events (the hot path)
   mos.ports._afpacket    AF_PACKET port, Linux
   mos.runtime._loop      the port loop and the clock; capture files as ports
+  mos.consumers._literal a compiled stream consumer (literal strings), the example
+                         of Engine.add_consumer
+  middleboxes.ids._prefilter  the IDS's Hyperscan stream prefilter (a consumer), only
+                         when `pkg-config --exists libhs` succeeds
   mos.ports._dpdk_cffi   the DPDK port driver (cffi, native/dpdk/), only when
                          `pkg-config --exists libdpdk` succeeds; without it mos
                          builds anyway and that driver says it is unavailable
@@ -95,7 +99,22 @@ candidates = [
     glue("mos.dualstack._engine", "mos/dualstack/_engine.pyx"),
     glue("mos.ports._afpacket", "mos/ports/_afpacket.pyx"),
     glue("mos.runtime._loop", "mos/runtime/_loop.pyx"),
+    glue("mos.consumers._literal", "mos/consumers/_literal.pyx"),
 ]
+def _have_libhs():
+    try:
+        return subprocess.run(["pkg-config", "--exists", "libhs"], check=False).returncode == 0
+    except FileNotFoundError:
+        return False
+
+
+if _have_libhs():
+    pf = glue("middleboxes.ids._prefilter", "middleboxes/ids/_prefilter.pyx")
+    pf.libraries = ["hs"]
+    candidates.append(pf)
+else:
+    print("mos: libhs (hyperscan) not found: the IDS prefilter is unavailable "
+          "(apt-get install libhyperscan-dev)", file=sys.stderr)
 only = {s.strip() for s in os.environ.get("MOS_BUILD_ONLY", "").split(",") if s.strip()}
 exts = [e for e in candidates if os.path.exists(e.sources[0]) and (not only or e.name in only)]
 

@@ -696,6 +696,44 @@ static void op(h_t *h, uint8_t code)
     }
 }
 
+/* A compiled stream consumer (engine.h) that checks what it is fed: each
+ * stream's offsets are continuous from its first byte, every byte is
+ * readable (ASan), and it raises a note now and then. */
+typedef struct cons_st {
+    uint64_t next;
+    uint64_t sum;
+    uint32_t calls;
+} cons_st_t;
+
+static void cons_data(void *ctx, mos_cstream_t *cs, uint64_t off, const uint8_t *d, uint32_t n)
+{
+    (void)ctx;
+    cons_st_t *st = *cs->state;
+    FUZZ_CHECK(n > 0, "consumer fed 0 bytes at %llu", (unsigned long long)off);
+    FUZZ_CHECK(cs->side == 0 || cs->side == 1, "consumer side %d", cs->side);
+    if (!st) {
+        st = calloc(1, sizeof *st);
+        FUZZ_CHECK(st, "calloc");
+        st->next = off;
+        *cs->state = st;
+    }
+    FUZZ_CHECK(off == st->next, "consumer fed offset %llu, expected %llu",
+               (unsigned long long)off, (unsigned long long)st->next);
+    st->next = off + n;
+    if (d)
+        for (uint32_t i = 0; i < n; i++) st->sum += d[i];
+    if (++st->calls % 4 == 1) mos_cstream_note(cs, st->calls, off + n, n);
+}
+
+static void cons_end(void *ctx, mos_cstream_t *cs)
+{
+    (void)ctx;
+    cons_st_t *st = *cs->state;
+    mos_cstream_note(cs, 0, st->next, 0);
+    free(st);
+    *cs->state = NULL;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static h_t H;
@@ -747,6 +785,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     }
     mos_engine_set_interest(h->e, &m);
+    if (b3 & 0x80) { /* a compiled consumer on one side or both, with a lookback */
+        static const uint32_t lookbacks[4] = {0, 1, 100, 4096};
+        mos_consumer_t cons = {cons_data, cons_end, NULL, (uint8_t)(((b2 >> 7) | (b3 >> 5 & 2)) ?
+                               ((b2 >> 7) | (b3 >> 5 & 2)) : 3), lookbacks[(b3 >> 4) & 3]};
+        FUZZ_CHECK(mos_engine_add_consumer(h->e, &cons) == 0, "add_consumer");
+    }
     for (int k = 0; k < NCONV; k++) setup_conv(h, k, fin_u8(&h->in));
     int steps = 0;
     while (!fin_empty(&h->in) && steps++ < 4000) op(h, fin_u8(&h->in));

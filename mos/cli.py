@@ -427,6 +427,19 @@ def cmd_demo(args) -> int:
     return rc or cmd_run(ns)
 
 
+def _plugin_commands(sub) -> None:
+    """Subcommands that applications add (`mos ids`): entry points of group
+    "mos.commands", each a function add_parser(subparsers)."""
+    from importlib.metadata import entry_points
+    for ep in sorted(entry_points(group="mos.commands"), key=lambda e: e.name):
+        try:
+            add = ep.load()
+        except Exception as exc:  # a broken plugin must not take the other commands down
+            print(f"mos: note: command {ep.name!r} unavailable: {exc}", file=sys.stderr)
+            continue
+        add(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mos", description="Stateful TCP monitoring on a compiled dual stack.")
     p.add_argument("--version", action="version", version=f"mos {mos.__version__}")
@@ -460,6 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
     d = sub.add_parser("demo", help="run streams and midstat on the shipped sample capture")
     d.set_defaults(func=cmd_demo)
+    _plugin_commands(sub)
     try:
         from mos.testing.testbed import add_testbed_parser
     except ImportError:

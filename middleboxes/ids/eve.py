@@ -137,7 +137,8 @@ def alert_record(*, ts: float, rule, classes: Optional[dict], src: tuple, dst: t
                  direction: str, flow_id: int, pcap_cnt: Optional[int] = None,
                  action: str = "allowed", payload: Optional[bytes] = None,
                  stream: bool = False, flow: Optional[dict] = None,
-                 tx_id: Optional[int] = None) -> dict:
+                 tx_id: Optional[int] = None, packet: Optional[bytes] = None,
+                 linktype: Optional[int] = None, pkt_src: str = "wire/pcap") -> dict:
     """One ``event_type: alert`` record.  src/dst are (ip, port) of the packet
     that completed the match; direction is to_server or to_client."""
     category = ""
@@ -149,7 +150,7 @@ def alert_record(*, ts: float, rule, classes: Optional[dict], src: tuple, dst: t
         rec["pcap_cnt"] = pcap_cnt
     rec.update({"event_type": "alert", "src_ip": src[0], "src_port": src[1],
                 "dest_ip": dst[0], "dest_port": dst[1], "proto": "TCP",
-                "pkt_src": "wire/pcap", "direction": direction})
+                "pkt_src": pkt_src, "direction": direction})
     if tx_id is not None:
         rec["tx_id"] = tx_id
     alert = {"action": action, "gid": rule.gid, "signature_id": rule.sid, "rev": rule.rev,
@@ -163,6 +164,10 @@ def alert_record(*, ts: float, rule, classes: Optional[dict], src: tuple, dst: t
         rec["payload"] = base64.b64encode(payload).decode("ascii")
         rec["payload_printable"] = printable(payload)
         rec["stream"] = 1 if stream else 0
+    if packet is not None:
+        rec["packet"] = base64.b64encode(packet).decode("ascii")
+        if linktype is not None:
+            rec["packet_info"] = {"linktype": linktype}
     return rec
 
 

@@ -797,7 +797,7 @@ def _parse(text: str, vars_: Vars, classes: dict | None, path, line) -> Rule:
             rule.tag = (v or "").strip()   # kept; mos logs no tagged packets yet
         elif key == "dsize":
             rule.dsize = _intcmp(v, "dsize")
-        elif key == "flags":
+        elif key in ("flags", "tcp.flags"):  # tcp.flags: Suricata 7's name for it
             rule.flags = _flags(v)
         elif key == "stream_size":
             parts = [p.strip() for p in (v or "").split(",")]
@@ -890,6 +890,36 @@ def _logical_lines(fh) -> Iterable[tuple[int, str]]:
         yield start, buf
 
 
+def _load_lines(fh, path: str, vars_: Vars, classes: dict | None, rs: RuleSet,
+                sids: dict) -> None:
+    for n, text in _logical_lines(fh):
+        s = text.strip()
+        if not s:
+            continue
+        if s.startswith("#"):
+            if re.match(r"#+\s*(alert|drop|reject|pass)\s", s):
+                rs.disabled += 1
+            continue
+        if len(s) > 65536:
+            rs.refused.append(Refusal(path, n, None, f"rule of {len(s)} characters "
+                                      f"(most is 65536)"))
+            continue
+        sm = _SID.search(s)
+        sid = int(sm.group(1)) if sm else None
+        try:
+            rule = parse_rule(s, vars_, classes, path, n)
+        except RuleError as exc:
+            rs.refused.append(Refusal(path, n, sid, exc.reason))
+            continue
+        first = sids.get((rule.gid, rule.sid))
+        if first is not None:
+            rs.refused.append(Refusal(path, n, rule.sid, f"duplicate sid {rule.sid} "
+                                      f"(first at {first.path}:{first.line})"))
+            continue
+        sids[(rule.gid, rule.sid)] = rule
+        rs.rules.append(rule)
+
+
 def load_rules(paths: str | Iterable[str], vars_: Vars | None = None,
                classes: dict | None = None, ruleset: RuleSet | None = None) -> RuleSet:
     """Every rule of the files that parses; the others refused with file,
@@ -907,32 +937,17 @@ def load_rules(paths: str | Iterable[str], vars_: Vars | None = None,
             rs.refused.append(Refusal(path, 0, None, f"cannot read: {exc.strerror}"))
             continue
         with fh:
-            for n, text in _logical_lines(fh):
-                s = text.strip()
-                if not s:
-                    continue
-                if s.startswith("#"):
-                    if re.match(r"#+\s*(alert|drop|reject|pass)\s", s):
-                        rs.disabled += 1
-                    continue
-                if len(s) > 65536:
-                    rs.refused.append(Refusal(path, n, None, f"rule of {len(s)} characters "
-                                              f"(most is 65536)"))
-                    continue
-                sm = _SID.search(s)
-                sid = int(sm.group(1)) if sm else None
-                try:
-                    rule = parse_rule(s, vars_, classes, path, n)
-                except RuleError as exc:
-                    rs.refused.append(Refusal(path, n, sid, exc.reason))
-                    continue
-                first = sids.get((rule.gid, rule.sid))
-                if first is not None:
-                    rs.refused.append(Refusal(path, n, rule.sid, f"duplicate sid {rule.sid} "
-                                              f"(first at {first.path}:{first.line})"))
-                    continue
-                sids[(rule.gid, rule.sid)] = rule
-                rs.rules.append(rule)
+            _load_lines(fh, path, vars_, classes, rs, sids)
+    return rs
+
+
+def load_rules_text(text: str, vars_: Vars | None = None, classes: dict | None = None,
+                    name: str = "<rules>") -> RuleSet:
+    """load_rules for rules given as text (tests, examples); ``name`` stands
+    for the file in messages."""
+    import io
+    rs = RuleSet()
+    _load_lines(io.StringIO(text), name, vars_ or Vars.defaults(), classes, rs, {})
     return rs
 
 

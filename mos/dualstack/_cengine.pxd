@@ -7,7 +7,8 @@ from mos.tcp._ctcp cimport *
 cdef extern from "engine.h" nogil:
     enum:
         MOS_EV_PKT_IN, MOS_EV_CONN_START, MOS_EV_STATE_CHANGE, MOS_EV_NEW_DATA
-        MOS_EV_REXMIT, MOS_EV_ERROR, MOS_EV_ORPHAN, MOS_EV_CONN_END, MOS_EV_TIMEOUT, MOS_EV_COUNT
+        MOS_EV_REXMIT, MOS_EV_ERROR, MOS_EV_ORPHAN, MOS_EV_CONN_END, MOS_EV_TIMEOUT
+        MOS_EV_STREAM_NOTE, MOS_EV_COUNT, MOS_MAX_CONSUMERS
         MOS_HK_SEND, MOS_HK_RECV, MOS_HK_NONE
         MOS_CLIENT, MOS_SERVER
         MOS_ERR_COUNT, MOS_END_COUNT, MOS_END_SHUTDOWN, MOS_END_RST
@@ -155,3 +156,29 @@ cdef extern from "port.h" nogil:
     ctypedef int (*mos_rx_fn)(void *handle, mos_frame_t *frames, int max)
     ctypedef void (*mos_rx_done_fn)(void *handle)
     ctypedef int (*mos_tx_fn)(void *handle, const mos_frame_t *frames, int n)
+
+    # compiled stream consumers (engine.h)
+    ctypedef struct mos_cstream_t:
+        mos_engine_t *e
+        mos_flow_t *f
+        uint32_t slot
+        uint32_t pkt
+        int side
+        int id
+        void **state
+
+    ctypedef void (*mos_consumer_data_fn)(void *ctx, mos_cstream_t *cs, uint64_t off,
+                                          const uint8_t *data, uint32_t len)
+    ctypedef void (*mos_consumer_end_fn)(void *ctx, mos_cstream_t *cs)
+
+    ctypedef struct mos_consumer_t:
+        mos_consumer_data_fn data
+        mos_consumer_end_fn end
+        void *ctx
+        uint8_t sides
+        uint32_t lookback
+
+    int mos_engine_add_consumer(mos_engine_t *e, const mos_consumer_t *c)
+    void mos_engine_remove_consumer(mos_engine_t *e, int id)
+    void mos_cstream_note(mos_cstream_t *cs, uint32_t code, uint64_t a, uint64_t b)
+    int64_t mos_flow_consumed_to(const mos_flow_t *f, int side)

@@ -405,6 +405,8 @@ cdef class _Dispatch(_EngineState):
             return NewData(self.cur.a, self.cur.b)
         if t == MOS_EV_REXMIT:
             return Rexmit(self.cur.a, self.cur.b)
+        if t == MOS_EV_STREAM_NOTE:
+            return StreamNote(self.cur.reason, self.cur.aux, self.cur.a, self.cur.b)
         return None
 
     def live_flows(self):

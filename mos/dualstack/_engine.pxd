@@ -88,6 +88,7 @@ cdef class _EngineState:
     cdef int _policy                # on_handler_error in effect: POLICY_*
     cdef bint _policy_auto          # 'auto' and not set since: a run makes it 'log'
     cdef bint _stopped              # a handler stopped the run: later errors are only logged
+    cdef dict _consumers            # consumer number -> its provider (kept alive while added)
 
     cdef void _decide_checksum(self, int verify)
 

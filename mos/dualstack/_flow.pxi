@@ -312,6 +312,11 @@ cdef class Flow:
         cdef mos_rbuf_t *rb = &self._f().ep[_side_index(side)].rbuf
         return [(rb.runs[i].off, rb.runs[i].len) for i in range(rb.nruns)]
 
+    def consumed_to(self, side):
+        """Stream offset up to which the compiled consumers (Engine.add_consumer)
+        have been fed ``side``'s stream; -1 before their first byte."""
+        return mos_flow_consumed_to(self._f(), _side_index(side))
+
     def gaps(self, side):
         """Holes declared in ``side``'s stream: [(offset, length), ...]."""
         cdef mos_rbuf_t *rb = &self._f().ep[_side_index(side)].rbuf

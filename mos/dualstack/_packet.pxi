@@ -24,6 +24,13 @@ cdef class Packet:
         return mos_engine_frame(self.eng.e, self.idx).ts_ns
 
     @property
+    def number(self):
+        """1-based number of this frame among those the engine was fed (on a
+        capture: its position in the file, Suricata's ``pcap_cnt``)."""
+        self._p()
+        return self.eng._burst_base + self.idx + 1
+
+    @property
     def ipver(self):
         return self._p().ipver
 
@@ -90,6 +97,20 @@ cdef class Packet:
         return PyBytes_FromStringAndSize(<const char *>p.l4, p.thlen)
 
     @property
+    def datagram(self):
+        """The IP datagram as decoded (a copy): for one reassembled from
+        fragments, the whole reassembled datagram."""
+        cdef const mos_pkt_t *p = self._p()
+        return PyBytes_FromStringAndSize(<const char *>p.l3, p.l3len)
+
+    @property
+    def reassembled(self):
+        """True if the datagram was reassembled from IP fragments."""
+        cdef const mos_pkt_t *p = self._p()
+        cdef const mos_frame_t *fr = mos_engine_frame(self.eng.e, self.idx)
+        return not (fr.data <= p.l3 < fr.data + fr.caplen)
+
+    @property
     def frame(self):
         """The whole captured frame (a copy)."""
         self._p()
@@ -111,6 +132,12 @@ cdef class Packet:
     def l2len(self):
         """Bytes of link-layer header (Ethernet, VLAN tags, MPLS labels)."""
         return self._p().l2len
+
+    @property
+    def linktype(self):
+        """The frame's link type (1 Ethernet, 228 raw IPv4, ...)."""
+        self._p()
+        return mos_engine_frame(self.eng.e, self.idx).linktype
 
     @property
     def iface(self):

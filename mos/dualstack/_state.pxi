@@ -39,6 +39,43 @@ cdef class _EngineState:
         self._policy = _POLICIES.get(config.on_handler_error, POLICY_RAISE)
         self._policy_auto = config.on_handler_error == "auto"
 
+    def add_consumer(self, provider, side=Side.BOTH, int lookback=0):
+        """Add a compiled stream consumer and return its number (the
+        ``consumer`` of its notes' ``flow.event_info``).
+
+        ``provider.mos_consumer`` is a PyCapsule named "mos.consumer" holding
+        a ``mos_consumer_t`` (engine.h): C callbacks that get each stream's
+        in-order bytes of ``side`` inside the core, without a Python call,
+        and may raise ``Event.STREAM_NOTE``.  The engine keeps ``provider``
+        alive while the consumer is added.  ``lookback`` bytes behind each
+        stream's in-order frontier stay readable with ``flow.ppeek`` (for
+        handlers that look around a note).  Example: ``mos.consumers.Literal``.
+        """
+        capsule = getattr(provider, "mos_consumer", None)
+        if not PyCapsule_IsValid(capsule, b"mos.consumer"):
+            raise TypeError(f"{provider!r} is not a compiled stream consumer: it needs a "
+                            f"mos_consumer attribute, a PyCapsule named 'mos.consumer'")
+        if lookback < 0 or lookback > MAX_BUFFER:
+            raise ValueError(f"lookback {lookback} out of range 0..{MAX_BUFFER}")
+        cdef mos_consumer_t c = (<mos_consumer_t *>PyCapsule_GetPointer(capsule, b"mos.consumer"))[0]
+        c.sides = 3 if int(side) == 2 else (1 << _side_index(side))
+        c.lookback = <uint32_t>lookback
+        cdef int cid = mos_engine_add_consumer(self.e, &c)
+        if cid < 0:
+            raise RegistrationError(f"cannot add {provider!r}: at most {MOS_MAX_CONSUMERS} "
+                                    f"consumers per engine, or it has no data callback")
+        if self._consumers is None:
+            self._consumers = {}
+        self._consumers[cid] = provider
+        return cid
+
+    def remove_consumer(self, int cid):
+        """Remove consumer ``cid``: its live streams end first (its end callback)."""
+        if self._consumers is None or cid not in self._consumers:
+            raise KeyError(f"no consumer {cid}")
+        mos_engine_remove_consumer(self.e, cid)
+        del self._consumers[cid]
+
     def __dealloc__(self):
         if self.e != NULL:
             mos_engine_free(self.e)

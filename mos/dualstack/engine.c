@@ -25,6 +25,11 @@ struct mos_engine {
     mos_interest_t interest;
     uint8_t any_interest;       /* some bit of interest is set */
     uint8_t reads;              /* 1 << side: some monitor reads that side (set_reads) */
+    /* compiled stream consumers (engine.h): slots with data == NULL are free */
+    mos_consumer_t cons[MOS_MAX_CONSUMERS];
+    uint8_t ncons;              /* slots used so far (some may be free again) */
+    uint8_t cons_sides;         /* 1 << side: some consumer reads that side */
+    uint32_t cons_lookback[2];  /* most lookback any consumer of the side asked for */
     uint64_t now;
     uint64_t next_id;
     uint64_t defrag_checked;
@@ -294,6 +299,12 @@ static inline void digest_advance(mos_flow_t *f, int side)
     digest_upto(f, side, f->ep[side].rbuf.head);
 }
 
+/* The consumers' per-flow state, allocated with the first byte fed. */
+typedef struct mos_cons_state {
+    uint64_t fed[2];                      /* stream offset fed up to per side (UINT64_MAX: none) */
+    void *st[MOS_MAX_CONSUMERS][2];       /* each consumer's per-stream state */
+} mos_cons_state_t;
+
 /* Someone reads `side`'s stream: a monitor said so (mos_engine_set_reads),
  * or this flow has its own CONN_NEW_DATA handler for that side. */
 static inline int reads_side(const mos_engine_t *e, const mos_flow_t *f, int side)
@@ -313,6 +324,13 @@ static inline int retained(const mos_engine_t *e, const mos_flow_t *f, int side)
 {
     return reads_side(e, f, side) ||
            (e->cfg.digest && f->ep[side].rbuf.policy == MOS_OVERLAP_LAST);
+}
+
+/* Bytes of `side` stay in the buffer after they are in order: for readers,
+ * or for a consumer's lookback. */
+static inline int kept(const mos_engine_t *e, const mos_flow_t *f, int side)
+{
+    return retained(e, f, side) || e->cons_lookback[side];
 }
 
 /* digest mode: the flow's digests, allocated with its first stream bytes
@@ -345,15 +363,114 @@ static inline uint64_t acked_off(const mos_flow_t *f, int side)
     return o > 0 ? (uint64_t)o : 0;
 }
 
+/* ---- compiled stream consumers (engine.h) ---- */
+
+static mos_cons_state_t *cons_need(mos_engine_t *e, mos_flow_t *f)
+{
+    if (f->cons) return f->cons;
+    mos_cons_state_t *c = calloc(1, sizeof *c);
+    if (!c) {
+        e->c.nomem++;
+        return NULL;
+    }
+    c->fed[0] = c->fed[1] = UINT64_MAX;
+    f->cons = c;
+    return c;
+}
+
+/* One chunk (data NULL: a gap) to every consumer of `side`, in their order. */
+static void cons_call(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int side, uint32_t pkt,
+                      uint64_t off, const uint8_t *data, uint64_t len)
+{
+    mos_cstream_t cs = {e, f, slot, pkt, side, 0, NULL};
+    while (len) {
+        uint32_t n = len > 0x40000000u ? 0x40000000u : (uint32_t)len; /* huge gaps in pieces */
+        for (int i = 0; i < e->ncons; i++) {
+            const mos_consumer_t *c = &e->cons[i];
+            if (!c->data || !((c->sides >> side) & 1)) continue;
+            cs.id = i;
+            cs.state = &f->cons->st[i][side];
+            c->data(c->ctx, &cs, off, data, n);
+        }
+        off += n;
+        len -= n;
+        if (data) data += n;
+    }
+    f->cons->fed[side] = off;
+}
+
+/* In-order bytes [from, from + len) straight from the packet (not stored). */
+static inline void cons_packet(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int side,
+                               uint32_t pkt, uint64_t from, const uint8_t *data, uint32_t len)
+{
+    if (!((e->cons_sides >> side) & 1) || !cons_need(e, f)) return;
+    uint64_t fed = f->cons->fed[side];
+    if (fed != UINT64_MAX && fed < from) cons_call(e, f, slot, side, pkt, fed, NULL, from - fed);
+    if (fed == UINT64_MAX || fed <= from) cons_call(e, f, slot, side, pkt, from, data, len);
+}
+
+/* What became readable in `side`'s buffer since the consumers were last fed
+ * (or from `from` for their first bytes): present bytes from the buffer,
+ * gaps and bytes that already left it as gaps. */
+static void cons_advance(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int side, uint32_t pkt,
+                         uint64_t from)
+{
+    if (!((e->cons_sides >> side) & 1) || !cons_need(e, f)) return;
+    const mos_rbuf_t *rb = &f->ep[side].rbuf;
+    uint64_t pos = f->cons->fed[side] == UINT64_MAX ? from : f->cons->fed[side];
+    while (pos < rb->head) {
+        const mos_span_t *g = mos_rbuf_gap_after(rb, pos);
+        if (g && g->off <= pos) {
+            uint64_t end = g->off + g->len < rb->head ? g->off + g->len : rb->head;
+            cons_call(e, f, slot, side, pkt, pos, NULL, end - pos);
+            pos = end;
+            continue;
+        }
+        uint64_t stop = g && g->off < rb->head ? g->off : rb->head;
+        uint32_t n;
+        const uint8_t *ptr = mos_rbuf_ptr(rb, pos, &n);
+        if (n) {
+            if (n > stop - pos) n = (uint32_t)(stop - pos);
+            cons_call(e, f, slot, side, pkt, pos, ptr, n);
+            pos += n;
+            continue;
+        }
+        /* not held any more (below base): lost for the consumers, a gap */
+        if (pos < rb->base && rb->base < stop) stop = rb->base;
+        cons_call(e, f, slot, side, pkt, pos, NULL, stop - pos);
+        pos = stop;
+    }
+}
+
+/* The flow's streams end for the consumers: each state set gets end(). */
+static void cons_end(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int only)
+{
+    if (!f->cons) return;
+    for (int i = 0; i < e->ncons; i++) {
+        const mos_consumer_t *c = &e->cons[i];
+        if (only >= 0 && i != only) continue;
+        for (int side = 0; side < 2; side++) {
+            void **st = &f->cons->st[i][side];
+            if (!*st) continue;
+            mos_cstream_t cs = {e, f, slot, MOS_NOPKT, side, i, st};
+            if (c->end) c->end(c->ctx, &cs);
+            *st = NULL; /* the consumer freed it */
+        }
+    }
+}
+
 /* Bytes every monitor has read and the receiver has acknowledged can no
  * longer matter: a retransmission of them is not delivered by the
  * receiver, so nothing is lost by forgetting them.  Unacknowledged bytes
  * stay, to compare against retransmissions (OVERLAP_DIFF). */
-static void release_read(mos_flow_t *f, int side)
+static void release_read(const mos_engine_t *e, mos_flow_t *f, int side)
 {
     mos_rbuf_t *rb = &f->ep[side].rbuf;
     uint64_t off = f->ep[side].consumed, ack = acked_off(f, side);
+    uint64_t lb = e->cons_lookback[side];
     if (ack < off) off = ack;
+    /* a consumer's lookback: handlers may ppeek that far behind the frontier */
+    if (lb && off + lb > rb->head) off = rb->head > lb ? rb->head - lb : 0;
     if (off <= rb->base) return;
     if (f->digest) digest_upto(f, side, off);
     rbuf_release(rb, off);
@@ -374,10 +491,15 @@ static void after_rbuf(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int side, 
             error_ev(e, f, slot, side, pkt, MOS_ERR_GAP, from, g->off + g->len - from);
         }
     }
+    if (e->cons_sides && (advanced || gaps_added))
+        cons_advance(e, f, slot, side, pkt, rb->head - advanced);
     if (advanced) {
         int keep = retained(e, f, side);
         if (f->digest && rb->policy == MOS_OVERLAP_FIRST) digest_advance(f, side);
-        if (!keep) rbuf_release(rb, rb->head);
+        if (!keep) {
+            uint64_t lb = e->cons_lookback[side];
+            rbuf_release(rb, rb->head > lb ? rb->head - lb : 0);
+        }
         if (f->nd_stamp[side] != e->serial) {
             f->nd_stamp[side] = e->serial;
             emit(e, f, slot, MOS_EV_NEW_DATA, MOS_HK_RECV, side, pkt, 0, 0, rb->head, advanced);
@@ -447,6 +569,7 @@ static void end_flow(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int reason)
         if (g || adv) after_rbuf(e, f, slot, side, MOS_NOPKT, adv, g);
         if (f->digest) digest_advance(f, side);
     }
+    cons_end(e, f, slot, -1); /* their notes come before CONN_END */
     hash_remove(e, f, slot);
     lru_unlink(e, f);
     if (f->flags & MOS_FF_EMBRYO) emb_leave(e, f);
@@ -575,7 +698,7 @@ __attribute__((noinline)) static mos_flow_t *create_flow(mos_engine_t *e, const 
         /* no reader and no digest: nothing will ever need this side's
          * bytes, in order or not, so it keeps none (DESIGN rule 2) */
         uint32_t lim = e->cfg.buffer_size[side];
-        if (!((e->reads >> side) & 1) && !e->cfg.digest && lim) {
+        if (!(((e->reads | e->cons_sides) >> side) & 1) && !e->cfg.digest && lim) {
             lim = 0;
             f->flags |= (uint16_t)(MOS_FF_NOBUF << side);
         }
@@ -609,6 +732,11 @@ __attribute__((noinline)) static mos_flow_t *create_flow(mos_engine_t *e, const 
 static void free_flow(mos_engine_t *e, uint32_t slot)
 {
     mos_flow_t *f = slot_ptr(e, slot);
+    if (f->cons) {
+        cons_end(e, f, slot, -1); /* normally done when the flow ended */
+        free(f->cons);
+        f->cons = NULL;
+    }
     mos_rbuf_free(&f->ep[0].rbuf);
     mos_rbuf_free(&f->ep[1].rbuf);
     free(f->digest);
@@ -645,9 +773,9 @@ __attribute__((noinline)) static void store_data(mos_engine_t *e, mos_flow_t *f,
     if (R->flags & MOS_EPF_UNMON) return;
     digest_need(e, f);
     mos_rbuf_t *rb = &R->rbuf;
-    if (!e->cfg.keep_read && R->consumed > rb->base) release_read(f, r);
+    if (!e->cfg.keep_read && R->consumed > rb->base) release_read(e, f, r);
     uint64_t head0 = rb->head;
-    if (doff == head0 && have == len && rb->nruns == 0 && !retained(e, f, r)) {
+    if (doff == head0 && have == len && rb->nruns == 0 && !kept(e, f, r)) {
         /* in order, nothing waiting, nobody to keep it for: no copy */
         if (f->digest) {
             mos_digest_t *d = &f->digest[r];
@@ -659,6 +787,7 @@ __attribute__((noinline)) static void store_data(mos_engine_t *e, mos_flow_t *f,
         }
         rb->head = head0 + len;
         mos_rbuf_release(rb, rb->head);
+        if (e->cons_sides) cons_packet(e, f, slot, r, pi, head0, data, len);
         after_rbuf(e, f, slot, r, pi, len, 0);
         return;
     }
@@ -721,7 +850,7 @@ static void skip_unseen(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int s, ui
             if (g || adv) after_rbuf(e, f, slot, s, pi, adv, g);
         }
     }
-    if (!e->cfg.keep_read && S->consumed > S->rbuf.base) release_read(f, s);
+    if (!e->cfg.keep_read && S->consumed > S->rbuf.base) release_read(e, f, s);
 }
 
 /* Checksum policy (MOS_CSUM_*): 1 if the packet may go on. */
@@ -928,6 +1057,11 @@ void mos_engine_free(mos_engine_t *e)
     for (uint32_t s = 0; s < e->nslots; s++) {
         mos_flow_t *f = slot_ptr(e, s);
         if (f->flags & (MOS_FF_LIVE | MOS_FF_DYING)) {
+            if (f->cons) {
+                cons_end(e, f, s, -1);
+                free(f->cons);
+                f->cons = NULL;
+            }
             mos_rbuf_free(&f->ep[0].rbuf);
             mos_rbuf_free(&f->ep[1].rbuf);
             free(f->digest);
@@ -973,7 +1107,7 @@ void mos_engine_set_interest(mos_engine_t *e, const mos_interest_t *m)
 static void restore_buffer(mos_engine_t *e, mos_flow_t *f, int side)
 {
     uint16_t bit = (uint16_t)(MOS_FF_NOBUF << side);
-    if (!(f->flags & bit) || !reads_side(e, f, side)) return;
+    if (!(f->flags & bit) || (!reads_side(e, f, side) && !((e->cons_sides >> side) & 1))) return;
     f->flags &= (uint16_t)~bit;
     if (!(f->ep[side].flags & MOS_EPF_UNMON))
         mos_rbuf_set_limit(&f->ep[side].rbuf, e->cfg.buffer_size[side]);
@@ -997,13 +1131,20 @@ int mos_flow_set_interest(mos_engine_t *e, mos_flow_t *f, const mos_interest_t *
 
 int mos_flow_reads(const mos_engine_t *e, const mos_flow_t *f, int side)
 {
-    return retained(e, f, side);
+    return kept(e, f, side);
 }
+
+static void restore_buffers(mos_engine_t *e, int gained);
 
 void mos_engine_set_reads(mos_engine_t *e, int mask)
 {
-    int gained = mask & 3 & ~e->reads;
+    int gained = mask & 3 & ~(e->reads | e->cons_sides);
     e->reads = (uint8_t)(mask & 3);
+    restore_buffers(e, gained);
+}
+
+static void restore_buffers(mos_engine_t *e, int gained)
+{
     if (!gained) return;
     /* once per change of the monitors, not per packet: walk the live flows */
     for (uint32_t s = e->lru_head; s != MOS_NIL;) {
@@ -1358,4 +1499,74 @@ uint64_t mos_flow_acked(const mos_flow_t *f, int side) { return acked_off(f, sid
 uint32_t mos_flow_wire_seq(const mos_flow_t *f, int side, uint32_t seq)
 {
     return f->edits ? mos_seqmap_out(&f->edits->map[side], seq) : seq;
+}
+
+/* ---------------------------------------------------------------- consumers */
+
+static void cons_summary(mos_engine_t *e)
+{
+    e->cons_sides = 0;
+    e->cons_lookback[0] = e->cons_lookback[1] = 0;
+    for (int i = 0; i < e->ncons; i++) {
+        const mos_consumer_t *c = &e->cons[i];
+        if (!c->data) continue;
+        e->cons_sides |= c->sides & 3;
+        for (int side = 0; side < 2; side++)
+            if (((c->sides >> side) & 1) && c->lookback > e->cons_lookback[side])
+                e->cons_lookback[side] = c->lookback;
+    }
+}
+
+int mos_engine_add_consumer(mos_engine_t *e, const mos_consumer_t *c)
+{
+    if (!c || !c->data || !(c->sides & 3)) return -1;
+    int id = -1;
+    for (int i = 0; i < e->ncons; i++)
+        if (!e->cons[i].data) {
+            id = i;
+            break;
+        }
+    if (id < 0) {
+        if (e->ncons >= MOS_MAX_CONSUMERS) return -1;
+        id = e->ncons++;
+    }
+    int gained = c->sides & 3 & ~(e->reads | e->cons_sides);
+    e->cons[id] = *c;
+    e->cons[id].sides &= 3;
+    cons_summary(e);
+    /* live flows: feed from the next readable byte, not from what went by */
+    for (uint32_t s = e->lru_head; s != MOS_NIL;) {
+        mos_flow_t *f = slot_ptr(e, s);
+        for (int side = 0; side < 2; side++)
+            if (((c->sides >> side) & 1) && f->cons && f->cons->fed[side] != UINT64_MAX &&
+                f->cons->fed[side] < f->ep[side].rbuf.head)
+                f->cons->fed[side] = f->ep[side].rbuf.head;
+        s = f->lru_next;
+    }
+    restore_buffers(e, gained);
+    return id;
+}
+
+void mos_engine_remove_consumer(mos_engine_t *e, int id)
+{
+    if (id < 0 || id >= e->ncons || !e->cons[id].data) return;
+    for (uint32_t s = 0; s < e->nslots; s++) {
+        mos_flow_t *f = slot_ptr(e, s);
+        if ((f->flags & (MOS_FF_LIVE | MOS_FF_DYING)) && f->cons) cons_end(e, f, s, id);
+    }
+    memset(&e->cons[id], 0, sizeof e->cons[id]);
+    while (e->ncons && !e->cons[e->ncons - 1].data) e->ncons--;
+    cons_summary(e);
+}
+
+void mos_cstream_note(mos_cstream_t *cs, uint32_t code, uint64_t a, uint64_t b)
+{
+    emit(cs->e, cs->f, cs->slot, MOS_EV_STREAM_NOTE, MOS_HK_RECV, cs->side, cs->pkt, cs->id, code,
+         a, b);
+}
+
+int64_t mos_flow_consumed_to(const mos_flow_t *f, int side)
+{
+    if (!f->cons || f->cons->fed[side & 1] == UINT64_MAX) return -1;
+    return (int64_t)f->cons->fed[side & 1];
 }

@@ -25,6 +25,7 @@
 enum mos_event_type {
     MOS_EV_PKT_IN = 0, MOS_EV_CONN_START, MOS_EV_STATE_CHANGE, MOS_EV_NEW_DATA,
     MOS_EV_REXMIT, MOS_EV_ERROR, MOS_EV_ORPHAN, MOS_EV_CONN_END, MOS_EV_TIMEOUT,
+    MOS_EV_STREAM_NOTE, /* a compiled stream consumer's note (reason: consumer, aux: code) */
     MOS_EV_COUNT
 };
 enum mos_hook { MOS_HK_SEND = 0, MOS_HK_RECV = 1, MOS_HK_NONE = 2 };
@@ -89,6 +90,8 @@ typedef struct mos_edits {
     mos_seqmap_t map[2];
 } mos_edits_t;
 
+struct mos_cons_state;
+
 typedef struct mos_flow {
     uint32_t hnext;        /* hash chain (slot, MOS_NIL ends) */
     uint32_t hash;
@@ -109,6 +112,7 @@ typedef struct mos_flow {
     uint64_t lru_ts;       /* last_ts when last moved to the LRU tail */
     mos_digest_t *digest;  /* [2] in digest mode once the flow has stream bytes, else NULL */
     mos_edits_t *edits;    /* NULL until a handler changes a payload's length */
+    struct mos_cons_state *cons; /* compiled stream consumers' state, from their first byte */
     mos_ep_t ep[2];        /* [MOS_CLIENT], [MOS_SERVER] */
 } mos_flow_t;
 
@@ -291,5 +295,59 @@ void mos_flow_consumed(mos_engine_t *e, mos_flow_t *f, int side, uint64_t off);
 
 /* Stream bytes present in f->ep[side].rbuf starting at off, stopping at a
  * gap/hole: see mos_rbuf_copy. */
+
+
+/* ---------------------------------------------------------------- consumers
+ *
+ * A compiled stream consumer is C code that sees the in-order bytes each
+ * side receives inside the core, as they become readable, with no Python
+ * call: a multi-pattern scanner, a protocol parser, a hash.  It tells
+ * handlers what it found through STREAM_NOTE events (mos_cstream_note),
+ * which carry the packet that made the bytes readable, like CONN_NEW_DATA.
+ *
+ * Every byte of a side's stream reaches each consumer of that side once, in
+ * order, from the first byte that becomes readable after the consumer was
+ * added; a gap (bytes that will never come) is given as data NULL with its
+ * length, so offsets stay continuous.  A side a consumer reads keeps its
+ * buffer (out-of-order bytes wait for their holes) but keeps no in-order
+ * byte after the consumer saw it, unless a Python reader holds it or the
+ * consumer asked for `lookback` bytes behind the in-order frontier (for
+ * handlers that ppeek around a note). */
+#define MOS_MAX_CONSUMERS 4
+
+typedef struct mos_cstream {   /* the stream a callback works on */
+    mos_engine_t *e;
+    mos_flow_t *f;
+    uint32_t slot;             /* the flow's slot */
+    uint32_t pkt;              /* the packet that made the bytes readable (MOS_NOPKT: none) */
+    int side;                  /* the receiving side (its stream is what the peer sent) */
+    int id;                    /* the consumer's number */
+    void **state;              /* the consumer's slot for this stream: NULL until it sets one */
+} mos_cstream_t;
+
+typedef struct mos_consumer {
+    /* Bytes [off, off + len) of the stream, in order, each once; data NULL:
+     * a gap of len bytes.  May set *cs->state and raise notes. */
+    void (*data)(void *ctx, mos_cstream_t *cs, uint64_t off, const uint8_t *data, uint32_t len);
+    /* The stream ends (its flow ends, or the engine is freed): called once
+     * for a stream whose *cs->state is set, which it must free.  May raise
+     * notes (pkt is MOS_NOPKT then). */
+    void (*end)(void *ctx, mos_cstream_t *cs);
+    void *ctx;
+    uint8_t sides;             /* 1 << side: the receiving sides it reads */
+    uint32_t lookback;         /* bytes behind the in-order frontier kept for handlers */
+} mos_consumer_t;
+
+/* Add a consumer (copied); returns its number, or -1 when MOS_MAX_CONSUMERS
+ * are in use or it has no data callback.  Live flows keep or regain their
+ * buffers on its sides and feed it from their next readable byte. */
+int mos_engine_add_consumer(mos_engine_t *e, const mos_consumer_t *c);
+/* Remove consumer `id`: its live streams end (end callback) first. */
+void mos_engine_remove_consumer(mos_engine_t *e, int id);
+/* Raise a STREAM_NOTE on the stream (recorded only if someone handles it):
+ * code, a and b are the consumer's to define (e.g. pattern id, end offset). */
+void mos_cstream_note(mos_cstream_t *cs, uint32_t code, uint64_t a, uint64_t b);
+/* Stream offset each side's consumers were fed up to (-1: none yet). */
+int64_t mos_flow_consumed_to(const mos_flow_t *f, int side);
 
 #endif

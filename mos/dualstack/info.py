@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from mos.dualstack.names import EndReason, ErrorReason, TcpState
 
-__all__ = ["StateChange", "ErrorInfo", "EndInfo", "NewData", "Rexmit"]
+__all__ = ["StateChange", "ErrorInfo", "EndInfo", "NewData", "Rexmit", "StreamNote"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,3 +50,16 @@ class NewData:
 class Rexmit:
     offset: int
     length: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamNote:
+    """A compiled stream consumer's note (Event.STREAM_NOTE): ``consumer``
+    is the number Engine.add_consumer returned; ``code``, ``a`` and ``b``
+    are the consumer's to define (for a pattern scanner: pattern id and the
+    stream offset just past the match)."""
+
+    consumer: int
+    code: int
+    a: int
+    b: int

@@ -49,6 +49,7 @@ class Event(enum.IntEnum, metaclass=_Names):
     ORPHAN = 6            #: a TCP packet of no tracked flow
     CONN_END = 7          #: flow destroyed, once per side
     TIMEOUT = 8           #: flow idle too long, just before CONN_END
+    STREAM_NOTE = 9       #: a compiled stream consumer's note (Engine.add_consumer)
 
 
 class Hook(enum.IntEnum, metaclass=_Names):

@@ -35,6 +35,7 @@ VALID_HOOKS: dict[Event, frozenset[Hook]] = {
     Event.ORPHAN: frozenset({Hook.NONE}),
     Event.CONN_END: frozenset({Hook.NONE}),
     Event.TIMEOUT: frozenset({Hook.NONE}),
+    Event.STREAM_NOTE: frozenset({Hook.RECV}),
 }
 
 #: hooks used when a registration names none: one call per packet for
@@ -49,6 +50,7 @@ DEFAULT_HOOKS: dict[Event, tuple[Hook, ...]] = {
     Event.ORPHAN: (Hook.NONE,),
     Event.CONN_END: (Hook.NONE,),
     Event.TIMEOUT: (Hook.NONE,),
+    Event.STREAM_NOTE: (Hook.RECV,),
 }
 
 _ids = itertools.count(1)

@@ -1,0 +1,246 @@
+"""``mos ids``: the IDS on captures, shaped like Suricata's command line.
+
+    mos ids -r CAPTURE [-r ...] -S RULES [-S ...] -l OUTDIR [-k none|all] [--set KEY=VALUE ...]
+
+Writes ``eve.json`` (alerts, then one stats record) and ``fast.log`` in
+OUTDIR and prints a summary (packets, alerts per sid, rules loaded and
+refused, Gbit/s) on stderr.  ``-r`` takes capture files or directories (every
+``*.pcap``/``*.pcapng`` in them, in name order); each capture runs in a
+fresh engine, as Suricata reads them one after the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Optional
+
+import mos
+
+from .eve import Eve, open_output_dir
+from .rules import RuleSet, load_classification, load_rules
+from .netsets import Vars
+
+#: --set keys and what they set: (target, converter)
+_BOOL = {"true": True, "yes": True, "1": True, "on": True,
+         "false": False, "no": False, "0": False, "off": False}
+
+
+def _bool(key, v):
+    try:
+        return _BOOL[v.lower()]
+    except KeyError:
+        raise ValueError(f"--set {key}={v}: not a boolean (true/false)") from None
+
+
+def _size(key, v):
+    t = v.strip().lower()
+    mult = {"kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30, "k": 1 << 10, "m": 1 << 20,
+            "g": 1 << 30}
+    for suf in ("kb", "mb", "gb", "k", "m", "g"):
+        if t.endswith(suf):
+            try:
+                return int(t[:-len(suf)]) * mult[suf]
+            except ValueError:
+                break
+    try:
+        n = int(t)
+    except ValueError:
+        raise ValueError(f"--set {key}={v}: not a byte count (e.g. 1048576, 64kb, 1mb)") from None
+    if n < 0:
+        raise ValueError(f"--set {key}={v}: negative")
+    return n
+
+
+def _overlap(key, v):
+    if v not in ("first", "last"):
+        raise ValueError(f"--set {key}={v}: not 'first' or 'last'")
+    return v
+
+
+SET_KEYS = {
+    "stream.midstream": ("midstream", _bool),
+    "stream.async-oneside": ("async_oneside", _bool),
+    "stream.reassembly.depth": ("depth", _size),
+    "stream.reassembly.memcap": ("memcap", _size),
+    "mos.overlap": ("overlap", _overlap),
+    "mos.buffer-size": ("buffer_size", _size),
+    "mos.lookback": ("lookback", _size),
+}
+
+
+def parse_sets(items) -> dict:
+    out = {}
+    for it in items or ():
+        if "=" not in it:
+            raise ValueError(f"--set {it}: expected KEY=VALUE")
+        key, v = (x.strip() for x in it.split("=", 1))
+        if key not in SET_KEYS:
+            if not key.startswith(("mos.", "stream.")):
+                # a Suricata setting mos has no use for (app-layer., outputs., ...):
+                # said once, not an error, so Suricata command lines run unchanged
+                print(f"mos: note: --set {key}: not used by mos, ignored", file=sys.stderr)
+                continue
+            import difflib
+            close = difflib.get_close_matches(key, SET_KEYS, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ValueError(f"--set {key}: unknown key{hint}; known: {', '.join(SET_KEYS)}")
+        name, conv = SET_KEYS[key]
+        out[name] = conv(key, v)
+    return out
+
+
+def captures(paths) -> list:
+    out = []
+    for p in paths:
+        if os.path.isdir(p):
+            found = sorted(os.path.join(p, f) for f in os.listdir(p)
+                           if f.endswith((".pcap", ".pcapng", ".cap")))
+            if not found:
+                raise ValueError(f"-r {p}: no .pcap or .pcapng file in this directory")
+            out += found
+        elif os.path.exists(p):
+            out.append(p)
+        else:
+            raise ValueError(f"-r {p}: no such file or directory")
+    return out
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("ids", help="signature IDS (Suricata rules) over captures: eve.json, fast.log")
+    p.add_argument("-r", dest="read", action="append", metavar="CAPTURE", required=True,
+                   help="capture file or directory (repeatable)")
+    p.add_argument("-S", dest="rules", action="append", metavar="RULES", required=True,
+                   help="rule file (repeatable); rules outside the subset are reported and skipped")
+    p.add_argument("-l", dest="logdir", metavar="OUTDIR", default=".",
+                   help="log directory for eve.json and fast.log (default: .)")
+    p.add_argument("-k", dest="checksum", choices=("none", "all"), default=None,
+                   help="checksum checks: all (verify) or none (ignore); default: auto")
+    p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE",
+                   help="a setting: " + ", ".join(SET_KEYS))
+    p.add_argument("--vars", metavar="YAML", help="address and port groups (Suricata's vars: layout)")
+    p.add_argument("--classification", metavar="FILE", help="classification.config")
+    p.add_argument("--no-payload", action="store_true", help="no payload in EVE alerts")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=main_args)
+
+
+def main_args(args) -> int:
+    try:
+        sets = parse_sets(args.sets)
+        caps = captures(args.read)
+    except ValueError as exc:
+        print(f"mos: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        outdir = open_output_dir(args.logdir)
+    except OSError as exc:
+        print(f"mos: error: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    vars_ = Vars.defaults()
+    if args.vars:
+        try:
+            import yaml
+            with open(args.vars, encoding="utf-8") as fh:
+                doc = yaml.safe_load(fh) or {}
+            vars_ = Vars.from_mapping(doc, args.vars)
+        except (OSError, ValueError, yaml.YAMLError) as exc:
+            print(f"mos: error: --vars {args.vars}: {exc}", file=sys.stderr)
+            return 2
+    classes = None
+    if args.classification:
+        try:
+            classes = load_classification(args.classification)
+        except (OSError, ValueError) as exc:
+            print(f"mos: error: --classification: {exc}", file=sys.stderr)
+            return 2
+    rs = load_rules(args.rules, vars_, classes)
+    for ref in rs.refused:
+        print(f"mos: rule refused: {ref}", file=sys.stderr)
+    if not rs.rules:
+        print("mos: note: no rule loaded: only flow and stats records", file=sys.stderr)
+    return run(rs, caps, outdir, sets, checksum=args.checksum, classes=classes,
+               payload=not args.no_payload, progress=not args.no_progress)
+
+
+def run(rs: RuleSet, caps: list, outdir: str, sets: dict, *, checksum=None, classes=None,
+        payload=True, progress=True, out=sys.stderr) -> int:
+    from .ids import DEFAULT_LOOKBACK, Ids
+    from mos.cli import _notes
+    eve = Eve(os.path.join(outdir, "eve.json"))
+    fast = open(os.path.join(outdir, "fast.log"), "w", encoding="utf-8")
+    cfg = {"checksum": {"none": "ignore", "all": "verify", None: "auto"}[checksum],
+           "midstream": sets.get("midstream", False)}
+    if "memcap" in sets:
+        cfg["reassembly_memcap"] = sets["memcap"]
+    if "overlap" in sets:
+        cfg["overlap"] = sets["overlap"]
+    if "buffer_size" in sets:
+        cfg["buffer_size"] = sets["buffer_size"]
+    ids = Ids(rs, eve=eve, fast=fast, classes=classes, payload=payload,
+              lookback=sets.get("lookback", DEFAULT_LOOKBACK), depth=sets.get("depth", 0))
+    packets = payload_bytes = gaps = 0
+    t0 = time.perf_counter()
+    rc = 0
+    try:
+        for cap in caps:
+            eng = mos.Engine(mos.Config(**cfg))
+            ids.attach(eng)
+            try:
+                stats = eng.run(cap, progress=_bar(cap) if progress and sys.stderr.isatty() else None)
+            except mos.CaptureError as exc:
+                print(f"mos: error: {exc}", file=sys.stderr)
+                rc = 2
+                continue
+            c = eng.counters()
+            packets += c["frames"]
+            payload_bytes += c["payload_bytes"]
+            gaps += c["errors"]["gap"]
+            _notes(c, cap, eng.config)
+    finally:
+        secs = time.perf_counter() - t0
+        st = ids.stats()
+        eve.write({"timestamp": _now(), "event_type": "stats",
+                   "stats": {"uptime": round(secs, 3), "capture": {"kernel_packets": packets},
+                             "tcp": {"reassembly_gap": gaps},
+                             "detect": {"alert": st["alerts"], "engines": [
+                                 {"rules_loaded": len(rs.rules),
+                                  "rules_failed": len(rs.refused)}]},
+                             "mos": st}})
+        eve.close()
+        fast.close()
+    gbps = payload_bytes * 8 / secs / 1e9 if secs > 0 else 0.0
+    print(f"mos ids: {packets} packets, {st['alerts']} alerts; rules {len(rs.rules)} loaded, "
+          f"{len(rs.refused)} refused; {secs:.2f} s, {gbps:.2f} Gbit/s of payload", file=out)
+    for sid, n in st["alerts_by_sid"].items():
+        print(f"  sid {sid}: {n}", file=out)
+    return rc
+
+
+def _now() -> str:
+    from .eve import eve_time
+    return eve_time(time.time())
+
+
+def _bar(cap):
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
+                   transient=True)
+    task = bar.add_task(os.path.basename(cap), total=os.path.getsize(cap))
+    bar.start()
+
+    def cb(off, size):
+        bar.update(task, completed=off)
+        if off >= size:
+            bar.stop()
+    return cb
+
+
+def main(argv: Optional[list] = None) -> int:
+    p = argparse.ArgumentParser(prog="mos")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    add_parser(sub)
+    args = p.parse_args(["ids"] + list(argv or sys.argv[1:]))
+    return args.func(args)

@@ -1,0 +1,353 @@
+"""The IDS as a mos app: rules in, alerts out, through the public event API.
+
+How a stream rule is matched:
+
+1. At attach, each stream rule's fast pattern (the content marked
+   ``fast_pattern``, else its longest positive content) goes into one
+   Hyperscan database, added to the engine as a compiled stream consumer
+   (``Engine.add_consumer``): each direction's reassembled stream is scanned
+   once, in C, across segment boundaries.
+2. When a chunk of newly readable bytes holds a fast pattern, the consumer
+   raises ``Event.STREAM_NOTE``; only then does Python run: the rules behind
+   that pattern are checked (header, flow, flowbits) and their whole option
+   chain evaluated (``detect.inspect``) on the stream around the chunk, read
+   with ``flow.ppeek`` from the bytes the consumer keeps (``lookback``).
+3. An alert carries the packet that made the matching bytes readable
+   (``flow.packet``: its time, addresses and ``pcap_cnt``).
+
+Packet rules (``tcp-pkt``, ``dsize``, ``flow:no_stream``, the ``ip``
+protocol without stream content, rules with no content) are checked per
+packet on its payload, and registered only when the rule set has some.
+
+>>> from middleboxes.ids.rules import load_rules_text
+>>> rs = load_rules_text('alert tcp any any -> any 80 (msg:"x"; content:"evil"; sid:1;)')
+>>> ids = Ids(rs)
+>>> ids.plan()["prefilter_patterns"]
+1
+"""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import sys
+import time
+from collections import defaultdict
+from typing import Optional, TextIO
+
+import mos
+from mos import Event, Side, TcpState
+
+from . import detect
+from .eve import Eve, alert_record, fast_line
+from .rules import Content, Rule, RuleSet
+
+#: bytes behind each stream's in-order frontier kept for rule evaluation
+DEFAULT_LOOKBACK = 16384
+
+
+def fast_pattern(rule: Rule) -> Optional[Content]:
+    """The content a rule is prefiltered on: the one marked fast_pattern,
+    else the longest positive one (Suricata's default choice, simplified)."""
+    pos = [c for c in rule.contents() if not c.negated]
+    if not pos:
+        return None
+    marked = [c for c in pos if c.fast_pattern]
+    c = marked[0] if marked else max(pos, key=lambda c: len(c.pattern))
+    return c
+
+
+def _fp_bytes(c: Content) -> bytes:
+    if c.fast_pattern_chop:
+        off, n = c.fast_pattern_chop
+        return c.pattern[off:off + n]
+    return c.pattern
+
+
+_ESTABLISHED = frozenset({TcpState.ESTABLISHED, TcpState.FIN_WAIT_1, TcpState.FIN_WAIT_2,
+                          TcpState.CLOSE_WAIT, TcpState.CLOSING, TcpState.LAST_ACK,
+                          TcpState.TIME_WAIT})
+
+
+def _logged_packet(p) -> bytes:
+    """The packet an alert carries: the frame, or for a datagram reassembled
+    from IP fragments its link header and the whole datagram (as Suricata
+    logs it)."""
+    if not p.reassembled:
+        return p.frame
+    return p.frame[:p.l2len] + p.datagram
+
+
+class _FlowState:
+    __slots__ = ("bits", "inspected", "alerted")
+
+    def __init__(self):
+        self.bits: set = set()
+        self.inspected = [0, 0]          # per receiving side: stream offset inspected up to
+        self.alerted: set = set()        # (sid, side, end) already alerted
+
+
+class Ids:
+    """Signature detection on a mos engine.
+
+    ``rules``: a RuleSet (``rules.load_rules``); ``eve``: an ``Eve`` writer
+    (or None); ``fast``: a text stream for fast.log lines (or None);
+    ``classes``: classification.config as ``load_classification`` returns;
+    ``payload``: put the matched bytes in EVE alerts."""
+
+    def __init__(self, rules: RuleSet, *, eve: Optional[Eve] = None,
+                 fast: Optional[TextIO] = None, classes: Optional[dict] = None,
+                 payload: bool = True, lookback: int = DEFAULT_LOOKBACK, depth: int = 0):
+        self.ruleset = rules
+        self.eve = eve
+        self.fast = fast
+        self.classes = classes
+        self.payload = payload
+        self.lookback = lookback
+        self.depth = depth               # stream.reassembly.depth: bytes inspected per direction (0: all)
+        self.alerts_by_sid: dict = defaultdict(int)
+        self.alerts = 0
+        self.candidates = 0          # rule evaluations the prefilter asked for
+        self.stream_rules: list = []      # prefiltered
+        self.stream_always: list = []     # stream rules with no positive content
+        self.packet_rules: list = []
+        self._by_pattern: list = []       # pattern index -> [rules]
+        self._patterns: list = []
+        self._nocase: list = []
+        self.prefilter = None
+        self.consumer_id = None
+        self._split()
+
+    # ---------------------------------------------------------------- setup
+
+    def _split(self) -> None:
+        index: dict = {}
+        for r in self.ruleset.rules:
+            if r.action == "pass" and not r.contents():
+                self.packet_rules.append(r)
+                continue
+            if not r.is_stream or not r.matches:
+                # per packet: packet rules, and rules with no payload option
+                # (flags, flow, flowbits only), as Suricata runs them
+                self.packet_rules.append(r)
+                continue
+            c = fast_pattern(r)
+            if c is None:
+                self.stream_always.append(r)
+                continue
+            key = (_fp_bytes(c).lower() if c.nocase else _fp_bytes(c), c.nocase)
+            k = index.get(key)
+            if k is None:
+                k = index[key] = len(self._patterns)
+                self._patterns.append(key[0])
+                self._nocase.append(c.nocase)
+                self._by_pattern.append([])
+            self._by_pattern[k].append(r)
+            self.stream_rules.append(r)
+        # flowbit setters first, as Suricata orders them, then by sid
+        def order(r):
+            sets = any(fb.cmd in ("set", "unset", "toggle") for fb in r.flowbits)
+            return (0 if sets else 1, r.sid)
+        for lst in self._by_pattern:
+            lst.sort(key=order)
+        self.packet_rules.sort(key=order)
+        self.stream_always.sort(key=order)
+
+    def plan(self) -> dict:
+        return {"rules": len(self.ruleset.rules), "prefilter_patterns": len(self._patterns),
+                "stream_rules": len(self.stream_rules),
+                "stream_rules_without_content": len(self.stream_always),
+                "packet_rules": len(self.packet_rules)}
+
+    def attach(self, engine) -> None:
+        """Add the prefilter and the handlers to ``engine`` (one engine at a
+        time: each attach builds a new prefilter)."""
+        # rules with no content to prefilter read the stream themselves
+        mon = mos.Monitor(name="ids", reads=Side.BOTH if self.stream_always else False)
+        if self._patterns:
+            from ._prefilter import Prefilter
+            self.prefilter = Prefilter(self._patterns, self._nocase)
+            self.consumer_id = engine.add_consumer(self.prefilter, Side.BOTH,
+                                                   lookback=self.lookback)
+            mon.on(Event.STREAM_NOTE, self._on_note)
+        if self.stream_always:
+            mon.on(Event.CONN_NEW_DATA, self._on_data, side=Side.BOTH)
+        if self.packet_rules:
+            mon.on(Event.PKT_IN, self._on_packet)
+        engine.attach(mon)
+        self.monitor = mon
+
+    # ---------------------------------------------------------------- matching
+
+    @staticmethod
+    def _state(flow) -> _FlowState:
+        st = flow.uctx
+        if st is None:
+            st = flow.uctx = _FlowState()
+        return st
+
+    def _header_ok(self, r: Rule, src, sport, dst, dport) -> bool:
+        def one(a, ap, b, bp):
+            return (r.src.contains(a) and r.sport.contains(ap) and r.dst.contains(b)
+                    and r.dport.contains(bp))
+        if one(src, sport, dst, dport):
+            return True
+        return r.bidirectional and one(dst, dport, src, sport)
+
+    @staticmethod
+    def _flow_ok(r: Rule, flow, to_server: bool) -> bool:
+        fo = r.flow
+        if fo.to_server and not to_server:
+            return False
+        if fo.to_client and to_server:
+            return False
+        if fo.established or fo.not_established:
+            est = flow.midstream or (flow.server.state in _ESTABLISHED
+                                     and flow.client.state in _ESTABLISHED)
+            if fo.established and not est:
+                return False
+            if fo.not_established and est:
+                return False
+        return True
+
+    @staticmethod
+    def _flowbits_ok(r: Rule, st: _FlowState) -> bool:
+        for fb in r.flowbits:
+            if fb.cmd in ("isset", "isnotset"):
+                want = fb.cmd == "isset"
+                hit = [(n in st.bits) is want for n in fb.names]
+                if not (any(hit) if fb.any_of else all(hit)):
+                    return False
+        return True
+
+    @staticmethod
+    def _flowbits_apply(r: Rule, st: _FlowState) -> None:
+        for fb in r.flowbits:
+            if fb.cmd == "set":
+                st.bits.update(fb.names)
+            elif fb.cmd == "unset":
+                st.bits.difference_update(fb.names)
+            elif fb.cmd == "toggle":
+                for n in fb.names:
+                    st.bits.symmetric_difference_update({n})
+
+    def _endpoints(self, flow, side):
+        """(src, sport, dst, dport) of bytes received by `side`."""
+        if side is Side.SERVER:
+            return flow.client_ip, flow.client_port, flow.server_ip, flow.server_port
+        return flow.server_ip, flow.server_port, flow.client_ip, flow.client_port
+
+    def _on_note(self, flow, side, event) -> None:
+        info = flow.event_info
+        rules = self._by_pattern[info.code]
+        st = self._state(flow)
+        s = int(side)
+        head = flow.consumed_to(side)
+        start = st.inspected[s]
+        if self.depth:
+            if start >= self.depth:
+                return
+            head = min(head, self.depth)
+        self._inspect(flow, side, st, rules, start, head)
+
+    def _on_data(self, flow, side, event) -> None:
+        st = self._state(flow)
+        s = int(side)
+        base, head = flow.buffered(side)
+        self._inspect(flow, side, st, self.stream_always, st.inspected[s], head,
+                      advance=False)
+        flow.peek(side)  # this monitor has read it: the buffer may let it go
+
+    def _inspect(self, flow, side, st, rules, start, head, advance=True) -> None:
+        src, sport, dst, dport = self._endpoints(flow, side)
+        to_server = side is Side.SERVER
+        lo = max(0, head - self.lookback)
+        buf = None
+        for r in rules:
+            if not self._header_ok(r, src, sport, dst, dport) or not self._flow_ok(r, flow, to_server):
+                continue
+            if not self._flowbits_ok(r, st):
+                continue
+            self.candidates += 1
+            if buf is None:
+                buf = flow.ppeek(side, lo, head - lo)
+                # ppeek stops where the bytes stop (a gap): inspect what is there
+            res = detect.inspect(r.matches, buf)
+            if not res.matched:
+                continue
+            end = lo + res.end
+            if r.matches and end <= start:
+                continue  # this match was in bytes inspected before
+            key = (r.sid, int(side), end)
+            if key in st.alerted:
+                continue
+            st.alerted.add(key)
+            self._flowbits_apply(r, st)
+            if r.noalert or any(fb.cmd == "noalert" for fb in r.flowbits):
+                continue
+            chunk = buf[max(0, start - lo):] if self.payload else None
+            self._alert(r, flow, side, chunk, stream=True)
+        if advance:
+            st.inspected[int(side)] = max(st.inspected[int(side)], head)
+
+    def _on_packet(self, flow, side, event) -> None:
+        p = flow.packet
+        if p is None:
+            return
+        st = self._state(flow)
+        payload = p.payload
+        to_server = p.sport == flow.client_port and p.src == flow.client_ip
+        for r in self.packet_rules:
+            if not self._header_ok(r, p.src, p.sport, p.dst, p.dport):
+                continue
+            if not self._flow_ok(r, flow, to_server) or not self._flowbits_ok(r, st):
+                continue
+            if r.dsize is not None and not r.dsize.test(len(payload)):
+                continue
+            if r.flags is not None and not r.flags.test(p.flags):
+                continue
+            if r.matches:
+                if not payload:
+                    continue
+                self.candidates += 1
+                if not detect.inspect(r.matches, payload).matched:
+                    continue
+            self._flowbits_apply(r, st)
+            if r.noalert or any(fb.cmd == "noalert" for fb in r.flowbits):
+                continue
+            self._alert(r, flow, Side.SERVER if to_server else Side.CLIENT,
+                        payload if self.payload else None, stream=False)
+
+    # ---------------------------------------------------------------- output
+
+    def _alert(self, r: Rule, flow, side, payload, stream: bool) -> None:
+        p = flow.packet
+        to_server = side is Side.SERVER
+        if p is not None:
+            src, dst = (p.src, p.sport), (p.dst, p.dport)
+            ts, cnt = p.ts, p.number
+        else:
+            a, b = (flow.client_ip, flow.client_port), (flow.server_ip, flow.server_port)
+            src, dst = (a, b) if to_server else (b, a)
+            ts, cnt = flow.last_active, None
+        self.alerts += 1
+        self.alerts_by_sid[r.sid] += 1
+        action = "allowed"  # passive: nothing is blocked (in-line drop comes with the ports)
+        if self.eve is not None:
+            self.eve.write(alert_record(
+                ts=ts, rule=r, classes=self.classes, src=src, dst=dst,
+                direction="to_server" if to_server else "to_client", flow_id=flow.hash,
+                pcap_cnt=cnt, action=action, payload=payload, stream=stream,
+                packet=_logged_packet(p) if p is not None else None,
+                linktype=p.linktype if p is not None else None,
+                pkt_src="wire/pcap" if p is not None else "stream (flow timeout)"))
+        if self.fast is not None:
+            self.fast.write(fast_line(ts=ts, rule=r, classes=self.classes, src=src, dst=dst,
+                                      action=action))
+
+    def stats(self) -> dict:
+        out = {"alerts": self.alerts, "candidates": self.candidates,
+               "alerts_by_sid": dict(sorted(self.alerts_by_sid.items())), **self.plan()}
+        if self.prefilter is not None:
+            out["prefilter"] = self.prefilter.stats()
+        return out
