@@ -14,6 +14,9 @@ SOURCES := $(wildcard native/*.[ch] mos/*.pyx mos/*.pxd mos/*/*.[ch] mos/*/*.pyx
 
 demo: setup
 	$(BIN)/mos demo
+	@echo; echo "# mos ids -r mos/data/sample.pcap -S middleboxes/ids/demo.rules -l build/demo-ids"
+	$(BIN)/mos ids -r mos/data/sample.pcap -S middleboxes/ids/demo.rules -l build/demo-ids --no-progress
+	@cat build/demo-ids/fast.log
 
 test: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -195,3 +195,36 @@ def test_stream_note_only_at_recv_hook_and_named_in_errors():
     mon = mos.Monitor()
     with pytest.raises(mos.RegistrationError):
         mon.on(Event.STREAM_NOTE, lambda f, s, e: None, hook=mos.Hook.SEND)
+
+
+def test_without_lookback_a_noted_chunk_is_readable_and_nothing_else_is_copied():
+    """lookback 0: a stream in which nothing is found is never copied (the
+    pool stays empty); the chunk a note came on is kept for its handler,
+    until the stream's next bytes."""
+    c = Conv()
+    c.handshake()
+    for i in range(30):
+        c.send("c", (b"needle" if i == 20 else b"hay...") * 200)
+    c.ack("s")
+    eng = mos.Engine(mos.Config(checksum="verify"))
+    lit = Literal([b"needle"])
+    eng.add_consumer(lit, Side.SERVER)
+    seen, peaks = [], []
+    mon = mos.Monitor()
+
+    def on_note(f, s, e):
+        base, head = f.buffered(s)
+        seen.append((f.event_info.a, f.ppeek(s, base, head - base)))
+    mon.on(Event.STREAM_NOTE, on_note)
+    probe = mos.Monitor(name="probe")
+    probe.on(Event.PKT_IN, lambda f, s, e: peaks.append(eng.counters()["reassembly"]["in_use"]))
+    eng.attach(mon)
+    eng.attach(probe)
+    for ts, fr in c.frames:
+        eng.feed(fr, ts)
+    assert len(seen) == 200
+    chunk = b"needle" * 200
+    assert all(peek == chunk for _, peek in seen)
+    assert [a for a, _ in seen][:2] == [20 * 1200 + 6, 20 * 1200 + 12]
+    assert max(peaks[:20 * 1 + 3]) == 0          # nothing copied before the needle
+    assert peaks[-1] < 4096                       # and nothing kept after it

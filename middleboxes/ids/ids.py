@@ -41,9 +41,14 @@ from mos import Event, Side, TcpState
 from . import detect
 from .eve import Eve, alert_record, fast_line
 from .rules import Content, Rule, RuleSet
+from .thresholds import Thresholds
 
 #: bytes behind each stream's in-order frontier kept for rule evaluation
-DEFAULT_LOOKBACK = 16384
+#: besides the chunk a note came on (which is kept for its handlers anyway):
+#: 0 copies no byte of a stream in which nothing is found; more lets rules
+#: reach back past the chunk (chains, absolute offsets) at the cost of a copy
+#: of every byte (--set mos.lookback=N)
+DEFAULT_LOOKBACK = 0
 
 
 def fast_pattern(rule: Rule) -> Optional[Content]:
@@ -64,6 +69,15 @@ def _fp_bytes(c: Content) -> bytes:
     return c.pattern
 
 
+def _prefilter_decides(r: Rule, c: Content) -> bool:
+    """True when the fast pattern's match is the whole payload match: one
+    plain content (no position, no negation, no chop) and nothing else."""
+    return (len(r.matches) == 1 and r.matches[0] is c and not c.negated
+            and c.offset is None and c.depth is None and c.distance is None
+            and c.within is None and not c.startswith and not c.endswith
+            and not c.fast_pattern_chop)
+
+
 _ESTABLISHED = frozenset({TcpState.ESTABLISHED, TcpState.FIN_WAIT_1, TcpState.FIN_WAIT_2,
                           TcpState.CLOSE_WAIT, TcpState.CLOSING, TcpState.LAST_ACK,
                           TcpState.TIME_WAIT})
@@ -78,13 +92,39 @@ def _logged_packet(p) -> bytes:
     return p.frame[:p.l2len] + p.datagram
 
 
+class _Plan:
+    """What a rule needs checked besides its payload, decided once."""
+    __slots__ = ("header", "flow", "bits_check", "bits_apply", "exact", "silent", "size")
+
+    def __init__(self, r: Rule, exact: bool):
+        def anyg(g):
+            return g.any_ and not g.exclude
+        self.header = not all(anyg(g) for g in (r.src, r.sport, r.dst, r.dport))
+        fo = r.flow
+        self.flow = fo.to_server or fo.to_client or fo.established or fo.not_established
+        self.bits_check = any(fb.cmd in ("isset", "isnotset") for fb in r.flowbits)
+        self.bits_apply = any(fb.cmd in ("set", "unset", "toggle") for fb in r.flowbits)
+        self.exact = exact
+        self.silent = r.noalert or any(fb.cmd == "noalert" for fb in r.flowbits)
+        self.size = r.stream_size is not None
+
+
 class _FlowState:
-    __slots__ = ("bits", "inspected", "alerted")
+    __slots__ = ("bits", "inspected", "chunk_start")
 
     def __init__(self):
         self.bits: set = set()
-        self.inspected = [0, 0]          # per receiving side: stream offset inspected up to
-        self.alerted: set = set()        # (sid, side, end) already alerted
+        # per receiving side: the stream offset inspected up to, and where the
+        # chunk being inspected began (several notes may come for one chunk)
+        self.inspected = [0, 0]
+        self.chunk_start = [0, 0]
+
+    def chunk(self, s: int, head: int) -> int:
+        """Start of the chunk of new bytes that ends at head."""
+        if head != self.inspected[s]:
+            self.chunk_start[s] = self.inspected[s]
+            self.inspected[s] = head
+        return self.chunk_start[s]
 
 
 class Ids:
@@ -106,6 +146,8 @@ class Ids:
         self.lookback = lookback
         self.depth = depth               # stream.reassembly.depth: bytes inspected per direction (0: all)
         self.alerts_by_sid: dict = defaultdict(int)
+        self.thresholds = Thresholds()
+        self.suppressed = 0              # matches a threshold or detection_filter kept silent
         self.alerts = 0
         self.candidates = 0          # rule evaluations the prefilter asked for
         self.stream_rules: list = []      # prefiltered
@@ -116,7 +158,9 @@ class Ids:
         self._nocase: list = []
         self.prefilter = None
         self.consumer_id = None
+        self._exact: set = set()         # rules the prefilter's match decides alone
         self._split()
+        self._plans = {id(r): _Plan(r, id(r) in self._exact) for r in self.ruleset.rules}
 
     # ---------------------------------------------------------------- setup
 
@@ -144,6 +188,8 @@ class Ids:
                 self._by_pattern.append([])
             self._by_pattern[k].append(r)
             self.stream_rules.append(r)
+            if _prefilter_decides(r, c):
+                self._exact.add(id(r))
         # flowbit setters first, as Suricata orders them, then by sid
         def order(r):
             sets = any(fb.cmd in ("set", "unset", "toggle") for fb in r.flowbits)
@@ -211,6 +257,19 @@ class Ids:
         return True
 
     @staticmethod
+    def _stream_size_ok(r: Rule, flow) -> bool:
+        """stream_size: bytes each side has sent so far (its stream's length)."""
+        which, cmp = r.stream_size
+        c, sv = flow.client.stream_bytes, flow.server.stream_bytes
+        if which == "client":
+            return cmp.test(c)
+        if which == "server":
+            return cmp.test(sv)
+        if which == "both":
+            return cmp.test(c) and cmp.test(sv)
+        return cmp.test(c) or cmp.test(sv)  # either
+
+    @staticmethod
     def _flowbits_ok(r: Rule, st: _FlowState) -> bool:
         for fb in r.flowbits:
             if fb.cmd in ("isset", "isnotset"):
@@ -243,52 +302,87 @@ class Ids:
         st = self._state(flow)
         s = int(side)
         head = flow.consumed_to(side)
-        start = st.inspected[s]
         if self.depth:
-            if start >= self.depth:
-                return
             head = min(head, self.depth)
-        self._inspect(flow, side, st, rules, start, head)
+        start = st.chunk(s, head)
+        if start >= head:
+            return  # beyond stream.reassembly.depth
+        self._inspect(flow, side, st, rules, start, head, note_end=info.a)
 
     def _on_data(self, flow, side, event) -> None:
         st = self._state(flow)
         s = int(side)
         base, head = flow.buffered(side)
-        self._inspect(flow, side, st, self.stream_always, st.inspected[s], head,
-                      advance=False)
+        if self.depth:
+            head = min(head, self.depth)
+        start = st.chunk(s, head)
+        if start < head:
+            self._inspect(flow, side, st, self.stream_always, start, head)
         flow.peek(side)  # this monitor has read it: the buffer may let it go
 
-    def _inspect(self, flow, side, st, rules, start, head, advance=True) -> None:
-        src, sport, dst, dport = self._endpoints(flow, side)
+    def _inspect(self, flow, side, st, rules, start, head, note_end=None) -> None:
+        """Check `rules` on the chunk [start, head) of `side`'s stream.  Each
+        rule is checked at most once per chunk (it hangs under one pattern),
+        so a match is reported once."""
         to_server = side is Side.SERVER
-        lo = max(0, head - self.lookback)
+        ends = None
+        lo = -1
         buf = None
         for r in rules:
-            if not self._header_ok(r, src, sport, dst, dport) or not self._flow_ok(r, flow, to_server):
+            pl = self._plans[id(r)]
+            if pl.header:
+                if ends is None:
+                    ends = self._endpoints(flow, side)
+                if not self._header_ok(r, *ends):
+                    continue
+            if pl.flow and not self._flow_ok(r, flow, to_server):
                 continue
-            if not self._flowbits_ok(r, st):
+            if pl.bits_check and not self._flowbits_ok(r, st):
+                continue
+            if pl.size and not self._stream_size_ok(r, flow):
                 continue
             self.candidates += 1
-            if buf is None:
-                buf = flow.ppeek(side, lo, head - lo)
-                # ppeek stops where the bytes stop (a gap): inspect what is there
-            res = detect.inspect(r.matches, buf)
-            if not res.matched:
+            if pl.exact and note_end is not None:
+                end = note_end  # the prefilter's match is the whole rule
+            else:
+                if buf is None:
+                    # what the engine still holds: the lookback, at least this
+                    # chunk; ppeek stops where the bytes stop (a gap)
+                    lo = max(flow.buffered(side)[0], min(start, head - self.lookback))
+                    buf = flow.ppeek(side, lo, head - lo)
+                end = self._new_match(r, buf, lo, start)
+                if end is None:
+                    continue
+            if pl.bits_apply:
+                self._flowbits_apply(r, st)
+            if pl.silent:
                 continue
-            end = lo + res.end
-            if r.matches and end <= start:
-                continue  # this match was in bytes inspected before
-            key = (r.sid, int(side), end)
-            if key in st.alerted:
-                continue
-            st.alerted.add(key)
-            self._flowbits_apply(r, st)
-            if r.noalert or any(fb.cmd == "noalert" for fb in r.flowbits):
-                continue
-            chunk = buf[max(0, start - lo):] if self.payload else None
+            chunk = None
+            if self.payload:
+                chunk = (buf[max(0, start - lo):] if buf is not None
+                         else flow.ppeek(side, start, head - start))
             self._alert(r, flow, side, chunk, stream=True)
-        if advance:
-            st.inspected[int(side)] = max(st.inspected[int(side)], head)
+
+    @staticmethod
+    def _new_match(r: Rule, buf: bytes, lo: int, start: int):
+        """Stream offset past a match of r that ends in the bytes not
+        inspected before (above `start`), or None.  First on all the bytes
+        kept (absolute offsets count from there, chains may reach back),
+        then, if that match is an old one, on the new bytes and the few before
+        them a pattern may straddle (a later occurrence)."""
+        res = detect.inspect(r.matches, buf)
+        if not res.matched:
+            return None
+        if lo + res.end > start:
+            return lo + res.end
+        longest = max((len(c.pattern) for c in r.contents()), default=1)
+        k = max(0, start - lo - (longest - 1))
+        if k == 0:
+            return None
+        res = detect.inspect(r.matches, buf[k:])
+        if res.matched and lo + k + res.end > start:
+            return lo + k + res.end
+        return None
 
     def _on_packet(self, flow, side, event) -> None:
         p = flow.packet
@@ -305,6 +399,8 @@ class Ids:
             if r.dsize is not None and not r.dsize.test(len(payload)):
                 continue
             if r.flags is not None and not r.flags.test(p.flags):
+                continue
+            if r.stream_size is not None and not self._stream_size_ok(r, flow):
                 continue
             if r.matches:
                 if not payload:
@@ -330,6 +426,10 @@ class Ids:
             a, b = (flow.client_ip, flow.client_port), (flow.server_ip, flow.server_port)
             src, dst = (a, b) if to_server else (b, a)
             ts, cnt = flow.last_active, None
+        for t in (r.detection_filter, r.threshold):
+            if t is not None and not self.thresholds.allow(r.sid, t, src[0], dst[0], ts):
+                self.suppressed += 1
+                return
         self.alerts += 1
         self.alerts_by_sid[r.sid] += 1
         action = "allowed"  # passive: nothing is blocked (in-line drop comes with the ports)
@@ -347,6 +447,7 @@ class Ids:
 
     def stats(self) -> dict:
         out = {"alerts": self.alerts, "candidates": self.candidates,
+               "suppressed": self.suppressed,
                "alerts_by_sid": dict(sorted(self.alerts_by_sid.items())), **self.plan()}
         if self.prefilter is not None:
             out["prefilter"] = self.prefilter.stats()

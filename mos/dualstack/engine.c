@@ -498,7 +498,11 @@ static void after_rbuf(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int side, 
         if (f->digest && rb->policy == MOS_OVERLAP_FIRST) digest_advance(f, side);
         if (!keep) {
             uint64_t lb = e->cons_lookback[side];
-            rbuf_release(rb, rb->head > lb ? rb->head - lb : 0);
+            uint64_t to = rb->head > lb ? rb->head - lb : 0;
+            /* a consumer side keeps the bytes just fed until the next ones:
+             * the handlers of its notes may ppeek them */
+            if (((e->cons_sides >> side) & 1) && to > rb->head - advanced) to = rb->head - advanced;
+            rbuf_release(rb, to);
         }
         if (f->nd_stamp[side] != e->serial) {
             f->nd_stamp[side] = e->serial;
@@ -775,8 +779,17 @@ __attribute__((noinline)) static void store_data(mos_engine_t *e, mos_flow_t *f,
     mos_rbuf_t *rb = &R->rbuf;
     if (!e->cfg.keep_read && R->consumed > rb->base) release_read(e, f, r);
     uint64_t head0 = rb->head;
+    int noted = 0;
     if (doff == head0 && have == len && rb->nruns == 0 && !kept(e, f, r)) {
-        /* in order, nothing waiting, nobody to keep it for: no copy */
+        /* in order, nothing waiting, nobody to keep it for: no copy, unless a
+         * consumer raised a note on these bytes (its handlers may ppeek them) */
+        if (e->cons_sides) {
+            uint32_t nev0 = e->nev;
+            cons_packet(e, f, slot, r, pi, head0, data, len);
+            noted = e->nev > nev0 && rb->limit;
+        }
+    }
+    if (!noted && doff == head0 && have == len && rb->nruns == 0 && !kept(e, f, r)) {
         if (f->digest) {
             mos_digest_t *d = &f->digest[r];
             if (d->hashed_to == head0) {
@@ -787,7 +800,6 @@ __attribute__((noinline)) static void store_data(mos_engine_t *e, mos_flow_t *f,
         }
         rb->head = head0 + len;
         mos_rbuf_release(rb, rb->head);
-        if (e->cons_sides) cons_packet(e, f, slot, r, pi, head0, data, len);
         after_rbuf(e, f, slot, r, pi, len, 0);
         return;
     }
@@ -813,6 +825,12 @@ __attribute__((noinline)) static void store_data(mos_engine_t *e, mos_flow_t *f,
             if (lost_to == lost_from) lost_from = res.dropped_old_from;
             lost_to = res.dropped_old_to;
         }
+    }
+    if (noted && refused && rb->head == head0 && rb->nruns == 0) {
+        /* no room to keep a noted chunk: the consumers saw it, so the stream
+         * goes on; only a ppeek of it finds nothing (MEMCAP says why) */
+        rb->head = head0 + len;
+        mos_rbuf_release(rb, rb->head);
     }
     advanced = rb->head - head0;
     if (doff > head0) e->c.ooo_segments++;
@@ -1131,7 +1149,7 @@ int mos_flow_set_interest(mos_engine_t *e, mos_flow_t *f, const mos_interest_t *
 
 int mos_flow_reads(const mos_engine_t *e, const mos_flow_t *f, int side)
 {
-    return kept(e, f, side);
+    return retained(e, f, side) || ((e->cons_sides >> side) & 1);
 }
 
 static void restore_buffers(mos_engine_t *e, int gained);

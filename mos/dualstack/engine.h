@@ -309,10 +309,11 @@ void mos_flow_consumed(mos_engine_t *e, mos_flow_t *f, int side, uint64_t off);
  * order, from the first byte that becomes readable after the consumer was
  * added; a gap (bytes that will never come) is given as data NULL with its
  * length, so offsets stay continuous.  A side a consumer reads keeps its
- * buffer (out-of-order bytes wait for their holes) but keeps no in-order
- * byte after the consumer saw it, unless a Python reader holds it or the
- * consumer asked for `lookback` bytes behind the in-order frontier (for
- * handlers that ppeek around a note). */
+ * buffer (out-of-order bytes wait for their holes), and the bytes a packet
+ * made readable stay until the next ones if a note was raised on them (its
+ * handlers may ppeek them); other in-order bytes are not copied at all,
+ * unless a Python reader holds them or a consumer asked for `lookback`
+ * bytes behind the in-order frontier (kept whether or not a note comes). */
 #define MOS_MAX_CONSUMERS 4
 
 typedef struct mos_cstream {   /* the stream a callback works on */

@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""The IDS's speed with 1, 100, 1,000 and 10,000 content rules, next to the
+engine with no handler on the same capture, in the same run.
+
+Rules: real patterns.  Every ``content:"..."`` of the ET Open ruleset in
+../shared/rulesets (all protocols, 4 bytes or longer, first occurrence
+order, deduplicated) becomes ``alert tcp any any -> any any (content:...;)``;
+the first N make the N-rule set.  Many are HTTP strings (``User-Agent|3a|``,
+``GET``, ...), so the HTTP-like capture makes the prefilter hand rules to
+Python often: a harder case than a quiet network.
+
+Capture: bench/gen_capture.py's (the one bench_monitor.py uses, cached in
+bench/out): HTTP-like flows, 1M packets by default.  Each run is a child
+process timing ``eng.run`` only; the median of --repeat runs is shown.
+
+    python3 bench/bench_ids.py                       # 1M packets, 1/100/1000/10000 rules
+    python3 bench/bench_ids.py --packets 200000 --rules 1,1000 --repeat 1
+
+Targets (issue 10): >= 3 Gbit/s of payload with 1,000 rules; the 1-rule run
+at >= 60 % of the engine's packets/s.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+RULESET = os.path.join(os.path.dirname(REPO), "shared", "rulesets", "et-open-suricata-5.0")
+sys.path.insert(0, REPO)
+
+_CONTENT = re.compile(r'content:\s*"((?:[^"\\]|\\.)*)"')
+
+
+def patterns(limit: int) -> list[str]:
+    """Content strings as written in rules (with |hex| parts), ET Open order."""
+    out, seen = [], set()
+    for name in sorted(os.listdir(RULESET)):
+        if not name.endswith(".rules"):
+            continue
+        with open(os.path.join(RULESET, name), encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if not line.startswith("alert"):
+                    continue
+                for m in _CONTENT.finditer(line):
+                    text = m.group(1)
+                    raw = re.sub(r"\|[^|]*\|", "xx", text)
+                    if len(raw) < 4 or text in seen:
+                        continue
+                    seen.add(text)
+                    out.append(text)
+                    if len(out) >= limit:
+                        return out
+    return out
+
+
+def write_rules(path: str, pats: list[str]) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        for i, p in enumerate(pats):
+            fh.write(f'alert tcp any any -> any any (msg:"bench {i}"; content:"{p}"; '
+                     f'sid:{1000000 + i}; rev:1;)\n')
+
+
+CHILD = r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+import mos
+from middleboxes.ids.ids import Ids
+from middleboxes.ids.rules import load_rules
+cap, rules = sys.argv[2], sys.argv[3]
+eng = mos.Engine(mos.Config())
+out = {}
+if rules == "-":
+    eng.attach(mos.Monitor())
+else:
+    rs = load_rules(rules)
+    ids = Ids(rs)
+    t = time.perf_counter()
+    ids.attach(eng)
+    out["attach_s"] = time.perf_counter() - t
+    out["loaded"] = len(rs.rules)
+t = time.perf_counter()
+eng.run(cap)
+out["seconds"] = time.perf_counter() - t
+c = eng.counters()
+out["packets"], out["payload"] = c["frames"], c["payload_bytes"]
+if rules != "-":
+    st = ids.stats()
+    out.update(alerts=st["alerts"], candidates=st["candidates"],
+               patterns=st["prefilter_patterns"])
+print(json.dumps(out))
+"""
+
+
+def child(cap: str, rules: str) -> dict:
+    p = subprocess.run([sys.executable, "-c", CHILD, REPO, cap, rules], capture_output=True,
+                       text=True, timeout=1800)
+    if p.returncode != 0:
+        raise SystemExit(f"child failed: {p.stderr[-2000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def capture(packets: int) -> str:
+    """bench_monitor.py's capture of that size (generated once, cached in bench/out)."""
+    sys.path.insert(0, HERE)
+    import bench_monitor
+    path, _ = bench_monitor.ensure_capture("closed", 1800, concurrent=10000, packets=packets,
+                                           seed=1, segments="10-30")
+    return path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--packets", type=int, default=1_000_000)
+    ap.add_argument("--rules", default="1,100,1000,10000")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--json-out")
+    a = ap.parse_args(argv)
+    if not os.path.isdir(RULESET):
+        print(f"no ruleset at {RULESET}", file=sys.stderr)
+        return 2
+    cap = capture(a.packets)
+    counts = [int(x) for x in a.rules.split(",")]
+    pats = patterns(max(counts))
+    tmp = os.path.join(HERE, "out")
+    rows = []
+
+    def timed(rules):
+        runs = [child(cap, rules) for _ in range(a.repeat)]
+        med = statistics.median(r["seconds"] for r in runs)
+        r = dict(runs[-1])
+        r["seconds"], r["runs"] = med, [round(x["seconds"], 3) for x in runs]
+        return r
+
+    base = timed("-")
+    rows.append(("engine, no handler", base))
+    for n in counts:
+        path = os.path.join(tmp, f"bench-ids-{n}.rules")
+        write_rules(path, pats[:n])
+        rows.append((f"ids, {n} rules", timed(path)))
+    print(f"capture {os.path.basename(cap)}: {base['packets']} packets, "
+          f"{base['payload'] / 1e6:.0f} MB payload; median of {a.repeat} runs")
+    print(f"{'run':22} {'seconds':>8} {'pkt/s':>11} {'Gbit/s':>7} {'vs engine':>9} "
+          f"{'loaded':>7} {'patterns':>8} {'candidates':>10} {'alerts':>8}")
+    for name, r in rows:
+        pps = r["packets"] / r["seconds"]
+        gbps = r["payload"] * 8 / r["seconds"] / 1e9
+        print(f"{name:22} {r['seconds']:8.3f} {pps:11,.0f} {gbps:7.2f} "
+              f"{base['seconds'] / r['seconds']:9.2f} {r.get('loaded', '-'):>7} "
+              f"{r.get('patterns', '-'):>8} {r.get('candidates', '-'):>10} "
+              f"{r.get('alerts', '-'):>8}")
+    if a.json_out:
+        with open(a.json_out, "w") as fh:
+            json.dump({n: r for n, r in rows}, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

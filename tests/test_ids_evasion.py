@@ -1,0 +1,253 @@
+"""Evasion resistance of the IDS: the stream a rule sees is the stream the
+receiver accepts.  Each conversation is built with dpkt (addresses from
+198.18.0.0/15) and run through mos.Engine with middleboxes.ids.Ids; the
+signature is ``EVILSTRING`` (sid 1, a stream rule to the server)."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+
+import pytest
+
+import mos
+from middleboxes.ids.eve import Eve
+from middleboxes.ids.ids import Ids
+from middleboxes.ids.rules import load_rules_text
+
+dpkt = pytest.importorskip("dpkt")
+A, S, P, R, F = (dpkt.tcp.TH_ACK, dpkt.tcp.TH_SYN, dpkt.tcp.TH_PUSH, dpkt.tcp.TH_RST,
+                 dpkt.tcp.TH_FIN)
+C_IP, S_IP = "198.18.0.1", "198.19.0.1"
+CPORT, SPORT = 40000, 80
+CI, SI = 1000, 70000
+RULES = 'alert tcp any any -> any 80 (msg:"evil"; flow:to_server; content:"EVILSTRING"; sid:1;)\n'
+
+
+def seg(src, dst, sport, dport, seq, ack, flags, payload=b"", ts=None, bad_csum=False,
+        win=65535):
+    opts = b""
+    if ts is not None:  # NOP NOP timestamps (RFC 7323 3)
+        opts = b"\x01\x01\x08\x0a" + struct.pack("!II", *ts)
+    tcp = dpkt.tcp.TCP(sport=sport, dport=dport, seq=seq & 0xFFFFFFFF, ack=ack & 0xFFFFFFFF,
+                       flags=flags, win=win, opts=opts, data=payload)
+    tcp.off = 5 + len(opts) // 4
+    ip = dpkt.ip.IP(src=bytes(map(int, src.split("."))), dst=bytes(map(int, dst.split("."))),
+                    p=dpkt.ip.IP_PROTO_TCP, ttl=64, data=tcp)
+    ip.len = len(ip)
+    frame = bytes(dpkt.ethernet.Ethernet(src=b"\x02\0\0\0\0\x01", dst=b"\x02\0\0\0\0\x02",
+                                         type=dpkt.ethernet.ETH_TYPE_IP, data=ip))
+    if bad_csum:  # flip the TCP checksum (offset 14 + 20 + 16)
+        b = bytearray(frame)
+        b[50] ^= 0xFF
+        frame = bytes(b)
+    return frame
+
+
+class Talk:
+    """A client and a server; c(...) and s(...) add segments, offsets are
+    stream offsets from the first payload byte of each side."""
+
+    def __init__(self, timestamps=False):
+        self.frames = []
+        self.t = 1.0
+        self.tsv = [100, 5000]
+        self.timestamps = timestamps
+        ts = (self.tsv[0], 0) if timestamps else None
+        self._add(seg(C_IP, S_IP, CPORT, SPORT, CI, 0, S, ts=ts))
+        ts = (self.tsv[1], self.tsv[0]) if timestamps else None
+        self._add(seg(S_IP, C_IP, SPORT, CPORT, SI, CI + 1, S | A, ts=ts))
+        self.c(0, b"", flags=A)
+
+    def _add(self, fr):
+        self.frames.append((self.t, fr))
+        self.t += 0.001
+
+    def _ts(self, who, tsval):
+        if not self.timestamps:
+            return None
+        i = 0 if who == "c" else 1
+        if tsval is None:
+            self.tsv[i] += 1
+            tsval = self.tsv[i]
+        return (tsval, self.tsv[1 - i])
+
+    def c(self, off, data, flags=A | P, ack=0, tsval=None, bad_csum=False):
+        self._add(seg(C_IP, S_IP, CPORT, SPORT, CI + 1 + off, SI + 1 + ack, flags, data,
+                      ts=self._ts("c", tsval), bad_csum=bad_csum))
+
+    def s(self, off, data=b"", flags=A, ack=0, tsval=None):
+        self._add(seg(S_IP, C_IP, SPORT, CPORT, SI + 1 + off, CI + 1 + ack, flags, data,
+                      ts=self._ts("s", tsval)))
+
+    def rst_from_server(self, seq_off):
+        self._add(seg(S_IP, C_IP, SPORT, CPORT, SI + 1 + seq_off, 0, R))
+
+
+def alerts(talk, **cfg):
+    out = io.StringIO()
+    ids = Ids(load_rules_text(RULES), eve=Eve(out))
+    eng = mos.Engine(mos.Config(**{"checksum": "verify", **cfg}))
+    ids.attach(eng)
+    for ts, fr in talk.frames:
+        eng.feed(fr, ts)
+    eng.close()
+    recs = [json.loads(x) for x in out.getvalue().splitlines()]
+    return [r for r in recs if r["event_type"] == "alert"]
+
+
+def test_signature_split_across_segments_is_found_once_with_the_completing_packet():
+    t = Talk()
+    t.c(0, b"GET /EVIL")
+    t.c(9, b"STRING HTTP/1.0\r\n")
+    t.s(0, ack=26)
+    (a,) = alerts(t)
+    assert a["alert"]["signature_id"] == 1 and a["pcap_cnt"] == 5  # the second data segment
+    assert a["src_port"] == CPORT and a["direction"] == "to_server"
+
+
+def test_signature_delivered_out_of_order_is_found_when_the_hole_fills():
+    t = Talk()
+    t.c(9, b"STRING")           # ahead of a hole
+    t.c(0, b"GET /EVIL")        # fills it: the match completes on this packet
+    t.s(0, ack=15)
+    (a,) = alerts(t)
+    assert a["pcap_cnt"] == 5
+
+
+@pytest.mark.parametrize("policy,expect", [("first", 1), ("last", 0)])
+def test_overlapping_retransmission_each_policy(policy, expect):
+    """Out of order: EVILSTRING at offset 4, then GOODSTRING over the same
+    bytes before the hole fills.  'first' keeps EVILSTRING, 'last' the
+    retransmission: the rule sees what the policy keeps."""
+    t = Talk()
+    t.c(4, b"EVILSTRING")
+    t.c(4, b"GOODSTRING")
+    t.c(0, b"GET ")
+    t.s(0, ack=14)
+    assert len(alerts(t, overlap=policy)) == expect
+
+
+@pytest.mark.parametrize("policy,expect", [("first", 0), ("last", 1)])
+def test_overlap_hiding_the_signature_each_policy(policy, expect):
+    t = Talk()
+    t.c(4, b"GOODSTRING")
+    t.c(4, b"EVILSTRING")
+    t.c(0, b"GET ")
+    t.s(0, ack=14)
+    assert len(alerts(t, overlap=policy)) == expect
+
+
+def test_bogus_out_of_window_rst_does_not_end_inspection():
+    t = Talk()
+    t.c(0, b"GET / ")
+    t.rst_from_server(10_000_000)  # far outside the client's window: ignored
+    t.c(6, b"EVILSTRING")
+    t.s(0, ack=16)
+    assert len(alerts(t)) == 1
+
+
+def test_in_window_rst_ends_the_flow_and_later_bytes_are_not_inspected():
+    t = Talk()
+    t.c(0, b"GET / ")
+    t.rst_from_server(0)
+    t.c(6, b"EVILSTRING")
+    assert alerts(t) == []
+
+
+@pytest.mark.parametrize("checksum,expect", [("verify", 0), ("ignore", 1)])
+def test_signature_with_bad_checksum_first(checksum, expect):
+    """The signature comes first in a segment with a bad checksum (a receiver
+    drops it), then the same bytes benign: verified, no alert; with checks
+    off (-k none), the bad segment counts and the policy 'first' keeps it."""
+    t = Talk()
+    t.c(0, b"GET /EVILSTRING", bad_csum=True)
+    t.c(0, b"GET /GOODSTRING")
+    t.s(0, ack=15)
+    assert len(alerts(t, checksum=checksum)) == expect
+
+
+def test_signature_after_a_bad_checksum_decoy_is_still_found():
+    t = Talk()
+    t.c(0, b"GET /GOODSTRING", bad_csum=True)  # dropped by the receiver
+    t.c(0, b"GET /EVILSTRING")
+    t.s(0, ack=15)
+    assert len(alerts(t, checksum="verify")) == 1
+
+
+def test_paws_failing_segment_cannot_hide_the_signature():
+    """A segment with an old TSval (RFC 7323 5.3) carrying benign bytes is
+    dropped by the receiver; the real one with the signature is inspected."""
+    t = Talk(timestamps=True)
+    t.c(0, b"GET /GOODSTRING", tsval=1)   # older than TS.Recent: PAWS drops it
+    t.c(0, b"GET /EVILSTRING")
+    t.s(0, ack=15)
+    assert len(alerts(t)) == 1
+
+
+def test_paws_failing_segment_with_the_signature_is_not_inspected():
+    t = Talk(timestamps=True)
+    t.c(0, b"GET /EVILSTRING", tsval=1)
+    t.c(0, b"GET /GOODSTRING")
+    t.s(0, ack=15)
+    assert alerts(t) == []
+
+
+def test_out_of_window_data_is_not_inspected():
+    t = Talk()
+    t.c(0, b"GET / ")
+    t.c(200_000, b"EVILSTRING")        # beyond the server's 65535-byte window
+    t.s(0, ack=6)
+    assert alerts(t) == []
+
+
+def test_rst_payload_is_not_inspected():
+    t = Talk()
+    t.c(0, b"GET / ")
+    t._add(seg(C_IP, S_IP, CPORT, SPORT, CI + 7, SI + 1, R | A, b"EVILSTRING"))
+    assert alerts(t) == []
+
+
+def test_two_patterns_in_one_chunk_both_alert_and_repeats_alert_again():
+    """Several notes for one chunk each get their rules checked; a pattern
+    that comes again in a later chunk alerts again."""
+    rules = RULES + 'alert tcp any any -> any 80 (msg:"b"; content:"OTHERONE"; sid:2;)\n'
+    rules += 'alert tcp any any -> any 80 (msg:"c"; content:"OTHER"; content:"ONE"; distance:0; sid:3;)\n'
+    t = Talk()
+    t.c(0, b"EVILSTRING OTHERONE")
+    t.c(19, b" and again EVILSTRING")
+    t.s(0, ack=40)
+    out = io.StringIO()
+    ids = Ids(load_rules_text(rules), eve=Eve(out))
+    eng = mos.Engine(mos.Config(checksum="verify"))
+    ids.attach(eng)
+    for ts, fr in t.frames:
+        eng.feed(fr, ts)
+    eng.close()
+    got = sorted((r["alert"]["signature_id"], r["pcap_cnt"])
+                 for r in map(json.loads, out.getvalue().splitlines())
+                 if r["event_type"] == "alert")
+    assert got == [(1, 4), (1, 5), (2, 4), (3, 4)]
+
+
+def test_stream_size_gates_a_rule():
+    rules = ('alert tcp any any -> any 80 (msg:"small"; content:"EVILSTRING"; '
+             'stream_size:client,<,100; sid:1;)\n'
+             'alert tcp any any -> any 80 (msg:"big"; content:"EVILSTRING"; '
+             'stream_size:client,>,100; sid:2;)\n')
+    t = Talk()
+    t.c(0, b"EVILSTRING")
+    t.c(10, b"x" * 200 + b"EVILSTRING")
+    t.s(0, ack=220)
+    out = io.StringIO()
+    ids = Ids(load_rules_text(rules), eve=Eve(out))
+    eng = mos.Engine(mos.Config(checksum="verify"))
+    ids.attach(eng)
+    for ts, fr in t.frames:
+        eng.feed(fr, ts)
+    eng.close()
+    got = sorted((r["alert"]["signature_id"], r["pcap_cnt"])
+                 for r in map(json.loads, out.getvalue().splitlines())
+                 if r["event_type"] == "alert")
+    assert got == [(1, 4), (2, 5)]
