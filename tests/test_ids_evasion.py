@@ -85,16 +85,25 @@ class Talk:
         self._add(seg(S_IP, C_IP, SPORT, CPORT, SI + 1 + seq_off, 0, R))
 
 
-def alerts(talk, **cfg):
+def run_ids(rules, talk, **cfg):
+    """(Ids, alert records) of `rules` over the conversation."""
     out = io.StringIO()
-    ids = Ids(load_rules_text(RULES), eve=Eve(out))
+    ids = Ids(load_rules_text(rules), eve=Eve(out))
     eng = mos.Engine(mos.Config(**{"checksum": "verify", **cfg}))
     ids.attach(eng)
     for ts, fr in talk.frames:
         eng.feed(fr, ts)
     eng.close()
     recs = [json.loads(x) for x in out.getvalue().splitlines()]
-    return [r for r in recs if r["event_type"] == "alert"]
+    return ids, [r for r in recs if r["event_type"] == "alert"]
+
+
+def alerts(talk, **cfg):
+    return run_ids(RULES, talk, **cfg)[1]
+
+
+def sid_pkts(recs):
+    return sorted((r["alert"]["signature_id"], r["pcap_cnt"]) for r in recs)
 
 
 def test_signature_split_across_segments_is_found_once_with_the_completing_packet():
@@ -218,17 +227,7 @@ def test_two_patterns_in_one_chunk_both_alert_and_repeats_alert_again():
     t.c(0, b"EVILSTRING OTHERONE")
     t.c(19, b" and again EVILSTRING")
     t.s(0, ack=40)
-    out = io.StringIO()
-    ids = Ids(load_rules_text(rules), eve=Eve(out))
-    eng = mos.Engine(mos.Config(checksum="verify"))
-    ids.attach(eng)
-    for ts, fr in t.frames:
-        eng.feed(fr, ts)
-    eng.close()
-    got = sorted((r["alert"]["signature_id"], r["pcap_cnt"])
-                 for r in map(json.loads, out.getvalue().splitlines())
-                 if r["event_type"] == "alert")
-    assert got == [(1, 4), (1, 5), (2, 4), (3, 4)]
+    assert sid_pkts(run_ids(rules, t)[1]) == [(1, 4), (1, 5), (2, 4), (3, 4)]
 
 
 def test_stream_size_gates_a_rule():
@@ -240,14 +239,33 @@ def test_stream_size_gates_a_rule():
     t.c(0, b"EVILSTRING")
     t.c(10, b"x" * 200 + b"EVILSTRING")
     t.s(0, ack=220)
-    out = io.StringIO()
-    ids = Ids(load_rules_text(rules), eve=Eve(out))
-    eng = mos.Engine(mos.Config(checksum="verify"))
-    ids.attach(eng)
-    for ts, fr in t.frames:
-        eng.feed(fr, ts)
-    eng.close()
-    got = sorted((r["alert"]["signature_id"], r["pcap_cnt"])
-                 for r in map(json.loads, out.getvalue().splitlines())
-                 if r["event_type"] == "alert")
-    assert got == [(1, 4), (2, 5)]
+    assert sid_pkts(run_ids(rules, t)[1]) == [(1, 4), (2, 5)]
+
+
+def test_overlap_with_different_bytes_raises_a_stream_event_rules_can_match():
+    """A retransmission with different bytes (the evasion attempt itself) is an
+    event: stream-event:reassembly_overlap_different_data alerts on it, and a
+    backoff threshold keeps a flood of them down (1st, 10th, 100th, ...)."""
+    rules = ('alert tcp any any -> any any (msg:"overlap diff"; '
+             'stream-event:reassembly_overlap_different_data; '
+             'threshold:type backoff, track by_flow, count 1, multiplier 10; sid:7;)\n'
+             'alert tcp any any -> any any (msg:"gap"; stream-event:reassembly_seq_gap; sid:8;)\n')
+    t = Talk()
+    t.c(4, b"EVILSTRING")
+    for i in range(12):
+        t.c(4, b"GOODSTRIN" + bytes([48 + i % 10]))
+    t.c(0, b"GET ")
+    t.s(0, ack=14)
+    ids, recs = run_ids(rules, t)
+    assert [r["alert"]["signature_id"] for r in recs] == [7, 7]  # the 1st and 10th of 12
+    assert ids.stats()["suppressed"] == 10
+
+
+def test_unknown_stream_event_and_bad_backoff_are_refused_with_reasons():
+    rs = load_rules_text(
+        'alert tcp any any -> any any (msg:"x"; stream-event:3whs_wrong_seq_wrong_ack; sid:1;)\n'
+        'alert tcp any any -> any any (msg:"y"; stream-event:reassembly_seq_gap; '
+        'threshold:type backoff, track by_src, count 1, multiplier 10; sid:2;)\n')
+    reasons = [r.reason for r in rs.refused]
+    assert "is not raised by mos" in reasons[0] and "reassembly_seq_gap" in reasons[0]
+    assert "track must be by_flow" in reasons[1]

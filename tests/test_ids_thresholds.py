@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import io
-import json
 
 import pytest
 
-import mos
-from middleboxes.ids.eve import Eve
-from middleboxes.ids.ids import Ids
-from middleboxes.ids.rules import Threshold, load_rules_text
+from middleboxes.ids.rules import Threshold
 from middleboxes.ids.thresholds import Thresholds
-from test_ids_evasion import Talk
+from test_ids_evasion import Talk, run_ids
 
 A, B = "198.18.0.1", "198.18.0.2"
 
@@ -53,13 +48,7 @@ def test_ids_applies_them_to_alerts():
         t.c(off, b"..HIT..")
         off += 7
     t.s(0, ack=off)
-    out = io.StringIO()
-    ids = Ids(load_rules_text(rules), eve=Eve(out))
-    eng = mos.Engine(mos.Config(checksum="verify"))
-    ids.attach(eng)
-    for ts, fr in t.frames:
-        eng.feed(fr, ts)
-    eng.close()
-    sids = [json.loads(x)["alert"]["signature_id"] for x in out.getvalue().splitlines()]
+    ids, recs = run_ids(rules, t)
+    sids = [r["alert"]["signature_id"] for r in recs]
     assert sids.count(1) == 2 and sids.count(2) == 2
     assert ids.stats()["suppressed"] == 3 + 3

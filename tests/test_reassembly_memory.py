@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 
@@ -22,7 +21,7 @@ from mos import Event, Side
 
 dpkt = pytest.importorskip("dpkt")
 
-from mos.settings import load_settings, parse_settings  # noqa: E402
+from mos.settings import parse_settings  # noqa: E402
 from test_bounded_memory import _frame  # noqa: E402
 
 A, S, P = dpkt.tcp.TH_ACK, dpkt.tcp.TH_SYN, dpkt.tcp.TH_PUSH

@@ -189,7 +189,7 @@ def run(rs: RuleSet, caps: list, outdir: str, sets: dict, *, checksum=None, clas
             eng = mos.Engine(mos.Config(**cfg))
             ids.attach(eng)
             try:
-                stats = eng.run(cap, progress=_bar(cap) if progress and sys.stderr.isatty() else None)
+                eng.run(cap, progress=_bar(cap) if progress and sys.stderr.isatty() else None)
             except mos.CaptureError as exc:
                 print(f"mos: error: {exc}", file=sys.stderr)
                 rc = 2

@@ -19,7 +19,7 @@ import json
 import os
 import socket
 import time
-from typing import IO, Optional
+from typing import Optional
 
 PROTO_NAMES = {6: "TCP", 17: "UDP", 1: "ICMP", 58: "IPv6-ICMP"}
 

@@ -28,10 +28,6 @@ packet on its payload, and registered only when the rule set has some.
 
 from __future__ import annotations
 
-import io
-import ipaddress
-import sys
-import time
 from collections import defaultdict
 from typing import Optional, TextIO
 
@@ -110,7 +106,7 @@ class _Plan:
 
 
 class _FlowState:
-    __slots__ = ("bits", "inspected", "chunk_start")
+    __slots__ = ("bits", "inspected", "chunk_start", "thr")
 
     def __init__(self):
         self.bits: set = set()
@@ -118,6 +114,7 @@ class _FlowState:
         # chunk being inspected began (several notes may come for one chunk)
         self.inspected = [0, 0]
         self.chunk_start = [0, 0]
+        self.thr: dict = {}              # threshold counts tracked by_flow
 
     def chunk(self, s: int, head: int) -> int:
         """Start of the chunk of new bytes that ends at head."""
@@ -153,6 +150,7 @@ class Ids:
         self.stream_rules: list = []      # prefiltered
         self.stream_always: list = []     # stream rules with no positive content
         self.packet_rules: list = []
+        self.event_rules: dict = {}       # ERROR reason name -> rules with that stream-event
         self._by_pattern: list = []       # pattern index -> [rules]
         self._patterns: list = []
         self._nocase: list = []
@@ -167,6 +165,11 @@ class Ids:
     def _split(self) -> None:
         index: dict = {}
         for r in self.ruleset.rules:
+            if r.stream_events:
+                # raised by the engine's ERROR events (stream-event:)
+                for reason in r.stream_events:
+                    self.event_rules.setdefault(reason, []).append(r)
+                continue
             if r.action == "pass" and not r.contents():
                 self.packet_rules.append(r)
                 continue
@@ -201,6 +204,7 @@ class Ids:
 
     def plan(self) -> dict:
         return {"rules": len(self.ruleset.rules), "prefilter_patterns": len(self._patterns),
+                "stream_event_rules": sum(len(v) for v in self.event_rules.values()),
                 "stream_rules": len(self.stream_rules),
                 "stream_rules_without_content": len(self.stream_always),
                 "packet_rules": len(self.packet_rules)}
@@ -208,8 +212,12 @@ class Ids:
     def attach(self, engine) -> None:
         """Add the prefilter and the handlers to ``engine`` (one engine at a
         time: each attach builds a new prefilter)."""
-        # rules with no content to prefilter read the stream themselves
-        mon = mos.Monitor(name="ids", reads=Side.BOTH if self.stream_always else False)
+        # rules with no content to prefilter read the stream themselves; so
+        # does an overlap stream-event with no prefilter (bytes must be kept
+        # to compare a retransmission with)
+        consume = not self._patterns and "OVERLAP_DIFF" in self.event_rules
+        mon = mos.Monitor(name="ids",
+                          reads=Side.BOTH if self.stream_always or consume else False)
         if self._patterns:
             from ._prefilter import Prefilter
             self.prefilter = Prefilter(self._patterns, self._nocase)
@@ -218,8 +226,12 @@ class Ids:
             mon.on(Event.STREAM_NOTE, self._on_note)
         if self.stream_always:
             mon.on(Event.CONN_NEW_DATA, self._on_data, side=Side.BOTH)
+        elif consume:
+            mon.on(Event.CONN_NEW_DATA, lambda f, s, e: f.peek(s), side=Side.BOTH)
         if self.packet_rules:
             mon.on(Event.PKT_IN, self._on_packet)
+        if self.event_rules:
+            mon.on(Event.ERROR, self._on_error)
         engine.attach(mon)
         self.monitor = mon
 
@@ -414,6 +426,28 @@ class Ids:
             self._alert(r, flow, Side.SERVER if to_server else Side.CLIENT,
                         payload if self.payload else None, stream=False)
 
+    def _on_error(self, flow, side, event) -> None:
+        """stream-event rules: an ERROR of their reason on the stream `side`
+        receives (GAP, OVERLAP_DIFF, PAWS, OUT_OF_WINDOW, MEMCAP)."""
+        rules = self.event_rules.get(flow.event_info.reason.name)
+        if not rules:
+            return
+        st = self._state(flow)
+        ends = self._endpoints(flow, side)
+        p = flow.packet
+        payload = p.payload if p is not None else b""
+        for r in rules:
+            if not self._header_ok(r, *ends) or not self._flow_ok(r, flow, side is Side.SERVER):
+                continue
+            if not self._flowbits_ok(r, st):
+                continue
+            if r.matches and not detect.inspect(r.matches, payload).matched:
+                continue
+            self._flowbits_apply(r, st)
+            if self._plans[id(r)].silent:
+                continue
+            self._alert(r, flow, side, payload if self.payload else None, stream=False)
+
     # ---------------------------------------------------------------- output
 
     def _alert(self, r: Rule, flow, side, payload, stream: bool) -> None:
@@ -427,7 +461,8 @@ class Ids:
             src, dst = (a, b) if to_server else (b, a)
             ts, cnt = flow.last_active, None
         for t in (r.detection_filter, r.threshold):
-            if t is not None and not self.thresholds.allow(r.sid, t, src[0], dst[0], ts):
+            if t is not None and not self.thresholds.allow(r.sid, t, src[0], dst[0], ts,
+                                                           self._state(flow).thr):
                 self.suppressed += 1
                 return
         self.alerts += 1

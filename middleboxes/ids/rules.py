@@ -38,6 +38,16 @@ APP_KEYWORDS = re.compile(
     r"mqtt[._].*|modbus|dnp3_.*|enip_.*|cip_.*|ike[._].*|nfs_.*|tftp[._].*|pgsql[._].*|"
     r"email[._].*|base64_.*|asn1|bsize|ldap[._].*|websocket[._].*|sni|cert.*)$")
 
+# stream-event names (Suricata's stream-events.rules) that mos raises, and the
+# ERROR reason behind each
+STREAM_EVENTS = {
+    "reassembly_seq_gap": "GAP",
+    "reassembly_overlap_different_data": "OVERLAP_DIFF",
+    "pkt_invalid_timestamp": "PAWS",
+    "est_packet_out_of_window": "OUT_OF_WINDOW",
+    "reassembly_memcap": "MEMCAP",
+}
+
 # transforms act on sticky buffers (application layer)
 TRANSFORMS = ("to_lowercase", "to_uppercase", "strip_whitespace", "compress_whitespace",
               "dotprefix", "url_decode", "to_sha256", "to_md5", "to_sha1", "pcrexform",
@@ -204,10 +214,11 @@ class Flags:
 
 @dataclass
 class Threshold:
-    kind: str        # threshold, limit, both, detection_filter
-    track: str       # by_src, by_dst, by_rule, by_both
+    kind: str        # threshold, limit, both, backoff, detection_filter
+    track: str       # by_src, by_dst, by_rule, by_both, by_flow
     count: int
     seconds: float
+    multiplier: int = 0   # backoff
 
 
 @dataclass
@@ -237,6 +248,7 @@ class Rule:
     threshold: Threshold | None = None
     detection_filter: Threshold | None = None
     noalert: bool = False
+    stream_events: list = field(default_factory=list)   # mos ERROR reason names
     tag: str | None = None
     text: str = ""
     path: str | None = None
@@ -640,16 +652,24 @@ def _threshold(v: str | None, kind_key: str) -> Threshold:
             raise RuleError(f"{kind_key}: cannot read {p.strip()!r}")
         fields[w[0].lower()] = w[1]
     kind = fields.pop("type", None) if kind_key == "threshold" else "detection_filter"
-    if kind not in ("threshold", "limit", "both", "detection_filter"):
-        raise RuleError(f"{kind_key}: type must be threshold, limit or both, not {kind!r}")
+    if kind not in ("threshold", "limit", "both", "backoff", "detection_filter"):
+        raise RuleError(f"{kind_key}: type must be threshold, limit, both or backoff, "
+                        f"not {kind!r}")
     track = fields.pop("track", None)
-    if track not in ("by_src", "by_dst", "by_rule", "by_both"):
-        raise RuleError(f"{kind_key}: track must be by_src, by_dst, by_rule or by_both")
+    tracks = ("by_flow",) if kind == "backoff" else ("by_src", "by_dst", "by_rule", "by_both",
+                                                      "by_flow")
+    if track not in tracks:
+        raise RuleError(f"{kind_key}: track must be {', '.join(tracks)}")
     count = _int(fields.pop("count", None), f"{kind_key} count", 1)
-    seconds = _int(fields.pop("seconds", None), f"{kind_key} seconds", 1)
+    if kind == "backoff":
+        mult = _int(fields.pop("multiplier", None), f"{kind_key} multiplier", 1)
+        seconds = 0
+    else:
+        mult = 0
+        seconds = _int(fields.pop("seconds", None), f"{kind_key} seconds", 1)
     if fields:
         raise RuleError(f"{kind_key}: unknown field(s) {', '.join(sorted(fields))}")
-    return Threshold(kind, track, count, float(seconds))
+    return Threshold(kind, track, count, float(seconds), mult)
 
 
 _CONTENT_MODS = ("nocase", "offset", "depth", "distance", "within", "startswith", "endswith",
@@ -795,6 +815,12 @@ def _parse(text: str, vars_: Vars, classes: dict | None, path, line) -> Rule:
             rule.noalert = True
         elif key == "tag":
             rule.tag = (v or "").strip()   # kept; mos logs no tagged packets yet
+        elif key == "stream-event":
+            name = (v or "").strip()
+            if name not in STREAM_EVENTS:
+                raise RuleError(f"stream-event {name!r} is not raised by mos (it raises "
+                                f"{', '.join(STREAM_EVENTS)})")
+            rule.stream_events.append(STREAM_EVENTS[name])
         elif key == "dsize":
             rule.dsize = _intcmp(v, "dsize")
         elif key in ("flags", "tcp.flags"):  # tcp.flags: Suricata 7's name for it

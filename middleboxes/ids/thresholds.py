@@ -1,12 +1,14 @@
-"""Alert rate control per rule: ``threshold`` (types limit, threshold, both)
-and ``detection_filter``, tracked by source, destination, both or the rule,
-over windows of packet time, as Suricata applies them.
+"""Alert rate control per rule: ``threshold`` (types limit, threshold, both,
+backoff) and ``detection_filter``, tracked by source, destination, both, the
+rule or the flow, over windows of packet time, as Suricata applies them.
 
 - limit: alert on the first ``count`` matches of each window.
 - threshold: alert on every ``count``-th match of a window.
 - both: alert once per window, when the ``count``-th match comes.
 - detection_filter: alert on every match once more than ``count`` matched
   in the window (the first ``count`` are silent).
+- backoff (track by_flow): alert on the first ``count`` matches of a flow,
+  then at count * multiplier, count * multiplier^2, ... matches.
 
 >>> from middleboxes.ids.rules import Threshold
 >>> t = Thresholds()
@@ -18,30 +20,49 @@ over windows of packet time, as Suricata applies them.
 from __future__ import annotations
 
 
+def _decide(t, st: list) -> bool:
+    """One more match on state [window start, matches, alerted, next backoff]."""
+    st[1] += 1
+    n = st[1]
+    if t.kind == "limit":
+        return n <= t.count
+    if t.kind == "threshold":
+        return n % t.count == 0
+    if t.kind == "both":
+        if n >= t.count and not st[2]:
+            st[2] = True
+            return True
+        return False
+    if t.kind == "backoff":
+        if n <= t.count:
+            return True
+        if n >= st[3] * t.multiplier:
+            st[3] *= t.multiplier
+            return True
+        return False
+    return n > t.count  # detection_filter
+
+
 class Thresholds:
-    """Counts per (sid, tracked address); windows start at a key's first match."""
+    """Counts per (sid, tracked address); windows start at a key's first
+    match.  Counts tracked by_flow live in a dict the flow owns."""
 
     def __init__(self):
-        self._state: dict = {}   # key -> [window start, matches, alerted]
+        self._state: dict = {}
 
-    def allow(self, sid: int, t, src: str, dst: str, ts: float) -> bool:
-        key = (sid, t.kind, {"by_src": src, "by_dst": dst, "by_both": (src, dst),
-                             "by_rule": None}[t.track])
-        st = self._state.get(key)
-        if st is None or ts - st[0] >= t.seconds:
-            st = self._state[key] = [ts, 0, False]
-        st[1] += 1
-        n = st[1]
-        if t.kind == "limit":
-            return n <= t.count
-        if t.kind == "threshold":
-            return n % t.count == 0
-        if t.kind == "both":
-            if n >= t.count and not st[2]:
-                st[2] = True
-                return True
-            return False
-        return n > t.count  # detection_filter
+    def allow(self, sid: int, t, src: str, dst: str, ts: float, flow: dict = None) -> bool:
+        """True if this match alerts.  ``flow``: the flow's own dict of counts,
+        for track by_flow (freed with the flow)."""
+        if t.track == "by_flow":
+            table, key = ({} if flow is None else flow), sid
+        else:
+            table = self._state
+            key = (sid, t.kind, {"by_src": src, "by_dst": dst, "by_both": (src, dst),
+                                 "by_rule": None}[t.track])
+        st = table.get(key)
+        if st is None or (t.kind != "backoff" and ts - st[0] >= t.seconds):
+            st = table[key] = [ts, 0, False, t.count]
+        return _decide(t, st)
 
     def __len__(self) -> int:
         return len(self._state)
