@@ -64,8 +64,17 @@ class BuildExt(build_ext):
         return super().get_ext_filename(fullname)
 
     def build_extensions(self):
-        self.extensions.sort(key=lambda e: e.name != CORE)  # the library before its users
-        super().build_extensions()
+        # the library before its users, and alone: a parallel build (-j)
+        # would link them while it is being written
+        core = [e for e in self.extensions if e.name == CORE]
+        rest = [e for e in self.extensions if e.name != CORE]
+        for e in core:
+            self.build_extension(e)
+        self.extensions = rest
+        try:
+            super().build_extensions()
+        finally:
+            self.extensions = core + rest
 
     def build_extension(self, ext):
         if ext.name == CORE:

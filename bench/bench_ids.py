@@ -9,12 +9,15 @@ the first N make the N-rule set.  Many are HTTP strings (``User-Agent|3a|``,
 ``GET``, ...), so the HTTP-like capture makes the prefilter hand rules to
 Python often: a harder case than a quiet network.
 
-Capture: bench/gen_capture.py's (the one bench_monitor.py uses, cached in
-bench/out): HTTP-like flows, 1M packets by default.  Each run is a child
-process timing ``eng.run`` only; the median of --repeat runs is shown.
+Capture: real HTTP recorded in the test bed by bench/record_http.py
+(http.server and curl in two namespaces, mixed file sizes, many connections;
+made once as root, cached in bench/out), or with --synthetic bench_monitor's
+generated HTTP-like capture (1M packets).  Each run is a child process
+timing ``eng.run`` only; the median of --repeat runs is shown.
 
-    python3 bench/bench_ids.py                       # 1M packets, 1/100/1000/10000 rules
-    python3 bench/bench_ids.py --packets 200000 --rules 1,1000 --repeat 1
+    sudo python3 bench/bench_ids.py                  # test bed HTTP, 1/100/1000/10000 rules
+    python3 bench/bench_ids.py --synthetic           # the generated 1M-packet capture
+    python3 bench/bench_ids.py --capture F.pcap --rules 1,1000 --repeat 1
 
 Targets (issue 10): >= 3 Gbit/s of payload with 1,000 rules; the 1-rule run
 at >= 60 % of the engine's packets/s.
@@ -105,6 +108,23 @@ def child(cap: str, rules: str) -> dict:
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
+TESTBED_CAP = os.path.join(HERE, "out", "testbed-http.pcap")
+
+
+def testbed_capture() -> str | None:
+    """The HTTP traffic record_http.py records in the test bed (made once, as
+    root; None where it cannot be made)."""
+    if not os.path.exists(TESTBED_CAP):
+        if os.geteuid() != 0:
+            return None
+        print("recording HTTP in the test bed (bench/record_http.py) ...", file=sys.stderr)
+        r = subprocess.run([sys.executable, os.path.join(HERE, "record_http.py"), TESTBED_CAP],
+                           timeout=900)
+        if r.returncode != 0:
+            return None
+    return TESTBED_CAP
+
+
 def capture(packets: int) -> str:
     """bench_monitor.py's capture of that size (generated once, cached in bench/out)."""
     sys.path.insert(0, HERE)
@@ -120,11 +140,19 @@ def main(argv=None) -> int:
     ap.add_argument("--rules", default="1,100,1000,10000")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json-out")
+    ap.add_argument("--capture", help="a capture to use instead")
+    ap.add_argument("--synthetic", action="store_true",
+                    help="bench_monitor.py's generated capture (--packets) instead of the "
+                         "HTTP recorded in the test bed")
     a = ap.parse_args(argv)
     if not os.path.isdir(RULESET):
         print(f"no ruleset at {RULESET}", file=sys.stderr)
         return 2
-    cap = capture(a.packets)
+    cap = a.capture or (None if a.synthetic else testbed_capture())
+    if cap is None:
+        print("note: no test bed recording (needs root); the generated capture instead",
+              file=sys.stderr)
+        cap = capture(a.packets)
     counts = [int(x) for x in a.rules.split(",")]
     pats = patterns(max(counts))
     tmp = os.path.join(HERE, "out")

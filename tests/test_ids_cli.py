@@ -99,3 +99,30 @@ def test_directory_of_captures(tmp_path):
     assert p.returncode == 0, p.stderr
     # thresholds count across captures (packet time): the banner rule stays at 2
     assert "638 packets, 22 alerts" in p.stderr and "sid 9000005: 2" in p.stderr
+
+
+def test_flow_records_at_flow_end(tmp_path):
+    import dpkt
+    p = ids("-r", mos.sample_capture(), "-S", DEMO, "-l", str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    recs = [json.loads(x) for x in (tmp_path / "eve.json").read_text().splitlines()]
+    flows = [r for r in recs if r["event_type"] == "flow"]
+    # frames and bytes per direction, every frame's wire length (as tshark's
+    # conversation table has them too)
+    want = {}
+    with open(mos.sample_capture(), "rb") as fh:
+        for _ts, buf in dpkt.pcap.Reader(fh):
+            eth = dpkt.ethernet.Ethernet(buf)
+            tcp = eth.data.data
+            to_server = tcp.dport in (80, 81)   # the sample's servers
+            d = want.setdefault(tcp.sport if to_server else tcp.dport, [0, 0, 0, 0])
+            i = 0 if to_server else 2
+            d[i] += 1
+            d[i + 1] += len(buf)
+    assert sorted(f["src_port"] for f in flows) == sorted(want)
+    for f in flows:
+        fl = f["flow"]
+        assert [fl["pkts_toserver"], fl["bytes_toserver"], fl["pkts_toclient"],
+                fl["bytes_toclient"]] == want[f["src_port"]]
+        assert fl["state"] == "closed" and fl["reason"] == "forced"
+    assert sum(f["flow"]["alerted"] for f in flows) == 6     # every curl request alerted

@@ -110,8 +110,13 @@ def captures(paths) -> list:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("ids", help="signature IDS (Suricata rules) over captures: eve.json, fast.log")
-    p.add_argument("-r", dest="read", action="append", metavar="CAPTURE", required=True,
-                   help="capture file or directory (repeatable)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("-r", dest="read", action="append", metavar="CAPTURE",
+                     help="capture file or directory (repeatable)")
+    src.add_argument("-c", dest="config", metavar="CONFIG",
+                     help="YAML settings with live ports (mos run -c): in-line, drop blocks "
+                          "the packet and the rest of its flow, reject resets both ends; runs "
+                          "until SIGINT/SIGTERM")
     p.add_argument("-S", dest="rules", action="append", metavar="RULES", required=True,
                    help="rule file (repeatable); rules outside the subset are reported and skipped")
     p.add_argument("-l", dest="logdir", metavar="OUTDIR", default=".",
@@ -130,7 +135,7 @@ def add_parser(sub) -> None:
 def main_args(args) -> int:
     try:
         sets = parse_sets(args.sets)
-        caps = captures(args.read)
+        caps = captures(args.read) if args.read else []
     except ValueError as exc:
         print(f"mos: error: {exc}", file=sys.stderr)
         return 2
@@ -161,8 +166,67 @@ def main_args(args) -> int:
         print(f"mos: rule refused: {ref}", file=sys.stderr)
     if not rs.rules:
         print("mos: note: no rule loaded: only flow and stats records", file=sys.stderr)
+    if args.config:
+        return run_live(rs, args.config, outdir, sets, classes=classes,
+                        payload=not args.no_payload, status=not args.no_progress)
     return run(rs, caps, outdir, sets, checksum=args.checksum, classes=classes,
                payload=not args.no_payload, progress=not args.no_progress)
+
+
+class LiveApp:
+    """The IDS as one worker's app in `mos ids -c`: its own engine, rules
+    and prefilter; every worker appends to the same eve.json and fast.log."""
+
+    def __init__(self, rs, outdir, sets, classes, payload, inline):
+        self.args = (rs, outdir, sets, classes, payload, inline)
+        self.ids = None
+
+    def attach(self, engine) -> None:
+        from .ids import DEFAULT_LOOKBACK, Ids
+        rs, outdir, sets, classes, payload, inline = self.args
+        self.eve = Eve(os.path.join(outdir, "eve.json"), append=True)
+        self.fast = open(os.path.join(outdir, "fast.log"), "a", encoding="utf-8", buffering=1)
+        self.ids = Ids(rs, eve=self.eve, fast=self.fast, classes=classes, payload=payload,
+                       lookback=sets.get("lookback", DEFAULT_LOOKBACK),
+                       depth=sets.get("depth", 0), inline=inline)
+        self.ids.attach(engine)
+
+    def finish(self, engine, stats) -> None:
+        st = self.ids.stats()
+        c = engine.counters()
+        self.eve.write({"timestamp": _now(), "event_type": "stats",
+                        "stats": {"capture": {"kernel_packets": c["frames"]},
+                                  "tcp": {"reassembly_gap": c["errors"]["gap"]},
+                                  "detect": {"alert": st["alerts"]}, "mos": st}})
+        self.eve.close()
+        self.fast.close()
+        print(f"mos ids: {st['alerts']} alerts, {c['blocked']} packets blocked; "
+              + ", ".join(f"sid {k}: {v}" for k, v in st["alerts_by_sid"].items()),
+              file=sys.stderr)
+
+
+def run_live(rs: RuleSet, config: str, outdir: str, sets: dict, *, classes=None,
+             payload=True, status=True) -> int:
+    import dataclasses
+    from mos.runtime.workers import run_settings
+    from mos.settings import load_settings
+    settings = load_settings(config)
+    mon = settings.monitor
+    repl = {}
+    if "memcap" in sets:
+        repl["reassembly_memcap"] = sets["memcap"]
+    if "overlap" in sets:
+        repl["overlap"] = sets["overlap"]
+    if "midstream" in sets:
+        repl["midstream"] = sets["midstream"]
+    if repl:
+        settings = dataclasses.replace(settings, monitor=mon.replace(**repl))
+    for name in ("eve.json", "fast.log"):   # a new run starts new files
+        open(os.path.join(outdir, name), "w").close()
+    inline = settings.mode == "inline"
+    return run_settings(settings, app_spec=lambda: LiveApp(rs, outdir, sets, classes, payload,
+                                                           inline),
+                        status=status, engine_type=mos.Engine)
 
 
 def run(rs: RuleSet, caps: list, outdir: str, sets: dict, *, checksum=None, classes=None,

@@ -116,7 +116,10 @@ class Eve:
             if target.startswith("unix_stream:"):
                 self.out = UnixStreamSink(target[len("unix_stream:"):])
             else:
-                self.out = open(target, "a" if append else "w", encoding="utf-8")
+                # appending (workers sharing one file): a write per line, so
+                # records from several processes never interleave
+                self.out = open(target, "a" if append else "w", encoding="utf-8",
+                                buffering=1 if append else -1)
             self._own = True
         else:
             self.out = target

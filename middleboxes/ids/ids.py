@@ -35,7 +35,7 @@ import mos
 from mos import Event, Side, TcpState
 
 from . import detect
-from .eve import Eve, alert_record, fast_line
+from .eve import Eve, alert_record, eve_time, fast_line
 from .rules import Content, Rule, RuleSet
 from .thresholds import Thresholds
 
@@ -106,7 +106,7 @@ class _Plan:
 
 
 class _FlowState:
-    __slots__ = ("bits", "inspected", "chunk_start", "thr")
+    __slots__ = ("bits", "inspected", "chunk_start", "thr", "passed", "alerted")
 
     def __init__(self):
         self.bits: set = set()
@@ -115,6 +115,8 @@ class _FlowState:
         self.inspected = [0, 0]
         self.chunk_start = [0, 0]
         self.thr: dict = {}              # threshold counts tracked by_flow
+        self.passed = False              # a pass rule matched: the flow is not inspected further
+        self.alerted = False
 
     def chunk(self, s: int, head: int) -> int:
         """Start of the chunk of new bytes that ends at head."""
@@ -134,7 +136,8 @@ class Ids:
 
     def __init__(self, rules: RuleSet, *, eve: Optional[Eve] = None,
                  fast: Optional[TextIO] = None, classes: Optional[dict] = None,
-                 payload: bool = True, lookback: int = DEFAULT_LOOKBACK, depth: int = 0):
+                 payload: bool = True, lookback: int = DEFAULT_LOOKBACK, depth: int = 0,
+                 inline: bool = False, flows: bool = True):
         self.ruleset = rules
         self.eve = eve
         self.fast = fast
@@ -142,6 +145,8 @@ class Ids:
         self.payload = payload
         self.lookback = lookback
         self.depth = depth               # stream.reassembly.depth: bytes inspected per direction (0: all)
+        self.inline = inline             # drop and reject act (else they only alert)
+        self.flows = flows               # an EVE flow record per flow at its end
         self.alerts_by_sid: dict = defaultdict(int)
         self.thresholds = Thresholds()
         self.suppressed = 0              # matches a threshold or detection_filter kept silent
@@ -170,9 +175,6 @@ class Ids:
                 for reason in r.stream_events:
                     self.event_rules.setdefault(reason, []).append(r)
                 continue
-            if r.action == "pass" and not r.contents():
-                self.packet_rules.append(r)
-                continue
             if not r.is_stream or not r.matches:
                 # per packet: packet rules, and rules with no payload option
                 # (flags, flow, flowbits only), as Suricata runs them
@@ -194,9 +196,9 @@ class Ids:
             if _prefilter_decides(r, c):
                 self._exact.add(id(r))
         # flowbit setters first, as Suricata orders them, then by sid
-        def order(r):
+        def order(r):  # pass rules first, then flowbit setters (Suricata's order)
             sets = any(fb.cmd in ("set", "unset", "toggle") for fb in r.flowbits)
-            return (0 if sets else 1, r.sid)
+            return (0 if r.action == "pass" else 1, 0 if sets else 1, r.sid)
         for lst in self._by_pattern:
             lst.sort(key=order)
         self.packet_rules.sort(key=order)
@@ -232,6 +234,8 @@ class Ids:
             mon.on(Event.PKT_IN, self._on_packet)
         if self.event_rules:
             mon.on(Event.ERROR, self._on_error)
+        if self.flows and self.eve is not None:
+            mon.on(Event.CONN_END, self._on_end, side=Side.CLIENT)
         engine.attach(mon)
         self.monitor = mon
 
@@ -312,6 +316,8 @@ class Ids:
         info = flow.event_info
         rules = self._by_pattern[info.code]
         st = self._state(flow)
+        if st.passed:
+            return
         s = int(side)
         head = flow.consumed_to(side)
         if self.depth:
@@ -323,6 +329,9 @@ class Ids:
 
     def _on_data(self, flow, side, event) -> None:
         st = self._state(flow)
+        if st.passed:
+            flow.peek(side)
+            return
         s = int(side)
         base, head = flow.buffered(side)
         if self.depth:
@@ -401,6 +410,8 @@ class Ids:
         if p is None:
             return
         st = self._state(flow)
+        if st.passed:
+            return
         payload = p.payload
         to_server = p.sport == flow.client_port and p.src == flow.client_ip
         for r in self.packet_rules:
@@ -433,6 +444,8 @@ class Ids:
         if not rules:
             return
         st = self._state(flow)
+        if st.passed:
+            return
         ends = self._endpoints(flow, side)
         p = flow.packet
         payload = p.payload if p is not None else b""
@@ -451,6 +464,9 @@ class Ids:
     # ---------------------------------------------------------------- output
 
     def _alert(self, r: Rule, flow, side, payload, stream: bool) -> None:
+        if r.action == "pass":
+            self._state(flow).passed = True
+            return
         p = flow.packet
         to_server = side is Side.SERVER
         if p is not None:
@@ -467,7 +483,16 @@ class Ids:
                 return
         self.alerts += 1
         self.alerts_by_sid[r.sid] += 1
-        action = "allowed"  # passive: nothing is blocked (in-line drop comes with the ports)
+        self._state(flow).alerted = True
+        action = "allowed"
+        if self.inline and r.action != "alert":
+            # drop: this packet and the rest of the flow; reject: a RST to
+            # each end as well (Suricata's IPS actions)
+            if r.action.startswith("reject"):
+                flow.reset()
+            else:
+                flow.block()
+            action = "blocked"
         if self.eve is not None:
             self.eve.write(alert_record(
                 ts=ts, rule=r, classes=self.classes, src=src, dst=dst,
@@ -479,6 +504,27 @@ class Ids:
         if self.fast is not None:
             self.fast.write(fast_line(ts=ts, rule=r, classes=self.classes, src=src, dst=dst,
                                       action=action))
+
+    def _on_end(self, flow, side, event) -> None:
+        """An EVE flow record, as Suricata writes one when a flow ends."""
+        st = flow.uctx
+        (cp, cb), (sp, sb) = flow.wire(Side.CLIENT), flow.wire(Side.SERVER)
+        reason = flow.event_info.reason.name
+        est = flow.server.state not in (TcpState.LISTEN, TcpState.SYN_RCVD, TcpState.CLOSED) \
+            or flow.midstream
+        state = "closed" if reason in ("CLOSE", "RST") else ("established" if est else "new")
+        start, end = flow.start_time, flow.last_active
+        self.eve.write({
+            "timestamp": eve_time(end), "flow_id": flow.hash, "event_type": "flow",
+            "src_ip": flow.client_ip, "src_port": flow.client_port,
+            "dest_ip": flow.server_ip, "dest_port": flow.server_port, "proto": "TCP",
+            "flow": {"pkts_toserver": cp, "pkts_toclient": sp, "bytes_toserver": cb,
+                     "bytes_toclient": sb, "start": eve_time(start), "end": eve_time(end),
+                     "age": int(end - start), "state": state,
+                     "reason": {"TIMEOUT": "timeout", "SHUTDOWN": "shutdown"}.get(reason,
+                                                                                 "forced"),
+                     "alerted": bool(st is not None and st.alerted)},
+            "tcp": {"state": flow.server.state.name.lower()}})
 
     def stats(self) -> dict:
         out = {"alerts": self.alerts, "candidates": self.candidates,

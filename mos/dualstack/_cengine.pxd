@@ -39,6 +39,8 @@ cdef extern from "engine.h" nogil:
         uint8_t saddr[16]
         uint16_t cport
         uint16_t sport
+        uint32_t wire_pkts[2]
+        uint64_t wire_bytes[2]
         uint16_t iface[2]
         uint64_t id
         mos_interest_t *interest
@@ -79,7 +81,7 @@ cdef extern from "engine.h" nogil:
         uint64_t errors[12]
         uint64_t events, rexmit, payload_bytes, ooo_segments, snapped
         uint64_t rewritten, rewrite_failed, split, nomem, ip_len_over_wire
-        uint64_t embryonic, evicted_embryonic
+        uint64_t embryonic, evicted_embryonic, blocked
 
     ctypedef struct mos_engine_t:
         pass
@@ -117,6 +119,7 @@ cdef extern from "engine.h" nogil:
     const mos_rbuf_pool_t *mos_engine_pool(const mos_engine_t *e)
     void mos_flow_set_buffer(mos_engine_t *e, mos_flow_t *f, int side, uint32_t size)
     void mos_flow_stop_side(mos_engine_t *e, mos_flow_t *f, int side)
+    void mos_flow_block(mos_engine_t *e, mos_flow_t *f)
     void mos_flow_consumed(mos_engine_t *e, mos_flow_t *f, int side, uint64_t off)
     int mos_engine_edit(mos_engine_t *e, uint32_t i, uint32_t off, uint32_t dele,
                         const uint8_t *ins, uint32_t ins_len, char *err, size_t errlen)

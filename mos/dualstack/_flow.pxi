@@ -312,6 +312,14 @@ cdef class Flow:
         cdef mos_rbuf_t *rb = &self._f().ep[_side_index(side)].rbuf
         return [(rb.runs[i].off, rb.runs[i].len) for i in range(rb.nruns)]
 
+    def wire(self, side):
+        """(frames, bytes) ``side`` sent, as seen on the wire: every frame of
+        the flow counted, link header included (Suricata's pkts_toserver /
+        bytes_toserver for the client)."""
+        cdef mos_flow_t *f = self._f()
+        cdef int s = _side_index(side)
+        return (f.wire_pkts[s], f.wire_bytes[s])
+
     def consumed_to(self, side):
         """Stream offset up to which the compiled consumers (Engine.add_consumer)
         have been fed ``side``'s stream; -1 before their first byte."""
@@ -439,6 +447,17 @@ cdef class Flow:
             raise RuntimeError("drop() needs an event tied to a packet")
         self._live("drop()")
         pkt.drop()
+
+    def block(self):
+        """Drop the packet behind the current event (if any) and every later
+        packet of this flow (in-line; counted in counters()["blocked"]).  The
+        endpoints see nothing more of it, so the flow ends by idle timeout;
+        an IDS's ``drop`` action."""
+        self._live("block()")
+        pkt = self.engine._packet_or_none()
+        if pkt is not None:
+            pkt.drop()
+        mos_flow_block(self.engine.e, self._f())
 
     def reset(self):
         """Reset the connection: a RST to each end with the sequence number it

@@ -106,7 +106,7 @@ cdef class _EngineState:
             "handler_errors": self._handler_error_total(),
             "rewritten": c.rewritten, "rewrite_failed": c.rewrite_failed, "split": c.split,
             "nomem": c.nomem, "embryonic": c.embryonic, "evicted_embryonic": c.evicted_embryonic,
-            "ip_len_over_wire": c.ip_len_over_wire,
+            "ip_len_over_wire": c.ip_len_over_wire, "blocked": c.blocked,
             "ended": {r.name.lower(): c.ended[int(r)] for r in EndReason},
             "errors": {r.name.lower(): c.errors[int(r)] for r in ErrorReason},
             "defrag": {"fragments": d.fragments, "reassembled": d.reassembled,

@@ -974,6 +974,13 @@ static void tcp_packet(mos_engine_t *e, uint32_t pi, mos_pkt_t *p, uint64_t ts, 
     mos_ep_t *S = &f->ep[s], *R = &f->ep[r];
     e->pref[pi].slot = slot;
     e->pref[pi].side = (uint8_t)s;
+    f->wire_pkts[s]++;
+    f->wire_bytes[s] += e->frames[pi].wirelen;
+    if (__builtin_expect(f->flags & MOS_FF_BLOCKED, 0)) { /* dropped: no endpoint sees it */
+        e->verdict[pi] = MOS_VERDICT_DROP;
+        e->c.blocked++;
+        return;
+    }
     if (f->edits && (fl & MOS_TH_ACK) && mos_seqmap_active(&f->edits->map[r]))
         edits_translate_ack(f, r, p);
     e->c.payload_bytes += p->seglen;
@@ -1173,6 +1180,12 @@ static void restore_buffers(mos_engine_t *e, int gained)
     }
 }
 void mos_engine_set_checksum(mos_engine_t *e, int mode) { e->cfg.checksum = (uint8_t)mode; }
+
+void mos_flow_block(mos_engine_t *e, mos_flow_t *f)
+{
+    (void)e;
+    f->flags |= MOS_FF_BLOCKED;
+}
 
 int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int from, int n,
                        uint64_t stop_ts)

@@ -75,6 +75,7 @@ enum {
     MOS_FF_EMBRYO = 32,    /* handshake not complete: on the embryonic list */
     MOS_FF_NOBUF = 64,     /* << side: no reader at creation, so that side's buffer
                             * limit was set to 0 (restored if a reader comes) */
+    MOS_FF_BLOCKED = 256,  /* every later packet is dropped (mos_flow_block) */
 };
 
 typedef struct mos_digest {
@@ -106,6 +107,8 @@ typedef struct mos_flow {
     uint16_t cport, sport;
     uint32_t nd_stamp[2];  /* burst serial of the last NEW_DATA per side */
     uint16_t iface[2];     /* port each side's packets arrive on (the port facing it) */
+    uint32_t wire_pkts[2]; /* frames each side sent, as seen on the wire (Suricata's pkts_to*) */
+    uint64_t wire_bytes[2]; /* their wire lengths (link header included) */
     uint64_t id;           /* creation order, from 1 */
     mos_interest_t *interest; /* per-flow event bits (OR-ed with the global ones), NULL: none */
     uint64_t first_ts, last_ts;
@@ -172,6 +175,7 @@ typedef struct mos_counters {
     uint64_t nomem;                /* events or flows dropped because memory ran out */
     uint64_t embryonic;            /* live flows whose handshake is not complete */
     uint64_t evicted_embryonic;    /* of ended[MOS_END_EVICT]: embryonic flows recycled */
+    uint64_t blocked;              /* packets of blocked flows dropped (mos_flow_block) */
     uint64_t ip_len_over_wire;     /* of malformed: the IP length claims more than the frame
                                     * carried on the wire (not cut by the capture's snaplen) */
 } mos_counters_t;
@@ -196,6 +200,10 @@ int mos_flow_reads(const mos_engine_t *e, const mos_flow_t *f, int side);
  * Returns -1 when out of memory (the flow keeps what it had). */
 int mos_flow_set_interest(mos_engine_t *e, mos_flow_t *f, const mos_interest_t *m);
 void mos_engine_set_checksum(mos_engine_t *e, int mode);
+/* Block a flow (in-line): its packets from the next one on are dropped
+ * without reaching its endpoint models (counters.blocked); the current one
+ * is the caller's to drop.  The flow ends by idle timeout. */
+void mos_flow_block(mos_engine_t *e, mos_flow_t *f);
 
 /* Process frames[from..n) of a burst, frames[0..from) having been processed
  * by earlier calls (from 0 starts a burst: the per-burst state is reset).

@@ -50,7 +50,13 @@ def _peers(settings) -> list[int]:
 
 
 def _load_app(spec, settings=None):
-    return load_app(spec, settings) if spec else None
+    """The worker's app: from a module name or .py path, or made by a
+    callable factory (one app per worker, e.g. `mos ids -c`)."""
+    if not spec:
+        return None
+    if callable(spec):
+        return spec()
+    return load_app(spec, settings)
 
 
 @contextlib.contextmanager
@@ -371,7 +377,9 @@ def _run_captures(settings, app_spec, status, ready, engine_type) -> int:
 def run_settings(settings, app_spec=None, status=True, ready=None,
                  engine_type=CoreEngine) -> int:
     """Run until SIGINT/SIGTERM (or, over capture ports, until they are
-    read); print one JSON line of final counters.  ``engine_type`` builds
+    read); print one JSON line of final counters.  ``app_spec`` names a
+    module or .py file with attach(engine), or is a callable that returns
+    such an app for each worker.  ``engine_type`` builds
     each worker's engine from a mos.Config (mos.Engine for the CLI)."""
     drivers = {p.driver for p in settings.ports}
     if "pcap" in drivers:
