@@ -75,9 +75,10 @@ def main(argv=None) -> int:
         with Testbed() as tb, tb.bridge():
             from netbed import http_server
             with http_server(tb, site, lifetime=a.timeout + 60):
+                # a 256 MiB kernel buffer: tcpdump keeps up with the veths
                 dump = subprocess.Popen(["tcpdump", "-i", tb.c1, "-w", a.out + ".tmp", "-s", "0",
-                                         "-U", "tcp"], stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+                                         "-B", "262144", "-U", "tcp"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1.0)
                 deadline = time.monotonic() + a.timeout
                 # batches of URLs per curl: some keep-alive (several URLs on one
