@@ -269,3 +269,13 @@ def test_unknown_stream_event_and_bad_backoff_are_refused_with_reasons():
     reasons = [r.reason for r in rs.refused]
     assert "is not raised by mos" in reasons[0] and "reassembly_seq_gap" in reasons[0]
     assert "track must be by_flow" in reasons[1]
+
+
+def test_one_sided_flow_is_inspected():
+    """Only the client's packets were captured (asymmetric routing): the
+    stream is still reassembled and inspected (Suricata's async-oneside)."""
+    t = Talk()
+    t.frames = [fr for fr in t.frames if fr[1][26:30] == bytes([198, 18, 0, 1])]  # client's only
+    t.c(0, b"GET /EVIL")
+    t.c(9, b"STRING")
+    assert len(alerts(t)) == 1

@@ -89,6 +89,9 @@ def parse_sets(items) -> dict:
             raise ValueError(f"--set {key}: unknown key{hint}; known: {', '.join(SET_KEYS)}")
         name, conv = SET_KEYS[key]
         out[name] = conv(key, v)
+        if name == "async_oneside":
+            print("mos: note: --set stream.async-oneside: mos follows a flow seen in one "
+                  "direction only in any case", file=sys.stderr)
     return out
 
 
