@@ -261,7 +261,8 @@ def test_reordered_segments_reassemble_in_order():
 
 
 def test_ack_past_hole_declares_gap_and_moves_on():
-    """The receiver acknowledged bytes the monitor never saw: a gap, reported once."""
+    """The receiver acknowledged bytes the monitor never saw: a gap, reported
+    once, at the next packet of the flow that does not bring them."""
     c = Conv()
     c.handshake()
     c.send("c", b"1111")
@@ -269,11 +270,52 @@ def test_ack_past_hole_declares_gap_and_moves_on():
     c.frames.pop()                        # ...or rather lost by the capture
     c.send("c", b"3333")
     c.ack("s")                            # server acks all 12 bytes
+    c.send("s", b"ok")                    # the next packet: no late bytes came
     rec = Recorder()
     eng = run_frames(c.frames, rec.mon, close=False)
     assert ("ERROR", "RECV", "SERVER", ("GAP", 4, 4)) in rec.log
     assert rec.data[Side.SERVER] == b"11113333"
     assert eng.live_flows()[0].gaps(Side.SERVER) == [(4, 4)]
+
+
+def test_late_segment_after_the_ack_that_covers_it_fills_its_hole():
+    """Captures often carry a segment just after the ACK that covers it (two
+    capture points, reordering before the tap): the hole waits for one more
+    packet and the late bytes fill it; no gap (issue 8, fidelity)."""
+    c = Conv()
+    c.handshake()
+    c.send("c", b"1111")
+    late = c.send("c", b"2222")
+    ts_late = c.frames.pop()
+    c.send("c", b"3333")
+    c.ack("s")                            # the ACK is captured before the data it covers
+    c.frames.append((c.ts, late))         # ...which comes right after it
+    c.ts += c.step
+    c.send("c", b"4444")
+    c.ack("s")
+    rec = Recorder()
+    run_frames(c.frames, rec.mon)
+    assert not [x for x in rec.log if x[0] == "ERROR"]
+    assert rec.data[Side.SERVER] == b"1111222233334444"
+    assert ts_late[1] == late
+
+
+def test_hole_filled_over_several_late_packets_waits_while_they_come():
+    c = Conv()
+    c.handshake()
+    c.send("c", b"1111")
+    lates = [c.send("c", b"2222"), c.send("c", b"3333")]
+    del c.frames[-2:]
+    c.send("c", b"4444")
+    c.ack("s")
+    for fr in lates:                      # two late segments, one after the other
+        c.frames.append((c.ts, fr))
+        c.ts += c.step
+    c.ack("s")
+    rec = Recorder()
+    run_frames(c.frames, rec.mon)
+    assert not [x for x in rec.log if x[0] == "ERROR"]
+    assert rec.data[Side.SERVER] == b"1111222233334444"
 
 
 def test_hole_never_filled_reported_at_flow_end():

@@ -556,9 +556,12 @@ __attribute__((noinline)) static void emb_check(mos_engine_t *e, mos_flow_t *f)
     if (st != MOS_TCPS_LISTEN && st != MOS_TCPS_SYN_RCVD) emb_leave(e, f);
 }
 
+static void skip_settle(mos_engine_t *e, mos_flow_t *f, uint32_t slot, uint32_t pi, int force);
+
 static void end_flow(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int reason)
 {
     if (!(f->flags & MOS_FF_LIVE)) return;
+    if (f->skip) skip_settle(e, f, slot, MOS_NOPKT, 1); /* holes that waited: gaps now */
     /* out-of-order data left over is delivered past its holes (DESIGN 2:
      * gaps are reported when the flow ends) */
     for (int side = 0; side < 2; side++) {
@@ -736,6 +739,8 @@ __attribute__((noinline)) static mos_flow_t *create_flow(mos_engine_t *e, const 
 static void free_flow(mos_engine_t *e, uint32_t slot)
 {
     mos_flow_t *f = slot_ptr(e, slot);
+    free(f->skip);
+    f->skip = NULL;
     if (f->cons) {
         cons_end(e, f, slot, -1); /* normally done when the flow ended */
         free(f->cons);
@@ -848,6 +853,57 @@ __attribute__((noinline)) static void store_data(mos_engine_t *e, mos_flow_t *f,
 
 /* The sender `s` acknowledged bytes of its own receive buffer that the
  * monitor never saw: the receiver got them, so the hole is a gap. */
+/* A hole its receiver acknowledged past is not declared a gap at once:
+ * captures often carry the data just after the ACK that covers it (a second
+ * capture point, reordering on the way to the tap).  It waits until a later
+ * packet of the flow brings no progress on it, or the flow ends; bytes that
+ * come meanwhile fill it.  Per flow, allocated while such a hole waits. */
+struct mos_skip {
+    uint64_t to[2];        /* per receiving side: skip target (0: none) */
+    uint64_t at[2];        /* frame count when it was set or last progressed */
+    uint64_t head[2];      /* the in-order frontier then */
+};
+
+static void skip_apply(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int s, uint32_t pi,
+                       uint64_t to)
+{
+    mos_rbuf_t *rb = &f->ep[s].rbuf;
+    if (to <= rb->head) return;
+    uint64_t adv = 0;
+    digest_need(e, f);
+    int g = mos_rbuf_skip_to(rb, to, &adv);
+    if (g || adv) after_rbuf(e, f, slot, s, pi, adv, g);
+}
+
+/* Declare the waiting holes that a packet of the flow made no progress on
+ * (force: all of them, the flow ends). */
+static void skip_settle(mos_engine_t *e, mos_flow_t *f, uint32_t slot, uint32_t pi, int force)
+{
+    struct mos_skip *k = f->skip;
+    for (int s = 0; s < 2; s++) {
+        uint64_t head = f->ep[s].rbuf.head;
+        if (k->to[s] <= head) {
+            k->to[s] = 0;
+            continue;
+        }
+        if (!force) {
+            if (k->at[s] == e->c.frames) continue;      /* set by this very packet */
+            if (head != k->head[s]) {                   /* filling: wait on */
+                k->head[s] = head;
+                k->at[s] = e->c.frames;
+                continue;
+            }
+        }
+        uint64_t to = k->to[s];
+        k->to[s] = 0;
+        skip_apply(e, f, slot, s, pi, to);
+    }
+    if (!k->to[0] && !k->to[1]) {
+        free(k);
+        f->skip = NULL;
+    }
+}
+
 static void skip_unseen(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int s, uint32_t pi,
                         uint32_t ack)
 {
@@ -862,10 +918,17 @@ static void skip_unseen(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int s, ui
         int64_t lim = (S->rflags & MOS_EPR_FIN) ? fin_off(f, s) : (int64_t)R->data_end;
         if (aoff > lim) aoff = lim;
         if (aoff > 0 && (uint64_t)aoff > S->rbuf.head) {
-            uint64_t adv = 0;
-            digest_need(e, f);
-            int g = mos_rbuf_skip_to(&S->rbuf, (uint64_t)aoff, &adv);
-            if (g || adv) after_rbuf(e, f, slot, s, pi, adv, g);
+            struct mos_skip *k = f->skip;
+            if (!k && !(k = f->skip = calloc(1, sizeof *k))) {
+                e->c.nomem++;
+                skip_apply(e, f, slot, s, pi, (uint64_t)aoff); /* no memory: a gap at once */
+            } else {
+                if (!k->to[s]) { /* a new wait; a repeated ACK does not prolong it */
+                    k->at[s] = e->c.frames;
+                    k->head[s] = S->rbuf.head;
+                }
+                if ((uint64_t)aoff > k->to[s]) k->to[s] = (uint64_t)aoff;
+            }
         }
     }
     if (!e->cfg.keep_read && S->consumed > S->rbuf.base) release_read(e, f, s);
@@ -961,13 +1024,14 @@ __attribute__((noinline)) static void paws_reject(mos_engine_t *e, mos_flow_t *f
  * the events their effects make, in this order: REXMIT, STATE_CHANGE and
  * PKT_IN at SEND; CONN_START, STATE_CHANGE, ERROR / NEW_DATA and PKT_IN at
  * RECV; CONN_END when the connection is over. */
-static void tcp_packet(mos_engine_t *e, uint32_t pi, mos_pkt_t *p, uint64_t ts, uint16_t iface)
+static uint32_t tcp_packet_in(mos_engine_t *e, uint32_t pi, mos_pkt_t *p, uint64_t ts,
+                              uint16_t iface)
 {
     e->c.tcp++;
     uint32_t slot = MOS_NIL;
     int s = 0, created;
     mos_flow_t *f = flow_of(e, pi, p, ts, &slot, &s, &created);
-    if (!f) return;
+    if (!f) return MOS_NIL;
     uint8_t fl = p->flags;
     f->iface[s] = iface;
     int r = !s;
@@ -979,7 +1043,7 @@ static void tcp_packet(mos_engine_t *e, uint32_t pi, mos_pkt_t *p, uint64_t ts, 
     if (__builtin_expect(f->flags & MOS_FF_BLOCKED, 0)) { /* dropped: no endpoint sees it */
         e->verdict[pi] = MOS_VERDICT_DROP;
         e->c.blocked++;
-        return;
+        return slot;
     }
     if (f->edits && (fl & MOS_TH_ACK) && mos_seqmap_active(&f->edits->map[r]))
         edits_translate_ack(f, r, p);
@@ -990,7 +1054,7 @@ static void tcp_packet(mos_engine_t *e, uint32_t pi, mos_pkt_t *p, uint64_t ts, 
     mos_tcp_eff_t eff;
     if (mos_tcp_ep_paws(R, S, &seg)) { /* RFC 7323 5.3 R1: the receiver drops it */
         paws_reject(e, f, slot, s, pi, p);
-        return;
+        return slot;
     }
 
     /* ---- the sender's model ---- */
@@ -1021,7 +1085,7 @@ static void tcp_packet(mos_engine_t *e, uint32_t pi, mos_pkt_t *p, uint64_t ts, 
             error_ev(e, f, slot, r, pi, MOS_ERR_RST_OUT_OF_WINDOW, p->seq, 0);
             emit(e, f, slot, MOS_EV_PKT_IN, MOS_HK_RECV, r, pi, 0, 0, 0, 0);
         }
-        return;
+        return slot;
     }
     emit_trans(e, f, slot, r, MOS_HK_RECV, pi, &eff);
     if (__builtin_expect(eff.oow_len | eff.aft_len, 0)) {
@@ -1037,6 +1101,17 @@ static void tcp_packet(mos_engine_t *e, uint32_t pi, mos_pkt_t *p, uint64_t ts, 
     if ((a == MOS_TCPS_CLOSED || a == MOS_TCPS_TIME_WAIT) &&
         (b == MOS_TCPS_CLOSED || b == MOS_TCPS_TIME_WAIT))
         end_flow(e, f, slot, MOS_END_CLOSE);
+    return slot;
+}
+
+/* One TCP packet; then the holes of its flow that wait to be declared. */
+static void tcp_packet(mos_engine_t *e, uint32_t pi, mos_pkt_t *p, uint64_t ts, uint16_t iface)
+{
+    uint32_t slot = tcp_packet_in(e, pi, p, ts, iface);
+    if (slot == MOS_NIL) return;
+    mos_flow_t *f = slot_ptr(e, slot);
+    if (__builtin_expect(f->skip != NULL, 0) && (f->flags & MOS_FF_LIVE))
+        skip_settle(e, f, slot, pi, 0);
 }
 
 /* ---------------------------------------------------------------- API */
@@ -1082,6 +1157,7 @@ void mos_engine_free(mos_engine_t *e)
     for (uint32_t s = 0; s < e->nslots; s++) {
         mos_flow_t *f = slot_ptr(e, s);
         if (f->flags & (MOS_FF_LIVE | MOS_FF_DYING)) {
+            free(f->skip);
             if (f->cons) {
                 cons_end(e, f, s, -1);
                 free(f->cons);

@@ -92,6 +92,7 @@ typedef struct mos_edits {
 } mos_edits_t;
 
 struct mos_cons_state;
+struct mos_skip;
 
 typedef struct mos_flow {
     uint32_t hnext;        /* hash chain (slot, MOS_NIL ends) */
@@ -116,6 +117,7 @@ typedef struct mos_flow {
     mos_digest_t *digest;  /* [2] in digest mode once the flow has stream bytes, else NULL */
     mos_edits_t *edits;    /* NULL until a handler changes a payload's length */
     struct mos_cons_state *cons; /* compiled stream consumers' state, from their first byte */
+    struct mos_skip *skip; /* holes acknowledged past, not yet declared gaps (engine.c) */
     mos_ep_t ep[2];        /* [MOS_CLIENT], [MOS_SERVER] */
 } mos_flow_t;
 
