@@ -784,17 +784,15 @@ __attribute__((noinline)) static void store_data(mos_engine_t *e, mos_flow_t *f,
     mos_rbuf_t *rb = &R->rbuf;
     if (!e->cfg.keep_read && R->consumed > rb->base) release_read(e, f, r);
     uint64_t head0 = rb->head;
-    int noted = 0;
-    if (doff == head0 && have == len && rb->nruns == 0 && !kept(e, f, r)) {
-        /* in order, nothing waiting, nobody to keep it for: no copy, unless a
-         * consumer raised a note on these bytes (its handlers may ppeek them) */
-        if (e->cons_sides) {
-            uint32_t nev0 = e->nev;
-            cons_packet(e, f, slot, r, pi, head0, data, len);
-            noted = e->nev > nev0 && rb->limit;
-        }
+    /* in order, nothing waiting, nobody to keep it for: no copy, unless a
+     * consumer raised a note on these bytes (its handlers may ppeek them) */
+    int fast = doff == head0 && have == len && rb->nruns == 0 && !kept(e, f, r), noted = 0;
+    if (fast && __builtin_expect(e->cons_sides != 0, 0)) {
+        uint32_t nev0 = e->nev;
+        cons_packet(e, f, slot, r, pi, head0, data, len);
+        noted = e->nev > nev0 && rb->limit;
     }
-    if (!noted && doff == head0 && have == len && rb->nruns == 0 && !kept(e, f, r)) {
+    if (fast && !noted) {
         if (f->digest) {
             mos_digest_t *d = &f->digest[r];
             if (d->hashed_to == head0) {
