@@ -26,12 +26,12 @@ RULES = 'alert tcp any any -> any 80 (msg:"evil"; flow:to_server; content:"EVILS
 
 
 def seg(src, dst, sport, dport, seq, ack, flags, payload=b"", ts=None, bad_csum=False,
-        win=65535):
+        win=65535, urp=0):
     opts = b""
     if ts is not None:  # NOP NOP timestamps (RFC 7323 3)
         opts = b"\x01\x01\x08\x0a" + struct.pack("!II", *ts)
     tcp = dpkt.tcp.TCP(sport=sport, dport=dport, seq=seq & 0xFFFFFFFF, ack=ack & 0xFFFFFFFF,
-                       flags=flags, win=win, opts=opts, data=payload)
+                       flags=flags, win=win, opts=opts, data=payload, urp=urp)
     tcp.off = 5 + len(opts) // 4
     ip = dpkt.ip.IP(src=bytes(map(int, src.split("."))), dst=bytes(map(int, dst.split("."))),
                     p=dpkt.ip.IP_PROTO_TCP, ttl=64, data=tcp)
@@ -279,3 +279,35 @@ def test_one_sided_flow_is_inspected():
     t.c(0, b"GET /EVIL")
     t.c(9, b"STRING")
     assert len(alerts(t)) == 1
+
+
+def test_urgent_data_is_an_event_a_rule_can_match():
+    """URG with an urgent pointer: receivers differ on keeping the urgent byte
+    in the stream, so an attacker can make the IDS and the application see
+    different bytes; mos raises ERROR URGENT and stream-event:urgent_data
+    matches it."""
+    rules = ('alert tcp any any -> any 80 (msg:"urgent"; stream-event:urgent_data; sid:9;)\n'
+             + RULES)
+    t = Talk()
+    t.c(0, b"GET /")
+    t._add(seg(C_IP, S_IP, CPORT, SPORT, CI + 6, SI + 1, A | P | dpkt.tcp.TH_URG,
+               b"EVIXLSTRING", urp=4))   # the X is the urgent byte
+    t.s(0, ack=16)
+    ids, recs = run_ids(rules, t)
+    assert [r["alert"]["signature_id"] for r in recs] == [9]
+
+
+def test_urgent_error_event_offsets():
+    t = Talk()
+    t.c(0, b"GET /")
+    t._add(seg(C_IP, S_IP, CPORT, SPORT, CI + 6, SI + 1, A | P | dpkt.tcp.TH_URG, b"XYZ", urp=2))
+    eng = mos.Engine(mos.Config(checksum="verify"))
+    got = []
+    mon = mos.Monitor()
+    mon.on(mos.Event.ERROR, lambda f, s, e: got.append((s.name, f.event_info.reason.name,
+                                                        f.event_info.a, f.event_info.b)))
+    eng.attach(mon)
+    for ts, fr in t.frames:
+        eng.feed(fr, ts)
+    assert got == [("SERVER", "URGENT", 5, 2)]
+    assert eng.counters()["errors"]["urgent"] == 1

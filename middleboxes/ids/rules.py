@@ -46,6 +46,8 @@ STREAM_EVENTS = {
     "pkt_invalid_timestamp": "PAWS",
     "est_packet_out_of_window": "OUT_OF_WINDOW",
     "reassembly_memcap": "MEMCAP",
+    # mos's own: urgent data (receivers differ on keeping the byte inline)
+    "urgent_data": "URGENT",
 }
 
 # transforms act on sticky buffers (application layer)

@@ -78,7 +78,7 @@ cdef extern from "engine.h" nogil:
         uint64_t frames, bytes, tcp, non_tcp, truncated, malformed, unsupported
         uint64_t bad_checksum, fragments, orphans, flows_created, flows_ended, flows_live
         uint64_t ended[7]
-        uint64_t errors[12]
+        uint64_t errors[13]
         uint64_t events, rexmit, payload_bytes, ooo_segments, snapped
         uint64_t rewritten, rewrite_failed, split, nomem, ip_len_over_wire
         uint64_t embryonic, evicted_embryonic, blocked

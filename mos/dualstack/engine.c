@@ -1090,7 +1090,12 @@ static uint32_t tcp_packet_in(mos_engine_t *e, uint32_t pi, mos_pkt_t *p, uint64
         if (eff.aft_len) error_ev(e, f, slot, r, pi, MOS_ERR_DATA_AFTER_FIN, eff.aft_off, eff.aft_len);
         if (eff.oow_len) error_ev(e, f, slot, r, pi, MOS_ERR_OUT_OF_WINDOW, eff.oow_off, eff.oow_len);
     }
-    if (eff.data_len) store_data(e, f, slot, r, p, pi, eff.data_off, eff.data_len, eff.data_skip);
+    if (eff.data_len) {
+        if (__builtin_expect(fl & MOS_TH_URG, 0))
+            error_ev(e, f, slot, r, pi, MOS_ERR_URGENT, eff.data_off,
+                     (uint32_t)p->l4[18] << 8 | p->l4[19]);
+        store_data(e, f, slot, r, p, pi, eff.data_off, eff.data_len, eff.data_skip);
+    }
     emit(e, f, slot, MOS_EV_PKT_IN, MOS_HK_RECV, r, pi, 0, 0, 0, 0);
     if (__builtin_expect(f->flags & MOS_FF_EMBRYO, 0)) emb_check(e, f);
 

@@ -55,6 +55,10 @@ enum mos_error_reason {
     MOS_ERR_PAWS,              /* TSval a older than TS.Recent b (RFC 7323 5.3): segment ignored */
     MOS_ERR_DATA_AFTER_FIN,    /* b bytes at offset a sequenced after the accepted FIN: not stored */
     MOS_ERR_MEMCAP,            /* b bytes at offset a not stored: reassembly memcap reached */
+    MOS_ERR_URGENT,            /* a segment with URG set carries bytes at offset a; b: its urgent
+                                * pointer (RFC 9293 3.8.5).  Receivers differ on whether the
+                                * urgent byte stays in the stream (SO_OOBINLINE): a rule may
+                                * want to know */
     MOS_ERR_COUNT
 };
 

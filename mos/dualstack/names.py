@@ -102,6 +102,7 @@ class ErrorReason(enum.IntEnum, metaclass=_Names):
     PAWS = 9               #: TSval a older than TS.Recent b (RFC 7323 5.3): segment ignored
     DATA_AFTER_FIN = 10    #: b bytes at offset a sequenced after the accepted FIN: not stored
     MEMCAP = 11            #: b bytes at offset a not stored: the reassembly memcap was reached
+    URGENT = 12            #: a segment with URG set carries bytes at offset a; b: its urgent pointer
 
 
 class EndReason(enum.IntEnum, metaclass=_Names):
