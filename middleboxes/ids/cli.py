@@ -71,6 +71,28 @@ SET_KEYS = {
 }
 
 
+#: --set values that are engine options (mos.Config field names)
+_CONFIG_OF_SET = {"memcap": "reassembly_memcap", "overlap": "overlap",
+                  "buffer_size": "buffer_size", "midstream": "midstream"}
+
+
+def config_changes(sets: dict) -> dict:
+    """The mos.Config fields the --set values give."""
+    return {field: sets[name] for name, field in _CONFIG_OF_SET.items() if name in sets}
+
+
+def stats_record(ids, packets: int, gaps: int, **extra) -> dict:
+    """The EVE stats record a run ends with."""
+    st = ids.stats()
+    return {"timestamp": _now(), "event_type": "stats",
+            "stats": {**extra, "capture": {"kernel_packets": packets},
+                      "tcp": {"reassembly_gap": gaps},
+                      "detect": {"alert": st["alerts"], "engines": [
+                          {"rules_loaded": len(ids.ruleset.rules),
+                           "rules_failed": len(ids.ruleset.refused)}]},
+                      "mos": st}}
+
+
 def parse_sets(items) -> dict:
     out = {}
     for it in items or ():
@@ -197,10 +219,7 @@ class LiveApp:
     def finish(self, engine, stats) -> None:
         st = self.ids.stats()
         c = engine.counters()
-        self.eve.write({"timestamp": _now(), "event_type": "stats",
-                        "stats": {"capture": {"kernel_packets": c["frames"]},
-                                  "tcp": {"reassembly_gap": c["errors"]["gap"]},
-                                  "detect": {"alert": st["alerts"]}, "mos": st}})
+        self.eve.write(stats_record(self.ids, c["frames"], c["errors"]["gap"]))
         self.eve.close()
         self.fast.close()
         print(f"mos ids: {st['alerts']} alerts, {c['blocked']} packets blocked; "
@@ -214,16 +233,9 @@ def run_live(rs: RuleSet, config: str, outdir: str, sets: dict, *, classes=None,
     from mos.runtime.workers import run_settings
     from mos.settings import load_settings
     settings = load_settings(config)
-    mon = settings.monitor
-    repl = {}
-    if "memcap" in sets:
-        repl["reassembly_memcap"] = sets["memcap"]
-    if "overlap" in sets:
-        repl["overlap"] = sets["overlap"]
-    if "midstream" in sets:
-        repl["midstream"] = sets["midstream"]
+    repl = config_changes(sets)
     if repl:
-        settings = dataclasses.replace(settings, monitor=mon.replace(**repl))
+        settings = dataclasses.replace(settings, monitor=settings.monitor.replace(**repl))
     for name in ("eve.json", "fast.log"):   # a new run starts new files
         open(os.path.join(outdir, name), "w").close()
     inline = settings.mode == "inline"
@@ -239,13 +251,7 @@ def run(rs: RuleSet, caps: list, outdir: str, sets: dict, *, checksum=None, clas
     eve = Eve(os.path.join(outdir, "eve.json"))
     fast = open(os.path.join(outdir, "fast.log"), "w", encoding="utf-8")
     cfg = {"checksum": {"none": "ignore", "all": "verify", None: "auto"}[checksum],
-           "midstream": sets.get("midstream", False)}
-    if "memcap" in sets:
-        cfg["reassembly_memcap"] = sets["memcap"]
-    if "overlap" in sets:
-        cfg["overlap"] = sets["overlap"]
-    if "buffer_size" in sets:
-        cfg["buffer_size"] = sets["buffer_size"]
+           **config_changes(sets)}
     ids = Ids(rs, eve=eve, fast=fast, classes=classes, payload=payload,
               lookback=sets.get("lookback", DEFAULT_LOOKBACK), depth=sets.get("depth", 0))
     packets = payload_bytes = gaps = 0
@@ -269,13 +275,7 @@ def run(rs: RuleSet, caps: list, outdir: str, sets: dict, *, checksum=None, clas
     finally:
         secs = time.perf_counter() - t0
         st = ids.stats()
-        eve.write({"timestamp": _now(), "event_type": "stats",
-                   "stats": {"uptime": round(secs, 3), "capture": {"kernel_packets": packets},
-                             "tcp": {"reassembly_gap": gaps},
-                             "detect": {"alert": st["alerts"], "engines": [
-                                 {"rules_loaded": len(rs.rules),
-                                  "rules_failed": len(rs.refused)}]},
-                             "mos": st}})
+        eve.write(stats_record(ids, packets, gaps, uptime=round(secs, 3)))
         eve.close()
         fast.close()
     gbps = payload_bytes * 8 / secs / 1e9 if secs > 0 else 0.0

@@ -92,7 +92,7 @@ class _Plan:
     """What a rule needs checked besides its payload, decided once."""
     __slots__ = ("header", "flow", "bits_check", "bits_apply", "exact", "silent", "size")
 
-    def __init__(self, r: Rule, exact: bool):
+    def __init__(self, r: Rule):
         def anyg(g):
             return g.any_ and not g.exclude
         self.header = not all(anyg(g) for g in (r.src, r.sport, r.dst, r.dport))
@@ -100,7 +100,7 @@ class _Plan:
         self.flow = fo.to_server or fo.to_client or fo.established or fo.not_established
         self.bits_check = any(fb.cmd in ("isset", "isnotset") for fb in r.flowbits)
         self.bits_apply = any(fb.cmd in ("set", "unset", "toggle") for fb in r.flowbits)
-        self.exact = exact
+        self.exact = False   # the prefilter's match decides the rule alone (set by Ids._split)
         self.silent = r.noalert or any(fb.cmd == "noalert" for fb in r.flowbits)
         self.size = r.stream_size is not None
 
@@ -161,15 +161,15 @@ class Ids:
         self._nocase: list = []
         self.prefilter = None
         self.consumer_id = None
-        self._exact: set = set()         # rules the prefilter's match decides alone
+        self._plans: dict = {}           # id(rule) -> _Plan
         self._split()
-        self._plans = {id(r): _Plan(r, id(r) in self._exact) for r in self.ruleset.rules}
 
     # ---------------------------------------------------------------- setup
 
     def _split(self) -> None:
         index: dict = {}
         for r in self.ruleset.rules:
+            self._plans[id(r)] = _Plan(r)
             if r.stream_events:
                 # raised by the engine's ERROR events (stream-event:)
                 for reason in r.stream_events:
@@ -193,12 +193,11 @@ class Ids:
                 self._by_pattern.append([])
             self._by_pattern[k].append(r)
             self.stream_rules.append(r)
-            if _prefilter_decides(r, c):
-                self._exact.add(id(r))
-        # flowbit setters first, as Suricata orders them, then by sid
-        def order(r):  # pass rules first, then flowbit setters (Suricata's order)
-            sets = any(fb.cmd in ("set", "unset", "toggle") for fb in r.flowbits)
-            return (0 if r.action == "pass" else 1, 0 if sets else 1, r.sid)
+            self._plans[id(r)].exact = _prefilter_decides(r, c)
+
+        def order(r):  # pass rules first, then flowbit setters (Suricata's order), then sid
+            return (0 if r.action == "pass" else 1,
+                    0 if self._plans[id(r)].bits_apply else 1, r.sid)
         for lst in self._by_pattern:
             lst.sort(key=order)
         self.packet_rules.sort(key=order)
@@ -303,8 +302,16 @@ class Ids:
             elif fb.cmd == "unset":
                 st.bits.difference_update(fb.names)
             elif fb.cmd == "toggle":
-                for n in fb.names:
-                    st.bits.symmetric_difference_update({n})
+                st.bits.symmetric_difference_update(fb.names)
+
+    def _gate(self, r: Rule, flow, st: _FlowState, ends, to_server: bool) -> bool:
+        """Everything but the payload: addresses and ports, flow, flowbits,
+        stream_size (each checked only where the rule has it)."""
+        pl = self._plans[id(r)]
+        return ((not pl.header or self._header_ok(r, *ends))
+                and (not pl.flow or self._flow_ok(r, flow, to_server))
+                and (not pl.bits_check or self._flowbits_ok(r, st))
+                and (not pl.size or self._stream_size_ok(r, flow)))
 
     def _endpoints(self, flow, side):
         """(src, sport, dst, dport) of bytes received by `side`."""
@@ -333,7 +340,7 @@ class Ids:
             flow.peek(side)
             return
         s = int(side)
-        base, head = flow.buffered(side)
+        head = flow.buffered(side)[1]
         if self.depth:
             head = min(head, self.depth)
         start = st.chunk(s, head)
@@ -346,22 +353,13 @@ class Ids:
         rule is checked at most once per chunk (it hangs under one pattern),
         so a match is reported once."""
         to_server = side is Side.SERVER
-        ends = None
+        ends = self._endpoints(flow, side)
         lo = -1
         buf = None
         for r in rules:
+            if not self._gate(r, flow, st, ends, to_server):
+                continue
             pl = self._plans[id(r)]
-            if pl.header:
-                if ends is None:
-                    ends = self._endpoints(flow, side)
-                if not self._header_ok(r, *ends):
-                    continue
-            if pl.flow and not self._flow_ok(r, flow, to_server):
-                continue
-            if pl.bits_check and not self._flowbits_ok(r, st):
-                continue
-            if pl.size and not self._stream_size_ok(r, flow):
-                continue
             self.candidates += 1
             if pl.exact and note_end is not None:
                 end = note_end  # the prefilter's match is the whole rule
@@ -413,17 +411,14 @@ class Ids:
         if st.passed:
             return
         payload = p.payload
+        ends = (p.src, p.sport, p.dst, p.dport)
         to_server = p.sport == flow.client_port and p.src == flow.client_ip
         for r in self.packet_rules:
-            if not self._header_ok(r, p.src, p.sport, p.dst, p.dport):
-                continue
-            if not self._flow_ok(r, flow, to_server) or not self._flowbits_ok(r, st):
+            if not self._gate(r, flow, st, ends, to_server):
                 continue
             if r.dsize is not None and not r.dsize.test(len(payload)):
                 continue
             if r.flags is not None and not r.flags.test(p.flags):
-                continue
-            if r.stream_size is not None and not self._stream_size_ok(r, flow):
                 continue
             if r.matches:
                 if not payload:
@@ -432,7 +427,7 @@ class Ids:
                 if not detect.inspect(r.matches, payload).matched:
                     continue
             self._flowbits_apply(r, st)
-            if r.noalert or any(fb.cmd == "noalert" for fb in r.flowbits):
+            if self._plans[id(r)].silent:
                 continue
             self._alert(r, flow, Side.SERVER if to_server else Side.CLIENT,
                         payload if self.payload else None, stream=False)
@@ -450,9 +445,7 @@ class Ids:
         p = flow.packet
         payload = p.payload if p is not None else b""
         for r in rules:
-            if not self._header_ok(r, *ends) or not self._flow_ok(r, flow, side is Side.SERVER):
-                continue
-            if not self._flowbits_ok(r, st):
+            if not self._gate(r, flow, st, ends, side is Side.SERVER):
                 continue
             if r.matches and not detect.inspect(r.matches, payload).matched:
                 continue

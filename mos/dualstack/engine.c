@@ -333,6 +333,13 @@ static inline int kept(const mos_engine_t *e, const mos_flow_t *f, int side)
     return retained(e, f, side) || e->cons_lookback[side];
 }
 
+/* The lowest offset a consumer's lookback keeps in `side`'s buffer. */
+static inline uint64_t lookback_floor(const mos_engine_t *e, const mos_rbuf_t *rb, int side)
+{
+    uint64_t lb = e->cons_lookback[side];
+    return rb->head > lb ? rb->head - lb : 0;
+}
+
 /* digest mode: the flow's digests, allocated with its first stream bytes
  * (a flow that never carries any, e.g. a SYN of a flood, costs none) */
 static inline void digest_need(mos_engine_t *e, mos_flow_t *f)
@@ -345,13 +352,6 @@ static inline void digest_need(mos_engine_t *e, mos_flow_t *f)
     }
     mos_sha256_init(&f->digest[0].sha);
     mos_sha256_init(&f->digest[1].sha);
-}
-
-/* Forget in-order bytes below off (ring positions are absolute offsets
- * masked by the capacity, so moving base is all it takes). */
-static inline void rbuf_release(mos_rbuf_t *rb, uint64_t off)
-{
-    mos_rbuf_release(rb, off); /* the blocks below go back to the pool */
 }
 
 /* Offset up to which `side` acknowledged what it received (0 if unknown). */
@@ -467,13 +467,13 @@ static void release_read(const mos_engine_t *e, mos_flow_t *f, int side)
 {
     mos_rbuf_t *rb = &f->ep[side].rbuf;
     uint64_t off = f->ep[side].consumed, ack = acked_off(f, side);
-    uint64_t lb = e->cons_lookback[side];
     if (ack < off) off = ack;
     /* a consumer's lookback: handlers may ppeek that far behind the frontier */
-    if (lb && off + lb > rb->head) off = rb->head > lb ? rb->head - lb : 0;
+    uint64_t floor = lookback_floor(e, rb, side);
+    if (off > floor) off = floor;
     if (off <= rb->base) return;
     if (f->digest) digest_upto(f, side, off);
-    rbuf_release(rb, off);
+    mos_rbuf_release(rb, off); /* the blocks below go back to the pool */
 }
 
 /* The buffer of `side` moved head or declared gaps: raise what follows. */
@@ -497,12 +497,11 @@ static void after_rbuf(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int side, 
         int keep = retained(e, f, side);
         if (f->digest && rb->policy == MOS_OVERLAP_FIRST) digest_advance(f, side);
         if (!keep) {
-            uint64_t lb = e->cons_lookback[side];
-            uint64_t to = rb->head > lb ? rb->head - lb : 0;
+            uint64_t to = lookback_floor(e, rb, side);
             /* a consumer side keeps the bytes just fed until the next ones:
              * the handlers of its notes may ppeek them */
             if (((e->cons_sides >> side) & 1) && to > rb->head - advanced) to = rb->head - advanced;
-            rbuf_release(rb, to);
+            mos_rbuf_release(rb, to);
         }
         if (f->nd_stamp[side] != e->serial) {
             f->nd_stamp[side] = e->serial;
@@ -736,9 +735,10 @@ __attribute__((noinline)) static mos_flow_t *create_flow(mos_engine_t *e, const 
     return f;
 }
 
-static void free_flow(mos_engine_t *e, uint32_t slot)
+/* Everything a flow holds besides its entry: buffers, digests, handler
+ * tables, edits, consumer state (their end() if not called yet), waiting holes. */
+static void flow_memory_free(mos_engine_t *e, mos_flow_t *f, uint32_t slot)
 {
-    mos_flow_t *f = slot_ptr(e, slot);
     free(f->skip);
     f->skip = NULL;
     if (f->cons) {
@@ -759,6 +759,12 @@ static void free_flow(mos_engine_t *e, uint32_t slot)
         f->edits = NULL;
         e->edited_flows--;
     }
+}
+
+static void free_flow(mos_engine_t *e, uint32_t slot)
+{
+    mos_flow_t *f = slot_ptr(e, slot);
+    flow_memory_free(e, f, slot);
     f->flags = 0;
     f->gen++;
     f->hnext = e->freelist;
@@ -1159,23 +1165,7 @@ void mos_engine_free(mos_engine_t *e)
     if (!e) return;
     for (uint32_t s = 0; s < e->nslots; s++) {
         mos_flow_t *f = slot_ptr(e, s);
-        if (f->flags & (MOS_FF_LIVE | MOS_FF_DYING)) {
-            free(f->skip);
-            if (f->cons) {
-                cons_end(e, f, s, -1);
-                free(f->cons);
-                f->cons = NULL;
-            }
-            mos_rbuf_free(&f->ep[0].rbuf);
-            mos_rbuf_free(&f->ep[1].rbuf);
-            free(f->digest);
-            free(f->interest);
-            if (f->edits) {
-                mos_seqmap_clear(&f->edits->map[0]);
-                mos_seqmap_clear(&f->edits->map[1]);
-                free(f->edits);
-            }
-        }
+        if (f->flags & (MOS_FF_LIVE | MOS_FF_DYING)) flow_memory_free(e, f, s);
     }
     for (uint32_t i = 0; i < e->nchunks; i++) free(e->chunks[i]);
     free(e->chunks);
