@@ -7,7 +7,9 @@ STREAM_NOTE per pattern and chunk of newly readable bytes that contains it.
 Why Hyperscan: its streaming mode keeps a small fixed state per stream (no
 re-scan of earlier bytes, no carry buffer) and its literal matcher scans
 thousands of patterns at memory speed; pyahocorasick would need the carry
-and a Python call per chunk.  (Measured in bench/bench_ids.py.)
+and a Python call per chunk: bench/bench_prefilter.py measured it 52x slower
+on the same 189 MB of test-bed HTTP with 1,000 ET patterns (0.27 against 14.2
+Gbit/s), before the carry it would still need.
 
 No Python runs for a stream in which no pattern occurs."""
 
