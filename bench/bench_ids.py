@@ -76,13 +76,15 @@ import mos
 from middleboxes.ids.ids import Ids
 from middleboxes.ids.rules import load_rules
 cap, rules = sys.argv[2], sys.argv[3]
-eng = mos.Engine(mos.Config())
+# as `mos ids -r` runs: Suricata's default overlap policy (bsd), IDS mode
+# (a stream match is reported once acknowledged)
+eng = mos.Engine(mos.Config(overlap="bsd"))
 out = {}
 if rules == "-":
     eng.attach(mos.Monitor())
 else:
     rs = load_rules(rules)
-    ids = Ids(rs)
+    ids = Ids(rs, stream_inline=False)
     t = time.perf_counter()
     ids.attach(eng)
     out["attach_s"] = time.perf_counter() - t

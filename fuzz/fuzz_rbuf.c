@@ -164,7 +164,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mos_rbuf_pool_t pool;
     mos_rbuf_pool_init(&pool, MEMCAPS[(c1 >> 1) & 3], (c1 & 8) ? 0 : 8 * MOS_RBUF_BLOCK);
     mos_rbuf_pool_t *pp = ((c1 >> 1) & 3) ? &pool : NULL;
-    mos_rbuf_init(&s.rb, LIMITS[c0 & 15], (c0 >> 4) & 1 ? MOS_OVERLAP_LAST : MOS_OVERLAP_FIRST, pp);
+    mos_rbuf_init(&s.rb, LIMITS[c0 & 15], (((c0 >> 4) & 3) | ((c1 >> 2) & 4)) % MOS_OVERLAP_COUNT, pp);
     /* a buffer that starts mid-stream, as the engine's do after a skip */
     if (s.ob) {
         uint64_t adv = 0;
@@ -214,7 +214,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             uint64_t sum = 0;
             for (int i = 0; i < s.rb.nruns; i++) sum += s.rb.runs[i].len;
             FUZZ_CHECK(mos_rbuf_ooo_bytes(&s.rb) == sum, "ooo_bytes is not the sum of the runs");
-            if (op & 0x80) s.rb.policy = (op & 0x40) ? MOS_OVERLAP_LAST : MOS_OVERLAP_FIRST;
+            if (op & 0x80) mos_rbuf_set_policy(&s.rb, ((op >> 4) & 7) % MOS_OVERLAP_COUNT);
             break;
         }
         }

@@ -237,6 +237,20 @@ static inline void fz_check_rbuf(const mos_rbuf_t *rb)
                    "run %d ends past base+limit", i);
         prev = r->off + r->len;
     }
+    FUZZ_CHECK(rb->policy < MOS_OVERLAP_COUNT, "policy %u", rb->policy);
+    /* origins: sorted, disjoint, non-empty, within the cap; each inside the
+     * segment it names */
+    if (rb->orig) {
+        const mos_origins_t *o = rb->orig;
+        FUZZ_CHECK(o->n <= o->cap && o->cap <= MOS_RBUF_MAX_ORIGINS, "origins %u of %u",
+                   o->n, o->cap);
+        for (uint32_t i = 0; i < o->n; i++) {
+            FUZZ_CHECK(o->v[i].off < o->v[i].end, "origin %u empty", i);
+            FUZZ_CHECK(i == 0 || o->v[i].off >= o->v[i - 1].end, "origin %u overlaps", i);
+            FUZZ_CHECK(o->v[i].so <= o->v[i].off && o->v[i].end <= o->v[i].se,
+                       "origin %u outside its segment", i);
+        }
+    }
     /* gaps through the API (their storage is the buffer's business) */
     uint64_t gprev = 0;
     int k = 0;

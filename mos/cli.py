@@ -1,6 +1,6 @@
 """The `mos` command.
 
-    mos streams CAPTURE [--overlap first|last] [--midstream] [--checksum verify|ignore|auto]
+    mos streams CAPTURE [--overlap POLICY] [--midstream] [--checksum verify|ignore|auto]
                         [--timeout S] [--max-flows N] [--write-dir DIR] [--buffer-size N]
                         [--stats]
     mos run CAPTURE --app MODULE [--write OUT.pcap] [--midstream] [--checksum ...]
@@ -33,6 +33,7 @@ from typing import Optional, TextIO
 import mos
 from mos.errors import CaptureError, HandlerError, MosError, OutputError
 from mos.runtime.apps import load_app
+from mos.tcp import overlap as overlap_names
 
 STREAMS_BUFFER = 8 << 20
 
@@ -74,8 +75,9 @@ def _common(p: argparse.ArgumentParser, capture_optional: bool = False) -> None:
         p.add_argument("capture", nargs="?", help="pcap or pcapng file")
     else:
         p.add_argument("capture", help="pcap or pcapng file")
-    p.add_argument("--overlap", choices=("first", "last"), default="first",
-                   help="which bytes win when retransmissions overlap (default: first)")
+    p.add_argument("--overlap", choices=overlap_names.NAMES, default="first", metavar="POLICY",
+                   help="which bytes win when retransmissions overlap: first, last, or an OS's "
+                        "(bsd, linux, windows, ...; default: first)")
     p.add_argument("--midstream", action="store_true",
                    help="also track flows whose handshake was not captured")
     p.add_argument("--checksum", choices=("verify", "ignore", "auto"), default="auto",

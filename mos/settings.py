@@ -101,7 +101,8 @@ key               default       meaning
 buffer_size       ``1048576``   receive buffer per side of each flow, bytes; 0 keeps
                                 no payload
 overlap           ``first``     which bytes win when retransmissions overlap:
-                                ``first`` or ``last``
+                                ``first``, ``last``, or a target-based policy
+                                (``bsd``, ``linux``, ``windows``, ...)
 midstream         ``false``     also track flows whose handshake was not seen
 checksum          ``auto``      ``verify``, ``ignore``, or ``auto`` (stop verifying
                                 if >10% of the first TCP packets fail)

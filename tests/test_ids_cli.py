@@ -126,3 +126,72 @@ def test_flow_records_at_flow_end(tmp_path):
                 fl["bytes_toclient"]] == want[f["src_port"]]
         assert fl["state"] == "closed" and fl["reason"] == "forced"
     assert sum(f["flow"]["alerted"] for f in flows) == 6     # every curl request alerted
+
+
+def _write_pcap(path, frames):
+    import dpkt
+    with open(path, "wb") as fh:
+        w = dpkt.pcap.Writer(fh)
+        for ts, fr in frames:
+            w.writepkt(fr, ts)
+
+
+def _alerts(outdir):
+    recs = [json.loads(x) for x in (outdir / "eve.json").read_text().splitlines()]
+    return [r for r in recs if r["event_type"] == "alert"]
+
+
+def test_host_os_policy_from_set_and_from_the_yaml(tmp_path):
+    from test_ids_evasion import RULES, overlap_talk
+    cap = tmp_path / "overlap.pcap"
+    _write_pcap(cap, overlap_talk("same-start-longer").frames)
+    rules = tmp_path / "r.rules"
+    rules.write_text(RULES)
+    base = ("-r", str(cap), "-S", str(rules), "-l", str(tmp_path), "-k", "none")
+    p = ids(*base)                      # Suricata's default, bsd: the first copy stays
+    assert p.returncode == 0, p.stderr
+    assert _alerts(tmp_path) == []
+    p = ids(*base, "--set", "host-os-policy.linux=198.19.0.0/16, 2001:db8::/32")
+    assert p.returncode == 0, p.stderr
+    assert len(_alerts(tmp_path)) == 1
+    y = tmp_path / "suricata.yaml"
+    y.write_text("vars:\n  address-groups:\n    HOME_NET: '[198.19.0.0/16]'\n"
+                 "host-os-policy:\n  windows: [0.0.0.0/0]\n  linux: [198.19.0.1]\n")
+    p = ids(*base, "--vars", str(y))
+    assert p.returncode == 0, p.stderr
+    assert len(_alerts(tmp_path)) == 1
+    p = ids(*base, "--set", "mos.overlap=first")
+    assert p.returncode == 0 and _alerts(tmp_path) == []
+    # bad tables: one line naming the key and the value
+    p = ids(*base, "--set", "host-os-policy.beos=198.19.0.0/16")
+    assert p.returncode == 2 and "beos: not an overlap policy" in p.stderr
+    p = ids(*base, "--set", "host-os-policy.linux=198.19.0.0/33")
+    assert p.returncode == 2 and "'198.19.0.0/33' is not an address or prefix" in p.stderr
+    y.write_text("host-os-policy:\n  linux: 7\n")
+    p = ids(*base, "--vars", str(y))
+    assert p.returncode == 2 and "suricata.yaml: host-os-policy: linux: expected a list" \
+        in p.stderr and "Traceback" not in p.stderr
+
+
+def test_stream_inline_setting(tmp_path):
+    """Off-line the default is IDS mode: a stream match is reported with the
+    sender's first packet after the ACK; stream.inline=true reports it with
+    the packet that completed it."""
+    from test_ids_evasion import RULES, Talk
+    t = Talk()
+    t.c(0, b"GET /EVILSTRING")   # frame 4
+    t.s(0, ack=15)
+    t.c(15, b" HTTP/1.0")        # frame 6
+    cap = tmp_path / "t.pcap"
+    _write_pcap(cap, t.frames)
+    rules = tmp_path / "r.rules"
+    rules.write_text(RULES)
+    base = ("-r", str(cap), "-S", str(rules), "-l", str(tmp_path))
+    for setting, cnt in (((), 6), (("--set", "stream.inline=auto"), 6),
+                         (("--set", "stream.inline=false"), 6),
+                         (("--set", "stream.inline=true"), 4)):
+        p = ids(*base, *setting)
+        assert p.returncode == 0, p.stderr
+        assert [a["pcap_cnt"] for a in _alerts(tmp_path)] == [cnt], setting
+    p = ids(*base, "--set", "stream.inline=sometimes")
+    assert p.returncode == 2 and "not a boolean" in p.stderr

@@ -85,10 +85,10 @@ class Talk:
         self._add(seg(S_IP, C_IP, SPORT, CPORT, SI + 1 + seq_off, 0, R))
 
 
-def run_ids(rules, talk, **cfg):
+def run_ids(rules, talk, ids_opts=None, **cfg):
     """(Ids, alert records) of `rules` over the conversation."""
     out = io.StringIO()
-    ids = Ids(load_rules_text(rules), eve=Eve(out))
+    ids = Ids(load_rules_text(rules), eve=Eve(out), **(ids_opts or {}))
     eng = mos.Engine(mos.Config(**{"checksum": "verify", **cfg}))
     ids.attach(eng)
     for ts, fr in talk.frames:
@@ -98,8 +98,8 @@ def run_ids(rules, talk, **cfg):
     return ids, [r for r in recs if r["event_type"] == "alert"]
 
 
-def alerts(talk, **cfg):
-    return run_ids(RULES, talk, **cfg)[1]
+def alerts(talk, ids_opts=None, **cfg):
+    return run_ids(RULES, talk, ids_opts, **cfg)[1]
 
 
 def sid_pkts(recs):
@@ -311,3 +311,88 @@ def test_urgent_error_event_offsets():
         eng.feed(fr, ts)
     assert got == [("SERVER", "URGENT", 5, 2)]
     assert eng.counters()["errors"]["urgent"] == 1
+
+
+# ------------------------------------------------------------------ target-based policies
+
+#: the segment held out of order at offset 4, the retransmission over it
+#: (offset, bytes), and the policies under which its bytes win, which is
+#: exactly when the stream holds EVILSTRING
+SHAPES = {
+    "starts-before": (b"GOODSTRING", (3, b"/EVILSTRING"),
+                      {"last", "bsd", "linux", "old-linux", "solaris", "windows", "macos",
+                       "hpux11"}),
+    "same-start-longer": (b"GOODSTRING", (4, b"EVILSTRING!"),
+                          {"last", "linux", "old-linux", "solaris", "hpux11"}),
+    "same-start-same-end": (b"GOODSTRING", (4, b"EVILSTRING"),
+                            {"last", "old-linux", "solaris", "hpux11"}),
+    "starts-after-longer": (b"EVILxxxxxx", (8, b"STRING...."), {"last", "solaris", "hpux11"}),
+    "starts-after-inside": (b"EVILxxxxxx", (8, b"STRING"), {"last"}),
+}
+
+
+def overlap_talk(shape):
+    held, (off, data), _ = SHAPES[shape]
+    t = Talk()
+    t.c(4, held)                # out of order: waits above a hole
+    t.c(off, data)              # the retransmission over it
+    t.c(0, b"GET "[:min(off, 4)])
+    t.s(0, ack=20)
+    return t
+
+
+@pytest.mark.parametrize("policy", ["first", "last", "bsd", "linux", "old-linux", "solaris",
+                                    "windows", "vista", "macos", "hpux11"])
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_overlap_hiding_the_signature_each_target_policy(shape, policy):
+    """The rule sees the bytes the receiving OS keeps, no more, no less."""
+    want = 1 if policy in SHAPES[shape][2] else 0
+    assert len(alerts(overlap_talk(shape), overlap=policy)) == want
+
+
+def test_host_os_table_sets_each_flows_policy_by_receiving_host():
+    """Engine default 'first'; the server's prefix says linux: the longer
+    retransmission from the same start wins there, as Linux takes it."""
+    from middleboxes.ids.hostos import HostPolicies
+    t = overlap_talk("same-start-longer")
+    assert alerts(t, overlap="first") == []
+    table = HostPolicies.from_mapping({"windows": ["198.18.0.0/15"], "linux": [S_IP + "/32"]})
+    assert len(alerts(t, {"host_os": table}, overlap="first")) == 1
+    table = HostPolicies.from_mapping({"windows": ["198.18.0.0/15"]})     # bsd: kept
+    assert alerts(t, {"host_os": table}, overlap="first") == []
+
+
+# ------------------------------------------------------------------ IDS mode (stream.inline off)
+
+def test_ids_mode_reports_a_match_with_the_senders_packet_after_the_ack():
+    t = Talk()
+    t.c(0, b"GET /EVILSTRING")   # frame 4
+    t.s(0, ack=15)               # frame 5: the server acknowledges it
+    t.c(15, b" HTTP/1.0")        # frame 6: the client's next packet reports it
+    t.s(0, ack=24)
+    (a,) = alerts(t)
+    assert a["pcap_cnt"] == 4 and a["pkt_src"] == "wire/pcap"
+    ids, recs = run_ids(RULES, t, {"stream_inline": False})
+    (a,) = recs
+    assert a["pcap_cnt"] == 6 and a["pkt_src"] == "wire/pcap"
+    assert ids.stats()["deferred"] == 1
+
+
+def test_ids_mode_never_acknowledged_match_comes_at_flow_end_on_a_pseudo_packet():
+    t = Talk()
+    t.c(0, b"GET /EVILSTRING")
+    t.s(0, ack=4)                # acknowledges "GET " only
+    t.c(15, b" HTTP/1.0")
+    (a,) = alerts(t, {"stream_inline": False})
+    assert a["pkt_src"] == "stream (flow timeout)" and "pcap_cnt" not in a
+    assert "packet" not in a and a["payload_printable"].startswith("GET /EVILSTRING")
+
+
+def test_ids_mode_late_data_already_acknowledged_alerts_at_once():
+    """A capture can hold the ACK before the data it covers: then the bytes
+    are acknowledged when they arrive."""
+    t = Talk()
+    t.s(0, ack=15)
+    t.c(0, b"GET /EVILSTRING")   # frame 5
+    (a,) = alerts(t, {"stream_inline": False})
+    assert a["pcap_cnt"] == 5

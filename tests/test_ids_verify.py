@@ -3,7 +3,7 @@ runner that reads each test.yaml itself (tests/suricata_verify.py).
 
 Every check must pass except those listed in KNOWN, each with the reason:
 a protocol parser mos does not have yet (HTTP, TLS: the application-layer
-issue), or a documented policy difference.  A listed check that starts to
+issue).  A listed check that starts to
 pass fails this test too, so the list stays exact."""
 
 from __future__ import annotations
@@ -19,19 +19,12 @@ SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.ab
 
 HTTP = "needs the HTTP parser (application-layer issue)"
 TLS = "needs the TLS parser (application-layer issue)"
-FLOW = "flow records (event_type flow) are not written yet"
-ACKED = ("policy: mos inspects stream bytes as soon as they are in order (as Suricata "
-         "does in-line), not when acknowledged or at flow timeout, so the alert comes "
-         "from the data packet with pkt_src wire/pcap")
 
 #: case -> {check index: reason}; "*" stands for every check of the case
 KNOWN = {
     "alert-testmyids-midstream": {1: HTTP},
-    "eve-overlap-payload-01": {1: ACKED},
-    "eve-overlap-payload-04-partial-overlap": {1: ACKED},
     "flowbit-oring/flowbit-oring": {0: HTTP},
     "http-ipv6": {2: HTTP},
-    "tcp-rst-unacked-stream-01-raw": {0: ACKED},
     "tcp-stream-after-swap": {0: HTTP, 1: HTTP},
 }
 APP_CASES = {  # suricata-verify-app: every check needs a parser unless listed as passing

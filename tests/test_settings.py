@@ -291,7 +291,8 @@ def test_driver_typo_names_file_line_and_key():
     (FW + "workers: true\n", "mos.yaml:5: workers: 'true' is not an integer"),
     # monitor: mos.Config's own messages at the line of the key
     (FW + "monitor:\n  overlap: newest\n",
-     "mos.yaml:6: monitor.overlap: 'newest' is not one of first, last"),
+     "mos.yaml:6: monitor.overlap: 'newest' is not one of first, last, bsd, linux, "
+     "old-linux, solaris, windows, windows2k3, vista, macos, irix, hpux10, hpux11"),
     (FW + "monitor:\n  midstream: true\n  buffer_size: -1\n",
      "mos.yaml:7: monitor.buffer_size: -1 is out of range 0..1073741824"),
     (FW + "monitor: {tcp_timeout: 0}\n",

@@ -18,9 +18,11 @@ import time
 from typing import Optional
 
 import mos
+from mos.tcp import overlap as overlap_names
 
 from .eve import Eve, open_output_dir
 from .rules import RuleSet, load_classification, load_rules
+from .hostos import HostPolicies
 from .netsets import Vars
 
 #: --set keys and what they set: (target, converter)
@@ -55,12 +57,19 @@ def _size(key, v):
 
 
 def _overlap(key, v):
-    if v not in ("first", "last"):
-        raise ValueError(f"--set {key}={v}: not 'first' or 'last'")
+    if v not in overlap_names.NAMES:
+        raise ValueError(f"--set {key}={v}: not one of {', '.join(overlap_names.NAMES)}")
     return v
 
 
+def _inline(key, v):
+    if v.lower() == "auto":
+        return "auto"
+    return _bool(key, v)
+
+
 SET_KEYS = {
+    "stream.inline": ("stream_inline", _inline),
     "stream.midstream": ("midstream", _bool),
     "stream.async-oneside": ("async_oneside", _bool),
     "stream.reassembly.depth": ("depth", _size),
@@ -94,11 +103,20 @@ def stats_record(ids, packets: int, gaps: int, **extra) -> dict:
 
 
 def parse_sets(items) -> dict:
+    """--set values by target name; host-os-policy.NAME=PREFIX,... entries
+    gather under "host_os" as a mapping NAME -> [prefixes]."""
     out = {}
     for it in items or ():
         if "=" not in it:
             raise ValueError(f"--set {it}: expected KEY=VALUE")
         key, v = (x.strip() for x in it.split("=", 1))
+        if key.startswith("host-os-policy."):
+            name = key.split(".", 1)[1]
+            table = {name: v}
+            HostPolicies.from_mapping(table, "--set host-os-policy")   # names the bad value
+            out.setdefault("host_os", {}).setdefault(name, []).extend(
+                x.strip() for x in v.strip("[]").split(",") if x.strip())
+            continue
         if key not in SET_KEYS:
             if not key.startswith(("mos.", "stream.")):
                 # a Suricata setting mos has no use for (app-layer., outputs., ...):
@@ -149,8 +167,11 @@ def add_parser(sub) -> None:
     p.add_argument("-k", dest="checksum", choices=("none", "all"), default=None,
                    help="checksum checks: all (verify) or none (ignore); default: auto")
     p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE",
-                   help="a setting: " + ", ".join(SET_KEYS))
-    p.add_argument("--vars", metavar="YAML", help="address and port groups (Suricata's vars: layout)")
+                   help="a setting: " + ", ".join(SET_KEYS)
+                        + ", host-os-policy.OS=PREFIX,... (overlap policy of receiving hosts)")
+    p.add_argument("--vars", metavar="YAML",
+                   help="address and port groups (Suricata's vars: layout) and, if the file "
+                        "has one, its host-os-policy table (overlap policy per receiving host)")
     p.add_argument("--classification", metavar="FILE", help="classification.config")
     p.add_argument("--no-payload", action="store_true", help="no payload in EVE alerts")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -170,15 +191,20 @@ def main_args(args) -> int:
         print(f"mos: error: {exc.strerror or exc}", file=sys.stderr)
         return 2
     vars_ = Vars.defaults()
+    host_os = sets.pop("host_os", {})
     if args.vars:
         try:
             import yaml
             with open(args.vars, encoding="utf-8") as fh:
                 doc = yaml.safe_load(fh) or {}
             vars_ = Vars.from_mapping(doc, args.vars)
+            table = (doc.get("host-os-policy") if isinstance(doc, dict) else None) or {}
+            HostPolicies.from_mapping(table, f"{args.vars}: host-os-policy")  # checks it
+            host_os = {**table, **host_os}  # --set host-os-policy.NAME wins
         except (OSError, ValueError, yaml.YAMLError) as exc:
             print(f"mos: error: --vars {args.vars}: {exc}", file=sys.stderr)
             return 2
+    sets["host_os"] = HostPolicies.from_mapping(host_os) if host_os else None
     classes = None
     if args.classification:
         try:
@@ -213,7 +239,9 @@ class LiveApp:
         self.fast = open(os.path.join(outdir, "fast.log"), "a", encoding="utf-8", buffering=1)
         self.ids = Ids(rs, eve=self.eve, fast=self.fast, classes=classes, payload=payload,
                        lookback=sets.get("lookback", DEFAULT_LOOKBACK),
-                       depth=sets.get("depth", 0), inline=inline)
+                       depth=sets.get("depth", 0), inline=inline,
+                       stream_inline=stream_inline(sets, inline),
+                       host_os=sets.get("host_os"))
         self.ids.attach(engine)
 
     def finish(self, engine, stats) -> None:
@@ -225,6 +253,14 @@ class LiveApp:
         print(f"mos ids: {st['alerts']} alerts, {c['blocked']} packets blocked; "
               + ", ".join(f"sid {k}: {v}" for k, v in st["alerts_by_sid"].items()),
               file=sys.stderr)
+
+
+def stream_inline(sets: dict, inline: bool) -> bool:
+    """stream.inline: auto (the default) is on for in-line ports only, as in
+    Suricata: an IDS reading a capture or a tap reports a stream match once
+    the receiver acknowledged it."""
+    v = sets.get("stream_inline", "auto")
+    return inline if v == "auto" else v
 
 
 def run_live(rs: RuleSet, config: str, outdir: str, sets: dict, *, classes=None,
@@ -250,10 +286,12 @@ def run(rs: RuleSet, caps: list, outdir: str, sets: dict, *, checksum=None, clas
     from mos.cli import _notes
     eve = Eve(os.path.join(outdir, "eve.json"))
     fast = open(os.path.join(outdir, "fast.log"), "w", encoding="utf-8")
+    # Suricata's default host OS policy is bsd (--set mos.overlap=first: Zeek's)
     cfg = {"checksum": {"none": "ignore", "all": "verify", None: "auto"}[checksum],
-           **config_changes(sets)}
+           "overlap": "bsd", **config_changes(sets)}
     ids = Ids(rs, eve=eve, fast=fast, classes=classes, payload=payload,
-              lookback=sets.get("lookback", DEFAULT_LOOKBACK), depth=sets.get("depth", 0))
+              lookback=sets.get("lookback", DEFAULT_LOOKBACK), depth=sets.get("depth", 0),
+              stream_inline=stream_inline(sets, False), host_os=sets.get("host_os"))
     packets = payload_bytes = gaps = 0
     t0 = time.perf_counter()
     rc = 0

@@ -12,8 +12,20 @@ How a stream rule is matched:
    that pattern are checked (header, flow, flowbits) and their whole option
    chain evaluated (``detect.inspect``) on the stream around the chunk, read
    with ``flow.ppeek`` from the bytes the consumer keeps (``lookback``).
-3. An alert carries the packet that made the matching bytes readable
-   (``flow.packet``: its time, addresses and ``pcap_cnt``).
+3. When an alert is reported depends on ``stream_inline`` (Suricata's
+   ``stream.inline``).  In-line (True), as soon as the bytes are readable:
+   the alert carries the packet that made them readable (``flow.packet``:
+   its time, addresses and ``pcap_cnt``), so drop and reject act on it.
+   Otherwise (IDS mode, Suricata's default off-line), a match waits until
+   the receiver has acknowledged its last byte, and is reported with the
+   next packet its sender sends after that (Suricata inspects a direction's
+   stream on that direction's packets, up to the peer's ACK); one still
+   waiting when the flow ends is reported then, as a pseudo packet
+   (``pkt_src: "stream (flow timeout)"``).  Bytes never acknowledged were
+   never accepted, and an alert may name the packet that proved they were.
+
+With a ``host_os`` table (Suricata's ``host-os-policy``) each flow's
+streams get the overlap policy of their receiving host at CONN_START.
 
 Packet rules (``tcp-pkt``, ``dsize``, ``flow:no_stream``, the ``ip``
 protocol without stream content, rules with no content) are checked per
@@ -36,6 +48,7 @@ from mos import Event, Side, TcpState
 
 from . import detect
 from .eve import Eve, alert_record, eve_time, fast_line
+from .hostos import HostPolicies
 from .rules import Content, Rule, RuleSet
 from .thresholds import Thresholds
 
@@ -106,7 +119,7 @@ class _Plan:
 
 
 class _FlowState:
-    __slots__ = ("bits", "inspected", "chunk_start", "thr", "passed", "alerted")
+    __slots__ = ("bits", "inspected", "chunk_start", "thr", "passed", "alerted", "pending")
 
     def __init__(self):
         self.bits: set = set()
@@ -117,6 +130,9 @@ class _FlowState:
         self.thr: dict = {}              # threshold counts tracked by_flow
         self.passed = False              # a pass rule matched: the flow is not inspected further
         self.alerted = False
+        # IDS mode: per receiving side, stream matches waiting for the
+        # receiver's ACK: [(stream offset past the match, rule, payload)]
+        self.pending = None
 
     def chunk(self, s: int, head: int) -> int:
         """Start of the chunk of new bytes that ends at head."""
@@ -132,12 +148,15 @@ class Ids:
     ``rules``: a RuleSet (``rules.load_rules``); ``eve``: an ``Eve`` writer
     (or None); ``fast``: a text stream for fast.log lines (or None);
     ``classes``: classification.config as ``load_classification`` returns;
-    ``payload``: put the matched bytes in EVE alerts."""
+    ``payload``: put the matched bytes in EVE alerts; ``stream_inline``:
+    report a stream match at once (True) or once acknowledged (False, IDS
+    mode); ``host_os``: a HostPolicies table of overlap policies."""
 
     def __init__(self, rules: RuleSet, *, eve: Optional[Eve] = None,
                  fast: Optional[TextIO] = None, classes: Optional[dict] = None,
                  payload: bool = True, lookback: int = DEFAULT_LOOKBACK, depth: int = 0,
-                 inline: bool = False, flows: bool = True):
+                 inline: bool = False, flows: bool = True, stream_inline: bool = True,
+                 host_os: Optional[HostPolicies] = None):
         self.ruleset = rules
         self.eve = eve
         self.fast = fast
@@ -147,6 +166,9 @@ class Ids:
         self.depth = depth               # stream.reassembly.depth: bytes inspected per direction (0: all)
         self.inline = inline             # drop and reject act (else they only alert)
         self.flows = flows               # an EVE flow record per flow at its end
+        self.stream_inline = stream_inline  # report stream matches at once (else at ACK)
+        self.host_os = host_os           # receiving host -> overlap policy
+        self.deferred = 0                # stream matches that waited for an ACK
         self.alerts_by_sid: dict = defaultdict(int)
         self.thresholds = Thresholds()
         self.suppressed = 0              # matches a threshold or detection_filter kept silent
@@ -233,8 +255,10 @@ class Ids:
             mon.on(Event.PKT_IN, self._on_packet)
         if self.event_rules:
             mon.on(Event.ERROR, self._on_error)
-        if self.flows and self.eve is not None:
+        if (self.flows and self.eve is not None) or not self.stream_inline:
             mon.on(Event.CONN_END, self._on_end, side=Side.CLIENT)
+        if self.host_os:
+            mon.on(Event.CONN_START, self._on_start, side=Side.CLIENT)
         engine.attach(mon)
         self.monitor = mon
 
@@ -380,7 +404,10 @@ class Ids:
             if self.payload:
                 chunk = (buf[max(0, start - lo):] if buf is not None
                          else flow.ppeek(side, start, head - start))
-            self._alert(r, flow, side, chunk, stream=True)
+            if self.stream_inline or r.action == "pass" or end <= flow.acked(side):
+                self._alert(r, flow, side, chunk, stream=True)
+            else:
+                self._defer(flow, st, side, end, r, chunk)
 
     @staticmethod
     def _new_match(r: Rule, buf: bytes, lo: int, start: int):
@@ -402,6 +429,55 @@ class Ids:
         if res.matched and lo + k + res.end > start:
             return lo + k + res.end
         return None
+
+    # ---------------------------------------------------------------- IDS mode
+
+    def _defer(self, flow, st, side, end, r, chunk) -> None:
+        """Keep a stream match until `side` acknowledges its last byte."""
+        self.deferred += 1
+        if st.pending is None:
+            st.pending = [[], []]
+        if not st.pending[0] and not st.pending[1]:
+            flow.on(Event.PKT_IN, self._on_sender_packet)
+        st.pending[int(side)].append((end, r, chunk))
+
+    def _on_sender_packet(self, flow, side, event) -> None:
+        """A packet of a flow with waiting matches: its sender's stream is
+        inspected up to what the peer acknowledged."""
+        p = flow.packet
+        st = flow.uctx
+        if p is None or st is None or st.pending is None:
+            return
+        s = Side.SERVER if (p.src == flow.client_ip and p.sport == flow.client_port) \
+            else Side.CLIENT
+        waiting = st.pending[int(s)]
+        if not waiting:
+            return
+        acked = flow.acked(s)
+        keep = []
+        for end, r, chunk in waiting:
+            if end <= acked:
+                self._alert(r, flow, s, chunk, stream=True)
+            else:
+                keep.append((end, r, chunk))
+        st.pending[int(s)] = keep
+        if not st.pending[0] and not st.pending[1]:
+            flow.off(Event.PKT_IN, self._on_sender_packet)
+
+    def _flush_pending(self, flow, st) -> None:
+        """The flow ends: what still waits is reported as Suricata does at
+        flow timeout, on a pseudo packet."""
+        for s in (Side.SERVER, Side.CLIENT):
+            for end, r, chunk in st.pending[int(s)]:
+                self._alert(r, flow, s, chunk, stream=True, pseudo=True)
+        st.pending = None
+
+    def _on_start(self, flow, side, event) -> None:
+        """Each stream settles overlaps as its receiving host's OS does."""
+        for s, ip in ((Side.SERVER, flow.server_ip), (Side.CLIENT, flow.client_ip)):
+            policy = self.host_os.policy_for(ip)
+            if policy is not None:
+                flow.set_overlap(s, policy)
 
     def _on_packet(self, flow, side, event) -> None:
         p = flow.packet
@@ -456,11 +532,11 @@ class Ids:
 
     # ---------------------------------------------------------------- output
 
-    def _alert(self, r: Rule, flow, side, payload, stream: bool) -> None:
+    def _alert(self, r: Rule, flow, side, payload, stream: bool, pseudo: bool = False) -> None:
         if r.action == "pass":
             self._state(flow).passed = True
             return
-        p = flow.packet
+        p = None if pseudo else flow.packet
         to_server = side is Side.SERVER
         if p is not None:
             src, dst = (p.src, p.sport), (p.dst, p.dport)
@@ -499,8 +575,13 @@ class Ids:
                                       action=action))
 
     def _on_end(self, flow, side, event) -> None:
-        """An EVE flow record, as Suricata writes one when a flow ends."""
+        """Matches still waiting for an ACK, then an EVE flow record, as
+        Suricata writes one when a flow ends."""
         st = flow.uctx
+        if st is not None and st.pending is not None:
+            self._flush_pending(flow, st)
+        if not self.flows or self.eve is None:
+            return
         (cp, cb), (sp, sb) = flow.wire(Side.CLIENT), flow.wire(Side.SERVER)
         reason = flow.event_info.reason.name
         est = flow.server.state not in (TcpState.LISTEN, TcpState.SYN_RCVD, TcpState.CLOSED) \
@@ -521,7 +602,7 @@ class Ids:
 
     def stats(self) -> dict:
         out = {"alerts": self.alerts, "candidates": self.candidates,
-               "suppressed": self.suppressed,
+               "suppressed": self.suppressed, "deferred": self.deferred,
                "alerts_by_sid": dict(sorted(self.alerts_by_sid.items())), **self.plan()}
         if self.prefilter is not None:
             out["prefilter"] = self.prefilter.stats()

@@ -369,12 +369,16 @@ cdef class Flow:
             mos_flow_set_buffer(self.engine.e, f, s, size)
 
     def set_overlap(self, side, policy):
-        """Overlap policy for one side (or Side.BOTH): 'first' or 'last'."""
+        """Overlap policy of the stream ``side`` receives (or Side.BOTH): a
+        name of mos.tcp.overlap.NAMES, e.g. per receiving host's OS."""
         cdef mos_flow_t *f = self._f()
-        if policy not in ("first", "last"):
-            raise ValueError(f"overlap policy must be 'first' or 'last', not {policy!r}")
+        cdef int code = _overlap_code(policy)
         for s in _sides_of(side):
-            f.ep[s].rbuf.policy = MOS_OVERLAP_FIRST if policy == "first" else MOS_OVERLAP_LAST
+            mos_rbuf_set_policy(&f.ep[s].rbuf, code)
+
+    def overlap(self, side):
+        """The overlap policy (behaviour name) of the stream ``side`` receives."""
+        return _overlap_name(self._f().ep[_side_index(side)].rbuf.policy)
 
     def stop_monitoring(self, side=Side.BOTH):
         """No more events or buffering for this side (or both); state tracking goes on."""

@@ -18,7 +18,7 @@ cdef class _EngineState:
         memset(&c, 0, sizeof(c))
         c.buffer_size[0] = config.buffer_size
         c.buffer_size[1] = config.buffer_size
-        c.overlap[0] = c.overlap[1] = MOS_OVERLAP_LAST if config.overlap == "last" else MOS_OVERLAP_FIRST
+        c.overlap[0] = c.overlap[1] = _overlap_code(config.overlap)
         c.midstream = 1 if config.midstream else 0
         c.checksum = {"ignore": MOS_CSUM_IGNORE, "verify": MOS_CSUM_VERIFY, "auto": MOS_CSUM_AUTO}[config.checksum]
         c.digest = 1 if config.digest else 0

@@ -6,7 +6,7 @@
     >>> Config(overlap="newest")
     Traceback (most recent call last):
     ...
-    mos.errors.ConfigError: overlap: 'newest' is not one of first, last
+    mos.errors.ConfigError: overlap: 'newest' is not one of first, last, bsd, linux, old-linux, solaris, windows, windows2k3, vista, macos, irix, hpux10, hpux11
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from mos.errors import ConfigError
+from mos.tcp import overlap as overlap_names
 
 __all__ = ["Config"]
 
@@ -29,7 +30,8 @@ class Config:
     #: on).  Memory is taken as needed; keep it at least the receive window, or loss
     #: recovery on a fast flow outruns it (Suricata's default depth is 1 MiB too)
     buffer_size: int = 1 << 20
-    #: which bytes win when a retransmission overlaps stored data: 'first' or 'last'
+    #: which bytes win when a retransmission overlaps stored data: 'first', 'last', or a
+    #: target-based policy ('bsd', 'linux', 'windows', ...: mos.tcp.overlap.NAMES)
     overlap: str = "first"
     #: create flows from packets seen mid-stream (no SYN); client guessed from ports
     midstream: bool = False
@@ -76,8 +78,8 @@ class Config:
                 bad(key, v, "is not an integer")
             if not lo <= v <= hi:
                 bad(key, v, f"is out of range {lo}..{hi}")
-        if self.overlap not in ("first", "last"):
-            bad("overlap", self.overlap, "is not one of first, last")
+        if self.overlap not in overlap_names.NAMES:
+            bad("overlap", self.overlap, "is not one of " + ", ".join(overlap_names.NAMES))
         if self.checksum not in ("verify", "ignore", "auto"):
             bad("checksum", self.checksum, "is not one of verify, ignore, auto")
         if self.on_handler_error not in HANDLER_ERROR_POLICIES:

@@ -495,7 +495,7 @@ static void after_rbuf(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int side, 
         cons_advance(e, f, slot, side, pkt, rb->head - advanced);
     if (advanced) {
         int keep = retained(e, f, side);
-        if (f->digest && rb->policy == MOS_OVERLAP_FIRST) digest_advance(f, side);
+        if (f->digest && rb->policy != MOS_OVERLAP_LAST) digest_advance(f, side);
         if (!keep) {
             uint64_t to = lookback_floor(e, rb, side);
             /* a consumer side keeps the bytes just fed until the next ones:
@@ -812,7 +812,7 @@ __attribute__((noinline)) static void store_data(mos_engine_t *e, mos_flow_t *f,
         after_rbuf(e, f, slot, r, pi, len, 0);
         return;
     }
-    if (f->digest && rb->policy != MOS_OVERLAP_FIRST && rb->limit &&
+    if (f->digest && rb->policy == MOS_OVERLAP_LAST && rb->limit &&
         doff + len > rb->base + rb->limit)
         digest_upto(f, r, doff + len - rb->limit); /* hash what is about to leave */
     mos_rbuf_result_t res;

@@ -5,6 +5,11 @@ cdef extern from "rbuf.h" nogil:
     enum:
         MOS_OVERLAP_FIRST
         MOS_OVERLAP_LAST
+        MOS_OVERLAP_BSD
+        MOS_OVERLAP_LINUX
+        MOS_OVERLAP_OLD_LINUX
+        MOS_OVERLAP_SOLARIS
+        MOS_OVERLAP_COUNT
         MOS_RBUF_MAX_RUNS
         MOS_RBUF_MAX_GAPS
     const uint32_t MOS_RBUF_MAX_LIMIT
@@ -58,6 +63,7 @@ cdef extern from "rbuf.h" nogil:
     void mos_rbuf_release(mos_rbuf_t *rb, uint64_t off)
     uint64_t mos_rbuf_held(const mos_rbuf_t *rb)
     void mos_rbuf_free(mos_rbuf_t *rb)
+    int mos_rbuf_set_policy(mos_rbuf_t *rb, int policy)
     uint64_t mos_rbuf_set_limit(mos_rbuf_t *rb, uint32_t limit)
     void mos_rbuf_insert(mos_rbuf_t *rb, uint64_t off, const uint8_t *data, uint32_t len,
                          mos_rbuf_result_t *res)

@@ -14,7 +14,12 @@ MAX_GAPS = MOS_RBUF_MAX_GAPS
 MAX_LIMIT = MOS_RBUF_MAX_LIMIT
 BLOCK = MOS_RBUF_BLOCK
 
-_POLICIES = {"first": MOS_OVERLAP_FIRST, "last": MOS_OVERLAP_LAST}
+from mos.tcp import overlap as _overlap
+
+#: the C enum, for tests that it agrees with mos.tcp.overlap.CODES
+C_POLICIES = {"first": MOS_OVERLAP_FIRST, "last": MOS_OVERLAP_LAST, "bsd": MOS_OVERLAP_BSD,
+              "linux": MOS_OVERLAP_LINUX, "old-linux": MOS_OVERLAP_OLD_LINUX,
+              "solaris": MOS_OVERLAP_SOLARIS}
 
 
 cdef dict _result(mos_rbuf_result_t *r):
@@ -38,7 +43,8 @@ cdef list _spans(const mos_span_t *s, unsigned n):
 
 
 cdef class StreamBuffer:
-    """One direction's receive buffer: StreamBuffer(limit, policy="first"|"last").
+    """One direction's receive buffer: StreamBuffer(limit, policy="first"), the
+    policy one of mos.tcp.overlap.NAMES.
 
     start (default 0) places base and head at that stream offset, as an
     engine would for a stream it picks up mid-way.  memcap (default 0: none)
@@ -53,14 +59,13 @@ cdef class StreamBuffer:
     cdef mos_rbuf_pool_t pool
 
     def __cinit__(self, limit, policy="first", uint64_t start=0, memcap=0):
-        if policy not in _POLICIES:
-            raise ValueError(f"policy must be 'first' or 'last', not {policy!r}")
+        cdef int code = _overlap.code(policy)
         if not 0 <= limit <= MOS_RBUF_MAX_LIMIT:
             raise ValueError(f"limit {limit} is out of range 0..{MOS_RBUF_MAX_LIMIT}")
         if memcap < 0:
             raise ValueError(f"memcap {memcap} is negative")
         mos_rbuf_pool_init(&self.pool, memcap, 0)
-        mos_rbuf_init(&self.rb, limit, _POLICIES[policy], &self.pool)
+        mos_rbuf_init(&self.rb, limit, code, &self.pool)
         self.rb.base = self.rb.head = start
 
     def __dealloc__(self):
@@ -170,7 +175,11 @@ cdef class StreamBuffer:
 
     @property
     def policy(self):
-        return "last" if self.rb.policy == MOS_OVERLAP_LAST else "first"
+        return _overlap.name_of(self.rb.policy)
+
+    @policy.setter
+    def policy(self, name):
+        mos_rbuf_set_policy(&self.rb, _overlap.code(name))
 
     @property
     def runs(self):

@@ -59,6 +59,7 @@
 static inline uint64_t bdist(uint64_t from, uint64_t to) { return (to - from) & BNM; }
 
 static inline uint64_t span_end(const mos_span_t *s) { return s->off + s->len; }
+static void orig_prune(mos_rbuf_t *rb);
 static inline uint64_t min64(uint64_t a, uint64_t b) { return a < b ? a : b; }
 static inline uint64_t max64(uint64_t a, uint64_t b) { return a > b ? a : b; }
 
@@ -394,6 +395,7 @@ static unsigned pass_head(mos_rbuf_t *rb, uint64_t to)
         rb->nruns -= (uint16_t)k;
     }
     rb->head = h;
+    if (rb->orig) orig_prune(rb);
     return holes;
 }
 
@@ -423,23 +425,154 @@ static inline void store(mos_rbuf_t *rb, uint64_t off, const uint8_t *src, uint6
     if (rb->limit && n) ring_write(rb, off, src, n);
 }
 
-/* New bytes land on stored ones: count, compare, apply the policy. */
-static void overlap_stored(mos_rbuf_t *rb, uint64_t off, const uint8_t *src, uint64_t n,
-                           mos_rbuf_result_t *res)
+/* Compare n new bytes with the stored ones at off; with `replace` the new
+ * bytes take their place where they differ.  Returns the bytes that differed. */
+static uint64_t compare_stored(mos_rbuf_t *rb, uint64_t off, const uint8_t *src, uint64_t n,
+                               int replace)
 {
-    res->overlap += n;
-    if (!rb->limit) return; /* limit 0: ranges only */
+    uint64_t diff = 0;
     while (n) {
         uint32_t pos = (uint32_t)off & BMASK;
         uint64_t k = min64(n, BLK - pos);
         uint8_t *p = blk_of(rb, off) + pos;
         if (memcmp(p, src, k)) {
-            uint64_t d = 0;
-            for (uint64_t i = 0; i < k; i++) d += p[i] != src[i];
-            res->overlap_diff += d;
-            if (rb->policy == MOS_OVERLAP_LAST) memcpy(p, src, k);
+            for (uint64_t i = 0; i < k; i++) diff += p[i] != src[i];
+            if (replace) memcpy(p, src, k);
         }
         off += k; src += k; n -= k;
+    }
+    return diff;
+}
+
+/* New bytes land on stored ones: count, compare, apply FIRST or LAST (every
+ * policy but LAST keeps the stored bytes here). */
+static void overlap_stored(mos_rbuf_t *rb, uint64_t off, const uint8_t *src, uint64_t n,
+                           mos_rbuf_result_t *res)
+{
+    res->overlap += n;
+    if (!rb->limit) return; /* limit 0: ranges only */
+    res->overlap_diff += compare_stored(rb, off, src, n, rb->policy == MOS_OVERLAP_LAST);
+}
+
+/* ---- origins: which segment stored each out-of-order byte ---- */
+
+static inline int target_based(const mos_rbuf_t *rb) { return rb->policy >= MOS_OVERLAP_BSD; }
+
+/* First origin whose end is > x. */
+static uint32_t orig_end_gt(const mos_origins_t *o, uint64_t x)
+{
+    uint32_t lo = 0, hi = o->n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (o->v[mid].end <= x) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+}
+
+/* Origins of bytes now in order are of no more use: no policy applies there. */
+static void orig_prune(mos_rbuf_t *rb)
+{
+    mos_origins_t *o = rb->orig;
+    if (!o || !o->n) return;
+    uint32_t k = rb->nruns ? orig_end_gt(o, rb->head) : o->n;
+    if (k) {
+        memmove(o->v, o->v + k, (o->n - k) * sizeof *o->v);
+        o->n -= k;
+    }
+}
+
+static inline int same_origin(const mos_origin_t *x, const mos_origin_t *y)
+{
+    return x->so == y->so && x->se == y->se && x->end == y->off;
+}
+
+/* The bytes [a, b) now come from the segment [so, se).  When the list is
+ * full (or memory runs out) part of the range may be left with no origin. */
+static void orig_set(mos_rbuf_t *rb, uint64_t a, uint64_t b, uint64_t so, uint64_t se)
+{
+    if (a >= b) return;
+    mos_origins_t *o = rb->orig;
+    if (!o) {
+        o = malloc(sizeof *o + 8 * sizeof(mos_origin_t));
+        if (!o) return;
+        o->n = 0;
+        o->cap = 8;
+        rb->orig = o;
+    }
+    uint32_t i = orig_end_gt(o, a), j = i;
+    while (j < o->n && o->v[j].off < b) j++;
+    mos_origin_t add[3];
+    unsigned na = 0;
+    if (i < j && o->v[i].off < a) { add[na] = o->v[i]; add[na++].end = a; }
+    add[na++] = (mos_origin_t){a, b, so, se};
+    if (i < j && o->v[j - 1].end > b) { add[na] = o->v[j - 1]; add[na++].off = b; }
+    uint32_t n = o->n - (j - i) + na;
+    if (n > o->cap) {
+        uint32_t cap = o->cap;
+        while (cap < n && cap < MOS_RBUF_MAX_ORIGINS) cap *= 2;
+        if (cap > MOS_RBUF_MAX_ORIGINS) cap = MOS_RBUF_MAX_ORIGINS;
+        mos_origins_t *g = cap >= n ? realloc(o, sizeof *o + cap * sizeof(mos_origin_t)) : NULL;
+        if (!g) { /* full: the range keeps no origin (the left part survives) */
+            uint32_t keep = (i < j && o->v[i].off < a) ? 1 : 0;
+            if (keep) o->v[i].end = a;
+            memmove(o->v + i + keep, o->v + j, (o->n - j) * sizeof *o->v);
+            o->n -= (j - i) - keep;
+            return;
+        }
+        o = rb->orig = g;
+        o->cap = cap;
+    }
+    memmove(o->v + i + na, o->v + j, (o->n - j) * sizeof *o->v);
+    memcpy(o->v + i, add, na * sizeof *add);
+    o->n = n;
+    /* one entry per run of bytes from one segment: merge the pairs (k, k+1)
+     * the change touched, from the last down */
+    uint32_t lo = i ? i - 1 : 0;
+    for (uint32_t k = i + na; k-- > lo;) {
+        if (k + 1 < o->n && same_origin(&o->v[k], &o->v[k + 1])) {
+            o->v[k].end = o->v[k + 1].end;
+            memmove(o->v + k + 1, o->v + k + 2, (o->n - k - 2) * sizeof *o->v);
+            o->n--;
+        }
+    }
+}
+
+/* Does a new segment [s, e) win over the bytes its origin [os, oe) stored?
+ * (the table in rbuf.h) */
+static int new_wins(int policy, uint64_t s, uint64_t e, uint64_t os, uint64_t oe)
+{
+    if (s < os) return policy != MOS_OVERLAP_SOLARIS || e >= oe;
+    if (s == os) {
+        if (e < oe) return 0;
+        if (e > oe) return policy != MOS_OVERLAP_BSD;
+        return policy == MOS_OVERLAP_OLD_LINUX || policy == MOS_OVERLAP_SOLARIS;
+    }
+    return policy == MOS_OVERLAP_SOLARIS && e > oe;
+}
+
+/* Target-based overlap above head: bytes of the segment [s, e) land on
+ * stored bytes [off, off + n); each part is settled against its origin. */
+static void overlap_target(mos_rbuf_t *rb, uint64_t off, const uint8_t *src, uint64_t n,
+                           uint64_t s, uint64_t e, mos_rbuf_result_t *res)
+{
+    res->overlap += n;
+    if (!rb->limit) return;
+    uint64_t end = off + n;
+    while (off < end) {
+        const mos_origins_t *o = rb->orig;
+        uint32_t k = o ? orig_end_gt(o, off) : 0;
+        uint64_t stop = end;
+        int win = 0;
+        if (o && k < o->n && o->v[k].off <= off) {
+            stop = min64(stop, o->v[k].end);
+            win = new_wins(rb->policy, s, e, o->v[k].so, o->v[k].se);
+        } else if (o && k < o->n) {
+            stop = min64(stop, o->v[k].off); /* no origin known: keep */
+        }
+        res->overlap_diff += compare_stored(rb, off, src, stop - off, win);
+        if (win) orig_set(rb, off, stop, s, e);
+        src += stop - off;
+        off = stop;
     }
 }
 
@@ -468,9 +601,10 @@ static void insert_below_head(mos_rbuf_t *rb, uint64_t off, const uint8_t *src, 
 
 /* Segment part at or above head: fill holes, overlap runs, merge. */
 static void insert_above_head(mos_rbuf_t *rb, uint64_t s, const uint8_t *src, uint64_t n,
-                              mos_rbuf_result_t *res)
+                              uint64_t seg_s, uint64_t seg_e, mos_rbuf_result_t *res)
 {
     uint64_t e = s + n;
+    int tb = target_based(rb) && rb->limit;
     unsigned i = runs_end_ge(rb, s), j = i;
     while (j < rb->nruns && rb->runs[j].off <= e) j++;
 
@@ -488,6 +622,7 @@ static void insert_above_head(mos_rbuf_t *rb, uint64_t s, const uint8_t *src, ui
             return;
         }
         store(rb, s, src, n);
+        if (tb) orig_set(rb, s, e, seg_s, seg_e);
         memmove(rb->runs + i + 1, rb->runs + i, (rb->nruns - i) * sizeof *rb->runs);
         rb->runs[i].off = s;
         rb->runs[i].len = n;
@@ -501,15 +636,20 @@ static void insert_above_head(mos_rbuf_t *rb, uint64_t s, const uint8_t *src, ui
         uint64_t re = span_end(r);
         if (r->off > pos) { /* hole before this run (r->off <= e) */
             store(rb, pos, src + (pos - s), r->off - pos);
+            if (tb) orig_set(rb, pos, r->off, seg_s, seg_e);
             pos = r->off;
         }
         if (pos < e && pos < re) {
             uint64_t oe = min64(re, e);
-            overlap_stored(rb, pos, src + (pos - s), oe - pos, res);
+            if (tb) overlap_target(rb, pos, src + (pos - s), oe - pos, seg_s, seg_e, res);
+            else overlap_stored(rb, pos, src + (pos - s), oe - pos, res);
         }
         pos = max64(pos, re);
     }
-    if (pos < e) store(rb, pos, src + (pos - s), e - pos);
+    if (pos < e) {
+        store(rb, pos, src + (pos - s), e - pos);
+        if (tb) orig_set(rb, pos, e, seg_s, seg_e);
+    }
 
     uint64_t ms = min64(s, rb->runs[i].off), me = max64(e, span_end(&rb->runs[j - 1]));
     rb->runs[i].off = ms;
@@ -523,6 +663,7 @@ static void insert_above_head(mos_rbuf_t *rb, uint64_t s, const uint8_t *src, ui
         res->new_inorder += me - ms;
         memmove(rb->runs, rb->runs + 1, (rb->nruns - 1u) * sizeof *rb->runs);
         rb->nruns--;
+        if (rb->orig) orig_prune(rb);
     }
 }
 
@@ -531,10 +672,19 @@ static void insert_above_head(mos_rbuf_t *rb, uint64_t s, const uint8_t *src, ui
 int mos_rbuf_init(mos_rbuf_t *rb, uint32_t limit, int policy, mos_rbuf_pool_t *pool)
 {
     if (limit > MOS_RBUF_MAX_LIMIT) return -1;
+    if (policy < 0 || policy >= MOS_OVERLAP_COUNT) return -1;
     memset(rb, 0, sizeof *rb);
     rb->limit = limit;
     rb->pool = pool;
-    rb->policy = policy == MOS_OVERLAP_LAST ? MOS_OVERLAP_LAST : MOS_OVERLAP_FIRST;
+    rb->policy = (uint8_t)policy;
+    return 0;
+}
+
+int mos_rbuf_set_policy(mos_rbuf_t *rb, int policy)
+{
+    if (policy < 0 || policy >= MOS_OVERLAP_COUNT) return -1;
+    if (rb->orig) rb->orig->n = 0; /* origins recorded under another policy may be stale */
+    rb->policy = (uint8_t)policy;
     return 0;
 }
 
@@ -543,6 +693,8 @@ void mos_rbuf_free(mos_rbuf_t *rb)
     table_free(rb);
     free(rb->runs);
     free(rb->gaps ? rb->gaps - rb->g0 : NULL);
+    free(rb->orig);
+    rb->orig = NULL;
     rb->runs = rb->gaps = NULL;
     rb->limit = 0; /* consistent if used again: bookkeeping only */
     rb->nruns = rb->runcap = rb->ngaps = 0;
@@ -591,7 +743,7 @@ void mos_rbuf_insert(mos_rbuf_t *rb, uint64_t off, const uint8_t *data, uint32_t
         n = OFF_END - off;
         if (!n) return;
     }
-    uint64_t end = off + n;
+    uint64_t end = off + n, seg_s = off;
     if (off < rb->base) {
         uint64_t b = min64(rb->base - off, n);
         res->below_base = b;
@@ -620,7 +772,7 @@ void mos_rbuf_insert(mos_rbuf_t *rb, uint64_t off, const uint8_t *data, uint32_t
         refuse(rb, n, res);
         return;
     }
-    insert_above_head(rb, off, data, n, res);
+    insert_above_head(rb, off, data, n, seg_s, end, res);
 }
 
 int mos_rbuf_skip_to(mos_rbuf_t *rb, uint64_t off, uint64_t *advanced)
@@ -723,6 +875,8 @@ uint64_t mos_rbuf_set_limit(mos_rbuf_t *rb, uint32_t limit)
     if (limit == 0) {
         dropped = present_below(rb, rb->head) + mos_rbuf_ooo_bytes(rb);
         table_free(rb);
+        free(rb->orig);
+        rb->orig = NULL;
         rb->limit = 0;
         return dropped;
     }

@@ -5,8 +5,21 @@
  * out-of-order data is kept as sorted, disjoint runs.  The overlap policy
  * decides which bytes win when a new segment covers bytes already stored
  * (anywhere in the window, below or above head):
- *   FIRST  keep what is stored (Suricata's default, Zeek, tshark)
+ *   FIRST  keep what is stored (Zeek, tshark; Windows Vista)
  *   LAST   the new bytes replace the stored ones
+ * and the target-based policies, which model how an operating system's
+ * out-of-order queue settles an overlap (Novak and Sturges, "Target-Based
+ * TCP Stream Reassembly", 2007; Suricata's host-os-policy).  They compare
+ * the new segment with the segment that stored each byte held out of order
+ * (its origin), and keep the stored bytes unless:
+ *   BSD        the new segment starts before the origin (also Windows,
+ *              HP-UX 10, IRIX, macOS; Suricata's default)
+ *   LINUX      as BSD, or it starts with the origin and ends after it
+ *   OLD_LINUX  as BSD, or it starts with the origin and ends with or after it
+ *   SOLARIS    it ends after the origin, or starts before it and ends with
+ *              it (also HP-UX 11)
+ * Below head the bytes were delivered in order: a receiver takes no second
+ * copy of them, so there every policy but LAST keeps them.
  * Bytes live in blocks of MOS_RBUF_BLOCK bytes, taken only for the blocks a
  * stored byte falls in, so memory follows the bytes held, not the distance
  * to the farthest out-of-order byte, and growing never copies.  A pool
@@ -20,12 +33,25 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { MOS_OVERLAP_FIRST = 0, MOS_OVERLAP_LAST = 1 };
+enum {
+    MOS_OVERLAP_FIRST = 0, MOS_OVERLAP_LAST = 1,
+    MOS_OVERLAP_BSD = 2, MOS_OVERLAP_LINUX = 3, MOS_OVERLAP_OLD_LINUX = 4,
+    MOS_OVERLAP_SOLARIS = 5,
+    MOS_OVERLAP_COUNT
+};
 
 #define MOS_RBUF_BLOCK_SHIFT 12
 #define MOS_RBUF_BLOCK (1u << MOS_RBUF_BLOCK_SHIFT)
 
 typedef struct mos_span { uint64_t off, len; } mos_span_t;
+
+/* Out-of-order bytes [off, end) came from the segment [so, se) (target-based
+ * policies only). */
+typedef struct mos_origin { uint64_t off, end, so, se; } mos_origin_t;
+typedef struct mos_origins {
+    uint32_t n, cap;
+    mos_origin_t v[];
+} mos_origins_t;
 
 /* Blocks for a set of buffers (one engine: one thread), and their cap. */
 typedef struct mos_rbuf_pool {
@@ -56,6 +82,8 @@ typedef struct mos_rbuf {
     uint8_t policy;       /* MOS_OVERLAP_* */
     uint8_t _pad;
     uint32_t gap_overflow; /* holes merged into the previous gap: MOS_RBUF_MAX_GAPS reached */
+    mos_origins_t *orig;  /* target-based policies: origins of the bytes above head
+                           * (sorted, disjoint; bytes with none count as first) */
 } mos_rbuf_t;
 
 /* What one insert did (all fields zeroed by the call). */
@@ -77,6 +105,9 @@ typedef struct mos_rbuf_result {
  * dropped and counted (a flood of tiny out-of-order segments must not cost
  * unbounded memory or time). */
 #define MOS_RBUF_MAX_RUNS 1024
+/* Most origins listed per buffer; past it new bytes get none (their
+ * overlaps then keep the stored bytes, as FIRST). */
+#define MOS_RBUF_MAX_ORIGINS 4096
 /* Most gaps listed (ngaps is 16-bit); beyond it the newest hole widens the
  * last gap (counted in gap_overflow). */
 #define MOS_RBUF_MAX_GAPS 65535
@@ -89,8 +120,8 @@ typedef struct mos_rbuf_result {
 void mos_rbuf_pool_init(mos_rbuf_pool_t *p, uint64_t memcap, uint64_t max_free);
 void mos_rbuf_pool_drain(mos_rbuf_pool_t *p);
 
-/* Returns 0, or -1 (nothing done) if limit > MOS_RBUF_MAX_LIMIT.  pool may
- * be NULL. */
+/* Returns 0, or -1 (nothing done) if limit > MOS_RBUF_MAX_LIMIT or policy
+ * is not a MOS_OVERLAP_* value.  pool may be NULL. */
 int mos_rbuf_init(mos_rbuf_t *rb, uint32_t limit, int policy, mos_rbuf_pool_t *pool);
 void mos_rbuf_free(mos_rbuf_t *rb);   /* frees storage, keeps offsets; init again to reuse */
 
@@ -149,6 +180,11 @@ const uint8_t *mos_rbuf_ptr(const mos_rbuf_t *rb, uint64_t off, uint32_t *len);
 
 /* The first declared gap that ends after off, or NULL. */
 const mos_span_t *mos_rbuf_gap_after(const mos_rbuf_t *rb, uint64_t off);
+
+/* Change the overlap policy (-1 if not a MOS_OVERLAP_* value).  Bytes held
+ * out of order before a target-based policy was set have no origin and
+ * are kept on overlap. */
+int mos_rbuf_set_policy(mos_rbuf_t *rb, int policy);
 
 /* Bytes present above head (sum of runs). */
 uint64_t mos_rbuf_ooo_bytes(const mos_rbuf_t *rb);
