@@ -195,3 +195,46 @@ def test_stream_inline_setting(tmp_path):
         assert [a["pcap_cnt"] for a in _alerts(tmp_path)] == [cnt], setting
     p = ids(*base, "--set", "stream.inline=sometimes")
     assert p.returncode == 2 and "not a boolean" in p.stderr
+
+
+def test_eve_to_a_unix_socket_a_collector_reads(tmp_path):
+    """--eve unix_stream:PATH: the records go to the socket a collector
+    listens on (Suricata's filetype unix_stream), fast.log stays a file."""
+    import socket
+    import threading
+    path = str(tmp_path / "eve.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    srv.settimeout(60)
+    got = []
+
+    def serve():
+        conn, _ = srv.accept()
+        with conn:
+            buf = b""
+            while True:
+                d = conn.recv(65536)
+                if not d:
+                    break
+                buf += d
+        got.append(buf)
+    t = threading.Thread(target=serve)
+    t.start()
+    try:
+        p = ids("-r", mos.sample_capture(), "-S", DEMO, "-l", str(tmp_path),
+                "--eve", "unix_stream:" + path)
+        t.join(60)
+    finally:
+        srv.close()
+    assert p.returncode == 0, p.stderr
+    recs = [json.loads(x) for x in got[0].decode().splitlines()]
+    kinds = {r["event_type"] for r in recs}
+    assert {"alert", "flow", "stats"} <= kinds
+    assert not (tmp_path / "eve.json").exists()
+    n_fast = len((tmp_path / "fast.log").read_text().splitlines())
+    assert n_fast == sum(r["event_type"] == "alert" for r in recs) > 0
+    # nobody listening: the run goes on, the loss is said
+    p = ids("-r", mos.sample_capture(), "-S", DEMO, "-l", str(tmp_path),
+            "--eve", "unix_stream:" + str(tmp_path / "nobody.sock"))
+    assert p.returncode == 0 and "EVE records not delivered" in p.stderr

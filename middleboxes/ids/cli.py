@@ -169,6 +169,10 @@ def add_parser(sub) -> None:
     p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE",
                    help="a setting: " + ", ".join(SET_KEYS)
                         + ", host-os-policy.OS=PREFIX,... (overlap policy of receiving hosts)")
+    p.add_argument("--eve", metavar="TARGET",
+                   help="where EVE records go: a file (default: OUTDIR/eve.json) or "
+                        "unix_stream:/path, a Unix socket a collector (Filebeat, Logstash, "
+                        "Vector) listens on, as Suricata's filetype unix_stream")
     p.add_argument("--vars", metavar="YAML",
                    help="address and port groups (Suricata's vars: layout) and, if the file "
                         "has one, its host-os-policy table (overlap policy per receiving host)")
@@ -217,25 +221,26 @@ def main_args(args) -> int:
         print(f"mos: rule refused: {ref}", file=sys.stderr)
     if not rs.rules:
         print("mos: note: no rule loaded: only flow and stats records", file=sys.stderr)
+    eve = args.eve or os.path.join(outdir, "eve.json")
     if args.config:
         return run_live(rs, args.config, outdir, sets, classes=classes,
-                        payload=not args.no_payload, status=not args.no_progress)
+                        payload=not args.no_payload, status=not args.no_progress, eve=eve)
     return run(rs, caps, outdir, sets, checksum=args.checksum, classes=classes,
-               payload=not args.no_payload, progress=not args.no_progress)
+               payload=not args.no_payload, progress=not args.no_progress, eve=eve)
 
 
 class LiveApp:
     """The IDS as one worker's app in `mos ids -c`: its own engine, rules
     and prefilter; every worker appends to the same eve.json and fast.log."""
 
-    def __init__(self, rs, outdir, sets, classes, payload, inline):
-        self.args = (rs, outdir, sets, classes, payload, inline)
+    def __init__(self, rs, outdir, sets, classes, payload, inline, eve):
+        self.args = (rs, outdir, sets, classes, payload, inline, eve)
         self.ids = None
 
     def attach(self, engine) -> None:
         from .ids import DEFAULT_LOOKBACK, Ids
-        rs, outdir, sets, classes, payload, inline = self.args
-        self.eve = Eve(os.path.join(outdir, "eve.json"), append=True)
+        rs, outdir, sets, classes, payload, inline, eve = self.args
+        self.eve = Eve(eve, append=True)
         self.fast = open(os.path.join(outdir, "fast.log"), "a", encoding="utf-8", buffering=1)
         self.ids = Ids(rs, eve=self.eve, fast=self.fast, classes=classes, payload=payload,
                        lookback=sets.get("lookback", DEFAULT_LOOKBACK),
@@ -250,6 +255,7 @@ class LiveApp:
         self.eve.write(stats_record(self.ids, c["frames"], c["errors"]["gap"]))
         self.eve.close()
         self.fast.close()
+        _eve_note(self.eve)
         print(f"mos ids: {st['alerts']} alerts, {c['blocked']} packets blocked; "
               + ", ".join(f"sid {k}: {v}" for k, v in st["alerts_by_sid"].items()),
               file=sys.stderr)
@@ -263,8 +269,15 @@ def stream_inline(sets: dict, inline: bool) -> bool:
     return inline if v == "auto" else v
 
 
+def _eve_note(eve) -> None:
+    dropped = getattr(eve.out, "dropped", 0)
+    if dropped:
+        print(f"mos: note: {dropped} EVE records not delivered: nobody was reading "
+              f"{eve.out.path}", file=sys.stderr)
+
+
 def run_live(rs: RuleSet, config: str, outdir: str, sets: dict, *, classes=None,
-             payload=True, status=True) -> int:
+             payload=True, status=True, eve=None) -> int:
     import dataclasses
     from mos.runtime.workers import run_settings
     from mos.settings import load_settings
@@ -272,19 +285,25 @@ def run_live(rs: RuleSet, config: str, outdir: str, sets: dict, *, classes=None,
     repl = config_changes(sets)
     if repl:
         settings = dataclasses.replace(settings, monitor=settings.monitor.replace(**repl))
-    for name in ("eve.json", "fast.log"):   # a new run starts new files
-        open(os.path.join(outdir, name), "w").close()
+    eve = eve or os.path.join(outdir, "eve.json")
+    for name in (eve, os.path.join(outdir, "fast.log")):   # a new run starts new files
+        if not name.startswith("unix_stream:"):
+            open(name, "w").close()
     inline = settings.mode == "inline"
     return run_settings(settings, app_spec=lambda: LiveApp(rs, outdir, sets, classes, payload,
-                                                           inline),
+                                                           inline, eve),
                         status=status, engine_type=mos.Engine)
 
 
 def run(rs: RuleSet, caps: list, outdir: str, sets: dict, *, checksum=None, classes=None,
-        payload=True, progress=True, out=sys.stderr) -> int:
+        payload=True, progress=True, out=sys.stderr, eve=None) -> int:
     from .ids import DEFAULT_LOOKBACK, Ids
     from mos.cli import _notes
-    eve = Eve(os.path.join(outdir, "eve.json"))
+    try:
+        eve = Eve(eve or os.path.join(outdir, "eve.json"))
+    except OSError as exc:
+        print(f"mos: error: --eve {eve}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     fast = open(os.path.join(outdir, "fast.log"), "w", encoding="utf-8")
     # Suricata's default host OS policy is bsd (--set mos.overlap=first: Zeek's)
     cfg = {"checksum": {"none": "ignore", "all": "verify", None: "auto"}[checksum],
@@ -316,6 +335,7 @@ def run(rs: RuleSet, caps: list, outdir: str, sets: dict, *, checksum=None, clas
         eve.write(stats_record(ids, packets, gaps, uptime=round(secs, 3)))
         eve.close()
         fast.close()
+        _eve_note(eve)
     gbps = payload_bytes * 8 / secs / 1e9 if secs > 0 else 0.0
     print(f"mos ids: {packets} packets, {st['alerts']} alerts; rules {len(rs.rules)} loaded, "
           f"{len(rs.refused)} refused; {secs:.2f} s, {gbps:.2f} Gbit/s of payload", file=out)
