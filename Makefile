@@ -4,7 +4,7 @@
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-APT_PKGS := tshark tcpflow tcpdump iproute2 ethtool curl iputils-ping dpdk dpdk-dev libdpdk-dev pkg-config libhyperscan-dev
+APT_PKGS := tshark tcpflow tcpdump iproute2 ethtool curl iputils-ping dpdk dpdk-dev libdpdk-dev pkg-config libhyperscan-dev libhtp-dev
 # only the forwarding benchmark uses these
 BENCH_PKGS := apache2-utils lighttpd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -34,7 +34,7 @@ $(VENV)/.installed: pyproject.toml setup.py
 # compile the per-packet core in place (fast when nothing changed)
 build: $(VENV)/.installed
 	$(BIN)/python setup.py -q build_ext --inplace
-	@$(BIN)/python -c "import mos.dualstack._engine, mos._native, mos.tcp._stream, mos.tcp._tcp, mos.runtime._loop, mos.consumers._literal, middleboxes.ids._prefilter"
+	@$(BIN)/python -c "import mos.dualstack._engine, mos._native, mos.tcp._stream, mos.tcp._tcp, mos.runtime._loop, mos.consumers._literal, middleboxes.ids._prefilter, mos.app._http"
 
 system-deps:
 	@if command -v apt-get >/dev/null 2>&1; then \

@@ -21,6 +21,8 @@ Extensions:
                          of Engine.add_consumer
   middleboxes.ids._prefilter  the IDS's Hyperscan stream prefilter (a consumer), only
                          when `pkg-config --exists libhs` succeeds
+  mos.app._http          HTTP/1.x on libhtp as a consumer (mos.app.http), only when
+                         `pkg-config --exists htp` succeeds
   mos.ports._dpdk_cffi   the DPDK port driver (cffi, native/dpdk/), only when
                          `pkg-config --exists libdpdk` succeeds; without it mos
                          builds anyway and that driver says it is unavailable
@@ -110,20 +112,27 @@ candidates = [
     glue("mos.runtime._loop", "mos/runtime/_loop.pyx"),
     glue("mos.consumers._literal", "mos/consumers/_literal.pyx"),
 ]
-def _have_libhs():
+def _have(pkg):
     try:
-        return subprocess.run(["pkg-config", "--exists", "libhs"], check=False).returncode == 0
+        return subprocess.run(["pkg-config", "--exists", pkg], check=False).returncode == 0
     except FileNotFoundError:
         return False
 
 
-if _have_libhs():
+if _have("libhs"):
     pf = glue("middleboxes.ids._prefilter", "middleboxes/ids/_prefilter.pyx")
     pf.libraries = ["hs"]
     candidates.append(pf)
 else:
     print("mos: libhs (hyperscan) not found: the IDS prefilter is unavailable "
           "(apt-get install libhyperscan-dev)", file=sys.stderr)
+if _have("htp"):
+    hp = glue("mos.app._http", "mos/app/_http.pyx")
+    hp.libraries = ["htp"]
+    candidates.append(hp)
+else:
+    print("mos: libhtp not found: mos.app.http is unavailable (apt-get install libhtp-dev)",
+          file=sys.stderr)
 only = {s.strip() for s in os.environ.get("MOS_BUILD_ONLY", "").split(",") if s.strip()}
 exts = [e for e in candidates if os.path.exists(e.sources[0]) and (not only or e.name in only)]
 

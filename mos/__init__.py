@@ -23,12 +23,13 @@ from mos.errors import (CaptureError, ConfigError, FlowClosedError, HandlerConte
 from mos.events import (EndReason, ErrorReason, Event, Hook, Side, TcpState, UserEvent,
                         alloc_event, define_event)
 from mos.monitor import Monitor
+from mos.dualstack._engine import flow_attribute
 
 __all__ = [
     "Config", "Engine", "RunStats", "Monitor", "Event", "Hook", "Side", "TcpState",
     "ErrorReason", "EndReason", "UserEvent", "define_event", "alloc_event", "MosError",
     "CaptureError", "ConfigError", "FlowClosedError", "RegistrationError", "HandlerError",
-    "HandlerContextError", "sample_capture",
+    "HandlerContextError", "sample_capture", "flow_attribute",
 ]
 
 __version__ = "0.1.0"

@@ -185,3 +185,5 @@ cdef extern from "port.h" nogil:
     void mos_engine_remove_consumer(mos_engine_t *e, int id)
     void mos_cstream_note(mos_cstream_t *cs, uint32_t code, uint64_t a, uint64_t b)
     int64_t mos_flow_consumed_to(const mos_flow_t *f, int side)
+    void **mos_cstream_peer_state(mos_cstream_t *cs)
+    void *mos_flow_consumer_state(const mos_flow_t *f, int id, int side)

@@ -5,6 +5,23 @@
 _SHA256_EMPTY = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 
+#: name -> getter(flow): attributes application-layer modules add to Flow
+_FLOW_ATTRIBUTES = {}
+
+
+def flow_attribute(name, getter):
+    """Add ``flow.<name>``: ``getter(flow)`` gives its value (an application
+    layer's view of the flow, e.g. ``flow.http``).  A name Flow already has
+    is refused."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"flow attribute name must be an identifier, not {name!r}")
+    if hasattr(Flow, name):
+        raise ValueError(f"Flow already has an attribute {name!r}")
+    if not callable(getter):
+        raise TypeError(f"getter for flow.{name} must be callable, not {getter!r}")
+    _FLOW_ATTRIBUTES[name] = getter
+
+
 cdef class Flow:
     """A tracked TCP flow: both endpoint models, both receive buffers.
 
@@ -324,6 +341,23 @@ cdef class Flow:
         """Stream offset up to which the compiled consumers (Engine.add_consumer)
         have been fed ``side``'s stream; -1 before their first byte."""
         return mos_flow_consumed_to(self._f(), _side_index(side))
+
+    def consumer_state(self, int consumer, side):
+        """Compiled consumer ``consumer``'s state for ``side`` of this flow, as
+        a PyCapsule named "mos.cstate" (None if it set none), for that
+        consumer's own compiled module to read (e.g. mos.app.http)."""
+        cdef void *st = mos_flow_consumer_state(self._f(), consumer, _side_index(side))
+        if st == NULL:
+            return None
+        return PyCapsule_New(st, b"mos.cstate", NULL)
+
+    def __getattr__(self, name):
+        """Attributes added by application-layer modules (``flow.http``):
+        see mos.flow_attribute."""
+        getter = _FLOW_ATTRIBUTES.get(name)
+        if getter is None:
+            raise AttributeError(f"'Flow' object has no attribute {name!r}")
+        return getter(self)
 
     def gaps(self, side):
         """Holes declared in ``side``'s stream: [(offset, length), ...]."""

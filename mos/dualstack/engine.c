@@ -1665,6 +1665,17 @@ void mos_cstream_note(mos_cstream_t *cs, uint32_t code, uint64_t a, uint64_t b)
          a, b);
 }
 
+void **mos_cstream_peer_state(mos_cstream_t *cs)
+{
+    return &cs->f->cons->st[cs->id][1 - (cs->side & 1)];
+}
+
+void *mos_flow_consumer_state(const mos_flow_t *f, int id, int side)
+{
+    if (!f->cons || id < 0 || id >= MOS_MAX_CONSUMERS) return NULL;
+    return f->cons->st[id][side & 1];
+}
+
 int64_t mos_flow_consumed_to(const mos_flow_t *f, int side)
 {
     if (!f->cons || f->cons->fed[side & 1] == UINT64_MAX) return -1;

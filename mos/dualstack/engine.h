@@ -364,5 +364,12 @@ void mos_engine_remove_consumer(mos_engine_t *e, int id);
 void mos_cstream_note(mos_cstream_t *cs, uint32_t code, uint64_t a, uint64_t b);
 /* Stream offset each side's consumers were fed up to (-1: none yet). */
 int64_t mos_flow_consumed_to(const mos_flow_t *f, int side);
+/* The consumer's state slot for the other stream of the same flow: a
+ * consumer that reads both sides may keep one state for the pair (a
+ * protocol parser); its end callback comes once per slot that is set. */
+void **mos_cstream_peer_state(mos_cstream_t *cs);
+/* Consumer `id`'s state for `side` of f (NULL: none set).  For a handler's
+ * view of what a consumer keeps (through its own compiled module). */
+void *mos_flow_consumer_state(const mos_flow_t *f, int id, int side);
 
 #endif

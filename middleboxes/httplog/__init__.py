@@ -1,0 +1,1 @@
+"""An HTTP request logger on mos.app.http: Zeek's http.log or EVE http records."""
