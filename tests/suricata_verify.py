@@ -75,6 +75,10 @@ def load_case(path: str) -> Case:
                 doc.get("requires") or {})
 
 
+CLASSIFICATION = os.path.join(os.path.dirname(ROOT), "shared", "rulesets", "et-open-suricata-5.0",
+                              "classification.config")
+
+
 def run_case(case: Case, outdir: str, timeout: float = 120) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "mos", "ids", "-r", case.pcap, "-l", outdir, "--no-progress"]
     for r in case.rules:
@@ -84,6 +88,12 @@ def run_case(case: Case, outdir: str, timeout: float = 120) -> subprocess.Comple
         os.makedirs(outdir, exist_ok=True)
         open(empty, "w").close()
         cmd += ["-S", empty]
+    # suricata-verify runs with Suricata's classification.config; the one of
+    # the ET ruleset in ../shared has the same standard classtypes
+    own = os.path.join(case.folder, "classification.config")
+    cls = own if os.path.exists(own) else CLASSIFICATION
+    if os.path.exists(cls):
+        cmd += ["--classification", cls]
     cmd += case.args
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 

@@ -25,7 +25,7 @@ import mos
 from mos import Event, Side
 from mos.app import http
 
-from middleboxes.ids.eve import eve_time
+from middleboxes.ids.eve import eve_ip, eve_time, http_record
 
 ZEEK_FIELDS = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "trans_depth",
                "method", "host", "uri", "referrer", "version", "user_agent",
@@ -45,24 +45,29 @@ def _zeek_str(v) -> str:
 
 class HttpLog:
     """``out``: a text stream; ``fmt``: "zeek" (tab-separated http.log with
-    its header) or "eve" (one JSON object per line)."""
+    its header) or "eve" (one JSON object per line); ``emit``: instead of
+    ``out``, a callable taking each EVE record as a dict (e.g. an IDS's
+    Eve writer, so http records join its alerts)."""
 
-    def __init__(self, out: TextIO, fmt: str = "zeek"):
+    def __init__(self, out: Optional[TextIO], fmt: str = "zeek", emit=None):
         if fmt not in ("zeek", "eve"):
             raise ValueError(f"format must be 'zeek' or 'eve', not {fmt!r}")
+        if emit is not None and fmt != "eve":
+            raise ValueError("emit takes EVE records: fmt must be 'eve'")
         self.out = out
+        self.emit = emit
         self.fmt = fmt
         self.records = 0
         self.closed = False          # the reader went away (`| head`)
-        self.http = http.Http()
-        if fmt == "zeek":
+        self.http = None             # the engine's mos.app.http parser, at attach
+        if fmt == "zeek" and out is not None:
             out.write("#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n"
                       "#unset_field\t-\n#path\thttp\n")
             out.write("#fields\t" + "\t".join(ZEEK_FIELDS) + "\n")
             out.write("#types\t" + "\t".join(ZEEK_TYPES) + "\n")
 
     def attach(self, engine) -> "HttpLog":
-        self.http.attach(engine)
+        self.http = http.for_engine(engine)
         mon = engine.attach(mos.Monitor(name="httplog"))
         mon.on(http.HTTP_REQUEST, self._request)
         mon.on(http.HTTP_DONE, self._done, side=Side.CLIENT)   # responses only
@@ -127,26 +132,17 @@ class HttpLog:
         rec = {"timestamp": eve_time(ts), "flow_id": flow.hash}
         if pcap_cnt is not None:
             rec["pcap_cnt"] = pcap_cnt
-        rec.update({"event_type": "http", "src_ip": flow.client_ip,
-                    "src_port": flow.client_port, "dest_ip": flow.server_ip,
-                    "dest_port": flow.server_port, "proto": "TCP", "tx_id": tx.index})
-        h = {"hostname": req.host or req.header("host"), "url": req.uri}
-        for key, name in (("http_user_agent", "user-agent"), ("http_refer", "referer"),
-                          ("http_content_type", None)):
-            v = req.header(name) if name else (res.header("content-type") if res else None)
-            if v is not None:
-                h[key] = v
-        h["http_method"] = req.method
-        h["protocol"] = req.protocol
-        if res is not None:
-            if res.status is not None:
-                h["status"] = res.status
-            h["length"] = res.body_length
-        rec["http"] = h
+        rec.update({"event_type": "http", "src_ip": eve_ip(flow.client_ip),
+                    "src_port": flow.client_port, "dest_ip": eve_ip(flow.server_ip),
+                    "dest_port": flow.server_port, "proto": "TCP", "tx_id": tx.index,
+                    "http": http_record(req, res)})
+        if self.emit is not None:
+            self.emit(rec)
+            return
         self.out.write(json.dumps(rec, separators=(",", ":"), ensure_ascii=False) + "\n")
 
     def close(self) -> None:
-        if self.closed:
+        if self.closed or self.out is None:
             return
         try:
             if self.fmt == "zeek":

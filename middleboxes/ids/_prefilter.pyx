@@ -32,7 +32,7 @@ cdef extern from "hs/hs.h" nogil:
         int expression
     ctypedef int (*match_event_handler)(unsigned int id, unsigned long long frm,
                                         unsigned long long to, unsigned int flags, void *ctx)
-    int HS_SUCCESS, HS_FLAG_CASELESS, HS_MODE_STREAM, HS_SCAN_TERMINATED
+    int HS_SUCCESS, HS_FLAG_CASELESS, HS_MODE_STREAM, HS_MODE_BLOCK, HS_SCAN_TERMINATED
     hs_error_t hs_compile_lit_multi(const char *const *expressions, const unsigned int *flags,
                                     const unsigned int *ids, const size_t *lens,
                                     unsigned int elements, unsigned int mode,
@@ -49,7 +49,53 @@ cdef extern from "hs/hs.h" nogil:
     hs_error_t hs_close_stream(hs_stream_t *id, hs_scratch_t *scratch,
                                match_event_handler onEvent, void *ctxt)
     hs_error_t hs_stream_size(const hs_database_t *database, size_t *stream_size)
+    hs_error_t hs_scan(const hs_database_t *db, const char *data, unsigned int length,
+                       unsigned int flags, hs_scratch_t *scratch, match_event_handler onEvent,
+                       void *context)
     const char *hs_version()
+
+
+cdef hs_database_t *_compile(patterns, nocase, unsigned int mode, str who) except NULL:
+    """One Hyperscan literal database of `patterns` (bytes, none empty),
+    each caseless where `nocase` says; ValueError names a bad input."""
+    pats = [bytes(p) for p in patterns]
+    cdef uint32_t n = len(pats), k
+    if n == 0:
+        raise ValueError(f"{who} needs at least one pattern")
+    flags_in = list(nocase) if nocase is not None else [False] * n
+    if len(flags_in) != n:
+        raise ValueError(f"{n} patterns but {len(flags_in)} nocase flags")
+    for k in range(n):
+        if not pats[k]:
+            raise ValueError(f"pattern {k} is empty")
+    cdef const char **exprs = <const char **>malloc(n * sizeof(char *))
+    cdef unsigned int *flags = <unsigned int *>malloc(n * sizeof(unsigned int))
+    cdef unsigned int *ids = <unsigned int *>malloc(n * sizeof(unsigned int))
+    cdef size_t *lens = <size_t *>malloc(n * sizeof(size_t))
+    cdef hs_compile_error_t *err = NULL
+    cdef hs_database_t *db = NULL
+    cdef hs_error_t rc
+    try:
+        if not exprs or not flags or not ids or not lens:
+            raise MemoryError()
+        for k in range(n):
+            exprs[k] = <const char *>pats[k]
+            lens[k] = len(pats[k])
+            flags[k] = HS_FLAG_CASELESS if flags_in[k] else 0
+            ids[k] = k
+        rc = hs_compile_lit_multi(exprs, flags, ids, lens, n, mode, NULL, &db, &err)
+        if rc != HS_SUCCESS:
+            msg = err.message.decode() if err != NULL else f"error {rc}"
+            which = err.expression if err != NULL else -1
+            if err != NULL:
+                hs_free_compile_error(err)
+            raise ValueError(f"hyperscan cannot compile pattern {which}: {msg}")
+    finally:
+        free(exprs)
+        free(flags)
+        free(ids)
+        free(lens)
+    return db
 
 
 cdef struct pf_shared:
@@ -186,47 +232,11 @@ cdef class Prefilter:
     cdef readonly uint32_t npatterns
 
     def __cinit__(self, patterns, nocase=None):
-        pats = [bytes(p) for p in patterns]
-        n = len(pats)
-        if n == 0:
-            raise ValueError("Prefilter needs at least one pattern")
-        flags_in = list(nocase) if nocase is not None else [False] * n
-        if len(flags_in) != n:
-            raise ValueError(f"{n} patterns but {len(flags_in)} nocase flags")
-        for i, p in enumerate(pats):
-            if not p:
-                raise ValueError(f"pattern {i} is empty")
+        cdef uint32_t k, n = len(patterns)
         self.sh = <pf_shared *>calloc(1, sizeof(pf_shared))
         if self.sh == NULL:
             raise MemoryError()
-        cdef const char **exprs = <const char **>malloc(n * sizeof(char *))
-        cdef unsigned int *flags = <unsigned int *>malloc(n * sizeof(unsigned int))
-        cdef unsigned int *ids = <unsigned int *>malloc(n * sizeof(unsigned int))
-        cdef size_t *lens = <size_t *>malloc(n * sizeof(size_t))
-        cdef hs_compile_error_t *err = NULL
-        cdef hs_error_t rc
-        cdef uint32_t k
-        try:
-            if not exprs or not flags or not ids or not lens:
-                raise MemoryError()
-            for k in range(n):
-                exprs[k] = <const char *>pats[k]
-                lens[k] = len(pats[k])
-                flags[k] = HS_FLAG_CASELESS if flags_in[k] else 0
-                ids[k] = k
-            rc = hs_compile_lit_multi(exprs, flags, ids, lens, n, HS_MODE_STREAM, NULL,
-                                      &self.sh.db, &err)
-            if rc != HS_SUCCESS:
-                msg = err.message.decode() if err != NULL else f"error {rc}"
-                which = err.expression if err != NULL else -1
-                if err != NULL:
-                    hs_free_compile_error(err)
-                raise ValueError(f"hyperscan cannot compile pattern {which}: {msg}")
-        finally:
-            free(exprs)
-            free(flags)
-            free(ids)
-            free(lens)
+        self.sh.db = _compile(patterns, nocase, HS_MODE_STREAM, "Prefilter")
         if hs_alloc_scratch(self.sh.db, &self.sh.scratch) != HS_SUCCESS:
             raise MemoryError("hyperscan scratch")
         self.sh.npat = n
@@ -271,3 +281,76 @@ cdef class Prefilter:
         hs_stream_size(self.sh.db, &ssz)
         return {"scanned": self.sh.scanned, "streams": self.sh.streams,
                 "errors": self.sh.errors, "nomem": self.sh.nomem, "stream_state": ssz}
+
+
+# ---------------------------------------------------------------- block mode
+
+cdef struct blk_ctx:
+    uint32_t *seen
+    uint32_t serial
+    uint32_t *out
+    uint32_t nout
+
+
+cdef int _on_block_match(unsigned int id, unsigned long long frm, unsigned long long to,
+                         unsigned int flags, void *ctx) noexcept nogil:
+    cdef blk_ctx *c = <blk_ctx *>ctx
+    if c.seen[id] != c.serial:
+        c.seen[id] = c.serial
+        c.out[c.nout] = id
+        c.nout += 1
+    return 0
+
+
+cdef class BlockScanner:
+    """Literal patterns found in one whole buffer (an application-layer
+    buffer: a URI, a header block, a body), by one Hyperscan block-mode scan:
+    ``scan(data)`` returns the indexes of the patterns present, each once.
+    The IDS's prefilter for HTTP buffers (one scanner per buffer name)."""
+
+    cdef hs_database_t *db
+    cdef hs_scratch_t *scratch
+    cdef uint32_t *seen
+    cdef uint32_t *out
+    cdef uint32_t serial
+    cdef readonly uint32_t npatterns
+    cdef readonly uint64_t scanned
+
+    def __cinit__(self, patterns, nocase=None):
+        cdef uint32_t n = len(patterns)
+        self.db = _compile(patterns, nocase, HS_MODE_BLOCK, "BlockScanner")
+        if hs_alloc_scratch(self.db, &self.scratch) != HS_SUCCESS:
+            raise MemoryError("hyperscan scratch")
+        self.seen = <uint32_t *>calloc(n, sizeof(uint32_t))
+        self.out = <uint32_t *>malloc(n * sizeof(uint32_t))
+        if self.seen == NULL or self.out == NULL:
+            raise MemoryError()
+        self.npatterns = n
+
+    def __dealloc__(self):
+        if self.scratch != NULL:
+            hs_free_scratch(self.scratch)
+        if self.db != NULL:
+            hs_free_database(self.db)
+        free(self.seen)
+        free(self.out)
+
+    def scan(self, const unsigned char[:] data):
+        cdef blk_ctx c
+        cdef uint32_t i
+        self.serial += 1
+        if self.serial == 0:       # wrapped: forget every mark
+            for i in range(self.npatterns):
+                self.seen[i] = 0
+            self.serial = 1
+        c.seen = self.seen
+        c.serial = self.serial
+        c.out = self.out
+        c.nout = 0
+        if data.shape[0] == 0:
+            return []
+        with nogil:
+            hs_scan(self.db, <const char *>&data[0], <unsigned int>data.shape[0], 0,
+                    self.scratch, _on_block_match, &c)
+        self.scanned += data.shape[0]
+        return [c.out[i] for i in range(c.nout)]

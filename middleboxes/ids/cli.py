@@ -178,6 +178,9 @@ def add_parser(sub) -> None:
                         "has one, its host-os-policy table (overlap policy per receiving host)")
     p.add_argument("--classification", metavar="FILE", help="classification.config")
     p.add_argument("--no-payload", action="store_true", help="no payload in EVE alerts")
+    p.add_argument("--no-http-log", action="store_true",
+                   help="no EVE http records (Suricata writes them by default; they need "
+                        "the HTTP parser on every flow)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=main_args)
 
@@ -222,6 +225,7 @@ def main_args(args) -> int:
     if not rs.rules:
         print("mos: note: no rule loaded: only flow and stats records", file=sys.stderr)
     eve = args.eve or os.path.join(outdir, "eve.json")
+    sets["http_log"] = not args.no_http_log
     if args.config:
         return run_live(rs, args.config, outdir, sets, classes=classes,
                         payload=not args.no_payload, status=not args.no_progress, eve=eve)
@@ -246,7 +250,7 @@ class LiveApp:
                        lookback=sets.get("lookback", DEFAULT_LOOKBACK),
                        depth=sets.get("depth", 0), inline=inline,
                        stream_inline=stream_inline(sets, inline),
-                       host_os=sets.get("host_os"))
+                       host_os=sets.get("host_os"), http_log=sets.get("http_log", True))
         self.ids.attach(engine)
 
     def finish(self, engine, stats) -> None:
@@ -310,7 +314,8 @@ def run(rs: RuleSet, caps: list, outdir: str, sets: dict, *, checksum=None, clas
            "overlap": "bsd", **config_changes(sets)}
     ids = Ids(rs, eve=eve, fast=fast, classes=classes, payload=payload,
               lookback=sets.get("lookback", DEFAULT_LOOKBACK), depth=sets.get("depth", 0),
-              stream_inline=stream_inline(sets, False), host_os=sets.get("host_os"))
+              stream_inline=stream_inline(sets, False), host_os=sets.get("host_os"),
+              http_log=sets.get("http_log", True))
     packets = payload_bytes = gaps = 0
     t0 = time.perf_counter()
     rc = 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import ipaddress
 import json
 import os
 import socket
@@ -22,6 +23,16 @@ import time
 from typing import Optional
 
 PROTO_NAMES = {6: "TCP", 17: "UDP", 1: "ICMP", 58: "IPv6-ICMP"}
+
+
+def eve_ip(ip: str) -> str:
+    """An address as EVE writes it: IPv6 in full, every group four digits
+    (Suricata's form, which its consumers and tests compare as text).
+
+    >>> eve_ip("2001:db8::1"), eve_ip("198.18.0.1")
+    ('2001:0db8:0000:0000:0000:0000:0000:0001', '198.18.0.1')
+    """
+    return ipaddress.IPv6Address(ip).exploded if ":" in ip else ip
 
 
 def eve_time(ts: float) -> str:
@@ -141,7 +152,8 @@ def alert_record(*, ts: float, rule, classes: Optional[dict], src: tuple, dst: t
                  action: str = "allowed", payload: Optional[bytes] = None,
                  stream: bool = False, flow: Optional[dict] = None,
                  tx_id: Optional[int] = None, packet: Optional[bytes] = None,
-                 linktype: Optional[int] = None, pkt_src: str = "wire/pcap") -> dict:
+                 linktype: Optional[int] = None, pkt_src: str = "wire/pcap",
+                 app: Optional[dict] = None) -> dict:
     """One ``event_type: alert`` record.  src/dst are (ip, port) of the packet
     that completed the match; direction is to_server or to_client."""
     category = ""
@@ -151,8 +163,8 @@ def alert_record(*, ts: float, rule, classes: Optional[dict], src: tuple, dst: t
     rec = {"timestamp": eve_time(ts), "flow_id": flow_id}
     if pcap_cnt is not None:
         rec["pcap_cnt"] = pcap_cnt
-    rec.update({"event_type": "alert", "src_ip": src[0], "src_port": src[1],
-                "dest_ip": dst[0], "dest_port": dst[1], "proto": "TCP",
+    rec.update({"event_type": "alert", "src_ip": eve_ip(src[0]), "src_port": src[1],
+                "dest_ip": eve_ip(dst[0]), "dest_port": dst[1], "proto": "TCP",
                 "pkt_src": pkt_src, "direction": direction})
     if tx_id is not None:
         rec["tx_id"] = tx_id
@@ -161,6 +173,8 @@ def alert_record(*, ts: float, rule, classes: Optional[dict], src: tuple, dst: t
     if rule.metadata:
         alert["metadata"] = metadata_dict(rule.metadata)
     rec["alert"] = alert
+    if app is not None:           # e.g. {"app_proto": "http", "http": {...}}
+        rec.update(app)
     if flow is not None:
         rec["flow"] = flow
     if payload is not None:
@@ -172,6 +186,36 @@ def alert_record(*, ts: float, rule, classes: Optional[dict], src: tuple, dst: t
         if linktype is not None:
             rec["packet_info"] = {"linktype": linktype}
     return rec
+
+
+def http_record(req, res) -> dict:
+    """The ``http`` object of EVE records (Suricata's field names) for a
+    mos.app.http Request and Response (either may be None)."""
+    h: dict = {}
+    if req is not None:
+        host = req.host or req.header("host")
+        if host:
+            h["hostname"] = host
+        h["url"] = req.uri
+        for key, name in (("http_user_agent", "user-agent"), ("http_refer", "referer")):
+            v = req.header(name)
+            if v is not None:
+                h[key] = v
+    if res is not None:
+        v = res.header("content-type")
+        if v is not None:
+            h["http_content_type"] = v
+    if req is not None:
+        h["http_method"] = req.method
+        h["protocol"] = req.protocol
+    if res is not None:
+        if res.status is not None:
+            h["status"] = res.status
+        v = res.header("location")
+        if v is not None:
+            h["redirect"] = v
+        h["length"] = res.body_length
+    return h
 
 
 def fast_line(*, ts: float, rule, classes: Optional[dict], src: tuple, dst: tuple,

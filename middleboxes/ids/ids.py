@@ -31,6 +31,17 @@ Packet rules (``tcp-pkt``, ``dsize``, ``flow:no_stream``, the ``ip``
 protocol without stream content, rules with no content) are checked per
 packet on its payload, and registered only when the rule set has some.
 
+HTTP rules (sticky buffers, ``http_*`` modifiers, pcre's HTTP flags) run on
+mos.app.http's transactions, once per transaction, when the last buffer
+they inspect is there: at HTTP_REQUEST_LINE (method, URI, protocol), at
+HTTP_REQUEST (headers), at the request's HTTP_DONE (its body), at
+HTTP_RESPONSE, at the response's HTTP_DONE (its body); what a transaction
+never reached is inspected with what it has when its flow ends, as
+Suricata does.  Stream options in an HTTP rule inspect the message as sent
+(line, headers, body so far).  Each buffer a fast pattern lives in is scanned once
+per transaction by a Hyperscan block-mode database; only the rules behind
+the patterns found are evaluated (``buffers.TxBuffers``, ``detect``).
+
 >>> from middleboxes.ids.rules import load_rules_text
 >>> rs = load_rules_text('alert tcp any any -> any 80 (msg:"x"; content:"evil"; sid:1;)')
 >>> ids = Ids(rs)
@@ -47,10 +58,17 @@ import mos
 from mos import Event, Side, TcpState
 
 from . import detect
-from .eve import Eve, alert_record, eve_time, fast_line
+from .buffers import BODY_LIMIT, TxBuffers
+from .eve import Eve, alert_record, eve_ip, eve_time, fast_line, http_record
 from .hostos import HostPolicies
-from .rules import Content, Rule, RuleSet
+from .rules import LINE_BUFFERS, Content, Rule, RuleSet
 from .thresholds import Thresholds
+
+#: when an HTTP rule is evaluated: the request line, the request headers, the
+#: request body, the response headers, the response body
+P_LINE, P_REQ, P_REQ_BODY, P_RES, P_RES_BODY = range(5)
+_POINTS = 5
+_ALL_POINTS = frozenset(range(_POINTS))
 
 #: bytes behind each stream's in-order frontier kept for rule evaluation
 #: besides the chunk a note came on (which is kept for its handlers anyway):
@@ -103,7 +121,7 @@ def _logged_packet(p) -> bytes:
 
 class _Plan:
     """What a rule needs checked besides its payload, decided once."""
-    __slots__ = ("header", "flow", "bits_check", "bits_apply", "exact", "silent", "size")
+    __slots__ = ("header", "flow", "bits_check", "bits_apply", "exact", "silent", "size", "point")
 
     def __init__(self, r: Rule):
         def anyg(g):
@@ -114,12 +132,14 @@ class _Plan:
         self.bits_check = any(fb.cmd in ("isset", "isnotset") for fb in r.flowbits)
         self.bits_apply = any(fb.cmd in ("set", "unset", "toggle") for fb in r.flowbits)
         self.exact = False   # the prefilter's match decides the rule alone (set by Ids._split)
+        self.point = 0       # HTTP rules: when they are evaluated (Ids._http_point)
         self.silent = r.noalert or any(fb.cmd == "noalert" for fb in r.flowbits)
         self.size = r.stream_size is not None
 
 
 class _FlowState:
-    __slots__ = ("bits", "inspected", "chunk_start", "thr", "passed", "alerted", "pending")
+    __slots__ = ("bits", "inspected", "chunk_start", "thr", "passed", "alerted", "pending",
+                 "bodies", "http_done")
 
     def __init__(self):
         self.bits: set = set()
@@ -133,6 +153,8 @@ class _FlowState:
         # IDS mode: per receiving side, stream matches waiting for the
         # receiver's ACK: [(stream offset past the match, rule, payload)]
         self.pending = None
+        self.bodies = None               # HTTP: tx index -> [request body, response body]
+        self.http_done = None            # HTTP: tx index -> evaluation points done
 
     def chunk(self, s: int, head: int) -> int:
         """Start of the chunk of new bytes that ends at head."""
@@ -150,13 +172,15 @@ class Ids:
     ``classes``: classification.config as ``load_classification`` returns;
     ``payload``: put the matched bytes in EVE alerts; ``stream_inline``:
     report a stream match at once (True) or once acknowledged (False, IDS
-    mode); ``host_os``: a HostPolicies table of overlap policies."""
+    mode); ``host_os``: a HostPolicies table of overlap policies;
+    ``http_log``: EVE http records for every HTTP transaction (parses HTTP
+    on every flow)."""
 
     def __init__(self, rules: RuleSet, *, eve: Optional[Eve] = None,
                  fast: Optional[TextIO] = None, classes: Optional[dict] = None,
                  payload: bool = True, lookback: int = DEFAULT_LOOKBACK, depth: int = 0,
                  inline: bool = False, flows: bool = True, stream_inline: bool = True,
-                 host_os: Optional[HostPolicies] = None):
+                 host_os: Optional[HostPolicies] = None, http_log: bool = False):
         self.ruleset = rules
         self.eve = eve
         self.fast = fast
@@ -169,6 +193,7 @@ class Ids:
         self.stream_inline = stream_inline  # report stream matches at once (else at ACK)
         self.host_os = host_os           # receiving host -> overlap policy
         self.deferred = 0                # stream matches that waited for an ACK
+        self.http_log = http_log         # EVE http records (Suricata's eve-log type http)
         self.alerts_by_sid: dict = defaultdict(int)
         self.thresholds = Thresholds()
         self.suppressed = 0              # matches a threshold or detection_filter kept silent
@@ -178,6 +203,14 @@ class Ids:
         self.stream_always: list = []     # stream rules with no positive content
         self.packet_rules: list = []
         self.event_rules: dict = {}       # ERROR reason name -> rules with that stream-event
+        self.http_rules: list = []
+        # HTTP: per evaluation point (P_*): buffer keys to scan, and rules with
+        # no fast pattern
+        self._http_keys: list = [set() for _ in range(_POINTS)]
+        self._http_always: list = [[] for _ in range(_POINTS)]
+        self._http_fp: dict = {}          # (buffer, transforms) -> ([patterns], [nocase], [[rules]])
+        self._http_scanners: dict = {}    # (buffer, transforms) -> BlockScanner
+        self.http = None                  # the engine's mos.app.http parser
         self._by_pattern: list = []       # pattern index -> [rules]
         self._patterns: list = []
         self._nocase: list = []
@@ -192,6 +225,9 @@ class Ids:
         index: dict = {}
         for r in self.ruleset.rules:
             self._plans[id(r)] = _Plan(r)
+            if r.is_http:
+                self._http_split(r)
+                continue
             if r.stream_events:
                 # raised by the engine's ERROR events (stream-event:)
                 for reason in r.stream_events:
@@ -224,9 +260,62 @@ class Ids:
             lst.sort(key=order)
         self.packet_rules.sort(key=order)
         self.stream_always.sort(key=order)
+        for lst in self._http_always:
+            lst.sort(key=order)
+        self._order = order
+
+    @staticmethod
+    def _http_point(r: Rule) -> int:
+        names = {b.name for b in r.buffers}
+        response = any(b.response for b in r.buffers)
+        if "http.response_body" in names or (response and r.matches):
+            return P_RES_BODY          # stream options see the whole message
+        if response:
+            return P_RES
+        if "http.request_body" in names or r.matches:
+            return P_REQ_BODY
+        if names - set(LINE_BUFFERS):
+            return P_REQ
+        return P_LINE
+
+    def _http_split(self, r: Rule) -> None:
+        """An HTTP rule: its evaluation point and its fast pattern's buffer."""
+        point = self._http_point(r)
+        self._plans[id(r)].point = point
+        self.http_rules.append(r)
+        best = None
+        for b in r.buffers:
+            for m in b.matches:
+                if isinstance(m, Content) and not m.negated and m.pattern:
+                    if m.fast_pattern:
+                        best = (b, m)
+                        break
+                    if best is None or len(m.pattern) > len(best[1].pattern):
+                        best = (b, m)
+            if best is not None and best[1].fast_pattern:
+                break
+        if best is None:
+            self._http_always[point].append(r)
+            return
+        b, c = best
+        key = (b.name, tuple(b.transforms))
+        pats, nocase, rules = self._http_fp.setdefault(key, ([], [], []))
+        pat = _fp_bytes(c)
+        if c.nocase:
+            pat = pat.lower()
+        try:
+            k = next(i for i, (p, n) in enumerate(zip(pats, nocase)) if p == pat and n == c.nocase)
+        except StopIteration:
+            k = len(pats)
+            pats.append(pat)
+            nocase.append(c.nocase)
+            rules.append([])
+        rules[k].append(r)
+        self._http_keys[point].add(key)
 
     def plan(self) -> dict:
         return {"rules": len(self.ruleset.rules), "prefilter_patterns": len(self._patterns),
+                "http_rules": len(self.http_rules),
                 "stream_event_rules": sum(len(v) for v in self.event_rules.values()),
                 "stream_rules": len(self.stream_rules),
                 "stream_rules_without_content": len(self.stream_always),
@@ -255,11 +344,16 @@ class Ids:
             mon.on(Event.PKT_IN, self._on_packet)
         if self.event_rules:
             mon.on(Event.ERROR, self._on_error)
-        if (self.flows and self.eve is not None) or not self.stream_inline:
+        if (self.flows and self.eve is not None) or not self.stream_inline or self.http_rules:
             mon.on(Event.CONN_END, self._on_end, side=Side.CLIENT)
         if self.host_os:
             mon.on(Event.CONN_START, self._on_start, side=Side.CLIENT)
+        if self.http_rules:
+            self._attach_http(engine, mon)
         engine.attach(mon)
+        if self.http_log and self.eve is not None:
+            from middleboxes.httplog.httplog import HttpLog
+            HttpLog(None, "eve", emit=self.eve.write).attach(engine)
         self.monitor = mon
 
     # ---------------------------------------------------------------- matching
@@ -345,6 +439,8 @@ class Ids:
 
     def _on_note(self, flow, side, event) -> None:
         info = flow.event_info
+        if info.consumer != self.consumer_id:
+            return       # another consumer's note (the HTTP parser's, an app's)
         rules = self._by_pattern[info.code]
         st = self._state(flow)
         if st.passed:
@@ -429,6 +525,126 @@ class Ids:
         if res.matched and lo + k + res.end > start:
             return lo + k + res.end
         return None
+
+    # ---------------------------------------------------------------- HTTP
+
+    def _attach_http(self, engine, mon) -> None:
+        from mos.app import http
+        from ._prefilter import BlockScanner
+        points = {self._plans[id(r)].point for r in self.http_rules}
+        bodies = bool(points & {P_REQ_BODY, P_RES_BODY}) or any(r.matches
+                                                               for r in self.http_rules)
+        self.http = http.for_engine(engine, bodies=bodies)
+        self._http_scanners = {k: BlockScanner(p, n) for k, (p, n, _) in self._http_fp.items()}
+        mon.on(http.HTTP_REQUEST_LINE, lambda f, s, e: self._on_http(f, P_LINE))
+        mon.on(http.HTTP_REQUEST, lambda f, s, e: self._on_http(f, P_REQ))
+        mon.on(http.HTTP_RESPONSE, lambda f, s, e: self._on_http(f, P_RES))
+        if bodies:
+            mon.on(http.HTTP_BODY, self._on_http_body)
+            mon.on(http.HTTP_DONE, lambda f, s, e: self._on_http(
+                f, P_REQ_BODY if s is Side.SERVER else P_RES_BODY))
+
+    def _on_http_body(self, flow, side, event) -> None:
+        """Body bytes kept per transaction up to BODY_LIMIT (Suricata's
+        request- and response-body-limit), for http.request_body and file_data."""
+        st = self._state(flow)
+        h = flow.http
+        if st.bodies is None:
+            st.bodies = {}
+        b = st.bodies.setdefault(h.tx.index, [bytearray(), bytearray()])
+        buf = b[0 if side is Side.SERVER else 1]
+        if len(buf) < BODY_LIMIT:
+            buf += h.body[:BODY_LIMIT - len(buf)]
+
+    def _on_http(self, flow, point: int, tx=None) -> None:
+        st = self._state(flow)
+        if st.passed:
+            return
+        if tx is None:
+            h = flow.http
+            tx = h.tx if h is not None else None
+            if tx is None:
+                return
+        if st.http_done is None:
+            st.http_done = {}
+        done = st.http_done.setdefault(tx.index, set())
+        if point in done:
+            return
+        if point == P_RES_BODY:
+            st.http_done[tx.index] = _ALL_POINTS   # over: one shared marker, no set kept
+        else:
+            done.add(point)
+        keys = self._http_keys[point]
+        always = self._http_always[point]
+        if not keys and not always:
+            return
+        body = st.bodies.get(tx.index) if st.bodies else None
+        if point == P_RES_BODY and st.bodies:
+            st.bodies.pop(tx.index, None)
+        req = tx.request
+        res = tx.response if point >= P_RES else None
+        bufs = TxBuffers(req, res, bytes(body[0]) if body else b"",
+                         bytes(body[1]) if body else b"")
+        cands = {id(r): r for r in always}     # rules are not hashable: by identity
+        for key in keys:
+            data = bufs.get(*key)
+            if data is None:
+                continue
+            rules = self._http_fp[key][2]
+            for k in self._http_scanners[key].scan(data):
+                for r in rules[k]:
+                    if self._plans[id(r)].point == point:
+                        cands[id(r)] = r
+        if not cands:
+            return
+        to_server = point < P_RES
+        side = Side.SERVER if to_server else Side.CLIENT
+        ends = self._endpoints(flow, side)
+        for r in sorted(cands.values(), key=self._order):
+            if not self._gate(r, flow, st, ends, to_server):
+                continue
+            self.candidates += 1
+            if not all(self._buffer_ok(b, bufs) for b in r.buffers):
+                continue
+            if r.matches:
+                raw = bufs.get("raw:req" if to_server else "raw:res")
+                if raw is None or not detect.inspect(r.matches, raw).matched:
+                    continue
+            pl = self._plans[id(r)]
+            if pl.bits_apply:
+                self._flowbits_apply(r, st)
+            if pl.silent:
+                continue
+            p = flow.packet
+            self._alert(r, flow, side, p.payload if (self.payload and p is not None) else None,
+                        stream=False, app={"app_proto": "http", "tx_id": tx.index,
+                                           "http": http_record(req, res)})
+            if st.passed:
+                return
+
+    def _http_flush(self, flow, st) -> None:
+        """The flow ends: what its transactions never reached (headers that
+        never ended, a response that never came) is inspected with what
+        they have."""
+        h = flow.http
+        if h is None:
+            return
+        for tx in h.transactions:
+            req, res = tx.request, tx.response
+            reached = [req is not None, req is not None, req is not None and req.complete,
+                       res is not None, res is not None]
+            for point in range(_POINTS):
+                if reached[point]:
+                    self._on_http(flow, point, tx)
+
+    @staticmethod
+    def _buffer_ok(b, bufs) -> bool:
+        data = bufs.get(b.name, tuple(b.transforms))
+        if data is None:
+            return False
+        if b.size is not None and not b.size.test(len(data)):
+            return False
+        return not b.matches or detect.inspect(b.matches, data).matched
 
     # ---------------------------------------------------------------- IDS mode
 
@@ -532,7 +748,8 @@ class Ids:
 
     # ---------------------------------------------------------------- output
 
-    def _alert(self, r: Rule, flow, side, payload, stream: bool, pseudo: bool = False) -> None:
+    def _alert(self, r: Rule, flow, side, payload, stream: bool, pseudo: bool = False,
+               app: Optional[dict] = None) -> None:
         if r.action == "pass":
             self._state(flow).passed = True
             return
@@ -569,15 +786,26 @@ class Ids:
                 pcap_cnt=cnt, action=action, payload=payload, stream=stream,
                 packet=_logged_packet(p) if p is not None else None,
                 linktype=p.linktype if p is not None else None,
-                pkt_src="wire/pcap" if p is not None else "stream (flow timeout)"))
+                pkt_src="wire/pcap" if p is not None else "stream (flow timeout)", app=app,
+                flow=self._flow_counts(flow)))
         if self.fast is not None:
             self.fast.write(fast_line(ts=ts, rule=r, classes=self.classes, src=src, dst=dst,
                                       action=action))
+
+    @staticmethod
+    def _flow_counts(flow) -> dict:
+        """The ``flow`` object of an alert: frames and wire bytes each way so
+        far, and the start (Suricata's)."""
+        (cp, cb), (sp, sb) = flow.wire(Side.CLIENT), flow.wire(Side.SERVER)
+        return {"pkts_toserver": cp, "pkts_toclient": sp, "bytes_toserver": cb,
+                "bytes_toclient": sb, "start": eve_time(flow.start_time)}
 
     def _on_end(self, flow, side, event) -> None:
         """Matches still waiting for an ACK, then an EVE flow record, as
         Suricata writes one when a flow ends."""
         st = flow.uctx
+        if st is not None and self.http_rules:
+            self._http_flush(flow, st)
         if st is not None and st.pending is not None:
             self._flush_pending(flow, st)
         if not self.flows or self.eve is None:
@@ -590,8 +818,8 @@ class Ids:
         start, end = flow.start_time, flow.last_active
         self.eve.write({
             "timestamp": eve_time(end), "flow_id": flow.hash, "event_type": "flow",
-            "src_ip": flow.client_ip, "src_port": flow.client_port,
-            "dest_ip": flow.server_ip, "dest_port": flow.server_port, "proto": "TCP",
+            "src_ip": eve_ip(flow.client_ip), "src_port": flow.client_port,
+            "dest_ip": eve_ip(flow.server_ip), "dest_port": flow.server_port, "proto": "TCP",
             "flow": {"pkts_toserver": cp, "pkts_toclient": sp, "bytes_toserver": cb,
                      "bytes_toclient": sb, "start": eve_time(start), "end": eve_time(end),
                      "age": int(end - start), "state": state,

@@ -21,10 +21,10 @@ from typing import Union
 from .netsets import AddressGroup, GroupError, PortGroup, Vars, parse_addresses, parse_ports
 
 ACTIONS = ("alert", "drop", "reject", "rejectsrc", "rejectdst", "rejectboth", "pass")
-PROTOCOLS = ("tcp", "tcp-pkt", "tcp-stream", "ip")
+PROTOCOLS = ("tcp", "tcp-pkt", "tcp-stream", "ip", "http", "http1")
 # header protocols of application layers mos does not parse yet (the
-# application-layer work adds http and tls)
-APP_PROTOCOLS = ("http", "http1", "http2", "tls", "ssl", "dns", "smtp", "ftp", "ftp-data", "smb",
+# application-layer work adds tls next)
+APP_PROTOCOLS = ("http2", "tls", "ssl", "dns", "smtp", "ftp", "ftp-data", "smb",
                  "dcerpc", "ssh", "imap", "pop3", "krb5", "nfs", "ntp", "dhcp", "snmp", "sip",
                  "rdp", "rfb", "mqtt", "modbus", "dnp3", "enip", "ike", "ikev2", "tftp",
                  "quic", "pgsql", "telnet", "websocket", "ldap", "bittorrent-dht")
@@ -54,6 +54,61 @@ STREAM_EVENTS = {
 TRANSFORMS = ("to_lowercase", "to_uppercase", "strip_whitespace", "compress_whitespace",
               "dotprefix", "url_decode", "to_sha256", "to_md5", "to_sha1", "pcrexform",
               "xor", "header_lowercase", "strip_pseudo_headers", "from_base64")
+#: transforms mos applies (middleboxes/ids/buffers.py); the rest are refused
+TRANSFORMS_DONE = ("to_lowercase", "to_uppercase", "strip_whitespace", "compress_whitespace",
+                   "dotprefix", "url_decode", "to_sha256", "to_md5", "to_sha1",
+                   "strip_pseudo_headers", "header_lowercase")
+
+# HTTP sticky buffers (Suricata 5+ names) -> mos buffer names; "~" marks the
+# ones whose side follows the rule's direction (request to the server,
+# response to the client)
+HTTP_STICKY = {
+    "http.method": "http.method", "http.uri": "http.uri", "http.uri.raw": "http.uri.raw",
+    "http.protocol": "http.protocol", "http.request_line": "http.request_line",
+    "http.header": "~http.header", "http.header.raw": "~http.header.raw",
+    "http.header_names": "~http.header_names", "http.host": "http.host",
+    "http.host.raw": "http.host.raw", "http.user_agent": "http.user_agent",
+    "http.cookie": "~http.cookie", "http.content_type": "~http.content_type",
+    "http.content_len": "~http.content_len", "http.referer": "http.referer",
+    "http.accept": "http.accept", "http.accept_lang": "http.accept_lang",
+    "http.accept_enc": "http.accept_enc", "http.connection": "~http.connection",
+    "http.request_body": "http.request_body", "http.client_body": "http.request_body",
+    "http.start": "~http.start", "http.stat_code": "http.stat_code",
+    "http.stat_msg": "http.stat_msg", "http.response_line": "http.response_line",
+    "http.server": "http.server", "http.location": "http.location",
+    "http.response_body": "http.response_body", "http.server_body": "http.response_body",
+    "file.data": "~body", "file_data": "~body",
+    # Suricata 4 sticky spellings still found in rule files
+    "http_request_line": "http.request_line", "http_response_line": "http.response_line",
+    "http_accept": "http.accept", "http_accept_enc": "http.accept_enc",
+    "http_accept_lang": "http.accept_lang", "http_connection": "~http.connection",
+    "http_content_len": "~http.content_len", "http_content_type": "~http.content_type",
+    "http_referer": "http.referer", "http_start": "~http.start",
+    "http_protocol": "http.protocol", "http_header_names": "~http.header_names",
+}
+# legacy content modifiers: they move the content before them into a buffer
+HTTP_MODIFIERS = {
+    "http_uri": "http.uri", "http_raw_uri": "http.uri.raw", "http_header": "~http.header",
+    "http_raw_header": "~http.header.raw", "http_method": "http.method",
+    "http_cookie": "~http.cookie", "http_user_agent": "http.user_agent",
+    "http_host": "http.host", "http_raw_host": "http.host.raw",
+    "http_client_body": "http.request_body", "http_server_body": "http.response_body",
+    "http_stat_code": "http.stat_code", "http_stat_msg": "http.stat_msg",
+}
+# pcre's HTTP flags
+PCRE_HTTP = {"U": "http.uri", "I": "http.uri.raw", "H": "~http.header",
+             "D": "~http.header.raw", "M": "http.method", "C": "~http.cookie",
+             "P": "http.request_body", "Q": "http.response_body", "S": "http.stat_code",
+             "Y": "http.stat_msg", "V": "http.user_agent", "W": "http.host",
+             "Z": "http.host.raw"}
+#: request buffers there as soon as the request line is
+LINE_BUFFERS = ("http.method", "http.uri", "http.uri.raw", "http.protocol", "http.request_line")
+#: buffers only a response has (the rest, with ~ names resolved, are the request's)
+RESPONSE_BUFFERS = ("http.stat_code", "http.stat_msg", "http.response_line", "http.server",
+                    "http.location", "http.response_body", "res:http.header",
+                    "res:http.header.raw", "res:http.header_names", "res:http.cookie",
+                    "res:http.content_type", "res:http.content_len", "res:http.connection",
+                    "res:http.start")
 
 
 class RuleError(ValueError):
@@ -92,6 +147,22 @@ class Content:
 
 
 @dataclass
+class Buffer:
+    """Options that inspect one application-layer buffer: its transforms,
+    then its match chain (content, pcre, byte_*, isdataat) and size checks
+    (bsize, urilen).  ``name`` is a mos buffer name; "res:" marks the
+    response's copy of a buffer both messages have."""
+    name: str
+    transforms: list = field(default_factory=list)
+    matches: list = field(default_factory=list)
+    size: "IntCmp | None" = None
+
+    @property
+    def response(self) -> bool:
+        return self.name in RESPONSE_BUFFERS
+
+
+@dataclass
 class Pcre:
     pattern: str            # the regex between the slashes, as written
     flags: str              # the letters after the last slash
@@ -101,6 +172,7 @@ class Pcre:
     dollar_endonly: bool = False   # E
     ungreedy: bool = False         # G
     compiled: object = None        # re.Pattern on bytes, compiled at load
+    buffer: str | None = None      # an HTTP flag's buffer (U, H, ...), else None
 
 
 @dataclass
@@ -251,6 +323,7 @@ class Rule:
     detection_filter: Threshold | None = None
     noalert: bool = False
     stream_events: list = field(default_factory=list)   # mos ERROR reason names
+    buffers: list = field(default_factory=list)         # Buffer: application-layer options
     tag: str | None = None
     text: str = ""
     path: str | None = None
@@ -259,12 +332,25 @@ class Rule:
     def contents(self) -> list:
         return [m for m in self.matches if isinstance(m, Content)]
 
+    def all_contents(self) -> list:
+        """(buffer name or None for the stream/packet, Content) of every content."""
+        out = [(None, c) for c in self.contents()]
+        for b in self.buffers:
+            out += [(b.name, m) for m in b.matches if isinstance(m, Content)]
+        return out
+
+    @property
+    def is_http(self) -> bool:
+        """Evaluated on HTTP transactions (it inspects HTTP buffers)."""
+        return bool(self.buffers)
+
     @property
     def is_stream(self) -> bool:
         """Matched on the reassembled stream (else per packet)."""
-        if self.proto == "tcp-pkt" or self.flow.no_stream or self.dsize is not None:
+        if self.buffers or self.proto == "tcp-pkt" or self.flow.no_stream or \
+                self.dsize is not None:
             return False
-        return self.proto in ("tcp", "tcp-stream")
+        return self.proto in ("tcp", "tcp-stream", "http", "http1")
 
 
 # ---------------------------------------------------------------- lexing
@@ -519,13 +605,14 @@ def _pcre(v: str | None) -> Pcre:
         raise RuleError(f"pcre: expected \"/regex/flags\", got {body[:40]!r}")
     pat, flags = m.group(2), m.group(3)
     app = sorted(set(flags) & _PCRE_APP)
-    if app:
-        raise RuleError(f"pcre flag(s) {''.join(app)} need an application-layer buffer")
-    bad = sorted(set(flags) - _PCRE_OK)
+    if len(app) > 1:
+        raise RuleError(f"pcre: flags {''.join(app)} name more than one HTTP buffer")
+    bad = sorted(set(flags) - _PCRE_OK - _PCRE_APP)
     if bad:
         raise RuleError(f"pcre: unknown flag(s) {''.join(bad)}")
     pc = Pcre(pat, flags, negated=neg, relative="R" in flags, anchored_start="A" in flags,
-              dollar_endonly="E" in flags, ungreedy="G" in flags)
+              dollar_endonly="E" in flags, ungreedy="G" in flags,
+              buffer=PCRE_HTTP[app[0]] if app else None)
     pc.compiled = compile_pcre(pat, flags)
     return pc
 
@@ -679,8 +766,7 @@ _CONTENT_MODS = ("nocase", "offset", "depth", "distance", "within", "startswith"
 _IGNORED = ("rawbytes",)   # raw bytes are all mos matches on
 
 
-def _apply_mod(rule: Rule, key: str, v: str | None, names: set) -> None:
-    last = rule.matches[-1] if rule.matches else None
+def _apply_mod(rule: Rule, key: str, v: str | None, names: set, last=None) -> None:
     if key == "rawbytes":
         return
     if not isinstance(last, Content):
@@ -707,7 +793,7 @@ def _apply_mod(rule: Rule, key: str, v: str | None, names: set) -> None:
     elif key == "endswith":
         c.endswith = True
     elif key == "fast_pattern":
-        if any(m.fast_pattern for m in rule.contents()):
+        if any(m.fast_pattern for _, m in rule.all_contents()):
             raise RuleError("fast_pattern set on two contents")
         c.fast_pattern = True
         if v:
@@ -763,6 +849,23 @@ def _parse(text: str, vars_: Vars, classes: dict | None, path, line) -> Rule:
                 path=path, line=line)
     names: set = set()
     sid_seen = False
+    cur = None      # the sticky buffer options go to (None: the stream or packet)
+    last = None     # the last content (or pcre...) added: modifiers act on it
+
+    def buffer(name: str) -> Buffer:
+        for b in rule.buffers:
+            if b.name == name:
+                return b
+        b = Buffer(name)
+        rule.buffers.append(b)
+        return b
+
+    def add(m, where=None) -> None:
+        nonlocal last
+        target = where if where is not None else cur
+        (target.matches if target is not None else rule.matches).append(m)
+        last = m
+
     for key, v in split_options(body):
         if key == "sid":
             rule.sid = _int(v, "sid", 1, (1 << 32) - 1)
@@ -793,19 +896,53 @@ def _parse(text: str, vars_: Vars, classes: dict | None, path, line) -> Rule:
             rule.target = t
         elif key == "content":
             pat, neg = parse_content(v or "")
-            rule.matches.append(Content(pat, neg))
+            add(Content(pat, neg))
+        elif key == "uricontent":
+            pat, neg = parse_content(v or "", "uricontent")
+            add(Content(pat, neg), buffer("http.uri"))
         elif key in _CONTENT_MODS:
-            _apply_mod(rule, key, v, names)
+            _apply_mod(rule, key, v, names, last)
+        elif key in HTTP_MODIFIERS:
+            if not isinstance(last, Content):
+                raise RuleError(f"{key} without a content before it")
+            if last in rule.matches:
+                rule.matches.remove(last)
+                buffer(HTTP_MODIFIERS[key]).matches.append(last)
+            elif cur is None or cur.name != HTTP_MODIFIERS[key]:
+                raise RuleError(f"{key} on a content already in another buffer")
+        elif key in HTTP_STICKY:
+            cur = buffer(HTTP_STICKY[key])
+        elif key == "pkt_data":
+            cur = None
         elif key == "pcre":
-            rule.matches.append(_pcre(v))
+            pc = _pcre(v)
+            add(pc, buffer(pc.buffer) if pc.buffer else None)
         elif key == "byte_test":
-            rule.matches.append(_byte_test(v, names))
+            add(_byte_test(v, names))
         elif key == "byte_jump":
-            rule.matches.append(_byte_jump(v, names))
+            add(_byte_jump(v, names))
         elif key == "byte_extract":
-            rule.matches.append(_byte_extract(v, names))
+            add(_byte_extract(v, names))
         elif key == "isdataat":
-            rule.matches.append(_isdataat(v, names))
+            add(_isdataat(v, names))
+        elif key in TRANSFORMS:
+            if cur is None:
+                raise RuleError(f"transform {key!r} without a sticky buffer before it")
+            if key not in TRANSFORMS_DONE:
+                raise RuleError(f"transform {key!r} is not supported")
+            if cur.matches:
+                raise RuleError(f"transform {key!r} after the buffer's first match")
+            cur.transforms.append(key)
+        elif key == "bsize":
+            if cur is None:
+                raise RuleError("bsize without a sticky buffer before it")
+            cur.size = _intcmp(v, "bsize")
+        elif key == "urilen":
+            parts = [p.strip() for p in (v or "").split(",")]
+            if len(parts) > 2 or (len(parts) == 2 and parts[1] not in ("raw", "norm")):
+                raise RuleError(f"urilen: expected N[,raw|norm], not {v!r}")
+            b = buffer("http.uri.raw" if parts[-1] == "raw" else "http.uri")
+            b.size = _intcmp(parts[0], "urilen")
         elif key == "flow":
             rule.flow = _flow(v)
         elif key == "flowbits":
@@ -845,12 +982,42 @@ def _parse(text: str, vars_: Vars, classes: dict | None, path, line) -> Rule:
             raise RuleError(f"unknown or unsupported keyword {key!r}")
     if not sid_seen:
         raise RuleError("no sid")
+    if rule.buffers:
+        _resolve_buffers(rule)
     for c in rule.contents():
         if c.startswith and c.relative:
             raise RuleError("startswith with distance/within")
     if rule.threshold and rule.detection_filter:
         raise RuleError("threshold and detection_filter together")
     return rule
+
+
+def _resolve_buffers(rule: Rule) -> None:
+    """Buffers both messages have take the rule's side: the response's for a
+    rule to the client (or one that also inspects a response-only buffer),
+    else the request's; equal names merge in rule order."""
+    response = rule.flow.to_client or any(
+        b.name in RESPONSE_BUFFERS for b in rule.buffers if not b.name.startswith("~"))
+    out: list = []
+    for b in rule.buffers:
+        if b.name == "~body":
+            # file_data: the request's body only in a rule to the server; with
+            # no direction it is the response's (what a client downloads)
+            b.name = "http.request_body" if rule.flow.to_server else "http.response_body"
+        elif b.name.startswith("~"):
+            b.name = ("res:" if response else "") + b.name[1:]
+        same = next((x for x in out if x.name == b.name), None)
+        if same is None:
+            out.append(b)
+        else:
+            if b.transforms:
+                raise RuleError(f"buffer {b.name} given twice with transforms")
+            same.matches += b.matches
+            same.size = same.size or b.size
+    rule.buffers = out
+    for b in rule.buffers:
+        if not b.matches and b.size is None:
+            raise RuleError(f"buffer {b.name} has no option after it")
 
 
 # ---------------------------------------------------------------- files

@@ -98,6 +98,7 @@ cdef extern from "htp/htp.h" nogil:
     void htp_config_set_field_limits(htp_cfg_t *cfg, size_t soft, size_t hard)
     void htp_config_set_number_headers_limit(htp_cfg_t *cfg, unsigned int limit)
     void htp_config_set_tx_auto_destroy(htp_cfg_t *cfg, int enabled)
+    void htp_config_register_request_line(htp_cfg_t *cfg, int (*cb)(htp_tx_t *))
     void htp_config_register_request_headers(htp_cfg_t *cfg, int (*cb)(htp_tx_t *))
     void htp_config_register_request_body_data(htp_cfg_t *cfg, int (*cb)(htp_tx_data_t *))
     void htp_config_register_request_complete(htp_cfg_t *cfg, int (*cb)(htp_tx_t *))

@@ -47,11 +47,13 @@ cdef enum:
     K_REQUEST_DONE = 5
     K_RESPONSE_DONE = 6
     K_ANOMALY = 7       # a = direction (1 request, 0 response), b = A_* reason
+    K_REQUEST_LINE = 8  # the request line parsed (headers may follow)
     M = 0x68740000
 
 KIND = {"request": K_REQUEST, "response": K_RESPONSE, "request_body": K_REQUEST_BODY,
         "response_body": K_RESPONSE_BODY, "request_done": K_REQUEST_DONE,
-        "response_done": K_RESPONSE_DONE, "anomaly": K_ANOMALY}
+        "response_done": K_RESPONSE_DONE, "anomaly": K_ANOMALY,
+        "request_line": K_REQUEST_LINE}
 
 cdef enum:
     A_ERROR = 1         # libhtp could not parse the direction: given up
@@ -129,6 +131,11 @@ cdef void _give_up(hflow *hf, int direction, int why) noexcept nogil:
     hf.ctx.given_up += 1
     hf.ctx.anomalies += 1
     _note(hf, direction, K_ANOMALY, direction, why)
+
+
+cdef int _on_req_line(htp_tx_t *tx) noexcept nogil:
+    _note(_hf_of_tx(tx), REQ, K_REQUEST_LINE, tx.index, 0)
+    return HTP_OK
 
 
 cdef int _on_req_headers(htp_tx_t *tx) noexcept nogil:
@@ -497,6 +504,7 @@ cdef class HttpParser:
         htp_config_set_response_decompression(self.ctx.cfg, 1)
         htp_config_set_compression_bomb_limit(self.ctx.cfg, bomb_limit)
         htp_config_set_tx_auto_destroy(self.ctx.cfg, 0)
+        htp_config_register_request_line(self.ctx.cfg, _on_req_line)
         htp_config_register_request_headers(self.ctx.cfg, _on_req_headers)
         htp_config_register_response_headers(self.ctx.cfg, _on_res_headers)
         htp_config_register_request_body_data(self.ctx.cfg, _on_req_body)
@@ -518,6 +526,15 @@ cdef class HttpParser:
         if self.ctx.cfg != NULL:
             htp_config_destroy(self.ctx.cfg)
             self.ctx.cfg = NULL
+
+    @property
+    def bodies(self):
+        """Body notes (HTTP_BODY) are raised."""
+        return bool(self.ctx.bodies)
+
+    @bodies.setter
+    def bodies(self, bint on):
+        self.ctx.bodies = on
 
     def ended(self, uint64_t flow_id):
         """The parser state of an ended flow still kept (a "mos.cstate"
@@ -583,13 +600,14 @@ def live_indexes(capsule):
 def request_fields(capsule, size_t index):
     """The request half of transaction `index` (None if gone or not started)."""
     cdef htp_tx_t *tx = _tx(_hf(capsule), index)
-    if tx == NULL or tx.request_progress < HTP_REQUEST_HEADERS:
+    if tx == NULL or tx.request_progress < HTP_REQUEST_LINE:
         return None
     return {"line": _b(tx.request_line), "method": _b(tx.request_method),
             "uri": _b(tx.request_uri), "protocol": _b(tx.request_protocol),
             "headers": _headers(tx.request_headers), "host": _b(tx.request_hostname),
             "port": tx.request_port_number if tx.request_port_number >= 0 else None,
             "body_length": tx.request_entity_len,
+            "headers_done": tx.request_progress > HTP_REQUEST_HEADERS,
             "complete": tx.request_progress == HTP_REQUEST_COMPLETE}
 
 

@@ -21,17 +21,19 @@ asked for, once per request, response or body chunk:
 Events (user-defined events on Event.STREAM_NOTE, so they come in packet
 order with everything else, on the side that received the message):
 
-=============== =========================================================
-HTTP_REQUEST    request line and headers parsed (side SERVER)
-HTTP_RESPONSE   status line and headers parsed (side CLIENT)
-HTTP_BODY       a chunk of body, de-chunked and decompressed:
-                ``flow.http.body`` (either side); only with
-                ``Http(bodies=True)``, since it costs a Python call per
-                packet of body
-HTTP_DONE       a request or a response is complete (its side)
-HTTP_ANOMALY    a direction stopped being parsed or a body chunk was cut:
-                ``flow.http.anomaly`` names it
-=============== =========================================================
+=================== =====================================================
+HTTP_REQUEST_LINE   the request line parsed, headers may follow (side
+                    SERVER)
+HTTP_REQUEST        request line and headers parsed (side SERVER)
+HTTP_RESPONSE       status line and headers parsed (side CLIENT)
+HTTP_BODY           a chunk of body, de-chunked and decompressed:
+                    ``flow.http.body`` (either side); only with
+                    ``Http(bodies=True)``, since it costs a Python call
+                    per packet of body
+HTTP_DONE           a request or a response is complete (its side)
+HTTP_ANOMALY        a direction stopped being parsed or a body chunk was
+                    cut: ``flow.http.anomaly`` names it
+=================== =====================================================
 
 ``flow.http`` (inside any handler) is an ``HttpFlow``: ``tx`` is the
 transaction the current event is about (else the newest), with
@@ -54,7 +56,8 @@ from . import _http
 MAGIC = _http.MAGIC
 _K = _http.KIND
 
-__all__ = ["Http", "HttpFlow", "Transaction", "Request", "Response", "HTTP_REQUEST",
+__all__ = ["Http", "HttpFlow", "Transaction", "Request", "Response", "HTTP_REQUEST_LINE",
+           "HTTP_REQUEST",
            "HTTP_RESPONSE", "HTTP_BODY", "HTTP_DONE", "HTTP_ANOMALY"]
 
 
@@ -68,6 +71,8 @@ def _is(*kinds):
     return lambda flow, side, event: _kind(flow) in ks
 
 
+HTTP_REQUEST_LINE = define_event(Event.STREAM_NOTE, _is(_K["request_line"]),
+                                 name="HTTP_REQUEST_LINE")
 HTTP_REQUEST = define_event(Event.STREAM_NOTE, _is(_K["request"]), name="HTTP_REQUEST")
 HTTP_RESPONSE = define_event(Event.STREAM_NOTE, _is(_K["response"]), name="HTTP_RESPONSE")
 HTTP_BODY = define_event(Event.STREAM_NOTE, _is(_K["request_body"], _K["response_body"]),
@@ -268,6 +273,17 @@ class Http:
 
     def of(self, flow) -> Optional[HttpFlow]:
         return HttpFlow(flow, self) if self._state(flow) is not None else None
+
+
+def for_engine(engine, bodies: bool = False) -> Http:
+    """The Http parsing on ``engine``, attached now if none is; ``bodies``
+    turns HTTP_BODY on for it (apps sharing one engine share one parser)."""
+    h = _parsers.get(id(engine))
+    if h is None:
+        return Http(bodies=bodies).attach(engine)
+    if bodies:
+        h.parser.bodies = True
+    return h
 
 
 def _flow_http(flow) -> Optional[HttpFlow]:
