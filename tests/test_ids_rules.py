@@ -277,3 +277,22 @@ def test_module_examples_run():
     for mod in (netsets, rules):
         res = doctest.testmod(mod)
         assert res.attempted > 0 and res.failed == 0, mod.__name__
+
+
+@settings(max_examples=200, deadline=None)
+@given(inc=st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(8, 32)), max_size=8),
+       exc=st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(8, 32)), max_size=4),
+       probes=st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=20), any_=st.booleans())
+def test_address_group_lookup_agrees_with_the_plain_definition(inc, exc, probes, any_):
+    """The interval lookup (one bisect) answers as membership in the
+    networks does, for overlapping, nested and adjacent networks."""
+    import ipaddress
+
+    from middleboxes.ids.netsets import AddressGroup
+    net = lambda a, p: ipaddress.ip_network((a, p), strict=False)  # noqa: E731
+    g = AddressGroup(tuple(net(a, p) for a, p in inc), tuple(net(a, p) for a, p in exc), any_)
+    for x in probes + [int(n.network_address) for n in g.include + g.exclude]:
+        a = ipaddress.ip_address(x)
+        want = (not any(a in n for n in g.exclude)
+                and (g.any_ or not g.include or any(a in n for n in g.include)))
+        assert g.contains(str(a)) == want, (g, a)

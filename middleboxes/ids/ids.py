@@ -139,7 +139,7 @@ class _Plan:
 
 class _FlowState:
     __slots__ = ("bits", "inspected", "chunk_start", "thr", "passed", "alerted", "pending",
-                 "bodies", "http_done")
+                 "bodies", "http_done", "pkt_rules")
 
     def __init__(self):
         self.bits: set = set()
@@ -155,6 +155,9 @@ class _FlowState:
         self.pending = None
         self.bodies = None               # HTTP: tx index -> [request body, response body]
         self.http_done = None            # HTTP: tx index -> evaluation points done
+        # packet rules whose addresses and ports hold for this flow, per
+        # direction (to the server, to the client): found once per flow
+        self.pkt_rules = [None, None]
 
     def chunk(self, s: int, head: int) -> int:
         """Start of the chunk of new bytes that ends at head."""
@@ -260,6 +263,24 @@ class Ids:
             lst.sort(key=order)
         self.packet_rules.sort(key=order)
         self.stream_always.sort(key=order)
+        # packet rules by header (the text of its four parts): one header
+        # check per distinct header and flow direction
+        # packet rules indexed by destination port where a rule names a few
+        # (445, $HTTP_PORTS, ...): a flow direction checks the headers of its
+        # port's rules and of the rest only
+        self._pkt_any = []
+        self._pkt_by_port: dict = {}
+        self._pkt_unindexed = []
+        for r in self.packet_rules:
+            if not self._plans[id(r)].header:
+                self._pkt_any.append(r)
+                continue
+            ports = None if r.bidirectional else r.dport.ports()
+            if ports is None:
+                self._pkt_unindexed.append(r)
+            else:
+                for port in ports:
+                    self._pkt_by_port.setdefault(port, []).append(r)
         for lst in self._http_always:
             lst.sort(key=order)
         self._order = order
@@ -705,8 +726,19 @@ class Ids:
         payload = p.payload
         ends = (p.src, p.sport, p.dst, p.dport)
         to_server = p.sport == flow.client_port and p.src == flow.client_ip
-        for r in self.packet_rules:
-            if not self._gate(r, flow, st, ends, to_server):
+        d = 0 if to_server else 1
+        rules = st.pkt_rules[d]
+        if rules is None:
+            # a flow's addresses and ports do not change: the header part of
+            # the gate once per direction, for the rules of its port
+            rules = [r for r in self._pkt_by_port.get(p.dport, []) + self._pkt_unindexed
+                     if self._header_ok(r, *ends)]
+            rules = st.pkt_rules[d] = sorted(rules + self._pkt_any, key=self._order)
+        for r in rules:
+            pl = self._plans[id(r)]
+            if not ((not pl.flow or self._flow_ok(r, flow, to_server))
+                    and (not pl.bits_check or self._flowbits_ok(r, st))
+                    and (not pl.size or self._stream_size_ok(r, flow))):
                 continue
             if r.dsize is not None and not r.dsize.test(len(payload)):
                 continue

@@ -16,6 +16,8 @@ False
 
 from __future__ import annotations
 
+import bisect
+import functools
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -128,12 +130,55 @@ class AddressGroup:
     def contains(self, ip: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         if self.any_ and not self.exclude:
             return True
-        a = ipaddress.ip_address(ip)
-        if any(a in n for n in self.exclude if n.version == a.version):
+        v, a = _ip_key(ip)
+        if _in_spans(self._spans[1][v], a):
             return False
         if self.any_ or not self.include:
             return True
-        return any(a in n for n in self.include if n.version == a.version)
+        return _in_spans(self._spans[0][v], a)
+
+    @functools.cached_property
+    def _spans(self) -> tuple:
+        """(include, exclude), each {4: (starts, ends), 6: (...)}: merged
+        integer intervals, so a lookup is one bisect however long the list
+        (IP reputation rules carry hundreds of addresses)."""
+        return _spans_of(self.include), _spans_of(self.exclude)
+
+
+def _spans_of(nets) -> dict:
+    out = {}
+    for ver in (4, 6):
+        iv = sorted((int(n.network_address), int(n.broadcast_address))
+                    for n in nets if n.version == ver)
+        merged: list = []
+        for lo, hi in iv:
+            if merged and lo <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        out[ver] = ([m[0] for m in merged], [m[1] for m in merged])
+    return out
+
+
+def _in_spans(spans: tuple, a: int) -> bool:
+    starts, ends = spans
+    i = bisect.bisect_right(starts, a) - 1
+    return i >= 0 and a <= ends[i]
+
+
+_IP_CACHE: dict = {}
+
+
+def _ip_key(ip) -> tuple:
+    """(version, integer) of an address, cached for the text forms flows use."""
+    got = _IP_CACHE.get(ip)
+    if got is None:
+        a = ipaddress.ip_address(ip)
+        got = (a.version, int(a))
+        if len(_IP_CACHE) >= 1 << 16:
+            _IP_CACHE.clear()
+        _IP_CACHE[ip] = got
+    return got
 
 
 def _resolve_addresses(text: str, vars_: Vars, neg: bool, depth: int,
@@ -195,6 +240,16 @@ class PortGroup:
         if self.any_ or not self.include:
             return True
         return any(lo <= port <= hi for lo, hi in self.include)
+
+    def ports(self, most: int = 64):
+        """The ports the group holds when they are at most `most` (an index
+        key), else None."""
+        if self.any_ or not self.include:
+            return None
+        n = sum(hi - lo + 1 for lo, hi in self.include)
+        if n > most:
+            return None
+        return [p for lo, hi in self.include for p in range(lo, hi + 1) if self.contains(p)]
 
 
 def _port(text: str) -> int:
