@@ -29,15 +29,20 @@ def test_demo_rules_on_the_sample_capture(tmp_path):
     for a in alerts:
         by_sid[a["alert"]["signature_id"]] = by_sid.get(a["alert"]["signature_id"], 0) + 1
     # 6 requests by curl, one 404, 3 .bin downloads (flowbit set by the request,
-    # checked on the response), the server banner limited to 1 per client address
-    assert by_sid == {9000001: 6, 9000002: 1, 9000004: 3, 9000005: 2}
-    assert (tmp_path / "fast.log").read_text().count("\n") == 12
+    # checked on the response), the server banner limited to 1 per client address,
+    # and the HTTP rule on the 3 .bin requests' transactions
+    assert by_sid == {9000001: 6, 9000002: 1, 9000004: 3, 9000005: 2, 9000006: 3}
+    assert (tmp_path / "fast.log").read_text().count("\n") == 15
+    h = [a for a in alerts if a["alert"]["signature_id"] == 9000006]
+    assert {a["http"]["url"] for a in h} == {"/big.bin", "/mid.bin"}
+    assert all(a["app_proto"] == "http" and a["tx_id"] == 0 for a in h)
+    assert len([r for r in recs if r["event_type"] == "http"]) == 6
     a = next(a for a in alerts if a["alert"]["signature_id"] == 9000002)
     assert a["src_port"] == 80 and a["direction"] == "to_client" and a["pcap_cnt"] > 0
     assert "404" in a["payload_printable"]
     (stats,) = [r for r in recs if r["event_type"] == "stats"]
-    assert stats["stats"]["detect"]["alert"] == 12
-    assert "12 alerts" in p.stderr and "rules 5 loaded, 0 refused" in p.stderr
+    assert stats["stats"]["detect"]["alert"] == 15
+    assert "15 alerts" in p.stderr and "rules 6 loaded, 0 refused" in p.stderr
 
 
 def test_malformed_and_unsupported_rules_are_reported_and_the_rest_run(tmp_path):
@@ -98,7 +103,8 @@ def test_directory_of_captures(tmp_path):
     p = ids("-r", str(d), "-S", DEMO, "-l", str(tmp_path / "o"))
     assert p.returncode == 0, p.stderr
     # thresholds count across captures (packet time): the banner rule stays at 2
-    assert "638 packets, 22 alerts" in p.stderr and "sid 9000005: 2" in p.stderr
+    assert "638 packets, 28 alerts" in p.stderr and "sid 9000005: 2" in p.stderr
+    assert "sid 9000006: 6" in p.stderr
 
 
 def test_flow_records_at_flow_end(tmp_path):
