@@ -13,10 +13,10 @@ atheris with the reproducer.
     .venv/bin/python fuzz/fuzz_http.py [libFuzzer flags] [corpus dirs or a file]
 """
 
-import struct
 import sys
 
 import atheris
+import dpkt
 
 with atheris.instrument_imports(include=["mos.app.http", "middleboxes.ids.buffers"]):
     from mos.app import http
@@ -32,23 +32,13 @@ BUFFERS = ("http.method", "http.uri", "http.uri.raw", "http.protocol", "http.req
            "raw:req", "raw:res")
 
 
-def _csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 def _frame(src, dst, sport, dport, seq, ack, flags, payload=b""):
-    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4,
-                      flags, 65535, 0, 0) + payload
-    pseudo = src + dst + struct.pack("!BBH", 0, 6, len(tcp))
-    tcp = tcp[:16] + struct.pack("!H", _csum(pseudo + tcp)) + tcp[18:]
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0, 64, 6, 0, src, dst)
-    ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
-    return b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01\x08\x00" + ip + tcp
+    tcp = dpkt.tcp.TCP(sport=sport, dport=dport, seq=seq & 0xFFFFFFFF, ack=ack & 0xFFFFFFFF,
+                       flags=flags, win=65535, data=payload)
+    ip = dpkt.ip.IP(src=src, dst=dst, p=dpkt.ip.IP_PROTO_TCP, ttl=64, data=tcp)
+    ip.len = len(ip)
+    return bytes(dpkt.ethernet.Ethernet(src=b"\x02\0\0\0\0\x01", dst=b"\x02\0\0\0\0\x02",
+                                        type=dpkt.ethernet.ETH_TYPE_IP, data=ip))
 
 
 def conversation(data: bytes) -> list:
