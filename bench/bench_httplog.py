@@ -13,7 +13,6 @@ the logger at >= 50 % of the engine's packet rate.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -24,6 +23,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
+sys.path.insert(0, HERE)
+
+from bench_ids import run_child  # noqa: E402
 
 CHILD = r"""
 import json, os, sys, time
@@ -50,11 +52,7 @@ print(json.dumps(out))
 
 
 def child(cap: str, mode: str) -> dict:
-    p = subprocess.run([sys.executable, "-c", CHILD, REPO, cap, mode], capture_output=True,
-                       text=True, timeout=1800)
-    if p.returncode != 0:
-        raise SystemExit(f"child failed: {p.stderr[-2000:]}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    return run_child(CHILD, cap, mode)
 
 
 def tshark(cap: str) -> dict:

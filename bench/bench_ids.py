@@ -102,12 +102,18 @@ print(json.dumps(out))
 """
 
 
-def child(cap: str, rules: str) -> dict:
-    p = subprocess.run([sys.executable, "-c", CHILD, REPO, cap, rules], capture_output=True,
+def run_child(script: str, *args: str) -> dict:
+    """A measurement in a fresh interpreter (no state shared between runs):
+    `script` gets the repository and `args`, and prints one JSON line last."""
+    p = subprocess.run([sys.executable, "-c", script, REPO, *args], capture_output=True,
                        text=True, timeout=1800)
     if p.returncode != 0:
         raise SystemExit(f"child failed: {p.stderr[-2000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def child(cap: str, rules: str) -> dict:
+    return run_child(CHILD, cap, rules)
 
 
 TESTBED_CAP = os.path.join(HERE, "out", "testbed-http.pcap")

@@ -206,35 +206,14 @@ def test_stream_inline_setting(tmp_path):
 def test_eve_to_a_unix_socket_a_collector_reads(tmp_path):
     """--eve unix_stream:PATH: the records go to the socket a collector
     listens on (Suricata's filetype unix_stream), fast.log stays a file."""
-    import socket
-    import threading
+    from test_ids_eve import unix_collector
     path = str(tmp_path / "eve.sock")
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(1)
-    srv.settimeout(60)
-    got = []
-
-    def serve():
-        conn, _ = srv.accept()
-        with conn:
-            buf = b""
-            while True:
-                d = conn.recv(65536)
-                if not d:
-                    break
-                buf += d
-        got.append(buf)
-    t = threading.Thread(target=serve)
-    t.start()
-    try:
-        p = ids("-r", mos.sample_capture(), "-S", DEMO, "-l", str(tmp_path),
-                "--eve", "unix_stream:" + path)
-        t.join(60)
-    finally:
-        srv.close()
+    received = unix_collector(path)
+    p = ids("-r", mos.sample_capture(), "-S", DEMO, "-l", str(tmp_path),
+            "--eve", "unix_stream:" + path)
+    data = received()
     assert p.returncode == 0, p.stderr
-    recs = [json.loads(x) for x in got[0].decode().splitlines()]
+    recs = [json.loads(x) for x in data.decode().splitlines()]
     kinds = {r["event_type"] for r in recs}
     assert {"alert", "flow", "stats"} <= kinds
     assert not (tmp_path / "eve.json").exists()

@@ -20,6 +20,36 @@ RULE = parse_rule('alert tcp any any -> any any (msg:"GPL ATTACK_RESPONSE id che
                   classes=CLASSES)
 
 
+def unix_collector(path: str, timeout: float = 60):
+    """A collector on a Unix stream socket at `path` (as Filebeat's): it
+    takes one connection; the function returned waits for it to close and
+    gives every byte sent (b"" if none came in time)."""
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    srv.settimeout(timeout)
+    got = []
+
+    def serve():
+        conn, _ = srv.accept()
+        with conn:
+            buf = b""
+            while True:
+                d = conn.recv(65536)
+                if not d:
+                    break
+                buf += d
+        got.append(buf)
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+
+    def received() -> bytes:
+        t.join(timeout)
+        srv.close()
+        return got[0] if got else b""
+    return received
+
+
 def test_times_are_suricatas():
     assert eve_time(1258147629.534255) == "2009-11-13T21:27:09.534255+0000"
     assert eve_time(1.9999999) == "1970-01-01T00:00:02.000000+0000"
@@ -59,30 +89,12 @@ def test_eve_to_file_and_to_a_unix_socket(tmp_path):
     assert json.loads(p.read_text()) == {"event_type": "stats"}
 
     path = str(tmp_path / "eve.sock")
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(1)
-    got = []
-
-    def serve():
-        conn, _ = srv.accept()
-        with conn:
-            buf = b""
-            while True:
-                d = conn.recv(65536)
-                if not d:
-                    break
-                buf += d
-        got.append(buf)
-    t = threading.Thread(target=serve)
-    t.start()
+    received = unix_collector(path)
     ev = Eve("unix_stream:" + path)
     for i in range(3):
         ev.write({"event_type": "alert", "n": i})
     ev.close()
-    t.join(10)
-    srv.close()
-    lines = got[0].decode().splitlines()
+    lines = received().decode().splitlines()
     assert [json.loads(x)["n"] for x in lines] == [0, 1, 2]
 
 

@@ -79,10 +79,12 @@ def transform(data: bytes, name: str) -> bytes:
         return unquote_to_bytes(data.replace(b"+", b" "))
     if name in ("to_sha256", "to_md5", "to_sha1"):
         return hashlib.new(name[3:], data).digest()
-    if name == "header_lowercase":
-        return b"".join(ln.split(b":", 1)[0].lower() + (b":" + ln.split(b":", 1)[1]
-                                                        if b":" in ln else b"")
-                        for ln in data.splitlines(keepends=True))
+    if name == "header_lowercase":     # names only, values as they are
+        out = []
+        for ln in data.splitlines(keepends=True):
+            name_, colon, rest = ln.partition(b":")
+            out.append(name_.lower() + colon + rest if colon else ln)
+        return b"".join(out)
     if name == "strip_pseudo_headers":
         return data   # HTTP/1 has none
     raise ValueError(f"unknown transform {name!r}")

@@ -22,7 +22,7 @@ from mos.tcp import overlap as overlap_names
 
 from .eve import Eve, open_output_dir
 from .rules import RuleSet, load_classification, load_rules
-from .hostos import HostPolicies
+from .hostos import HostPolicies, split_prefixes
 from .netsets import Vars
 
 #: --set keys and what they set: (target, converter)
@@ -114,8 +114,7 @@ def parse_sets(items) -> dict:
             name = key.split(".", 1)[1]
             table = {name: v}
             HostPolicies.from_mapping(table, "--set host-os-policy")   # names the bad value
-            out.setdefault("host_os", {}).setdefault(name, []).extend(
-                x.strip() for x in v.strip("[]").split(",") if x.strip())
+            out.setdefault("host_os", {}).setdefault(name, []).extend(split_prefixes(v))
             continue
         if key not in SET_KEYS:
             if not key.startswith(("mos.", "stream.")):

@@ -27,6 +27,11 @@ from mos.tcp import overlap
 _CACHE_MAX = 1 << 16
 
 
+def split_prefixes(text: str) -> list:
+    """``"[a, b]"`` or ``"a,b"`` as ["a", "b"] (YAML's flow list written as text)."""
+    return [x.strip() for x in text.replace("[", "").replace("]", "").split(",") if x.strip()]
+
+
 class HostPolicies:
     """Prefixes -> overlap policy name; ``policy_for(ip)`` picks the longest
     matching prefix (None: no entry, the engine's configured policy holds)."""
@@ -61,7 +66,7 @@ class HostPolicies:
             if nets is None:
                 continue
             if isinstance(nets, str):
-                nets = [x for x in nets.replace("[", "").replace("]", "").split(",") if x.strip()]
+                nets = split_prefixes(nets)
             if not isinstance(nets, list):
                 raise ValueError(f"{where}: {name}: expected a list of prefixes, got {nets!r}")
             for n in nets:

@@ -137,6 +137,28 @@ class _Plan:
         self.size = r.stream_size is not None
 
 
+class _PatternSet:
+    """Fast patterns of a prefilter (the stream's, or one HTTP buffer's):
+    each distinct (bytes, nocase) once, with the rules it stands for."""
+    __slots__ = ("patterns", "nocase", "rules", "_index")
+
+    def __init__(self):
+        self.patterns: list = []
+        self.nocase: list = []
+        self.rules: list = []            # pattern index -> [rules]
+        self._index: dict = {}
+
+    def add(self, c: Content, r: Rule) -> None:
+        key = (_fp_bytes(c).lower() if c.nocase else _fp_bytes(c), c.nocase)
+        k = self._index.get(key)
+        if k is None:
+            k = self._index[key] = len(self.patterns)
+            self.patterns.append(key[0])
+            self.nocase.append(c.nocase)
+            self.rules.append([])
+        self.rules[k].append(r)
+
+
 class _FlowState:
     __slots__ = ("bits", "inspected", "chunk_start", "thr", "passed", "alerted", "pending",
                  "bodies", "http_done", "pkt_rules")
@@ -211,12 +233,13 @@ class Ids:
         # no fast pattern
         self._http_keys: list = [set() for _ in range(_POINTS)]
         self._http_always: list = [[] for _ in range(_POINTS)]
-        self._http_fp: dict = {}          # (buffer, transforms) -> ([patterns], [nocase], [[rules]])
+        self._http_fp: dict = {}          # (buffer, transforms) -> _PatternSet
         self._http_scanners: dict = {}    # (buffer, transforms) -> BlockScanner
         self.http = None                  # the engine's mos.app.http parser
-        self._by_pattern: list = []       # pattern index -> [rules]
-        self._patterns: list = []
-        self._nocase: list = []
+        self._stream_fp = _PatternSet()
+        self._by_pattern = self._stream_fp.rules   # pattern index -> [rules]
+        self._patterns = self._stream_fp.patterns
+        self._nocase = self._stream_fp.nocase
         self.prefilter = None
         self.consumer_id = None
         self._plans: dict = {}           # id(rule) -> _Plan
@@ -225,7 +248,6 @@ class Ids:
     # ---------------------------------------------------------------- setup
 
     def _split(self) -> None:
-        index: dict = {}
         for r in self.ruleset.rules:
             self._plans[id(r)] = _Plan(r)
             if r.is_http:
@@ -245,14 +267,7 @@ class Ids:
             if c is None:
                 self.stream_always.append(r)
                 continue
-            key = (_fp_bytes(c).lower() if c.nocase else _fp_bytes(c), c.nocase)
-            k = index.get(key)
-            if k is None:
-                k = index[key] = len(self._patterns)
-                self._patterns.append(key[0])
-                self._nocase.append(c.nocase)
-                self._by_pattern.append([])
-            self._by_pattern[k].append(r)
+            self._stream_fp.add(c, r)
             self.stream_rules.append(r)
             self._plans[id(r)].exact = _prefilter_decides(r, c)
 
@@ -320,18 +335,7 @@ class Ids:
             return
         b, c = best
         key = (b.name, tuple(b.transforms))
-        pats, nocase, rules = self._http_fp.setdefault(key, ([], [], []))
-        pat = _fp_bytes(c)
-        if c.nocase:
-            pat = pat.lower()
-        try:
-            k = next(i for i, (p, n) in enumerate(zip(pats, nocase)) if p == pat and n == c.nocase)
-        except StopIteration:
-            k = len(pats)
-            pats.append(pat)
-            nocase.append(c.nocase)
-            rules.append([])
-        rules[k].append(r)
+        self._http_fp.setdefault(key, _PatternSet()).add(c, r)
         self._http_keys[point].add(key)
 
     def plan(self) -> dict:
@@ -556,7 +560,8 @@ class Ids:
         bodies = bool(points & {P_REQ_BODY, P_RES_BODY}) or any(r.matches
                                                                for r in self.http_rules)
         self.http = http.for_engine(engine, bodies=bodies)
-        self._http_scanners = {k: BlockScanner(p, n) for k, (p, n, _) in self._http_fp.items()}
+        self._http_scanners = {k: BlockScanner(ps.patterns, ps.nocase)
+                               for k, ps in self._http_fp.items()}
         mon.on(http.HTTP_REQUEST_LINE, lambda f, s, e: self._on_http(f, P_LINE))
         mon.on(http.HTTP_REQUEST, lambda f, s, e: self._on_http(f, P_REQ))
         mon.on(http.HTTP_RESPONSE, lambda f, s, e: self._on_http(f, P_RES))
@@ -611,7 +616,7 @@ class Ids:
             data = bufs.get(*key)
             if data is None:
                 continue
-            rules = self._http_fp[key][2]
+            rules = self._http_fp[key].rules
             for k in self._http_scanners[key].scan(data):
                 for r in rules[k]:
                     if self._plans[id(r)].point == point:
@@ -842,7 +847,6 @@ class Ids:
             self._flush_pending(flow, st)
         if not self.flows or self.eve is None:
             return
-        (cp, cb), (sp, sb) = flow.wire(Side.CLIENT), flow.wire(Side.SERVER)
         reason = flow.event_info.reason.name
         est = flow.server.state not in (TcpState.LISTEN, TcpState.SYN_RCVD, TcpState.CLOSED) \
             or flow.midstream
@@ -852,8 +856,7 @@ class Ids:
             "timestamp": eve_time(end), "flow_id": flow.hash, "event_type": "flow",
             "src_ip": eve_ip(flow.client_ip), "src_port": flow.client_port,
             "dest_ip": eve_ip(flow.server_ip), "dest_port": flow.server_port, "proto": "TCP",
-            "flow": {"pkts_toserver": cp, "pkts_toclient": sp, "bytes_toserver": cb,
-                     "bytes_toclient": sb, "start": eve_time(start), "end": eve_time(end),
+            "flow": {**self._flow_counts(flow), "end": eve_time(end),
                      "age": int(end - start), "state": state,
                      "reason": {"TIMEOUT": "timeout", "SHUTDOWN": "shutdown"}.get(reason,
                                                                                  "forced"),

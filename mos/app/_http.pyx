@@ -349,18 +349,15 @@ cdef int _feed(hflow *hf, int direction, const uint8_t *data, size_t n) noexcept
         hf.d[0].ncarry = 0
         _give_up(hf, 0, A_GAP)
         return 0
+    _carry(hf, data, n)                   # the partial line, then the new bytes
+    if hf.d[0].dead:
+        return 0
+    # detached first: feeding may carry a new partial line
     buf = hf.d[0].carry
     m = hf.d[0].ncarry
     hf.d[0].carry = NULL
     hf.d[0].ncarry = hf.d[0].capcarry = 0
-    _carry(hf, buf, m)                    # cheap: carries are short lines
-    _carry(hf, data, n)
-    free(buf)
-    buf = hf.d[0].carry
-    m = hf.d[0].ncarry
-    hf.d[0].carry = NULL
-    hf.d[0].ncarry = hf.d[0].capcarry = 0
-    took = _feed_response(hf, buf, m) if buf != NULL else 0
+    took = _feed_response(hf, buf, m)
     free(buf)
     return took
 

@@ -48,7 +48,7 @@ import weakref
 from typing import Optional
 
 from mos.dualstack._engine import flow_attribute
-from mos.errors import FlowClosedError
+from mos.errors import FlowClosedError, HandlerContextError
 from mos.events import Event, Side, define_event
 
 from . import _http
@@ -178,7 +178,7 @@ class HttpFlow:
         """(kind, a, b) of the current event if it is one of this parser's notes."""
         try:
             info = self._flow.event_info
-        except Exception:
+        except HandlerContextError:     # read outside a handler: no current event
             return None
         code = getattr(info, "code", None)
         if code is None or (code & 0xFFFF0000) != MAGIC:
