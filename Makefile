@@ -34,7 +34,7 @@ $(VENV)/.installed: pyproject.toml setup.py
 # compile the per-packet core in place (fast when nothing changed)
 build: $(VENV)/.installed
 	$(BIN)/python setup.py -q build_ext --inplace
-	@$(BIN)/python -c "import mos.dualstack._engine, mos._native, mos.tcp._stream, mos.tcp._tcp, mos.runtime._loop, mos.consumers._literal, middleboxes.ids._prefilter, mos.app._http"
+	@$(BIN)/python -c "import mos.dualstack._engine, mos._native, mos.tcp._stream, mos.tcp._tcp, mos.runtime._loop, mos.consumers._literal, middleboxes.ids._prefilter, mos.app._http, mos.app._tls"
 
 system-deps:
 	@if command -v apt-get >/dev/null 2>&1; then \

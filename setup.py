@@ -23,6 +23,7 @@ Extensions:
                          when `pkg-config --exists libhs` succeeds
   mos.app._http          HTTP/1.x on libhtp as a consumer (mos.app.http), only when
                          `pkg-config --exists htp` succeeds
+  mos.app._tls           TLS record and handshake framing as a consumer (mos.app.tls)
   mos.ports._dpdk_cffi   the DPDK port driver (cffi, native/dpdk/), only when
                          `pkg-config --exists libdpdk` succeeds; without it mos
                          builds anyway and that driver says it is unavailable
@@ -111,7 +112,10 @@ candidates = [
     glue("mos.ports._afpacket", "mos/ports/_afpacket.pyx"),
     glue("mos.runtime._loop", "mos/runtime/_loop.pyx"),
     glue("mos.consumers._literal", "mos/consumers/_literal.pyx"),
+    glue("mos.app._tls", "mos/app/_tls.pyx"),
 ]
+
+
 def _have(pkg):
     try:
         return subprocess.run(["pkg-config", "--exists", pkg], check=False).returncode == 0

@@ -11,7 +11,7 @@
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 300
 FUZZ_CI_SECONDS ?= 20
-FUZZ_HARNESSES ?= capture engine endpoint seqmap rbuf settings http
+FUZZ_HARNESSES ?= capture engine endpoint seqmap rbuf settings http tls
 FUZZ_DIR := build/fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_CFLAGS := -g -O1 -std=gnu11 -fno-omit-frame-pointer -fno-strict-aliasing \

@@ -8,7 +8,7 @@
 # A crash, leak, timeout or sanitizer report fails the run (exit 1) after all
 # harnesses ran, and the reproducer's path is printed; replay it with
 #   build/fuzz/fuzz_<h> <path>       (C harnesses)
-#   .venv/bin/python fuzz/fuzz_settings.py <path>   (fuzz_http.py likewise)
+#   .venv/bin/python fuzz/fuzz_settings.py <path>   (fuzz_http.py, fuzz_tls.py likewise)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=$1 secs=$2
@@ -23,6 +23,7 @@ for h in "$@"; do
         capture) dict=fuzz/capture.dict maxlen=65536 ;;
         settings) dict=fuzz/settings.dict maxlen=8192 ;;
         http) dict=fuzz/http.dict maxlen=8192 ;;
+        tls) dict=fuzz/tls.dict maxlen=8192 ;;
         *) dict=fuzz/tcp.dict maxlen=16384 ;;
     esac
     work=$out/work/$h
@@ -32,7 +33,7 @@ for h in "$@"; do
     args=(-max_total_time="$secs" -timeout=10 -rss_limit_mb=2560 -max_len=$maxlen
           -print_final_stats=1 -artifact_prefix="$out/artifacts/$h/" -dict="$dict"
           "$work" "fuzz/corpus/$h" "fuzz/regressions/$h")
-    if [ "$h" = settings ] || [ "$h" = http ]; then
+    if [ "$h" = settings ] || [ "$h" = http ] || [ "$h" = tls ]; then
         cmd=("$py" "fuzz/fuzz_$h.py" "${args[@]}")
     else
         cmd=("$out/fuzz_$h" "${args[@]}")
