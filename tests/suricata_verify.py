@@ -94,8 +94,29 @@ def run_case(case: Case, outdir: str, timeout: float = 120) -> subprocess.Comple
     cls = own if os.path.exists(own) else CLASSIFICATION
     if os.path.exists(cls):
         cmd += ["--classification", cls]
+    cid = _community_id(case.folder)
+    if cid is not None:
+        cmd += ["--set", f"mos.community-id={cid}"]
     cmd += case.args
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def _community_id(folder: str):
+    """The Community ID seed the case's suricata.yaml asks eve-log for, or None."""
+    path = os.path.join(folder, "suricata.yaml")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    try:
+        doc = yaml.safe_load(text.split("\n", 1)[1] if text.startswith("%YAML") else text) or {}
+    except yaml.YAMLError:
+        return None
+    for out in doc.get("outputs") or []:
+        eve = (out or {}).get("eve-log") if isinstance(out, dict) else None
+        if eve and eve.get("community-id"):
+            return int(eve.get("community-id-seed", 0))
+    return None
 
 
 def read_eve(outdir: str) -> list:

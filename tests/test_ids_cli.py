@@ -50,7 +50,7 @@ def test_malformed_and_unsupported_rules_are_reported_and_the_rest_run(tmp_path)
     rules.write_text(
         'alert tcp any any -> any 80 (msg:"ok"; content:"curl/"; sid:1;)\n'
         'alert tcp any any -> any 80 (msg:"broken"; content:"x; sid:2;)\n'
-        'alert tls any any -> any any (msg:"app"; tls.sni; content:"a"; sid:3;)\n'
+        'alert smtp any any -> any any (msg:"app"; content:"a"; sid:3;)\n'
         'alert tcp any any -> any 80 (msg:"unknown kw"; frobnicate:1; sid:4;)\n'
         'this is not a rule\n'
         '# alert tcp any any -> any any (msg:"disabled"; sid:5;)\n')

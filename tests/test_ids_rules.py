@@ -155,7 +155,12 @@ def test_header_parts():
 
 
 @pytest.mark.parametrize("text,reason", [
-    ('alert tls any any -> any any (content:"a"; sid:1;)', "application-layer parser"),
+    ('alert smtp any any -> any any (content:"a"; sid:1;)', "application-layer parser"),
+    ('alert tls any any -> any any (tls.version:1.9; sid:1;)', "tls.version: '1.9'"),
+    ('alert tls any any -> any any (tls.fingerprint:"ab:cd"; sid:1;)', "SHA-1 fingerprint"),
+    ('alert http any any => any any (http.uri; content:"a"; sid:1;)', "TLS rules only"),
+    ('alert tls any any -> any any (tls.sni; content:"a"; http.uri; content:"b"; sid:1;)',
+     "HTTP and TLS buffers together"),
     ('alert http any any -> any any (http.uri; sid:1;)', "has no option after it"),
     ('alert http any any -> any any (content:"a"; http_uri; http_header; sid:1;)',
      "already in another buffer"),
@@ -172,7 +177,7 @@ def test_header_parts():
     ('alert tcp any any -> any any (content:"a"; depth:4; distance:1; sid:1;)', "together"),
     ('alert tcp any any -> any any (content:"a|4|"; sid:1;)', "bad hex"),
     ('alert tcp any any -> any any (content:"a\\x"; sid:1;)', "bad escape"),
-    ('alert tcp any any -> any any (tls.sni; content:"a"; sid:1;)', "application-layer"),
+    ('alert tcp any any -> any any (smtp.helo; content:"a"; sid:1;)', "application-layer"),
     ('alert tcp any any -> any any (content:"a"; to_lowercase; sid:1;)', "transform"),
     ('alert tcp any any -> any any (pcre:"/a/UH"; sid:1;)', "more than one HTTP buffer"),
     ('alert tcp any any -> any any (pcre:"/(/"; sid:1;)', "pcre:"),
@@ -200,7 +205,7 @@ def test_a_file_with_bad_rules_loads_the_rest_and_reports_file_line_reason(tmp_p
         '# alert tcp any any -> any any (msg:"disabled"; sid:11;)\n'
         'alert tcp any any -> any any (msg:"broken"; content:"a" sid:12;)\n'
         "\n"
-        'alert tls any any -> any any (msg:"app"; content:"b"; sid:13;)\n'
+        'alert smtp any any -> any any (msg:"app"; content:"b"; sid:13;)\n'
         'alert tcp any any -> any any (msg:"continued"; \\\n'
         '    content:"c"; sid:14;)\n'
         'alert tcp any any -> any any (msg:"dup"; sid:10;)\n'
@@ -212,7 +217,7 @@ def test_a_file_with_bad_rules_loads_the_rest_and_reports_file_line_reason(tmp_p
     assert got == [(4, 12), (6, 13), (9, 10), (10, None)]
     assert all(r.path == str(p) for r in rs.refused)
     assert "duplicate sid 10 (first at" in rs.refused[2].reason
-    assert str(rs.refused[1]).startswith(f"{p}:6 (sid 13): protocol 'tls'")
+    assert str(rs.refused[1]).startswith(f"{p}:6 (sid 13): protocol 'smtp'")
 
 
 def test_missing_file_is_one_refusal_not_a_crash(tmp_path):
@@ -255,16 +260,19 @@ def test_et_open_tcp_rules_load():
     want = sum(total.get(p, 0) for p in ("tcp", "tcp-pkt", "tcp-stream"))
     assert want > 2500
     assert loaded / want >= 0.99, rs.summary()
-    # HTTP rules (sticky buffers, http_* modifiers) load too, and of all the
-    # TCP-carried rules (tcp and the application protocols over TCP; DNS is
-    # counted out, its rules are mostly for UDP) 86 % do: TLS is the rest
+    # HTTP and TLS rules (sticky buffers, http_* modifiers, tls.*, ja3*) load
+    # too, and of all the TCP-carried rules (tcp and the application
+    # protocols over TCP; DNS is counted out, its rules are mostly for UDP)
+    # 98.7 % do (the project's goal: 95 %)
     http = sum(1 for r in rs.rules if r.proto == "http")
     assert total["http"] > 14000 and http / total["http"] >= 0.99
     carried = ("tcp", "tcp-pkt", "tcp-stream", "http", "http1", "http2", "tls", "ssl", "ssh",
                "smtp", "ftp", "ftp-data", "smb", "dcerpc", "imap", "pop3", "krb5", "nfs", "rdp",
                "rfb", "mqtt", "modbus", "dnp3", "enip", "pgsql", "telnet", "websocket", "ldap")
     got = sum(1 for r in rs.rules if r.proto in carried)
-    assert got / sum(total.get(p, 0) for p in carried) >= 0.86
+    assert got / sum(total.get(p, 0) for p in carried) >= 0.95
+    tls = sum(1 for r in rs.rules if r.proto in ("tls", "ssl"))
+    assert total["tls"] > 2000 and tls / total["tls"] >= 0.99
     assert all(r.reason for r in rs.refused)
     assert len(rs.rules) + len(rs.refused) == sum(total.values())
 

@@ -62,6 +62,21 @@ def _overlap(key, v):
     return v
 
 
+def _community_id(key, v):
+    """Community ID in EVE records: a seed (0-65535), or false for none."""
+    if v.lower() in ("false", "no", "off"):
+        return None
+    if v.lower() in ("true", "yes", "on"):
+        return 0
+    try:
+        seed = int(v, 0)
+    except ValueError:
+        seed = -1
+    if not 0 <= seed <= 0xFFFF:
+        raise ValueError(f"--set {key}={v}: expected a seed 0..65535, true or false")
+    return seed
+
+
 def _inline(key, v):
     if v.lower() == "auto":
         return "auto"
@@ -77,6 +92,7 @@ SET_KEYS = {
     "mos.overlap": ("overlap", _overlap),
     "mos.buffer-size": ("buffer_size", _size),
     "mos.lookback": ("lookback", _size),
+    "mos.community-id": ("community_id", _community_id),
 }
 
 
@@ -180,6 +196,9 @@ def add_parser(sub) -> None:
     p.add_argument("--no-http-log", action="store_true",
                    help="no EVE http records (Suricata writes them by default; they need "
                         "the HTTP parser on every flow)")
+    p.add_argument("--no-tls-log", action="store_true",
+                   help="no EVE tls records (one per TLS flow: certificate, SNI, version, "
+                        "JA3/JA3S/JA4)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=main_args)
 
@@ -225,6 +244,7 @@ def main_args(args) -> int:
         print("mos: note: no rule loaded: only flow and stats records", file=sys.stderr)
     eve = args.eve or os.path.join(outdir, "eve.json")
     sets["http_log"] = not args.no_http_log
+    sets["tls_log"] = not args.no_tls_log
     if args.config:
         return run_live(rs, args.config, outdir, sets, classes=classes,
                         payload=not args.no_payload, status=not args.no_progress, eve=eve)
@@ -249,7 +269,9 @@ class LiveApp:
                        lookback=sets.get("lookback", DEFAULT_LOOKBACK),
                        depth=sets.get("depth", 0), inline=inline,
                        stream_inline=stream_inline(sets, inline),
-                       host_os=sets.get("host_os"), http_log=sets.get("http_log", True))
+                       host_os=sets.get("host_os"), http_log=sets.get("http_log", True),
+                       tls_log=sets.get("tls_log", True),
+                       community_id=sets.get("community_id"))
         self.ids.attach(engine)
 
     def finish(self, engine, stats) -> None:
@@ -314,7 +336,8 @@ def run(rs: RuleSet, caps: list, outdir: str, sets: dict, *, checksum=None, clas
     ids = Ids(rs, eve=eve, fast=fast, classes=classes, payload=payload,
               lookback=sets.get("lookback", DEFAULT_LOOKBACK), depth=sets.get("depth", 0),
               stream_inline=stream_inline(sets, False), host_os=sets.get("host_os"),
-              http_log=sets.get("http_log", True))
+              http_log=sets.get("http_log", True), tls_log=sets.get("tls_log", True),
+              community_id=sets.get("community_id"))
     packets = payload_bytes = gaps = 0
     t0 = time.perf_counter()
     rc = 0

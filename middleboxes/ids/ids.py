@@ -63,6 +63,7 @@ from .eve import Eve, alert_record, eve_ip, eve_time, fast_line, http_record
 from .hostos import HostPolicies
 from .rules import LINE_BUFFERS, Content, Rule, RuleSet
 from .thresholds import Thresholds
+from .tlsrules import is_tls_flow
 
 #: when an HTTP rule is evaluated: the request line, the request headers, the
 #: request body, the response headers, the response body
@@ -87,6 +88,20 @@ def fast_pattern(rule: Rule) -> Optional[Content]:
     marked = [c for c in pos if c.fast_pattern]
     c = marked[0] if marked else max(pos, key=lambda c: len(c.pattern))
     return c
+
+
+def buffer_fast_pattern(r: Rule):
+    """(buffer, content) of an application-layer rule's fast pattern: the
+    content marked fast_pattern, else the longest positive one; or None."""
+    best = None
+    for b in r.buffers:
+        for m in b.matches:
+            if isinstance(m, Content) and not m.negated and m.pattern:
+                if m.fast_pattern:
+                    return b, m
+                if best is None or len(m.pattern) > len(best[1].pattern):
+                    best = (b, m)
+    return best
 
 
 def _fp_bytes(c: Content) -> bytes:
@@ -121,7 +136,8 @@ def _logged_packet(p) -> bytes:
 
 class _Plan:
     """What a rule needs checked besides its payload, decided once."""
-    __slots__ = ("header", "flow", "bits_check", "bits_apply", "exact", "silent", "size", "point")
+    __slots__ = ("header", "flow", "bits_check", "bits_apply", "exact", "silent", "size", "point",
+                 "app_tls")
 
     def __init__(self, r: Rule):
         def anyg(g):
@@ -135,6 +151,8 @@ class _Plan:
         self.point = 0       # HTTP rules: when they are evaluated (Ids._http_point)
         self.silent = r.noalert or any(fb.cmd == "noalert" for fb in r.flowbits)
         self.size = r.stream_size is not None
+        # `alert tls` with raw content only: the stream of flows that speak TLS
+        self.app_tls = r.proto in ("tls", "ssl") and not r.is_tls
 
 
 class _PatternSet:
@@ -161,7 +179,7 @@ class _PatternSet:
 
 class _FlowState:
     __slots__ = ("bits", "inspected", "chunk_start", "thr", "passed", "alerted", "pending",
-                 "bodies", "http_done", "pkt_rules")
+                 "bodies", "http_done", "pkt_rules", "tls_done", "tls_logged")
 
     def __init__(self):
         self.bits: set = set()
@@ -180,6 +198,8 @@ class _FlowState:
         # packet rules whose addresses and ports hold for this flow, per
         # direction (to the server, to the client): found once per flow
         self.pkt_rules = [None, None]
+        self.tls_done = None             # TLS: evaluation points done
+        self.tls_logged = False          # TLS: the EVE tls record is written
 
     def chunk(self, s: int, head: int) -> int:
         """Start of the chunk of new bytes that ends at head."""
@@ -205,7 +225,8 @@ class Ids:
                  fast: Optional[TextIO] = None, classes: Optional[dict] = None,
                  payload: bool = True, lookback: int = DEFAULT_LOOKBACK, depth: int = 0,
                  inline: bool = False, flows: bool = True, stream_inline: bool = True,
-                 host_os: Optional[HostPolicies] = None, http_log: bool = False):
+                 host_os: Optional[HostPolicies] = None, http_log: bool = False,
+                 tls_log: bool = False, community_id: Optional[int] = None):
         self.ruleset = rules
         self.eve = eve
         self.fast = fast
@@ -219,6 +240,10 @@ class Ids:
         self.host_os = host_os           # receiving host -> overlap policy
         self.deferred = 0                # stream matches that waited for an ACK
         self.http_log = http_log         # EVE http records (Suricata's eve-log type http)
+        self.tls_log = tls_log           # EVE tls records
+        self.community_id_seed = community_id   # Community ID in EVE records (its seed), or None
+        self.tls_rules: list = []
+        self.tlsd = None                 # TlsDetect: TLS rules and records
         self.alerts_by_sid: dict = defaultdict(int)
         self.thresholds = Thresholds()
         self.suppressed = 0              # matches a threshold or detection_filter kept silent
@@ -244,12 +269,18 @@ class Ids:
         self.consumer_id = None
         self._plans: dict = {}           # id(rule) -> _Plan
         self._split()
+        if self.tls_rules or tls_log or any(p.app_tls for p in self._plans.values()):
+            from .tlsrules import TlsDetect
+            self.tlsd = TlsDetect(self, self.tls_rules, tls_log, _PatternSet, buffer_fast_pattern)
 
     # ---------------------------------------------------------------- setup
 
     def _split(self) -> None:
         for r in self.ruleset.rules:
             self._plans[id(r)] = _Plan(r)
+            if r.is_tls:
+                self.tls_rules.append(r)
+                continue
             if r.is_http:
                 self._http_split(r)
                 continue
@@ -319,17 +350,7 @@ class Ids:
         point = self._http_point(r)
         self._plans[id(r)].point = point
         self.http_rules.append(r)
-        best = None
-        for b in r.buffers:
-            for m in b.matches:
-                if isinstance(m, Content) and not m.negated and m.pattern:
-                    if m.fast_pattern:
-                        best = (b, m)
-                        break
-                    if best is None or len(m.pattern) > len(best[1].pattern):
-                        best = (b, m)
-            if best is not None and best[1].fast_pattern:
-                break
+        best = buffer_fast_pattern(r)
         if best is None:
             self._http_always[point].append(r)
             return
@@ -340,7 +361,7 @@ class Ids:
 
     def plan(self) -> dict:
         return {"rules": len(self.ruleset.rules), "prefilter_patterns": len(self._patterns),
-                "http_rules": len(self.http_rules),
+                "http_rules": len(self.http_rules), "tls_rules": len(self.tls_rules),
                 "stream_event_rules": sum(len(v) for v in self.event_rules.values()),
                 "stream_rules": len(self.stream_rules),
                 "stream_rules_without_content": len(self.stream_always),
@@ -369,12 +390,15 @@ class Ids:
             mon.on(Event.PKT_IN, self._on_packet)
         if self.event_rules:
             mon.on(Event.ERROR, self._on_error)
-        if (self.flows and self.eve is not None) or not self.stream_inline or self.http_rules:
+        if (self.flows and self.eve is not None) or not self.stream_inline or self.http_rules \
+                or self.tlsd is not None:
             mon.on(Event.CONN_END, self._on_end, side=Side.CLIENT)
         if self.host_os:
             mon.on(Event.CONN_START, self._on_start, side=Side.CLIENT)
         if self.http_rules:
             self._attach_http(engine, mon)
+        if self.tlsd is not None:
+            self.tlsd.attach(engine, mon)
         engine.attach(mon)
         if self.http_log and self.eve is not None:
             from middleboxes.httplog.httplog import HttpLog
@@ -454,7 +478,8 @@ class Ids:
         return ((not pl.header or self._header_ok(r, *ends))
                 and (not pl.flow or self._flow_ok(r, flow, to_server))
                 and (not pl.bits_check or self._flowbits_ok(r, st))
-                and (not pl.size or self._stream_size_ok(r, flow)))
+                and (not pl.size or self._stream_size_ok(r, flow))
+                and (not pl.app_tls or is_tls_flow(flow)))
 
     def _endpoints(self, flow, side):
         """(src, sport, dst, dport) of bytes received by `side`."""
@@ -845,6 +870,8 @@ class Ids:
             self._http_flush(flow, st)
         if st is not None and st.pending is not None:
             self._flush_pending(flow, st)
+        if self.tlsd is not None and self.tlsd.log:
+            self.tlsd.write(flow, at_end=True)
         if not self.flows or self.eve is None:
             return
         reason = flow.event_info.reason.name
@@ -856,12 +883,35 @@ class Ids:
             "timestamp": eve_time(end), "flow_id": flow.hash, "event_type": "flow",
             "src_ip": eve_ip(flow.client_ip), "src_port": flow.client_port,
             "dest_ip": eve_ip(flow.server_ip), "dest_port": flow.server_port, "proto": "TCP",
+            **self._flow_app(flow),
             "flow": {**self._flow_counts(flow), "end": eve_time(end),
                      "age": int(end - start), "state": state,
                      "reason": {"TIMEOUT": "timeout", "SHUTDOWN": "shutdown"}.get(reason,
                                                                                  "forced"),
                      "alerted": bool(st is not None and st.alerted)},
             "tcp": {"state": flow.server.state.name.lower()}})
+
+    def _flow_app(self, flow) -> dict:
+        """app_proto and community_id of a flow record, when known."""
+        out = {}
+        if self.tlsd is not None and is_tls_flow(flow):
+            out["app_proto"] = "tls"
+        elif self.http is not None:
+            h = flow.http
+            if h is not None and h.transactions:
+                out["app_proto"] = "http"
+        cid = self.community_id(flow)
+        if cid is not None:
+            out["community_id"] = cid
+        return out
+
+    def community_id(self, flow) -> Optional[str]:
+        """The flow's Community ID (v1) if asked for (``community_id`` seed)."""
+        if self.community_id_seed is None:
+            return None
+        from .communityid import community_id
+        return community_id(flow.client_ip, flow.client_port, flow.server_ip,
+                            flow.server_port, 6, self.community_id_seed)
 
     def stats(self) -> dict:
         out = {"alerts": self.alerts, "candidates": self.candidates,

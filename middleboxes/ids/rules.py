@@ -21,10 +21,9 @@ from typing import Union
 from .netsets import AddressGroup, GroupError, PortGroup, Vars, parse_addresses, parse_ports
 
 ACTIONS = ("alert", "drop", "reject", "rejectsrc", "rejectdst", "rejectboth", "pass")
-PROTOCOLS = ("tcp", "tcp-pkt", "tcp-stream", "ip", "http", "http1")
-# header protocols of application layers mos does not parse yet (the
-# application-layer work adds tls next)
-APP_PROTOCOLS = ("http2", "tls", "ssl", "dns", "smtp", "ftp", "ftp-data", "smb",
+PROTOCOLS = ("tcp", "tcp-pkt", "tcp-stream", "ip", "http", "http1", "tls", "ssl")
+# header protocols of application layers mos does not parse yet
+APP_PROTOCOLS = ("http2", "dns", "smtp", "ftp", "ftp-data", "smb",
                  "dcerpc", "ssh", "imap", "pop3", "krb5", "nfs", "ntp", "dhcp", "snmp", "sip",
                  "rdp", "rfb", "mqtt", "modbus", "dnp3", "enip", "ike", "ikev2", "tftp",
                  "quic", "pgsql", "telnet", "websocket", "ldap", "bittorrent-dht")
@@ -95,6 +94,26 @@ HTTP_MODIFIERS = {
     "http_client_body": "http.request_body", "http_server_body": "http.response_body",
     "http_stat_code": "http.stat_code", "http_stat_msg": "http.stat_msg",
 }
+# TLS sticky buffers (Suricata 5+ names and the older underscore ones) -> mos
+# buffer names; tls.certs and tls.subjectaltname hold one entry per
+# certificate or name (a rule matches if one entry does)
+TLS_STICKY = {
+    "tls.sni": "tls.sni", "tls_sni": "tls.sni",
+    "tls.cert_subject": "tls.cert_subject", "tls_cert_subject": "tls.cert_subject",
+    "tls.cert_issuer": "tls.cert_issuer", "tls_cert_issuer": "tls.cert_issuer",
+    "tls.cert_serial": "tls.cert_serial", "tls_cert_serial": "tls.cert_serial",
+    "tls.cert_fingerprint": "tls.cert_fingerprint",
+    "tls_cert_fingerprint": "tls.cert_fingerprint",
+    "tls.certs": "tls.certs", "tls.subjectaltname": "tls.subjectaltname",
+    "ja3.hash": "ja3.hash", "ja3_hash": "ja3.hash", "ja3.string": "ja3.string",
+    "ja3_string": "ja3.string", "ja3s.hash": "ja3s.hash", "ja3s_hash": "ja3s.hash",
+    "ja3s.string": "ja3s.string", "ja3s_string": "ja3s.string", "ja4.hash": "ja4.hash",
+}
+TLS_BUFFERS = frozenset(TLS_STICKY.values())
+#: tls.version values -> the version numbers they stand for
+TLS_VERSIONS = {"1.0": 0x0301, "1.1": 0x0302, "1.2": 0x0303, "1.3": 0x0304,
+                "3.0": 0x0300, "ssl3": 0x0300, "sslv3": 0x0300}
+
 # pcre's HTTP flags
 PCRE_HTTP = {"U": "http.uri", "I": "http.uri.raw", "H": "~http.header",
              "D": "~http.header.raw", "M": "http.method", "C": "~http.cookie",
@@ -325,6 +344,10 @@ class Rule:
     stream_events: list = field(default_factory=list)   # mos ERROR reason names
     buffers: list = field(default_factory=list)         # Buffer: application-layer options
     tag: str | None = None
+    tls_checks: list = field(default_factory=list)      # TlsCheck: tls.version, tls.subject, ...
+    # "=>" (Suricata 8): one transaction's buffers of both directions; the
+    # header names the client, then the server
+    transactional: bool = False
     text: str = ""
     path: str | None = None
     line: int | None = None
@@ -340,9 +363,14 @@ class Rule:
         return out
 
     @property
+    def is_tls(self) -> bool:
+        """Evaluated on TLS handshakes (it inspects TLS buffers or fields)."""
+        return bool(self.tls_checks) or any(b.name in TLS_BUFFERS for b in self.buffers)
+
+    @property
     def is_http(self) -> bool:
         """Evaluated on HTTP transactions (it inspects HTTP buffers)."""
-        return bool(self.buffers)
+        return bool(self.buffers) and not self.is_tls
 
     @property
     def is_stream(self) -> bool:
@@ -350,12 +378,13 @@ class Rule:
         if self.buffers or self.proto == "tcp-pkt" or self.flow.no_stream or \
                 self.dsize is not None:
             return False
-        return self.proto in ("tcp", "tcp-stream", "http", "http1")
+        return self.proto in ("tcp", "tcp-stream", "http", "http1", "tls", "ssl")
 
 
 # ---------------------------------------------------------------- lexing
 
-_HEADER = re.compile(r"^\s*(\S+)\s+(\S+)\s+(.+?)\s+(->|<>|<-)\s+(.+?)\s*\((.*)\)\s*$", re.DOTALL)
+_HEADER = re.compile(r"^\s*(\S+)\s+(\S+)\s+(.+?)\s+(->|<>|<-|=>)\s+(.+?)\s*\((.*)\)\s*$",
+                     re.DOTALL)
 
 
 def _split_header_side(text: str) -> tuple[str, str]:
@@ -846,7 +875,7 @@ def _parse(text: str, vars_: Vars, classes: dict | None, path, line) -> Rule:
     rule = Rule(action=action, proto=proto, src=parse_addresses(sa, vars_),
                 sport=parse_ports(sp, vars_), bidirectional=arrow == "<>",
                 dst=parse_addresses(da, vars_), dport=parse_ports(dp, vars_), text=text,
-                path=path, line=line)
+                path=path, line=line, transactional=arrow == "=>")
     names: set = set()
     sid_seen = False
     cur = None      # the sticky buffer options go to (None: the stream or packet)
@@ -901,7 +930,13 @@ def _parse(text: str, vars_: Vars, classes: dict | None, path, line) -> Rule:
             pat, neg = parse_content(v or "", "uricontent")
             add(Content(pat, neg), buffer("http.uri"))
         elif key in _CONTENT_MODS:
-            _apply_mod(rule, key, v, names, last)
+            target = last
+            if key == "nocase" and not isinstance(last, Content):
+                # nocase after isdataat or a byte_* option: the list's last
+                # content, as Suricata takes it (the case does not depend on order)
+                lst = cur.matches if cur is not None else rule.matches
+                target = next((m for m in reversed(lst) if isinstance(m, Content)), last)
+            _apply_mod(rule, key, v, names, target)
         elif key in HTTP_MODIFIERS:
             if not isinstance(last, Content):
                 raise RuleError(f"{key} without a content before it")
@@ -912,6 +947,12 @@ def _parse(text: str, vars_: Vars, classes: dict | None, path, line) -> Rule:
                 raise RuleError(f"{key} on a content already in another buffer")
         elif key in HTTP_STICKY:
             cur = buffer(HTTP_STICKY[key])
+        elif key in TLS_STICKY:
+            cur = buffer(TLS_STICKY[key])
+        elif key in TLS_CHECKS:
+            rule.tls_checks.append(_tls_check(key, v))
+        elif key in ("tls.store", "tls_store"):
+            pass     # an output action (store the certificate chain): mos keeps no files
         elif key == "pkt_data":
             cur = None
         elif key == "pcre":
@@ -982,7 +1023,15 @@ def _parse(text: str, vars_: Vars, classes: dict | None, path, line) -> Rule:
             raise RuleError(f"unknown or unsupported keyword {key!r}")
     if not sid_seen:
         raise RuleError("no sid")
+    if rule.transactional and not rule.is_tls:
+        raise RuleError("'=>' (transactional) is supported for TLS rules only")
+    if rule.transactional and (rule.flow.to_server or rule.flow.to_client):
+        raise RuleError("'=>' rules match both directions: flow:to_server/to_client "
+                        "does not apply")
     if rule.buffers:
+        tls_names = {b.name for b in rule.buffers if b.name in TLS_BUFFERS}
+        if tls_names and len(tls_names) < len(rule.buffers):
+            raise RuleError("a rule cannot inspect HTTP and TLS buffers together")
         _resolve_buffers(rule)
     for c in rule.contents():
         if c.startswith and c.relative:
@@ -990,6 +1039,46 @@ def _parse(text: str, vars_: Vars, classes: dict | None, path, line) -> Rule:
     if rule.threshold and rule.detection_filter:
         raise RuleError("threshold and detection_filter together")
     return rule
+
+
+@dataclass
+class TlsCheck:
+    """A TLS field keyword with a value: ``version`` (a set of version
+    numbers), ``subject`` / ``issuerdn`` (substring of the first
+    certificate's DN), ``fingerprint`` (its SHA-1, case-insensitive)."""
+    kind: str
+    value: object
+    negated: bool = False
+
+
+TLS_CHECKS = ("tls.version", "tls.subject", "tls.issuerdn", "tls.fingerprint")
+
+
+def _tls_check(key: str, v: str | None) -> TlsCheck:
+    text = (v or "").strip()
+    neg = text.startswith("!")
+    if neg:
+        text = text[1:].strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1]
+    if not text:
+        raise RuleError(f"{key} needs a value")
+    if key == "tls.version":
+        vs = set()
+        for part in text.split(","):
+            part = part.strip().lower()
+            if part not in TLS_VERSIONS:
+                raise RuleError(f"tls.version: {part!r} is not one of "
+                                f"{', '.join(TLS_VERSIONS)}")
+            vs.add(TLS_VERSIONS[part])
+        return TlsCheck("version", frozenset(vs), neg)
+    if key == "tls.fingerprint":
+        fp = text.lower()
+        if not re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2}){19}", fp):
+            raise RuleError(f"tls.fingerprint: {text!r} is not a SHA-1 fingerprint "
+                            f"(20 hex bytes separated by ':')")
+        return TlsCheck("fingerprint", fp, neg)
+    return TlsCheck(key.split(".", 1)[1], text.replace('\\"', '"'), neg)
 
 
 def _resolve_buffers(rule: Rule) -> None:

@@ -234,9 +234,10 @@ class HttpFlow:
         return _http.direction_state(cap) if cap is not None else (None, None)
 
 
-#: id(engine) -> the Http attached to it (an Http keeps its engine alive, so
-#: the id stays that engine's while the entry exists)
-_parsers: "weakref.WeakValueDictionary[int, Http]" = weakref.WeakValueDictionary()
+#: engine -> the Http attached to it: the engine keeps it (and its parser)
+#: alive however the app that attached it holds it; an Http refers to its
+#: engine weakly, so an engine nobody uses goes with its entry
+_parsers: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 class Http:
@@ -251,18 +252,23 @@ class Http:
     def __init__(self, bodies: bool = False, arena_max: int = 1 << 20,
                  bomb_limit: int = 1 << 24):
         self.parser = _http.HttpParser(arena_max, bomb_limit, bodies)
-        self.engine = None
+        self._engine = None
         self.consumer_id = None
 
     def attach(self, engine) -> "Http":
-        if self.engine is not None:
+        if self._engine is not None:
             raise RuntimeError("this Http is attached to an engine already")
-        if id(engine) in _parsers:
+        if engine in _parsers:
             raise RuntimeError("this engine parses HTTP already (one Http per engine)")
         self.consumer_id = engine.add_consumer(self.parser, Side.BOTH)
-        self.engine = engine
-        _parsers[id(engine)] = self
+        self._engine = weakref.ref(engine)
+        _parsers[engine] = self
         return self
+
+    @property
+    def engine(self):
+        """The engine attached to (None before attach or once it is gone)."""
+        return self._engine() if self._engine is not None else None
 
     def stats(self) -> dict:
         return self.parser.stats()
@@ -282,7 +288,7 @@ class Http:
 def for_engine(engine, bodies: bool = False) -> Http:
     """The Http parsing on ``engine``, attached now if none is; ``bodies``
     turns HTTP_BODY on for it (apps sharing one engine share one parser)."""
-    h = _parsers.get(id(engine))
+    h = _parsers.get(engine)
     if h is None:
         return Http(bodies=bodies).attach(engine)
     if bodies:
@@ -291,7 +297,7 @@ def for_engine(engine, bodies: bool = False) -> Http:
 
 
 def _flow_http(flow) -> Optional[HttpFlow]:
-    h = _parsers.get(id(flow.engine))
+    h = _parsers.get(flow.engine)
     return h.of(flow) if h is not None else None
 
 

@@ -522,7 +522,9 @@ class TlsFlow:
         return _tls.ANOMALIES.get(info.b)
 
 
-_parsers: "weakref.WeakValueDictionary[int, Tls]" = weakref.WeakValueDictionary()
+#: engine -> its Tls (as mos.app.http's registry: kept by the engine, which
+#: the Tls refers to weakly)
+_parsers: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 class Tls:
@@ -531,20 +533,25 @@ class Tls:
 
     def __init__(self):
         self.parser = _tls.TlsParser()
-        self.engine = None
+        self._engine = None
         self.consumer_id = None
         self.parse_errors = 0
         self._cache: dict = {}
 
     def attach(self, engine) -> "Tls":
-        if self.engine is not None:
+        if self._engine is not None:
             raise RuntimeError("this Tls is attached to an engine already")
-        if id(engine) in _parsers:
+        if engine in _parsers:
             raise RuntimeError("this engine follows TLS already (one Tls per engine)")
         self.consumer_id = engine.add_consumer(self.parser, Side.BOTH)
-        self.engine = engine
-        _parsers[id(engine)] = self
+        self._engine = weakref.ref(engine)
+        _parsers[engine] = self
         return self
+
+    @property
+    def engine(self):
+        """The engine attached to (None before attach or once it is gone)."""
+        return self._engine() if self._engine is not None else None
 
     def stats(self) -> dict:
         return dict(self.parser.stats(), parse_errors=self.parse_errors)
@@ -562,12 +569,12 @@ class Tls:
 
 def for_engine(engine) -> Tls:
     """The Tls on ``engine``, attached now if none is (apps share one)."""
-    t = _parsers.get(id(engine))
+    t = _parsers.get(engine)
     return t if t is not None else Tls().attach(engine)
 
 
 def _flow_tls(flow) -> Optional[TlsFlow]:
-    t = _parsers.get(id(flow.engine))
+    t = _parsers.get(flow.engine)
     return t.of(flow) if t is not None else None
 
 
