@@ -14,6 +14,7 @@ Extensions:
   mos._native            capture reader and packet decoder, from Python
   mos.tcp._stream        the reassembly buffer on its own (tests, tools)
   mos.tcp._tcp           the TCP endpoint module on its own (per-state tests)
+  mos.tcp._host          the end host's active endpoint on its own (sans-I/O tests)
   mos.dualstack._engine  flow table, endpoint models, events (the hot path)
   mos.ports._afpacket    AF_PACKET port, Linux
   mos.runtime._loop      the port loop and the clock; capture files as ports
@@ -108,6 +109,7 @@ candidates = [
     glue("mos._native", "mos/_native.pyx"),
     glue("mos.tcp._stream", "mos/tcp/_stream.pyx"),
     glue("mos.tcp._tcp", "mos/tcp/_tcp.pyx"),
+    glue("mos.tcp._host", "mos/tcp/_host.pyx"),
     glue("mos.dualstack._engine", "mos/dualstack/_engine.pyx"),
     glue("mos.ports._afpacket", "mos/ports/_afpacket.pyx"),
     glue("mos.runtime._loop", "mos/runtime/_loop.pyx"),

@@ -1,0 +1,876 @@
+/* host.c: the active TCP endpoint (host.h). */
+#include "host.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MS 1000000ull
+
+void mos_tcp_host_cfg_default(mos_tcp_host_cfg_t *c)
+{
+    memset(c, 0, sizeof *c);
+    c->mss = 1460;
+    c->wscale = 7;
+    c->sack = c->ts = 1;
+    c->rcvbuf = 256 * 1024;
+    c->sndbuf = 256 * 1024;
+    c->rto_init = 1000 * MS;
+    c->rto_min = 200 * MS;
+    c->rto_max = 60000 * MS;
+    c->syn_retries = 5;
+    c->retries = 12;
+    c->delack = 40 * MS;
+    c->time_wait = 60000 * MS;
+}
+
+static uint32_t pow2_at_least(uint32_t n)
+{
+    uint32_t p = 4096;
+    while (p < n && p < (1u << 30)) p <<= 1;
+    return p;
+}
+
+int mos_tcp_host_init(mos_tcp_host_t *h, const mos_tcp_host_cfg_t *cfg, mos_rbuf_pool_t *pool)
+{
+    memset(h, 0, sizeof *h);
+    h->cfg = *cfg;
+    if (h->cfg.mss < 64) h->cfg.mss = 64;
+    if (h->cfg.wscale > 14) h->cfg.wscale = 14;
+    if (h->cfg.rcvbuf < h->cfg.mss) h->cfg.rcvbuf = h->cfg.mss;
+    /* the window must fit the field once shifted (RFC 7323 2.3: shift <= 14) */
+    if (h->cfg.rcvbuf > (65535u << h->cfg.wscale)) h->cfg.rcvbuf = 65535u << h->cfg.wscale;
+    h->sb_cap = pow2_at_least(cfg->sndbuf ? cfg->sndbuf : 1);
+    h->sb = malloc(h->sb_cap);
+    if (!h->sb) return -1;
+    h->me.role = MOS_TCP_HOST;
+    h->peer.role = MOS_TCP_MONITOR;
+    if (mos_rbuf_init(&h->me.rbuf, h->cfg.rcvbuf, MOS_OVERLAP_FIRST, pool)) {
+        free(h->sb);
+        h->sb = NULL;
+        return -1;
+    }
+    h->rto = h->cfg.rto_init;
+    h->ssthresh = UINT32_MAX;
+    return 0;
+}
+
+void mos_tcp_host_free(mos_tcp_host_t *h)
+{
+    mos_rbuf_free(&h->me.rbuf);
+    free(h->sb);
+    h->sb = NULL;
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static inline uint32_t seq_of(const mos_tcp_host_t *h, uint64_t off)
+{
+    return h->me.iss + 1 + (uint32_t)off;
+}
+
+static inline uint64_t off_of(const mos_tcp_host_t *h, uint32_t seq)
+{
+    int64_t o = seq_to_off(seq, h->me.ref_seq, h->me.ref_off);
+    return o < 0 ? 0 : (uint64_t)o;
+}
+
+static inline uint64_t sb_end(const mos_tcp_host_t *h) { return h->sb_off + h->sb_len; }
+
+static inline uint32_t flight(const mos_tcp_host_t *h) { return h->me.snd_nxt - h->snd_una; }
+
+static inline int fin_sent(const mos_tcp_host_t *h) { return (h->me.flags & MOS_EPF_FIN) != 0; }
+
+/* Stream offset where the peer's data ends (its FIN), or -1. */
+static inline int64_t peer_fin_off(const mos_tcp_host_t *h)
+{
+    if (!(h->me.rflags & MOS_EPR_FIN)) return -1;
+    return seq_to_off(h->me.fin_rcv, h->peer.ref_seq, h->peer.ref_off);
+}
+
+/* RCV.NXT: what our ACKs say (the FIN counts once every byte before it came). */
+static inline uint32_t rcv_nxt(const mos_tcp_host_t *h)
+{
+    uint64_t head = h->me.rbuf.head;
+    uint32_t seq = h->peer.isn + 1 + (uint32_t)head;
+    int64_t f = peer_fin_off(h);
+    return (f >= 0 && (uint64_t)f == head) ? seq + 1 : seq;
+}
+
+static inline uint32_t ts_now(const mos_tcp_host_t *h, uint64_t now)
+{
+    return h->cfg.ts_base + (uint32_t)(now / MS);
+}
+
+/* The window we can offer: room left for bytes the user has not read. */
+static inline uint32_t rcv_room(const mos_tcp_host_t *h)
+{
+    uint64_t unread = h->me.rbuf.head - h->rcv_read;
+    return unread >= h->cfg.rcvbuf ? 0 : h->cfg.rcvbuf - (uint32_t)unread;
+}
+
+static void set_closed(mos_tcp_host_t *h, int err)
+{
+    h->me.state = MOS_TCPS_CLOSED;
+    if (!h->err) h->err = (uint8_t)err;
+    h->rto_at = h->persist_at = h->delack_at = h->tw_at = h->hole_at = h->tlp_at = 0;
+    h->syn_pending = h->ack_now = 0;
+}
+
+/* RFC 6298 2.2-2.3, with a sample of r ns */
+static void rtt_sample(mos_tcp_host_t *h, uint64_t r)
+{
+    if (!h->srtt) {
+        h->srtt = r;
+        h->rttvar = r / 2;
+    } else {
+        uint64_t d = h->srtt > r ? h->srtt - r : r - h->srtt;
+        h->rttvar = (3 * h->rttvar + d) / 4;
+        h->srtt = (7 * h->srtt + r) / 8;
+    }
+    uint64_t var = 4 * h->rttvar;
+    if (var < MS) var = MS; /* G: a 1 ms clock */
+    h->rto = h->srtt + var;
+    if (h->rto < h->cfg.rto_min) h->rto = h->cfg.rto_min;
+    if (h->rto > h->cfg.rto_max) h->rto = h->cfg.rto_max;
+}
+
+/* Options both SYNs agreed on (RFC 7323 2.2, RFC 2018 2, RFC 9293 3.7.1). */
+static void negotiate(mos_tcp_host_t *h)
+{
+    const mos_tcp_ep_t *p = &h->peer;
+    int ws = (p->flags & MOS_EPF_WSCALE) && h->cfg.wscale != 255;
+    h->snd_shift = ws ? p->wscale : 0;
+    h->rcv_shift = ws ? h->cfg.wscale : 0;
+    h->ts_on = h->cfg.ts && (p->flags & MOS_EPF_TS);
+    h->sack_on = h->cfg.sack && (p->flags & MOS_EPF_SACKOK);
+    uint32_t pm = p->mss ? p->mss : 536;
+    uint32_t m = pm < h->cfg.mss ? pm : h->cfg.mss;
+    if (h->ts_on) m -= 12; /* every segment carries NOP NOP TS */
+    h->smss = (uint16_t)(m < 64 ? 64 : m);
+    /* RFC 6928: IW = min(10*MSS, max(2*MSS, 14600)) */
+    uint32_t iw = 10u * h->smss, cap = 2u * h->smss > 14600 ? 2u * h->smss : 14600;
+    h->cwnd = iw < cap ? iw : cap;
+    /* our window before the handshake was in whole bytes (a SYN's is unscaled) */
+    if (!ws) {
+        uint32_t lim = h->cfg.rcvbuf > 65535 ? 65535 : h->cfg.rcvbuf;
+        h->cfg.rcvbuf = lim;
+        mos_rbuf_set_limit(&h->me.rbuf, lim);
+    }
+}
+
+/* ---------------------------------------------------------------- opening */
+
+void mos_tcp_host_connect(mos_tcp_host_t *h, uint32_t iss, uint64_t now)
+{
+    mos_tcp_eff_t eff;
+    h->now = now;
+    mos_tcp_ep_init_isn(&h->me, iss);
+    h->peer.role = MOS_TCP_MONITOR | MOS_TCP_PASSIVE;
+    mos_tcp_ep_action(&h->me, MOS_TCP_USER_ACTIVE_OPEN, &eff);
+    h->snd_una = iss;
+    h->rexmit_next = h->rexmit_until = h->recover = iss;
+    h->syn_pending = 1;
+    h->quickack = 16;
+}
+
+int mos_tcp_host_accept(mos_tcp_host_t *h, const mos_tcp_seg_t *seg, uint32_t iss, uint64_t now)
+{
+    mos_tcp_eff_t eff;
+    if ((seg->flags & (MOS_TH_SYN | MOS_TH_ACK | MOS_TH_RST)) != MOS_TH_SYN) return -1;
+    h->now = now;
+    h->me.role = MOS_TCP_HOST | MOS_TCP_PASSIVE;
+    mos_tcp_ep_action(&h->me, MOS_TCP_USER_PASSIVE_OPEN, &eff);
+    mos_tcp_ep_init_isn(&h->me, iss);
+    mos_tcp_ep_sent(&h->peer, &h->me, seg, &eff);
+    mos_tcp_ep_input(&h->me, &h->peer, seg, now, &eff); /* LISTEN -> SYN-RECEIVED */
+    h->snd_una = iss;
+    h->rexmit_next = h->rexmit_until = h->recover = iss;
+    h->snd_wnd = seg->wnd; /* a SYN's window is never scaled */
+    h->snd_wl1 = seg->seq;
+    h->snd_wl2 = seg->ack;
+    negotiate(h);
+    h->syn_pending = 1;
+    h->quickack = 16; /* slow start wants every ACK (Linux's quick ACK mode) */
+    return 0;
+}
+
+/* ---------------------------------------------------------------- input */
+
+/* The ACK field of an acceptable segment: SND.UNA, RTT, congestion control. */
+static int ack_in(mos_tcp_host_t *h, const mos_tcp_seg_t *seg, uint64_t now)
+{
+    int ev = 0;
+    uint32_t ack = seg->ack;
+    const mos_tcp_opts_t *o = seg->opt;
+    if (h->sack_on && (o->opts & MOS_OPT_SACK)) {
+        h->nsacked = o->nsack > MOS_HOST_MAX_SACK ? MOS_HOST_MAX_SACK : o->nsack;
+        memcpy(h->sacked, o->sack, 2u * h->nsacked * sizeof(uint32_t));
+    }
+    if (seq_gt(ack, h->snd_una) && seq_leq(ack, h->me.snd_nxt)) {
+        uint64_t to = off_of(h, ack);
+        if (to > sb_end(h)) to = sb_end(h); /* the FIN's sequence number holds no byte */
+        uint32_t acked = to > h->sb_off ? (uint32_t)(to - h->sb_off) : 0; /* data bytes */
+        if (to > h->sb_off) {
+            h->sb_len -= to - h->sb_off;
+            h->sb_off = to;
+            ev |= MOS_HOST_EV_WRITABLE;
+        }
+        h->snd_una = ack;
+        if (seq_lt(h->rexmit_next, ack)) h->rexmit_next = ack;
+        /* RTT (RFC 7323 4.1 with timestamps; else one timed segment, Karn) */
+        if (h->ts_on && (o->opts & MOS_OPT_TS) && o->tsecr) {
+            uint32_t d = ts_now(h, now) - o->tsecr;
+            if (d < 600000) rtt_sample(h, (uint64_t)d * MS + MS / 2);
+        } else if (h->rtt_start && seq_geq(ack, h->rtt_seq)) {
+            rtt_sample(h, now - h->rtt_start);
+            h->rtt_start = 0;
+        }
+        h->nretries = 0;
+        if (h->in_recovery) {
+            if (seq_geq(ack, h->recover)) { /* full ACK: recovery is over (RFC 6582 3.2 3) */
+                h->hole_at = 0;
+                h->hole_wait = 0;
+                uint32_t f = flight(h);
+                h->cwnd = h->ssthresh < f + h->smss ? h->ssthresh : f + h->smss;
+                h->in_recovery = 0;
+            } else { /* partial ACK: the next hole now (3.2 5), deflate by what it acked */
+                h->rexmit_next = ack;
+                if (seq_lt(h->rexmit_until, ack + h->smss)) h->rexmit_until = ack + h->smss;
+                h->credit++;
+                h->cwnd = h->cwnd > acked ? h->cwnd - acked + h->smss : h->smss;
+            }
+        } else if (!acked) {
+            /* only the SYN or the FIN: no data left the network */
+        } else if (h->cwnd < h->ssthresh) {
+            h->cwnd += acked < h->smss ? acked : h->smss; /* slow start (RFC 5681 3.1) */
+        } else {
+            uint32_t inc = (uint32_t)((uint64_t)h->smss * h->smss / (h->cwnd ? h->cwnd : 1));
+            h->cwnd += inc ? inc : 1;                     /* congestion avoidance */
+        }
+        h->dupacks = 0;
+        h->tlp_at = 0;
+        h->rto_at = h->snd_una == h->me.snd_nxt ? 0 : now + h->rto;
+        if (h->snd_una == h->me.snd_nxt) h->persist_backoff = 0;
+    } else if (ack == h->snd_una && seg->len == 0 && !(seg->flags & (MOS_TH_SYN | MOS_TH_FIN)) &&
+               h->snd_una != h->me.snd_nxt &&
+               ((uint32_t)seg->wnd << h->snd_shift) == h->snd_wnd) {
+        /* a duplicate ACK (RFC 5681 2) */
+        h->dupacks++;
+        /* loss is declared by three duplicates, or sooner: by SACK once three
+         * segments' worth above SND.UNA arrived (RFC 6675 IsLost), or with
+         * fewer than four segments out and nothing new to send, by as many
+         * duplicates as there are segments beyond the first (RFC 5827) */
+        uint32_t sacked_above = 0, out_segs = (flight(h) + h->smss - 1) / h->smss;
+        for (unsigned i = 0; h->sack_on && i < h->nsacked; i++)
+            if (seq_gt(h->sacked[2 * i], ack)) sacked_above += h->sacked[2 * i + 1] - h->sacked[2 * i];
+        int lost = h->dupacks >= 3 || sacked_above >= 3u * h->smss ||
+                   (out_segs < 4 && off_of(h, h->me.snd_nxt) >= sb_end(h) &&
+                    h->dupacks >= (out_segs > 1 ? out_segs - 1 : 1));
+        if (!h->in_recovery && lost && seq_gt(ack, h->recover)) {
+            /* fast retransmit (RFC 5681 3.2, RFC 6582 3.2 2) */
+            uint32_t f = flight(h);
+            h->ssthresh = f / 2 > 2u * h->smss ? f / 2 : 2u * h->smss;
+            h->recover = h->me.snd_nxt;
+            h->in_recovery = 1;
+            h->rexmit_next = h->snd_una;
+            h->rexmit_until = h->snd_una + h->smss;
+            h->cwnd = h->ssthresh + 3u * h->smss;
+            h->fast_rexmits++;
+            h->rtt_start = 0;
+            h->credit = 1;
+        } else if (h->in_recovery) {
+            h->cwnd += h->smss; /* each further duplicate: a segment left the network */
+            h->credit++;        /* ... so one more hole may go (RFC 6675's pipe, simply) */
+            /* the resent hole was lost too if data sent after it arrived
+             * (RFC 8985's idea, by sequence instead of time): again */
+            for (unsigned i = 0; h->sack_on && i < h->nsacked; i++)
+                if (h->hole_seq == ack && seq_gt(h->sacked[2 * i + 1], h->hole_mark) &&
+                    seq_gt(h->hole_mark, ack)) {
+                    h->rexmit_next = ack;
+                    if (seq_lt(h->rexmit_until, ack + h->smss)) h->rexmit_until = ack + h->smss;
+                    h->hole_mark = h->me.snd_nxt;
+                    h->credit++;
+                    break;
+                }
+        }
+        if (h->in_recovery && h->sack_on) {
+            /* SACK shows where the holes are: resend each one below the
+             * highest byte the peer holds, not one per round trip */
+            for (unsigned i = 0; i < h->nsacked; i++)
+                if (seq_gt(h->sacked[2 * i + 1], h->rexmit_until) &&
+                    seq_leq(h->sacked[2 * i + 1], h->me.snd_nxt))
+                    h->rexmit_until = h->sacked[2 * i + 1];
+        }
+    }
+    /* the send window (RFC 9293 3.10.7.4 fifth: SND.WL1, SND.WL2) */
+    if (seq_lt(h->snd_wl1, seg->seq) ||
+        (h->snd_wl1 == seg->seq && seq_leq(h->snd_wl2, ack))) {
+        uint32_t w = (seg->flags & MOS_TH_SYN) ? seg->wnd : (uint32_t)seg->wnd << h->snd_shift;
+        if (w > h->snd_wnd && h->snd_wnd == 0) {
+            h->persist_at = 0;
+            h->persist_backoff = 0;
+        }
+        h->snd_wnd = w;
+        h->snd_wl1 = seg->seq;
+        h->snd_wl2 = ack;
+    }
+    return ev;
+}
+
+int mos_tcp_host_input(mos_tcp_host_t *h, const mos_tcp_seg_t *seg, const uint8_t *payload,
+                       uint64_t now)
+{
+    mos_tcp_eff_t se, eff;
+    int ev = 0;
+    uint8_t st0 = h->me.state;
+    h->now = now;
+    h->segs_in++;
+    if (st0 == MOS_TCPS_CLOSED || st0 == MOS_TCPS_LISTEN) return 0;
+    if (seg->flags & MOS_TH_RST) {
+        int exact;
+        if (!mos_tcp_rst_acceptable(&h->me, &h->peer, seg, &exact)) return 0;
+        if (!exact && st0 != MOS_TCPS_SYN_SENT) { /* RFC 5961 3.2: a challenge ACK */
+            h->ack_now = 1;
+            return MOS_HOST_EV_OUTPUT;
+        }
+        if (st0 == MOS_TCPS_TIME_WAIT) set_closed(h, 0); /* RFC 1337 aside: the wait ends */
+        else set_closed(h, st0 == MOS_TCPS_SYN_SENT ? MOS_HOST_ECONNREFUSED
+                                                     : MOS_HOST_ECONNRESET);
+        return MOS_HOST_EV_CLOSED | MOS_HOST_EV_READABLE | MOS_HOST_EV_WRITABLE;
+    }
+    if (st0 == MOS_TCPS_SYN_SENT && (seg->flags & MOS_TH_ACK) && seg->ack != h->me.iss + 1)
+        return 0; /* not an ACK of our SYN (RFC 9293 3.10.7.3: a RST would answer; dropped) */
+    if (mos_tcp_ep_paws(&h->me, &h->peer, seg)) { /* RFC 7323 5.3 R1: drop, ACK */
+        h->paws_drops++;
+        h->ack_now = 1;
+        return MOS_HOST_EV_OUTPUT;
+    }
+    mos_tcp_ep_sent(&h->peer, &h->me, seg, &se);
+    /* A FIN is processed in sequence (RFC 9293 3.10.7.4 eighth: only when
+     * every byte before it came); one after a hole waits, its data is kept */
+    mos_tcp_seg_t s2 = *seg;
+    if ((seg->flags & MOS_TH_FIN) && !(h->me.rflags & MOS_EPR_FIN) &&
+        seq_to_off(seg->seq + ((seg->flags & MOS_TH_SYN) ? 1 : 0), h->peer.ref_seq,
+                   h->peer.ref_off) > (int64_t)h->me.rbuf.head) {
+        s2.flags &= (uint8_t)~MOS_TH_FIN;
+        h->fin_held = 1;
+        h->fin_held_seq = seg->seq + ((seg->flags & MOS_TH_SYN) ? 1 : 0) + seg->len;
+    }
+    mos_tcp_ep_input(&h->me, &h->peer, &s2, now, &eff);
+    uint8_t st = h->me.state;
+    if (st0 == MOS_TCPS_SYN_SENT && st != MOS_TCPS_SYN_SENT) {
+        negotiate(h);
+        h->snd_wl1 = seg->seq - 1; /* the SYN-ACK's window is taken below */
+        h->ack_now = 1;
+        if (st == MOS_TCPS_SYN_RCVD) h->syn_pending = 1; /* simultaneous open: SYN-ACK */
+    }
+    if (seg->flags & MOS_TH_ACK) ev |= ack_in(h, seg, now);
+    if (st != st0 && (st == MOS_TCPS_ESTABLISHED || st == MOS_TCPS_CLOSE_WAIT) &&
+        st0 < MOS_TCPS_ESTABLISHED) {
+        ev |= MOS_HOST_EV_CONNECTED | MOS_HOST_EV_WRITABLE;
+        if (st0 == MOS_TCPS_SYN_RCVD) h->rto_at = h->snd_una == h->me.snd_nxt ? 0 : h->rto_at;
+    }
+    if (eff.data_len) {
+        mos_rbuf_result_t res;
+        uint64_t head0 = h->me.rbuf.head;
+        mos_rbuf_insert(&h->me.rbuf, eff.data_off, payload ? payload + eff.data_skip : NULL,
+                        eff.data_len, &res);
+        h->bytes_in += eff.data_len;
+        if (h->me.rbuf.head > head0) {
+            ev |= MOS_HOST_EV_READABLE;
+            if (h->me.rbuf.nruns || h->quickack) {       /* a hole just filled, or quick */
+                h->ack_now = 1;
+                if (h->quickack) h->quickack--;
+            } else if (++h->unacked_segs >= 2) {
+                h->ack_now = 1;                              /* RFC 1122 4.2.3.2 */
+            } else if (!h->delack_at) {
+                h->delack_at = now + h->cfg.delack;
+            }
+        } else {
+            if (eff.data_off >= head0) h->ooo_in++; else h->dup_in++;
+            h->ack_now = 1; /* out of order or a duplicate: a duplicate ACK at once */
+            h->quickack = 8; /* the sender is recovering: no delayed ACKs for a while (Linux) */
+        }
+    } else if (seg->len && !eff.data_len) {
+        h->ack_now = 1; /* nothing acceptable in it: say where we are (3.10.7.4 first) */
+    } else if (!seg->len && !(seg->flags & (MOS_TH_SYN | MOS_TH_FIN)) &&
+               st >= MOS_TCPS_ESTABLISHED && (h->peer.flags & MOS_EPF_ISN) &&
+               seq_lt(seg->seq, rcv_nxt(h))) {
+        h->ack_now = 1; /* an old sequence number (a window probe, a keepalive): ACK it */
+    }
+    if (h->fin_held && !(h->me.rflags & MOS_EPR_FIN) &&
+        seq_to_off(h->fin_held_seq, h->peer.ref_seq, h->peer.ref_off) ==
+            (int64_t)h->me.rbuf.head) {
+        /* the hole before the held FIN is filled: take the FIN now */
+        mos_tcp_opts_t none;
+        mos_tcp_seg_t fs;
+        memset(&none, 0, sizeof none);
+        fs.seq = h->fin_held_seq;
+        fs.ack = h->snd_una;
+        fs.len = 0;
+        fs.wnd = seg->wnd;
+        fs.flags = MOS_TH_FIN | MOS_TH_ACK;
+        fs.opt = &none;
+        h->fin_held = 0;
+        mos_tcp_ep_input(&h->me, &h->peer, &fs, now, &eff);
+        st = h->me.state;
+    }
+    if (eff.fin) h->ack_now = 1;
+    int64_t f = peer_fin_off(h);
+    if (f >= 0 && (uint64_t)f == h->me.rbuf.head && !h->eof) {
+        h->eof = 1;
+        ev |= MOS_HOST_EV_READABLE;
+    }
+    if (st == MOS_TCPS_TIME_WAIT) {
+        h->tw_at = now + h->cfg.time_wait; /* entered, or a FIN again: the wait restarts */
+        h->rto_at = h->persist_at = 0;
+    }
+    if (st == MOS_TCPS_CLOSED && st0 != MOS_TCPS_CLOSED) {
+        set_closed(h, 0);
+        ev |= MOS_HOST_EV_CLOSED;
+    }
+    if (h->ack_now || h->syn_pending) ev |= MOS_HOST_EV_OUTPUT;
+    if ((ev & MOS_HOST_EV_WRITABLE) || (seg->flags & MOS_TH_ACK)) ev |= MOS_HOST_EV_OUTPUT;
+    return ev;
+}
+
+/* ---------------------------------------------------------------- output */
+
+void mos_tcp_host_copy_tx(const mos_tcp_host_t *h, uint64_t off, uint8_t *dst, uint32_t n)
+{
+    uint32_t m = h->sb_cap - 1;
+    while (n) {
+        uint32_t pos = (uint32_t)off & m, k = h->sb_cap - pos;
+        if (k > n) k = n;
+        memcpy(dst, h->sb + pos, k);
+        dst += k;
+        off += k;
+        n -= k;
+    }
+}
+
+/* SACK blocks for our ACK: the receive buffer's out-of-order runs (RFC 2018 4). */
+static void sack_blocks(const mos_tcp_host_t *h, mos_tcp_opts_t *o)
+{
+    const mos_rbuf_t *rb = &h->me.rbuf;
+    unsigned max = h->ts_on ? 3 : 4, n = 0;
+    for (unsigned i = 0; i < rb->nruns && n < max; i++, n++) {
+        o->sack[2 * n] = h->peer.isn + 1 + (uint32_t)rb->runs[i].off;
+        o->sack[2 * n + 1] = h->peer.isn + 1 + (uint32_t)(rb->runs[i].off + rb->runs[i].len);
+    }
+    if (n) {
+        o->nsack = (uint8_t)n;
+        o->opts |= MOS_OPT_SACK;
+    }
+}
+
+/* Fill the fields every segment has, and account for it. */
+static void finish(mos_tcp_host_t *h, uint64_t now, mos_tcp_host_out_t *out)
+{
+    mos_tcp_eff_t eff;
+    mos_tcp_seg_t seg;
+    int syn = out->flags & MOS_TH_SYN;
+    if (h->me.state != MOS_TCPS_SYN_SENT || !syn) out->flags |= MOS_TH_ACK;
+    if (out->flags & MOS_TH_ACK) out->ack = rcv_nxt(h);
+    uint32_t room = rcv_room(h);
+    if (syn) {
+        out->wnd = (uint16_t)(room > 65535 ? 65535 : room);
+    } else {
+        uint32_t w = room >> h->rcv_shift;
+        out->wnd = (uint16_t)(w > 65535 ? 65535 : w);
+    }
+    h->adv_wnd = syn ? out->wnd : (uint32_t)out->wnd << h->rcv_shift;
+    if (syn) {
+        mos_tcp_opts_t *o = &out->opt;
+        int passive = h->me.role & MOS_TCP_PASSIVE;
+        o->opts |= MOS_OPT_MSS;
+        o->mss = h->cfg.mss;
+        if (!passive || (h->peer.flags & MOS_EPF_WSCALE)) {
+            o->opts |= MOS_OPT_WSCALE;
+            o->wscale = h->cfg.wscale;
+        }
+        if (h->cfg.sack && (!passive || (h->peer.flags & MOS_EPF_SACKOK))) o->opts |= MOS_OPT_SACKOK;
+        if (h->cfg.ts && (!passive || (h->peer.flags & MOS_EPF_TS))) {
+            o->opts |= MOS_OPT_TS;
+            o->tsval = ts_now(h, now);
+            o->tsecr = (h->me.rflags & MOS_EPR_TSREC) ? h->me.ts_recent : 0;
+        }
+    } else if (h->ts_on) {
+        out->opt.opts |= MOS_OPT_TS;
+        out->opt.tsval = ts_now(h, now);
+        out->opt.tsecr = h->me.ts_recent;
+    }
+    if (!syn && h->sack_on && (out->flags & MOS_TH_ACK) && !(out->flags & MOS_TH_RST))
+        sack_blocks(h, &out->opt);
+    if (out->flags & MOS_TH_ACK) {
+        h->ack_now = 0;
+        h->unacked_segs = 0;
+        h->delack_at = 0;
+    }
+    /* our endpoint model follows what we send (ACK, window edge, SND.NXT, FIN) */
+    seg.seq = out->seq;
+    seg.ack = out->ack;
+    seg.len = out->len;
+    seg.wnd = out->wnd;
+    seg.flags = out->flags;
+    seg.opt = &out->opt;
+    if (!(out->flags & MOS_TH_RST)) mos_tcp_ep_sent(&h->me, &h->peer, &seg, &eff);
+    h->segs_out++;
+    h->bytes_out += out->len;
+    if (out->len || syn || (out->flags & MOS_TH_FIN)) {
+        if (!h->rto_at) h->rto_at = now + h->rto;
+    }
+}
+
+/* A segment of data at stream offset off, len bytes (or the FIN at sb_end). */
+static void data_seg(mos_tcp_host_t *h, mos_tcp_host_out_t *out, uint64_t off, uint32_t len)
+{
+    out->seq = seq_of(h, off);
+    out->len = len;
+    out->data_off = off;
+    out->flags = MOS_TH_ACK;
+    if (len && off + len == sb_end(h)) out->flags |= MOS_TH_PUSH;
+    /* a resend that reaches the end of the data carries the FIN again (a
+     * first FIN goes alone, from mos_tcp_host_output, with the CLOSE step) */
+    if (fin_sent(h) && off + len == sb_end(h) && seq_of(h, sb_end(h)) == h->me.fin_seq)
+        out->flags |= MOS_TH_FIN;
+}
+
+/* Is [seq, seq + 1) held by the peer according to its SACK blocks? */
+static int sacked(const mos_tcp_host_t *h, uint32_t seq, uint32_t *until)
+{
+    for (unsigned i = 0; i < h->nsacked; i++)
+        if (seq_in(seq, h->sacked[2 * i], h->sacked[2 * i + 1])) {
+            *until = h->sacked[2 * i + 1];
+            return 1;
+        }
+    return 0;
+}
+
+int mos_tcp_host_output(mos_tcp_host_t *h, uint64_t now, mos_tcp_host_out_t *out)
+{
+    mos_tcp_eff_t eff;
+    uint8_t st = h->me.state;
+    memset(out, 0, sizeof *out);
+    h->now = now;
+    if (h->rst_pending) {
+        h->rst_pending = 0;
+        out->seq = h->rst_seq;
+        out->flags = MOS_TH_RST;
+        if (h->peer.flags & MOS_EPF_ISN) {
+            out->flags |= MOS_TH_ACK;
+            out->ack = rcv_nxt(h);
+        }
+        h->segs_out++;
+        return 1;
+    }
+    if (st == MOS_TCPS_CLOSED || st == MOS_TCPS_LISTEN) return 0;
+    if (h->syn_pending && (st == MOS_TCPS_SYN_SENT || st == MOS_TCPS_SYN_RCVD)) {
+        h->syn_pending = 0;
+        out->seq = h->me.iss;
+        out->flags = MOS_TH_SYN;
+        if (seq_gt(h->me.snd_nxt, h->me.iss + 1)) h->rexmits++;
+        finish(h, now, out);
+        return 1;
+    }
+    if (st == MOS_TCPS_SYN_SENT) return 0;
+    if (st == MOS_TCPS_SYN_RCVD && !h->ack_now) return 0;
+    /* retransmissions first; after an RTO they go as cwnd allows */
+    int resending = 0;
+    while (st != MOS_TCPS_SYN_RCVD && seq_lt(h->rexmit_next, h->rexmit_until) &&
+           seq_lt(h->rexmit_next, h->me.snd_nxt)) {
+        resending = 1;
+        if (h->gbn && h->rexmit_next - h->snd_una >= h->cwnd && h->rexmit_next != h->snd_una)
+            break;
+        if (!h->gbn && h->in_recovery && !h->credit) break;
+        uint32_t until;
+        if (h->sack_on && sacked(h, h->rexmit_next, &until)) { /* the peer holds these */
+            h->rexmit_next = seq_lt(until, h->rexmit_until) ? until : h->rexmit_until;
+            continue;
+        }
+        uint64_t off = off_of(h, h->rexmit_next);
+        uint64_t end = off_of(h, seq_lt(h->rexmit_until, h->me.snd_nxt) ? h->rexmit_until
+                                                                            : h->me.snd_nxt);
+        if (end > sb_end(h)) end = sb_end(h);
+        uint32_t len = end > off ? (uint32_t)(end - off) : 0;
+        if (len > h->smss) len = h->smss;
+        if (len == 0 && !(fin_sent(h) && h->rexmit_next == h->me.fin_seq)) {
+            h->rexmit_next = h->rexmit_until;
+            resending = 0;
+            break;
+        }
+        data_seg(h, out, off, len);
+        h->rexmit_next = out->seq + len + ((out->flags & MOS_TH_FIN) ? 1 : 0);
+        h->rexmits++;
+        if (h->credit) h->credit--;
+        if (out->seq == h->snd_una && h->in_recovery) {
+            /* a lost resend would cost an RTO: if the hole outlives a round
+             * trip and a margin, it goes again (RFC 8985's reordering
+             * window, by timer) */
+            if (h->hole_seq != out->seq || !h->hole_wait) {
+                uint64_t w = 2 * h->srtt + 2 * MS;
+                h->hole_wait = w < h->rto ? w : h->rto;
+            } else {
+                h->hole_wait *= 2;
+            }
+            h->hole_seq = out->seq;
+            h->hole_mark = h->me.snd_nxt;
+            h->hole_at = now + h->hole_wait;
+        }
+        if (h->rtt_start && seq_geq(h->rtt_seq, out->seq)) h->rtt_start = 0; /* Karn */
+        finish(h, now, out);
+        return 1;
+    }
+    if (resending && seq_lt(h->rexmit_next, h->rexmit_until)) {
+        /* resending waits for the window: only ACKs meanwhile */
+        if (h->ack_now) {
+            out->seq = h->me.snd_nxt;
+            out->flags = MOS_TH_ACK;
+            finish(h, now, out);
+            return 1;
+        }
+        return 0;
+    }
+    h->gbn = 0;
+    /* new data within min(cwnd, the peer's window) */
+    uint64_t off = off_of(h, h->me.snd_nxt);
+    int can_send = st == MOS_TCPS_ESTABLISHED || st == MOS_TCPS_CLOSE_WAIT;
+    if (can_send && off < sb_end(h) && !fin_sent(h)) {
+        uint64_t avail = sb_end(h) - off;
+        uint32_t fl = flight(h), cw = h->cwnd;
+        if (!h->in_recovery && h->dupacks && h->dupacks < 3)
+            cw += h->dupacks * h->smss; /* limited transmit (RFC 3042) */
+        uint32_t win = cw < h->snd_wnd ? cw : h->snd_wnd;
+        uint32_t usable = win > fl ? win - fl : 0;
+        uint32_t len = h->smss;
+        if (len > avail) len = (uint32_t)avail;
+        if (len > usable) len = usable;
+        /* Nagle (RFC 1122 4.2.3.4): a small segment waits for the ACKs of
+         * what is in flight, unless it is the last bit before our FIN */
+        int small_ok = h->cfg.nodelay || fl == 0 || (h->fin_wanted && len == avail);
+        if (len && (len == h->smss || small_ok)) {
+            data_seg(h, out, off, len);
+            if (!h->ts_on && !h->rtt_start) {
+                h->rtt_start = now;
+                h->rtt_seq = out->seq + len;
+            }
+            finish(h, now, out);
+            if (!h->in_recovery && h->srtt) { /* a probe if this tail goes unanswered */
+                uint64_t pto = 2 * h->srtt + 2 * MS;
+                h->tlp_at = now + (pto < h->rto ? pto : h->rto);
+            }
+            return 1;
+        }
+        if (h->snd_wnd == 0 && fl == 0 && !h->persist_at) /* zero window: probe later */
+            h->persist_at = now + (h->rto << (h->persist_backoff < 10 ? h->persist_backoff : 10));
+    }
+    if (h->probe_due) { /* a window probe: an old sequence number draws an ACK (as Linux) */
+        h->probe_due = 0;
+        h->probes++;
+        out->seq = h->snd_una - 1;
+        out->flags = MOS_TH_ACK;
+        finish(h, now, out);
+        return 1;
+    }
+    /* our FIN once every byte went */
+    if (h->fin_wanted && !fin_sent(h) && off == sb_end(h) && can_send) {
+        mos_tcp_ep_action(&h->me, MOS_TCP_USER_CLOSE, &eff);
+        out->seq = seq_of(h, sb_end(h));
+        out->flags = MOS_TH_FIN | MOS_TH_ACK;
+        finish(h, now, out);
+        return 1;
+    }
+    if (h->ack_now) {
+        out->seq = h->me.snd_nxt;
+        out->flags = MOS_TH_ACK;
+        finish(h, now, out);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- timers */
+
+int mos_tcp_host_timer(mos_tcp_host_t *h, uint64_t now)
+{
+    int ev = 0;
+    h->now = now;
+    if (h->tw_at && h->tw_at <= now) {
+        set_closed(h, 0);
+        return MOS_HOST_EV_CLOSED;
+    }
+    if (h->delack_at && h->delack_at <= now) {
+        h->delack_at = 0;
+        h->ack_now = 1;
+        ev |= MOS_HOST_EV_OUTPUT;
+    }
+    if (h->rto_at && h->rto_at <= now) {
+        uint8_t st = h->me.state;
+        int syn = st == MOS_TCPS_SYN_SENT || st == MOS_TCPS_SYN_RCVD;
+        h->nretries++;
+        h->timeouts++;
+        if (h->nretries > (syn ? h->cfg.syn_retries : h->cfg.retries)) {
+            set_closed(h, MOS_HOST_ETIMEDOUT);
+            if (!syn) { /* tell the peer (as Linux does on a write timeout) */
+                h->rst_pending = 1;
+                h->rst_seq = h->me.snd_nxt;
+            }
+            return ev | MOS_HOST_EV_CLOSED | MOS_HOST_EV_READABLE | MOS_HOST_EV_WRITABLE |
+                   MOS_HOST_EV_OUTPUT;
+        }
+        /* RFC 6298 5.5-5.7: back off and resend from SND.UNA */
+        h->rto = h->rto * 2 > h->cfg.rto_max ? h->cfg.rto_max : h->rto * 2;
+        h->rto_at = now + h->rto;
+        h->rtt_start = 0;
+        if (syn) {
+            h->syn_pending = 1;
+        } else if (h->snd_una != h->me.snd_nxt) {
+            uint32_t f = flight(h);
+            h->ssthresh = f / 2 > 2u * h->smss ? f / 2 : 2u * h->smss; /* RFC 5681 (4) */
+            h->cwnd = h->smss;                                        /* loss window */
+            h->in_recovery = 0;
+            h->dupacks = 0;
+            h->recover = h->me.snd_nxt;
+            h->rexmit_next = h->snd_una;
+            h->rexmit_until = h->me.snd_nxt;
+            h->gbn = 1;
+            h->hole_at = h->hole_wait = 0;
+            h->nsacked = 0; /* RFC 2018 8: the receiver may have dropped what it SACKed */
+        } else {
+            h->rto_at = 0;
+        }
+        ev |= MOS_HOST_EV_OUTPUT;
+    }
+    if (h->tlp_at && h->tlp_at <= now) {
+        h->tlp_at = 0;
+        if (!h->in_recovery && !h->gbn && h->snd_una != h->me.snd_nxt) {
+            /* RFC 8985 7.3: resend the last segment; its ACK (with SACK)
+             * shows a loss before it, and recovery starts without an RTO */
+            uint64_t end = off_of(h, h->me.snd_nxt);
+            if (end > sb_end(h)) end = sb_end(h);
+            uint64_t una = off_of(h, h->snd_una), start = end > h->smss ? end - h->smss : 0;
+            if (start < una) start = una;
+            if (end > start) {
+                h->rexmit_next = seq_of(h, start);
+                h->rexmit_until = seq_of(h, end);
+                h->probes++;
+                ev |= MOS_HOST_EV_OUTPUT;
+            }
+        }
+    }
+    if (h->hole_at && h->hole_at <= now) {
+        h->hole_at = 0;
+        if (h->in_recovery && h->snd_una == h->hole_seq && h->snd_una != h->me.snd_nxt &&
+            h->hole_wait < h->rto) {
+            h->rexmit_next = h->snd_una;
+            if (seq_lt(h->rexmit_until, h->snd_una + h->smss))
+                h->rexmit_until = h->snd_una + h->smss;
+            h->credit++;
+            ev |= MOS_HOST_EV_OUTPUT;
+        }
+    }
+    if (h->persist_at && h->persist_at <= now) {
+        h->persist_at = 0;
+        if (h->snd_wnd == 0 && off_of(h, h->me.snd_nxt) < sb_end(h)) {
+            h->probe_due = 1;
+            h->persist_backoff++;
+            h->persist_at = now + (h->rto << (h->persist_backoff < 10 ? h->persist_backoff : 10));
+            if (h->persist_at > now + h->cfg.rto_max) h->persist_at = now + h->cfg.rto_max;
+            ev |= MOS_HOST_EV_OUTPUT;
+        }
+    }
+    return ev;
+}
+
+uint64_t mos_tcp_host_deadline(const mos_tcp_host_t *h)
+{
+    uint64_t d = 0;
+    const uint64_t t[6] = {h->rto_at, h->persist_at, h->delack_at, h->tw_at, h->hole_at,
+                           h->tlp_at};
+    for (int i = 0; i < 6; i++)
+        if (t[i] && (!d || t[i] < d)) d = t[i];
+    return d;
+}
+
+/* ---------------------------------------------------------------- user calls */
+
+uint32_t mos_tcp_host_send(mos_tcp_host_t *h, const uint8_t *data, uint32_t n)
+{
+    uint8_t st = h->me.state;
+    if (h->fin_wanted || !(st == MOS_TCPS_ESTABLISHED || st == MOS_TCPS_CLOSE_WAIT ||
+                           st == MOS_TCPS_SYN_SENT || st == MOS_TCPS_SYN_RCVD))
+        return 0;
+    uint64_t room = (uint64_t)h->cfg.sndbuf > h->sb_len ? h->cfg.sndbuf - h->sb_len : 0;
+    if (room > h->sb_cap - h->sb_len) room = h->sb_cap - h->sb_len;
+    if (n > room) n = (uint32_t)room;
+    uint32_t m = h->sb_cap - 1, left = n;
+    uint64_t off = sb_end(h);
+    while (left) {
+        uint32_t pos = (uint32_t)off & m, k = h->sb_cap - pos;
+        if (k > left) k = left;
+        memcpy(h->sb + pos, data, k);
+        data += k;
+        off += k;
+        left -= k;
+    }
+    h->sb_len += n;
+    return n;
+}
+
+uint32_t mos_tcp_host_recv(mos_tcp_host_t *h, uint8_t *out, uint32_t n)
+{
+    mos_rbuf_t *rb = &h->me.rbuf;
+    uint64_t avail = rb->head - h->rcv_read;
+    if (n > avail) n = (uint32_t)avail;
+    if (!n) return 0;
+    uint32_t got = mos_rbuf_copy(rb, h->rcv_read, out, n);
+    uint32_t before = rcv_room(h);
+    h->rcv_read += got;
+    mos_rbuf_release(rb, h->rcv_read);
+    /* a window update once the window opened enough (RFC 1122 4.2.3.3, SWS) */
+    uint32_t after = rcv_room(h), step = h->cfg.rcvbuf / 2 < 2u * h->cfg.mss
+                                             ? h->cfg.rcvbuf / 2 : 2u * h->cfg.mss;
+    if (after > h->adv_wnd && after - h->adv_wnd >= step && before < after &&
+        h->me.state >= MOS_TCPS_ESTABLISHED)
+        h->ack_now = 1;
+    return got;
+}
+
+uint32_t mos_tcp_host_readable(const mos_tcp_host_t *h)
+{
+    return (uint32_t)(h->me.rbuf.head - h->rcv_read);
+}
+
+uint32_t mos_tcp_host_writable(const mos_tcp_host_t *h)
+{
+    uint8_t st = h->me.state;
+    if (h->fin_wanted || !(st == MOS_TCPS_ESTABLISHED || st == MOS_TCPS_CLOSE_WAIT)) return 0;
+    return h->cfg.sndbuf > h->sb_len ? h->cfg.sndbuf - (uint32_t)h->sb_len : 0;
+}
+
+int mos_tcp_host_eof(const mos_tcp_host_t *h)
+{
+    return (h->eof && h->rcv_read == h->me.rbuf.head) || h->me.state == MOS_TCPS_CLOSED;
+}
+
+void mos_tcp_host_shutdown(mos_tcp_host_t *h)
+{
+    mos_tcp_eff_t eff;
+    if (h->me.state == MOS_TCPS_SYN_SENT || h->me.state == MOS_TCPS_LISTEN) {
+        mos_tcp_ep_action(&h->me, MOS_TCP_USER_CLOSE, &eff);
+        set_closed(h, 0);
+        return;
+    }
+    h->fin_wanted = 1;
+}
+
+void mos_tcp_host_abort(mos_tcp_host_t *h)
+{
+    uint8_t st = h->me.state;
+    if (st != MOS_TCPS_CLOSED && st != MOS_TCPS_LISTEN && st != MOS_TCPS_SYN_SENT &&
+        st != MOS_TCPS_TIME_WAIT) {
+        h->rst_pending = 1; /* RFC 9293 3.10.5: <SEQ=SND.NXT><CTL=RST> */
+        h->rst_seq = h->me.snd_nxt;
+    }
+    set_closed(h, MOS_HOST_ECONNABORTED);
+}

@@ -1,0 +1,427 @@
+"""The end host's active TCP endpoint (mos/tcp/host.c), sans-I/O: two of
+them through an in-memory wire that can lose, reorder and duplicate
+segments, the way h11's tests pair a client and a server.  Time is virtual
+(ns), so retransmission timers run in microseconds of real time."""
+
+from __future__ import annotations
+
+import heapq
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from mos.tcp._host import Host, Segment
+
+MS = 1_000_000
+ECONNREFUSED, ECONNRESET, ETIMEDOUT, ECONNABORTED = 111, 104, 110, 103
+
+
+class Wire:
+    """Two hosts and the segments between them.  ``loss``, ``dup`` and
+    ``reorder`` are per-segment probabilities (a reordered segment is held
+    back by up to 3 RTTs); ``rtt`` in ns."""
+
+    def __init__(self, client: Host, server: Host, *, rtt=10 * MS, loss=0.0, dup=0.0,
+                 reorder=0.0, seed=1, drop=None, mbps=0):
+        self.ends = {"c": client, "s": server}
+        self.rtt, self.loss, self.dup, self.reorder = rtt, loss, dup, reorder
+        self.rng = random.Random(seed)
+        self.q: list = []
+        self.n = 0
+        self.now = 0
+        self.log: list = []        # (time, from, segment) as sent
+        self.drop = drop           # drop(who, segment, k) -> bool: scripted losses
+        self.sent = {"c": 0, "s": 0}
+        self.mbps = mbps           # link rate each way (0: unlimited)
+        self.free = {"c": 0, "s": 0}   # when each direction's link is free again
+
+    def push(self, who, segs):
+        for seg in segs:
+            self.log.append((self.now, who, seg))
+            k = self.sent[who]
+            self.sent[who] += 1
+            if self.drop is not None and self.drop(who, seg, k):
+                continue
+            if self.rng.random() < self.loss:
+                continue
+            copies = 2 if self.rng.random() < self.dup else 1
+            depart = self.now
+            if self.mbps:   # serialisation: segments queue behind each other
+                depart = max(self.now, self.free[who]) + \
+                    (len(seg.payload) + 66) * 8 * 1000 // self.mbps
+                self.free[who] = depart
+            for _ in range(copies):
+                delay = depart - self.now + self.rtt // 2
+                if self.rng.random() < self.reorder:
+                    delay += self.rng.randrange(1, 3 * self.rtt)
+                self.n += 1
+                heapq.heappush(self.q, (self.now + delay, self.n, "s" if who == "c" else "c", seg))
+
+    def flush(self):
+        for who, h in self.ends.items():
+            self.push(who, h.output(self.now))
+
+    def step(self):
+        """Deliver the next segment or fire the next timer; False when idle."""
+        deadlines = [(h.deadline, w) for w, h in self.ends.items() if h.deadline is not None]
+        nxt_seg = self.q[0][0] if self.q else None
+        nxt_tmr = min(deadlines)[0] if deadlines else None
+        if nxt_seg is None and nxt_tmr is None:
+            return False
+        if nxt_tmr is not None and (nxt_seg is None or nxt_tmr < nxt_seg):
+            self.now = max(self.now, nxt_tmr)
+            for w, h in self.ends.items():
+                if h.deadline is not None and h.deadline <= self.now:
+                    h.timer(self.now)
+        else:
+            t, _, to, seg = heapq.heappop(self.q)
+            self.now = max(self.now, t)
+            self.ends[to].input(seg, self.now)
+        return True
+
+
+class App:
+    """Writes `data` as room allows, then shuts down; reads what comes."""
+
+    def __init__(self, host: Host, data: bytes, read=True):
+        self.h, self.data, self.read = host, data, read
+        self.off = 0
+        self.got = bytearray()
+        self.closed = False
+
+    def pump(self):
+        while self.off < len(self.data):
+            n = self.h.send(self.data[self.off:self.off + 65536])
+            if not n:
+                break
+            self.off += n
+        if self.off == len(self.data) and not self.closed and self.h.state in (
+                "ESTABLISHED", "CLOSE_WAIT"):
+            self.h.shutdown()
+            self.closed = True
+        if self.read:
+            while True:
+                b = self.h.recv(1 << 20)
+                if not b:
+                    break
+                self.got += b
+
+
+def converse(cdata: bytes, sdata: bytes, *, max_time=600_000 * MS, max_steps=2_000_000,
+             client_kw=None, server_kw=None, reader=None, **wire_kw):
+    """Connect, exchange both payloads, close both sides; returns the wire
+    and the two apps.  `reader(now) -> bool` may hold the server's reads."""
+    c, s = Host(**(client_kw or {})), Host(**(server_kw or {}))
+    w = Wire(c, s, **wire_kw)
+    c.connect(iss=0xFFFFF000, now=0)   # the sequence space wraps during the test
+    syn = c.output(0)
+    w.log += [(0, "c", x) for x in syn]
+    s.accept(syn[0], iss=123456, now=w.rtt // 2)
+    w.now = w.rtt // 2
+    ca, sa = App(c, cdata), App(s, sdata)
+    steps = 0
+    while steps < max_steps and w.now < max_time:
+        sa.read = reader(w.now) if reader else True
+        ca.pump()
+        sa.pump()
+        w.flush()
+        if not w.step():
+            break
+        steps += 1
+    ca.pump()
+    sa.pump()
+    return w, ca, sa
+
+
+def done(c: Host, s: Host):
+    return c.state in ("CLOSED", "TIME_WAIT") and s.state in ("CLOSED", "TIME_WAIT")
+
+
+# ---------------------------------------------------------------- basics
+
+def test_doctest():
+    import doctest
+    import mos.tcp._host as m
+    res = doctest.testmod(m)
+    assert res.attempted and not res.failed
+
+
+def test_handshake_negotiates_options_and_iw10():
+    w, ca, sa = converse(b"", b"")
+    c, s = w.ends["c"], w.ends["s"]
+    ci, si = c.info(), s.info()
+    assert ci["ts"] and ci["sack"] and si["ts"] and si["sack"]
+    assert ci["snd_shift"] == 7 and si["rcv_shift"] == 7
+    assert ci["smss"] == 1460 - 12                  # timestamps on every segment
+    syn, synack = w.log[0][2], w.log[1][2]
+    assert syn.flags == "S" and synack.flags == "SA"
+    assert syn.options["mss"] == 1460 and synack.options["wscale"] == 7
+    assert c.state == s.state == "CLOSED"     # the wire ran through TIME-WAIT too
+
+
+def test_options_off_when_the_peer_offers_none():
+    w, ca, sa = converse(b"x" * 5000, b"y", client_kw={"ts": 0, "sack": 0, "wscale": 0})
+    si = w.ends["s"].info()
+    assert not si["ts"] and not si["sack"] and si["snd_shift"] == 0 and si["smss"] == 1460
+    assert bytes(sa.got) == b"x" * 5000 and bytes(ca.got) == b"y"
+    synack = w.log[1][2]
+    assert "ts" not in synack.options and "sack_ok" not in synack.options
+
+
+@pytest.mark.parametrize("n", [0, 1, 1447, 1448, 100_000, 3_000_000])
+def test_clean_transfer_both_ways(n):
+    data = bytes(random.Random(n).getrandbits(8) for _ in range(min(n, 4096))) * (n // 4096 + 1)
+    data = data[:n]
+    w, ca, sa = converse(data, data[::-1])
+    assert bytes(sa.got) == data and bytes(ca.got) == data[::-1]
+    c, s = w.ends["c"], w.ends["s"]
+    assert done(c, s) and c.error == 0 and s.error == 0
+    assert c.info()["rexmits"] == 0 and s.info()["timeouts"] == 0
+
+
+def test_initial_window_is_ten_segments():
+    c, s = Host(), Host()
+    w = Wire(c, s)
+    c.connect(1, 0)
+    s.accept(c.output(0)[0], 9, 0)
+    c.input(s.output(0)[0], 10 * MS)
+    s.send(b"z" * 100_000)
+    s.input(c.output(10 * MS)[0], 20 * MS)
+    burst = [x for x in s.output(20 * MS) if x.payload]
+    assert len(burst) == 10 and all(len(x.payload) == 1448 for x in burst)
+    assert w is not None
+
+
+def test_delayed_ack_every_second_segment_after_the_quick_start():
+    # the first 16 segments are ACKed one by one (slow start wants every
+    # ACK, Linux's quick ACK mode); then every second one (RFC 1122 4.2.3.2)
+    w, ca, sa = converse(b"q" * 200_000, b"")
+    acks = [seg for _, who, seg in w.log if who == "s" and not seg.payload and "S" not in
+            seg.flags and "F" not in seg.flags]
+    data = [seg for _, who, seg in w.log if who == "c" and seg.payload]
+    assert len(data) // 2 < len(acks) <= (len(data) - 16) // 2 + 16 + 3
+
+
+# ---------------------------------------------------------------- loss and recovery
+
+def test_fast_retransmit_and_sack_after_one_loss():
+    victim = {}
+
+    def drop(who, seg, k):
+        if who == "c" and seg.payload and "hit" not in victim and \
+                ((seg.seq - 0xFFFFF000) & 0xFFFFFFFF) > 30_000:
+            victim["hit"] = seg.seq
+            return True
+        return False
+    data = bytes(range(256)) * 2000
+    w, ca, sa = converse(data, b"", drop=drop)
+    c = w.ends["c"]
+    assert bytes(sa.got) == data
+    assert c.info()["fast_rexmits"] == 1 and c.info()["timeouts"] == 0
+    # the receiver's duplicate ACKs carried SACK blocks right of the hole
+    sacks = [seg.options["sack"] for _, who, seg in w.log if who == "s" and "sack" in seg.options]
+    assert sacks and all(((l - victim["hit"]) & 0xFFFFFFFF) < 1 << 30 for l, r in sacks[0])
+    # and the hole went once: only one retransmission
+    assert c.info()["rexmits"] == 1
+
+
+def test_rto_backs_off_and_recovers_after_a_blackout():
+    blackout = (40 * MS, 3_000 * MS)
+    holder = {}
+
+    def drop(who, seg, k):
+        return blackout[0] <= holder["w"].now < blackout[1]
+    data = b"r" * 2_000_000
+    c, s = Host(), Host()
+    w = Wire(c, s, drop=drop)
+    holder["w"] = w
+    c.connect(7, 0)
+    s.accept(c.output(0)[0], 9, 0)
+    ca, sa = App(c, data), App(s, b"")
+    for _ in range(2_000_000):
+        ca.pump()
+        sa.pump()
+        w.flush()
+        if not w.step():
+            break
+    assert bytes(sa.got) == data
+    ci = c.info()
+    assert ci["timeouts"] >= 2 and ci["rto_ns"] >= 200 * MS
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(loss=st.sampled_from([0.0, 0.02, 0.05]), dup=st.sampled_from([0.0, 0.01, 0.05]),
+       reorder=st.sampled_from([0.0, 0.01, 0.05]), seed=st.integers(0, 10_000),
+       n=st.one_of(st.integers(0, 3000), st.integers(100_000, 400_000)),
+       m=st.one_of(st.integers(0, 3000), st.integers(10_000, 80_000)),
+       mss=st.sampled_from([536, 1460, 9000]), rcvbuf=st.sampled_from([4096, 65536, 262144]),
+       opts=st.sampled_from([{}, {"ts": 0}, {"sack": 0}, {"ts": 0, "sack": 0, "wscale": 0}]))
+def test_impaired_wire_keeps_both_streams_exact(loss, dup, reorder, seed, n, m, mss, rcvbuf,
+                                                opts):
+    rng = random.Random(seed)
+    cdata = rng.randbytes(n)
+    sdata = rng.randbytes(m)
+    w, ca, sa = converse(cdata, sdata, loss=loss, dup=dup, reorder=reorder, seed=seed,
+                         client_kw={"mss": mss, **opts}, server_kw={"rcvbuf": rcvbuf})
+    c, s = w.ends["c"], w.ends["s"]
+    assert bytes(sa.got) == cdata and bytes(ca.got) == sdata, (c.info(), s.info())
+    assert c.error == 0 and s.error == 0
+    assert done(c, s), (c.state, s.state)
+
+
+def _twenty_megabytes(seed):
+    """(clean time, impaired time, info) of a 20 MB transfer on a 1 Gbit/s
+    link with a 0.2 ms round trip (a veth pair's), clean and with 2 % loss,
+    1 % reordering and 1 % duplication."""
+    data = random.Random(5).randbytes(20_000_000)
+    clean, _, sa = converse(data, b"", rtt=200_000, mbps=1000)
+    assert bytes(sa.got) == data
+    lossy, _, sa = converse(data, b"", rtt=200_000, mbps=1000, loss=0.02, reorder=0.01,
+                            dup=0.01, seed=seed)
+    assert bytes(sa.got) == data              # byte-identical whatever the wire did
+
+    def finish_time(w):
+        return max(t for t, who, seg in w.log if who == "s" and seg.ack)
+    return finish_time(clean), finish_time(lossy), lossy.ends["c"].info()
+
+
+def test_twenty_megabytes_through_an_impaired_wire_arrive_intact():
+    clean, lossy, info = _twenty_megabytes(5)
+    # tail loss probes and SACK recovery keep retransmission timeouts rare
+    assert info["fast_rexmits"] > 100 and info["timeouts"] <= 3, info
+
+
+@pytest.mark.xfail(strict=True, reason="issue 9 target not met yet: an RTO (200 ms minimum) "
+                   "still costs more than the whole clean transfer on a 0.2 ms path; measured "
+                   "4-10x the clean time (RACK-style loss detection is next)")
+def test_twenty_megabytes_through_an_impaired_wire_within_three_times_clean():
+    clean, lossy, info = _twenty_megabytes(3)
+    assert lossy <= 3 * clean, (clean, lossy, info)
+
+
+# ---------------------------------------------------------------- flow control
+
+def test_zero_window_probes_until_the_reader_reads():
+    # the server reads nothing for 5 s: the client fills its window, probes, then goes on
+    data = b"w" * 300_000
+    w, ca, sa = converse(data, b"", server_kw={"rcvbuf": 16384},
+                         reader=lambda now: now > 5_000 * MS)
+    assert bytes(sa.got) == data
+    ci = w.ends["c"].info()
+    assert ci["probes"] >= 2
+    zero = [seg for t, who, seg in w.log if who == "s" and seg.wnd == 0]
+    assert zero
+
+
+# ---------------------------------------------------------------- closing and errors
+
+def test_simultaneous_close():
+    c, s = Host(), Host()
+    w = Wire(c, s)
+    c.connect(100, 0)
+    s.accept(c.output(0)[0], 200, 0)
+    w.now = 5 * MS
+    w.push("s", s.output(w.now))
+    for _ in range(10):
+        w.flush()
+        w.step()
+    assert c.state == s.state == "ESTABLISHED"
+    c.shutdown()
+    s.shutdown()
+    w.flush()
+    for _ in range(1000):
+        w.flush()
+        if not w.step():
+            break
+    states = [(t, who, seg.flags) for t, who, seg in w.log]
+    assert c.state == "CLOSED" and s.state == "CLOSED"     # through CLOSING and TIME-WAIT
+    assert sum(1 for _, who, f in states if "F" in f) == 2, states
+
+
+def test_abort_sends_rst_and_peer_sees_reset():
+    c, s = Host(), Host()
+    c.connect(1, 0)
+    s.accept(c.output(0)[0], 2, 0)
+    c.input(s.output(0)[0], 1 * MS)
+    s.input(c.output(1 * MS)[0], 2 * MS)
+    c.send(b"hello")
+    s.input(c.output(3 * MS)[0], 4 * MS)
+    assert s.recv() == b"hello"
+    s.abort()
+    rst = s.output(5 * MS)
+    assert [x.flags for x in rst] == ["RA"] and s.state == "CLOSED" and s.error == ECONNABORTED
+    ev = c.input(rst[0], 6 * MS)
+    assert "CLOSED" in ev and c.state == "CLOSED" and c.error == ECONNRESET and c.eof
+
+
+def test_out_of_window_rst_is_ignored_and_in_window_gets_a_challenge_ack():
+    c, s = Host(), Host()
+    c.connect(1, 0)
+    s.accept(c.output(0)[0], 1_000_000, 0)
+    c.input(s.output(0)[0], 1 * MS)
+    s.input(c.output(1 * MS)[0], 2 * MS)
+    far = Segment(5, 0, "R", 0)
+    assert c.input(far, 3 * MS) == [] and c.state == "ESTABLISHED"
+    near = Segment(1_000_000 + 1 + 100, 0, "R", 0)     # in the window, not at RCV.NXT
+    assert c.input(near, 4 * MS) == ["OUTPUT"] and c.state == "ESTABLISHED"
+    ack = c.output(4 * MS)
+    assert [x.flags for x in ack] == ["A"] and ack[0].ack == 1_000_001   # RFC 5961 3.2
+    exact = Segment(1_000_001, 0, "R", 0)
+    assert "CLOSED" in c.input(exact, 5 * MS) and c.error == ECONNRESET
+
+
+def test_connect_to_a_closed_port_is_refused():
+    c = Host()
+    c.connect(77, 0)
+    syn = c.output(0)[0]
+    rst = Segment(0, syn.seq + 1, "RA", 0)
+    assert "CLOSED" in c.input(rst, 1 * MS)
+    assert c.error == ECONNREFUSED and c.state == "CLOSED"
+
+
+def test_connect_to_a_silent_address_times_out_after_the_retries():
+    c = Host(syn_retries=3, rto_init=1000 * MS)
+    c.connect(77, 0)
+    sent = [x for x in c.output(0)]
+    now = 0
+    while c.deadline is not None and now < 100_000 * MS:
+        now = c.deadline
+        ev = c.timer(now)
+        sent += c.output(now)
+        if "CLOSED" in ev:
+            break
+    assert c.error == ETIMEDOUT and c.state == "CLOSED"
+    assert [x.flags for x in sent] == ["S"] * 4         # the first SYN and 3 retries
+    assert now == (1 + 2 + 4 + 8) * 1000 * MS           # RFC 6298 5.5 doubling
+
+
+def test_time_wait_ends_after_two_msl_and_repeats_its_ack_for_a_repeated_fin():
+    w, ca, sa = converse(b"a", b"b", client_kw={"time_wait": 30_000 * MS})
+    c = w.ends["c"]
+    assert c.state == "CLOSED"           # the wire ran until the timer fired
+    last_fin = max(t for t, who, seg in w.log if "F" in seg.flags)
+    assert w.now >= last_fin + 30_000 * MS
+
+
+def test_paws_drops_an_old_timestamp():
+    c, s = Host(), Host()
+    c.connect(1, 0)
+    s.accept(c.output(0)[0], 2, 0)
+    c.input(s.output(0)[0], 1 * MS)
+    s.input(c.output(1 * MS)[0], 2 * MS)
+    c.send(b"abc")
+    seg = c.output(3 * MS)[0]
+    s.input(seg, 4 * MS)
+    old = Segment(seg.seq + 3, seg.ack, "PA", seg.wnd,
+                  {"ts": ((seg.options["ts"][0] - 1000) & 0xFFFFFFFF, 0)}, b"zzz")
+    assert s.input(old, 5 * MS) == ["OUTPUT"]
+    assert s.recv() == b"abc" and s.info()["paws_drops"] == 1
+
+
+def test_send_after_shutdown_and_buffer_limits():
+    c = Host(sndbuf=10_000)
+    c.connect(1, 0)
+    assert c.send(b"x" * 50_000) == 10_000       # bounded by SO_SNDBUF
+    c.shutdown()
+    assert c.state == "CLOSED" and c.send(b"y") == 0   # close before the handshake ended
