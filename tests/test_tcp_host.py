@@ -425,3 +425,20 @@ def test_send_after_shutdown_and_buffer_limits():
     assert c.send(b"x" * 50_000) == 10_000       # bounded by SO_SNDBUF
     c.shutdown()
     assert c.state == "CLOSED" and c.send(b"y") == 0   # close before the handshake ended
+
+
+def test_a_syn_in_an_established_connection_gets_a_challenge_ack_and_changes_nothing():
+    # found by fuzz/fuzz_host.c: a stray SYN used to renumber the peer model
+    # (the monitor's "client gave up on its first SYN"), and the bytes after
+    # it were stored at the wrong offsets (RFC 5961 4.2: challenge ACK only)
+    c, s = Host(), Host()
+    c.connect(1, 0)
+    s.accept(c.output(0)[0], 2, 0)
+    c.input(s.output(0)[0], 1 * MS)
+    s.input(c.output(1 * MS)[0], 2 * MS)
+    assert s.input(Segment(999_999, 0, "S", 1000), 3 * MS) == ["OUTPUT"]
+    ack = s.output(3 * MS)
+    assert [x.flags for x in ack] == ["A"] and ack[0].ack == 2 and s.state == "ESTABLISHED"
+    c.send(b"after")
+    s.input(c.output(4 * MS)[0], 5 * MS)
+    assert s.recv() == b"after"

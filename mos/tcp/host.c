@@ -340,6 +340,13 @@ int mos_tcp_host_input(mos_tcp_host_t *h, const mos_tcp_seg_t *seg, const uint8_
     }
     if (st0 == MOS_TCPS_SYN_SENT && (seg->flags & MOS_TH_ACK) && seg->ack != h->me.iss + 1)
         return 0; /* not an ACK of our SYN (RFC 9293 3.10.7.3: a RST would answer; dropped) */
+    if ((seg->flags & MOS_TH_SYN) && st0 != MOS_TCPS_SYN_SENT &&
+        !(st0 == MOS_TCPS_SYN_RCVD && seg->seq == h->peer.isn)) {
+        /* a SYN in a synchronized state, whatever its number: a challenge
+         * ACK, and nothing of it is taken (RFC 5961 4.2; RFC 9293 3.10.7.4) */
+        h->ack_now = 1;
+        return MOS_HOST_EV_OUTPUT;
+    }
     if (mos_tcp_ep_paws(&h->me, &h->peer, seg)) { /* RFC 7323 5.3 R1: drop, ACK */
         h->paws_drops++;
         h->ack_now = 1;
