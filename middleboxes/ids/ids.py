@@ -154,13 +154,25 @@ class _Plan:
 class _PatternSet:
     """Fast patterns of a prefilter (the stream's, or one HTTP buffer's):
     each distinct (bytes, nocase) once, with the rules it stands for."""
-    __slots__ = ("patterns", "nocase", "rules", "_index")
+    __slots__ = ("patterns", "nocase", "rules", "_index", "_at")
 
     def __init__(self):
         self.patterns: list = []
         self.nocase: list = []
         self.rules: list = []            # pattern index -> [rules]
         self._index: dict = {}
+        self._at = None
+
+    def rules_at(self, point: int, plans: dict) -> list:
+        """Its HTTP rules evaluated at `point` (P_*), every pattern's."""
+        at = self._at
+        if at is None:
+            at = {}
+            for lst in self.rules:
+                for r in lst:
+                    at.setdefault(plans[id(r)].point, []).append(r)
+            self._at = at
+        return at.get(point, [])
 
     def add(self, c: Content, r: Rule) -> None:
         key = (_fp_bytes(c).lower() if c.nocase else _fp_bytes(c), c.nocase)
@@ -249,6 +261,7 @@ class Ids:
         self._http_keys: list = [set() for _ in range(_POINTS)]
         self._http_always: list = [[] for _ in range(_POINTS)]
         self._http_fp: dict = {}          # (buffer, transforms) -> _PatternSet
+        self._http_sel: dict = {}         # (point, header bits) -> _http_select's answer
         self._http_scanners: dict = {}    # (buffer, transforms) -> BlockScanner
         self.http = None                  # the engine's mos.app.http parser
         self._stream_fp = _PatternSet()
@@ -708,8 +721,7 @@ class Ids:
             st.http_done[tx.index] = _ALL_POINTS   # over: one shared marker, no set kept
         else:
             done.add(point)
-        keys = self._http_keys[point]
-        always = self._http_always[point]
+        keys, always = self._http_select(flow, st, point)
         if not keys and not always:
             return
         req = tx.request
@@ -751,6 +763,35 @@ class Ids:
                                            "http": http_record(req, res)})
             if st.passed:
                 return
+
+    def _http_select(self, flow, st, point: int) -> tuple:
+        """The buffers worth scanning at `point` of a transaction of this
+        flow, and the rules with no fast pattern to check there: only those
+        with a rule whose header and direction hold for the flow (found once
+        per header set and point, not per transaction)."""
+        side = Side.SERVER if point < P_RES else Side.CLIENT
+        hb = self._hbits(st, self._endpoints(flow, side))
+        sel = self._http_sel.get((point, hb))
+        if sel is None:
+            to_server = point < P_RES
+            ok = self._http_dir_ok
+
+            def holds(r):
+                pl = self._plans[id(r)]
+                return ((not pl.header or (hb >> pl.hid) & 1)
+                        and ok(r, to_server))
+            keys = [k for k in self._http_keys[point]
+                    if any(holds(r) for r in self._http_fp[k].rules_at(point, self._plans))]
+            always = [r for r in self._http_always[point] if holds(r)]
+            sel = (keys, always)
+            if len(self._http_sel) < 4096:
+                self._http_sel[(point, hb)] = sel
+        return sel
+
+    @staticmethod
+    def _http_dir_ok(r: Rule, to_server: bool) -> bool:
+        fo = r.flow
+        return not ((fo.to_server and not to_server) or (fo.to_client and to_server))
 
     def _http_flush(self, flow, st) -> None:
         """The flow ends: what its transactions never reached (headers that
