@@ -180,6 +180,7 @@ def main(argv=None) -> int:
     counts = [] if a.et else [int(x) for x in a.rules.split(",")]
     pats = patterns(max(counts)) if counts else []
     tmp = os.path.join(HERE, "out")
+    os.makedirs(tmp, exist_ok=True)
     rows = []
 
     def timed(rules):
