@@ -93,12 +93,19 @@ def transform(data: bytes, name: str) -> bytes:
 class TxBuffers:
     """The buffers of one transaction: ``get(name, transforms)`` gives the
     bytes, or None when the transaction has no such buffer (a rule that
-    inspects it cannot match)."""
+    inspects it cannot match).  A body may be given as a callable, read
+    when a buffer first needs it."""
 
-    def __init__(self, req, res, req_body: bytes = b"", res_body: bytes = b""):
+    def __init__(self, req, res, req_body=b"", res_body=b""):
         self.req, self.res = req, res
-        self.bodies = (req_body, res_body)
+        self.bodies = [req_body, res_body]
         self._cache: dict = {}
+
+    def _body(self, i: int) -> bytes:
+        b = self.bodies[i]
+        if callable(b):
+            b = self.bodies[i] = b()
+        return b
 
     def get(self, name: str, transforms: tuple = ()) -> Optional[bytes]:
         key = (name, transforms)
@@ -119,7 +126,7 @@ class TxBuffers:
             if msg is None:
                 return None
             return (msg.line + b"\r\n" + _headers(msg.headers) + b"\r\n"
-                    + self.bodies[0 if name == "raw:req" else 1])
+                    + self._body(0 if name == "raw:req" else 1))
         response = name.startswith("res:")
         if response:
             name = name[4:]
@@ -135,7 +142,7 @@ class TxBuffers:
             if name == "http.response_line":
                 return res.line
             if name == "http.response_body":
-                return self.bodies[1]
+                return self._body(1)
             msg = res
         else:
             if req is None:
@@ -153,7 +160,7 @@ class TxBuffers:
             if name == "http.host":
                 return (req.host or "").lower().encode("latin-1") if req.host else None
             if name == "http.request_body":
-                return self.bodies[0]
+                return self._body(0)
             msg = req
         h = msg.headers
         if name in ("http.header", "http.header.raw"):

@@ -28,8 +28,19 @@ With a ``host_os`` table (Suricata's ``host-os-policy``) each flow's
 streams get the overlap policy of their receiving host at CONN_START.
 
 Packet rules (``tcp-pkt``, ``dsize``, ``flow:no_stream``, the ``ip``
-protocol without stream content, rules with no content) are checked per
-packet on its payload, and registered only when the rule set has some.
+protocol without stream content, rules with no content) are checked on each
+packet's payload.  Those with a content go through the prefilter too: its
+packet callback scans every payload in C and raises a note only for a
+packet that holds one of their fast patterns.  Those without one (flags,
+flowbits, dsize alone) run per packet, but only in flows where one of their
+headers holds (decided once per flow, at CONN_START).
+
+Headers (addresses, ports, direction) are decided once per flow direction,
+not per rule: each distinct header is a bit (``headers.HeaderIndex``), and a
+rule's header check is a bit test.  The prefilter does the same in C when a
+stream opens, and scans it with a database of only the patterns that have a
+rule whose header holds there (made once per such group; a stream with none
+is not scanned at all), as Suricata's signature groups do.
 
 HTTP rules (sticky buffers, ``http_*`` modifiers, pcre's HTTP flags) run on
 mos.app.http's transactions, once per transaction, when the last buffer
@@ -60,6 +71,7 @@ from mos import Event, Side, TcpState
 from . import detect
 from .buffers import BODY_LIMIT, TxBuffers
 from .eve import Eve, alert_record, eve_ip, eve_time, fast_line, http_record
+from .headers import HeaderIndex, header_key
 from .hostos import HostPolicies
 from .rules import LINE_BUFFERS, Content, Rule, RuleSet
 from .thresholds import Thresholds
@@ -137,7 +149,7 @@ def _logged_packet(p) -> bytes:
 class _Plan:
     """What a rule needs checked besides its payload, decided once."""
     __slots__ = ("header", "flow", "bits_check", "bits_apply", "exact", "silent", "size", "point",
-                 "app_tls")
+                 "app_tls", "hid")
 
     def __init__(self, r: Rule):
         def anyg(g):
@@ -153,18 +165,31 @@ class _Plan:
         self.size = r.stream_size is not None
         # `alert tls` with raw content only: the stream of flows that speak TLS
         self.app_tls = r.proto in ("tls", "ssl") and not r.is_tls
+        self.hid = 0         # its header's bit in Ids._hx (set by Ids._index_headers)
 
 
 class _PatternSet:
     """Fast patterns of a prefilter (the stream's, or one HTTP buffer's):
     each distinct (bytes, nocase) once, with the rules it stands for."""
-    __slots__ = ("patterns", "nocase", "rules", "_index")
+    __slots__ = ("patterns", "nocase", "rules", "_index", "_at")
 
     def __init__(self):
         self.patterns: list = []
         self.nocase: list = []
         self.rules: list = []            # pattern index -> [rules]
         self._index: dict = {}
+        self._at = None
+
+    def rules_at(self, point: int, plans: dict) -> list:
+        """Its HTTP rules evaluated at `point` (P_*), every pattern's."""
+        at = self._at
+        if at is None:
+            at = {}
+            for lst in self.rules:
+                for r in lst:
+                    at.setdefault(plans[id(r)].point, []).append(r)
+            self._at = at
+        return at.get(point, [])
 
     def add(self, c: Content, r: Rule) -> None:
         key = (_fp_bytes(c).lower() if c.nocase else _fp_bytes(c), c.nocase)
@@ -179,7 +204,7 @@ class _PatternSet:
 
 class _FlowState:
     __slots__ = ("bits", "inspected", "chunk_start", "thr", "passed", "alerted", "pending",
-                 "bodies", "http_done", "pkt_rules", "tls_done", "tls_logged")
+                 "http_done", "pkt_rules", "hpass", "last_pkt", "tls_done", "tls_logged")
 
     def __init__(self):
         self.bits: set = set()
@@ -193,11 +218,12 @@ class _FlowState:
         # IDS mode: per receiving side, stream matches waiting for the
         # receiver's ACK: [(stream offset past the match, rule, payload)]
         self.pending = None
-        self.bodies = None               # HTTP: tx index -> [request body, response body]
         self.http_done = None            # HTTP: tx index -> evaluation points done
         # packet rules whose addresses and ports hold for this flow, per
         # direction (to the server, to the client): found once per flow
         self.pkt_rules = [None, None]
+        self.hpass = None                # (src, sport, dst, dport) -> headers that hold (Ids._hx)
+        self.last_pkt = None             # number of the last packet _on_packet checked
         self.tls_done = None             # TLS: evaluation points done
         self.tls_logged = False          # TLS: the EVE tls record is written
 
@@ -259,6 +285,7 @@ class Ids:
         self._http_keys: list = [set() for _ in range(_POINTS)]
         self._http_always: list = [[] for _ in range(_POINTS)]
         self._http_fp: dict = {}          # (buffer, transforms) -> _PatternSet
+        self._http_sel: dict = {}         # (point, header bits) -> _http_select's answer
         self._http_scanners: dict = {}    # (buffer, transforms) -> BlockScanner
         self.http = None                  # the engine's mos.app.http parser
         self._stream_fp = _PatternSet()
@@ -269,6 +296,7 @@ class Ids:
         self.consumer_id = None
         self._plans: dict = {}           # id(rule) -> _Plan
         self._split()
+        self._index_headers()
         if self.tls_rules or tls_log or any(p.app_tls for p in self._plans.values()):
             from .tlsrules import TlsDetect
             self.tlsd = TlsDetect(self, self.tls_rules, tls_log, _PatternSet, buffer_fast_pattern)
@@ -309,27 +337,124 @@ class Ids:
             lst.sort(key=order)
         self.packet_rules.sort(key=order)
         self.stream_always.sort(key=order)
-        # packet rules by header (the text of its four parts): one header
-        # check per distinct header and flow direction
-        # packet rules indexed by destination port where a rule names a few
-        # (445, $HTTP_PORTS, ...): a flow direction checks the headers of its
-        # port's rules and of the rest only
-        self._pkt_any = []
-        self._pkt_by_port: dict = {}
-        self._pkt_unindexed = []
-        for r in self.packet_rules:
-            if not self._plans[id(r)].header:
-                self._pkt_any.append(r)
-                continue
-            ports = None if r.bidirectional else r.dport.ports()
-            if ports is None:
-                self._pkt_unindexed.append(r)
-            else:
-                for port in ports:
-                    self._pkt_by_port.setdefault(port, []).append(r)
         for lst in self._http_always:
             lst.sort(key=order)
         self._order = order
+
+    def _index_headers(self) -> None:
+        """Rule headers as bits (headers.HeaderIndex): a flow direction finds
+        the headers that hold for it once, and a rule's header check is a bit
+        test.  Packet rules split: those with a content are found by the
+        prefilter in each packet's payload (compiled), the rest run per
+        packet only in flows where some of their headers hold."""
+        self._hx = HeaderIndex(self.ruleset.rules)
+        for r in self.ruleset.rules:
+            self._plans[id(r)].hid = self._hx.id_of(r)
+        self._pkt_fp = _PatternSet()     # packet rules' fast patterns
+        self._pkt_plain: list = []       # packet rules with no positive content
+        self._pkt_plain_by_hid: dict = {}
+        for r in self.packet_rules:
+            c = fast_pattern(r) if r.matches else None
+            if c is not None:
+                self._pkt_fp.add(c, r)
+            else:
+                self._pkt_plain.append(r)
+                self._pkt_plain_by_hid.setdefault(self._plans[id(r)].hid, []).append(r)
+        for lst in self._pkt_fp.rules:
+            lst.sort(key=self._order)
+        self._pkt_plain_mask = sum(1 << h for h in self._pkt_plain_by_hid)
+        self._pkt_plain_cache: dict = {}
+
+    def _gates(self) -> dict:
+        """What the prefilter needs to check headers in C when a stream
+        opens: the headers (and direction) of the stream and packet rules
+        behind each pattern (headers.HeaderIndex.tables)."""
+        def direction(r):
+            return (1 if r.flow.to_server else 0) | (2 if r.flow.to_client else 0)
+        rules = [r for lst in self._stream_fp.rules + self._pkt_fp.rules for r in lst]
+        cx = HeaderIndex(rules, key=lambda r: header_key(r) + (direction(r),))
+        g = cx.tables()
+        ds = sum(1 << h for h, k in enumerate(cx.headers) if not k[5] & 2)
+        dc = sum(1 << h for h, k in enumerate(cx.headers) if not k[5] & 1)
+        g["dirok"] = (ds, dc)
+        g["patterns"] = [sorted({cx.id_of(r) for r in lst})
+                         for lst in self._stream_fp.rules + self._pkt_fp.rules]
+        return g
+
+    def _hbits(self, st: _FlowState, ends) -> int:
+        """The headers that hold for bytes sent as `ends` says (src, sport,
+        dst, dport), found once per flow direction."""
+        hp = st.hpass
+        if hp is None:
+            hp = st.hpass = {}
+        b = hp.get(ends)
+        if b is None:
+            b = hp[ends] = self._hx.passing(*ends)
+        return b
+
+    def _plain_packet_rules(self, st: _FlowState, ends) -> list:
+        """Packet rules with no content whose header holds for `ends`, in order."""
+        key = self._hbits(st, ends) & self._pkt_plain_mask
+        got = self._pkt_plain_cache.get(key)
+        if got is None:
+            rules, k = [], key
+            while k:
+                low = k & -k
+                rules += self._pkt_plain_by_hid[low.bit_length() - 1]
+                k ^= low
+            got = sorted(rules, key=self._order)
+            if len(self._pkt_plain_cache) < 4096:
+                self._pkt_plain_cache[key] = got
+        return got
+
+    def _on_flow_packets(self, flow, side, event) -> None:
+        """A flow starts: the packet rules with no content that may hold for
+        it; PKT_IN is handled for it only if there are some."""
+        st = self._state(flow)
+        c, s = (flow.client_ip, flow.client_port), (flow.server_ip, flow.server_port)
+        st.pkt_rules = [self._plain_packet_rules(st, c + s), self._plain_packet_rules(st, s + c)]
+        if st.pkt_rules[0] or st.pkt_rules[1]:
+            flow.on(Event.PKT_IN, self._on_packet)
+            self._on_packet(flow, side, event)   # this packet's PKT_IN went by already
+
+    def _on_packet_note(self, flow, side, k: int) -> None:
+        """Packet pattern k is in the payload of the packet `side` received:
+        the packet rules behind it."""
+        st = self._state(flow)
+        p = flow.packet
+        if st.passed or p is None:
+            return
+        to_server = side is Side.SERVER
+        self._check_packet(flow, st, self._pkt_fp.rules[k], p, to_server,
+                           self._endpoints(flow, side))
+
+    def _check_packet(self, flow, st, rules, p, to_server: bool, ends=None) -> None:
+        """Packet rules on packet p (their headers checked here unless `ends`
+        is None: the caller chose rules whose headers hold)."""
+        payload = p.payload
+        for r in rules:
+            pl = self._plans[id(r)]
+            if ends is not None and pl.header and not (self._hbits(st, ends) >> pl.hid) & 1:
+                continue
+            if not ((not pl.flow or self._flow_ok(r, flow, to_server))
+                    and (not pl.bits_check or self._flowbits_ok(r, st))
+                    and (not pl.size or self._stream_size_ok(r, flow))):
+                continue
+            if r.dsize is not None and not r.dsize.test(len(payload)):
+                continue
+            if r.flags is not None and not r.flags.test(p.flags):
+                continue
+            if r.matches:
+                if not payload:
+                    continue
+                self.candidates += 1
+                if not detect.inspect(r.matches, payload).matched:
+                    continue
+            self._flowbits_apply(r, st)
+            if pl.silent:
+                continue
+            self._alert(r, flow, Side.SERVER if to_server else Side.CLIENT,
+                        payload if self.payload else None, stream=False)
 
     @staticmethod
     def _http_point(r: Rule) -> int:
@@ -376,9 +501,11 @@ class Ids:
         consume = not self._patterns and "OVERLAP_DIFF" in self.event_rules
         mon = mos.Monitor(name="ids",
                           reads=Side.BOTH if self.stream_always or consume else False)
-        if self._patterns:
+        self._hx.tables()                # built now rather than at the first flow
+        if self._patterns or self._pkt_fp.patterns:
             from ._prefilter import Prefilter
-            self.prefilter = Prefilter(self._patterns, self._nocase)
+            self.prefilter = Prefilter(self._patterns, self._nocase, self._pkt_fp.patterns,
+                                       self._pkt_fp.nocase, gates=self._gates())
             self.consumer_id = engine.add_consumer(self.prefilter, Side.BOTH,
                                                    lookback=self.lookback)
             mon.on(Event.STREAM_NOTE, self._on_note)
@@ -386,8 +513,8 @@ class Ids:
             mon.on(Event.CONN_NEW_DATA, self._on_data, side=Side.BOTH)
         elif consume:
             mon.on(Event.CONN_NEW_DATA, lambda f, s, e: f.peek(s), side=Side.BOTH)
-        if self.packet_rules:
-            mon.on(Event.PKT_IN, self._on_packet)
+        if self._pkt_plain:
+            mon.on(Event.CONN_START, self._on_flow_packets)
         if self.event_rules:
             mon.on(Event.ERROR, self._on_error)
         if (self.flows and self.eve is not None) or not self.stream_inline or self.http_rules \
@@ -475,7 +602,7 @@ class Ids:
         """Everything but the payload: addresses and ports, flow, flowbits,
         stream_size (each checked only where the rule has it)."""
         pl = self._plans[id(r)]
-        return ((not pl.header or self._header_ok(r, *ends))
+        return ((not pl.header or (self._hbits(st, ends) >> pl.hid) & 1)
                 and (not pl.flow or self._flow_ok(r, flow, to_server))
                 and (not pl.bits_check or self._flowbits_ok(r, st))
                 and (not pl.size or self._stream_size_ok(r, flow))
@@ -491,6 +618,9 @@ class Ids:
         info = flow.event_info
         if info.consumer != self.consumer_id:
             return       # another consumer's note (the HTTP parser's, an app's)
+        if info.code >= len(self._patterns):
+            self._on_packet_note(flow, side, info.code - len(self._patterns))
+            return
         rules = self._by_pattern[info.code]
         st = self._state(flow)
         if st.passed:
@@ -584,28 +714,18 @@ class Ids:
         points = {self._plans[id(r)].point for r in self.http_rules}
         bodies = bool(points & {P_REQ_BODY, P_RES_BODY}) or any(r.matches
                                                                for r in self.http_rules)
-        self.http = http.for_engine(engine, bodies=bodies)
+        # bodies: the parser keeps each transaction's first BODY_LIMIT bytes
+        # (Suricata's request- and response-body-limit), in C, for
+        # http.request_body and file_data
+        self.http = http.for_engine(engine, keep_bodies=BODY_LIMIT if bodies else 0)
         self._http_scanners = {k: BlockScanner(ps.patterns, ps.nocase)
                                for k, ps in self._http_fp.items()}
         mon.on(http.HTTP_REQUEST_LINE, lambda f, s, e: self._on_http(f, P_LINE))
         mon.on(http.HTTP_REQUEST, lambda f, s, e: self._on_http(f, P_REQ))
         mon.on(http.HTTP_RESPONSE, lambda f, s, e: self._on_http(f, P_RES))
         if bodies:
-            mon.on(http.HTTP_BODY, self._on_http_body)
             mon.on(http.HTTP_DONE, lambda f, s, e: self._on_http(
                 f, P_REQ_BODY if s is Side.SERVER else P_RES_BODY))
-
-    def _on_http_body(self, flow, side, event) -> None:
-        """Body bytes kept per transaction up to BODY_LIMIT (Suricata's
-        request- and response-body-limit), for http.request_body and file_data."""
-        st = self._state(flow)
-        h = flow.http
-        if st.bodies is None:
-            st.bodies = {}
-        b = st.bodies.setdefault(h.tx.index, [bytearray(), bytearray()])
-        buf = b[0 if side is Side.SERVER else 1]
-        if len(buf) < BODY_LIMIT:
-            buf += h.body[:BODY_LIMIT - len(buf)]
 
     def _on_http(self, flow, point: int, tx=None) -> None:
         st = self._state(flow)
@@ -625,17 +745,12 @@ class Ids:
             st.http_done[tx.index] = _ALL_POINTS   # over: one shared marker, no set kept
         else:
             done.add(point)
-        keys = self._http_keys[point]
-        always = self._http_always[point]
+        keys, always = self._http_select(flow, st, point)
         if not keys and not always:
             return
-        body = st.bodies.get(tx.index) if st.bodies else None
-        if point == P_RES_BODY and st.bodies:
-            st.bodies.pop(tx.index, None)
         req = tx.request
         res = tx.response if point >= P_RES else None
-        bufs = TxBuffers(req, res, bytes(body[0]) if body else b"",
-                         bytes(body[1]) if body else b"")
+        bufs = TxBuffers(req, res, lambda: tx.body_kept(True), lambda: tx.body_kept(False))
         cands = {id(r): r for r in always}     # rules are not hashable: by identity
         for key in keys:
             data = bufs.get(*key)
@@ -672,6 +787,35 @@ class Ids:
                                            "http": http_record(req, res)})
             if st.passed:
                 return
+
+    def _http_select(self, flow, st, point: int) -> tuple:
+        """The buffers worth scanning at `point` of a transaction of this
+        flow, and the rules with no fast pattern to check there: only those
+        with a rule whose header and direction hold for the flow (found once
+        per header set and point, not per transaction)."""
+        side = Side.SERVER if point < P_RES else Side.CLIENT
+        hb = self._hbits(st, self._endpoints(flow, side))
+        sel = self._http_sel.get((point, hb))
+        if sel is None:
+            to_server = point < P_RES
+            ok = self._http_dir_ok
+
+            def holds(r):
+                pl = self._plans[id(r)]
+                return ((not pl.header or (hb >> pl.hid) & 1)
+                        and ok(r, to_server))
+            keys = [k for k in self._http_keys[point]
+                    if any(holds(r) for r in self._http_fp[k].rules_at(point, self._plans))]
+            always = [r for r in self._http_always[point] if holds(r)]
+            sel = (keys, always)
+            if len(self._http_sel) < 4096:
+                self._http_sel[(point, hb)] = sel
+        return sel
+
+    @staticmethod
+    def _http_dir_ok(r: Rule, to_server: bool) -> bool:
+        fo = r.flow
+        return not ((fo.to_server and not to_server) or (fo.to_client and to_server))
 
     def _http_flush(self, flow, st) -> None:
         """The flow ends: what its transactions never reached (headers that
@@ -751,40 +895,19 @@ class Ids:
         if p is None:
             return
         st = self._state(flow)
-        if st.passed:
+        if st.passed or st.last_pkt == p.number:
             return
-        payload = p.payload
+        st.last_pkt = p.number
         ends = (p.src, p.sport, p.dst, p.dport)
         to_server = p.sport == flow.client_port and p.src == flow.client_ip
         d = 0 if to_server else 1
         rules = st.pkt_rules[d]
         if rules is None:
             # a flow's addresses and ports do not change: the header part of
-            # the gate once per direction, for the rules of its port
-            rules = [r for r in self._pkt_by_port.get(p.dport, []) + self._pkt_unindexed
-                     if self._header_ok(r, *ends)]
-            rules = st.pkt_rules[d] = sorted(rules + self._pkt_any, key=self._order)
-        for r in rules:
-            pl = self._plans[id(r)]
-            if not ((not pl.flow or self._flow_ok(r, flow, to_server))
-                    and (not pl.bits_check or self._flowbits_ok(r, st))
-                    and (not pl.size or self._stream_size_ok(r, flow))):
-                continue
-            if r.dsize is not None and not r.dsize.test(len(payload)):
-                continue
-            if r.flags is not None and not r.flags.test(p.flags):
-                continue
-            if r.matches:
-                if not payload:
-                    continue
-                self.candidates += 1
-                if not detect.inspect(r.matches, payload).matched:
-                    continue
-            self._flowbits_apply(r, st)
-            if self._plans[id(r)].silent:
-                continue
-            self._alert(r, flow, Side.SERVER if to_server else Side.CLIENT,
-                        payload if self.payload else None, stream=False)
+            # the gate once per direction (packet rules with a content come
+            # from the prefilter: _on_packet_note)
+            rules = st.pkt_rules[d] = self._plain_packet_rules(st, ends)
+        self._check_packet(flow, st, rules, p, to_server)
 
     def _on_error(self, flow, side, event) -> None:
         """stream-event rules: an ERROR of their reason on the stream `side`

@@ -128,3 +128,5 @@ cdef extern from "htp/htp.h" nogil:
     void *htp_table_get_index(const htp_table_t *t, size_t idx, bstr **key)
     size_t htp_table_size(const htp_table_t *t)
     int htp_tx_destroy(htp_tx_t *tx)
+    void *htp_tx_get_user_data(const htp_tx_t *tx)
+    void htp_tx_set_user_data(htp_tx_t *tx, void *user_data)

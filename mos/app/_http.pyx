@@ -26,7 +26,7 @@ have run by then)."""
 
 from cpython.pycapsule cimport PyCapsule_New, PyCapsule_GetPointer, PyCapsule_IsValid
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
-from libc.stdlib cimport calloc, free, realloc
+from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset
 
 from mos.dualstack._cengine cimport (mos_consumer_t, mos_cstream_t, mos_cstream_note,
@@ -103,6 +103,7 @@ cdef struct hctx:
     htp_cfg_t *cfg
     size_t arena_max
     int bodies              # raise body notes (HTTP_BODY): someone reads bodies
+    size_t keep             # body bytes kept per transaction and direction (0: none)
     grave graves[GRAVES]    # a ring: the oldest is freed when a new one comes
     size_t ngraves
     uint64_t flows, requests, responses, anomalies, given_up, destroyed
@@ -178,12 +179,53 @@ cdef int _on_res_done(htp_tx_t *tx) noexcept nogil:
     return HTP_OK
 
 
+cdef struct txbody:
+    # the first ctx.keep bytes of a transaction's bodies ([0] response, [1] request)
+    uint8_t *b[2]
+    size_t n[2]
+
+
+cdef void _keep(htp_tx_t *tx, int direction, const uint8_t *data, size_t n,
+                size_t keep) noexcept nogil:
+    """Body bytes kept with their transaction, up to `keep` per direction (an
+    IDS inspects the first bytes of each body: no Python call per packet)."""
+    cdef txbody *tb = <txbody *>htp_tx_get_user_data(tx)
+    if tb == NULL:
+        tb = <txbody *>calloc(1, sizeof(txbody))
+        if tb == NULL:
+            return
+        htp_tx_set_user_data(tx, tb)
+    if tb.n[direction] >= keep:
+        return
+    if tb.b[direction] == NULL:
+        tb.b[direction] = <uint8_t *>malloc(keep)
+        if tb.b[direction] == NULL:
+            return
+    if n > keep - tb.n[direction]:
+        n = keep - tb.n[direction]
+    memcpy(tb.b[direction] + tb.n[direction], data, n)
+    tb.n[direction] += n
+
+
+cdef void _free_kept(htp_tx_t *tx) noexcept nogil:
+    cdef txbody *tb = <txbody *>htp_tx_get_user_data(tx)
+    if tb != NULL:
+        free(tb.b[0])
+        free(tb.b[1])
+        free(tb)
+        htp_tx_set_user_data(tx, NULL)
+
+
 cdef int _body(htp_tx_data_t *d, int direction) noexcept nogil:
     cdef hflow *hf = _hf_of_tx(d.tx)
     cdef hdir *h = &hf.d[direction]
     cdef size_t n = d.len, cap
     cdef uint8_t *p
-    if d.data == NULL or n == 0 or hf.tunnel or not hf.ctx.bodies:
+    if d.data == NULL or n == 0 or hf.tunnel:
+        return HTP_OK
+    if hf.ctx.keep:
+        _keep(d.tx, direction, d.data, n, hf.ctx.keep)
+    if not hf.ctx.bodies:
         return HTP_OK
     if hf.cs != NULL and h.pkt != hf.cs.pkt:
         h.pkt = hf.cs.pkt
@@ -393,6 +435,7 @@ cdef void _reap(hflow *hf) noexcept nogil:
             if tx.request_progress != HTP_REQUEST_COMPLETE or \
                     tx.response_progress != HTP_RESPONSE_COMPLETE:
                 break
+            _free_kept(tx)
             if htp_tx_destroy(tx) != HTP_OK:
                 break
             hf.ctx.destroyed += 1
@@ -448,6 +491,14 @@ cdef void _data(void *vctx, mos_cstream_t *cs, uint64_t off, const uint8_t *data
 
 cdef void _free_flow(hflow *hf) noexcept nogil:
     cdef int k
+    cdef size_t i
+    cdef htp_conn_t *conn = htp_connp_get_connection(hf.connp)
+    cdef htp_tx_t *tx
+    if conn != NULL:
+        for i in range(htp_list_array_size(conn.transactions)):
+            tx = <htp_tx_t *>htp_list_array_get(conn.transactions, i)
+            if tx != NULL:
+                _free_kept(tx)
     htp_connp_destroy_all(hf.connp)
     for k in range(2):
         free(hf.d[k].held)
@@ -532,6 +583,17 @@ cdef class HttpParser:
     @bodies.setter
     def bodies(self, bint on):
         self.ctx.bodies = on
+
+    @property
+    def keep_bodies(self):
+        """Body bytes kept with each transaction per direction (0: none),
+        for body_kept: a reader of the first bytes of bodies needs no
+        Python call per body packet."""
+        return self.ctx.keep
+
+    @keep_bodies.setter
+    def keep_bodies(self, size_t n):
+        self.ctx.keep = n
 
     def ended(self, uint64_t flow_id):
         """The parser state of an ended flow still kept (a "mos.cstate"
@@ -628,6 +690,19 @@ def body_chunk(capsule, int direction, uint64_t where):
     if start + n > h.narena:
         return b""
     return (<char *>h.arena)[start:start + n]
+
+
+def body_kept(capsule, size_t index, int direction):
+    """The body bytes kept with transaction `index` (direction 1: the
+    request's, 0: the response's), b"" if none."""
+    cdef htp_tx_t *tx = _tx(_hf(capsule), index)
+    cdef txbody *tb
+    if tx == NULL:
+        return b""
+    tb = <txbody *>htp_tx_get_user_data(tx)
+    if tb == NULL or tb.b[1 if direction else 0] == NULL:
+        return b""
+    return (<char *>tb.b[1 if direction else 0])[:tb.n[1 if direction else 0]]
 
 
 def direction_state(capsule):

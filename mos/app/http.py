@@ -157,6 +157,14 @@ class Transaction:
         d = _http.response_fields(cap, self.index) if cap is not None else None
         return Response(d) if d is not None else None
 
+    def body_kept(self, request: bool = True) -> bytes:
+        """The first bytes of the request's (or the response's) body, as the
+        parser keeps them with the transaction when asked to
+        (``Http.parser.keep_bodies``, ``for_engine(keep_bodies=N)``): de-chunked
+        and decompressed, no Python call per body packet; b"" if none."""
+        cap = self._view._state()
+        return _http.body_kept(cap, self.index, 1 if request else 0) if cap is not None else b""
+
     def __repr__(self):
         return f"<Transaction {self.index}>"
 
@@ -285,14 +293,18 @@ class Http:
         return HttpFlow(flow, self) if self._state(flow) is not None else None
 
 
-def for_engine(engine, bodies: bool = False) -> Http:
+def for_engine(engine, bodies: bool = False, keep_bodies: int = 0) -> Http:
     """The Http parsing on ``engine``, attached now if none is; ``bodies``
-    turns HTTP_BODY on for it (apps sharing one engine share one parser)."""
+    turns HTTP_BODY on for it, ``keep_bodies`` keeps at least that many body
+    bytes with each transaction (``Transaction.body_kept``); apps sharing
+    one engine share one parser."""
     h = _parsers.get(engine)
     if h is None:
-        return Http(bodies=bodies).attach(engine)
-    if bodies:
+        h = Http(bodies=bodies).attach(engine)
+    elif bodies:
         h.parser.bodies = True
+    if keep_bodies > h.parser.keep_bodies:
+        h.parser.keep_bodies = keep_bodies
     return h
 
 

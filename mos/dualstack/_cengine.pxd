@@ -173,6 +173,8 @@ cdef extern from "port.h" nogil:
     ctypedef void (*mos_consumer_data_fn)(void *ctx, mos_cstream_t *cs, uint64_t off,
                                           const uint8_t *data, uint32_t len)
     ctypedef void (*mos_consumer_end_fn)(void *ctx, mos_cstream_t *cs)
+    ctypedef void (*mos_consumer_packet_fn)(void *ctx, mos_cstream_t *cs, const uint8_t *payload,
+                                            uint32_t len)
 
     ctypedef struct mos_consumer_t:
         mos_consumer_data_fn data
@@ -180,6 +182,7 @@ cdef extern from "port.h" nogil:
         void *ctx
         uint8_t sides
         uint32_t lookback
+        mos_consumer_packet_fn packet
 
     int mos_engine_add_consumer(mos_engine_t *e, const mos_consumer_t *c)
     void mos_engine_remove_consumer(mos_engine_t *e, int id)

@@ -29,6 +29,7 @@ struct mos_engine {
     mos_consumer_t cons[MOS_MAX_CONSUMERS];
     uint8_t ncons;              /* slots used so far (some may be free again) */
     uint8_t cons_sides;         /* 1 << side: some consumer reads that side */
+    uint8_t pcons_sides;        /* 1 << side: some consumer sees that side's packets */
     uint32_t cons_lookback[2];  /* most lookback any consumer of the side asked for */
     uint64_t now;
     uint64_t next_id;
@@ -439,6 +440,23 @@ static void cons_advance(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int side
         if (pos < rb->base && rb->base < stop) stop = rb->base;
         cons_call(e, f, slot, side, pkt, pos, NULL, stop - pos);
         pos = stop;
+    }
+}
+
+/* A packet `side` receives, to the consumers with a packet callback for it
+ * (before its PKT_IN at RECV). */
+static inline void cons_pkt(mos_engine_t *e, mos_flow_t *f, uint32_t slot, int side,
+                            uint32_t pi, const mos_pkt_t *p)
+{
+    if (__builtin_expect(!((e->pcons_sides >> side) & 1), 1) || !p->paylen || !cons_need(e, f))
+        return;
+    mos_cstream_t cs = {e, f, slot, pi, side, 0, NULL};
+    for (int i = 0; i < e->ncons; i++) {
+        const mos_consumer_t *c = &e->cons[i];
+        if (!c->data || !c->packet || !((c->sides >> side) & 1)) continue;
+        cs.id = i;
+        cs.state = &f->cons->st[i][side];
+        c->packet(c->ctx, &cs, p->payload, p->paylen);
     }
 }
 
@@ -1021,6 +1039,7 @@ __attribute__((noinline)) static void paws_reject(mos_engine_t *e, mos_flow_t *f
     e->pref[pi].snd_nxt = S->snd_nxt;
     emit(e, f, slot, MOS_EV_PKT_IN, MOS_HK_SEND, s, pi, 0, 0, 0, 0);
     error_ev(e, f, slot, r, pi, MOS_ERR_PAWS, p->tcpopt.tsval, f->ep[r].ts_recent);
+    cons_pkt(e, f, slot, r, pi, p);
     emit(e, f, slot, MOS_EV_PKT_IN, MOS_HK_RECV, r, pi, 0, 0, 0, 0);
 }
 
@@ -1083,10 +1102,12 @@ static uint32_t tcp_packet_in(mos_engine_t *e, uint32_t pi, mos_pkt_t *p, uint64
             mos_tcp_ep_action(S, MOS_TCP_SENT_RST, &se);
             emit_trans(e, f, slot, s, MOS_HK_SEND, pi, &se);
             emit_trans(e, f, slot, r, MOS_HK_RECV, pi, &eff);
+            cons_pkt(e, f, slot, r, pi, p);
             emit(e, f, slot, MOS_EV_PKT_IN, MOS_HK_RECV, r, pi, 0, 0, 0, 0);
             end_flow(e, f, slot, MOS_END_RST); /* RST payload never enters a stream */
         } else {
             error_ev(e, f, slot, r, pi, MOS_ERR_RST_OUT_OF_WINDOW, p->seq, 0);
+            cons_pkt(e, f, slot, r, pi, p);
             emit(e, f, slot, MOS_EV_PKT_IN, MOS_HK_RECV, r, pi, 0, 0, 0, 0);
         }
         return slot;
@@ -1102,6 +1123,7 @@ static uint32_t tcp_packet_in(mos_engine_t *e, uint32_t pi, mos_pkt_t *p, uint64
                      (uint32_t)p->l4[18] << 8 | p->l4[19]);
         store_data(e, f, slot, r, p, pi, eff.data_off, eff.data_len, eff.data_skip);
     }
+    cons_pkt(e, f, slot, r, pi, p);
     emit(e, f, slot, MOS_EV_PKT_IN, MOS_HK_RECV, r, pi, 0, 0, 0, 0);
     if (__builtin_expect(f->flags & MOS_FF_EMBRYO, 0)) emb_check(e, f);
 
@@ -1605,12 +1627,13 @@ uint32_t mos_flow_wire_seq(const mos_flow_t *f, int side, uint32_t seq)
 
 static void cons_summary(mos_engine_t *e)
 {
-    e->cons_sides = 0;
+    e->cons_sides = e->pcons_sides = 0;
     e->cons_lookback[0] = e->cons_lookback[1] = 0;
     for (int i = 0; i < e->ncons; i++) {
         const mos_consumer_t *c = &e->cons[i];
         if (!c->data) continue;
         e->cons_sides |= c->sides & 3;
+        if (c->packet) e->pcons_sides |= c->sides & 3;
         for (int side = 0; side < 2; side++)
             if (((c->sides >> side) & 1) && c->lookback > e->cons_lookback[side])
                 e->cons_lookback[side] = c->lookback;

@@ -351,6 +351,12 @@ typedef struct mos_consumer {
     void *ctx;
     uint8_t sides;             /* 1 << side: the receiving sides it reads */
     uint32_t lookback;         /* bytes behind the in-order frontier kept for handlers */
+    /* Optional (NULL: none): the payload of each packet a side it reads
+     * receives, as captured, once, in arrival order (retransmissions and
+     * out-of-order packets too), just before that packet's PKT_IN at RECV;
+     * cs->pkt is the packet and cs->state the stream's slot, as for data.
+     * For per-packet work (a packet-payload prefilter) with no Python call. */
+    void (*packet)(void *ctx, mos_cstream_t *cs, const uint8_t *payload, uint32_t len);
 } mos_consumer_t;
 
 /* Add a consumer (copied); returns its number, or -1 when MOS_MAX_CONSUMERS
