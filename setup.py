@@ -15,6 +15,7 @@ Extensions:
   mos.tcp._stream        the reassembly buffer on its own (tests, tools)
   mos.tcp._tcp           the TCP endpoint module on its own (per-state tests)
   mos.tcp._host          the end host's active endpoint on its own (sans-I/O tests)
+  mos.endhost._stack     the end host's stack: ARP/ND, ICMP echo, TCP sockets (sans-I/O)
   mos.dualstack._engine  flow table, endpoint models, events (the hot path)
   mos.ports._afpacket    AF_PACKET port, Linux
   mos.runtime._loop      the port loop and the clock; capture files as ports
@@ -42,7 +43,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 CORE = "mos.libmos_core"
-CORE_DIRS = ["native", "mos/tcp", "mos/dualstack"]
+CORE_DIRS = ["native", "mos/tcp", "mos/dualstack", "mos/endhost"]
 CORE_SOURCES = sorted(s for d in CORE_DIRS for s in glob(f"{d}/*.c")
                       if not os.path.basename(s).startswith("_"))
 # headers: an edit to one rebuilds what includes it (setuptools tracks sources only)
@@ -110,6 +111,7 @@ candidates = [
     glue("mos.tcp._stream", "mos/tcp/_stream.pyx"),
     glue("mos.tcp._tcp", "mos/tcp/_tcp.pyx"),
     glue("mos.tcp._host", "mos/tcp/_host.pyx"),
+    glue("mos.endhost._stack", "mos/endhost/_stack.pyx"),
     glue("mos.dualstack._engine", "mos/dualstack/_engine.pyx"),
     glue("mos.ports._afpacket", "mos/ports/_afpacket.pyx"),
     glue("mos.runtime._loop", "mos/runtime/_loop.pyx"),

@@ -15,14 +15,15 @@ FUZZ_HARNESSES ?= capture engine endpoint host seqmap rbuf settings http tls
 FUZZ_DIR := build/fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_CFLAGS := -g -O1 -std=gnu11 -fno-omit-frame-pointer -fno-strict-aliasing \
-	-Inative -Imos/tcp -Imos/dualstack $(FUZZ_SAN)
+	-Inative -Imos/tcp -Imos/dualstack -Imos/endhost $(FUZZ_SAN)
 FUZZ_CORE_SRC := native/capture.c native/pcapport.c native/decode.c native/defrag.c \
-	native/sha256.c $(wildcard mos/tcp/*.c) mos/dualstack/engine.c
-FUZZ_CORE_SRC := $(filter-out mos/tcp/_%,$(FUZZ_CORE_SRC))
+	native/sha256.c $(wildcard mos/tcp/*.c) mos/dualstack/engine.c \
+	$(wildcard mos/endhost/*.c)
+FUZZ_CORE_SRC := $(filter-out mos/tcp/_% mos/endhost/_%,$(FUZZ_CORE_SRC))
 FUZZ_CORE_OBJ := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(FUZZ_CORE_SRC))
 FUZZ_C_HARNESSES := capture engine endpoint host seqmap rbuf
 FUZZ_BINS := $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_C_HARNESSES))
-FUZZ_HDRS := $(wildcard native/*.h mos/tcp/*.h mos/dualstack/*.h) fuzz/fuzz_util.h
+FUZZ_HDRS := $(wildcard native/*.h mos/tcp/*.h mos/dualstack/*.h mos/endhost/*.h) fuzz/fuzz_util.h
 
 .PHONY: fuzz fuzz-ci fuzz-build fuzz-deps
 .SECONDARY: $(FUZZ_CORE_OBJ)

@@ -340,6 +340,8 @@ int mos_tcp_host_input(mos_tcp_host_t *h, const mos_tcp_seg_t *seg, const uint8_
     }
     if (st0 == MOS_TCPS_SYN_SENT && (seg->flags & MOS_TH_ACK) && seg->ack != h->me.iss + 1)
         return 0; /* not an ACK of our SYN (RFC 9293 3.10.7.3: a RST would answer; dropped) */
+    if (st0 == MOS_TCPS_SYN_SENT && !(seg->flags & MOS_TH_SYN))
+        return 0; /* 3.10.7.3: neither SYN nor RST: dropped */
     if ((seg->flags & MOS_TH_SYN) && st0 != MOS_TCPS_SYN_SENT &&
         !(st0 == MOS_TCPS_SYN_RCVD && seg->seq == h->peer.isn)) {
         /* a SYN in a synchronized state, whatever its number: a challenge
@@ -376,6 +378,17 @@ int mos_tcp_host_input(mos_tcp_host_t *h, const mos_tcp_seg_t *seg, const uint8_
         st0 < MOS_TCPS_ESTABLISHED) {
         ev |= MOS_HOST_EV_CONNECTED | MOS_HOST_EV_WRITABLE;
         if (st0 == MOS_TCPS_SYN_RCVD) h->rto_at = h->snd_una == h->me.snd_nxt ? 0 : h->rto_at;
+    }
+    if (eff.data_len) {
+        /* never more than the room we have, whatever the peer believes
+         * (its view of our window, a SYN's data, an MSS it ignored) */
+        uint64_t room_end = h->rcv_read + h->cfg.rcvbuf;
+        if (eff.data_off >= room_end) {
+            eff.data_len = 0;
+        } else if (eff.data_off + eff.data_len > room_end) {
+            eff.data_len = (uint32_t)(room_end - eff.data_off);
+        }
+        if (!eff.data_len) h->ack_now = 1;
     }
     if (eff.data_len) {
         mos_rbuf_result_t res;
