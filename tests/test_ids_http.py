@@ -127,3 +127,17 @@ def test_block_scanner_finds_each_pattern_once_and_refuses_bad_input():
             BlockScanner(bad)
     with pytest.raises(ValueError, match="nocase flags"):
         BlockScanner([b"a"], [True, False])
+
+
+def test_buffers_of_a_message_without_a_line():
+    # found by fuzz/fuzz_http.py: libhtp leaves a response's line unset in
+    # some 100-continue exchanges; the raw and http.start buffers must not fail
+    from mos.app.http import Response
+    from middleboxes.ids.buffers import TxBuffers
+    res = Response({"line": None, "protocol": None, "status": None, "message": None,
+                    "headers": [(b"Transfer-Encoding", b"chunked")], "body_length": 3,
+                    "complete": True})
+    b = TxBuffers(None, res, b"", b"xyz")
+    assert b.get("raw:res") == b"\r\nTransfer-Encoding: chunked\r\n\r\nxyz"
+    assert b.get("res:http.start") == b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+    assert b.get("http.response_line") is None

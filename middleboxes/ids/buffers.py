@@ -125,7 +125,7 @@ class TxBuffers:
             msg = self.req if name == "raw:req" else self.res
             if msg is None:
                 return None
-            return (msg.line + b"\r\n" + _headers(msg.headers) + b"\r\n"
+            return ((msg.line or b"") + b"\r\n" + _headers(msg.headers) + b"\r\n"
                     + self._body(0 if name == "raw:req" else 1))
         response = name.startswith("res:")
         if response:
@@ -168,7 +168,7 @@ class TxBuffers:
         if name == "http.header_names":
             return b"\r\n" + b"".join(k + b"\r\n" for k, _ in h) + b"\r\n"
         if name == "http.start":
-            return msg.line + b"\r\n" + _headers(h) + b"\r\n"
+            return (msg.line or b"") + b"\r\n" + _headers(h) + b"\r\n"
         field = {"http.host.raw": b"host", "http.user_agent": b"user-agent",
                  "http.cookie": b"set-cookie" if response else b"cookie",
                  "http.content_type": b"content-type", "http.content_len": b"content-length",
