@@ -50,7 +50,7 @@ SO_ERROR, SO_REUSEADDR, SO_SNDBUF, SO_RCVBUF, SO_LINGER = (
     _pysocket.SO_LINGER)
 TCP_NODELAY = _pysocket.TCP_NODELAY
 
-__all__ = ["Context", "Switch", "socket", "epoll", "EPOLLIN", "EPOLLOUT", "EPOLLERR",
+__all__ = ["Context", "Switch", "PortLink", "socket", "epoll", "EPOLLIN", "EPOLLOUT", "EPOLLERR",
            "EPOLLHUP", "EPOLLRDHUP", "EPOLLET"]
 
 
@@ -111,6 +111,21 @@ class Switch:
         return did
 
 
+class PortLink:
+    """A port as a Context's link: ``recv_burst(n) -> [(ts_ns, frame)]`` and
+    ``send(frames)`` (mos.ports._afpacket.AfPacketPort has both)."""
+
+    def __init__(self, port, burst: int = 64):
+        self.port = port
+        self.burst = burst
+
+    def recv_frames(self) -> list:
+        return [f for _, f in self.port.recv_burst(self.burst)]
+
+    def send_frames(self, frames: list) -> None:
+        self.port.send(frames)
+
+
 class Context:
     """One stack and what moves its frames: a ``Switch`` (in memory) or a
     port object with ``recv_frames() -> list`` and ``send_frames(list)``."""
@@ -131,6 +146,13 @@ class Context:
         st = Stack(mac=":".join(f"{b:02x}" for b in mac), addrs=list(addrs), **tcp)
         switch.attach(st, mac)
         return cls(st, switch, mac)
+
+    @classmethod
+    def on_port(cls, port, mac: str, *addrs: str, gateway4=None, gateway6=None,
+                **tcp) -> "Context":
+        """A new stack with these addresses on a port (AF_PACKET, DPDK)."""
+        st = Stack(mac=mac, addrs=list(addrs), gateway4=gateway4, gateway6=gateway6, **tcp)
+        return cls(st, PortLink(port), bytes(int(x, 16) for x in mac.split(":")))
 
     # the loop ---------------------------------------------------------
     def now(self) -> int:
