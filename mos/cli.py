@@ -8,6 +8,7 @@
                                  [--on-handler-error log|stop|disable-handler|raise]
     mos run -c CONFIG [--app MODULE] [--max-flows N] [--on-handler-error ...]
     mos demo
+    mos serve -c CONFIG --root DIR [--port 80] [--seconds S]
 
 Exit status: 0 on success, 2 for a bad argument, an unreadable or corrupt
 capture (after printing what was read before the fault), an output file
@@ -442,6 +443,57 @@ def _plugin_commands(sub) -> None:
         add(sub)
 
 
+def cmd_serve(args) -> int:
+    """mos serve: load the endhost settings, open the port, serve until told
+    to stop; one JSON line of counters at the end, whatever the way out."""
+    import signal
+    from mos.errors import ConfigError
+    from mos.settings import load_settings
+    settings = load_settings(args.config)
+    if settings.mode != "endhost":
+        raise settings.error("mode", f"mos serve needs mode: endhost, not {settings.mode}")
+    if not os.path.isdir(args.root):
+        raise ConfigError(f"--root {args.root}: not a directory")
+    if not 1 <= args.port <= 65535:
+        raise ConfigError(f"--port {args.port}: not in 1..65535")
+    spec = settings.ports[0]
+    if len(settings.ports) != 1 or spec.driver != "afpacket":
+        raise settings.port_error(spec, "driver", "mos serve runs on one afpacket port for now "
+                                                  "(dpdk comes next)")
+    from mos.endhost.httpd import Server
+    from mos.endhost.sockets import Context
+    from mos.ports._afpacket import AfPacketPort
+    try:
+        port = AfPacketPort(spec.iface)
+        with open(f"/sys/class/net/{spec.iface}/address", encoding="ascii") as fh:
+            mac = fh.read().strip()
+    except (OSError, MosError) as exc:
+        raise settings.port_error(spec, "iface", f"cannot open {spec.iface}: "
+                                                 f"{getattr(exc, 'strerror', None) or exc}")
+    port.poll_ms = 1
+    eh = settings.endhost
+    tcp = {("ts" if k == "timestamps" else k): v for k, v in eh.tcp.items()}
+    ctx = Context.on_port(port, mac, *[a for p, a in eh.addresses if p == spec.name],
+                          gateway4=eh.gateway4, gateway6=eh.gateway6,
+                          max_conns=eh.max_conns, **tcp)
+    server = Server(ctx, args.root, args.port)
+    stop = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.append(1))
+    addrs = ", ".join(a for _, a in eh.addresses)
+    print(f"mos serve: {args.root} on {addrs} port {args.port} ({spec.iface})", file=sys.stderr,
+          flush=True)
+    t0 = time.monotonic()
+    try:
+        server.run(until=lambda: bool(stop), seconds=args.seconds)
+    finally:
+        out = {"served": server.served, "errors": server.errors,
+               "seconds": round(time.monotonic() - t0, 3), "stack": ctx.stack.stats()}
+        print(json.dumps(out), flush=True)
+        port.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mos", description="Stateful TCP monitoring on a compiled dual stack.")
     p.add_argument("--version", action="version", version=f"mos {mos.__version__}")
@@ -475,6 +527,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
     d = sub.add_parser("demo", help="run streams and midstat on the shipped sample capture")
     d.set_defaults(func=cmd_demo)
+    v = sub.add_parser("serve", help="a static-file HTTP/1.1 server on mos's own TCP/IP stack "
+                                     "(mode: endhost)")
+    v.add_argument("-c", "--config", metavar="CONFIG", required=True,
+                   help="YAML settings with mode: endhost (its port and the addresses the "
+                        "stack owns on it)")
+    v.add_argument("--root", metavar="DIR", required=True, help="directory of the files served")
+    v.add_argument("--port", type=int, default=80, help="TCP port, IPv4 and IPv6 (default: 80)")
+    v.add_argument("--seconds", type=float, default=None,
+                   help="stop after this long (default: until SIGINT or SIGTERM)")
+    v.set_defaults(func=cmd_serve)
     _plugin_commands(sub)
     try:
         from mos.testing.testbed import add_testbed_parser

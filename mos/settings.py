@@ -34,7 +34,9 @@ key         default     meaning
 =========== =========== ==========================================================
 mode        ``inline``  ``inline``: ports are joined in pairs and forward to each
                         other (a transparent bump in the wire; handlers may drop or
-                        modify); ``passive``: ports are only read, nothing is sent
+                        modify); ``passive``: ports are only read, nothing is sent;
+                        ``endhost``: mos's own TCP/IP stack owns the addresses of
+                        the ``endhost`` section (``mos serve``)
 ports       (required)  list of ports, at least one; see *Ports*
 forward     ``[]``      list of pairs ``[a, b]`` of port names; each pair forwards
                         both ways. Inline mode needs at least one pair and every
@@ -48,6 +50,11 @@ workers     ``1``       workers, 1..64: AF_PACKET processes in a fanout group;
 monitor     (defaults)  engine options of `mos.Config`; see *Monitor*
 app         (none)      module name (``middleboxes.midstat``) or ``.py`` file with
                         ``attach(engine)``, as ``mos run --app``
+endhost     (none)      required iff mode is ``endhost``: ``addresses``, a list of
+                        ``{port: NAME, address: 198.18.77.2/24}`` (IPv4 or IPv6
+                        with its prefix); optional ``gateway4``, ``gateway6``,
+                        ``max_conns`` (65536) and ``tcp``: ``mss``, ``rcvbuf``,
+                        ``sndbuf``, ``nodelay``, ``sack``, ``timestamps``
 =========== =========== ==========================================================
 
 Ports
@@ -158,13 +165,14 @@ __all__ = [
     "DRIVERS",
     "MODES",
     "DpdkSpec",
+    "EndhostSpec",
     "PortSpec",
     "Settings",
     "load_settings",
     "parse_settings",
 ]
 
-MODES = ("inline", "passive")
+MODES = ("inline", "passive", "endhost")
 DRIVERS = ("pcap", "afpacket", "dpdk")
 MAX_WORKERS = 64
 _NAME_RE = re.compile(r"[A-Za-z0-9_-]+\Z")
@@ -197,6 +205,21 @@ class DpdkSpec:
 
 
 @dataclass(frozen=True)
+class EndhostSpec:
+    """The ``endhost`` section: (port name, "address/prefix") pairs and options."""
+    addresses: tuple[tuple[str, str], ...]
+    gateway4: str | None = None
+    gateway6: str | None = None
+    max_conns: int = 65536
+    tcp: dict = field(default_factory=dict)
+
+
+_ENDHOST = ("addresses", "gateway4", "gateway6", "max_conns", "tcp")
+_ENDHOST_TCP = {"mss": (536, 9000), "rcvbuf": (4096, 1 << 30), "sndbuf": (4096, 1 << 30),
+                "nodelay": (0, 1), "sack": (0, 1), "timestamps": (0, 1)}
+
+
+@dataclass(frozen=True)
 class Settings:
     """A checked configuration; build it with `load_settings` or `parse_settings`."""
     ports: tuple[PortSpec, ...]
@@ -206,6 +229,7 @@ class Settings:
     workers: int = 1
     monitor: Config = field(default_factory=Config)
     app: str | None = None
+    endhost: EndhostSpec | None = None
     #: where it was read from (for messages)
     source: str = field(default="<string>", compare=False)
     #: the line of each key path read ("ports[0].iface": 5), for run-time errors
@@ -257,7 +281,7 @@ class Settings:
         return None
 
 
-_TOP = ("mode", "ports", "forward", "dpdk", "workers", "monitor", "app")
+_TOP = ("mode", "ports", "forward", "dpdk", "workers", "monitor", "app", "endhost")
 _PORT = tuple(f.name for f in fields(PortSpec))
 _MONITOR = tuple(f.name for f in fields(Config))
 
@@ -422,9 +446,67 @@ class _Reader:
             if "workers" in top else 1
         monitor = self.monitor(top["monitor"][1]) if "monitor" in top else Config()
         app = self.app(top["app"][1]) if "app" in top else None
+        endhost = None
+        if mode == "endhost":
+            if "endhost" not in top:
+                self.fail(root, "endhost", "mode endhost needs an endhost section "
+                                           "(addresses: [{port: NAME, address: A/PREFIX}])")
+            endhost = self.endhost(top["endhost"][1], ports)
+        elif "endhost" in top:
+            self.fail(top["endhost"][0], "endhost", f"only read in mode endhost, not {mode}")
         return Settings(ports=tuple(ports), mode=mode, forward=forward, dpdk=dpdk,
-                        workers=workers, monitor=monitor, app=app, source=self.name,
-                        lines=self.lines)
+                        workers=workers, monitor=monitor, app=app, endhost=endhost,
+                        source=self.name, lines=self.lines)
+
+    def endhost(self, node: Node, ports: list) -> EndhostSpec:
+        import ipaddress
+        m = self.mapping(node, "endhost", _ENDHOST)
+        if "addresses" not in m:
+            self.fail(node, "endhost", "addresses is required")
+        items = self.seq(m["addresses"][1], "endhost.addresses")
+        if not items:
+            self.fail(m["addresses"][1], "endhost.addresses", "needs at least one address")
+        names = [p.name for p in ports]
+        addrs = []
+        for i, item in enumerate(items):
+            path = f"endhost.addresses[{i}]"
+            self.mark(item, path)
+            a = self.mapping(item, path, ("port", "address"))
+            for key in ("port", "address"):
+                if key not in a:
+                    self.fail(item, path, f"{key} is required")
+            port = self.text(a["port"][1], f"{path}.port")
+            if port not in names:
+                self.fail(a["port"][1], f"{path}.port",
+                          f"{port!r} is not a port (ports: {', '.join(names)})")
+            text = self.text(a["address"][1], f"{path}.address")
+            try:
+                iface = ipaddress.ip_interface(text)
+            except ValueError:
+                self.fail(a["address"][1], f"{path}.address",
+                          f"{text!r} is not an address with a prefix (198.18.77.2/24)")
+            if "/" not in text:
+                self.fail(a["address"][1], f"{path}.address",
+                          f"{text!r} needs its prefix length (/{iface.max_prefixlen} for one host)")
+            addrs.append((port, text))
+        kw: dict = {"addresses": tuple(addrs)}
+        for key, ver in (("gateway4", 4), ("gateway6", 6)):
+            if key in m:
+                text = self.text(m[key][1], f"endhost.{key}")
+                try:
+                    ok = ipaddress.ip_address(text).version == ver
+                except ValueError:
+                    ok = False
+                if not ok:
+                    self.fail(m[key][1], f"endhost.{key}", f"{text!r} is not an IPv{ver} address")
+                kw[key] = text
+        if "max_conns" in m:
+            kw["max_conns"] = self.integer(m["max_conns"][1], "endhost.max_conns", 16, 1 << 22)
+        if "tcp" in m:
+            t = self.mapping(m["tcp"][1], "endhost.tcp", tuple(_ENDHOST_TCP))
+            kw["tcp"] = {k: self.integer(v[1], f"endhost.tcp.{k}", *_ENDHOST_TCP[k])
+                         for k, v in t.items()}
+        return EndhostSpec(**kw)
 
     def ports(self, node: Node) -> tuple[list, list]:
         items = self.seq(node, "ports")
@@ -501,10 +583,10 @@ class _Reader:
             where = entry[1]
             pairs_nodes = [] if (isinstance(where, ScalarNode) and where.tag == _TAG + "null") \
                 else self.seq(where, "forward")
-        if mode == "passive":
+        if mode in ("passive", "endhost"):
             if pairs_nodes:
-                self.fail(entry[0], "forward", "passive mode forwards nothing (remove forward "
-                                               "or use mode: inline)")
+                self.fail(entry[0], "forward", f"{mode} mode forwards nothing (remove forward "
+                                               f"or use mode: inline)")
             return ()
         if not pairs_nodes:
             if len(names) < 2:

@@ -130,3 +130,50 @@ def test_twenty_megabytes_rate_is_reported(served, capsys):
     with capsys.disabled():
         print(f"\n  curl from mos.endhost.httpd over AF_PACKET: {rate * 8 / 1e6:.0f} Mbit/s")
     assert rate > 1e6 and not errors
+
+
+def test_mos_serve_with_the_issue_config_serves_curl_and_ab(tmp_path, capsys):
+    """`mos serve -c CONFIG` with the YAML of the issue (addresses adapted to
+    the bed's subnet): curl gets a file, ab -n 5000 -c 50 has no failures."""
+    import sys
+    import time
+
+    from mos.testing.testbed import Testbed
+    root = tmp_path / "www"
+    root.mkdir()
+    data = os.urandom(64 * 1024)
+    (root / "f").write_bytes(data)
+    with Testbed() as tb:
+        cfg = tmp_path / "serve.yaml"
+        cfg.write_text("mode: endhost\nports:\n"
+                       f"  - {{name: wire, driver: afpacket, iface: {tb.c1}}}\n"
+                       "endhost:\n"
+                       f"  addresses: [{{port: wire, address: {SERVER_IP}/24}}, "
+                       f"{{port: wire, address: {SERVER_IP6}/64}}]\n")
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        proc = subprocess.Popen([sys.executable, "-m", "mos", "serve", "-c", str(cfg),
+                                 "--root", str(root), "--port", "80", "--seconds", "120"],
+                                cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            time.sleep(1.0)
+            p = curl(tb, f"http://{SERVER_IP}/f")
+            assert p.returncode == 0 and p.stdout == data, p.stderr
+            p = curl(tb, f"http://[{SERVER_IP6}]/f")
+            assert p.returncode == 0 and p.stdout == data, p.stderr
+            if shutil.which("ab"):
+                ab = subprocess.run(["ip", "netns", "exec", tb.client_ns, "ab", "-n", "5000",
+                                     "-c", "50", "-s", "20", f"http://{SERVER_IP}/f"],
+                                    capture_output=True, text=True, timeout=180)
+                assert ab.returncode == 0, ab.stderr[-2000:]
+                assert "Failed requests:        0" in ab.stdout, ab.stdout
+                assert "Complete requests:      5000" in ab.stdout, ab.stdout
+                rps = [ln for ln in ab.stdout.splitlines() if ln.startswith("Requests per")]
+                with capsys.disabled():
+                    print(f"\n  ab -n 5000 -c 50 (64 KiB) against mos serve: {rps}")
+        finally:
+            proc.terminate()
+            out, err = proc.communicate(timeout=30)
+        last = out.decode().strip().splitlines()[-1]
+        import json
+        stats = json.loads(last)
+        assert stats["served"] >= 2 and stats["errors"] == 0, err.decode()

@@ -196,3 +196,24 @@ def test_epoll_echo_server_with_two_hundred_clients():
             break
     assert answered == {k: f"CLIENT {k}\n".encode() for k in range(200)}
     assert srv.stack.stats()["syn_dropped"] == 0
+
+
+def test_mos_serve_refuses_bad_settings_with_file_line_and_key(tmp_path):
+    import subprocess
+    import sys
+    repo = __import__("os").path.dirname(__import__("os").path.dirname(__file__))
+
+    def serve(cfg_text, root):
+        cfg = tmp_path / "s.yaml"
+        cfg.write_text(cfg_text)
+        return subprocess.run([sys.executable, "-m", "mos", "serve", "-c", str(cfg), "--root",
+                               str(root)], capture_output=True, text=True, cwd=repo, timeout=60)
+    good = ("mode: endhost\nports:\n  - {name: wire, driver: afpacket, iface: nosuch0}\n"
+            "endhost:\n  addresses: [{port: wire, address: 198.18.77.2/24}]\n")
+    p = serve(good.replace("mode: endhost", "mode: passive").split("endhost:")[0], tmp_path)
+    assert p.returncode == 2 and "s.yaml:1: mode: mos serve needs mode: endhost" in p.stderr
+    p = serve(good, tmp_path / "nope")
+    assert p.returncode == 2 and "--root" in p.stderr and "not a directory" in p.stderr
+    p = serve(good, tmp_path)
+    assert p.returncode == 2 and "s.yaml:3: ports[wire].iface: cannot open nosuch0" in p.stderr
+    assert "Traceback" not in p.stderr

@@ -192,10 +192,10 @@ def test_driver_typo_names_file_line_and_key():
     (FW + "mdoe: inline\n",
      "mos.yaml:5: mdoe: unknown key (did you mean 'mode'?)"),
     (FW + "zzz: 1\n",
-     "mos.yaml:5: zzz: unknown key (known: mode, ports, forward, dpdk, workers, monitor, app)"),
+     "mos.yaml:5: zzz: unknown key (known: mode, ports, forward, dpdk, workers, monitor, app, endhost)"),
     ("mode: inline\nmode: passive\n", "mos.yaml:2: mode: duplicate key (first on line 1)"),
     ("[a]: 1\n", "mos.yaml:1: top level: a key must be a plain word, got a list"),
-    ("mode: both\n" + TWO_AF, "mos.yaml:1: mode: 'both' is not one of inline, passive"),
+    ("mode: both\n" + TWO_AF, "mos.yaml:1: mode: 'both' is not one of inline, passive, endhost"),
     ("mode:\n" + TWO_AF, "mos.yaml:1: mode: is empty"),
     # ports
     ("ports: []\n", "mos.yaml:1: ports: needs at least one port"),
@@ -385,3 +385,36 @@ def test_structured_junk_raises_only_config_error(doc):
         parse_settings(text, name="j.yaml")
     except ConfigError as exc:
         assert str(exc).startswith("j.yaml:")
+
+
+ENDHOST = ("mode: endhost\nports:\n  - {name: wire, driver: afpacket, iface: bs1}\n"
+           "endhost:\n  addresses: [{port: wire, address: 198.18.77.2/24}]\n")
+
+
+def test_endhost_section_as_the_issue_writes_it():
+    s = parse_settings(ENDHOST, name="serve.yaml")
+    assert s.mode == "endhost" and s.forward == ()
+    assert s.endhost.addresses == (("wire", "198.18.77.2/24"),)
+    s = parse_settings(ENDHOST + "  gateway4: 198.18.77.1\n  tcp: {mss: 1400, nodelay: 1}\n")
+    assert s.endhost.gateway4 == "198.18.77.1" and s.endhost.tcp == {"mss": 1400, "nodelay": 1}
+
+
+@pytest.mark.parametrize("text,msg", [
+    (ENDHOST.replace("198.18.77.2/24", "198.18.77.2"),
+     "serve.yaml:5: endhost.addresses[0].address: '198.18.77.2' needs its prefix length"),
+    (ENDHOST.replace("port: wire", "port: wan"),
+     "serve.yaml:5: endhost.addresses[0].port: 'wan' is not a port (ports: wire)"),
+    (ENDHOST.replace("198.18.77.2/24", "nope/24"),
+     "serve.yaml:5: endhost.addresses[0].address: 'nope/24' is not an address"),
+    (ENDHOST.split("endhost:")[0],
+     "serve.yaml:1: endhost: mode endhost needs an endhost section"),
+    (ENDHOST.replace("mode: endhost", "mode: passive"),
+     "serve.yaml:4: endhost: only read in mode endhost, not passive"),
+    (ENDHOST + "  gateway6: 198.18.0.1\n",
+     "serve.yaml:6: endhost.gateway6: '198.18.0.1' is not an IPv6 address"),
+    (ENDHOST + "  tcp: {mss: 10}\n", "serve.yaml:6: endhost.tcp.mss: 10 is out of range"),
+])
+def test_endhost_section_errors_name_file_line_and_key(text, msg):
+    with pytest.raises(ConfigError) as e:
+        parse_settings(text, name="serve.yaml")
+    assert str(e.value).startswith(msg), str(e.value)
