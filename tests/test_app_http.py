@@ -329,3 +329,21 @@ def test_docstring_examples():
     import doctest
     res = doctest.testmod(http)
     assert res.attempted and not res.failed
+
+
+def test_kinds_keep_unwanted_notes_out_of_python_and_sharing_widens_them():
+    eng = mos.Engine()
+    h = http.for_engine(eng, kinds=("request",))
+    assert h.parser.kinds == ["request"]
+    mon = eng.attach(mos.Monitor())
+    seen = []
+    for ev in (http.HTTP_REQUEST, http.HTTP_RESPONSE, http.HTTP_DONE):
+        mon.on(ev, lambda f, s, e: seen.append(e.name))
+    eng.run(mos.sample_capture())
+    assert seen and set(seen) == {"HTTP_REQUEST"}
+    eng2 = mos.Engine()
+    http.for_engine(eng2, kinds=("request",))
+    h2 = http.for_engine(eng2)                      # a second app wants everything
+    assert h2.parser.kinds == sorted(http._K)
+    with pytest.raises(ValueError, match="kinds: 'nope' is not one of"):
+        h2.parser.kinds = ("nope",)

@@ -67,7 +67,9 @@ class HttpLog:
             out.write("#types\t" + "\t".join(ZEEK_TYPES) + "\n")
 
     def attach(self, engine) -> "HttpLog":
-        self.http = http.for_engine(engine)
+        # requests and completed responses are all it logs: no other note
+        # (request line, response headers, request done) reaches Python
+        self.http = http.for_engine(engine, kinds=("request", "response_done"))
         mon = engine.attach(mos.Monitor(name="httplog"))
         mon.on(http.HTTP_REQUEST, self._request)
         mon.on(http.HTTP_DONE, self._done, side=Side.CLIENT)   # responses only

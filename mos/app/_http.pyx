@@ -104,6 +104,8 @@ cdef struct hctx:
     size_t arena_max
     int bodies              # raise body notes (HTTP_BODY): someone reads bodies
     size_t keep             # body bytes kept per transaction and direction (0: none)
+    uint32_t want           # bit k: raise notes of kind k (an app that logs requests
+                            # needs no note per response line: no Python call for it)
     grave graves[GRAVES]    # a ring: the oldest is freed when a new one comes
     size_t ngraves
     uint64_t flows, requests, responses, anomalies, given_up, destroyed
@@ -116,7 +118,7 @@ cdef inline hflow *_hf_of_tx(htp_tx_t *tx) noexcept nogil:
 cdef inline void _note(hflow *hf, int direction, uint32_t kind, uint64_t a, uint64_t b) noexcept nogil:
     """A note on the stream of `direction` (1: requests, received by the server)."""
     cdef mos_cstream_t cs
-    if hf.cs == NULL:
+    if hf.cs == NULL or not (hf.ctx.want >> kind) & 1:
         return
     cs = hf.cs[0]
     cs.side = direction
@@ -544,6 +546,7 @@ cdef class HttpParser:
     def __cinit__(self, size_t arena_max=1 << 20, size_t bomb_limit=1 << 24, bint bodies=False):
         memset(&self.ctx, 0, sizeof(hctx))
         self.ctx.bodies = bodies
+        self.ctx.want = 0xFFFFFFFF
         self.ctx.cfg = htp_config_create()
         if self.ctx.cfg == NULL:
             raise MemoryError("libhtp: no configuration")
@@ -574,6 +577,20 @@ cdef class HttpParser:
         if self.ctx.cfg != NULL:
             htp_config_destroy(self.ctx.cfg)
             self.ctx.cfg = NULL
+
+    @property
+    def kinds(self):
+        """The note kinds raised (names of KIND); all by default."""
+        return sorted(k for k, v in KIND.items() if (self.ctx.want >> v) & 1)
+
+    @kinds.setter
+    def kinds(self, names):
+        cdef uint32_t w = 0
+        for n in names:
+            if n not in KIND:
+                raise ValueError(f"kinds: {n!r} is not one of {', '.join(sorted(KIND))}")
+            w |= 1u << KIND[n]
+        self.ctx.want = w
 
     @property
     def bodies(self):

@@ -293,16 +293,26 @@ class Http:
         return HttpFlow(flow, self) if self._state(flow) is not None else None
 
 
-def for_engine(engine, bodies: bool = False, keep_bodies: int = 0) -> Http:
+def for_engine(engine, bodies: bool = False, keep_bodies: int = 0,
+               kinds: Optional[tuple] = None) -> Http:
     """The Http parsing on ``engine``, attached now if none is; ``bodies``
     turns HTTP_BODY on for it, ``keep_bodies`` keeps at least that many body
-    bytes with each transaction (``Transaction.body_kept``); apps sharing
-    one engine share one parser."""
+    bytes with each transaction (``Transaction.body_kept``); ``kinds`` names
+    the only notes this app needs (``_http.KIND``: "request",
+    "response_done", ...; None: all), so events nobody handles cost no
+    Python call; apps sharing one engine share one parser, which raises
+    what any of them asked for."""
     h = _parsers.get(engine)
     if h is None:
         h = Http(bodies=bodies).attach(engine)
-    elif bodies:
+        h.parser.kinds = tuple(_K) if kinds is None else tuple(kinds)
+    elif kinds is None:
+        h.parser.kinds = tuple(_K)
+    else:
+        h.parser.kinds = tuple(set(h.parser.kinds) | set(kinds))
+    if bodies:
         h.parser.bodies = True
+        h.parser.kinds = tuple(set(h.parser.kinds) | {"request_body", "response_body"})
     if keep_bodies > h.parser.keep_bodies:
         h.parser.keep_bodies = keep_bodies
     return h
