@@ -9,6 +9,7 @@
     mos run -c CONFIG [--app MODULE] [--max-flows N] [--on-handler-error ...]
     mos demo
     mos serve -c CONFIG --root DIR [--port 80] [--seconds S]
+    mos load --config CONFIG URL [-n N] [-c C] [-k] [-s SECONDS]
 
 Exit status: 0 on success, 2 for a bad argument, an unreadable or corrupt
 capture (after printing what was read before the fault), an output file
@@ -443,26 +444,16 @@ def _plugin_commands(sub) -> None:
         add(sub)
 
 
-def cmd_serve(args) -> int:
-    """mos serve: load the endhost settings, open the port, serve until told
-    to stop; one JSON line of counters at the end, whatever the way out."""
-    import signal
-    from mos.errors import ConfigError
-    from mos.settings import load_settings
-    settings = load_settings(args.config)
-    if settings.mode != "endhost":
-        raise settings.error("mode", f"mos serve needs mode: endhost, not {settings.mode}")
-    if not os.path.isdir(args.root):
-        raise ConfigError(f"--root {args.root}: not a directory")
-    if not 1 <= args.port <= 65535:
-        raise ConfigError(f"--port {args.port}: not in 1..65535")
-    spec = settings.ports[0]
-    if len(settings.ports) != 1 or spec.driver != "afpacket":
-        raise settings.port_error(spec, "driver", "mos serve runs on one afpacket port for now "
-                                                  "(dpdk comes next)")
-    from mos.endhost.httpd import Server
+def _endhost_context(settings):
+    """The end-host Context of `settings` on its (one) AF_PACKET port."""
     from mos.endhost.sockets import Context
     from mos.ports._afpacket import AfPacketPort
+    if settings.mode != "endhost":
+        raise settings.error("mode", f"needs mode: endhost, not {settings.mode}")
+    spec = settings.ports[0]
+    if len(settings.ports) != 1 or spec.driver != "afpacket":
+        raise settings.port_error(spec, "driver", "the end host runs on one afpacket port for "
+                                                  "now (dpdk comes next)")
     try:
         port = AfPacketPort(spec.iface)
         with open(f"/sys/class/net/{spec.iface}/address", encoding="ascii") as fh:
@@ -476,6 +467,48 @@ def cmd_serve(args) -> int:
     ctx = Context.on_port(port, mac, *[a for p, a in eh.addresses if p == spec.name],
                           gateway4=eh.gateway4, gateway6=eh.gateway6,
                           max_conns=eh.max_conns, **tcp)
+    return ctx, port, spec
+
+
+def cmd_load(args) -> int:
+    """mos load: ab's job from mos's own stack; ab's report, then one JSON line."""
+    from mos.endhost import load
+    from mos.errors import ConfigError
+    from mos.settings import load_settings
+    if args.requests < 1 or args.concurrency < 1:
+        raise ConfigError("-n and -c must be at least 1")
+    try:
+        load._parse_url(args.url)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    ctx, port, _ = _endhost_context(load_settings(args.config))
+    try:
+        res = load.run(ctx, args.url, args.requests, args.concurrency, args.keepalive,
+                       timeout=args.timeout)
+    finally:
+        port.close()
+    print(res.report(args.url, args.concurrency))
+    print(json.dumps({"complete": res.complete, "failed": res.failed, "non2xx": res.non2xx,
+                      "seconds": round(res.seconds, 3), "bodies": res.bodies}))
+    return 0 if not res.failed else 1
+
+
+def cmd_serve(args) -> int:
+    """mos serve: load the endhost settings, open the port, serve until told
+    to stop; one JSON line of counters at the end, whatever the way out."""
+    import signal
+    from mos.errors import ConfigError
+    from mos.settings import load_settings
+    settings = load_settings(args.config)
+    if settings.mode != "endhost":
+        raise settings.error("mode", f"mos serve needs mode: endhost, not {settings.mode}")
+    if not os.path.isdir(args.root):
+        raise ConfigError(f"--root {args.root}: not a directory")
+    if not 1 <= args.port <= 65535:
+        raise ConfigError(f"--port {args.port}: not in 1..65535")
+    from mos.endhost.httpd import Server
+    ctx, port, spec = _endhost_context(settings)
+    eh = settings.endhost
     server = Server(ctx, args.root, args.port)
     stop = []
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -537,6 +570,19 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--seconds", type=float, default=None,
                    help="stop after this long (default: until SIGINT or SIGTERM)")
     v.set_defaults(func=cmd_serve)
+    ld = sub.add_parser("load", help="an HTTP load client on mos's own TCP/IP stack, ab's "
+                                     "flags and report (mode: endhost)")
+    ld.add_argument("--config", "-C", metavar="CONFIG", required=True,
+                    help="YAML settings with mode: endhost")
+    ld.add_argument("url", metavar="URL", help="http://HOST[:PORT]/PATH")
+    ld.add_argument("-n", type=int, default=1, dest="requests", help="requests (default 1)")
+    ld.add_argument("-c", type=int, default=1, dest="concurrency",
+                    help="requests at once (default 1)")
+    ld.add_argument("-k", action="store_true", dest="keepalive",
+                    help="HTTP/1.1 keep-alive (else a connection per request)")
+    ld.add_argument("-s", type=float, default=30.0, dest="timeout",
+                    help="seconds each request may take (default 30)")
+    ld.set_defaults(func=cmd_load)
     _plugin_commands(sub)
     try:
         from mos.testing.testbed import add_testbed_parser

@@ -177,3 +177,42 @@ def test_mos_serve_with_the_issue_config_serves_curl_and_ab(tmp_path, capsys):
         import json
         stats = json.loads(last)
         assert stats["served"] >= 2 and stats["errors"] == 0, err.decode()
+
+
+@pytest.mark.parametrize("keepalive", [False, True], ids=["new-conn", "keep-alive"])
+def test_mos_load_fetches_from_python_http_server_byte_identically(tmp_path, keepalive):
+    """`mos load` on mos's stack (c1, 198.18.0.2) against Python's http.server
+    in the client namespace (198.18.0.1): every body is the file."""
+    import json
+    import sys
+    import time
+
+    from mos.testing.testbed import Testbed
+    www = tmp_path / "www"
+    www.mkdir()
+    data = os.urandom(300 * 1024)
+    (www / "f.bin").write_bytes(data)
+    want = hashlib.sha256(data).hexdigest()
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with Testbed() as tb:
+        cfg = tmp_path / "load.yaml"
+        cfg.write_text("mode: endhost\nports:\n"
+                       f"  - {{name: wire, driver: afpacket, iface: {tb.c1}}}\n"
+                       f"endhost:\n  addresses: [{{port: wire, address: {SERVER_IP}/24}}]\n")
+        srv = subprocess.Popen(["ip", "netns", "exec", tb.client_ns, sys.executable, "-m",
+                                "http.server", "8000", "--bind", CLIENT_IP, "--directory",
+                                str(www)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(1.0)
+            args = [sys.executable, "-m", "mos", "load", "--config", str(cfg),
+                    f"http://{CLIENT_IP}:8000/f.bin", "-n", "200", "-c", "10"]
+            if keepalive:
+                args.append("-k")
+            p = subprocess.run(args, capture_output=True, text=True, cwd=repo, timeout=180)
+        finally:
+            srv.terminate()
+            srv.wait(10)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    assert "Complete requests:      200" in p.stdout and "Failed requests:        0" in p.stdout
+    res = json.loads(p.stdout.strip().splitlines()[-1])
+    assert res["bodies"] == {want: 200} and res["non2xx"] == 0
