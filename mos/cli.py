@@ -455,7 +455,9 @@ def _endhost_context(settings):
         raise settings.port_error(spec, "driver", "the end host runs on one afpacket port for "
                                                   "now (dpdk comes next)")
     try:
-        port = AfPacketPort(spec.iface)
+        # TPACKET_V2 slots: each frame is seen at once (V3 blocks wait up to
+        # retire_ms, a latency every request/response exchange would pay)
+        port = AfPacketPort(spec.iface, rx_ring="v2")
         with open(f"/sys/class/net/{spec.iface}/address", encoding="ascii") as fh:
             mac = fh.read().strip()
     except (OSError, MosError) as exc:

@@ -50,7 +50,7 @@ def served(tmp_path_factory):
         (root / name).write_bytes(data)
         files[name] = hashlib.sha256(data).hexdigest()
     with Testbed() as tb:
-        port = AfPacketPort(tb.c1)
+        port = AfPacketPort(tb.c1, rx_ring="v2")
         port.poll_ms = 1
         with open(f"/sys/class/net/{tb.c1}/address") as fh:
             mac = fh.read().strip()

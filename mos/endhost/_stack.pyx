@@ -69,6 +69,7 @@ cdef extern from "stack.h" nogil:
     uint32_t mos_stack_events(const mos_stack_t *st, int sock)
     int mos_stack_error(const mos_stack_t *st, int sock)
     mos_tcp_host_t *mos_stack_tcp(mos_stack_t *st, int sock)
+    int mos_stack_set_nodelay(mos_stack_t *st, int sock, int on)
     int mos_stack_names(const mos_stack_t *st, int sock, uint8_t *ver, uint8_t *laddr,
                         uint16_t *lport, uint8_t *raddr, uint16_t *rport)
     uint32_t mos_stack_ready(mos_stack_t *st, int32_t *socks, uint32_t maxn)
@@ -222,6 +223,9 @@ cdef class Stack:
 
     def abort(self, int s):
         _check(mos_stack_abort(self.st, s), "abort")
+
+    def set_nodelay(self, int s, bint on):
+        _check(mos_stack_set_nodelay(self.st, s, on), "setsockopt TCP_NODELAY")
 
     def events(self, int s):
         return mos_stack_events(self.st, s)

@@ -31,7 +31,7 @@ import posixpath
 import urllib.parse
 from typing import Optional
 
-from .sockets import EPOLLIN, EPOLLOUT, Context
+from .sockets import EPOLLIN, EPOLLOUT, IPPROTO_TCP, TCP_NODELAY, Context
 
 MAX_HEAD = 16 * 1024
 SLICE = 256 * 1024
@@ -63,6 +63,9 @@ class Server:
         self.ls = ctx.socket(family or AF_INET)
         self.ls.bind(("0.0.0.0", port))
         self.ls.listen(backlog)
+        # a response's last partial segment must not wait for the client's
+        # delayed ACK (Nagle): every server does this
+        self.ls.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)
         self.ls.setblocking(False)
         self.ep = ctx.epoll()
         self.ep.register(self.ls.fileno(), EPOLLIN)
@@ -148,6 +151,13 @@ class Server:
 
     def _write(self, c: _Conn) -> None:
         while True:
+            if c.file and len(c.out) < SLICE:  # headers ride with the first body bytes
+                chunk = c.file.read(min(SLICE - len(c.out), c.left))
+                c.left -= len(chunk)
+                c.out += chunk
+                if not c.left or not chunk:
+                    c.file.close()
+                    c.file = None
             if not c.out and c.file:
                 chunk = c.file.read(min(SLICE, c.left))
                 c.left -= len(chunk)

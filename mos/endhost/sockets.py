@@ -238,6 +238,9 @@ class socket:
     def setsockopt(self, level: int, opt: int, value) -> None:
         if (level, opt) == (IPPROTO_TCP, TCP_NODELAY):
             self._nodelay = bool(value)
+            if self._sock is not None and not self._listening:
+                _call(self.ctx.stack.set_nodelay, self._sock, self._nodelay,
+                      what="setsockopt TCP_NODELAY")
         # SO_REUSEADDR: ports are reusable at once here (TIME-WAIT is per tuple)
 
     def getsockopt(self, level: int, opt: int, buflen: int = 0):
@@ -278,6 +281,8 @@ class socket:
         s = _call(st.accept, self._sock, what="accept")
         peer = st.names(s)[1]
         conn = socket(self.ctx, AF_INET6 if ":" in peer[0] else AF_INET, s)
+        if self._nodelay:           # inherited from the listener, as on Linux
+            conn.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)
         return conn, peer
 
     # client side ------------------------------------------------------
@@ -298,6 +303,8 @@ class socket:
         except StackError as exc:
             return exc.errno
         self.ctx._socks[self._sock] = self
+        if self._nodelay:
+            st.set_nodelay(self._sock, True)
         if self._timeout == 0.0:
             self.ctx.step(wait=False)
             return _errno.EINPROGRESS

@@ -1108,6 +1108,15 @@ mos_tcp_host_t *mos_stack_tcp(mos_stack_t *st, int s)
     return k && k->kind == SK_CONN ? k->tcp : NULL;
 }
 
+int mos_stack_set_nodelay(mos_stack_t *st, int s, int on)
+{
+    sock_t *k = sk_get(st, s);
+    if (!k || k->kind != SK_CONN) return -MOS_SK_EBADF;
+    k->tcp->cfg.nodelay = on ? 1 : 0;
+    if (on) settle(st, s, 0, k->tcp->now); /* what Nagle held goes now */
+    return 0;
+}
+
 int mos_stack_names(const mos_stack_t *st, int s, uint8_t *ver, uint8_t *laddr, uint16_t *lport,
                     uint8_t *raddr, uint16_t *rport)
 {

@@ -79,6 +79,7 @@ int mos_stack_abort(mos_stack_t *st, int sock);     /* RST, and the socket goes 
 uint32_t mos_stack_events(const mos_stack_t *st, int sock);   /* MOS_SK_* now */
 int mos_stack_error(const mos_stack_t *st, int sock);         /* SO_ERROR (cleared) */
 mos_tcp_host_t *mos_stack_tcp(mos_stack_t *st, int sock);     /* its TCP, or NULL */
+int mos_stack_set_nodelay(mos_stack_t *st, int sock, int on);  /* TCP_NODELAY */
 /* local and remote (ver, address, port) of a socket; -EBADF if none */
 int mos_stack_names(const mos_stack_t *st, int sock, uint8_t *ver, uint8_t *laddr,
                     uint16_t *lport, uint8_t *raddr, uint16_t *rport);
