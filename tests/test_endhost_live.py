@@ -216,3 +216,43 @@ def test_mos_load_fetches_from_python_http_server_byte_identically(tmp_path, kee
     assert "Complete requests:      200" in p.stdout and "Failed requests:        0" in p.stdout
     res = json.loads(p.stdout.strip().splitlines()[-1])
     assert res["bodies"] == {want: 200} and res["non2xx"] == 0
+
+
+def test_mos_serve_on_a_dpdk_port(tmp_path):
+    """The same server on DPDK (a net_af_packet vdev on c1): curl over IPv4
+    and IPv6, byte-identical."""
+    import sys
+    import time
+
+    from mos.ports import dpdk
+    ok, why = dpdk.available()
+    if not ok:
+        pytest.skip(f"DPDK: {why}")
+    from mos.testing.testbed import Testbed
+    root = tmp_path / "www"
+    root.mkdir()
+    data = os.urandom(3 << 20)
+    (root / "f").write_bytes(data)
+    with Testbed() as tb:
+        cfg = tmp_path / "dpdk.yaml"
+        cfg.write_text("mode: endhost\nports:\n  - {name: wire, driver: dpdk, port_id: 0}\n"
+                       "dpdk:\n  eal_args: [--no-huge, -m, '512', --no-pci, -l, '0', "
+                       f"--file-prefix, mos{os.getpid()}, "
+                       f"'--vdev=net_af_packet0,iface={tb.c1}']\n"
+                       "endhost:\n"
+                       f"  addresses: [{{port: wire, address: {SERVER_IP}/24}}, "
+                       f"{{port: wire, address: {SERVER_IP6}/64}}]\n")
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        proc = subprocess.Popen([sys.executable, "-m", "mos", "serve", "-c", str(cfg),
+                                 "--root", str(root), "--seconds", "90"],
+                                cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            time.sleep(3.0)
+            for url in (f"http://{SERVER_IP}/f", f"http://[{SERVER_IP6}]/f"):
+                p = curl(tb, url, timeout=60)
+                assert p.returncode == 0, p.stderr.decode()
+                assert p.stdout == data
+        finally:
+            proc.terminate()
+            out, err = proc.communicate(timeout=30)
+        assert b'"served": 2' in out, err.decode()[-2000:]

@@ -112,15 +112,17 @@ class Switch:
 
 
 class PortLink:
-    """A port as a Context's link: ``recv_burst(n) -> [(ts_ns, frame)]`` and
-    ``send(frames)`` (mos.ports._afpacket.AfPacketPort has both)."""
+    """A port as a Context's link: ``recv_burst(n)`` and ``send(frames)``
+    (mos.ports._afpacket.AfPacketPort and mos.ports.dpdk.DpdkPort)."""
 
     def __init__(self, port, burst: int = 64):
         self.port = port
         self.burst = burst
 
     def recv_frames(self) -> list:
-        return [f for _, f in self.port.recv_burst(self.burst)]
+        # AF_PACKET gives (ts_ns, frame) pairs, DPDK the frames
+        return [f if isinstance(f, (bytes, bytearray)) else f[1]
+                for f in self.port.recv_burst(self.burst)]
 
     def send_frames(self, frames: list) -> None:
         self.port.send(frames)
