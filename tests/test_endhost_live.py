@@ -256,3 +256,35 @@ def test_mos_serve_on_a_dpdk_port(tmp_path):
             proc.terminate()
             out, err = proc.communicate(timeout=30)
         assert b'"served": 2' in out, err.decode()[-2000:]
+
+
+def test_tshark_sees_scaling_timestamps_and_sack_negotiated_with_linux(served, tmp_path):
+    """A capture of the link while curl fetches a file: mos's SYN-ACK carries
+    window scaling, timestamps and SACK-permitted (Linux offered them), and
+    every segment mos sends after it carries timestamps."""
+    if shutil.which("tshark") is None or shutil.which("tcpdump") is None:
+        pytest.skip("needs tshark and tcpdump")
+    import time
+    tb, files, _, _, errors = served
+    pcap = tmp_path / "link.pcap"
+    dump = subprocess.Popen(["ip", "netns", "exec", tb.client_ns, "tcpdump", "-i", tb.c0, "-w",
+                             str(pcap), "-U", "-s", "128", "tcp port 80"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)
+        p = curl(tb, f"http://{SERVER_IP}/1m")
+        assert p.returncode == 0
+        time.sleep(0.5)
+    finally:
+        dump.terminate()
+        dump.wait(10)
+    out = subprocess.run(["tshark", "-r", str(pcap), "-Y", f"ip.src=={SERVER_IP}", "-T",
+                          "fields", "-e", "tcp.flags.syn", "-e", "tcp.options.wscale.shift",
+                          "-e", "tcp.options.sack_perm", "-e", "tcp.options.timestamp.tsval"],
+                         capture_output=True, text=True, timeout=60).stdout.splitlines()
+    rows = [ln.split("\t") for ln in out if ln.strip()]
+    synack = [r for r in rows if r[0] in ("1", "True")]
+    assert synack, out[:5]
+    assert synack[0][1] == "7" and synack[0][2] and synack[0][3]
+    assert all(r[3] for r in rows), "a segment from mos without timestamps"
+    assert not errors

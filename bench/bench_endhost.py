@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""The end host against Linux: ``mos serve`` on mos's own stack and lighttpd
+on the Linux stack, each serving the same files, measured in the same run
+by the same client (wrk, else ab) from the client namespace of the test bed.
+
+    [ns cli] c0 ── c1: mos serve (AF_PACKET, owns 198.18.0.2)       run 1
+    [ns cli] c0 ── c1 ═ bridge ═ s1 ── s0 [ns srv]: lighttpd        run 2
+
+Figures, for a 64-byte file: connections/s (a new connection per request,
+``Connection: close``) and requests/s (keep-alive); and bulk Gbit/s (a
+20 MB file).  Both servers on one core (mos serve is one process;
+lighttpd is one process by design).  Needs root, the test bed tools and
+lighttpd and wrk (``make bench`` installs them).
+
+    sudo python3 bench/bench_endhost.py [--seconds 5] [--connections 50]
+
+Target (issue 9): mos at or above Linux + lighttpd in connections/s (goal 2x).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, REPO)
+
+from mos.testing.testbed import SERVER_IP, Testbed  # noqa: E402
+
+
+def wrk(tb, url, seconds, conns, close):
+    hdr = ["-H", "Connection: close"] if close else []
+    p = subprocess.run(["ip", "netns", "exec", tb.client_ns, "wrk", "-t", "1", "-c", str(conns),
+                        "-d", f"{seconds}s", *hdr, url], capture_output=True, text=True,
+                       timeout=seconds + 60)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", p.stdout)
+    tr = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", p.stdout)
+    errs = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", p.stdout)
+    scale = {"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9}
+    return {"rps": float(rps.group(1)) if rps else 0.0,
+            "gbps": float(tr.group(1)) * scale.get(tr.group(2), 1) * 8 / 1e9 if tr else 0.0,
+            "errors": errs.group(0) if errs else ""}
+
+
+def measure(tb, base, seconds, conns):
+    return {"conn/s": wrk(tb, base + "/small", seconds, conns, close=True)["rps"],
+            "req/s": wrk(tb, base + "/small", seconds, conns, close=False)["rps"],
+            "bulk Gbit/s": wrk(tb, base + "/big", seconds, 4, close=False)["gbps"]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--connections", type=int, default=50)
+    args = ap.parse_args()
+    for tool in ("wrk", "lighttpd"):
+        if shutil.which(tool) is None:
+            print(f"bench_endhost: needs {tool} (make bench installs it)", file=sys.stderr)
+            return 2
+    if os.geteuid() != 0:
+        print("bench_endhost: needs root (test bed)", file=sys.stderr)
+        return 2
+    root = tempfile.mkdtemp(prefix="mosbench")
+    with open(os.path.join(root, "small"), "wb") as fh:
+        fh.write(b"x" * 64)
+    with open(os.path.join(root, "big"), "wb") as fh:
+        fh.write(os.urandom(20 << 20))
+    results = {}
+    with Testbed() as tb:
+        cfg = os.path.join(root, "serve.yaml")
+        with open(cfg, "w") as fh:
+            fh.write(f"mode: endhost\nports:\n  - {{name: wire, driver: afpacket, iface: {tb.c1}}}\n"
+                     f"endhost:\n  addresses: [{{port: wire, address: {SERVER_IP}/24}}]\n")
+        srv = subprocess.Popen(["taskset", "-c", "1", sys.executable, "-m", "mos", "serve", "-c",
+                                cfg, "--root", root], cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+        try:
+            time.sleep(1.5)
+            results["mos serve"] = measure(tb, f"http://{SERVER_IP}", args.seconds,
+                                           args.connections)
+        finally:
+            srv.terminate()
+            srv.communicate(timeout=30)
+        conf = os.path.join(root, "lighttpd.conf")
+        with open(conf, "w") as fh:
+            fh.write(f'server.document-root = "{root}"\nserver.port = 80\n'
+                     f'server.bind = "{SERVER_IP}"\nserver.max-keep-alive-requests = 100000\n'
+                     'server.max-connections = 4096\n')
+        with tb.bridge():
+            srv = subprocess.Popen(["ip", "netns", "exec", tb.server_ns, "taskset", "-c", "1",
+                                    "lighttpd", "-D", "-f", conf], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+            try:
+                time.sleep(1.5)
+                results["Linux + lighttpd"] = measure(tb, f"http://{SERVER_IP}", args.seconds,
+                                                      args.connections)
+            finally:
+                srv.terminate()
+                srv.wait(10)
+    print(f"wrk, {args.connections} connections, {args.seconds} s per figure; 64 B file "
+          f"(conn/s: Connection: close; req/s: keep-alive); 20 MB file for bulk")
+    print(f"{'server':20} {'conn/s':>10} {'req/s':>10} {'bulk Gbit/s':>12}")
+    for name, r in results.items():
+        print(f"{name:20} {r['conn/s']:10.0f} {r['req/s']:10.0f} {r['bulk Gbit/s']:12.2f}")
+    m, lx = results["mos serve"], results["Linux + lighttpd"]
+    print("ratio mos / Linux:   " + "  ".join(
+        f"{k} {m[k] / lx[k]:.2f}" if lx[k] else f"{k} -" for k in m))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
