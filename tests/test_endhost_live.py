@@ -266,25 +266,35 @@ def test_tshark_sees_scaling_timestamps_and_sack_negotiated_with_linux(served, t
         pytest.skip("needs tshark and tcpdump")
     import time
     tb, files, _, _, errors = served
+    import select
     pcap = tmp_path / "link.pcap"
-    dump = subprocess.Popen(["ip", "netns", "exec", tb.client_ns, "tcpdump", "-i", tb.c0, "-w",
-                             str(pcap), "-U", "-s", "128", "tcp port 80"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # -Z root: tcpdump would drop to its own user and then fail to write in
+    # a root-only temporary directory; --immediate-mode: libpcap would hold
+    # packets in its ring for up to a second, and stopping it before then
+    # loses them
+    dump = subprocess.Popen(["ip", "netns", "exec", tb.client_ns, "tcpdump", "-Z", "root",
+                             "--immediate-mode", "-i", tb.c0, "-w", str(pcap), "-U", "-s", "128",
+                             "tcp port 80"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        time.sleep(1.0)
+        # capturing once it says it listens
+        ready, _, _ = select.select([dump.stderr], [], [], 15)
+        started = dump.stderr.readline().decode(errors="replace") if ready else ""
+        assert "listening" in started, started
         p = curl(tb, f"http://{SERVER_IP}/1m")
         assert p.returncode == 0
         time.sleep(0.5)
     finally:
         dump.terminate()
-        dump.wait(10)
-    out = subprocess.run(["tshark", "-r", str(pcap), "-Y", f"ip.src=={SERVER_IP}", "-T",
-                          "fields", "-e", "tcp.flags.syn", "-e", "tcp.options.wscale.shift",
-                          "-e", "tcp.options.sack_perm", "-e", "tcp.options.timestamp.tsval"],
-                         capture_output=True, text=True, timeout=60).stdout.splitlines()
+        rest = dump.communicate(timeout=10)[1].decode(errors="replace")
+    t = subprocess.run(["tshark", "-r", str(pcap), "-Y", f"ip.src=={SERVER_IP}", "-T",
+                        "fields", "-e", "tcp.flags.syn", "-e", "tcp.options.wscale.shift",
+                        "-e", "tcp.options.sack_perm", "-e", "tcp.options.timestamp.tsval"],
+                       capture_output=True, text=True, timeout=60)
+    out = t.stdout.splitlines()
     rows = [ln.split("\t") for ln in out if ln.strip()]
     synack = [r for r in rows if r[0] in ("1", "True")]
-    assert synack, out[:5]
+    assert synack, (out[:5], t.stderr[-500:], started, rest[-500:])
     assert synack[0][1] == "7" and synack[0][2] and synack[0][3]
     assert all(r[3] for r in rows), "a segment from mos without timestamps"
     assert not errors

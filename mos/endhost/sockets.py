@@ -139,6 +139,21 @@ class Context:
         self.link = link
         self.mac = mac
         self._socks: dict = {}
+        self._epolls: list = []       # weak references to this context's epolls
+
+    def _changed(self) -> None:
+        """Hand the sockets whose readiness may have changed (the stack's
+        ready list, each once) to every epoll of this context."""
+        fds = self.stack.ready()
+        if not fds:
+            return
+        live = []
+        for ref in self._epolls:
+            ep = ref()
+            if ep is not None:
+                ep._pending.update(fds)
+                live.append(ref)
+        self._epolls = live
 
     @classmethod
     def on(cls, switch: Switch, *addrs: str, **tcp) -> "Context":
@@ -431,18 +446,27 @@ class epoll:
     default, EPOLLET for edge-triggered."""
 
     def __init__(self, ctx: Context):
+        import weakref
         self.ctx = ctx
         self._fds: dict = {}          # fd -> (mask, last events reported, edge)
+        # Only sockets whose readiness may have changed (the stack's ready
+        # list) or that were ready at the last look are examined: a poll
+        # costs what is active, not what is registered
+        self._pending: set = set()
+        self._active: set = set()
+        ctx._epolls.append(weakref.ref(self))
 
     def register(self, fd: int, eventmask: int = EPOLLIN | EPOLLOUT) -> None:
         if fd in self._fds:
             raise FileExistsError(_errno.EEXIST, f"epoll: fd {fd} is registered already")
         self._fds[fd] = [eventmask & ~EPOLLET, 0, bool(eventmask & EPOLLET)]
+        self._pending.add(fd)
 
     def modify(self, fd: int, eventmask: int) -> None:
         if fd not in self._fds:
             raise FileNotFoundError(_errno.ENOENT, f"epoll: fd {fd} is not registered")
         self._fds[fd] = [eventmask & ~EPOLLET, 0, bool(eventmask & EPOLLET)]
+        self._pending.add(fd)
 
     def unregister(self, fd: int) -> None:
         if self._fds.pop(fd, None) is None:
@@ -450,10 +474,19 @@ class epoll:
 
     def _collect(self) -> list:
         st = self.ctx.stack
+        self.ctx._changed()
+        look = self._active | self._pending
+        self._pending = set()
+        active = set()
         out = []
-        for fd, ent in self._fds.items():
+        for fd in sorted(look):
+            ent = self._fds.get(fd)
+            if ent is None:
+                continue
             mask, last, edge = ent
             ev = st.events(fd) & (mask | ERR | HUP)
+            if ev:
+                active.add(fd)
             if edge:
                 new = ev & ~last
                 ent[1] = ev
@@ -461,6 +494,7 @@ class epoll:
                     out.append((fd, new))
             elif ev:
                 out.append((fd, ev))
+        self._active = active
         return out
 
     def poll(self, timeout: float = -1, maxevents: int = -1) -> list:
