@@ -83,6 +83,24 @@ def curl(tb, url, *extra, timeout=120):
                           capture_output=True, timeout=timeout)
 
 
+def wait_serving(proc, timeout=60.0):
+    """Until `mos serve` says it serves (its stack is up), or fail with its stderr."""
+    import select
+    import time
+    end = time.monotonic() + timeout
+    seen = b""
+    while time.monotonic() < end:
+        ready, _, _ = select.select([proc.stderr], [], [], 0.5)
+        if ready:
+            line = proc.stderr.readline()
+            seen += line
+            if line.startswith(b"mos serve:"):
+                return
+            if not line and proc.poll() is not None:
+                break
+    raise AssertionError(f"mos serve did not start: {seen.decode(errors='replace')[-2000:]}")
+
+
 @pytest.mark.parametrize("name", ["1k", "1m", "20m"])
 @pytest.mark.parametrize("url", [f"http://{SERVER_IP}/", f"http://[{SERVER_IP6}]:8080/"],
                          ids=["ipv4", "ipv6"])
@@ -155,7 +173,7 @@ def test_mos_serve_with_the_issue_config_serves_curl_and_ab(tmp_path, capsys):
                                  "--root", str(root), "--port", "80", "--seconds", "120"],
                                 cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
-            time.sleep(1.0)
+            wait_serving(proc)
             p = curl(tb, f"http://{SERVER_IP}/f")
             assert p.returncode == 0 and p.stdout == data, p.stderr
             p = curl(tb, f"http://[{SERVER_IP6}]/f")
@@ -203,7 +221,13 @@ def test_mos_load_fetches_from_python_http_server_byte_identically(tmp_path, kee
                                 "http.server", "8000", "--bind", CLIENT_IP, "--directory",
                                 str(www)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            time.sleep(1.0)
+            # the server is up once its port listens (a SYN before would be refused)
+            for _ in range(100):
+                ss = subprocess.run(["ip", "netns", "exec", tb.client_ns, "ss", "-Hltn",
+                                     "sport = :8000"], capture_output=True, text=True)
+                if ss.stdout.strip():
+                    break
+                time.sleep(0.1)
             args = [sys.executable, "-m", "mos", "load", "--config", str(cfg),
                     f"http://{CLIENT_IP}:8000/f.bin", "-n", "200", "-c", "10"]
             if keepalive:
@@ -247,7 +271,7 @@ def test_mos_serve_on_a_dpdk_port(tmp_path):
                                  "--root", str(root), "--seconds", "90"],
                                 cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
-            time.sleep(3.0)
+            wait_serving(proc, timeout=120)
             for url in (f"http://{SERVER_IP}/f", f"http://[{SERVER_IP6}]/f"):
                 p = curl(tb, url, timeout=60)
                 assert p.returncode == 0, p.stderr.decode()
