@@ -21,6 +21,7 @@ typedef struct sock {
     uint8_t in_ready;       /* on the ready list */
     uint8_t accepted;       /* a connection handed to the user */
     uint8_t in_tw;          /* counted in TIME-WAIT */
+    uint8_t out_blocked;    /* its output stopped at a full transmit queue */
     uint8_t laddr[16], raddr[16];
     uint16_t lport, rport;
     int32_t listener;       /* its listener until accepted (-1: none) */
@@ -61,6 +62,8 @@ struct mos_stack {
     uint32_t txhead, txn;
     int32_t *ready;
     uint32_t nready;
+    int32_t *blocked;       /* sockets waiting for room in the transmit queue */
+    uint32_t nblocked;
     tentry_t *heap;
     uint32_t nheap, capheap;
     uint16_t ip_id;
@@ -615,6 +618,11 @@ static void settle(mos_stack_t *st, int s, int ev, uint64_t now)
     if ((ev & MOS_HOST_EV_CONNECTED) && k->listener >= 0 && !k->accepted) child_established(st, s);
     while (st->txn < TXQ && mos_tcp_host_output(h, now, &o))
         send_tcp(st, k->ver, k->laddr, k->raddr, k->lport, k->rport, &o, h, now);
+    if (st->txn == TXQ && !k->out_blocked && st->blocked) {
+        /* the queue is full: this socket goes on when frames have left */
+        k->out_blocked = 1;
+        st->blocked[st->nblocked++] = s;
+    }
     if (h->err && !k->err) k->err = h->err;
     uint8_t state = h->me.state;
     if (state == MOS_TCPS_TIME_WAIT && !k->in_tw) {
@@ -798,7 +806,8 @@ mos_stack_t *mos_stack_new(const mos_stack_cfg_t *cfg)
     st->txq = malloc((size_t)TXQ * FRAME_MAX);
     st->txlen = calloc(TXQ, sizeof *st->txlen);
     st->ready = malloc(st->nsocks * sizeof *st->ready);
-    if (!st->socks || !st->hash || !st->txq || !st->txlen || !st->ready) {
+    st->blocked = malloc(st->nsocks * sizeof *st->blocked);
+    if (!st->socks || !st->hash || !st->txq || !st->txlen || !st->ready || !st->blocked) {
         mos_stack_free(st);
         return NULL;
     }
@@ -826,6 +835,7 @@ void mos_stack_free(mos_stack_t *st)
     free(st->txq);
     free(st->txlen);
     free(st->ready);
+    free(st->blocked);
     free(st->heap);
     free(st);
 }
@@ -859,7 +869,18 @@ void mos_stack_input(mos_stack_t *st, const uint8_t *frame, uint32_t len, uint64
 
 uint32_t mos_stack_output(mos_stack_t *st, uint8_t *buf, uint32_t cap, uint64_t now)
 {
-    (void)now;
+    if (st->nblocked && st->txn <= TXQ / 2) {
+        /* room again: the sockets that stopped at a full queue go on */
+        uint32_t n = st->nblocked;
+        st->nblocked = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            int32_t s = st->blocked[i];
+            sock_t *k = sk_get(st, s);
+            if (!k) continue;
+            k->out_blocked = 0;
+            if (k->kind == SK_CONN) settle(st, s, 0, now);
+        }
+    }
     if (!st->txn) return 0;
     uint32_t k = st->txhead, n = st->txlen[k];
     st->txhead = (st->txhead + 1) % TXQ;

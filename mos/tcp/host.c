@@ -39,16 +39,13 @@ int mos_tcp_host_init(mos_tcp_host_t *h, const mos_tcp_host_cfg_t *cfg, mos_rbuf
     if (h->cfg.rcvbuf < h->cfg.mss) h->cfg.rcvbuf = h->cfg.mss;
     /* the window must fit the field once shifted (RFC 7323 2.3: shift <= 14) */
     if (h->cfg.rcvbuf > (65535u << h->cfg.wscale)) h->cfg.rcvbuf = 65535u << h->cfg.wscale;
+    /* the send ring is taken with the first byte to send and given back
+     * once everything sent is acknowledged: an idle connection holds none */
     h->sb_cap = pow2_at_least(cfg->sndbuf ? cfg->sndbuf : 1);
-    h->sb = malloc(h->sb_cap);
-    if (!h->sb) return -1;
+    h->sb = NULL;
     h->me.role = MOS_TCP_HOST;
     h->peer.role = MOS_TCP_MONITOR;
-    if (mos_rbuf_init(&h->me.rbuf, h->cfg.rcvbuf, MOS_OVERLAP_FIRST, pool)) {
-        free(h->sb);
-        h->sb = NULL;
-        return -1;
-    }
+    if (mos_rbuf_init(&h->me.rbuf, h->cfg.rcvbuf, MOS_OVERLAP_FIRST, pool)) return -1;
     h->rto = h->cfg.rto_init;
     h->ssthresh = UINT32_MAX;
     return 0;
@@ -214,6 +211,10 @@ static int ack_in(mos_tcp_host_t *h, const mos_tcp_seg_t *seg, uint64_t now)
             h->sb_len -= to - h->sb_off;
             h->sb_off = to;
             ev |= MOS_HOST_EV_WRITABLE;
+            if (!h->sb_len) {
+                free(h->sb);
+                h->sb = NULL;
+            }
         }
         h->snd_una = ack;
         if (seq_lt(h->rexmit_next, ack)) h->rexmit_next = ack;
@@ -823,6 +824,7 @@ uint32_t mos_tcp_host_send(mos_tcp_host_t *h, const uint8_t *data, uint32_t n)
     uint64_t room = (uint64_t)h->cfg.sndbuf > h->sb_len ? h->cfg.sndbuf - h->sb_len : 0;
     if (room > h->sb_cap - h->sb_len) room = h->sb_cap - h->sb_len;
     if (n > room) n = (uint32_t)room;
+    if (n && !h->sb && !(h->sb = malloc(h->sb_cap))) return 0; /* no memory: nothing taken */
     uint32_t m = h->sb_cap - 1, left = n;
     uint64_t off = sb_end(h);
     while (left) {
