@@ -19,14 +19,14 @@ bisect.  ``tables()`` gives the same masks as arrays for compiled code
 
 >>> from middleboxes.ids.rules import load_rules_text
 >>> rs = load_rules_text('''
-... alert tcp $HOME_NET any -> $EXTERNAL_NET 80 (msg:"a"; sid:1;)
-... alert tcp any any <> 10.0.0.0/8 !22 (msg:"b"; sid:2;)''')
+... alert tcp 198.18.0.0/16 any -> !198.18.0.0/16 80 (msg:"a"; sid:1;)
+... alert tcp any any <> 198.19.128.0/17 !22 (msg:"b"; sid:2;)''')
 >>> hx = HeaderIndex(rs.rules)
 >>> a, b = (hx.id_of(r) for r in rs.rules)
->>> m = hx.passing("192.168.1.1", 4000, "8.8.8.8", 80)
+>>> m = hx.passing("198.18.1.1", 4000, "198.19.8.8", 80)
 >>> bool(m >> a & 1), bool(m >> b & 1)
 (True, False)
->>> m = hx.passing("10.1.1.1", 23, "1.2.3.4", 4000)     # b: the other way round
+>>> m = hx.passing("198.19.200.1", 23, "198.18.3.4", 4000)  # b: the other way round
 >>> bool(m >> a & 1), bool(m >> b & 1)
 (False, True)
 """

@@ -48,10 +48,11 @@ import weakref
 from typing import Optional
 
 from mos.dualstack._engine import flow_attribute
-from mos.errors import FlowClosedError, HandlerContextError
-from mos.events import Event, Side, define_event
+from mos.errors import HandlerContextError
+from mos.events import Event, define_event
 
 from . import _http
+from .attached import AttachedParser
 
 MAGIC = _http.MAGIC
 _K = _http.KIND
@@ -242,13 +243,7 @@ class HttpFlow:
         return _http.direction_state(cap) if cap is not None else (None, None)
 
 
-#: engine -> the Http attached to it: the engine keeps it (and its parser)
-#: alive however the app that attached it holds it; an Http refers to its
-#: engine weakly, so an engine nobody uses goes with its entry
-_parsers: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-class Http:
+class Http(AttachedParser):
     """Parses HTTP on an engine's flows (all TCP flows; a direction that is
     not HTTP is given up at its first bytes, at the cost of one libhtp call).
 
@@ -257,40 +252,17 @@ class Http:
     shows to HTTP_BODY handlers per direction; ``bomb_limit``: largest
     decompressed body."""
 
+    registry: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+    what = "parses HTTP"
+    view = HttpFlow
+
     def __init__(self, bodies: bool = False, arena_max: int = 1 << 20,
                  bomb_limit: int = 1 << 24):
         self.parser = _http.HttpParser(arena_max, bomb_limit, bodies)
-        self._engine = None
-        self.consumer_id = None
-
-    def attach(self, engine) -> "Http":
-        if self._engine is not None:
-            raise RuntimeError("this Http is attached to an engine already")
-        if engine in _parsers:
-            raise RuntimeError("this engine parses HTTP already (one Http per engine)")
-        self.consumer_id = engine.add_consumer(self.parser, Side.BOTH)
-        self._engine = weakref.ref(engine)
-        _parsers[engine] = self
-        return self
-
-    @property
-    def engine(self):
-        """The engine attached to (None before attach or once it is gone)."""
-        return self._engine() if self._engine is not None else None
+        super().__init__()
 
     def stats(self) -> dict:
         return self.parser.stats()
-
-    def _state(self, flow):
-        """The flow's parser state capsule: live, or kept a little after its end."""
-        try:
-            cap = flow.consumer_state(self.consumer_id, Side.SERVER)
-        except FlowClosedError:
-            cap = None
-        return cap if cap is not None else self.parser.ended(flow.id)
-
-    def of(self, flow) -> Optional[HttpFlow]:
-        return HttpFlow(flow, self) if self._state(flow) is not None else None
 
 
 def for_engine(engine, bodies: bool = False, keep_bodies: int = 0,
@@ -302,7 +274,7 @@ def for_engine(engine, bodies: bool = False, keep_bodies: int = 0,
     "response_done", ...; None: all), so events nobody handles cost no
     Python call; apps sharing one engine share one parser, which raises
     what any of them asked for."""
-    h = _parsers.get(engine)
+    h = Http.registry.get(engine)
     if h is None:
         h = Http(bodies=bodies).attach(engine)
         h.parser.kinds = tuple(_K) if kinds is None else tuple(kinds)
@@ -318,9 +290,4 @@ def for_engine(engine, bodies: bool = False, keep_bodies: int = 0,
     return h
 
 
-def _flow_http(flow) -> Optional[HttpFlow]:
-    h = _parsers.get(flow.engine)
-    return h.of(flow) if h is not None else None
-
-
-flow_attribute("http", _flow_http)
+flow_attribute("http", Http.of_flow)

@@ -49,10 +49,11 @@ import weakref
 from typing import List, Optional, Tuple
 
 from mos.dualstack._engine import flow_attribute
-from mos.errors import FlowClosedError, HandlerContextError
-from mos.events import Event, Side, define_event
+from mos.errors import HandlerContextError
+from mos.events import Event, define_event
 
 from . import _tls
+from .attached import AttachedParser
 
 MAGIC = _tls.MAGIC
 _K = _tls.KIND
@@ -522,60 +523,28 @@ class TlsFlow:
         return _tls.ANOMALIES.get(info.b)
 
 
-#: engine -> its Tls (as mos.app.http's registry: kept by the engine, which
-#: the Tls refers to weakly)
-_parsers: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-class Tls:
+class Tls(AttachedParser):
     """Follows TLS on an engine's flows (all TCP flows; a direction that does
     not start with a TLS handshake record is dropped at its first bytes)."""
 
+    registry: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+    what = "follows TLS"
+    view = TlsFlow
+
     def __init__(self):
         self.parser = _tls.TlsParser()
-        self._engine = None
-        self.consumer_id = None
+        super().__init__()
         self.parse_errors = 0
         self._cache: dict = {}
-
-    def attach(self, engine) -> "Tls":
-        if self._engine is not None:
-            raise RuntimeError("this Tls is attached to an engine already")
-        if engine in _parsers:
-            raise RuntimeError("this engine follows TLS already (one Tls per engine)")
-        self.consumer_id = engine.add_consumer(self.parser, Side.BOTH)
-        self._engine = weakref.ref(engine)
-        _parsers[engine] = self
-        return self
-
-    @property
-    def engine(self):
-        """The engine attached to (None before attach or once it is gone)."""
-        return self._engine() if self._engine is not None else None
 
     def stats(self) -> dict:
         return dict(self.parser.stats(), parse_errors=self.parse_errors)
 
-    def _state(self, flow):
-        try:
-            cap = flow.consumer_state(self.consumer_id, Side.SERVER)
-        except FlowClosedError:
-            cap = None
-        return cap if cap is not None else self.parser.ended(flow.id)
-
-    def of(self, flow) -> Optional[TlsFlow]:
-        return TlsFlow(flow, self) if self._state(flow) is not None else None
-
 
 def for_engine(engine) -> Tls:
     """The Tls on ``engine``, attached now if none is (apps share one)."""
-    t = _parsers.get(engine)
+    t = Tls.registry.get(engine)
     return t if t is not None else Tls().attach(engine)
 
 
-def _flow_tls(flow) -> Optional[TlsFlow]:
-    t = _parsers.get(flow.engine)
-    return t.of(flow) if t is not None else None
-
-
-flow_attribute("tls", _flow_tls)
+flow_attribute("tls", Tls.of_flow)

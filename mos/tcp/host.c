@@ -568,6 +568,16 @@ static int sacked(const mos_tcp_host_t *h, uint32_t seq, uint32_t *until)
     return 0;
 }
 
+/* A bare ACK if one is due (1), else nothing (0). */
+static int pure_ack(mos_tcp_host_t *h, uint64_t now, mos_tcp_host_out_t *out)
+{
+    if (!h->ack_now) return 0;
+    out->seq = h->me.snd_nxt;
+    out->flags = MOS_TH_ACK;
+    finish(h, now, out);
+    return 1;
+}
+
 int mos_tcp_host_output(mos_tcp_host_t *h, uint64_t now, mos_tcp_host_out_t *out)
 {
     mos_tcp_eff_t eff;
@@ -643,14 +653,7 @@ int mos_tcp_host_output(mos_tcp_host_t *h, uint64_t now, mos_tcp_host_out_t *out
         return 1;
     }
     if (resending && seq_lt(h->rexmit_next, h->rexmit_until)) {
-        /* resending waits for the window: only ACKs meanwhile */
-        if (h->ack_now) {
-            out->seq = h->me.snd_nxt;
-            out->flags = MOS_TH_ACK;
-            finish(h, now, out);
-            return 1;
-        }
-        return 0;
+        return pure_ack(h, now, out); /* resending waits for the window: only ACKs meanwhile */
     }
     h->gbn = 0;
     /* new data within min(cwnd, the peer's window) */
@@ -701,13 +704,7 @@ int mos_tcp_host_output(mos_tcp_host_t *h, uint64_t now, mos_tcp_host_out_t *out
         finish(h, now, out);
         return 1;
     }
-    if (h->ack_now) {
-        out->seq = h->me.snd_nxt;
-        out->flags = MOS_TH_ACK;
-        finish(h, now, out);
-        return 1;
-    }
-    return 0;
+    return pure_ack(h, now, out);
 }
 
 /* ---------------------------------------------------------------- timers */
