@@ -36,9 +36,10 @@ from mos.testing.testbed import SERVER_IP, Testbed  # noqa: E402
 
 def wrk(tb, url, seconds, conns, close):
     hdr = ["-H", "Connection: close"] if close else []
-    p = subprocess.run(["ip", "netns", "exec", tb.client_ns, "wrk", "-t", "1", "-c", str(conns),
+    p = subprocess.run(["ip", "netns", "exec", tb.client_ns, "taskset", "-c", "0", "wrk", "-t", "1",
+                        "-c", str(conns),
                         "-d", f"{seconds}s", *hdr, url], capture_output=True, text=True,
-                       timeout=seconds + 60)
+                       timeout=seconds + 30)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", p.stdout)
     tr = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", p.stdout)
     errs = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", p.stdout)
@@ -73,25 +74,39 @@ def main() -> int:
         fh.write(os.urandom(20 << 20))
     results = {}
     with Testbed() as tb:
+        # tens of thousands of short connections a second: the client closes
+        # first and keeps TIME-WAIT; let it reuse those ports (both servers
+        # alike), or the second run starves for ports
+        subprocess.run(["ip", "netns", "exec", tb.client_ns, "sysctl", "-q", "-w",
+                        "net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=1024 65000"],
+                       check=True)
         cfg = os.path.join(root, "serve.yaml")
         with open(cfg, "w") as fh:
             fh.write(f"mode: endhost\nports:\n  - {{name: wire, driver: afpacket, iface: {tb.c1}}}\n"
                      f"endhost:\n  addresses: [{{port: wire, address: {SERVER_IP}/24}}]\n")
+        log = open(os.path.join(root, "serve.log"), "w+")
         srv = subprocess.Popen(["taskset", "-c", "1", sys.executable, "-m", "mos", "serve", "-c",
-                                cfg, "--root", root], cwd=REPO, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
+                                cfg, "--root", root], cwd=REPO, stdout=log, stderr=log)
         try:
-            time.sleep(1.5)
+            for _ in range(300):       # its start line says it listens
+                time.sleep(0.05)
+                if srv.poll() is not None or os.path.getsize(log.name):
+                    break
             results["mos serve"] = measure(tb, f"http://{SERVER_IP}", args.seconds,
                                            args.connections)
         finally:
             srv.terminate()
-            srv.communicate(timeout=30)
+            srv.wait(timeout=30)
+            log.seek(0)
+            print("mos serve: " + log.read().strip().replace("\n", "\n  "), file=sys.stderr)
         conf = os.path.join(root, "lighttpd.conf")
         with open(conf, "w") as fh:
             fh.write(f'server.document-root = "{root}"\nserver.port = 80\n'
                      f'server.bind = "{SERVER_IP}"\nserver.max-keep-alive-requests = 100000\n'
                      'server.max-connections = 4096\n')
+        # the client still maps SERVER_IP to mos's MAC (c1): forget it
+        subprocess.run(["ip", "netns", "exec", tb.client_ns, "ip", "neigh", "flush", "all"],
+                       check=True)
         with tb.bridge():
             srv = subprocess.Popen(["ip", "netns", "exec", tb.server_ns, "taskset", "-c", "1",
                                     "lighttpd", "-D", "-f", conf], stdout=subprocess.DEVNULL,

@@ -479,7 +479,7 @@ def _endhost_context(settings):
         except (OSError, MosError) as exc:
             raise settings.port_error(spec, "iface", f"cannot open {spec.iface}: "
                                                      f"{getattr(exc, 'strerror', None) or exc}")
-        port.poll_ms = 1
+        port.poll_ms = 0     # never waits in rx: an idle context polls its fd (sockets.PortLink)
     eh = settings.endhost
     tcp = {("ts" if k == "timestamps" else k): v for k, v in eh.tcp.items()}
     ctx = Context.on_port(port, mac, *[a for p, a in eh.addresses if p == spec.name],

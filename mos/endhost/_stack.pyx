@@ -18,7 +18,8 @@ b'GET / HTTP/1.0\\r\\n\\r\\n'
 
 import ipaddress
 
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, uintptr_t
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.string cimport memset, memcpy
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 
@@ -75,6 +76,20 @@ cdef extern from "stack.h" nogil:
     uint32_t mos_stack_ready(mos_stack_t *st, int32_t *socks, uint32_t maxn)
     const mos_stack_stats_t *mos_stack_stats(mos_stack_t *st)
 
+cdef extern from "capture.h" nogil:
+    ctypedef struct mos_frame_t:
+        const uint8_t *data
+        uint32_t caplen, wirelen
+        uint64_t ts_ns
+        uint16_t linktype, iface
+
+ctypedef int (*rx_fn)(void *h, mos_frame_t *frames, int max) nogil
+ctypedef void (*rx_done_fn)(void *h) nogil
+ctypedef int (*tx_fn)(void *h, const mos_frame_t *frames, int n) nogil
+
+DEF PUMP_BURST = 64
+DEF PUMP_FRAME = 2048
+
 IN, OUT, ERR, HUP, RDHUP = MOS_SK_IN, MOS_SK_OUT, MOS_SK_ERR, MOS_SK_HUP, MOS_SK_RDHUP
 
 _EVENT_NAMES = ((MOS_SK_IN, "IN"), (MOS_SK_OUT, "OUT"), (MOS_SK_ERR, "ERR"),
@@ -109,6 +124,9 @@ cdef class Stack:
     ``mtu``, ``seed``, and TCP defaults as keyword options of
     mos.tcp._host.Host (``mss``, ``rcvbuf``, ``sndbuf``, ...)."""
     cdef mos_stack_t *st
+    cdef mos_frame_t frames[PUMP_BURST]
+    cdef uint8_t *txbuf
+    cdef readonly uint64_t tx_dropped   # frames the port's tx did not take
 
     def __cinit__(self, str mac="02:00:00:00:00:01", addrs=(), gateway4=None, gateway6=None,
                   uint32_t max_conns=4096, uint32_t max_time_wait=1024, uint16_t mtu=1500,
@@ -162,6 +180,59 @@ cdef class Stack:
         if self.st != NULL:
             mos_stack_free(self.st)
             self.st = NULL
+        PyMem_Free(self.txbuf)
+        self.txbuf = NULL
+
+    def pump(self, tuple port, uint64_t now, int burst=PUMP_BURST):
+        """One round on a port given as its ``c_port()`` (handle, rx,
+        rx_done, tx; native/port.h), all in C: timers due fire, every frame
+        due leaves, then up to ``burst`` received frames go in.  What the
+        frames in call for (ACKs, SYN-ACKs) leaves at the next pump, so a
+        reply the application writes in between carries it.  Returns
+        (frames in, frames out); frames in is -1 once the port has ended."""
+        cdef void *h = <void *><uintptr_t>port[0]
+        cdef rx_fn rx = <rx_fn><uintptr_t>port[1]
+        cdef rx_done_fn rx_done = <rx_done_fn><uintptr_t>port[2]
+        cdef tx_fn tx = <tx_fn><uintptr_t>port[3]
+        cdef int i, n, got, sent
+        cdef uint32_t flen
+        cdef long nout = 0
+        if burst > PUMP_BURST:
+            burst = PUMP_BURST
+        if self.txbuf == NULL:
+            self.txbuf = <uint8_t *>PyMem_Malloc(PUMP_BURST * PUMP_FRAME)
+            if self.txbuf == NULL:
+                raise MemoryError()
+        with nogil:
+            mos_stack_timer(self.st, now)
+            while True:
+                n = 0
+                while n < PUMP_BURST:
+                    flen = mos_stack_output(self.st, self.txbuf + n * PUMP_FRAME, PUMP_FRAME, now)
+                    if flen == 0:
+                        break
+                    self.frames[n].data = self.txbuf + n * PUMP_FRAME
+                    self.frames[n].caplen = flen
+                    self.frames[n].wirelen = flen
+                    self.frames[n].ts_ns = 0
+                    self.frames[n].linktype = 1
+                    self.frames[n].iface = 0
+                    n += 1
+                if n == 0:
+                    break
+                sent = tx(h, self.frames, n)
+                if sent < n:
+                    self.tx_dropped += n - (sent if sent > 0 else 0)
+                nout += n
+                if n < PUMP_BURST:
+                    break
+            got = rx(h, self.frames, burst)
+            if got > 0:
+                for i in range(got):
+                    mos_stack_input(self.st, self.frames[i].data, self.frames[i].caplen, now)
+            if got >= 0:
+                rx_done(h)
+        return got, nout
 
     def input(self, frame, uint64_t now):
         cdef const uint8_t[:] v = frame

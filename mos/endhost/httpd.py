@@ -28,6 +28,7 @@ import email.utils
 import mimetypes
 import os
 import posixpath
+import time
 import urllib.parse
 from typing import Optional
 
@@ -70,18 +71,38 @@ class Server:
         self.ep = ctx.epoll()
         self.ep.register(self.ls.fileno(), EPOLLIN)
         self.conns: dict = {}
+        self._stat_cache: dict = {}
+        self._date_at, self._date_text = 0, ""
         self.served = 0
         self.errors = 0
 
     # requests ---------------------------------------------------------
-    def _path(self, target: str) -> Optional[str]:
+    def _path(self, target: str) -> Optional[tuple]:
+        """(file, size, type) for a request target, or None.  Answers are
+        kept for a second, as lighttpd's stat cache does: a busy server
+        resolves each name once a second, not once a request."""
+        now = time.monotonic()
+        hit = self._stat_cache.get(target)
+        if hit is not None and now - hit[0] < 1.0:
+            return hit[1]
         path = urllib.parse.unquote(urllib.parse.urlsplit(target).path)
         path = posixpath.normpath("/" + path.lstrip("/"))
         full = os.path.realpath(os.path.join(self.root, path.lstrip("/")))
-        if not (full == self.root or full.startswith(self.root + os.sep)) or \
-                not os.path.isfile(full):
-            return None
-        return full
+        found = None
+        if (full == self.root or full.startswith(self.root + os.sep)) and os.path.isfile(full):
+            found = (full, os.path.getsize(full),
+                     mimetypes.guess_type(full)[0] or "application/octet-stream")
+        if len(self._stat_cache) >= 4096:
+            self._stat_cache.clear()
+        self._stat_cache[target] = (now, found)
+        return found
+
+    def _date(self) -> str:
+        now = int(time.time())
+        if now != self._date_at:
+            self._date_at = now
+            self._date_text = email.utils.formatdate(now, usegmt=True)
+        return self._date_text
 
     def _respond(self, c: _Conn, head: bytes) -> None:
         lines = head.decode("latin-1").split("\r\n")
@@ -91,14 +112,14 @@ class Server:
             k, sep, v = ln.partition(":")
             if sep:
                 headers[k.strip().lower()] = v.strip().lower()
-        status, body, size, full = 200, b"", 0, None
+        status, body, size, found = 200, b"", 0, None
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
             status, c.close_after = 400, True
         elif parts[0] not in ("GET", "HEAD"):
             status = 405
         else:
-            full = self._path(parts[1])
-            if full is None:
+            found = self._path(parts[1])
+            if found is None:
                 status = 404
         version = parts[2] if len(parts) == 3 else "HTTP/1.0"
         conn = headers.get("connection", "")
@@ -111,19 +132,21 @@ class Server:
             size = len(body)
             self.errors += 1
         else:
-            size = os.path.getsize(full)
-        out = [f"HTTP/1.1 {status} {_REASONS[status]}",
-               f"Date: {email.utils.formatdate(usegmt=True)}", "Server: mos",
+            size = found[1]
+        out = [f"HTTP/1.1 {status} {_REASONS[status]}", f"Date: {self._date()}", "Server: mos",
                f"Content-Length: {size}",
-               "Content-Type: " + ("text/plain" if status != 200 else
-                                   mimetypes.guess_type(full)[0] or "application/octet-stream"),
+               "Content-Type: " + ("text/plain" if status != 200 else found[2]),
                "Connection: " + ("close" if c.close_after else "keep-alive"), "", ""]
         c.out += "\r\n".join(out).encode("latin-1")
         if parts and parts[0] == "HEAD":
             body = b""
         elif status == 200 and size:
-            c.file = open(full, "rb")
-            c.left = size
+            try:
+                c.file = open(found[0], "rb")
+                c.left = size
+            except OSError:    # gone since the stat cache saw it: the length is promised
+                c.close_after = True
+                body = b""
         c.out += body
         self.served += 1
 
@@ -156,6 +179,7 @@ class Server:
                 c.left -= len(chunk)
                 c.out += chunk
                 if not c.left or not chunk:
+                    c.close_after = c.close_after or bool(c.left)  # the file shrank
                     c.file.close()
                     c.file = None
             if not c.out and c.file:
@@ -163,6 +187,7 @@ class Server:
                 c.left -= len(chunk)
                 c.out += chunk
                 if not c.left or not chunk:
+                    c.close_after = c.close_after or bool(c.left)  # the file shrank
                     c.file.close()
                     c.file = None
             if not c.out:
@@ -227,7 +252,6 @@ class Server:
 
     def run(self, until=None, seconds: Optional[float] = None) -> None:
         """Serve until ``until()`` holds or ``seconds`` pass (wall clock)."""
-        import time
         end = None if seconds is None else time.monotonic() + seconds
         while not (until and until()) and (end is None or time.monotonic() < end):
             self.step()

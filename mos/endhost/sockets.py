@@ -112,20 +112,27 @@ class Switch:
 
 
 class PortLink:
-    """A port as a Context's link: ``recv_burst(n)`` and ``send(frames)``
-    (mos.ports._afpacket.AfPacketPort and mos.ports.dpdk.DpdkPort)."""
+    """A port as a Context's link.  The stack pumps it in C through its
+    ``c_port()`` (native/port.h: AF_PACKET and DPDK ports); an idle context
+    sleeps in poll() on ``fileno()`` when the port has one (AF_PACKET), else
+    naps briefly (DPDK has no file descriptor to wait on)."""
 
     def __init__(self, port, burst: int = 64):
         self.port = port
         self.burst = burst
+        self.c_port = tuple(port.c_port())
+        self.poller = None
+        if hasattr(port, "fileno"):
+            import select
+            self.poller = select.poll()
+            self.poller.register(port.fileno(), select.POLLIN)
 
-    def recv_frames(self) -> list:
-        # AF_PACKET gives (ts_ns, frame) pairs, DPDK the frames
-        return [f if isinstance(f, (bytes, bytearray)) else f[1]
-                for f in self.port.recv_burst(self.burst)]
-
-    def send_frames(self, frames: list) -> None:
-        self.port.send(frames)
+    def idle(self, seconds: float) -> None:
+        """Wait until a frame may be waiting, at most ``seconds``."""
+        if self.poller is not None:
+            self.poller.poll(max(0, int(seconds * 1000)))
+        else:
+            time.sleep(min(seconds, 0.00005))
 
 
 class Context:
@@ -181,15 +188,22 @@ class Context:
         """Move frames (and, with ``wait``, time) once; False if idle."""
         if isinstance(self.link, Switch):
             return self.link.run(advance=wait)
-        now = time.monotonic_ns()
-        got = self.link.recv_frames()
-        for f in got:
-            self.stack.input(f, now)
-        self.stack.timer(now)
-        out = self.stack.output(now)
-        if out:
-            self.link.send_frames(out)
+        got, out = self.stack.pump(self.link.c_port, time.monotonic_ns(), self.link.burst)
+        if got < 0:
+            raise ConnectionAbortedError(_errno.ECONNABORTED, "the port has ended")
         return bool(got or out)
+
+    def _idle(self, limit: Optional[int]) -> None:
+        """Nothing moved: wait for a frame, the next timer or ``limit``."""
+        now = time.monotonic_ns()
+        until = now + 10_000_000           # a look at least every 10 ms
+        d = self.stack.deadline
+        if d is not None:
+            until = min(until, d)
+        if limit is not None:
+            until = min(until, limit)
+        if until > now:
+            self.link.idle((until - now) / 1e9)
 
     def wait_for(self, cond, timeout: Optional[float]) -> bool:
         """Run until cond() holds (True) or timeout seconds pass (False).
@@ -211,7 +225,7 @@ class Context:
                 if not self.link.run(advance=True):
                     return False
             elif not self.step(wait=True):
-                time.sleep(0.0002)
+                self._idle(limit)
         return True
 
     # factories --------------------------------------------------------
@@ -348,7 +362,11 @@ class socket:
         while True:
             try:
                 n = st.send(self._sock, bytes(data[:1 << 20]))
-                self.ctx.step(wait=False)
+                if self._timeout != 0.0:
+                    # a non-blocking socket's bytes leave at its loop's next
+                    # poll, with everything else written meanwhile (one
+                    # burst, one kick of the port)
+                    self.ctx.step(wait=False)
                 return n
             except StackError as exc:
                 if exc.errno != _errno.EAGAIN:
@@ -372,9 +390,9 @@ class socket:
             return st.events(self._sock) & (IN | ERR | HUP)
         while True:
             try:
-                data = st.recv(self._sock, bufsize)
-                self.ctx.step(wait=False)
-                return data
+                # no pump here: the ACK (or window update) this calls for
+                # leaves with the reply the caller is about to write
+                return st.recv(self._sock, bufsize)
             except StackError as exc:
                 if exc.errno != _errno.EAGAIN:
                     raise _oserror(exc.errno, "recv") from None
@@ -420,7 +438,8 @@ class socket:
             pass
         self.ctx._socks.pop(self._sock, None)
         self._sock = None
-        self.ctx.step(wait=False)
+        if self._timeout != 0.0:
+            self.ctx.step(wait=False)
 
     def abort(self) -> None:
         """Reset the connection (RST), as SO_LINGER with a zero timeout does."""

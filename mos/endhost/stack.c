@@ -12,6 +12,7 @@
 #define NEIGH_PENDING 8     /* frames held per unresolved neighbour */
 #define NEIGH_TRIES 3
 #define MS 1000000ull
+#define MAX_LISTENERS 64
 
 enum { SK_FREE = 0, SK_LISTEN = 1, SK_CONN = 2 };
 
@@ -22,6 +23,7 @@ typedef struct sock {
     uint8_t accepted;       /* a connection handed to the user */
     uint8_t in_tw;          /* counted in TIME-WAIT */
     uint8_t out_blocked;    /* its output stopped at a full transmit queue */
+    uint8_t dirty;          /* on the dirty list: its output is made at the next output */
     uint8_t laddr[16], raddr[16];
     uint16_t lport, rport;
     int32_t listener;       /* its listener until accepted (-1: none) */
@@ -64,6 +66,18 @@ struct mos_stack {
     uint32_t nready;
     int32_t *blocked;       /* sockets waiting for room in the transmit queue */
     uint32_t nblocked;
+    /* Segments that arrive only mark their connection dirty: its ACK (or
+     * SYN-ACK) is made when frames are next taken out, so a reply the
+     * application writes meanwhile carries it (per-burst ACKs) */
+    int32_t *dirty;
+    uint32_t ndirty;
+    uint8_t in_input;
+    int32_t listeners[MAX_LISTENERS];
+    uint32_t nlisteners;
+    /* TIME-WAIT entries oldest first (a ring; entries whose socket left
+     * TIME-WAIT meanwhile are skipped): the bound evicts in O(1) */
+    struct { int32_t sock; uint64_t since; } *tw;
+    uint32_t twhead, twn, twcap;
     tentry_t *heap;
     uint32_t nheap, capheap;
     uint16_t ip_id;
@@ -477,7 +491,9 @@ static int sk_alloc(mos_stack_t *st)
     if (st->freelist < 0) return -MOS_SK_EMFILE;
     int s = st->freelist;
     st->freelist = st->socks[s].hnext;
+    uint8_t dirty = st->socks[s].dirty;   /* its entry on the dirty list stays valid */
     memset(&st->socks[s], 0, sizeof st->socks[s]);
+    st->socks[s].dirty = dirty;
     st->socks[s].listener = st->socks[s].hnext = st->socks[s].qnext = -1;
     st->socks[s].acc_head = st->socks[s].acc_tail = -1;
     return s;
@@ -525,9 +541,10 @@ static int conn_find(const mos_stack_t *st, uint8_t ver, const uint8_t *la, uint
 
 static int listener_find(const mos_stack_t *st, uint8_t ver, uint16_t port)
 {
-    for (uint32_t s = 0; s < st->nsocks; s++) {
+    for (uint32_t i = 0; i < st->nlisteners; i++) {
+        int32_t s = st->listeners[i];
         const sock_t *k = &st->socks[s];
-        if (k->kind == SK_LISTEN && k->lport == port && (!k->ver || k->ver == ver)) return (int)s;
+        if (k->lport == port && (!k->ver || k->ver == ver)) return (int)s;
     }
     return -1;
 }
@@ -545,6 +562,11 @@ static void sk_free(mos_stack_t *st, int s)
         st->st.conns--;
     } else if (k->kind == SK_LISTEN) {
         st->st.listeners--;
+        for (uint32_t i = 0; i < st->nlisteners; i++)
+            if (st->listeners[i] == s) {
+                st->listeners[i] = st->listeners[--st->nlisteners];
+                break;
+            }
     }
     k->kind = SK_FREE;
     k->tcp = NULL;
@@ -616,12 +638,19 @@ static void settle(mos_stack_t *st, int s, int ev, uint64_t now)
     mos_tcp_host_t *h = k->tcp;
     mos_tcp_host_out_t o;
     if ((ev & MOS_HOST_EV_CONNECTED) && k->listener >= 0 && !k->accepted) child_established(st, s);
-    while (st->txn < TXQ && mos_tcp_host_output(h, now, &o))
-        send_tcp(st, k->ver, k->laddr, k->raddr, k->lport, k->rport, &o, h, now);
-    if (st->txn == TXQ && !k->out_blocked && st->blocked) {
-        /* the queue is full: this socket goes on when frames have left */
-        k->out_blocked = 1;
-        st->blocked[st->nblocked++] = s;
+    if (st->in_input && h->me.state != MOS_TCPS_CLOSED) { /* a closed one goes now: its RST first */
+        if (!k->dirty) {
+            k->dirty = 1;
+            st->dirty[st->ndirty++] = s;
+        }
+    } else {
+        while (st->txn < TXQ && mos_tcp_host_output(h, now, &o))
+            send_tcp(st, k->ver, k->laddr, k->raddr, k->lport, k->rport, &o, h, now);
+        if (st->txn == TXQ && !k->out_blocked && st->blocked) {
+            /* the queue is full: this socket goes on when frames have left */
+            k->out_blocked = 1;
+            st->blocked[st->nblocked++] = s;
+        }
     }
     if (h->err && !k->err) k->err = h->err;
     uint8_t state = h->me.state;
@@ -629,17 +658,24 @@ static void settle(mos_stack_t *st, int s, int ev, uint64_t now)
         k->in_tw = 1;
         k->tw_since = now;
         st->st.time_wait++;
-        if (st->st.time_wait > st->cfg.max_time_wait) { /* bounded: the oldest goes */
-            int oldest = -1;
-            for (uint32_t i = 0; i < st->nsocks; i++)
-                if (st->socks[i].kind == SK_CONN && st->socks[i].in_tw && (int)i != s &&
-                    (oldest < 0 || st->socks[i].tw_since < st->socks[oldest].tw_since))
-                    oldest = (int)i;
-            if (oldest >= 0) {
+        while (st->st.time_wait > st->cfg.max_time_wait && st->twn) { /* bounded: the oldest goes */
+            int32_t o = st->tw[st->twhead].sock;
+            uint64_t since = st->tw[st->twhead].since;
+            st->twhead = (st->twhead + 1) % st->twcap;
+            st->twn--;
+            sock_t *ok = sk_get(st, o);
+            if (ok && ok->kind == SK_CONN && ok->in_tw && ok->tw_since == since && o != s) {
                 st->st.time_wait_evicted++;
-                sk_free(st, oldest);
+                sk_free(st, o);
             }
         }
+        if (st->twn == st->twcap) { /* full of entries gone stale: drop the oldest */
+            st->twhead = (st->twhead + 1) % st->twcap;
+            st->twn--;
+        }
+        st->tw[(st->twhead + st->twn) % st->twcap].sock = s;
+        st->tw[(st->twhead + st->twn) % st->twcap].since = now;
+        st->twn++;
     }
     if (state == MOS_TCPS_CLOSED) {
         if (k->listener >= 0 && !k->accepted) { /* died in a listener's queues */
@@ -807,7 +843,11 @@ mos_stack_t *mos_stack_new(const mos_stack_cfg_t *cfg)
     st->txlen = calloc(TXQ, sizeof *st->txlen);
     st->ready = malloc(st->nsocks * sizeof *st->ready);
     st->blocked = malloc(st->nsocks * sizeof *st->blocked);
-    if (!st->socks || !st->hash || !st->txq || !st->txlen || !st->ready || !st->blocked) {
+    st->dirty = malloc(st->nsocks * sizeof *st->dirty);
+    st->twcap = 2 * st->cfg.max_time_wait + 16;
+    st->tw = malloc(st->twcap * sizeof *st->tw);
+    if (!st->socks || !st->hash || !st->txq || !st->txlen || !st->ready || !st->blocked ||
+        !st->dirty || !st->tw) {
         mos_stack_free(st);
         return NULL;
     }
@@ -836,6 +876,8 @@ void mos_stack_free(mos_stack_t *st)
     free(st->txlen);
     free(st->ready);
     free(st->blocked);
+    free(st->dirty);
+    free(st->tw);
     free(st->heap);
     free(st);
 }
@@ -846,7 +888,9 @@ void mos_stack_input(mos_stack_t *st, const uint8_t *frame, uint32_t len, uint64
     st->st.frames_in++;
     int rc = mos_decode(1, frame, len, &p);
     if (rc == MOS_DEC_TCP) {
+        st->in_input = 1;
         tcp_in(st, &p, now);
+        st->in_input = 0;
         return;
     }
     if (rc != MOS_DEC_OTHER) {
@@ -867,8 +911,29 @@ void mos_stack_input(mos_stack_t *st, const uint8_t *frame, uint32_t len, uint64
     else if (p.ipver == 6 && p.proto == 58) icmp6_in(st, &p, m, n, frame, now);
 }
 
+/* The output of connections that segments reached since the last output. */
+static void flush_dirty(mos_stack_t *st, uint64_t now)
+{
+    for (uint32_t i = 0; i < st->ndirty && st->txn < TXQ; i++) {
+        int32_t s = st->dirty[i];
+        st->socks[s].dirty = 0;
+        if (st->socks[s].kind == SK_CONN) settle(st, s, 0, now);
+    }
+    uint32_t i = 0;
+    while (i < st->ndirty && !st->socks[st->dirty[i]].dirty) i++;
+    if (i == st->ndirty) {
+        st->ndirty = 0;
+    } else { /* the queue filled: the rest wait for the next output */
+        uint32_t n = 0;
+        for (; i < st->ndirty; i++)
+            if (st->socks[st->dirty[i]].dirty) st->dirty[n++] = st->dirty[i];
+        st->ndirty = n;
+    }
+}
+
 uint32_t mos_stack_output(mos_stack_t *st, uint8_t *buf, uint32_t cap, uint64_t now)
 {
+    if (st->ndirty) flush_dirty(st, now);
     if (st->nblocked && st->txn <= TXQ / 2) {
         /* room again: the sockets that stopped at a full queue go on */
         uint32_t n = st->nblocked;
@@ -932,17 +997,23 @@ uint64_t mos_stack_deadline(const mos_stack_t *st)
 int mos_stack_listen(mos_stack_t *st, uint8_t ver, uint16_t port, uint32_t backlog)
 {
     if (!port || (ver && ver != 4 && ver != 6)) return -MOS_SK_EINVAL;
-    for (uint32_t s = 0; s < st->nsocks; s++)
-        if (st->socks[s].kind == SK_LISTEN && st->socks[s].lport == port &&
-            (!ver || !st->socks[s].ver || st->socks[s].ver == ver))
-            return -MOS_SK_EADDRINUSE;
+    for (uint32_t i = 0; i < st->nlisteners; i++) {
+        const sock_t *l = &st->socks[st->listeners[i]];
+        if (l->lport == port && (!ver || !l->ver || l->ver == ver)) return -MOS_SK_EADDRINUSE;
+    }
     int s = sk_alloc(st);
     if (s < 0) return s;
     sock_t *k = &st->socks[s];
+    if (st->nlisteners == MAX_LISTENERS) {
+        k->hnext = st->freelist;
+        st->freelist = s;
+        return -MOS_SK_EMFILE;
+    }
     k->kind = SK_LISTEN;
     k->ver = ver;
     k->lport = port;
     k->backlog = backlog ? backlog : 1;
+    st->listeners[st->nlisteners++] = s;
     st->st.listeners++;
     return s;
 }

@@ -680,7 +680,11 @@ int mos_tcp_host_output(mos_tcp_host_t *h, uint64_t now, mos_tcp_host_out_t *out
             }
             finish(h, now, out);
             if (!h->in_recovery && h->srtt) { /* a probe if this tail goes unanswered */
-                uint64_t pto = 2 * h->srtt + 2 * MS;
+                /* RFC 8985 7.2: two SRTTs, at least 10 ms (as Linux); a lone
+                 * segment may wait for the peer's delayed ACK: add 200 ms */
+                uint64_t pto = 2 * h->srtt;
+                if (pto < 10 * MS) pto = 10 * MS;
+                if (fl == 0) pto += 200 * MS;
                 h->tlp_at = now + (pto < h->rto ? pto : h->rto);
             }
             return 1;
