@@ -444,53 +444,10 @@ def _plugin_commands(sub) -> None:
         add(sub)
 
 
-def _endhost_context(settings):
-    """The end-host Context of `settings` on its (one) AF_PACKET port."""
-    from mos.endhost.sockets import Context
-    from mos.ports._afpacket import AfPacketPort
-    if settings.mode != "endhost":
-        raise settings.error("mode", f"needs mode: endhost, not {settings.mode}")
-    spec = settings.ports[0]
-    if len(settings.ports) != 1 or spec.driver not in ("afpacket", "dpdk"):
-        raise settings.port_error(spec, "driver", "the end host runs on one afpacket or dpdk "
-                                                  "port (several workers come next)")
-    if spec.driver == "dpdk":
-        from mos.ports.dpdk import DpdkPort
-        eal = list(settings.dpdk.eal_args)
-        try:
-            port = DpdkPort(spec.port_id, eal)
-        except MosError as exc:
-            raise settings.port_error(spec, "port_id", f"cannot open DPDK port "
-                                                       f"{spec.port_id}: {exc}")
-        # a net_af_packet vdev answers for its interface's MAC; else a local one
-        iface = next((a.split("iface=")[1].split(",")[0] for a in eal
-                      if "net_af_packet" in a and "iface=" in a), None)
-        mac = f"02:00:00:00:00:{spec.port_id % 256:02x}"
-        if iface and os.path.exists(f"/sys/class/net/{iface}/address"):
-            with open(f"/sys/class/net/{iface}/address", encoding="ascii") as fh:
-                mac = fh.read().strip()
-    else:
-        try:
-            # TPACKET_V2 slots: each frame is seen at once (V3 blocks wait up to
-            # retire_ms, a latency every request/response exchange would pay)
-            port = AfPacketPort(spec.iface, rx_ring="v2")
-            with open(f"/sys/class/net/{spec.iface}/address", encoding="ascii") as fh:
-                mac = fh.read().strip()
-        except (OSError, MosError) as exc:
-            raise settings.port_error(spec, "iface", f"cannot open {spec.iface}: "
-                                                     f"{getattr(exc, 'strerror', None) or exc}")
-        port.poll_ms = 0     # never waits in rx: an idle context polls its fd (sockets.PortLink)
-    eh = settings.endhost
-    tcp = {("ts" if k == "timestamps" else k): v for k, v in eh.tcp.items()}
-    ctx = Context.on_port(port, mac, *[a for p, a in eh.addresses if p == spec.name],
-                          gateway4=eh.gateway4, gateway6=eh.gateway6,
-                          max_conns=eh.max_conns, **tcp)
-    return ctx, port, spec
-
-
 def cmd_load(args) -> int:
     """mos load: ab's job from mos's own stack; ab's report, then one JSON line."""
     from mos.endhost import load
+    from mos.endhost.contexts import endhost_context
     from mos.errors import ConfigError
     from mos.settings import load_settings
     if args.requests < 1 or args.concurrency < 1:
@@ -499,7 +456,7 @@ def cmd_load(args) -> int:
         load._parse_url(args.url)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    ctx, port, _ = _endhost_context(load_settings(args.config))
+    ctx, port, _ = endhost_context(load_settings(args.config))
     try:
         res = load.run(ctx, args.url, args.requests, args.concurrency, args.keepalive,
                        timeout=args.timeout)
@@ -524,8 +481,9 @@ def cmd_serve(args) -> int:
         raise ConfigError(f"--root {args.root}: not a directory")
     if not 1 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port}: not in 1..65535")
+    from mos.endhost.contexts import endhost_context
     from mos.endhost.httpd import Server
-    ctx, port, spec = _endhost_context(settings)
+    ctx, port, spec = endhost_context(settings)
     eh = settings.endhost
     server = Server(ctx, args.root, args.port)
     stop = []

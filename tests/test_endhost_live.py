@@ -45,13 +45,13 @@ def served(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("www")
     files = {}
-    for name, size in (("1k", 1024), ("1m", 1 << 20), ("20m", 20 << 20)):
+    for name, size in (("1k", 1024), ("1m", 1 << 20), ("20m", 20 << 20), ("50m", 50 << 20)):
         data = os.urandom(size)
         (root / name).write_bytes(data)
         files[name] = hashlib.sha256(data).hexdigest()
     with Testbed() as tb:
         port = AfPacketPort(tb.c1, rx_ring="v2")
-        port.poll_ms = 1
+        port.poll_ms = 0
         with open(f"/sys/class/net/{tb.c1}/address") as fh:
             mac = fh.read().strip()
         ctx = Context.on_port(port, mac, f"{SERVER_IP}/24", f"{SERVER_IP6}/64")
@@ -101,7 +101,7 @@ def wait_serving(proc, timeout=60.0):
     raise AssertionError(f"mos serve did not start: {seen.decode(errors='replace')[-2000:]}")
 
 
-@pytest.mark.parametrize("name", ["1k", "1m", "20m"])
+@pytest.mark.parametrize("name", ["1k", "1m", "20m", "50m"])
 @pytest.mark.parametrize("url", [f"http://{SERVER_IP}/", f"http://[{SERVER_IP6}]:8080/"],
                          ids=["ipv4", "ipv6"])
 def test_curl_fetches_files_byte_identically(served, name, url):

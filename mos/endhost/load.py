@@ -27,7 +27,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from .sockets import AF_INET, AF_INET6, EPOLLIN, EPOLLOUT, Context
+from .sockets import AF_INET, AF_INET6, EPOLLIN, EPOLLOUT, SO_ERROR, SOL_SOCKET, Context
 
 
 @dataclass
@@ -242,10 +242,10 @@ def run(ctx: Context, url: str, requests: int, concurrency: int, keepalive: bool
             if r is None:
                 continue
             if r.state == "connecting":
-                st = ctx.stack.state(fd)
+                st = r.sock.tcp_state
                 if st in ("SYN_SENT", "SYN_RCVD"):
                     continue
-                if ctx.stack.error(fd) or st == "CLOSED":
+                if r.sock.getsockopt(SOL_SOCKET, SO_ERROR) or st in (None, "CLOSED"):
                     _fail(r)
                     continue
                 r.state = "head"

@@ -41,6 +41,14 @@ from ._stack import ERR, HUP, IN, OUT, RDHUP, Stack, StackError
 EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP = IN, OUT, ERR, HUP, RDHUP
 EPOLLET = 1 << 31
 
+# A socket's fileno() is FD_BASE + (its context's number << FD_CTX_SHIFT) +
+# its slot in the stack: above any number a kernel hands out (fs.nr_open is
+# at most 2^30 here) and different in every context, so one selector can
+# hold mos sockets of several stacks beside kernel fds (mos.endhost.aio)
+FD_BASE = 1 << 30
+FD_CTX_SHIFT = 20
+_contexts: dict = {}      # context number -> weak reference to the Context
+
 AF_INET, AF_INET6 = _pysocket.AF_INET, _pysocket.AF_INET6
 SOCK_STREAM = _pysocket.SOCK_STREAM
 SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
@@ -140,20 +148,31 @@ class Context:
     port object with ``recv_frames() -> list`` and ``send_frames(list)``."""
 
     _macs = 0
+    _count = 0
 
     def __init__(self, stack: Stack, link, mac: bytes):
+        import weakref
         self.stack = stack
         self.link = link
         self.mac = mac
         self._socks: dict = {}
         self._epolls: list = []       # weak references to this context's epolls
+        self.addresses: list = []     # ipaddress interfaces (Context.on, Context.on_port)
+        Context._count += 1
+        self.number = Context._count % 512
+        while self.number in _contexts and _contexts[self.number]() is not None:
+            self.number = (self.number + 1) % 512
+        _contexts[self.number] = weakref.ref(self)
+        self.fd_base = FD_BASE + (self.number << FD_CTX_SHIFT)
 
     def _changed(self) -> None:
         """Hand the sockets whose readiness may have changed (the stack's
         ready list, each once) to every epoll of this context."""
-        fds = self.stack.ready()
-        if not fds:
+        slots = self.stack.ready()
+        if not slots:
             return
+        base = self.fd_base
+        fds = [base + i for i in slots]
         live = []
         for ref in self._epolls:
             ep = ref()
@@ -169,14 +188,18 @@ class Context:
         mac = bytes([2, 0, 0, 0, (cls._macs >> 8) & 255, cls._macs & 255])
         st = Stack(mac=":".join(f"{b:02x}" for b in mac), addrs=list(addrs), **tcp)
         switch.attach(st, mac)
-        return cls(st, switch, mac)
+        ctx = cls(st, switch, mac)
+        ctx.addresses = [ipaddress.ip_interface(a) for a in addrs]
+        return ctx
 
     @classmethod
     def on_port(cls, port, mac: str, *addrs: str, gateway4=None, gateway6=None,
                 **tcp) -> "Context":
         """A new stack with these addresses on a port (AF_PACKET, DPDK)."""
         st = Stack(mac=mac, addrs=list(addrs), gateway4=gateway4, gateway6=gateway6, **tcp)
-        return cls(st, PortLink(port), bytes(int(x, 16) for x in mac.split(":")))
+        ctx = cls(st, PortLink(port), bytes(int(x, 16) for x in mac.split(":")))
+        ctx.addresses = [ipaddress.ip_interface(a) for a in addrs]
+        return ctx
 
     # the loop ---------------------------------------------------------
     def now(self) -> int:
@@ -245,11 +268,13 @@ class socket:
         self.ctx = ctx
         self.family = family
         self.type = SOCK_STREAM
+        self.proto = IPPROTO_TCP
         self._sock = _sock
         self._listening = False
         self._bound: Optional[tuple] = None
         self._timeout: Optional[float] = None
         self._nodelay = False
+        self._linger = (0, 0)         # SO_LINGER (l_onoff, l_linger)
         if _sock is not None:
             ctx._socks[_sock] = self
 
@@ -263,8 +288,14 @@ class socket:
     def gettimeout(self) -> Optional[float]:
         return self._timeout
 
+    @property
+    def tcp_state(self) -> Optional[str]:
+        """The connection's TCP state ("ESTABLISHED", ...; TCP_INFO's
+        tcpi_state), None before connect or after close."""
+        return None if self._sock is None or self._listening else self.ctx.stack.state(self._sock)
+
     def fileno(self) -> int:
-        return -1 if self._sock is None else self._sock
+        return -1 if self._sock is None else self.ctx.fd_base + self._sock
 
     def setsockopt(self, level: int, opt: int, value) -> None:
         if (level, opt) == (IPPROTO_TCP, TCP_NODELAY):
@@ -272,6 +303,12 @@ class socket:
             if self._sock is not None and not self._listening:
                 _call(self.ctx.stack.set_nodelay, self._sock, self._nodelay,
                       what="setsockopt TCP_NODELAY")
+        elif (level, opt) == (SOL_SOCKET, SO_LINGER):
+            # struct linger as the socket module packs it ("ii"); on with a
+            # zero time, close() resets the connection (RST), as on Linux
+            import struct
+            self._linger = struct.unpack("ii", bytes(value)[:8]) if not isinstance(value, int) \
+                else (int(bool(value)), 0)
         # SO_REUSEADDR: ports are reusable at once here (TIME-WAIT is per tuple)
 
     def getsockopt(self, level: int, opt: int, buflen: int = 0):
@@ -279,6 +316,9 @@ class socket:
             return self.ctx.stack.error(self._sock) if self._sock is not None else 0
         if (level, opt) == (IPPROTO_TCP, TCP_NODELAY):
             return int(self._nodelay)
+        if (level, opt) == (SOL_SOCKET, SO_LINGER):
+            import struct
+            return struct.pack("ii", *self._linger) if buflen else self._linger[0]
         return 0
 
     # names ------------------------------------------------------------
@@ -297,6 +337,8 @@ class socket:
         self._bound = (address[0], int(address[1]))
 
     def listen(self, backlog: int = 128) -> None:
+        if self._listening:          # again: Linux takes it (a new backlog)
+            return
         if self._bound is None or not self._bound[1]:
             raise _oserror(_errno.EINVAL, "listen: bind a port first")
         ver = 6 if self.family == AF_INET6 else 0
@@ -432,6 +474,9 @@ class socket:
     def close(self) -> None:
         if self._sock is None:
             return
+        if self._linger == (1, 0) and not self._listening:
+            self.abort()
+            return
         try:
             self.ctx.stack.close(self._sock)
         except StackError:
@@ -475,24 +520,34 @@ class epoll:
         self._active: set = set()
         ctx._epolls.append(weakref.ref(self))
 
-    def register(self, fd: int, eventmask: int = EPOLLIN | EPOLLOUT) -> None:
+    def _fd(self, fd) -> int:
+        fd = fd if isinstance(fd, int) else fd.fileno()
+        if not 0 <= fd - self.ctx.fd_base < 1 << FD_CTX_SHIFT:
+            raise OSError(_errno.EBADF, f"epoll: fd {fd} is not a socket of this context")
+        return fd
+
+    def register(self, fd, eventmask: int = EPOLLIN | EPOLLOUT) -> None:
+        fd = self._fd(fd)
         if fd in self._fds:
             raise FileExistsError(_errno.EEXIST, f"epoll: fd {fd} is registered already")
         self._fds[fd] = [eventmask & ~EPOLLET, 0, bool(eventmask & EPOLLET)]
         self._pending.add(fd)
 
-    def modify(self, fd: int, eventmask: int) -> None:
+    def modify(self, fd, eventmask: int) -> None:
+        fd = self._fd(fd)
         if fd not in self._fds:
             raise FileNotFoundError(_errno.ENOENT, f"epoll: fd {fd} is not registered")
         self._fds[fd] = [eventmask & ~EPOLLET, 0, bool(eventmask & EPOLLET)]
         self._pending.add(fd)
 
-    def unregister(self, fd: int) -> None:
+    def unregister(self, fd) -> None:
+        fd = self._fd(fd)
         if self._fds.pop(fd, None) is None:
             raise FileNotFoundError(_errno.ENOENT, f"epoll: fd {fd} is not registered")
 
     def _collect(self) -> list:
         st = self.ctx.stack
+        base = self.ctx.fd_base
         self.ctx._changed()
         look = self._active | self._pending
         self._pending = set()
@@ -503,7 +558,7 @@ class epoll:
             if ent is None:
                 continue
             mask, last, edge = ent
-            ev = st.events(fd) & (mask | ERR | HUP)
+            ev = st.events(fd - base) & (mask | ERR | HUP)
             if ev:
                 active.add(fd)
             if edge:
