@@ -4,7 +4,7 @@
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-APT_PKGS := tshark tcpflow tcpdump iproute2 ethtool curl iputils-ping apache2-utils dpdk dpdk-dev libdpdk-dev pkg-config libhyperscan-dev libhtp-dev
+APT_PKGS := tshark tcpflow tcpdump iproute2 ethtool curl iputils-ping apache2-utils wrk lighttpd dpdk dpdk-dev libdpdk-dev pkg-config libhyperscan-dev libhtp-dev
 # only the forwarding benchmark uses these
 BENCH_PKGS := apache2-utils lighttpd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

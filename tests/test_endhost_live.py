@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -188,6 +189,16 @@ def test_mos_serve_with_the_issue_config_serves_curl_and_ab(tmp_path, capsys):
                 rps = [ln for ln in ab.stdout.splitlines() if ln.startswith("Requests per")]
                 with capsys.disabled():
                     print(f"\n  ab -n 5000 -c 50 (64 KiB) against mos serve: {rps}")
+            if shutil.which("wrk"):
+                w = subprocess.run(["ip", "netns", "exec", tb.client_ns, "wrk", "-t", "1", "-c",
+                                    "50", "-d", "3s", f"http://{SERVER_IP}/f"],
+                                   capture_output=True, text=True, timeout=60)
+                assert w.returncode == 0, w.stderr[-2000:]
+                assert "Socket errors" not in w.stdout and "Non-2xx" not in w.stdout, w.stdout
+                assert int(re.search(r"(\d+) requests in", w.stdout).group(1)) > 100, w.stdout
+                with capsys.disabled():
+                    print("  wrk -c 50 (64 KiB) against mos serve:",
+                          re.findall(r"Requests/sec:.*", w.stdout))
         finally:
             proc.terminate()
             out, err = proc.communicate(timeout=30)
@@ -322,3 +333,53 @@ def test_tshark_sees_scaling_timestamps_and_sack_negotiated_with_linux(served, t
     assert synack[0][1] == "7" and synack[0][2] and synack[0][3]
     assert all(r[3] for r in rows), "a segment from mos without timestamps"
     assert not errors
+
+
+@pytest.mark.skipif(shutil.which("lighttpd") is None, reason="needs lighttpd")
+def test_mos_load_fetches_from_lighttpd_byte_identically(tmp_path):
+    """`mos load` on mos's stack against lighttpd on Linux (client
+    namespace): 1 KB, 1 MB and 50 MB files, every body exact."""
+    import json
+    import sys
+    import time
+
+    from mos.testing.testbed import Testbed
+    www = tmp_path / "www"
+    www.mkdir()
+    want = {}
+    for name, size in (("1k", 1024), ("1m", 1 << 20), ("50m", 50 << 20)):
+        data = os.urandom(size)
+        (www / name).write_bytes(data)
+        want[name] = hashlib.sha256(data).hexdigest()
+    conf = tmp_path / "lighttpd.conf"
+    conf.write_text(f'server.document-root = "{www}"\nserver.port = 8000\n'
+                    f'server.bind = "{CLIENT_IP}"\nserver.max-keep-alive-requests = 1000\n')
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with Testbed() as tb:
+        cfg = tmp_path / "load.yaml"
+        cfg.write_text("mode: endhost\nports:\n"
+                       f"  - {{name: wire, driver: afpacket, iface: {tb.c1}}}\n"
+                       f"endhost:\n  addresses: [{{port: wire, address: {SERVER_IP}/24}}]\n")
+        srv = subprocess.Popen(["ip", "netns", "exec", tb.client_ns, "lighttpd", "-D", "-f",
+                                str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(100):
+                ss = subprocess.run(["ip", "netns", "exec", tb.client_ns, "ss", "-Hltn",
+                                     "sport = :8000"], capture_output=True, text=True)
+                if ss.stdout.strip():
+                    break
+                time.sleep(0.1)
+            runs = {}
+            for name, n, c in (("1k", 200, 10), ("1m", 20, 4), ("50m", 1, 1)):
+                runs[name] = subprocess.run(
+                    [sys.executable, "-m", "mos", "load", "--config", str(cfg),
+                     f"http://{CLIENT_IP}:8000/{name}", "-n", str(n), "-c", str(c), "-k"],
+                    capture_output=True, text=True, cwd=repo, timeout=180)
+        finally:
+            srv.terminate()
+            srv.wait(10)
+    for name, n, _ in (("1k", 200, 10), ("1m", 20, 4), ("50m", 1, 1)):
+        p = runs[name]
+        assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+        res = json.loads(p.stdout.strip().splitlines()[-1])
+        assert res["bodies"] == {want[name]: n} and res["failed"] == 0, (name, res)

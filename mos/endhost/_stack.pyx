@@ -17,6 +17,7 @@ b'GET / HTTP/1.0\\r\\n\\r\\n'
 """
 
 import ipaddress
+import os
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, uintptr_t
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
@@ -83,9 +84,9 @@ cdef extern from "capture.h" nogil:
         uint64_t ts_ns
         uint16_t linktype, iface
 
-ctypedef int (*rx_fn)(void *h, mos_frame_t *frames, int max) nogil
-ctypedef void (*rx_done_fn)(void *h) nogil
-ctypedef int (*tx_fn)(void *h, const mos_frame_t *frames, int n) nogil
+ctypedef int (*rx_fn)(void *h, mos_frame_t *frames, int max) noexcept nogil
+ctypedef void (*rx_done_fn)(void *h) noexcept nogil
+ctypedef int (*tx_fn)(void *h, const mos_frame_t *frames, int n) noexcept nogil
 
 DEF PUMP_BURST = 64
 DEF PUMP_FRAME = 2048
@@ -121,7 +122,7 @@ cdef bytes _mac(str text):
 cdef class Stack:
     """One stack: ``mac``, ``addrs`` ("198.18.0.1/24", "2001:db8::1/64"),
     optional ``gateway4`` / ``gateway6``, ``max_conns``, ``max_time_wait``,
-    ``mtu``, ``seed``, and TCP defaults as keyword options of
+    ``mtu``, ``seed`` (random if None), and TCP defaults as keyword options of
     mos.tcp._host.Host (``mss``, ``rcvbuf``, ``sndbuf``, ...)."""
     cdef mos_stack_t *st
     cdef mos_frame_t frames[PUMP_BURST]
@@ -130,7 +131,7 @@ cdef class Stack:
 
     def __cinit__(self, str mac="02:00:00:00:00:01", addrs=(), gateway4=None, gateway6=None,
                   uint32_t max_conns=4096, uint32_t max_time_wait=1024, uint16_t mtu=1500,
-                  uint64_t seed=0x6d6f73, **tcp):
+                  seed=None, **tcp):
         cdef mos_stack_cfg_t c
         mos_stack_cfg_default(&c)
         m = _mac(mac)
@@ -157,7 +158,10 @@ cdef class Stack:
         c.max_conns = max_conns
         c.max_time_wait = max_time_wait
         c.mtu = mtu
-        c.seed = seed
+        # the RFC 6528 secret (ISNs) and where ephemeral ports start: random
+        # unless given (a test's replay), or a restarted client would reuse
+        # the tuples and sequence numbers its last run left with the peer
+        c.seed = int.from_bytes(os.urandom(8), "little") if seed is None else seed
         for k, v in tcp.items():
             if k == "mss": c.tcp.mss = v
             elif k == "rcvbuf": c.tcp.rcvbuf = v
