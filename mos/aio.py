@@ -48,8 +48,8 @@ __all__ = ["open_contexts", "new_event_loop", "run", "EventLoopPolicy"]
 
 def open_contexts(config: str) -> tuple:
     """(contexts, ports) of a configuration file: the stack on its port."""
-    ctx, port, _ = endhost_context(load_settings(config))
-    return [ctx], [port]
+    ctx, ports, _ = endhost_context(load_settings(config))
+    return [ctx], list(ports)
 
 
 def _close(ports) -> None:

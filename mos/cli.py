@@ -447,7 +447,7 @@ def _plugin_commands(sub) -> None:
 def cmd_load(args) -> int:
     """mos load: ab's job from mos's own stack; ab's report, then one JSON line."""
     from mos.endhost import load
-    from mos.endhost.contexts import endhost_context
+    from mos.endhost.contexts import run_workers
     from mos.errors import ConfigError
     from mos.settings import load_settings
     if args.requests < 1 or args.concurrency < 1:
@@ -456,12 +456,19 @@ def cmd_load(args) -> int:
         load._parse_url(args.url)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    ctx, port, _ = endhost_context(load_settings(args.config))
-    try:
-        res = load.run(ctx, args.url, args.requests, args.concurrency, args.keepalive,
-                       timeout=args.timeout)
-    finally:
-        port.close()
+    settings = load_settings(args.config)
+    n = settings.workers if settings.mode == "endhost" else 1
+
+    def share(total, i):
+        return total // n + (1 if i < total % n else 0)
+
+    def work(ctx, i):
+        if not share(args.requests, i):
+            return load.Result()
+        return load.run(ctx, args.url, share(args.requests, i),
+                        max(1, share(args.concurrency, i)), args.keepalive,
+                        timeout=args.timeout)
+    res = load.Result.merged(run_workers(settings, work))
     print(res.report(args.url, args.concurrency))
     print(json.dumps({"complete": res.complete, "failed": res.failed, "non2xx": res.non2xx,
                       "seconds": round(res.seconds, 3), "bodies": res.bodies}))
@@ -481,25 +488,44 @@ def cmd_serve(args) -> int:
         raise ConfigError(f"--root {args.root}: not a directory")
     if not 1 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port}: not in 1..65535")
-    from mos.endhost.contexts import endhost_context
+    from mos.endhost.contexts import open_ports, run_workers
     from mos.endhost.httpd import Server
-    ctx, port, spec = endhost_context(settings)
     eh = settings.endhost
-    server = Server(ctx, args.root, args.port)
+    spec = settings.ports[0]
+    ports = open_ports(settings)
     stop = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.append(1))
+
+    def work(ctx, worker):
+        server = Server(ctx, args.root, args.port)
+        for sig in (signal.SIGINT, signal.SIGTERM):   # (again in a forked worker)
+            signal.signal(sig, lambda *_: stop.append(1))
+        t0 = time.monotonic()
+        try:
+            server.run(until=lambda: bool(stop), seconds=args.seconds)
+        except KeyboardInterrupt:
+            pass
+        return {"served": server.served, "errors": server.errors,
+                "seconds": round(time.monotonic() - t0, 3), "stack": ctx.stack.stats()}
     addrs = ", ".join(a for _, a in eh.addresses)
-    print(f"mos serve: {args.root} on {addrs} port {args.port} ({spec.iface})", file=sys.stderr,
+    where = getattr(spec, "iface", None) or f"dpdk port {spec.port_id}"
+    print(f"mos serve: {args.root} on {addrs} port {args.port} ({where}"
+          f"{f', {settings.workers} workers' if settings.workers > 1 else ''})", file=sys.stderr,
           flush=True)
     t0 = time.monotonic()
+    results = []
     try:
-        server.run(until=lambda: bool(stop), seconds=args.seconds)
+        results = run_workers(settings, work, ports)
     finally:
-        out = {"served": server.served, "errors": server.errors,
-               "seconds": round(time.monotonic() - t0, 3), "stack": ctx.stack.stats()}
+        out = {"served": sum(r["served"] for r in results),
+               "errors": sum(r["errors"] for r in results),
+               "seconds": round(time.monotonic() - t0, 3)}
+        if len(results) == 1:
+            out["stack"] = results[0]["stack"]
+        elif results:
+            out["workers"] = results
         print(json.dumps(out), flush=True)
-        port.close()
     return 0
 
 

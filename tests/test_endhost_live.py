@@ -16,7 +16,7 @@ import threading
 
 import pytest
 
-from mos.testing.testbed import CLIENT_IP, CLIENT_IP6, SERVER_IP, SERVER_IP6
+from mos.testing.testbed import CLIENT_IP, SERVER_IP, SERVER_IP6
 
 
 def _why_not():
@@ -102,6 +102,20 @@ def wait_serving(proc, timeout=60.0):
     raise AssertionError(f"mos serve did not start: {seen.decode(errors='replace')[-2000:]}")
 
 
+def listening(tb, port, timeout=10.0):
+    """Until a server in the client namespace listens on ``port`` (a SYN
+    before would be refused)."""
+    import time
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        ss = subprocess.run(["ip", "netns", "exec", tb.client_ns, "ss", "-Hltn",
+                             f"sport = :{port}"], capture_output=True, text=True)
+        if ss.stdout.strip():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listens on port {port} in the client namespace")
+
+
 @pytest.mark.parametrize("name", ["1k", "1m", "20m", "50m"])
 @pytest.mark.parametrize("url", [f"http://{SERVER_IP}/", f"http://[{SERVER_IP6}]:8080/"],
                          ids=["ipv4", "ipv6"])
@@ -155,7 +169,6 @@ def test_mos_serve_with_the_issue_config_serves_curl_and_ab(tmp_path, capsys):
     """`mos serve -c CONFIG` with the YAML of the issue (addresses adapted to
     the bed's subnet): curl gets a file, ab -n 5000 -c 50 has no failures."""
     import sys
-    import time
 
     from mos.testing.testbed import Testbed
     root = tmp_path / "www"
@@ -214,7 +227,6 @@ def test_mos_load_fetches_from_python_http_server_byte_identically(tmp_path, kee
     in the client namespace (198.18.0.1): every body is the file."""
     import json
     import sys
-    import time
 
     from mos.testing.testbed import Testbed
     www = tmp_path / "www"
@@ -232,13 +244,7 @@ def test_mos_load_fetches_from_python_http_server_byte_identically(tmp_path, kee
                                 "http.server", "8000", "--bind", CLIENT_IP, "--directory",
                                 str(www)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            # the server is up once its port listens (a SYN before would be refused)
-            for _ in range(100):
-                ss = subprocess.run(["ip", "netns", "exec", tb.client_ns, "ss", "-Hltn",
-                                     "sport = :8000"], capture_output=True, text=True)
-                if ss.stdout.strip():
-                    break
-                time.sleep(0.1)
+            listening(tb, 8000)
             args = [sys.executable, "-m", "mos", "load", "--config", str(cfg),
                     f"http://{CLIENT_IP}:8000/f.bin", "-n", "200", "-c", "10"]
             if keepalive:
@@ -257,7 +263,6 @@ def test_mos_serve_on_a_dpdk_port(tmp_path):
     """The same server on DPDK (a net_af_packet vdev on c1): curl over IPv4
     and IPv6, byte-identical."""
     import sys
-    import time
 
     from mos.ports import dpdk
     ok, why = dpdk.available()
@@ -341,7 +346,6 @@ def test_mos_load_fetches_from_lighttpd_byte_identically(tmp_path):
     namespace): 1 KB, 1 MB and 50 MB files, every body exact."""
     import json
     import sys
-    import time
 
     from mos.testing.testbed import Testbed
     www = tmp_path / "www"
@@ -363,12 +367,7 @@ def test_mos_load_fetches_from_lighttpd_byte_identically(tmp_path):
         srv = subprocess.Popen(["ip", "netns", "exec", tb.client_ns, "lighttpd", "-D", "-f",
                                 str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            for _ in range(100):
-                ss = subprocess.run(["ip", "netns", "exec", tb.client_ns, "ss", "-Hltn",
-                                     "sport = :8000"], capture_output=True, text=True)
-                if ss.stdout.strip():
-                    break
-                time.sleep(0.1)
+            listening(tb, 8000)
             runs = {}
             for name, n, c in (("1k", 200, 10), ("1m", 20, 4), ("50m", 1, 1)):
                 runs[name] = subprocess.run(
@@ -462,3 +461,67 @@ def test_ten_thousand_idle_connections_cost_at_most_4_kb_each(tmp_path):
                     c.wait()
             proc.terminate()
             proc.communicate(timeout=30)
+
+
+def test_two_workers_share_the_port_each_with_its_connections(tmp_path):
+    """`workers: 2` on one AF_PACKET port: the kernel's fanout (steered by
+    mos.endhost.steer) gives each `mos serve` worker its own connections
+    (curl from chosen source ports reaches both, ab has no failures); with
+    `mos load`, each worker's connections get their replies on that worker
+    (every request completes)."""
+    import json
+    import sys
+
+    from mos.endhost.steer import steer_hash
+    from mos.testing.testbed import Testbed
+    root = tmp_path / "www"
+    root.mkdir()
+    data = os.urandom(20_000)
+    (root / "f").write_bytes(data)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with Testbed() as tb:
+        cfg = tmp_path / "workers.yaml"
+        cfg.write_text("mode: endhost\nworkers: 2\nports:\n"
+                       f"  - {{name: wire, driver: afpacket, iface: {tb.c1}}}\n"
+                       f"endhost:\n  addresses: [{{port: wire, address: {SERVER_IP}/24}}, "
+                       f"{{port: wire, address: '{SERVER_IP6}/64'}}]\n")
+        proc = subprocess.Popen([sys.executable, "-m", "mos", "serve", "-c", str(cfg), "--root",
+                                 str(root), "--seconds", "120"], cwd=repo,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            wait_serving(proc)
+            ports = {0: [], 1: []}
+            for lp in range(41000, 41100):
+                if len(ports[steer_hash(lp, 80) % 2]) < 3:
+                    ports[steer_hash(lp, 80) % 2].append(lp)
+            for lp in ports[0] + ports[1]:
+                p = curl(tb, f"http://{SERVER_IP}/f", "--local-port", str(lp))
+                assert p.stdout == data, (lp, p.stderr)
+            p = curl(tb, f"http://[{SERVER_IP6}]/f")
+            assert p.stdout == data, p.stderr
+            ab = subprocess.run(["ip", "netns", "exec", tb.client_ns, "ab", "-n", "2000", "-c",
+                                 "20", f"http://{SERVER_IP}/f"], capture_output=True, text=True,
+                                timeout=120)
+            assert "Failed requests:        0" in ab.stdout, ab.stdout + ab.stderr
+        finally:
+            proc.terminate()
+            out, err = proc.communicate(timeout=30)
+        res = json.loads(out.decode().strip().splitlines()[-1])
+        per = [w["served"] for w in res["workers"]]
+        assert len(per) == 2 and min(per) >= 3 and sum(per) >= 2007, (per, err.decode()[-2000:])
+
+        srv = subprocess.Popen(["ip", "netns", "exec", tb.client_ns, sys.executable, "-m",
+                                "http.server", "8000", "--bind", CLIENT_IP, "--directory",
+                                str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            listening(tb, 8000)
+            p = subprocess.run([sys.executable, "-m", "mos", "load", "--config", str(cfg),
+                                f"http://{CLIENT_IP}:8000/f", "-n", "300", "-c", "8"],
+                               capture_output=True, text=True, cwd=repo, timeout=180)
+        finally:
+            srv.terminate()
+            srv.wait(10)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    res = json.loads(p.stdout.strip().splitlines()[-1])
+    assert res["complete"] == 300 and res["failed"] == 0
+    assert res["bodies"] == {hashlib.sha256(data).hexdigest(): 300}

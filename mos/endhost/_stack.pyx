@@ -45,6 +45,8 @@ cdef extern from "stack.h" nogil:
         uint16_t eph_lo, eph_hi
         mos_tcp_host_cfg_t tcp
         uint64_t seed
+        uint16_t nworkers, worker
+        uint8_t responder
     ctypedef struct mos_stack_t:
         pass
     ctypedef struct mos_stack_stats_t:
@@ -122,7 +124,8 @@ cdef bytes _mac(str text):
 cdef class Stack:
     """One stack: ``mac``, ``addrs`` ("198.18.0.1/24", "2001:db8::1/64"),
     optional ``gateway4`` / ``gateway6``, ``max_conns``, ``max_time_wait``,
-    ``mtu``, ``seed`` (random if None), and TCP defaults as keyword options of
+    ``mtu``, ``seed`` (random if None), ``workers`` / ``worker`` / ``responder``
+    (several stacks on one port: stack.h), and TCP defaults as keyword options of
     mos.tcp._host.Host (``mss``, ``rcvbuf``, ``sndbuf``, ...)."""
     cdef mos_stack_t *st
     cdef mos_frame_t frames[PUMP_BURST]
@@ -131,7 +134,8 @@ cdef class Stack:
 
     def __cinit__(self, str mac="02:00:00:00:00:01", addrs=(), gateway4=None, gateway6=None,
                   uint32_t max_conns=4096, uint32_t max_time_wait=1024, uint16_t mtu=1500,
-                  seed=None, **tcp):
+                  seed=None, uint16_t workers=1, uint16_t worker=0, bint responder=True,
+                  **tcp):
         cdef mos_stack_cfg_t c
         mos_stack_cfg_default(&c)
         m = _mac(mac)
@@ -162,6 +166,9 @@ cdef class Stack:
         # unless given (a test's replay), or a restarted client would reuse
         # the tuples and sequence numbers its last run left with the peer
         c.seed = int.from_bytes(os.urandom(8), "little") if seed is None else seed
+        if not workers or worker >= workers:
+            raise ValueError(f"worker {worker} of {workers}: needs 0 <= worker < workers")
+        c.nworkers, c.worker, c.responder = workers, worker, responder
         for k, v in tcp.items():
             if k == "mss": c.tcp.mss = v
             elif k == "rcvbuf": c.tcp.rcvbuf = v

@@ -101,9 +101,9 @@ class StackSelector(selectors.BaseSelector):
             return
         self._contexts.append(ctx)
         self._epolls[ctx.number] = ctx.epoll()
-        port = getattr(ctx.link, "port", None)
-        if getattr(ctx.link, "poller", None) is not None and port is not None:
-            self._kernel.register(port.fileno(), selectors.EVENT_READ, _PORT)
+        if getattr(ctx.link, "poller", None) is not None:
+            for port in ctx.link.ports:
+                self._kernel.register(port.fileno(), selectors.EVENT_READ, _PORT)
 
     def _context_of(self, fd: int) -> Context:
         ref = _contexts.get((fd - FD_BASE) >> FD_CTX_SHIFT)

@@ -42,6 +42,20 @@ class Result:
     bodies: dict = field(default_factory=dict)   # sha256 -> count
     latencies: list = field(default_factory=list)  # seconds per request
 
+    @classmethod
+    def merged(cls, parts: list) -> "Result":
+        """The results of several workers run at once, as one."""
+        out = cls()
+        for r in parts:
+            for k in ("complete", "failed", "non2xx", "body_bytes", "total_bytes",
+                      "connections"):
+                setattr(out, k, getattr(out, k) + getattr(r, k))
+            out.seconds = max(out.seconds, r.seconds)
+            out.latencies += r.latencies
+            for digest, n in r.bodies.items():
+                out.bodies[digest] = out.bodies.get(digest, 0) + n
+        return out
+
     def report(self, url: str, concurrency: int) -> str:
         """ab's layout for the figures a load test reads."""
         rps = self.complete / self.seconds if self.seconds else 0.0

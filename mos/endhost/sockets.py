@@ -126,14 +126,19 @@ class PortLink:
     naps briefly (DPDK has no file descriptor to wait on)."""
 
     def __init__(self, port, burst: int = 64):
-        self.port = port
+        # several ports: a worker's TCP port and its control port
+        # (mos.endhost.steer); frames leave by the first
+        self.ports = list(port) if isinstance(port, (list, tuple)) else [port]
+        self.port = self.ports[0]
         self.burst = burst
-        self.c_port = tuple(port.c_port())
+        self.c_ports = [tuple(p.c_port()) for p in self.ports]
+        self.c_port = self.c_ports[0]
         self.poller = None
-        if hasattr(port, "fileno"):
+        if all(hasattr(p, "fileno") for p in self.ports):
             import select
             self.poller = select.poll()
-            self.poller.register(port.fileno(), select.POLLIN)
+            for p in self.ports:
+                self.poller.register(p.fileno(), select.POLLIN)
 
     def idle(self, seconds: float) -> None:
         """Wait until a frame may be waiting, at most ``seconds``."""
@@ -195,7 +200,8 @@ class Context:
     @classmethod
     def on_port(cls, port, mac: str, *addrs: str, gateway4=None, gateway6=None,
                 **tcp) -> "Context":
-        """A new stack with these addresses on a port (AF_PACKET, DPDK)."""
+        """A new stack with these addresses on a port (AF_PACKET, DPDK), or
+        on a list of ports (a worker's: mos.endhost.steer)."""
         st = Stack(mac=mac, addrs=list(addrs), gateway4=gateway4, gateway6=gateway6, **tcp)
         ctx = cls(st, PortLink(port), bytes(int(x, 16) for x in mac.split(":")))
         ctx.addresses = [ipaddress.ip_interface(a) for a in addrs]
@@ -211,10 +217,13 @@ class Context:
         """Move frames (and, with ``wait``, time) once; False if idle."""
         if isinstance(self.link, Switch):
             return self.link.run(advance=wait)
-        got, out = self.stack.pump(self.link.c_port, time.monotonic_ns(), self.link.burst)
-        if got < 0:
-            raise ConnectionAbortedError(_errno.ECONNABORTED, "the port has ended")
-        return bool(got or out)
+        moved = False
+        for c_port in self.link.c_ports:
+            got, out = self.stack.pump(c_port, time.monotonic_ns(), self.link.burst)
+            if got < 0:
+                raise ConnectionAbortedError(_errno.ECONNABORTED, "the port has ended")
+            moved = moved or bool(got or out)
+        return moved
 
     def _idle(self, limit: Optional[int]) -> None:
         """Nothing moved: wait for a frame, the next timer or ``limit``."""

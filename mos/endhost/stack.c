@@ -133,6 +133,13 @@ static inline uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p
 
 static int alen(uint8_t ver) { return ver == 4 ? 4 : 16; }
 
+/* The worker a TCP segment between these ports is steered to, before the
+ * modulo (mos/endhost/steer.py's fanout program computes the same). */
+static uint32_t steer_hash(uint16_t a, uint16_t b)
+{
+    return ((uint32_t)(a ^ b) * 0x9E3779B1u) >> 16;
+}
+
 /* Is a one of our addresses (of that version)? */
 static int ours(const mos_stack_t *st, uint8_t ver, const uint8_t *a)
 {
@@ -400,7 +407,7 @@ static void arp_in(mos_stack_t *st, const uint8_t *a, uint32_t n, uint64_t now)
     int for_us = ours(st, 4, tpa);
     /* RFC 826: update an entry we have; create one if the request is for us */
     neigh_learn(st, 4, spa, sha, for_us);
-    if (op == 1 && for_us) arp_out(st, 2, sha, tpa, sha, spa);
+    if (op == 1 && for_us && st->cfg.responder) arp_out(st, 2, sha, tpa, sha, spa);
 }
 
 /* ICMPv6: echo, neighbour solicitation and advertisement. */
@@ -419,6 +426,7 @@ static void icmp6_in(mos_stack_t *st, const mos_pkt_t *p, const uint8_t *m, uint
         if (!ours(st, 6, target)) return;
         for (uint32_t o = 24; o + 8 <= n && m[o + 1]; o += m[o + 1] * 8u)
             if (m[o] == 1) neigh_learn(st, 6, p->src, m + o + 2, 1);
+        if (!st->cfg.responder) return;
         uint8_t f[128];
         memset(f, 0, sizeof f);
         const uint8_t *dst = p->src;
@@ -446,7 +454,7 @@ static void icmp6_in(mos_stack_t *st, const mos_pkt_t *p, const uint8_t *m, uint
             if (m[o] == 2) neigh_learn(st, 6, m + 8, m + o + 2, 0);
         return;
     }
-    if (type == 128 && ours(st, 6, p->dst)) { /* echo request (RFC 4443 4.1) */
+    if (type == 128 && ours(st, 6, p->dst) && st->cfg.responder) { /* echo (RFC 4443 4.1) */
         uint8_t f[FRAME_MAX];
         if (n + 54 > sizeof f) return;
         uint32_t l4 = ip_header(st, f, 6, p->dst, p->src, 58, n, 64);
@@ -462,7 +470,7 @@ static void icmp6_in(mos_stack_t *st, const mos_pkt_t *p, const uint8_t *m, uint
 static void icmp4_in(mos_stack_t *st, const mos_pkt_t *p, const uint8_t *m, uint32_t n,
                      uint64_t now)
 {
-    if (n < 8 || m[0] != 8 || !ours(st, 4, p->dst)) return;
+    if (n < 8 || m[0] != 8 || !ours(st, 4, p->dst) || !st->cfg.responder) return;
     if (csum_fold(csum_add(0, m, n)) != 0) {
         st->st.bad_checksum++;
         return;
@@ -820,6 +828,8 @@ void mos_stack_cfg_default(mos_stack_cfg_t *c)
     c->neigh_timeout_ms = 1000;
     c->eph_lo = 32768;
     c->eph_hi = 60999;
+    c->nworkers = 1;
+    c->responder = 1;
     mos_tcp_host_cfg_default(&c->tcp);
     c->tcp.mss = 1460;
 }
@@ -831,6 +841,8 @@ mos_stack_t *mos_stack_new(const mos_stack_cfg_t *cfg)
     st->cfg = *cfg;
     if (!st->cfg.max_conns) st->cfg.max_conns = 1;
     if (st->cfg.eph_hi < st->cfg.eph_lo) st->cfg.eph_hi = st->cfg.eph_lo;
+    if (!st->cfg.nworkers) st->cfg.nworkers = 1;
+    if (st->cfg.worker >= st->cfg.nworkers) st->cfg.worker = 0;
     uint32_t mss_max = st->cfg.mtu - 40u;
     if (st->cfg.tcp.mss > mss_max) st->cfg.tcp.mss = (uint16_t)mss_max;
     st->nsocks = st->cfg.max_conns;
@@ -1048,6 +1060,8 @@ int mos_stack_connect(mos_stack_t *st, uint8_t ver, const uint8_t *dst, uint16_t
         uint32_t range = st->cfg.eph_hi - st->cfg.eph_lo + 1u;
         for (uint32_t i = 0; i < range; i++) {
             uint16_t cand = (uint16_t)(st->cfg.eph_lo + (st->eph_next - st->cfg.eph_lo + i) % range);
+            if (steer_hash(cand, dport) % st->cfg.nworkers != st->cfg.worker)
+                continue; /* its replies would reach another worker */
             if (conn_find(st, ver, la, cand, ra, dport) < 0 && listener_find(st, ver, cand) < 0) {
                 sport = cand;
                 st->eph_next = (uint16_t)(cand + 1 > st->cfg.eph_hi ? st->cfg.eph_lo : cand + 1);

@@ -38,6 +38,13 @@ typedef struct mos_stack_cfg {
     uint16_t eph_lo, eph_hi;    /* ephemeral port range */
     mos_tcp_host_cfg_t tcp;     /* defaults of new connections */
     uint64_t seed;              /* ISN and ephemeral port secret */
+    /* Workers (one stack each) sharing a port: a steering rule sends a TCP
+     * segment to worker steer_hash(sport, dport) % nworkers, so this one picks its
+     * ephemeral ports where that is its own number, and only the
+     * responder answers ARP, neighbour solicitations and echo requests
+     * (every worker sees them and learns from them) */
+    uint16_t nworkers, worker;
+    uint8_t responder;
 } mos_stack_cfg_t;
 
 /* readiness bits (the values of epoll's EPOLLIN, OUT, ERR, HUP, RDHUP) */
