@@ -54,7 +54,11 @@ endhost     (none)      required iff mode is ``endhost``: ``addresses``, a list 
                         ``{port: NAME, address: 198.18.77.2/24}`` (IPv4 or IPv6
                         with its prefix); optional ``gateway4``, ``gateway6``,
                         ``max_conns`` (65536) and ``tcp``: ``mss``, ``rcvbuf``,
-                        ``sndbuf``, ``nodelay``, ``sack``, ``timestamps``
+                        ``sndbuf``, ``nodelay``, ``sack``, ``timestamps``.  In
+                        inline or passive mode (both roles at once, afpacket):
+                        the end host owns one port of its own (in no forward
+                        pair) and ``serve: {root: DIR, port: 80}`` makes
+                        ``mos run`` serve files on it
 =========== =========== ==========================================================
 
 Ports
@@ -212,9 +216,18 @@ class EndhostSpec:
     gateway6: str | None = None
     max_conns: int = 65536
     tcp: dict = field(default_factory=dict)
+    #: ``serve: {root: DIR, port: 80}``: files ``mos run`` serves on the
+    #: end host's addresses while it monitors (both roles at once)
+    serve_root: str | None = None
+    serve_port: int = 80
+
+    @property
+    def port(self) -> str:
+        """The port the end host owns (its addresses are all on one)."""
+        return self.addresses[0][0]
 
 
-_ENDHOST = ("addresses", "gateway4", "gateway6", "max_conns", "tcp")
+_ENDHOST = ("addresses", "gateway4", "gateway6", "max_conns", "tcp", "serve")
 _ENDHOST_TCP = {"mss": (536, 9000), "rcvbuf": (4096, 1 << 30), "sndbuf": (4096, 1 << 30),
                 "nodelay": (0, 1), "sack": (0, 1), "timestamps": (0, 1)}
 
@@ -440,7 +453,10 @@ class _Reader:
         if "ports" not in top:
             self.fail(root, "ports", "required")
         ports, port_nodes = self.ports(top["ports"][1])
-        forward = self.forward(top.get("forward"), mode, ports, port_nodes, root)
+        eh_port = None           # the end host's port beside a monitor: in no pair
+        if mode != "endhost" and "endhost" in top:
+            eh_port = self._endhost_port(top["endhost"][1])
+        forward = self.forward(top.get("forward"), mode, ports, port_nodes, root, eh_port)
         dpdk = self.dpdk(top.get("dpdk"), ports, port_nodes)
         workers = self.integer(top["workers"][1], "workers", 1, MAX_WORKERS) \
             if "workers" in top else 1
@@ -453,10 +469,36 @@ class _Reader:
                                            "(addresses: [{port: NAME, address: A/PREFIX}])")
             endhost = self.endhost(top["endhost"][1], ports)
         elif "endhost" in top:
-            self.fail(top["endhost"][0], "endhost", f"only read in mode endhost, not {mode}")
+            # both roles at once: the end host owns one port, the monitor the rest
+            endhost = self.endhost(top["endhost"][1], ports)
+            where = top["endhost"][0]
+            own = {p for p, _ in endhost.addresses}
+            if len(own) != 1:
+                self.fail(where, "endhost.addresses", "beside a monitor the end host owns one "
+                                                      f"port, not {', '.join(sorted(own))}")
+            for i, pair in enumerate(forward):
+                if endhost.port in pair:
+                    self.fail(where, "endhost", f"port {endhost.port!r} is the end host's; it "
+                                                f"cannot also forward (forward[{i}])")
+            if len(ports) < 2:
+                self.fail(where, "endhost", f"{mode} mode with an end host needs a port for "
+                                            f"each: the end host has {endhost.port!r}")
+            if any(p.driver != "afpacket" for p in ports):
+                self.fail(where, "endhost", "both roles at once run on afpacket ports for now")
         return Settings(ports=tuple(ports), mode=mode, forward=forward, dpdk=dpdk,
                         workers=workers, monitor=monitor, app=app, endhost=endhost,
                         source=self.name, lines=self.lines)
+
+    @staticmethod
+    def _endhost_port(node: Node) -> str | None:
+        """The port of the endhost section's first address, read ahead."""
+        try:
+            for k, v in node.value:
+                if k.value == "addresses":
+                    return next(val.value for kk, val in v.value[0].value if kk.value == "port")
+        except (AttributeError, IndexError, StopIteration, TypeError):
+            pass
+        return None
 
     def endhost(self, node: Node, ports: list) -> EndhostSpec:
         import ipaddress
@@ -506,6 +548,13 @@ class _Reader:
             t = self.mapping(m["tcp"][1], "endhost.tcp", tuple(_ENDHOST_TCP))
             kw["tcp"] = {k: self.integer(v[1], f"endhost.tcp.{k}", *_ENDHOST_TCP[k])
                          for k, v in t.items()}
+        if "serve" in m:
+            sv = self.mapping(m["serve"][1], "endhost.serve", ("root", "port"))
+            if "root" not in sv:
+                self.fail(m["serve"][1], "endhost.serve", "root is required (a directory)")
+            kw["serve_root"] = self.text(sv["root"][1], "endhost.serve.root")
+            if "port" in sv:
+                kw["serve_port"] = self.integer(sv["port"][1], "endhost.serve.port", 1, 65535)
         return EndhostSpec(**kw)
 
     def ports(self, node: Node) -> tuple[list, list]:
@@ -574,7 +623,7 @@ class _Reader:
         return out
 
     def forward(self, entry, mode: str, ports: list, port_nodes: list,
-                root: Node) -> tuple:
+                root: Node, endhost_port: str | None = None) -> tuple:
         names = [p.name for p in ports]
         if entry is None:
             pairs_nodes: list = []
@@ -620,7 +669,7 @@ class _Reader:
                 got.append(n)
             out.append((got[0], got[1]))
         for p, pnode in zip(ports, port_nodes):
-            if p.name not in used:
+            if p.name not in used and p.name != endhost_port:
                 self.fail(pnode, f"ports[{names.index(p.name)}]",
                           f"port {p.name!r} is in no forward pair (in inline mode each port "
                           f"forwards to its peer; use mode: passive to only watch)")

@@ -409,7 +409,14 @@ def test_endhost_section_as_the_issue_writes_it():
     (ENDHOST.split("endhost:")[0],
      "serve.yaml:1: endhost: mode endhost needs an endhost section"),
     (ENDHOST.replace("mode: endhost", "mode: passive"),
-     "serve.yaml:4: endhost: only read in mode endhost, not passive"),
+     "serve.yaml:4: endhost: passive mode with an end host needs a port for each: the end "
+     "host has 'wire'"),
+    (ENDHOST.replace("mode: endhost", "mode: inline").replace(
+        "ports:\n", "ports:\n  - {name: b, driver: afpacket, iface: b1}\n") +
+     "forward: [[b, wire]]\n",
+     "serve.yaml:5: endhost: port 'wire' is the end host's; it cannot also forward "
+     "(forward[0])"),
+    (ENDHOST + "  serve: {port: 80}\n", "serve.yaml:6: endhost.serve: root is required"),
     (ENDHOST + "  gateway6: 198.18.0.1\n",
      "serve.yaml:6: endhost.gateway6: '198.18.0.1' is not an IPv6 address"),
     (ENDHOST + "  tcp: {mss: 10}\n", "serve.yaml:6: endhost.tcp.mss: 10 is out of range"),

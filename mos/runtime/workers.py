@@ -82,15 +82,20 @@ def _bursts(settings) -> list[int]:
     return [p.burst for p in settings.ports]
 
 
-def _worker(settings, app_spec, fanout_group, result_q, status: bool, ready_q=None,
-            index: int = 0, turn=None, engine_type=CoreEngine):
+def _stop_flag() -> list:
+    """[False], set to [True] by SIGINT or SIGTERM (a worker's way out)."""
     stop = [False]
 
     def on_signal(signum, frame):
         stop[0] = True
-
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    return stop
+
+
+def _worker(settings, app_spec, fanout_group, result_q, status: bool, ready_q=None,
+            index: int = 0, turn=None, engine_type=CoreEngine):
+    stop = _stop_flag()
     ports = []
     try:
         # The kernel maps a flow hash to a group member by join order, and a
@@ -140,6 +145,56 @@ def _worker(settings, app_spec, fanout_group, result_q, status: bool, ready_q=No
     finally:
         for p in ports:
             p.close()
+
+
+def _endhost(settings, result_q, ready_q) -> None:
+    """The end host beside the monitor (both roles at once): mos's stack
+    on its own port, serving ``endhost.serve`` files if set (else it only
+    answers ARP, neighbour solicitations, pings, and RSTs), until SIGTERM;
+    its counters go on ``result_q``."""
+    from mos.endhost.contexts import endhost_context
+    from mos.endhost.httpd import Server
+    stop = _stop_flag()
+    ports = []
+    try:
+        ctx, ports, _ = endhost_context(settings)
+        eh = settings.endhost
+        server = None
+        if eh.serve_root is not None:
+            if not os.path.isdir(eh.serve_root):
+                raise settings.error("endhost.serve.root",
+                                     f"{eh.serve_root!r} is not a directory")
+            server = Server(ctx, eh.serve_root, eh.serve_port)
+        ready_q.put(os.getpid())
+        while not stop[0]:
+            if server is not None:
+                server.step(0.05)
+            else:
+                ctx.wait_for(lambda: stop[0], 0.05)
+        out = {"served": server.served if server else 0,
+               "errors": server.errors if server else 0, "stack": ctx.stack.stats()}
+        result_q.put({"endhost": out})
+    except Exception as exc:  # reported by the parent as one line
+        result_q.put({"error": str(exc) if isinstance(exc, MosError)
+                      else f"endhost: {type(exc).__name__}: {exc}"})
+        ready_q.put(-1)
+    finally:
+        for p in ports:
+            p.close()
+
+
+def _split_roles(settings):
+    """(monitor settings, end-host settings or None): with an ``endhost``
+    section beside inline or passive ports, its port leaves the monitor."""
+    import dataclasses
+    eh = settings.endhost
+    if eh is None or settings.mode == "endhost":
+        return settings, None
+    mon = dataclasses.replace(settings, endhost=None,
+                              ports=tuple(p for p in settings.ports if p.name != eh.port))
+    host = dataclasses.replace(settings, mode="endhost", forward=(), workers=1,
+                               ports=tuple(p for p in settings.ports if p.name == eh.port))
+    return mon, host
 
 
 def _engine(engine_type, settings):
@@ -278,7 +333,11 @@ def _report(results: list[dict], errors: list[str], status: bool) -> int:
     counted = [r for r in results if "ports" in r]
     errors = list(errors) + [r["error"] for r in results if r.get("error")]
     if counted:
-        print(json.dumps(_sum(counted)), flush=True)
+        total = _sum(counted)
+        for r in results:
+            if "endhost" in r:
+                total["endhost"] = r["endhost"]
+        print(json.dumps(total), flush=True)
     if errors:
         print(f"mos: error: {errors[0]}", file=sys.stderr)
         return 2
@@ -393,6 +452,7 @@ def run_settings(settings, app_spec=None, status=True, ready=None,
         # one process (one EAL); a worker thread per queue pair, each with its
         # own engine: the compiled core runs without the GIL
         return _run_threads(settings, app_spec, status, ready, engine_type)
+    settings, host = _split_roles(settings)
     ctx = mp.get_context("fork")
     q = ctx.Queue()
     ready_q = ctx.Queue()
@@ -401,6 +461,8 @@ def run_settings(settings, app_spec=None, status=True, ready=None,
     procs = [ctx.Process(target=_worker, args=(settings, app_spec, group, q, status and i == 0,
                                                 ready_q, i, turn, engine_type), daemon=True)
              for i in range(settings.workers)]
+    if host is not None:        # both roles: the end host is one more process
+        procs.append(ctx.Process(target=_endhost, args=(host, q, ready_q), daemon=True))
     stop = [False]
 
     def stop_workers():

@@ -240,14 +240,7 @@ class Testbed:
         hosts = ((self.client_ns, self.c0, self.c1, self.client_ip, self.client_ip6),
                  (self.server_ns, self.s0, self.s1, self.server_ip, self.server_ip6))
         for ns, inner, outer, ip4, ip6 in hosts:
-            # the inner end is made in its namespace: it never appears in the root ns
-            _ip("link", "add", outer, "mtu", str(MTU), "type", "veth",
-                "peer", "name", inner, "mtu", str(MTU), "netns", ns)
-            # the middlebox end: no addresses, so the root ns sends nothing on it
-            _write(_sysctl_path(f"net.ipv6.conf.{outer}.disable_ipv6"), "1")
-            _run(["ethtool", "-K", outer, *OFFLOADS])
-            _ip("link", "set", outer, "promisc", "on", "up")
-            _run(["ip", "netns", "exec", ns, "ethtool", "-K", inner, *OFFLOADS])
+            self._veth(ns, inner, outer)
             _ip("addr", "add", f"{ip4}/{PREFIX_LEN}", "dev", inner, ns=ns)
             if self.ipv6:
                 _ip("addr", "add", f"{ip6}/{PREFIX6_LEN}", "dev", inner, "nodad", ns=ns)
@@ -262,6 +255,37 @@ class Testbed:
             if time.monotonic() > deadline:
                 raise TestbedError(f"veth ends not up after 5 s: {states}")
             time.sleep(0.02)
+
+    @staticmethod
+    def _veth(ns: str, inner: str, outer: str) -> None:
+        # the inner end is made in its namespace: it never appears in the root ns
+        _ip("link", "add", outer, "mtu", str(MTU), "type", "veth",
+            "peer", "name", inner, "mtu", str(MTU), "netns", ns)
+        # the middlebox end: no addresses, so the root ns sends nothing on it
+        _write(_sysctl_path(f"net.ipv6.conf.{outer}.disable_ipv6"), "1")
+        _run(["ethtool", "-K", outer, *OFFLOADS])
+        _ip("link", "set", outer, "promisc", "on", "up")
+        _run(["ip", "netns", "exec", ns, "ethtool", "-K", inner, *OFFLOADS])
+
+    def extra_link(self, tag: str, ns: str, addr4: str) -> str:
+        """One more veth: ``{prefix}-{tag}1`` in the root ns (no address, for
+        mos) and ``{prefix}-{tag}0`` in namespace ``ns`` with ``addr4``
+        (198.18.0.0/15 only), e.g. an end host's own link beside the
+        monitored pair.  It goes with the bed.  Returns the root-side name."""
+        import ipaddress
+        if ipaddress.ip_interface(addr4).ip not in ipaddress.ip_network("198.18.0.0/15"):
+            raise TestbedError(f"{addr4}: test addresses are in 198.18.0.0/15")
+        self._check_ns(ns)
+        outer, inner = f"{self.prefix}-{tag}1", f"{self.prefix}-{tag}0"
+        self._veth(ns, inner, outer)
+        _ip("addr", "add", addr4, "dev", inner, ns=ns)
+        _ip("link", "set", inner, "up", ns=ns)
+        deadline = time.monotonic() + 5
+        while self._operstate(inner, ns) != "UP":
+            if time.monotonic() > deadline:
+                raise TestbedError(f"{inner} not up after 5 s")
+            time.sleep(0.02)
+        return outer
 
     @staticmethod
     def _operstate(dev: str, ns: str) -> str:
