@@ -259,9 +259,12 @@ def test_mos_load_fetches_from_python_http_server_byte_identically(tmp_path, kee
     assert res["bodies"] == {want: 200} and res["non2xx"] == 0
 
 
-def test_mos_serve_on_a_dpdk_port(tmp_path):
-    """The same server on DPDK (a net_af_packet vdev on c1): curl over IPv4
-    and IPv6, byte-identical."""
+def test_mos_serve_and_load_on_a_dpdk_port(tmp_path):
+    """The same on DPDK (a net_af_packet vdev on c1): curl gets 1 KB and
+    50 MB over IPv4 and IPv6 byte-identically, ab -n 5000 -c 50 and wrk
+    -c 50 have no failures; then `mos load` on the same port fetches the
+    files from Python's http.server and lighttpd byte-identically."""
+    import json
     import sys
 
     from mos.ports import dpdk
@@ -271,8 +274,12 @@ def test_mos_serve_on_a_dpdk_port(tmp_path):
     from mos.testing.testbed import Testbed
     root = tmp_path / "www"
     root.mkdir()
-    data = os.urandom(3 << 20)
-    (root / "f").write_bytes(data)
+    files = {}
+    for name, size in (("1k", 1024), ("50m", 50 << 20)):
+        data = os.urandom(size)
+        (root / name).write_bytes(data)
+        files[name] = data
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with Testbed() as tb:
         cfg = tmp_path / "dpdk.yaml"
         cfg.write_text("mode: endhost\nports:\n  - {name: wire, driver: dpdk, port_id: 0}\n"
@@ -282,20 +289,56 @@ def test_mos_serve_on_a_dpdk_port(tmp_path):
                        "endhost:\n"
                        f"  addresses: [{{port: wire, address: {SERVER_IP}/24}}, "
                        f"{{port: wire, address: {SERVER_IP6}/64}}]\n")
-        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         proc = subprocess.Popen([sys.executable, "-m", "mos", "serve", "-c", str(cfg),
-                                 "--root", str(root), "--seconds", "90"],
+                                 "--root", str(root), "--seconds", "150"],
                                 cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             wait_serving(proc, timeout=120)
-            for url in (f"http://{SERVER_IP}/f", f"http://[{SERVER_IP6}]/f"):
-                p = curl(tb, url, timeout=60)
-                assert p.returncode == 0, p.stderr.decode()
-                assert p.stdout == data
+            for name, data in files.items():
+                for url in (f"http://{SERVER_IP}/{name}", f"http://[{SERVER_IP6}]/{name}"):
+                    p = curl(tb, url, timeout=90)
+                    assert p.returncode == 0, p.stderr.decode()
+                    assert p.stdout == data, url
+            ab = subprocess.run(["ip", "netns", "exec", tb.client_ns, "ab", "-n", "5000", "-c",
+                                 "50", "-s", "20", f"http://{SERVER_IP}/1k"],
+                                capture_output=True, text=True, timeout=180)
+            assert "Failed requests:        0" in ab.stdout, ab.stdout + ab.stderr[-2000:]
+            assert "Complete requests:      5000" in ab.stdout, ab.stdout
+            if shutil.which("wrk"):
+                w = subprocess.run(["ip", "netns", "exec", tb.client_ns, "wrk", "-t", "1", "-c",
+                                    "50", "-d", "3s", f"http://{SERVER_IP}/1k"],
+                                   capture_output=True, text=True, timeout=60)
+                assert "Socket errors" not in w.stdout and "Non-2xx" not in w.stdout, w.stdout
         finally:
             proc.terminate()
             out, err = proc.communicate(timeout=30)
-        assert b'"served": 2' in out, err.decode()[-2000:]
+        assert json.loads(out.decode().strip().splitlines()[-1])["served"] >= 5004, \
+            err.decode()[-2000:]
+
+        servers = [("http.server", [sys.executable, "-m", "http.server", "8000", "--bind",
+                                    CLIENT_IP, "--directory", str(root)])]
+        if shutil.which("lighttpd"):
+            conf = tmp_path / "lighttpd.conf"
+            conf.write_text(f'server.document-root = "{root}"\nserver.port = 8000\n'
+                            f'server.bind = "{CLIENT_IP}"\n')
+            servers.append(("lighttpd", ["lighttpd", "-D", "-f", str(conf)]))
+        for label, argv in servers:
+            srv = subprocess.Popen(["ip", "netns", "exec", tb.client_ns, *argv],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                listening(tb, 8000)
+                for name, n in (("1k", 100), ("50m", 1)):
+                    p = subprocess.run([sys.executable, "-m", "mos", "load", "--config",
+                                        str(cfg), f"http://{CLIENT_IP}:8000/{name}", "-n", str(n),
+                                        "-c", "4" if n > 1 else "1", "-k"],
+                                       capture_output=True, text=True, cwd=repo, timeout=240)
+                    assert p.returncode == 0, (label, p.stdout[-2000:] + p.stderr[-2000:])
+                    res = json.loads(p.stdout.strip().splitlines()[-1])
+                    want = hashlib.sha256(files[name]).hexdigest()
+                    assert res["bodies"] == {want: n}, (label, name, res)
+            finally:
+                srv.terminate()
+                srv.wait(10)
 
 
 def test_tshark_sees_scaling_timestamps_and_sack_negotiated_with_linux(served, tmp_path):
