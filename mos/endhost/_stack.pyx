@@ -18,6 +18,7 @@ b'GET / HTTP/1.0\\r\\n\\r\\n'
 
 import ipaddress
 import os
+from socket import AF_INET as _AF_INET, AF_INET6 as _AF_INET6, inet_ntop as _inet_ntop
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, uintptr_t
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
@@ -330,9 +331,11 @@ cdef class Stack:
         cdef uint8_t ra[16]
         cdef uint16_t lp, rp
         _check(mos_stack_names(self.st, s, &ver, la, &lp, ra, &rp), "names")
-        n = 4 if ver == 4 else 16
-        return ((str(ipaddress.ip_address((<char *>la)[:n])), lp),
-                (str(ipaddress.ip_address((<char *>ra)[:n])), rp))
+        if ver == 4:
+            return ((_inet_ntop(_AF_INET, (<char *>la)[:4]), lp),
+                    (_inet_ntop(_AF_INET, (<char *>ra)[:4]), rp))
+        return ((_inet_ntop(_AF_INET6, (<char *>la)[:16]), lp),
+                (_inet_ntop(_AF_INET6, (<char *>ra)[:16]), rp))
 
     def ready(self):
         cdef int32_t socks[1024]

@@ -36,6 +36,7 @@ from .sockets import EPOLLIN, EPOLLOUT, IPPROTO_TCP, TCP_NODELAY, Context
 
 MAX_HEAD = 16 * 1024
 SLICE = 256 * 1024
+SMALL = 64 * 1024       # files up to this size are answered from memory
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
 
@@ -78,9 +79,10 @@ class Server:
 
     # requests ---------------------------------------------------------
     def _path(self, target: str) -> Optional[tuple]:
-        """(file, size, type) for a request target, or None.  Answers are
-        kept for a second, as lighttpd's stat cache does: a busy server
-        resolves each name once a second, not once a request."""
+        """(file, size, type, bytes of a small file) for a request target,
+        or None.  Answers are kept for a second, as lighttpd's stat cache
+        does: a busy server resolves each name (and reads a small file)
+        once a second, not once a request."""
         now = time.monotonic()
         hit = self._stat_cache.get(target)
         if hit is not None and now - hit[0] < 1.0:
@@ -90,8 +92,17 @@ class Server:
         full = os.path.realpath(os.path.join(self.root, path.lstrip("/")))
         found = None
         if (full == self.root or full.startswith(self.root + os.sep)) and os.path.isfile(full):
-            found = (full, os.path.getsize(full),
-                     mimetypes.guess_type(full)[0] or "application/octet-stream")
+            size = os.path.getsize(full)
+            data = None
+            if size <= SMALL:           # small files are kept with the answer
+                try:
+                    with open(full, "rb") as fh:
+                        data = fh.read(SMALL + 1)
+                except OSError:
+                    return None
+                size = len(data)
+            found = (full, size, mimetypes.guess_type(full)[0] or "application/octet-stream",
+                     data)
         if len(self._stat_cache) >= 4096:
             self._stat_cache.clear()
         self._stat_cache[target] = (now, found)
@@ -140,6 +151,8 @@ class Server:
         c.out += "\r\n".join(out).encode("latin-1")
         if parts and parts[0] == "HEAD":
             body = b""
+        elif status == 200 and found[3] is not None:
+            body = found[3]
         elif status == 200 and size:
             try:
                 c.file = open(found[0], "rb")
