@@ -82,6 +82,7 @@ struct mos_stack {
     uint32_t nheap, capheap;
     uint16_t ip_id;
     uint16_t eph_next;
+    uint8_t neigh_asking;   /* some neighbour was asked and has not answered: timers look */
     mos_stack_stats_t st;
     mos_rbuf_pool_t pool;
 };
@@ -376,6 +377,7 @@ static void solicit(mos_stack_t *st, neigh_t *n, uint64_t now)
     memset(f, 0, sizeof f);
     n->asked_at = now ? now : 1;
     n->tries++;
+    st->neigh_asking = 1;
     const uint8_t *src = src_for(st, n->ver, n->ip);
     if (!src) return;
     if (n->ver == 4) {
@@ -980,10 +982,15 @@ void mos_stack_timer(mos_stack_t *st, uint64_t now)
         int ev = mos_tcp_host_timer(k->tcp, now);
         settle(st, s, ev, now);
     }
+    if (!st->neigh_asking) return;
+    st->neigh_asking = 0; /* set again by solicit(), or below while one waits */
     for (int i = 0; i < NEIGH_MAX; i++) {
         neigh_t *n = &st->neigh[i];
         if (!n->used || n->resolved || !n->asked_at) continue;
-        if (now - n->asked_at < (uint64_t)st->cfg.neigh_timeout_ms * MS) continue;
+        if (now - n->asked_at < (uint64_t)st->cfg.neigh_timeout_ms * MS) {
+            st->neigh_asking = 1;
+            continue;
+        }
         if (n->tries >= NEIGH_TRIES) { /* nobody answers: what waited is dropped */
             st->st.neigh_drops += n->npend;
             neigh_drop_pending(n);
@@ -997,7 +1004,7 @@ void mos_stack_timer(mos_stack_t *st, uint64_t now)
 uint64_t mos_stack_deadline(const mos_stack_t *st)
 {
     uint64_t d = st->nheap ? st->heap[0].at : 0;
-    for (int i = 0; i < NEIGH_MAX; i++) {
+    for (int i = 0; st->neigh_asking && i < NEIGH_MAX; i++) {
         const neigh_t *n = &st->neigh[i];
         if (!n->used || n->resolved || !n->asked_at) continue;
         uint64_t t = n->asked_at + (uint64_t)st->cfg.neigh_timeout_ms * MS;
