@@ -217,3 +217,83 @@ def test_mos_serve_refuses_bad_settings_with_file_line_and_key(tmp_path):
     p = serve(good, tmp_path)
     assert p.returncode == 2 and "s.yaml:3: ports[wire].iface: cannot open nosuch0" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_so_rcvbuf_before_connect_bounds_the_window_and_data_still_flows():
+    sw, srv, cli = net()
+    ls = server(srv)
+    c = cli.socket()
+    c.setsockopt(S.SOL_SOCKET, S.SO_RCVBUF, 4096)
+    c.connect(("198.18.0.2", 8080))
+    s, _ = ls.accept()
+    assert c.getsockopt(S.SOL_SOCKET, S.SO_RCVBUF) == 4096
+    assert c.ctx.stack.state(c._sock) == "ESTABLISHED"
+    data = bytes(range(256)) * 4000           # 1 MB through a 4 KB window
+    s.setblocking(False)
+    got = bytearray()
+    view = memoryview(data)
+    while len(got) < len(data):
+        if view:
+            try:
+                view = view[s.send(view):]
+            except BlockingIOError:
+                pass
+        c.settimeout(5)
+        got += c.recv(65536)
+        assert c.ctx.stack.stats()["tcp_in"] < 100_000
+    assert bytes(got) == data
+
+
+def test_a_listeners_so_sndbuf_goes_to_the_connections_it_accepts():
+    sw, srv, cli = net()
+    ls = srv.socket()
+    ls.bind(("0.0.0.0", 8080))
+    ls.setsockopt(S.SOL_SOCKET, S.SO_SNDBUF, 8192)
+    ls.listen(8)
+    c = cli.socket()
+    c.connect(("198.18.0.2", 8080))
+    s, _ = ls.accept()
+    assert s.getsockopt(S.SOL_SOCKET, S.SO_SNDBUF) == 8192
+    s.setblocking(False)
+    assert s.send(b"x" * 100_000) == 8192      # the buffer takes 8 KB, no more
+    with pytest.raises(OSError, match="buffer size"):
+        s.setsockopt(S.SOL_SOCKET, S.SO_SNDBUF, 0)
+
+
+def test_so_sndbuf_grows_with_queued_bytes_kept_in_order():
+    sw, srv, cli = net()
+    ls = server(srv)
+    ls.setsockopt(S.SOL_SOCKET, S.SO_SNDBUF, 4096)
+    c = cli.socket()
+    c.setsockopt(S.SOL_SOCKET, S.SO_RCVBUF, 4096)
+    c.connect(("198.18.0.2", 8080))
+    s, _ = ls.accept()
+    s.setblocking(False)
+    data = bytes((i * 7) & 255 for i in range(300_000))
+    sent = s.send(data)                       # the ring is full and wrapped soon
+    got = bytearray(c.recv(1000))
+    s.setsockopt(S.SOL_SOCKET, S.SO_SNDBUF, 1 << 20)   # grows while holding bytes
+    assert s.getsockopt(S.SOL_SOCKET, S.SO_SNDBUF) == 1 << 20
+    view = memoryview(data)[sent:]
+    c.settimeout(5)
+    while len(got) < len(data):
+        if view:
+            try:
+                view = view[s.send(view):]
+            except BlockingIOError:
+                pass
+        got += c.recv(65536)
+    assert bytes(got) == data
+
+
+def test_so_rcvbuf_grows_after_the_handshake_but_never_shrinks():
+    sw, srv, cli = net()
+    ls = server(srv)
+    c = cli.socket()
+    c.connect(("198.18.0.2", 8080))
+    ls.accept()
+    before = c.getsockopt(S.SOL_SOCKET, S.SO_RCVBUF)
+    c.setsockopt(S.SOL_SOCKET, S.SO_RCVBUF, before * 2)
+    assert c.getsockopt(S.SOL_SOCKET, S.SO_RCVBUF) == before * 2
+    c.setsockopt(S.SOL_SOCKET, S.SO_RCVBUF, 1024)       # a window does not retract
+    assert c.getsockopt(S.SOL_SOCKET, S.SO_RCVBUF) == before * 2

@@ -284,3 +284,20 @@ def test_garbage_frames_never_crash(frames):
         b.timer(i * MS)
     exchange(a, b, len(frames) * MS)
     b.stats()
+
+
+def test_a_connect_with_so_rcvbuf_says_it_in_its_syn():
+    a, b = pair()
+    b.listen(80)
+    a.connect("198.18.0.2", 80, now=0, rcvbuf=4096)
+    syns = []
+    for _ in range(10):
+        for f in a.output(0):
+            eth = dpkt.ethernet.Ethernet(f)
+            if isinstance(eth.data, dpkt.ip.IP) and isinstance(eth.data.data, dpkt.tcp.TCP):
+                syns.append(eth.data.data)
+            b.input(f, 0)
+        for f in b.output(0):
+            a.input(f, 0)
+    syn = next(t for t in syns if t.flags & dpkt.tcp.TH_SYN)
+    assert syn.win == 4096

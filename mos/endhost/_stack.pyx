@@ -75,6 +75,9 @@ cdef extern from "stack.h" nogil:
     int mos_stack_error(const mos_stack_t *st, int sock)
     mos_tcp_host_t *mos_stack_tcp(mos_stack_t *st, int sock)
     int mos_stack_set_nodelay(mos_stack_t *st, int sock, int on)
+    int mos_stack_set_buffers(mos_stack_t *st, int sock, uint32_t sndbuf, uint32_t rcvbuf)
+    int mos_stack_connect_bufs(mos_stack_t *st, uint8_t ver, const uint8_t *dst, uint16_t dport,
+                               uint16_t sport, uint64_t now, uint32_t sndbuf, uint32_t rcvbuf)
     int mos_stack_names(const mos_stack_t *st, int sock, uint8_t *ver, uint8_t *laddr,
                         uint16_t *lport, uint8_t *raddr, uint16_t *rport)
     uint32_t mos_stack_ready(mos_stack_t *st, int32_t *socks, uint32_t maxn)
@@ -132,6 +135,7 @@ cdef class Stack:
     cdef mos_frame_t frames[PUMP_BURST]
     cdef uint8_t *txbuf
     cdef readonly uint64_t tx_dropped   # frames the port's tx did not take
+    cdef uint32_t sndbuf_default, rcvbuf_default
 
     def __cinit__(self, str mac="02:00:00:00:00:01", addrs=(), gateway4=None, gateway6=None,
                   uint32_t max_conns=4096, uint32_t max_time_wait=1024, uint16_t mtu=1500,
@@ -185,6 +189,7 @@ cdef class Stack:
             else:
                 raise TypeError(f"Stack: unknown option {k!r}")
         self.st = mos_stack_new(&c)
+        self.sndbuf_default, self.rcvbuf_default = c.tcp.sndbuf, c.tcp.rcvbuf
         if self.st == NULL:
             raise MemoryError("Stack: no memory")
 
@@ -277,14 +282,30 @@ cdef class Stack:
     def accept(self, int lsock):
         return _check(mos_stack_accept(self.st, lsock), "accept")
 
-    def connect(self, str host, uint16_t port, uint64_t now, uint16_t sport=0):
+    def connect(self, str host, uint16_t port, uint64_t now, uint16_t sport=0,
+                uint32_t sndbuf=0, uint32_t rcvbuf=0):
         ip = ipaddress.ip_address(host)
         p = ip.packed
         cdef uint8_t a[16]
         memset(a, 0, 16)
         memcpy(a, <const char *>p, len(p))
-        return _check(mos_stack_connect(self.st, ip.version, a, port, sport, now),
-                      f"connect {host} port {port}")
+        return _check(mos_stack_connect_bufs(self.st, ip.version, a, port, sport, now, sndbuf,
+                                             rcvbuf), f"connect {host} port {port}")
+
+    def default_buffers(self):
+        """(sndbuf, rcvbuf) of new connections (the stack's TCP defaults)."""
+        return self.sndbuf_default, self.rcvbuf_default
+
+    def set_buffers(self, int s, uint32_t sndbuf=0, uint32_t rcvbuf=0):
+        """SO_SNDBUF / SO_RCVBUF of a connection or a listener (0: unchanged)."""
+        _check(mos_stack_set_buffers(self.st, s, sndbuf, rcvbuf), "setsockopt buffers")
+
+    def buffers(self, int s):
+        """(sndbuf, rcvbuf) of a connection."""
+        cdef mos_tcp_host_t *h = mos_stack_tcp(self.st, s)
+        if h == NULL:
+            return None
+        return h.cfg.sndbuf, h.cfg.rcvbuf
 
     def send(self, int s, data):
         cdef const uint8_t[:] v = data

@@ -260,6 +260,10 @@ class Context:
                 self._idle(limit)
         return True
 
+    def default_buffers(self) -> tuple:
+        """(SO_SNDBUF, SO_RCVBUF) a new connection gets."""
+        return self.stack.default_buffers()
+
     # factories --------------------------------------------------------
     def socket(self, family: int = AF_INET, type: int = SOCK_STREAM) -> "socket":
         if type != SOCK_STREAM:
@@ -284,6 +288,7 @@ class socket:
         self._timeout: Optional[float] = None
         self._nodelay = False
         self._linger = (0, 0)         # SO_LINGER (l_onoff, l_linger)
+        self._bufs = [0, 0]           # SO_SNDBUF, SO_RCVBUF asked before there is a connection
         if _sock is not None:
             ctx._socks[_sock] = self
 
@@ -312,6 +317,18 @@ class socket:
             if self._sock is not None and not self._listening:
                 _call(self.ctx.stack.set_nodelay, self._sock, self._nodelay,
                       what="setsockopt TCP_NODELAY")
+        elif (level, opt) in ((SOL_SOCKET, SO_SNDBUF), (SOL_SOCKET, SO_RCVBUF)):
+            # taken as the byte count (Linux doubles it for its bookkeeping;
+            # here the buffer holds exactly that much)
+            n = int(value)
+            if n <= 0:
+                raise _oserror(_errno.EINVAL, f"setsockopt: buffer size {n}")
+            i = 0 if opt == SO_SNDBUF else 1
+            self._bufs[i] = n
+            if self._sock is not None:
+                _call(self.ctx.stack.set_buffers, self._sock, *(n if j == i else 0
+                                                                   for j in range(2)),
+                      what="setsockopt")
         elif (level, opt) == (SOL_SOCKET, SO_LINGER):
             # struct linger as the socket module packs it ("ii"); on with a
             # zero time, close() resets the connection (RST), as on Linux
@@ -325,6 +342,11 @@ class socket:
             return self.ctx.stack.error(self._sock) if self._sock is not None else 0
         if (level, opt) == (IPPROTO_TCP, TCP_NODELAY):
             return int(self._nodelay)
+        if (level, opt) in ((SOL_SOCKET, SO_SNDBUF), (SOL_SOCKET, SO_RCVBUF)):
+            got = None if self._sock is None or self._listening else \
+                self.ctx.stack.buffers(self._sock)
+            i = 0 if opt == SO_SNDBUF else 1
+            return got[i] if got else (self._bufs[i] or self.ctx.default_buffers()[i])
         if (level, opt) == (SOL_SOCKET, SO_LINGER):
             import struct
             return struct.pack("ii", *self._linger) if buflen else self._linger[0]
@@ -354,6 +376,8 @@ class socket:
         self._sock = _call(self.ctx.stack.listen, self._bound[1], max(1, backlog), ver,
                            what=f"listen on port {self._bound[1]}")
         self._listening = True
+        if any(self._bufs):        # for the connections it accepts
+            self.ctx.stack.set_buffers(self._sock, *self._bufs)
         self.ctx._socks[self._sock] = self
 
     def accept(self):
@@ -381,7 +405,7 @@ class socket:
         st = self.ctx.stack
         sport = self._bound[1] if self._bound else 0
         try:
-            self._sock = st.connect(host, port, self.ctx.now(), sport)
+            self._sock = st.connect(host, port, self.ctx.now(), sport, *self._bufs)
         except StackError as exc:
             return exc.errno
         self.ctx._socks[self._sock] = self

@@ -33,6 +33,7 @@ typedef struct sock {
     uint32_t backlog, nsyn, nacc;
     int32_t acc_head, acc_tail;
     int err;                /* SO_ERROR not reported yet */
+    uint32_t sndbuf, rcvbuf; /* a listener's SO_SNDBUF / SO_RCVBUF for its children (0: default) */
     uint32_t last_events;
     uint64_t deadline;      /* the deadline last pushed to the heap */
     uint64_t tw_since;
@@ -810,6 +811,8 @@ static void tcp_in(mos_stack_t *st, const mos_pkt_t *p, uint64_t now)
     k->lport = p->dport;
     k->rport = p->sport;
     k->listener = l;
+    if (lk->sndbuf || lk->rcvbuf) /* the listener's buffer sizes, as Linux children inherit */
+        mos_tcp_host_set_buffers(k->tcp, lk->sndbuf, lk->rcvbuf);
     st->st.conns++;
     lk->nsyn++;
     hash_link(st, c);
@@ -1057,6 +1060,12 @@ int mos_stack_accept(mos_stack_t *st, int ls)
 int mos_stack_connect(mos_stack_t *st, uint8_t ver, const uint8_t *dst, uint16_t dport,
                       uint16_t sport, uint64_t now)
 {
+    return mos_stack_connect_bufs(st, ver, dst, dport, sport, now, 0, 0);
+}
+
+int mos_stack_connect_bufs(mos_stack_t *st, uint8_t ver, const uint8_t *dst, uint16_t dport,
+                           uint16_t sport, uint64_t now, uint32_t sndbuf, uint32_t rcvbuf)
+{
     if ((ver != 4 && ver != 6) || !dport) return -MOS_SK_EINVAL;
     const uint8_t *src = src_for(st, ver, dst);
     if (!src) return -MOS_SK_EADDRNOTAVAIL;
@@ -1099,6 +1108,7 @@ int mos_stack_connect(mos_stack_t *st, uint8_t ver, const uint8_t *dst, uint16_t
     k->accepted = 1;
     st->st.conns++;
     hash_link(st, s);
+    if (sndbuf || rcvbuf) mos_tcp_host_set_buffers(k->tcp, sndbuf, rcvbuf); /* before the SYN */
     mos_tcp_host_connect(k->tcp, isn_for(st, ver, la, sport, ra, dport, now), now);
     settle(st, s, 0, now);
     return s;
@@ -1219,6 +1229,20 @@ mos_tcp_host_t *mos_stack_tcp(mos_stack_t *st, int s)
 {
     sock_t *k = sk_get(st, s);
     return k && k->kind == SK_CONN ? k->tcp : NULL;
+}
+
+int mos_stack_set_buffers(mos_stack_t *st, int s, uint32_t sndbuf, uint32_t rcvbuf)
+{
+    sock_t *k = sk_get(st, s);
+    if (!k) return -MOS_SK_EBADF;
+    if (k->kind == SK_LISTEN) { /* for the connections it will accept */
+        if (sndbuf) k->sndbuf = sndbuf;
+        if (rcvbuf) k->rcvbuf = rcvbuf;
+        return 0;
+    }
+    if (mos_tcp_host_set_buffers(k->tcp, sndbuf, rcvbuf)) return -MOS_SK_ENOMEM;
+    settle(st, s, 0, k->tcp->now); /* more room may open the window or let data go */
+    return 0;
 }
 
 int mos_stack_set_nodelay(mos_stack_t *st, int s, int on)

@@ -86,6 +86,11 @@ int mos_stack_abort(mos_stack_t *st, int sock);     /* RST, and the socket goes 
 uint32_t mos_stack_events(const mos_stack_t *st, int sock);   /* MOS_SK_* now */
 int mos_stack_error(const mos_stack_t *st, int sock);         /* SO_ERROR (cleared) */
 mos_tcp_host_t *mos_stack_tcp(mos_stack_t *st, int sock);     /* its TCP, or NULL */
+/* SO_SNDBUF / SO_RCVBUF (0: unchanged): of a connection, or of a listener
+ * for the connections it accepts; a connect that takes them before its SYN */
+int mos_stack_set_buffers(mos_stack_t *st, int sock, uint32_t sndbuf, uint32_t rcvbuf);
+int mos_stack_connect_bufs(mos_stack_t *st, uint8_t ver, const uint8_t *dst, uint16_t dport,
+                           uint16_t sport, uint64_t now, uint32_t sndbuf, uint32_t rcvbuf);
 int mos_stack_set_nodelay(mos_stack_t *st, int sock, int on);  /* TCP_NODELAY */
 /* local and remote (ver, address, port) of a socket; -EBADF if none */
 int mos_stack_names(const mos_stack_t *st, int sock, uint8_t *ver, uint8_t *laddr,

@@ -840,6 +840,49 @@ uint32_t mos_tcp_host_send(mos_tcp_host_t *h, const uint8_t *data, uint32_t n)
     return n;
 }
 
+/* SO_SNDBUF and SO_RCVBUF (0: leave it).  The send limit never drops below
+ * what is queued; a ring already taken grows with its bytes kept in order.
+ * The receive limit is free until our SYN is out; after it, the window
+ * shift is fixed and a window never retracts (RFC 9293 3.8.6), so it only
+ * grows, up to what the shift can say (RFC 7323 2.3). */
+int mos_tcp_host_set_buffers(mos_tcp_host_t *h, uint32_t sndbuf, uint32_t rcvbuf)
+{
+    if (sndbuf) {
+        if (sndbuf < h->sb_len) sndbuf = (uint32_t)h->sb_len;
+        uint32_t cap = pow2_at_least(sndbuf);
+        if (!h->sb) {
+            h->sb_cap = cap;
+        } else if (cap > h->sb_cap) {
+            uint8_t *ring = malloc(cap);
+            if (!ring) return -1;
+            uint64_t off = h->sb_off;
+            uint32_t n = (uint32_t)h->sb_len, m = cap - 1;
+            while (n) { /* each byte to its place under the new mask */
+                uint32_t pos = (uint32_t)off & m, k = cap - pos;
+                if (k > n) k = n;
+                mos_tcp_host_copy_tx(h, off, ring + pos, k);
+                off += k;
+                n -= k;
+            }
+            free(h->sb);
+            h->sb = ring;
+            h->sb_cap = cap;
+        }
+        h->cfg.sndbuf = sndbuf;
+    }
+    if (rcvbuf) {
+        int open = h->me.state != MOS_TCPS_CLOSED || h->syn_pending;
+        /* the shift is known once the handshake is done; before, it is ours */
+        uint32_t shift = h->me.state >= MOS_TCPS_ESTABLISHED ? h->rcv_shift : h->cfg.wscale;
+        if (rcvbuf < h->cfg.mss) rcvbuf = h->cfg.mss;
+        if (rcvbuf > (65535u << shift)) rcvbuf = 65535u << shift;
+        if (open && rcvbuf < h->cfg.rcvbuf) rcvbuf = h->cfg.rcvbuf;
+        if (mos_rbuf_set_limit(&h->me.rbuf, rcvbuf) == UINT64_MAX) return -1;
+        h->cfg.rcvbuf = rcvbuf;
+    }
+    return 0;
+}
+
 uint32_t mos_tcp_host_recv(mos_tcp_host_t *h, uint8_t *out, uint32_t n)
 {
     mos_rbuf_t *rb = &h->me.rbuf;

@@ -168,6 +168,8 @@ uint64_t mos_tcp_host_deadline(const mos_tcp_host_t *h);
  * side is closed); recv: bytes copied (0 with mos_tcp_host_eof: the end). */
 uint32_t mos_tcp_host_send(mos_tcp_host_t *h, const uint8_t *data, uint32_t n);
 uint32_t mos_tcp_host_recv(mos_tcp_host_t *h, uint8_t *out, uint32_t n);
+/* SO_SNDBUF / SO_RCVBUF of one connection (0: unchanged); -1 without memory */
+int mos_tcp_host_set_buffers(mos_tcp_host_t *h, uint32_t sndbuf, uint32_t rcvbuf);
 uint32_t mos_tcp_host_readable(const mos_tcp_host_t *h);    /* FIONREAD */
 uint32_t mos_tcp_host_writable(const mos_tcp_host_t *h);    /* send buffer room */
 int mos_tcp_host_eof(const mos_tcp_host_t *h);
