@@ -12,7 +12,10 @@ Figures, for a 64-byte file: connections/s (a new connection per request,
 lighttpd is one process by design).  Needs root, the test bed tools and
 lighttpd and wrk (``make bench`` installs them).
 
-    sudo python3 bench/bench_endhost.py [--seconds 5] [--connections 50]
+    sudo python3 bench/bench_endhost.py [--seconds 5] [--connections 50] [--aiohttp]
+
+With --aiohttp, also one aiohttp application (64-byte answers), run on
+mos.aio's loop and on asyncio's own loop over Linux sockets.
 
 Target (issue 9): mos at or above Linux + lighttpd in connections/s (goal 2x).
 """
@@ -49,6 +52,41 @@ def wrk(tb, url, seconds, conns, close):
             "errors": errs.group(0) if errs else ""}
 
 
+# The same aiohttp application on both stacks: argv[1] is a mos config
+# (mos.aio's loop) or "kernel" (asyncio's own loop on Linux sockets)
+AIOHTTP_APP = """
+import sys
+from aiohttp import web
+async def small(request):
+    return web.Response(body=b"x" * 64)
+app = web.Application()
+app.router.add_get("/small", small)
+loop = None
+if sys.argv[1] != "kernel":
+    import mos.aio
+    loop = mos.aio.new_event_loop(sys.argv[1])
+web.run_app(app, host=sys.argv[2], port=8080, loop=loop, print=lambda *a: print(*a, flush=True),
+            access_log=None)
+"""
+
+
+def _aiohttp(tb, argv_prefix, cfg, host, seconds, conns):
+    """req/s (keep-alive) and conn/s of the aiohttp app, started with argv_prefix."""
+    app = subprocess.Popen([*argv_prefix, "taskset", "-c", "1", sys.executable, "-u", "-c",
+                            AIOHTTP_APP, cfg, host], cwd=REPO, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONPATH=REPO))
+    try:
+        for _ in range(600):
+            if b"Running on" in app.stdout.readline() or app.poll() is not None:
+                break
+        url = f"http://{SERVER_IP}:8080/small"
+        return {"conn/s": wrk(tb, url, seconds, conns, close=True)["rps"],
+                "req/s": wrk(tb, url, seconds, conns, close=False)["rps"]}
+    finally:
+        app.terminate()
+        app.wait(30)
+
+
 def measure(tb, base, seconds, conns):
     return {"conn/s": wrk(tb, base + "/small", seconds, conns, close=True)["rps"],
             "req/s": wrk(tb, base + "/small", seconds, conns, close=False)["rps"],
@@ -59,6 +97,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument("--aiohttp", action="store_true",
+                    help="also an aiohttp app on mos.aio against the same app on Linux")
     args = ap.parse_args()
     for tool in ("wrk", "lighttpd"):
         if shutil.which(tool) is None:
@@ -99,6 +139,9 @@ def main() -> int:
             srv.wait(timeout=30)
             log.seek(0)
             print("mos serve: " + log.read().strip().replace("\n", "\n  "), file=sys.stderr)
+        if args.aiohttp:
+            aio_results = {"aiohttp on mos.aio": _aiohttp(tb, [], cfg, "0.0.0.0", args.seconds,
+                                                          args.connections)}
         conf = os.path.join(root, "lighttpd.conf")
         with open(conf, "w") as fh:
             fh.write(f'server.document-root = "{root}"\nserver.port = 80\n'
@@ -118,6 +161,10 @@ def main() -> int:
             finally:
                 srv.terminate()
                 srv.wait(10)
+            if args.aiohttp:
+                aio_results["aiohttp on Linux"] = _aiohttp(
+                    tb, ["ip", "netns", "exec", tb.server_ns], "kernel", SERVER_IP, args.seconds,
+                    args.connections)
     print(f"wrk, {args.connections} connections, {args.seconds} s per figure; 64 B file "
           f"(conn/s: Connection: close; req/s: keep-alive); 20 MB file for bulk")
     print(f"{'server':20} {'conn/s':>10} {'req/s':>10} {'bulk Gbit/s':>12}")
@@ -126,6 +173,13 @@ def main() -> int:
     m, lx = results["mos serve"], results["Linux + lighttpd"]
     print("ratio mos / Linux:   " + "  ".join(
         f"{k} {m[k] / lx[k]:.2f}" if lx[k] else f"{k} -" for k in m))
+    if args.aiohttp:
+        print(f"\n{'aiohttp (same app)':20} {'conn/s':>10} {'req/s':>10}")
+        for name, r in aio_results.items():
+            print(f"{name:20} {r['conn/s']:10.0f} {r['req/s']:10.0f}")
+        a, k = aio_results["aiohttp on mos.aio"], aio_results["aiohttp on Linux"]
+        print("ratio mos / Linux:   " + "  ".join(
+            f"{x} {a[x] / k[x]:.2f}" if k[x] else f"{x} -" for x in a))
     return 0
 
 
