@@ -16,6 +16,7 @@
 
 #define CHUNK_SHIFT 10
 #define LRU_GRAIN 50000000ull /* ns: LRU order is exact to 50 ms */
+#define PREFETCH_AHEAD 4        /* packets between a flow entry's prefetch and its use */
 #define CHUNK (1u << CHUNK_SHIFT)
 
 struct mos_engine {
@@ -54,8 +55,12 @@ struct mos_engine {
     /* events of the current burst */
     mos_event_t *ev;
     uint32_t nev, evcap;
-    /* decoded packets of the current burst */
+    /* decoded packets of the current burst (decoded when the burst comes,
+     * with their flow hash, so each packet's flow entry can be asked for
+     * from memory a few packets before it is needed) */
     mos_pkt_t *pkts;
+    int8_t prerc[MOS_BURST_MAX];     /* mos_decode's answer */
+    uint32_t phash[MOS_BURST_MAX];   /* the flow hash of a TCP packet */
     uint8_t *verdict;
     struct pktref {             /* per packet, for edits made by handlers */
         uint32_t slot;          /* its flow's slot (MOS_NIL: none) */
@@ -1291,11 +1296,34 @@ int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int from, int
         return from; /* not the burst this engine is in */
     }
     if (n > MOS_BURST_MAX) n = MOS_BURST_MAX; /* the caller cuts longer runs in bursts */
+    if (from == 0) {
+        /* Decoding is pure: do it for the whole burst now, and ask for each
+         * TCP packet's hash bucket.  With thousands of flows, a flow entry
+         * is a cache miss per packet; below, the entry of packet i + AHEAD
+         * is prefetched while packet i is processed. */
+        for (int k = 0; k < n; k++) {
+            int rc = mos_decode(frames[k].linktype, frames[k].data, frames[k].caplen,
+                                &e->pkts[k]);
+            e->prerc[k] = (int8_t)rc;
+            if (rc == MOS_DEC_TCP) {
+                e->phash[k] = mos_flow_hash(&e->pkts[k]);
+                __builtin_prefetch(&e->buckets[e->phash[k] & (e->nbuckets - 1)], 0, 1);
+            }
+        }
+    }
     e->serial++;
     uint32_t nev0 = e->nev;
     int i;
     for (i = from; i < n; i++) {
         const mos_frame_t *fr = &frames[i];
+        if (i + PREFETCH_AHEAD < n && e->prerc[i + PREFETCH_AHEAD] == MOS_DEC_TCP) {
+            uint32_t s = e->buckets[e->phash[i + PREFETCH_AHEAD] & (e->nbuckets - 1)];
+            if (s != MOS_NIL) {
+                const uint8_t *fp = (const uint8_t *)slot_ptr(e, s);
+                __builtin_prefetch(fp, 0, 1);
+                __builtin_prefetch(fp + 64, 0, 1);
+            }
+        }
         if (fr->ts_ns > stop_ts) break;
         if (fr->ts_ns > e->now) {
             e->now = fr->ts_ns;
@@ -1314,7 +1342,7 @@ int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int from, int
         e->c.frames++;
         e->c.bytes += fr->wirelen;
         mos_pkt_t *p = &e->pkts[i];
-        int rc = mos_decode(fr->linktype, fr->data, fr->caplen, p);
+        int rc = e->prerc[i];
         if (rc == MOS_DEC_FRAGMENT) {
             if (fr->caplen >= fr->wirelen && p->l3 + p->l3len > fr->data + fr->caplen) {
                 e->c.malformed++; /* as below: the fragment's IP length exceeds the wire */
