@@ -11,7 +11,7 @@
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 300
 FUZZ_CI_SECONDS ?= 20
-FUZZ_HARNESSES ?= capture engine endpoint host seqmap rbuf settings http tls
+FUZZ_HARNESSES ?= capture engine endpoint host stack seqmap rbuf settings http tls
 FUZZ_DIR := build/fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_CFLAGS := -g -O1 -std=gnu11 -fno-omit-frame-pointer -fno-strict-aliasing \
@@ -21,7 +21,7 @@ FUZZ_CORE_SRC := native/capture.c native/pcapport.c native/decode.c native/defra
 	$(wildcard mos/endhost/*.c)
 FUZZ_CORE_SRC := $(filter-out mos/tcp/_% mos/endhost/_%,$(FUZZ_CORE_SRC))
 FUZZ_CORE_OBJ := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(FUZZ_CORE_SRC))
-FUZZ_C_HARNESSES := capture engine endpoint host seqmap rbuf
+FUZZ_C_HARNESSES := capture engine endpoint host stack seqmap rbuf
 FUZZ_BINS := $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_C_HARNESSES))
 FUZZ_HDRS := $(wildcard native/*.h mos/tcp/*.h mos/dualstack/*.h mos/endhost/*.h) fuzz/fuzz_util.h
 

@@ -502,9 +502,15 @@ static int sk_alloc(mos_stack_t *st)
     if (st->freelist < 0) return -MOS_SK_EMFILE;
     int s = st->freelist;
     st->freelist = st->socks[s].hnext;
-    uint8_t dirty = st->socks[s].dirty;   /* its entry on the dirty list stays valid */
-    memset(&st->socks[s], 0, sizeof st->socks[s]);
-    st->socks[s].dirty = dirty;
+    /* the list memberships of the slot's last life stay: its entries on the
+     * ready, blocked and dirty lists are still there, and a second entry
+     * would overrun a list sized for one per slot (found by fuzz_stack) */
+    sock_t *k = &st->socks[s];
+    uint8_t dirty = k->dirty, in_ready = k->in_ready, out_blocked = k->out_blocked;
+    memset(k, 0, sizeof *k);
+    k->dirty = dirty;
+    k->in_ready = in_ready;
+    k->out_blocked = out_blocked;
     st->socks[s].listener = st->socks[s].hnext = st->socks[s].qnext = -1;
     st->socks[s].acc_head = st->socks[s].acc_tail = -1;
     return s;
@@ -957,9 +963,9 @@ uint32_t mos_stack_output(mos_stack_t *st, uint8_t *buf, uint32_t cap, uint64_t 
         st->nblocked = 0;
         for (uint32_t i = 0; i < n; i++) {
             int32_t s = st->blocked[i];
+            st->socks[s].out_blocked = 0; /* also for a slot freed meanwhile */
             sock_t *k = sk_get(st, s);
             if (!k) continue;
-            k->out_blocked = 0;
             if (k->kind == SK_CONN) settle(st, s, 0, now);
         }
     }
