@@ -14,24 +14,12 @@ import subprocess
 import threading
 
 import pytest
+from netbed import live_skip_reason
 
 from mos.testing.testbed import CLIENT_IP, CLIENT_IP6, SERVER_IP, SERVER_IP6
 
 
-def _why_not():
-    if os.geteuid() != 0:
-        return "needs root (namespaces, veths, AF_PACKET)"
-    for tool in ("ip", "ethtool", "curl", "ping"):
-        if shutil.which(tool) is None:
-            return f"needs {tool}"
-    try:
-        import mos.ports._afpacket  # noqa: F401
-    except ImportError as e:
-        return f"mos.ports._afpacket is not built ({e})"
-    return None
-
-
-WHY = _why_not()
+WHY = live_skip_reason("ip", "ethtool", "curl", "ping")
 pytestmark = pytest.mark.skipif(WHY is not None, reason=f"end-host live tests: {WHY}")
 
 
