@@ -191,10 +191,13 @@ def _report(capsys, what, clean, impaired, box):
               f"({impaired / clean:.2f}x); box: {json.dumps(box)}")
 
 
-@pytest.mark.xfail(strict=False, reason="issue 9 target not met for mos as the sender: "
-                   "2.5-10x the clean time measured (the clean run's window grows without "
-                   "bound, 2 % loss keeps mos's Reno-style window near 6 segments, and each "
-                   "ACK lost at the end of a flight costs a 10 ms probe timeout)")
+@pytest.mark.xfail(strict=False, reason="issue 9 target not met with mos as the sender: "
+                   "5.7-10x the clean time measured.  The box's own latency (1-3 ms per "
+                   "burst: a Python handler per packet, 2 CPUs shared with curl and mos) "
+                   "is the round trip, 2 % loss keeps mos's window near 5 segments (the "
+                   "clean run's grows without bound), each ACK lost at the end of a flight "
+                   "costs a 10 ms probe and a lost probe a 200 ms RTO.  Linux as the "
+                   "sender: 1.1-2.6x")
 def test_curl_downloads_from_mos_through_the_box_within_three_times_clean(runs, capsys):
     clean, bad = runs["clean"], runs["impaired"]
     box = bad["box"]
