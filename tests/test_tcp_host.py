@@ -360,6 +360,51 @@ def test_the_receiver_sacks_the_latest_segment_first():
     assert blocks[2] == (segs[3].seq, segs[3].seq + 1448)
 
 
+def test_the_receiver_reports_a_duplicate_with_a_dsack_block():
+    # RFC 2883 4: a segment that came twice is the first block of the next
+    # ACK, below its acknowledgement number; the ACK after it has none
+    c, s, now = _established()
+    c.send(b"d" * 1448)
+    seg = _data(c.output(now))[0]
+    s.input(seg, now + 1000)
+    s.output(now + 1000)
+    s.input(seg, now + 2000)
+    ack = s.output(now + 2000)[-1]
+    assert ack.options["sack"] == [(seg.seq, seg.seq + 1448)] and ack.ack == seg.seq + 1448
+
+
+def test_a_recovery_whose_resends_all_come_back_dsacked_is_undone():
+    # segment 1 is only late: RACK marks it lost (three later ones SACKed,
+    # no reordering seen yet), the window is cut and it is resent; the
+    # original then arrives, the resend draws a D-SACK: the cut was for
+    # nothing (RFC 3708), the window before it comes back (RFC 4015), and
+    # RACK's reordering window grows (RFC 8985 6.2 step 4)
+    c, s, now = _established()
+    c.send(b"e" * 1448 * 5)
+    segs = _data(c.output(now))
+    for k in (1, 2, 3):
+        s.input(segs[k], now + 300_000)
+    before = c.info()["cwnd"]
+    for a in s.output(now + 300_000):
+        c.input(a, now + 1 * MS)
+    assert c.info()["in_recovery"] and c.info()["cwnd"] < before
+    resend = [x for x in _data(c.output(now + 1 * MS)) if x.seq == segs[0].seq]
+    assert resend
+    s.input(segs[0], now + 1 * MS)                   # the original, late
+    s.input(segs[4], now + 1 * MS)
+    for a in s.output(now + 1 * MS):
+        c.input(a, now + 1 * MS + 500_000)
+    s.input(resend[0], now + 1 * MS + 500_000)     # the resend: a duplicate
+    dsack = s.output(now + 1 * MS + 500_000)[-1]
+    assert seq_lt(dsack.options["sack"][0][0], dsack.ack)
+    c.input(dsack, now + 2 * MS)
+    assert c.info()["cwnd"] >= before and not c.info()["in_recovery"], c.info()
+
+
+def seq_lt(a, b):
+    return 0 < (b - a) & 0xFFFFFFFF < 1 << 31
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(loss=st.sampled_from([0.0, 0.02, 0.05]), dup=st.sampled_from([0.0, 0.01, 0.05]),
        reorder=st.sampled_from([0.0, 0.01, 0.05]), seed=st.integers(0, 10_000),

@@ -285,7 +285,7 @@ static void sb_acked(mos_tcp_host_t *h, uint32_t ack, uint32_t tsecr, uint64_t n
         if (r->flags & MOS_SEG_LOST) h->lost_bytes -= cut;
         r->seq = ack;
     }
-    if (!h->nsegs && h->segs_cap > 16) { /* a long transfer ended: give the room back */
+    if (!h->nsegs && h->segs) { /* all delivered: an idle connection holds no records */
         free(h->segs);
         h->segs = NULL;
         h->segs_cap = 0;
