@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -22,7 +23,8 @@ import pytest
 
 from mos.testing.testbed import Testbed, available
 
-__all__ = ["http_server", "interrupt", "live_skip_reason", "needs_testbed", "testbed_fixture"]
+__all__ = ["http_server", "interrupt", "live_skip_reason", "needs_testbed", "testbed_fixture",
+           "wait_serving"]
 
 _reason: list = []
 
@@ -95,3 +97,19 @@ def http_server(tb: Testbed, root_dir, port: int = 80, lifetime: float = 300.0,
             yield p
         finally:
             tb.stop(p)
+
+
+def wait_serving(proc, timeout=60.0):
+    """Until `mos serve` says it serves (its stack is up), or fail with its stderr."""
+    end = time.monotonic() + timeout
+    seen = b""
+    while time.monotonic() < end:
+        ready, _, _ = select.select([proc.stderr], [], [], 0.5)
+        if ready:
+            line = proc.stderr.readline()
+            seen += line
+            if line.startswith(b"mos serve:"):
+                return
+            if not line and proc.poll() is not None:
+                break
+    raise AssertionError(f"mos serve did not start: {seen.decode(errors='replace')[-2000:]}")

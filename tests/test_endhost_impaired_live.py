@@ -30,7 +30,7 @@ import sys
 import time
 
 import pytest
-from netbed import interrupt, live_skip_reason
+from netbed import interrupt, live_skip_reason, wait_serving
 
 from mos.testing.testbed import CLIENT_IP, SERVER_IP
 
@@ -82,7 +82,6 @@ def _endhost_yaml(tb, tmp):
 
 def _serve(tb, cfg, root):
     """`mos serve` on s0 in the server namespace, once it says it serves."""
-    from test_endhost_live import wait_serving
     proc = tb.popen_in(tb.server_ns, [sys.executable, "-m", "mos", "serve", "-c", str(cfg),
                                       "--root", str(root), "--port", "80", "--seconds", "300"],
                        lifetime=320, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

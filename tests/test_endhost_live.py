@@ -14,7 +14,7 @@ import subprocess
 import threading
 
 import pytest
-from netbed import live_skip_reason
+from netbed import live_skip_reason, wait_serving
 
 from mos.testing.testbed import CLIENT_IP, CLIENT_IP6, SERVER_IP, SERVER_IP6
 
@@ -69,24 +69,6 @@ def curl(tb, url, *extra, timeout=120):
     return subprocess.run(["ip", "netns", "exec", tb.client_ns, "curl", "-sS", "-g",
                            "--max-time", str(timeout - 5), *extra, url],
                           capture_output=True, timeout=timeout)
-
-
-def wait_serving(proc, timeout=60.0):
-    """Until `mos serve` says it serves (its stack is up), or fail with its stderr."""
-    import select
-    import time
-    end = time.monotonic() + timeout
-    seen = b""
-    while time.monotonic() < end:
-        ready, _, _ = select.select([proc.stderr], [], [], 0.5)
-        if ready:
-            line = proc.stderr.readline()
-            seen += line
-            if line.startswith(b"mos serve:"):
-                return
-            if not line and proc.poll() is not None:
-                break
-    raise AssertionError(f"mos serve did not start: {seen.decode(errors='replace')[-2000:]}")
 
 
 @pytest.mark.parametrize("name", ["1k", "1m", "20m"])
