@@ -5,9 +5,10 @@ reordering 1 % of the TCP segments each way; mos's stack in the server
 namespace on s0 (198.18.0.2, Linux's addresses there removed), Linux in
 the client namespace (198.18.0.1).
 
-Each direction moves 20 MB, byte-identically, once through the box with
-0 % impairment (the clean time: the box's own cost included) and once
-impaired; the impaired time must stay within 3x the clean one (issue 9):
+Each direction moves 20 MB five times, byte-identically, through the box
+with 0 % impairment (the clean time: the box's own cost included) and
+through it impaired; the median impaired time must stay within 3x the
+median clean one (issue 9):
 
 * mos sends: curl in the client namespace fetches from `mos serve`;
 * mos receives: `mos load` fetches from Python's http.server in the client
@@ -25,6 +26,7 @@ import hashlib
 import json
 import os
 import select
+import statistics
 import subprocess
 import sys
 import time
@@ -39,6 +41,8 @@ SIZE = 20_000_000
 IMPAIRED = "loss=0.02,dup=0.01,reorder=0.01,seed=7,handshake=0"
 CLEAN = "loss=0,dup=0,reorder=0,handshake=0"
 TARGET = 3.0   # impaired time / clean time, at most (issue 9)
+REPEAT = 5     # transfers each way per run: the medians are compared (one 20 MB
+               # transfer takes 0.1-0.3 s clean, and its time varies by 2x between runs)
 
 
 WHY = live_skip_reason("ip", "ethtool", "curl", "ping", "ss", "tcpdump", "tshark", "timeout")
@@ -105,14 +109,21 @@ def _curl(tb, out):
     return float(r.stdout)
 
 
-def _load(tb, cfg):
+def _load(tb, cfg, want):
+    """`mos load` fetching the file REPEAT times, one connection after the
+    other in one process (a new process would reuse the last one's port
+    and numbers, and meet Linux's TIME-WAIT); the median time of one."""
     r = tb.run_in(tb.server_ns, [sys.executable, "-m", "mos", "load", "--config", str(cfg),
-                                 f"http://{CLIENT_IP}:8000/big", "-n", "1", "-c", "1", "-s",
-                                 "110"], timeout=150, cwd=ROOT)
+                                 f"http://{CLIENT_IP}:8000/big", "-n", str(REPEAT), "-c", "1",
+                                 "-s", "110"], timeout=60 + 60 * REPEAT, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    assert "Complete requests:      1" in r.stdout and "Failed requests:        0" in r.stdout
-    taken = [ln for ln in r.stdout.splitlines() if ln.startswith("Time taken for tests:")]
-    return float(taken[0].split()[4]), json.loads(r.stdout.strip().splitlines()[-1])
+    assert f"Complete requests:      {REPEAT}" in r.stdout, r.stdout
+    assert "Failed requests:        0" in r.stdout, r.stdout
+    assert json.loads(r.stdout.strip().splitlines()[-1])["bodies"] == {want: REPEAT}
+    # ab's "Latency 50% / 99%:  A / B ms": with one connection at a time, the
+    # median request is the median transfer
+    lat = [ln for ln in r.stdout.splitlines() if ln.startswith("Latency 50% / 99%:")]
+    return float(lat[0].split(":")[1].split("/")[0]) / 1000
 
 
 def _capture(tb, pcap):
@@ -138,22 +149,23 @@ def _one_run(tb, tmp, www, want, params, capture=None):
         try:
             _wait_forwarding(tb, box)
             out = tmp / "curl.out"
-            got["curl_s"] = _curl(tb, out)
-            got["curl_sha"] = hashlib.sha256(out.read_bytes()).hexdigest()
-            out.unlink()
+            got["curl_all"] = []
+            for _ in range(REPEAT):
+                got["curl_all"].append(_curl(tb, out))
+                assert hashlib.sha256(out.read_bytes()).hexdigest() == want, "curl's copy differs"
+                out.unlink()
         finally:
             tb.stop(serve)
         dump = _capture(tb, capture) if capture else None
         try:
-            got["load_s"], got["load"] = _load(tb, cfg)
+            got["load_s"] = _load(tb, cfg, want)
         finally:
             if dump is not None:
                 time.sleep(0.3)
                 tb.stop(dump)
     finally:
         got["box"] = box.stop()
-    assert got["curl_sha"] == want, "curl's copy differs"
-    assert got["load"]["bodies"] == {want: 1}, got["load"]
+    got["curl_s"] = statistics.median(got["curl_all"])
     return got
 
 
@@ -184,33 +196,33 @@ def runs(tmp_path_factory):
             yield {"clean": clean, "impaired": impaired, "pcap": tmp / "mos.pcap"}
 
 
-def _report(capsys, what, clean, impaired, box):
+def _report(capsys, what, clean, bad, key):
     with capsys.disabled():
-        print(f"\n  {what}: clean {clean:.3f} s, impaired {impaired:.3f} s "
-              f"({impaired / clean:.2f}x); box: {json.dumps(box)}")
+        each = (f"clean {clean[key + '_all']} s, impaired {bad[key + '_all']} s; "
+                if key + "_all" in clean else "")
+        print(f"\n  {what}: {each}medians {clean[key + '_s']:.3f} / {bad[key + '_s']:.3f} s "
+              f"({bad[key + '_s'] / clean[key + '_s']:.2f}x); box: {json.dumps(bad['box'])}")
 
 
 @pytest.mark.xfail(strict=False, reason="issue 9 target not met with mos as the sender: "
-                   "5.7-10x the clean time measured.  The box's own latency (1-3 ms per "
-                   "burst: a Python handler per packet, 2 CPUs shared with curl and mos) "
-                   "is the round trip, 2 % loss keeps mos's window near 5 segments (the "
-                   "clean run's grows without bound), each ACK lost at the end of a flight "
-                   "costs a 10 ms probe and a lost probe a 200 ms RTO.  Linux as the "
-                   "sender: 1.1-2.6x")
+                   "medians 3.8-9x the clean ones measured.  2 % loss keeps mos's window "
+                   "near 5 segments (the clean run's grows without bound), the box's own "
+                   "latency spikes (p99 4 ms: a Python handler per packet on 2 CPUs shared "
+                   "with curl and mos) stall such small flights, each ACK lost at the end of "
+                   "a flight costs a 10 ms probe and a lost probe a 200 ms RTO")
 def test_curl_downloads_from_mos_through_the_box_within_three_times_clean(runs, capsys):
     clean, bad = runs["clean"], runs["impaired"]
     box = bad["box"]
     assert runs["clean"]["box"]["dropped"] == 0
-    # the box did impair (2 % of ~14,000 data segments and their ACKs)
+    # the box did impair (2 % of ~14,000 data segments a transfer and their ACKs)
     assert box["dropped"] > 100 and box["duplicated"] > 30 and box["reordered"] > 30, box
-    _report(capsys, "curl <- mos serve, 20 MB", clean["curl_s"], bad["curl_s"], box)
+    _report(capsys, f"curl <- mos serve, 20 MB x {REPEAT}", clean, bad, "curl")
     assert bad["curl_s"] <= TARGET * clean["curl_s"], (clean["curl_s"], bad["curl_s"])
 
 
 def test_mos_load_fetches_from_linux_through_the_box_within_three_times_clean(runs, capsys):
     clean, bad = runs["clean"], runs["impaired"]
-    _report(capsys, "mos load <- http.server, 20 MB", clean["load_s"], bad["load_s"],
-            bad["box"])
+    _report(capsys, f"mos load <- http.server, 20 MB x {REPEAT}", clean, bad, "load")
     assert bad["load_s"] <= TARGET * clean["load_s"], (clean["load_s"], bad["load_s"])
 
 

@@ -984,6 +984,11 @@ int mos_tcp_host_output(mos_tcp_host_t *h, uint64_t now, mos_tcp_host_out_t *out
         /* Nagle (RFC 1122 4.2.3.4): a small segment waits for the ACKs of
          * what is in flight, unless it is the last bit before our FIN */
         int small_ok = h->cfg.nodelay || fl == 0 || (h->fin_wanted && len == avail);
+        /* sender SWS avoidance (RFC 1122 4.2.3.4), TCP_NODELAY or not: a
+         * window with room for less than a segment while more data waits
+         * sends nothing until it opens (cwnd is in bytes: PRR and byte
+         * counting leave remainders that would leave as runts) */
+        if (len < h->smss && len < avail && fl) small_ok = 0;
         if (len && (len == h->smss || small_ok)) {
             if (sb_record(h, seq_of(h, off), seq_of(h, off + len), now)) {
                 if (!fl) set_closed(h, MOS_HOST_ENOMEM); /* nothing would ever wake us */
