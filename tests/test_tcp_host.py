@@ -250,10 +250,10 @@ def test_rto_backs_off_and_recovers_after_a_blackout():
     assert ci["timeouts"] >= 2 and ci["rto_ns"] >= 200 * MS
 
 
-def _established(t0=1000 * MS, rtt=1 * MS):
+def _established(t0=1000 * MS, rtt=1 * MS, **client_kw):
     """A client and a server past the handshake at t0 + rtt (timestamps
     start after 0, so the handshake gives an RTT sample)."""
-    c, s = Host(), Host()
+    c, s = Host(**client_kw), Host()
     c.connect(1, t0)
     s.accept(c.output(t0)[0], 9, t0 + rtt // 2)
     c.input(s.output(t0 + rtt // 2)[0], t0 + rtt)
@@ -399,6 +399,26 @@ def test_a_recovery_whose_resends_all_come_back_dsacked_is_undone():
     assert seq_lt(dsack.options["sack"][0][0], dsack.ack)
     c.input(dsack, now + 2 * MS)
     assert c.info()["cwnd"] >= before and not c.info()["in_recovery"], c.info()
+
+
+def test_tiny_writes_with_nodelay_keep_the_scoreboard_bounded():
+    # a byte at a time with TCP_NODELAY: each could be a segment (cwnd is
+    # in bytes), each a scoreboard record; at most MOS_HOST_MAX_SEGS wait
+    c, s, now = _established(nodelay=1)
+    sent = []
+    for k in range(3000):
+        c.send(b"%c" % (k & 0xFF))
+        sent += _data(c.output(now))
+    assert len(sent) <= 2048
+    for x in sent:
+        s.input(x, now + 1 * MS)
+    for a in s.output(now + 1 * MS):
+        c.input(a, now + 2 * MS)
+    rest = _data(c.output(now + 2 * MS))
+    assert rest and sum(len(x.payload) for x in sent + rest) == 3000
+    for x in rest:
+        s.input(x, now + 3 * MS)
+    assert s.recv(10_000) == bytes(k & 0xFF for k in range(3000))
 
 
 def seq_lt(a, b):

@@ -175,6 +175,7 @@ static inline uint32_t pipe_of(const mos_tcp_host_t *h)
 static int sb_record(mos_tcp_host_t *h, uint32_t seq, uint32_t end, uint64_t now)
 {
     if (h->nsegs == h->segs_cap) {
+        if (h->segs_cap >= MOS_HOST_MAX_SEGS) return -1; /* tiny segments: wait for ACKs */
         uint32_t cap = h->segs_cap ? 2 * h->segs_cap : 16;
         mos_tcp_host_seg_t *n = realloc(h->segs, cap * sizeof *n);
         if (!n) return -1;
@@ -992,7 +993,7 @@ int mos_tcp_host_output(mos_tcp_host_t *h, uint64_t now, mos_tcp_host_out_t *out
         if (len && (len == h->smss || small_ok)) {
             if (sb_record(h, seq_of(h, off), seq_of(h, off + len), now)) {
                 if (!fl) set_closed(h, MOS_HOST_ENOMEM); /* nothing would ever wake us */
-                return 0;
+                return pure_ack(h, now, out);
             }
             data_seg(h, out, off, len);
             if (!h->ts_on && !h->rtt_start) {
@@ -1018,7 +1019,7 @@ int mos_tcp_host_output(mos_tcp_host_t *h, uint64_t now, mos_tcp_host_out_t *out
         uint32_t fs = seq_of(h, sb_end(h));
         if (sb_record(h, fs, fs + 1, now)) {
             if (!fl) set_closed(h, MOS_HOST_ENOMEM);
-            return 0;
+            return pure_ack(h, now, out);
         }
         mos_tcp_ep_action(&h->me, MOS_TCP_USER_CLOSE, &eff);
         out->seq = fs;

@@ -62,6 +62,11 @@ enum {
 
 #define MOS_HOST_MAX_SACK 4
 
+/* At most this many segments in flight: the scoreboard's bound (24 bytes
+ * each) when an app with TCP_NODELAY writes a byte at a time; 2048 full
+ * segments are more than any send buffer holds. */
+#define MOS_HOST_MAX_SEGS 2048
+
 /* A scoreboard record: a segment as sent, [seq, end) (a FIN counts one). */
 enum { MOS_SEG_SACKED = 1, MOS_SEG_LOST = 2, MOS_SEG_RETRANS = 4 };
 typedef struct mos_tcp_host_seg {
