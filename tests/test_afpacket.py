@@ -26,6 +26,7 @@ import threading
 import time
 
 import pytest
+from netbed import live_skip_reason
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OFFLOADS = ["rx", "tx", "sg", "tso", "gso", "gro"]
@@ -35,16 +36,7 @@ ETH_EXP = 0x88B5  # IEEE 802 local experimental EtherType 1
 def _why_not() -> str | None:
     if sys.platform != "linux":
         return "AF_PACKET is Linux only"
-    if os.geteuid() != 0:
-        return "needs root (CAP_NET_RAW and CAP_NET_ADMIN for namespaces and veths)"
-    for tool in ("ip", "ethtool", "ping", "curl"):
-        if shutil.which(tool) is None:
-            return f"needs {tool}"
-    try:
-        import mos.ports._afpacket  # noqa: F401
-    except ImportError as e:
-        return f"mos.ports._afpacket is not built ({e})"
-    return None
+    return live_skip_reason("ip", "ethtool", "ping", "curl")
 
 
 _WHY = _why_not()

@@ -15,24 +15,12 @@ import subprocess
 import threading
 
 import pytest
+from netbed import live_skip_reason, wait_serving
 
 from mos.testing.testbed import CLIENT_IP, SERVER_IP, SERVER_IP6
 
 
-def _why_not():
-    if os.geteuid() != 0:
-        return "needs root (namespaces, veths, AF_PACKET)"
-    for tool in ("ip", "ethtool", "curl", "ping"):
-        if shutil.which(tool) is None:
-            return f"needs {tool}"
-    try:
-        import mos.ports._afpacket  # noqa: F401
-    except ImportError as e:
-        return f"mos.ports._afpacket is not built ({e})"
-    return None
-
-
-WHY = _why_not()
+WHY = live_skip_reason("ip", "ethtool", "curl", "ping")
 pytestmark = pytest.mark.skipif(WHY is not None, reason=f"end-host live tests: {WHY}")
 
 
@@ -82,24 +70,6 @@ def curl(tb, url, *extra, timeout=120):
     return subprocess.run(["ip", "netns", "exec", tb.client_ns, "curl", "-sS", "-g",
                            "--max-time", str(timeout - 5), *extra, url],
                           capture_output=True, timeout=timeout)
-
-
-def wait_serving(proc, timeout=60.0):
-    """Until `mos serve` says it serves (its stack is up), or fail with its stderr."""
-    import select
-    import time
-    end = time.monotonic() + timeout
-    seen = b""
-    while time.monotonic() < end:
-        ready, _, _ = select.select([proc.stderr], [], [], 0.5)
-        if ready:
-            line = proc.stderr.readline()
-            seen += line
-            if line.startswith(b"mos serve:"):
-                return
-            if not line and proc.poll() is not None:
-                break
-    raise AssertionError(f"mos serve did not start: {seen.decode(errors='replace')[-2000:]}")
 
 
 def listening(tb, port, timeout=10.0):

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from netbed import http_server, testbed_fixture  # noqa: F401  (the `testbed` fixture)
+from netbed import http_server, interrupt, testbed_fixture  # noqa: F401  (the `testbed` fixture)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -93,14 +93,7 @@ class Mos:
                 pytest.fail(f"mos did not start forwarding: rc={self.proc.returncode} {err[-2000:]}")
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-        try:
-            out, err = self.proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, err = self.proc.communicate()
-        return out, err
+        return interrupt(self.proc)
 
     def counters(self):
         out, err = self.stop()

@@ -56,6 +56,9 @@ void mos_tcp_host_free(mos_tcp_host_t *h)
     mos_rbuf_free(&h->me.rbuf);
     free(h->sb);
     h->sb = NULL;
+    free(h->segs);
+    h->segs = NULL;
+    h->nsegs = h->segs_cap = 0;
 }
 
 /* ---------------------------------------------------------------- helpers */
@@ -109,7 +112,7 @@ static void set_closed(mos_tcp_host_t *h, int err)
 {
     h->me.state = MOS_TCPS_CLOSED;
     if (!h->err) h->err = (uint8_t)err;
-    h->rto_at = h->persist_at = h->delack_at = h->tw_at = h->hole_at = h->tlp_at = 0;
+    h->rto_at = h->persist_at = h->delack_at = h->tw_at = h->rack_at = h->tlp_at = 0;
     h->syn_pending = h->ack_now = 0;
 }
 
@@ -155,6 +158,261 @@ static void negotiate(mos_tcp_host_t *h)
     }
 }
 
+/* ---------------------------------------------------------------- scoreboard and RACK */
+
+static inline uint32_t seg_len(const mos_tcp_host_seg_t *r) { return r->end - r->seq; }
+
+/* RFC 6675 3 pipe: what is still in the network, sequence-wise (SACKed
+ * and lost-not-yet-resent records are not). */
+static inline uint32_t pipe_of(const mos_tcp_host_t *h)
+{
+    uint32_t f = flight(h), out = h->sacked_bytes + h->lost_bytes;
+    return f > out ? f - out : 0;
+}
+
+/* A record for a segment [seq, end) sent for the first time at now, after
+ * every other record.  -1: no memory (nothing is sent then). */
+static int sb_record(mos_tcp_host_t *h, uint32_t seq, uint32_t end, uint64_t now)
+{
+    if (h->nsegs == h->segs_cap) {
+        if (h->segs_cap >= MOS_HOST_MAX_SEGS) return -1; /* tiny segments: wait for ACKs */
+        uint32_t cap = h->segs_cap ? 2 * h->segs_cap : 16;
+        mos_tcp_host_seg_t *n = realloc(h->segs, cap * sizeof *n);
+        if (!n) return -1;
+        h->segs = n;
+        h->segs_cap = cap;
+    }
+    mos_tcp_host_seg_t *r = &h->segs[h->nsegs++];
+    r->seq = seq;
+    r->end = end;
+    r->xmit = now;
+    r->flags = 0;
+    return 0;
+}
+
+static void mark_lost(mos_tcp_host_t *h, mos_tcp_host_seg_t *r)
+{
+    if (r->flags & (MOS_SEG_LOST | MOS_SEG_SACKED)) return;
+    r->flags |= MOS_SEG_LOST;
+    h->lost_bytes += seg_len(r);
+}
+
+/* RACK_sent_after (RFC 8985 6.2): was (t1, s1) sent after (t2, s2)? */
+static inline int sent_after(uint64_t t1, uint32_t s1, uint64_t t2, uint32_t s2)
+{
+    return t1 > t2 || (t1 == t2 && seq_gt(s1, s2));
+}
+
+/* RFC 8985 6.2 steps 2 and 3: record r was just delivered (cumulatively
+ * acknowledged or SACKed) by an ACK echoing tsecr (0: none). */
+static void rack_delivered(mos_tcp_host_t *h, const mos_tcp_host_seg_t *r, uint32_t tsecr,
+                           uint64_t now)
+{
+    uint64_t rtt = now > r->xmit ? now - r->xmit : 0;
+    if (r->flags & MOS_SEG_RETRANS) {
+        /* step 2: an ACK sooner than the least RTT is for an earlier
+         * transmission.  Its timestamp test is left out, but for
+         * cumulative ACKs: for a segment above a hole the receiver echoes
+         * the TSval of the last in-order one (RFC 7323 4.3), older than
+         * any resend, and every SACKed resend would look ambiguous */
+        if (rtt < h->min_rtt) return;
+        if (tsecr && h->ts_on && (int32_t)(tsecr - ts_now(h, r->xmit)) < 0) return;
+    }
+    if (!h->min_rtt || rtt < h->min_rtt) h->min_rtt = rtt ? rtt : 1;
+    if (sent_after(r->xmit, r->end, h->rack_xmit, h->rack_end)) {
+        h->rack_rtt = rtt;
+        h->rack_xmit = r->xmit;
+        h->rack_end = r->end;
+    }
+    /* step 3: delivered below what was delivered before, never resent:
+     * the network reordered it */
+    if (seq_lt(r->end, h->rack_fack)) {
+        if (!(r->flags & MOS_SEG_RETRANS)) h->rack_reord = 1;
+    } else {
+        h->rack_fack = r->end;
+    }
+}
+
+/* RFC 8985 6.2 step 4: how long past RACK.rtt a segment may still come. */
+static uint64_t reo_wnd(const mos_tcp_host_t *h)
+{
+    if (!h->rack_reord) {
+        /* no reordering seen: in recovery, or once DupThresh segments are
+         * SACKed, a segment sent before a delivered one is lost at once */
+        if (h->in_recovery || h->sacked_bytes >= 3u * h->smss) return 0;
+    }
+    uint64_t w = (uint64_t)(h->reo_mult ? h->reo_mult : 1) * h->min_rtt / 4;
+    return h->srtt && w > h->srtt ? h->srtt : w;
+}
+
+/* RFC 8985 6.2 step 5 (and 6.3): mark lost each record sent before the
+ * most recently delivered one once RACK.rtt plus the reordering window
+ * passed since it went; arm the reordering timer for the others. */
+static void rack_detect(mos_tcp_host_t *h, uint64_t now)
+{
+    uint64_t wait = 0, win = reo_wnd(h);
+    h->rack_at = 0;
+    if (!h->rack_xmit) return;
+    for (uint32_t i = 0; i < h->nsegs; i++) {
+        mos_tcp_host_seg_t *r = &h->segs[i];
+        if (r->flags & (MOS_SEG_SACKED | MOS_SEG_LOST)) continue;
+        if (!sent_after(h->rack_xmit, h->rack_end, r->xmit, r->end)) continue;
+        uint64_t due = r->xmit + h->rack_rtt + win;
+        if (due <= now) mark_lost(h, r);
+        else if (due - now > wait) wait = due - now;
+    }
+    if (wait) h->rack_at = now + wait;
+}
+
+/* Records below SND.UNA are delivered: gone (a record cut by a partial
+ * ACK keeps its rest). */
+static void sb_acked(mos_tcp_host_t *h, uint32_t ack, uint32_t tsecr, uint64_t now)
+{
+    uint32_t k = 0;
+    while (k < h->nsegs && seq_leq(h->segs[k].end, ack)) {
+        mos_tcp_host_seg_t *r = &h->segs[k++];
+        if (r->flags & MOS_SEG_SACKED) h->sacked_bytes -= seg_len(r);
+        else rack_delivered(h, r, tsecr, now);
+        if (r->flags & MOS_SEG_LOST) h->lost_bytes -= seg_len(r);
+    }
+    if (k) {
+        memmove(h->segs, h->segs + k, (h->nsegs - k) * sizeof *h->segs);
+        h->nsegs -= k;
+    }
+    if (h->nsegs && seq_lt(h->segs[0].seq, ack)) {
+        mos_tcp_host_seg_t *r = &h->segs[0];
+        uint32_t cut = ack - r->seq;
+        if (r->flags & MOS_SEG_SACKED) h->sacked_bytes -= cut;
+        if (r->flags & MOS_SEG_LOST) h->lost_bytes -= cut;
+        r->seq = ack;
+    }
+    if (!h->nsegs && h->segs) { /* all delivered: an idle connection holds no records */
+        free(h->segs);
+        h->segs = NULL;
+        h->segs_cap = 0;
+    }
+}
+
+/* A D-SACK (RFC 2883 4: a first block below the ACK or inside the
+ * second) for [l, r): the peer got those bytes twice.  If we had resent
+ * them in this recovery, that resend was needless: RACK widens its
+ * reordering window (RFC 8985 6.2 step 4), and once every resend of the
+ * episode is D-SACKed, the window it cut comes back (RFC 3708 3's test,
+ * RFC 4015's response).  Copies the network made (no resend of ours)
+ * change nothing. */
+static void dsack(mos_tcp_host_t *h, uint32_t l, uint32_t r)
+{
+    if (!seq_lt(l, r)) return;
+    for (unsigned i = 0; i < h->nundo; i++) {
+        if (!seq_in(h->undo_seq[i], l, r)) continue;
+        h->undo_seq[i] = h->undo_seq[--h->nundo];
+        if (h->reo_mult < 16) h->reo_mult++;
+        h->reo_persist = 16;
+        if (!h->nundo && h->undo_ok) {
+            h->undo_ok = 0;
+            if (h->cwnd < h->prior_cwnd) h->cwnd = h->prior_cwnd;
+            if (h->ssthresh < h->prior_ssthresh) h->ssthresh = h->prior_ssthresh;
+            h->in_recovery = 0;
+        }
+        return;
+    }
+}
+
+/* SACK blocks of an ACK (RFC 2018 3): records they cover are delivered.
+ * Blocks are checked against the window; one only partly covering a
+ * record leaves it (our records are the segments the peer got). */
+static void sb_sacked(mos_tcp_host_t *h, const mos_tcp_opts_t *o, uint64_t now)
+{
+    unsigned n = o->nsack > MOS_HOST_MAX_SACK ? MOS_HOST_MAX_SACK : o->nsack;
+    if (n && (seq_leq(o->sack[1], h->snd_una) ||
+              (n > 1 && seq_geq(o->sack[0], o->sack[2]) && seq_leq(o->sack[1], o->sack[3]))))
+        dsack(h, o->sack[0], o->sack[1]);
+    for (unsigned b = 0; b < n; b++) {
+        uint32_t l = o->sack[2 * b], r = o->sack[2 * b + 1];
+        if (!seq_lt(l, r) || seq_leq(r, h->snd_una) || seq_gt(r, h->me.snd_nxt)) continue;
+        for (uint32_t i = 0; i < h->nsegs; i++) {
+            mos_tcp_host_seg_t *s = &h->segs[i];
+            if (seq_geq(s->seq, r)) break;
+            if (seq_lt(s->seq, l) || seq_gt(s->end, r) || (s->flags & MOS_SEG_SACKED)) continue;
+            if (s->flags & MOS_SEG_LOST) {
+                s->flags &= (uint8_t)~MOS_SEG_LOST;
+                h->lost_bytes -= seg_len(s);
+            }
+            s->flags |= MOS_SEG_SACKED;
+            h->sacked_bytes += seg_len(s);
+            rack_delivered(h, s, 0, now); /* no timestamp test: see rack_delivered */
+            h->tlp_out = 0;
+        }
+    }
+}
+
+/* Loss found (RACK, duplicate ACKs or an early retransmit): fast recovery
+ * (RFC 5681 3.2, RFC 6582 3.2 2; with SACK, RFC 6675 5: cwnd = ssthresh
+ * and the pipe governs).  Not while an RTO's resends are going out: those
+ * already lowered the window (RFC 6582 4.1's reason for recover). */
+static void enter_recovery(mos_tcp_host_t *h)
+{
+    if (h->in_recovery || h->after_rto) return;
+    uint32_t f = flight(h);
+    h->prior_cwnd = h->cwnd;
+    h->prior_ssthresh = h->ssthresh;
+    h->undo_ok = 1;
+    h->nundo = 0;
+    if (h->reo_persist && !--h->reo_persist) h->reo_mult = 1; /* RFC 8985 6.2 step 4 */
+    h->ssthresh = f / 2 > 2u * h->smss ? f / 2 : 2u * h->smss;
+    /* with SACK, PRR (RFC 6937) sets cwnd on each ACK from here */
+    h->cwnd = h->sack_on ? h->ssthresh : h->ssthresh + 3u * h->smss;
+    h->prr_delivered = h->prr_out = 0;
+    h->recover_fs = f;
+    h->recover = h->me.snd_nxt;
+    h->in_recovery = 1;
+    h->rexmit_credit = 1; /* RFC 6675 5 (4.3): the first loss goes at once, pipe or not */
+    h->fast_rexmits++;
+    h->rtt_start = 0;
+}
+
+/* RFC 6937 3: on each ACK in recovery, let out what this ACK delivered,
+ * scaled down to ssthresh over the recovery (proportional), and once the
+ * pipe is below ssthresh, grow back towards it no faster than slow start
+ * (PRR-SSRB): the window ends near ssthresh, not empty. */
+static void prr_ack(mos_tcp_host_t *h, uint32_t delivered)
+{
+    h->prr_delivered += delivered;
+    uint32_t pipe = pipe_of(h);
+    int64_t sndcnt;
+    if (pipe > h->ssthresh) {
+        uint64_t fs = h->recover_fs ? h->recover_fs : 1;
+        sndcnt = (int64_t)(((uint64_t)h->prr_delivered * h->ssthresh + fs - 1) / fs) -
+                 (int64_t)h->prr_out;
+    } else {
+        int64_t lim = (int64_t)h->prr_delivered - (int64_t)h->prr_out;
+        if (lim < (int64_t)delivered) lim = delivered;
+        lim += h->smss;
+        sndcnt = (int64_t)(h->ssthresh - pipe);
+        if (sndcnt > lim) sndcnt = lim;
+    }
+    if (sndcnt < 0) sndcnt = 0;
+    h->cwnd = pipe + (uint32_t)sndcnt;
+}
+
+/* The probe timeout (RFC 8985 7.2): two SRTTs, at least 10 ms (as Linux;
+ * 2 ms measured no better through the impairment box: ACKs queued in it
+ * drew needless probes); with one segment out, the peer may delay its
+ * ACK: 200 ms more (WCDelAckT).  Never after the RTO.  Armed while data
+ * is out and no probe is (7.3: after a probe, the RTO is next), in
+ * recovery too: a lost resend that nothing sent later can reveal would
+ * otherwise wait for the RTO. */
+static void arm_pto(mos_tcp_host_t *h, uint64_t now)
+{
+    h->tlp_at = 0;
+    if (!h->srtt || h->tlp_out || h->after_rto || h->snd_una == h->me.snd_nxt) return;
+    uint64_t pto = 2 * h->srtt;
+    if (pto < 10 * MS) pto = 10 * MS;
+    if (flight(h) <= h->smss) pto += 200 * MS;
+    h->tlp_at = now + pto;
+    if (h->rto_at && h->tlp_at > h->rto_at) h->tlp_at = 0;
+}
+
 /* ---------------------------------------------------------------- opening */
 
 void mos_tcp_host_connect(mos_tcp_host_t *h, uint32_t iss, uint64_t now)
@@ -165,7 +423,7 @@ void mos_tcp_host_connect(mos_tcp_host_t *h, uint32_t iss, uint64_t now)
     h->peer.role = MOS_TCP_MONITOR | MOS_TCP_PASSIVE;
     mos_tcp_ep_action(&h->me, MOS_TCP_USER_ACTIVE_OPEN, &eff);
     h->snd_una = iss;
-    h->rexmit_next = h->rexmit_until = h->recover = iss;
+    h->recover = iss;
     h->syn_pending = 1;
     h->quickack = 16;
 }
@@ -181,7 +439,7 @@ int mos_tcp_host_accept(mos_tcp_host_t *h, const mos_tcp_seg_t *seg, uint32_t is
     mos_tcp_ep_sent(&h->peer, &h->me, seg, &eff);
     mos_tcp_ep_input(&h->me, &h->peer, seg, now, &eff); /* LISTEN -> SYN-RECEIVED */
     h->snd_una = iss;
-    h->rexmit_next = h->rexmit_until = h->recover = iss;
+    h->recover = iss;
     h->snd_wnd = seg->wnd; /* a SYN's window is never scaled */
     h->snd_wl1 = seg->seq;
     h->snd_wl2 = seg->ack;
@@ -193,17 +451,20 @@ int mos_tcp_host_accept(mos_tcp_host_t *h, const mos_tcp_seg_t *seg, uint32_t is
 
 /* ---------------------------------------------------------------- input */
 
-/* The ACK field of an acceptable segment: SND.UNA, RTT, congestion control. */
+/* The ACK field of an acceptable segment: SND.UNA, the scoreboard, RTT,
+ * loss detection, congestion control. */
 static int ack_in(mos_tcp_host_t *h, const mos_tcp_seg_t *seg, uint64_t now)
 {
     int ev = 0;
     uint32_t ack = seg->ack;
     const mos_tcp_opts_t *o = seg->opt;
-    if (h->sack_on && (o->opts & MOS_OPT_SACK)) {
-        h->nsacked = o->nsack > MOS_HOST_MAX_SACK ? MOS_HOST_MAX_SACK : o->nsack;
-        memcpy(h->sacked, o->sack, 2u * h->nsacked * sizeof(uint32_t));
-    }
-    if (seq_gt(ack, h->snd_una) && seq_leq(ack, h->me.snd_nxt)) {
+    uint32_t tsecr = (o->opts & MOS_OPT_TS) ? o->tsecr : 0;
+    int advanced = seq_gt(ack, h->snd_una) && seq_leq(ack, h->me.snd_nxt);
+    uint32_t una0 = h->snd_una, sacked0 = h->sacked_bytes; /* for RFC 6937's DeliveredData */
+    if (advanced) sb_acked(h, ack, tsecr, now);
+    if (h->sack_on && (o->opts & MOS_OPT_SACK) && seq_geq(ack, h->snd_una))
+        sb_sacked(h, o, now);
+    if (advanced) {
         uint64_t to = off_of(h, ack);
         if (to > sb_end(h)) to = sb_end(h); /* the FIN's sequence number holds no byte */
         uint32_t acked = to > h->sb_off ? (uint32_t)(to - h->sb_off) : 0; /* data bytes */
@@ -217,7 +478,7 @@ static int ack_in(mos_tcp_host_t *h, const mos_tcp_seg_t *seg, uint64_t now)
             }
         }
         h->snd_una = ack;
-        if (seq_lt(h->rexmit_next, ack)) h->rexmit_next = ack;
+        h->tlp_out = 0;
         /* RTT (RFC 7323 4.1 with timestamps; else one timed segment, Karn) */
         if (h->ts_on && (o->opts & MOS_OPT_TS) && o->tsecr) {
             uint32_t d = ts_now(h, now) - o->tsecr;
@@ -227,17 +488,20 @@ static int ack_in(mos_tcp_host_t *h, const mos_tcp_seg_t *seg, uint64_t now)
             h->rtt_start = 0;
         }
         h->nretries = 0;
+        if (h->after_rto && seq_geq(ack, h->recover)) h->after_rto = 0; /* all resent arrived */
         if (h->in_recovery) {
             if (seq_geq(ack, h->recover)) { /* full ACK: recovery is over (RFC 6582 3.2 3) */
-                h->hole_at = 0;
-                h->hole_wait = 0;
-                uint32_t f = flight(h);
-                h->cwnd = h->ssthresh < f + h->smss ? h->ssthresh : f + h->smss;
+                /* with SACK, PRR kept the pipe near ssthresh: cwnd = ssthresh
+                 * (RFC 6937 3); else RFC 6582 3.2 3 (1), at least two
+                 * segments so that a delayed ACK cannot stall the next round */
+                uint32_t f = flight(h), m = (f > h->smss ? f : h->smss) + h->smss;
+                h->cwnd = h->sack_on || h->ssthresh < m ? h->ssthresh : m;
                 h->in_recovery = 0;
-            } else { /* partial ACK: the next hole now (3.2 5), deflate by what it acked */
-                h->rexmit_next = ack;
-                if (seq_lt(h->rexmit_until, ack + h->smss)) h->rexmit_until = ack + h->smss;
-                h->credit++;
+            } else if (!h->sack_on) {
+                /* partial ACK without SACK: the next hole now (RFC 6582 3.2
+                 * 5), deflate by what it acked */
+                if (h->nsegs) mark_lost(h, &h->segs[0]);
+                h->rexmit_credit = 1;
                 h->cwnd = h->cwnd > acked ? h->cwnd - acked + h->smss : h->smss;
             }
         } else if (!acked) {
@@ -245,64 +509,54 @@ static int ack_in(mos_tcp_host_t *h, const mos_tcp_seg_t *seg, uint64_t now)
         } else if (h->cwnd < h->ssthresh) {
             h->cwnd += acked < h->smss ? acked : h->smss; /* slow start (RFC 5681 3.1) */
         } else {
-            uint32_t inc = (uint32_t)((uint64_t)h->smss * h->smss / (h->cwnd ? h->cwnd : 1));
-            h->cwnd += inc ? inc : 1;                     /* congestion avoidance */
+            /* congestion avoidance by bytes acknowledged, RFC 5681 3.1's
+             * recommendation: one SMSS per cwnd of data acknowledged,
+             * whether the peer ACKs every segment or every second one */
+            h->ca_acked += acked;
+            if (h->ca_acked >= h->cwnd) {
+                h->ca_acked -= h->cwnd;
+                h->cwnd += h->smss;
+            }
         }
         h->dupacks = 0;
-        h->tlp_at = 0;
         h->rto_at = h->snd_una == h->me.snd_nxt ? 0 : now + h->rto;
         if (h->snd_una == h->me.snd_nxt) h->persist_backoff = 0;
     } else if (ack == h->snd_una && seg->len == 0 && !(seg->flags & (MOS_TH_SYN | MOS_TH_FIN)) &&
                h->snd_una != h->me.snd_nxt &&
-               ((uint32_t)seg->wnd << h->snd_shift) == h->snd_wnd) {
-        /* a duplicate ACK (RFC 5681 2) */
+               ((uint32_t)seg->wnd << h->snd_shift) == h->snd_wnd &&
+               (!h->sack_on || h->sacked_bytes != sacked0)) {
+        /* a duplicate ACK (RFC 5681 2; with SACK, only one that SACKs new
+         * data, RFC 6675 2: a repeated ACK or a D-SACK for a segment the
+         * network duplicated says nothing was lost) */
         h->dupacks++;
-        /* loss is declared by three duplicates, or sooner: by SACK once three
-         * segments' worth above SND.UNA arrived (RFC 6675 IsLost), or with
-         * fewer than four segments out and nothing new to send, by as many
-         * duplicates as there are segments beyond the first (RFC 5827) */
-        uint32_t sacked_above = 0, out_segs = (flight(h) + h->smss - 1) / h->smss;
-        for (unsigned i = 0; h->sack_on && i < h->nsacked; i++)
-            if (seq_gt(h->sacked[2 * i], ack)) sacked_above += h->sacked[2 * i + 1] - h->sacked[2 * i];
-        int lost = h->dupacks >= 3 || sacked_above >= 3u * h->smss ||
+        /* loss is declared by three duplicates, or with fewer than four
+         * segments out and nothing new to send, by as many duplicates as
+         * there are segments beyond the first (RFC 5827); with SACK, RACK
+         * below finds it too */
+        uint32_t out_segs = (flight(h) + h->smss - 1) / h->smss;
+        int lost = h->dupacks >= 3 ||
                    (out_segs < 4 && off_of(h, h->me.snd_nxt) >= sb_end(h) &&
                     h->dupacks >= (out_segs > 1 ? out_segs - 1 : 1));
-        if (!h->in_recovery && lost && seq_gt(ack, h->recover)) {
-            /* fast retransmit (RFC 5681 3.2, RFC 6582 3.2 2) */
-            uint32_t f = flight(h);
-            h->ssthresh = f / 2 > 2u * h->smss ? f / 2 : 2u * h->smss;
-            h->recover = h->me.snd_nxt;
-            h->in_recovery = 1;
-            h->rexmit_next = h->snd_una;
-            h->rexmit_until = h->snd_una + h->smss;
-            h->cwnd = h->ssthresh + 3u * h->smss;
-            h->fast_rexmits++;
-            h->rtt_start = 0;
-            h->credit = 1;
-        } else if (h->in_recovery) {
+        if (!h->in_recovery && !h->after_rto && lost && h->nsegs) {
+            /* fast retransmit (RFC 5681 3.2): the segment at SND.UNA */
+            mark_lost(h, &h->segs[0]);
+            enter_recovery(h);
+        } else if (h->in_recovery && !h->sack_on) {
             h->cwnd += h->smss; /* each further duplicate: a segment left the network */
-            h->credit++;        /* ... so one more hole may go (RFC 6675's pipe, simply) */
-            /* the resent hole was lost too if data sent after it arrived
-             * (RFC 8985's idea, by sequence instead of time): again */
-            for (unsigned i = 0; h->sack_on && i < h->nsacked; i++)
-                if (h->hole_seq == ack && seq_gt(h->sacked[2 * i + 1], h->hole_mark) &&
-                    seq_gt(h->hole_mark, ack)) {
-                    h->rexmit_next = ack;
-                    if (seq_lt(h->rexmit_until, ack + h->smss)) h->rexmit_until = ack + h->smss;
-                    h->hole_mark = h->me.snd_nxt;
-                    h->credit++;
-                    break;
-                }
-        }
-        if (h->in_recovery && h->sack_on) {
-            /* SACK shows where the holes are: resend each one below the
-             * highest byte the peer holds, not one per round trip */
-            for (unsigned i = 0; i < h->nsacked; i++)
-                if (seq_gt(h->sacked[2 * i + 1], h->rexmit_until) &&
-                    seq_leq(h->sacked[2 * i + 1], h->me.snd_nxt))
-                    h->rexmit_until = h->sacked[2 * i + 1];
         }
     }
+    /* time-based loss detection (RFC 8985 6.2) on what this ACK delivered */
+    if (h->sack_on && h->snd_una != h->me.snd_nxt) {
+        rack_detect(h, now);
+        if (h->lost_bytes) enter_recovery(h);
+    }
+    if (h->in_recovery && h->sack_on) {
+        int64_t d = (int64_t)(uint32_t)(h->snd_una - una0) + (int64_t)h->sacked_bytes -
+                    (int64_t)sacked0;
+        prr_ack(h, d > 0 ? (uint32_t)d : 0);
+    }
+    if (h->snd_una != h->me.snd_nxt && (advanced || (o->opts & MOS_OPT_SACK))) arm_pto(h, now);
+    else if (h->snd_una == h->me.snd_nxt) h->tlp_at = h->rack_at = 0;
     /* the send window (RFC 9293 3.10.7.4 fifth: SND.WL1, SND.WL2) */
     if (seq_lt(h->snd_wl1, seg->seq) ||
         (h->snd_wl1 == seg->seq && seq_leq(h->snd_wl2, ack))) {
@@ -408,7 +662,23 @@ int mos_tcp_host_input(mos_tcp_host_t *h, const mos_tcp_seg_t *seg, const uint8_
                 h->delack_at = now + h->cfg.delack;
             }
         } else {
-            if (eff.data_off >= head0) h->ooo_in++; else h->dup_in++;
+            if (eff.data_off >= head0) {
+                h->ooo_in++;
+                /* its run leads the next SACK blocks (RFC 2018 4) */
+                memmove(h->sack_recent + 1, h->sack_recent, 2 * sizeof h->sack_recent[0]);
+                h->sack_recent[0] = eff.data_off;
+                if (h->nrecent < 3) h->nrecent++;
+            } else {
+                h->dup_in++;
+                /* RFC 2883 4: the next ACK's first block says what came
+                 * twice, so the sender can tell a needless resend */
+                uint32_t nxt = rcv_nxt(h), e = seg->seq + seg->len;
+                if (seq_lt(seg->seq, nxt)) {
+                    h->dsack_l = seg->seq;
+                    h->dsack_r = seq_lt(e, nxt) ? e : nxt;
+                    h->dsack_due = seq_lt(h->dsack_l, h->dsack_r);
+                }
+            }
             h->ack_now = 1; /* out of order or a duplicate: a duplicate ACK at once */
             h->quickack = 8; /* the sender is recovering: no delayed ACKs for a while (Linux) */
         }
@@ -470,17 +740,44 @@ void mos_tcp_host_copy_tx(const mos_tcp_host_t *h, uint64_t off, uint8_t *dst, u
     }
 }
 
-/* SACK blocks for our ACK: the receive buffer's out-of-order runs (RFC 2018 4). */
-static void sack_blocks(const mos_tcp_host_t *h, mos_tcp_opts_t *o)
+/* SACK blocks for our ACK: the receive buffer's out-of-order runs (RFC
+ * 2018 4).  The first holds the segment that arrived last, then those of
+ * the segments before it (so blocks the sender may have missed are
+ * repeated), then the other runs from the lowest: with more runs than
+ * blocks, the sender still hears of every new one. */
+static void sack_blocks(mos_tcp_host_t *h, mos_tcp_opts_t *o)
 {
     const mos_rbuf_t *rb = &h->me.rbuf;
-    unsigned max = h->ts_on ? 3 : 4, n = 0;
-    for (unsigned i = 0; i < rb->nruns && n < max; i++, n++) {
-        o->sack[2 * n] = h->peer.isn + 1 + (uint32_t)rb->runs[i].off;
-        o->sack[2 * n + 1] = h->peer.isn + 1 + (uint32_t)(rb->runs[i].off + rb->runs[i].len);
+    unsigned max = h->ts_on ? 3 : 4, n = 0, d = 0;
+    uint16_t used[4];
+    if (h->dsack_due) { /* a D-SACK first (RFC 2883 4), in this one ACK only */
+        h->dsack_due = 0;
+        o->sack[0] = h->dsack_l;
+        o->sack[1] = h->dsack_r;
+        d = 1;
     }
-    if (n) {
-        o->nsack = (uint8_t)n;
+    uint32_t *sk = o->sack + 2 * d;
+    for (unsigned pass = 0; pass < 2; pass++) {
+        for (unsigned k = 0; k < (pass ? rb->nruns : h->nrecent) && n + d < max; k++) {
+            unsigned i = k;
+            if (!pass) { /* the run holding recent segment k, if still above head */
+                for (i = 0; i < rb->nruns; i++)
+                    if (rb->runs[i].off <= h->sack_recent[k] &&
+                        h->sack_recent[k] < rb->runs[i].off + rb->runs[i].len)
+                        break;
+                if (i == rb->nruns) continue;
+            }
+            unsigned dup = 0;
+            for (unsigned j = 0; j < n; j++) dup |= used[j] == i;
+            if (dup) continue;
+            used[n] = (uint16_t)i;
+            sk[2 * n] = h->peer.isn + 1 + (uint32_t)rb->runs[i].off;
+            sk[2 * n + 1] = h->peer.isn + 1 + (uint32_t)(rb->runs[i].off + rb->runs[i].len);
+            n++;
+        }
+    }
+    if (n + d) {
+        o->nsack = (uint8_t)(n + d);
         o->opts |= MOS_OPT_SACK;
     }
 }
@@ -557,15 +854,42 @@ static void data_seg(mos_tcp_host_t *h, mos_tcp_host_out_t *out, uint64_t off, u
         out->flags |= MOS_TH_FIN;
 }
 
-/* Is [seq, seq + 1) held by the peer according to its SACK blocks? */
-static int sacked(const mos_tcp_host_t *h, uint32_t seq, uint32_t *until)
+/* A data segment or our FIN went: the timers that follow (RFC 6298 5.1,
+ * RFC 8985 7.2); a probe is out if the PTO sent it. */
+static void sent_data(mos_tcp_host_t *h, uint64_t now, mos_tcp_host_out_t *out)
 {
-    for (unsigned i = 0; i < h->nsacked; i++)
-        if (seq_in(seq, h->sacked[2 * i], h->sacked[2 * i + 1])) {
-            *until = h->sacked[2 * i + 1];
-            return 1;
-        }
-    return 0;
+    finish(h, now, out);
+    if (h->in_recovery) h->prr_out += out->len + ((out->flags & MOS_TH_FIN) ? 1 : 0);
+    if (h->tlp_due) {
+        h->tlp_due = 0;
+        h->tlp_out = 1;
+        h->probes++;
+        h->tlp_at = 0;
+    } else {
+        arm_pto(h, now);
+    }
+}
+
+/* Record r goes again (its bytes, a FIN it ends with). */
+static void resend(mos_tcp_host_t *h, mos_tcp_host_seg_t *r, uint64_t now,
+                   mos_tcp_host_out_t *out)
+{
+    uint64_t off = off_of(h, r->seq), end = off_of(h, r->end);
+    if (end > sb_end(h)) end = sb_end(h); /* the FIN's number holds no byte */
+    data_seg(h, out, off, end > off ? (uint32_t)(end - off) : 0);
+    if (r->flags & MOS_SEG_LOST) {
+        r->flags &= (uint8_t)~MOS_SEG_LOST;
+        h->lost_bytes -= seg_len(r);
+    }
+    r->flags |= MOS_SEG_RETRANS;
+    r->xmit = now;
+    h->rexmits++;
+    if (h->in_recovery && h->undo_ok) { /* for a D-SACK to clear (dsack) */
+        if (h->nundo < 8) h->undo_seq[h->nundo++] = r->seq;
+        else h->undo_ok = 0;               /* too many to follow: no undo */
+    }
+    if (h->rtt_start && seq_geq(h->rtt_seq, out->seq)) h->rtt_start = 0; /* Karn */
+    sent_data(h, now, out);
 }
 
 /* A bare ACK if one is due (1), else nothing (0). */
@@ -606,87 +930,77 @@ int mos_tcp_host_output(mos_tcp_host_t *h, uint64_t now, mos_tcp_host_out_t *out
     }
     if (st == MOS_TCPS_SYN_SENT) return 0;
     if (st == MOS_TCPS_SYN_RCVD && !h->ack_now) return 0;
-    /* retransmissions first; after an RTO they go as cwnd allows */
-    int resending = 0;
-    while (st != MOS_TCPS_SYN_RCVD && seq_lt(h->rexmit_next, h->rexmit_until) &&
-           seq_lt(h->rexmit_next, h->me.snd_nxt)) {
-        resending = 1;
-        if (h->gbn && h->rexmit_next - h->snd_una >= h->cwnd && h->rexmit_next != h->snd_una)
-            break;
-        if (!h->gbn && h->in_recovery && !h->credit) break;
-        uint32_t until;
-        if (h->sack_on && sacked(h, h->rexmit_next, &until)) { /* the peer holds these */
-            h->rexmit_next = seq_lt(until, h->rexmit_until) ? until : h->rexmit_until;
-            continue;
+    if (st == MOS_TCPS_SYN_RCVD) return pure_ack(h, now, out);
+    uint32_t fl = flight(h), pipe = pipe_of(h);
+    /* segments marked lost go first (RFC 6675 5 NextSeg rule 1), each
+     * when the pipe has room for it (after an RTO that is slow start) */
+    if (h->lost_bytes) {
+        mos_tcp_host_seg_t *r = NULL;
+        for (uint32_t i = 0; i < h->nsegs && !r; i++)
+            if (h->segs[i].flags & MOS_SEG_LOST) r = &h->segs[i];
+        if (r && (h->rexmit_credit || h->tlp_due || pipe + seg_len(r) <= h->cwnd || !pipe)) {
+            resend(h, r, now, out);
+            if (h->rexmit_credit) h->rexmit_credit--;
+            return 1;
         }
-        uint64_t off = off_of(h, h->rexmit_next);
-        uint64_t end = off_of(h, seq_lt(h->rexmit_until, h->me.snd_nxt) ? h->rexmit_until
-                                                                            : h->me.snd_nxt);
-        if (end > sb_end(h)) end = sb_end(h);
-        uint32_t len = end > off ? (uint32_t)(end - off) : 0;
-        if (len > h->smss) len = h->smss;
-        if (len == 0 && !(fin_sent(h) && h->rexmit_next == h->me.fin_seq)) {
-            h->rexmit_next = h->rexmit_until;
-            resending = 0;
-            break;
-        }
-        data_seg(h, out, off, len);
-        h->rexmit_next = out->seq + len + ((out->flags & MOS_TH_FIN) ? 1 : 0);
-        h->rexmits++;
-        if (h->credit) h->credit--;
-        if (out->seq == h->snd_una && h->in_recovery) {
-            /* a lost resend would cost an RTO: if the hole outlives a round
-             * trip and a margin, it goes again (RFC 8985's reordering
-             * window, by timer) */
-            if (h->hole_seq != out->seq || !h->hole_wait) {
-                uint64_t w = 2 * h->srtt + 2 * MS;
-                h->hole_wait = w < h->rto ? w : h->rto;
-            } else {
-                h->hole_wait *= 2;
-            }
-            h->hole_seq = out->seq;
-            h->hole_mark = h->me.snd_nxt;
-            h->hole_at = now + h->hole_wait;
-        }
-        if (h->rtt_start && seq_geq(h->rtt_seq, out->seq)) h->rtt_start = 0; /* Karn */
-        finish(h, now, out);
-        return 1;
+        if (!h->tlp_due) return pure_ack(h, now, out); /* the rest waits for the pipe */
     }
-    if (resending && seq_lt(h->rexmit_next, h->rexmit_until)) {
-        return pure_ack(h, now, out); /* resending waits for the window: only ACKs meanwhile */
+    if (h->tlp_due) {
+        /* The probe (RFC 8985 7.3) repeats the segment sent last that the
+         * peer has not SACKed (in recovery: the last resend, whose loss
+         * nothing else would show), even when new data could go, which
+         * 7.3 prefers: a receiver missing nothing answers a repeated
+         * segment at once (RFC 5681 4.2, with a D-SACK), a new in-order
+         * one maybe only with its delayed ACK (40 ms at Linux), and a
+         * lost ACK is what a probe finds most often on a short path.  A
+         * FIN alone is no probe (nothing to SACK): the data before it
+         * goes, and the FIN with it */
+        mos_tcp_host_seg_t *r = NULL;
+        for (uint32_t i = 0; i < h->nsegs; i++)
+            if (!(h->segs[i].flags & MOS_SEG_SACKED) && (!r || h->segs[i].xmit >= r->xmit))
+                r = &h->segs[i];
+        if (r && r > h->segs && seg_len(r) == 1 && fin_sent(h) && r->seq == h->me.fin_seq &&
+            !(r[-1].flags & MOS_SEG_SACKED))
+            r--;
+        if (r) {
+            resend(h, r, now, out);
+            return 1;
+        }
+        h->tlp_due = 0;
     }
-    h->gbn = 0;
     /* new data within min(cwnd, the peer's window) */
     uint64_t off = off_of(h, h->me.snd_nxt);
     int can_send = st == MOS_TCPS_ESTABLISHED || st == MOS_TCPS_CLOSE_WAIT;
     if (can_send && off < sb_end(h) && !fin_sent(h)) {
         uint64_t avail = sb_end(h) - off;
-        uint32_t fl = flight(h), cw = h->cwnd;
+        uint32_t cw = h->cwnd;
         if (!h->in_recovery && h->dupacks && h->dupacks < 3)
             cw += h->dupacks * h->smss; /* limited transmit (RFC 3042) */
-        uint32_t win = cw < h->snd_wnd ? cw : h->snd_wnd;
-        uint32_t usable = win > fl ? win - fl : 0;
+        uint32_t by_cwnd = cw > pipe ? cw - pipe : 0;
+        uint32_t by_wnd = h->snd_wnd > fl ? h->snd_wnd - fl : 0;
+        uint32_t usable = by_cwnd < by_wnd ? by_cwnd : by_wnd;
         uint32_t len = h->smss;
         if (len > avail) len = (uint32_t)avail;
         if (len > usable) len = usable;
         /* Nagle (RFC 1122 4.2.3.4): a small segment waits for the ACKs of
          * what is in flight, unless it is the last bit before our FIN */
         int small_ok = h->cfg.nodelay || fl == 0 || (h->fin_wanted && len == avail);
+        /* sender SWS avoidance (RFC 1122 4.2.3.4), TCP_NODELAY or not: a
+         * window with room for less than a segment while more data waits
+         * sends nothing until it opens (cwnd is in bytes: PRR and byte
+         * counting leave remainders that would leave as runts) */
+        if (len < h->smss && len < avail && fl) small_ok = 0;
         if (len && (len == h->smss || small_ok)) {
+            if (sb_record(h, seq_of(h, off), seq_of(h, off + len), now)) {
+                if (!fl) set_closed(h, MOS_HOST_ENOMEM); /* nothing would ever wake us */
+                return pure_ack(h, now, out);
+            }
             data_seg(h, out, off, len);
             if (!h->ts_on && !h->rtt_start) {
                 h->rtt_start = now;
                 h->rtt_seq = out->seq + len;
             }
-            finish(h, now, out);
-            if (!h->in_recovery && h->srtt) { /* a probe if this tail goes unanswered */
-                /* RFC 8985 7.2: two SRTTs, at least 10 ms (as Linux); a lone
-                 * segment may wait for the peer's delayed ACK: add 200 ms */
-                uint64_t pto = 2 * h->srtt;
-                if (pto < 10 * MS) pto = 10 * MS;
-                if (fl == 0) pto += 200 * MS;
-                h->tlp_at = now + (pto < h->rto ? pto : h->rto);
-            }
+            sent_data(h, now, out);
             return 1;
         }
         if (h->snd_wnd == 0 && fl == 0 && !h->persist_at) /* zero window: probe later */
@@ -702,10 +1016,15 @@ int mos_tcp_host_output(mos_tcp_host_t *h, uint64_t now, mos_tcp_host_out_t *out
     }
     /* our FIN once every byte went */
     if (h->fin_wanted && !fin_sent(h) && off == sb_end(h) && can_send) {
+        uint32_t fs = seq_of(h, sb_end(h));
+        if (sb_record(h, fs, fs + 1, now)) {
+            if (!fl) set_closed(h, MOS_HOST_ENOMEM);
+            return pure_ack(h, now, out);
+        }
         mos_tcp_ep_action(&h->me, MOS_TCP_USER_CLOSE, &eff);
-        out->seq = seq_of(h, sb_end(h));
+        out->seq = fs;
         out->flags = MOS_TH_FIN | MOS_TH_ACK;
-        finish(h, now, out);
+        sent_data(h, now, out);
         return 1;
     }
     return pure_ack(h, now, out);
@@ -753,41 +1072,37 @@ int mos_tcp_host_timer(mos_tcp_host_t *h, uint64_t now)
             h->in_recovery = 0;
             h->dupacks = 0;
             h->recover = h->me.snd_nxt;
-            h->rexmit_next = h->snd_una;
-            h->rexmit_until = h->me.snd_nxt;
-            h->gbn = 1;
-            h->hole_at = h->hole_wait = 0;
-            h->nsacked = 0; /* RFC 2018 8: the receiver may have dropped what it SACKed */
+            /* everything out is lost; SACKed bits go too (RFC 2018 8: the
+             * receiver may have dropped what it SACKed) */
+            h->sacked_bytes = 0;
+            for (uint32_t i = 0; i < h->nsegs; i++) {
+                h->segs[i].flags &= (uint8_t)~MOS_SEG_SACKED;
+                mark_lost(h, &h->segs[i]);
+            }
+            h->after_rto = 1;
+            h->rexmit_credit = 0;
+            h->tlp_at = h->rack_at = 0;
+            h->tlp_due = h->tlp_out = 0;
         } else {
             h->rto_at = 0;
         }
         ev |= MOS_HOST_EV_OUTPUT;
     }
     if (h->tlp_at && h->tlp_at <= now) {
+        /* RFC 8985 7.3: a probe; its ACK (with SACK) shows what was lost
+         * before it, and recovery starts without an RTO */
         h->tlp_at = 0;
-        if (!h->in_recovery && !h->gbn && h->snd_una != h->me.snd_nxt) {
-            /* RFC 8985 7.3: resend the last segment; its ACK (with SACK)
-             * shows a loss before it, and recovery starts without an RTO */
-            uint64_t end = off_of(h, h->me.snd_nxt);
-            if (end > sb_end(h)) end = sb_end(h);
-            uint64_t una = off_of(h, h->snd_una), start = end > h->smss ? end - h->smss : 0;
-            if (start < una) start = una;
-            if (end > start) {
-                h->rexmit_next = seq_of(h, start);
-                h->rexmit_until = seq_of(h, end);
-                h->probes++;
-                ev |= MOS_HOST_EV_OUTPUT;
-            }
+        if (!h->after_rto && h->snd_una != h->me.snd_nxt) {
+            h->tlp_due = 1;
+            ev |= MOS_HOST_EV_OUTPUT;
         }
     }
-    if (h->hole_at && h->hole_at <= now) {
-        h->hole_at = 0;
-        if (h->in_recovery && h->snd_una == h->hole_seq && h->snd_una != h->me.snd_nxt &&
-            h->hole_wait < h->rto) {
-            h->rexmit_next = h->snd_una;
-            if (seq_lt(h->rexmit_until, h->snd_una + h->smss))
-                h->rexmit_until = h->snd_una + h->smss;
-            h->credit++;
+    if (h->rack_at && h->rack_at <= now) {
+        /* RFC 8985 6.3: the reordering window passed for segments sent
+         * before one that was delivered */
+        rack_detect(h, now);
+        if (h->lost_bytes) {
+            enter_recovery(h);
             ev |= MOS_HOST_EV_OUTPUT;
         }
     }
@@ -807,7 +1122,7 @@ int mos_tcp_host_timer(mos_tcp_host_t *h, uint64_t now)
 uint64_t mos_tcp_host_deadline(const mos_tcp_host_t *h)
 {
     uint64_t d = 0;
-    const uint64_t t[6] = {h->rto_at, h->persist_at, h->delack_at, h->tw_at, h->hole_at,
+    const uint64_t t[6] = {h->rto_at, h->persist_at, h->delack_at, h->tw_at, h->rack_at,
                            h->tlp_at};
     for (int i = 0; i < 6; i++)
         if (t[i] && (!d || t[i] < d)) d = t[i];

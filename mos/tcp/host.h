@@ -9,8 +9,12 @@
  * exponential backoff and a retry limit), congestion control (slow start
  * from an initial window of 10 segments, RFC 6928; congestion avoidance,
  * fast retransmit and NewReno recovery, RFC 5681 and RFC 6582), SACK
- * (RFC 2018: blocks sent from the receive buffer's out-of-order runs;
- * received blocks skip what the peer holds when retransmitting), zero
+ * (RFC 2018: blocks sent from the receive buffer's out-of-order runs, the
+ * newest first; received blocks mark a scoreboard of the segments sent,
+ * RFC 6675), RACK-TLP loss detection (RFC 8985: by time, a segment sent
+ * before a delivered one is lost once a reordering window passed; a
+ * probe after 2 SRTTs of silence), proportional rate reduction in
+ * recovery (RFC 6937), zero
  * window probes (RFC 9293 3.8.6.1), delayed ACKs (RFC 1122 4.2.3.2: at
  * least every second full segment, at most delack later), timestamps (RFC
  * 7323: RTT samples and PAWS) and TIME-WAIT.
@@ -58,6 +62,19 @@ enum {
 
 #define MOS_HOST_MAX_SACK 4
 
+/* At most this many segments in flight: the scoreboard's bound (24 bytes
+ * each) when an app with TCP_NODELAY writes a byte at a time; 2048 full
+ * segments are more than any send buffer holds. */
+#define MOS_HOST_MAX_SEGS 2048
+
+/* A scoreboard record: a segment as sent, [seq, end) (a FIN counts one). */
+enum { MOS_SEG_SACKED = 1, MOS_SEG_LOST = 2, MOS_SEG_RETRANS = 4 };
+typedef struct mos_tcp_host_seg {
+    uint32_t seq, end;
+    uint64_t xmit;          /* its last transmission (ns) */
+    uint8_t flags;          /* MOS_SEG_* */
+} mos_tcp_host_seg_t;
+
 typedef struct mos_tcp_host {
     mos_tcp_ep_t me;        /* this endpoint (role HOST): states, RCV.NXT, the receive buffer */
     mos_tcp_ep_t peer;      /* model of the remote sender: its ISN, options, seq <-> offset */
@@ -66,17 +83,35 @@ typedef struct mos_tcp_host {
     uint32_t snd_una;       /* oldest unacknowledged sequence number */
     uint32_t snd_wnd;       /* peer's window, scaled */
     uint32_t snd_wl1, snd_wl2;
-    /* SND.NXT is me.snd_nxt, the highest sent + 1 (the endpoint model's);
-     * retransmissions resend [rexmit_next, rexmit_until) first: one segment
-     * after three duplicate ACKs or a partial ACK, everything after an RTO */
-    uint32_t rexmit_next, rexmit_until;
-    uint8_t gbn;            /* the resend after an RTO: paced by cwnd like new data */
-    uint32_t credit;        /* in recovery: segments each duplicate ACK lets us resend */
-    uint32_t hole_mark;     /* SND.NXT when the hole at SND.UNA was last resent */
-    uint32_t hole_seq;      /* ... and that hole */
-    uint64_t hole_at;       /* if the hole is still there then, it goes again (0: off) */
-    uint64_t hole_wait;     /* that wait, doubled each time */
-    uint64_t tlp_at;        /* tail loss probe (RFC 8985 7): the last segment again (0: off) */
+    /* SND.NXT is me.snd_nxt, the highest sent + 1 (the endpoint model's).
+     * The scoreboard (RFC 6675 3, RFC 8985 5.2): one record per segment
+     * sent and not yet cumulatively acknowledged, in sequence order */
+    mos_tcp_host_seg_t *segs;
+    uint32_t nsegs, segs_cap;
+    uint32_t sacked_bytes;  /* sequence space of records the peer SACKed */
+    uint32_t lost_bytes;    /* ... of records marked lost and not sent again yet */
+    uint8_t after_rto;      /* resending what an RTO marked lost (until SND.UNA reaches recover) */
+    uint8_t rexmit_credit;  /* resends allowed whatever the pipe (RFC 6675 5 (4.3), NewReno) */
+    uint8_t tlp_due;        /* the PTO fired: one probe goes (RFC 8985 7.3) */
+    uint8_t tlp_out;        /* a probe is out and nothing new was delivered since */
+    uint8_t rack_reord;     /* RACK.reord: the peer saw reordering (RFC 8985 6.2 step 3) */
+    /* RACK (RFC 8985 6.1): the most recently sent segment that was delivered */
+    uint64_t rack_xmit;     /* RACK.xmit_ts */
+    uint32_t rack_end;      /* RACK.end_seq */
+    uint32_t rack_fack;     /* RACK.fack: the highest end of a delivered segment */
+    uint64_t rack_rtt;      /* RACK.rtt */
+    uint64_t min_rtt;       /* the least RACK RTT seen (0: none) */
+    uint64_t rack_at;       /* reordering timer (RFC 8985 6.3, 0: off) */
+    uint8_t reo_mult;       /* RACK.reo_wnd_mult: grows with each D-SACKed resend (6.2 step 4) */
+    uint8_t reo_persist;    /* recoveries left before reo_mult goes back to 1 */
+    /* undoing a recovery whose resends all came back D-SACKed (RFC 3708
+     * detection, RFC 4015's response): the window before it, and what
+     * was resent in it */
+    uint8_t undo_ok;        /* this episode may still be undone */
+    uint8_t nundo;          /* resends not yet D-SACKed */
+    uint32_t undo_seq[8];   /* their sequence numbers */
+    uint32_t prior_cwnd, prior_ssthresh;
+    uint64_t tlp_at;        /* probe timeout, PTO (RFC 8985 7.2, 0: off) */
     uint8_t quickack;       /* in-order segments still ACKed at once (start, after a hole) */
     uint8_t fin_held;       /* the peer's FIN came before bytes it follows: it waits */
     uint32_t fin_held_seq;  /* its sequence number */
@@ -91,7 +126,10 @@ typedef struct mos_tcp_host {
     /* congestion control */
     uint32_t cwnd, ssthresh;
     uint32_t dupacks;
+    uint32_t ca_acked;      /* bytes acknowledged towards the next cwnd step in congestion avoidance */
     uint32_t recover;       /* NewReno: snd_max when recovery began */
+    /* proportional rate reduction in recovery (RFC 6937 3) */
+    uint32_t prr_delivered, prr_out, recover_fs;
     uint8_t in_recovery;
     /* RTT and retransmission (RFC 6298) */
     uint64_t srtt, rttvar, rto;  /* ns; srtt 0: no sample yet */
@@ -99,11 +137,14 @@ typedef struct mos_tcp_host {
     uint64_t rtt_start;     /* when it was sent (0: none timed) */
     uint32_t nretries;      /* consecutive RTO expirations */
     /* timers (0: off) */
-    uint64_t rto_at, persist_at, delack_at, tw_at;  /* and hole_at below */
+    uint64_t rto_at, persist_at, delack_at, tw_at;  /* and rack_at, tlp_at above */
     uint32_t persist_backoff;
-    /* received SACK blocks (sequence numbers), the scoreboard's last word */
-    uint32_t sacked[2 * MOS_HOST_MAX_SACK];
-    uint8_t nsacked;
+    /* receiver: stream offsets of the last out-of-order segments, newest
+     * first; their runs lead our SACK blocks (RFC 2018 4) */
+    uint64_t sack_recent[3];
+    uint8_t nrecent;
+    uint8_t dsack_due;      /* our next ACK reports a duplicate first (RFC 2883) */
+    uint32_t dsack_l, dsack_r;
     /* flags */
     uint8_t syn_pending;    /* our SYN (or SYN-ACK) is due */
     uint8_t ack_now;        /* an ACK is due at once (out of order, window update, ...) */
