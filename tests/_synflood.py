@@ -4,7 +4,8 @@ bed's own 198.18.0.1 and .2), random ports and ISNs, with real checksums.
 
 Built with struct and a checksum that adds only the fields that change (a
 whole RFC 1071 sum per frame would be the slow part of 200,000 of them).
-Run as a script it sends them from an AF_PACKET socket, in a bounded loop:
+Run as a script it sends them from an AF_PACKET socket, in a bounded loop,
+and says "flooding" once 20,000 went:
 
     python _synflood.py IFACE DST_MAC SRC_MAC COUNT SECONDS
 """
@@ -59,21 +60,26 @@ def syn_frames(n: int, dst_mac: bytes, src_mac: bytes, seed: int = 1, dport: int
         yield eth + ip + tcp
 
 
-def send(iface: str, dst_mac: bytes, src_mac: bytes, count: int, seconds: float) -> int:
-    """Send `count` SYNs on `iface`, for at most `seconds`; how many went."""
+def send(iface: str, dst_mac: bytes, src_mac: bytes, count: int, seconds: float,
+         mark: int = 0) -> int:
+    """Send `count` SYNs on `iface`, for at most `seconds`; how many went.
+    After `mark` of them, a line "flooding" on stdout (a cue for the test)."""
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     s.bind((iface, 0))
     sent, end = 0, time.monotonic() + seconds
     for f in syn_frames(count, dst_mac, src_mac):
-        try:
-            s.send(f)
-        except BlockingIOError:
-            continue
-        except OSError as exc:   # ENOBUFS: the queue is full, a flood loses some
-            if exc.errno != 105:
-                raise
-            continue
+        while True:   # a full queue (ENOBUFS) waits a little: every SYN goes, or time is up
+            try:
+                s.send(f)
+                break
+            except OSError as exc:
+                if exc.errno not in (11, 105) or time.monotonic() > end:
+                    s.close()
+                    return sent
+                time.sleep(0.0002)
         sent += 1
+        if sent == mark:
+            print("flooding", flush=True)
         if not sent % 4096 and time.monotonic() > end:
             break
     s.close()
@@ -84,5 +90,5 @@ if __name__ == "__main__":
     iface, dmac, smac, count, secs = sys.argv[1:6]
     t0 = time.monotonic()
     n = send(iface, bytes.fromhex(dmac.replace(":", "")), bytes.fromhex(smac.replace(":", "")),
-             int(count), float(secs))
+             int(count), float(secs), mark=min(int(count), 20_000))
     print(f"sent {n} {time.monotonic() - t0:.3f}", flush=True)

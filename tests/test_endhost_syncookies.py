@@ -15,9 +15,9 @@ import time
 
 import dpkt
 import pytest
-from hypothesis import given, settings, strategies as st
-
 from _synflood import syn_frames
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mos.endhost._stack import IN, Stack, StackError, exchange
 
 MS = 1_000_000
@@ -177,9 +177,9 @@ def test_listen_queue_full_syn_gets_cookie_and_its_ack_makes_a_connection(ver, w
 
 def test_syn_with_room_in_the_queue_gets_no_cookie():
     """Cookies only when the queue overflows (Linux's tcp_syncookies=1)."""
-    b, ls = server()
+    b, _ = server()
     b.input(frame(4, GATEWAY[4], 2000, 1, opts=options()), 0)
-    (synack,) = tcp_out(b, 0)
+    assert len(tcp_out(b, 0)) == 1                   # its SYN-ACK
     assert b.stats()["syncookies_sent"] == 0 and b.stats()["conns"] == 1
 
 
@@ -192,7 +192,7 @@ def test_syncookies_always_answers_every_syn_statelessly():
 
 
 def test_syncookies_off_drops_the_syn_beyond_the_queue():
-    b, ls = server(syncookies=0)
+    b, _ = server(syncookies=0)
     fill_syn_queue(b, 4, 0)
     b.input(frame(4, client_addr(4), 40000, 1, opts=options()), 0)
     assert tcp_out(b, 0) == [] and b.stats()["syn_dropped"] == 1
@@ -247,7 +247,7 @@ def test_forged_cookie_ack_gets_rst_and_no_connection(forgery):
 def test_ack_to_a_listener_that_sent_no_cookies_lately_is_not_checked():
     """As Linux: no overflow for two counter steps, no cookie check (and no
     hash to pay); the ACK only draws the LISTEN state's RST."""
-    b, ls = server()
+    b, _ = server()
     fill_syn_queue(b, 4, 0)
     synack = handshake(b, 4, 0)
     complete(b, 4, synack, 3 * PERIOD)
