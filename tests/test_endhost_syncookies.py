@@ -434,3 +434,23 @@ def test_flood_without_syncookies_locks_a_client_out():
         a.timer(now)
     assert a.state(c) == "CLOSED" and a.error(c) == 110 and not b.events(ls) & IN
     assert b.stats()["syn_dropped"] >= 1000 - 25
+
+
+def test_flood_from_spoofed_on_link_sources_keeps_the_real_neighbour_resolved():
+    """On a /15 the spoofed sources are on the link: each cookie SYN-ACK
+    asks ARP for a host that never answers.  Those unanswered entries make
+    way for one another, not for a neighbour that answered: the real
+    client's SYN-ACK still leaves at once, without asking ARP again."""
+    a = Stack(mac="02:00:00:00:00:99", addrs=["198.18.0.1/15"])
+    b = Stack(mac="02:00:00:00:00:0b", addrs=["198.18.0.2/15"])
+    a.connect(SERVER[4], 9, now=0)
+    exchange(a, b, 0)
+    ls = b.listen(80, backlog=8)
+    _flood(b, 5000, MS)
+    assert b.stats()["syncookies_sent"] == 5000 - 13 and b.stats()["neighbours"] == 1
+    a.connect(SERVER[4], 80, now=200 * MS)
+    for f in a.output(200 * MS):
+        b.input(f, 200 * MS)
+    out = [dpkt.ethernet.Ethernet(f) for f in b.output(200 * MS)]
+    assert [e.type for e in out] == [0x0800] and out[0].ip.tcp.flags == 0x12
+    _connect_and_talk(a, b, ls, 300 * MS)
