@@ -954,8 +954,14 @@ static int cookie_ack(mos_stack_t *st, int l, const mos_pkt_t *p, const mos_tcp_
     lk->nsyn++; /* counted as a SYN queue entry until child_established moves it */
     int ev = mos_tcp_host_accept_cookie(st->socks[c].tcp, seg, p->paylen ? p->payload : NULL, &o,
                                         p->ack - 1, now);
+    if (ev < 0 || !(ev & MOS_HOST_EV_CONNECTED)) { /* not a handshake after all: as forged */
+        lk->nsyn--;
+        sk_free(st, c);
+        st->st.syncookies_failed++;
+        return 0;
+    }
     st->st.syncookies_ok++;
-    settle(st, c, ev < 0 ? 0 : ev, now);
+    settle(st, c, ev, now);
     return 1;
 }
 
