@@ -303,9 +303,9 @@ def test_cookie_round_trip_keeps_tuple_time_mss_and_options(ver, third, fourth, 
                                                             dt, ws, sack, mss):
     """A cookie made at t0 for any 4-tuple and client ISN is taken at t0 + dt
     iff the counter moved at most one step (RFC 4987 3.6: a bounded
-    lifetime); what it kept comes back: the window shift (seen in how far
-    the server sends into a small window) and SACK-permitted (SACK blocks
-    on an out-of-order segment)."""
+    lifetime); what it kept comes back: the MSS and the window shift (seen
+    in how far the server sends into a window of one segment, scaled) and
+    SACK-permitted (SACK blocks on an out-of-order segment)."""
     src = f"198.19.{third}.{fourth}" if ver == 4 else f"2001:db8:{third + 1:x}::{fourth:x}"
     b, ls = server()
     fill_syn_queue(b, ver, t0)
@@ -316,9 +316,11 @@ def test_cookie_round_trip_keeps_tuple_time_mss_and_options(ver, third, fourth, 
                   opts=options()), now)           # keeps the listener sending cookies
     b.output(now)
     tsval = struct.unpack("!II", opts_of(synack)[8])[0]
+    kept = max(t for t in MSS_TABLE[ver] if t <= mss)
+    smss = max(min(kept, 1460) - 12, 64)          # less the timestamps; the host's floor
     b.input(frame(ver, src, sport, (isn + 1) & 0xFFFFFFFF, (synack.seq + 1) & 0xFFFFFFFF,
                   dpkt.tcp.TH_ACK, b"\x01\x01\x08\x0a" + struct.pack("!II", 10, tsval),
-                  win=100), now)
+                  win=smss), now)
     valid = now // PERIOD - t0 // PERIOD <= 1
     st_ = b.stats()
     assert (st_["syncookies_ok"], st_["syncookies_failed"]) == ((1, 0) if valid else (0, 1))
@@ -326,16 +328,14 @@ def test_cookie_round_trip_keeps_tuple_time_mss_and_options(ver, third, fourth, 
         return
     s = b.accept(ls)
     assert b.names(s)[1] == (src, sport)
-    b.set_nodelay(s, True)
     b.send(s, bytes(30000))
-    sent = sum(len(o.data) for o in tcp_out(b, now))
-    kept = max(t for t in MSS_TABLE[ver] if t <= mss)
-    smss = max(min(kept, 1460) - 12, 64)          # the host's floor: 64
-    iw = min(10 * smss, max(2 * smss, 14600))     # RFC 6928
-    assert sent == min(100 << (ws or 0), iw)
+    sent = [len(o.data) for o in tcp_out(b, now)]
+    # whole segments into smss << shift bytes, at most the initial window
+    # of 10 (RFC 6928: min(10 * smss, max(2 * smss, 14600)) is 10 here)
+    assert sent == [smss] * min(1 << (ws or 0), 10)
     b.input(frame(ver, src, sport, (isn + 1 + 50) & 0xFFFFFFFF, (synack.seq + 1) & 0xFFFFFFFF,
                   dpkt.tcp.TH_ACK, b"\x01\x01\x08\x0a" + struct.pack("!II", 11, tsval),
-                  b"x", win=100), now)
+                  b"x", win=smss), now)
     (dup,) = [o for o in tcp_out(b, now) if not o.data] or [None]
     assert dup is not None and (5 in opts_of(dup)) == sack
 

@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 
 import pytest
-from test_endhost_live import WHY as _LIVE_WHY
-from test_endhost_live import wait_serving
+from netbed import live_skip_reason, wait_serving
 
 from mos.testing.testbed import CLIENT_IP, SERVER_IP
 
@@ -31,9 +29,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 FLOOD = 200_000
 
 
-# the same needs as the other live end-host tests (root, ip, ethtool, curl,
-# the AF_PACKET port), and coreutils timeout for the sender's lifetime
-WHY = _LIVE_WHY or (None if shutil.which("timeout") else "needs timeout")
+# coreutils timeout bounds the sender's lifetime (Testbed.popen_in)
+WHY = live_skip_reason("ip", "ethtool", "curl", "timeout")
 pytestmark = pytest.mark.skipif(WHY is not None, reason=f"SYN flood live test: {WHY}")
 
 
