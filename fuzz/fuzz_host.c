@@ -2,7 +2,9 @@
  * through a wire the input scripts.
  *
  * The first bytes pick each side's configuration (MSS, window scale, SACK,
- * timestamps, Nagle, buffer sizes); then each input byte is one step:
+ * timestamps, Nagle, buffer sizes, and for the passive side whether it
+ * opens through a SYN cookie: a stateless SYN-ACK, then
+ * mos_tcp_host_accept_cookie on the client's ACK); then each input byte is one step:
  * deliver, drop, duplicate or hold back the next segment in flight, let time
  * pass to the next timer, have an app write or read, shut down, abort, or
  * inject a segment made of input bytes (any flags, sequence numbers,
@@ -38,7 +40,8 @@ typedef struct {
 
 static uint8_t pattern(uint64_t k, int side) { return (uint8_t)(k * 7 + (unsigned)side); }
 
-static void cfg_from(fuzz_in_t *in, mos_tcp_host_cfg_t *c)
+/* A side's configuration; returns the spare bit of its first byte. */
+static int cfg_from(fuzz_in_t *in, mos_tcp_host_cfg_t *c)
 {
     mos_tcp_host_cfg_default(c);
     uint8_t a = fin_u8(in), b = fin_u8(in);
@@ -50,6 +53,7 @@ static void cfg_from(fuzz_in_t *in, mos_tcp_host_cfg_t *c)
     c->rcvbuf = 512u << (b & 7);
     c->sndbuf = 512u << ((b >> 3) & 7);
     c->time_wait = 1000000000ull;
+    return a >> 7;
 }
 
 static void push(wire_t *w, mos_tcp_host_t *from, const mos_tcp_host_out_t *o, int to)
@@ -91,6 +95,30 @@ static void drain(mos_tcp_host_t *h, int side, wire_t *w, uint64_t now)
     }
 }
 
+/* The passive open of side 1 on the SYN `syn`: from its SYN queue, or (RFC
+ * 4987 3.6) a SYN-ACK that keeps no state, the client's ACK, and the
+ * connection made from what a cookie would remember of the SYN. */
+static int open_passive(mos_tcp_host_t h[2], const mos_tcp_host_out_t *syn, uint32_t iss,
+                        int cookie, uint64_t now)
+{
+    mos_tcp_seg_t seg = {syn->seq, syn->ack, syn->len, syn->wnd, syn->flags, &syn->opt};
+    if (!cookie) return mos_tcp_host_accept(&h[1], &seg, iss, now);
+    mos_tcp_host_out_t sa, ack;
+    mos_tcp_host_synack(&h[1].cfg, &seg, iss, iss ^ 0x5a5a5a5au, &sa);
+    check_out(&h[1], &sa);
+    mos_tcp_seg_t s2 = {sa.seq, sa.ack, 0, sa.wnd, sa.flags, &sa.opt};
+    mos_tcp_host_input(&h[0], &s2, NULL, now);
+    if (!mos_tcp_host_output(&h[0], now, &ack)) return -1;
+    mos_tcp_syn_opts_t o = {(syn->opt.opts & MOS_OPT_MSS) ? syn->opt.mss : 536,
+                            (sa.opt.opts & MOS_OPT_WSCALE) ? syn->opt.wscale : MOS_TCP_NO_WSCALE,
+                            (sa.opt.opts & MOS_OPT_SACKOK) != 0, (sa.opt.opts & MOS_OPT_TS) != 0};
+    mos_tcp_seg_t s3 = {ack.seq, ack.ack, ack.len, ack.wnd, ack.flags, &ack.opt};
+    int ev = mos_tcp_host_accept_cookie(&h[1], &s3, NULL, &o, iss, now);
+    FUZZ_CHECK(ev >= 0 && h[1].me.state == MOS_TCPS_ESTABLISHED, "cookie open: ev %d state %d",
+               ev, h[1].me.state);
+    return 0;
+}
+
 static void invariants(const mos_tcp_host_t *h)
 {
     FUZZ_CHECK(h->me.state < MOS_TCPS_COUNT, "state %d", h->me.state);
@@ -108,7 +136,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_in_t in = {data, size};
     mos_tcp_host_cfg_t cfg[2];
     cfg_from(&in, &cfg[0]);
-    cfg_from(&in, &cfg[1]);
+    int cookie = cfg_from(&in, &cfg[1]);
     static mos_tcp_host_t h[2];
     static wire_t w;
     if (mos_tcp_host_init(&h[0], &cfg[0], NULL) || mos_tcp_host_init(&h[1], &cfg[1], NULL))
@@ -119,10 +147,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mos_tcp_host_connect(&h[0], fin_u32(&in), now);
     mos_tcp_host_out_t o;
     if (!mos_tcp_host_output(&h[0], now, &o)) goto out;
-    {
-        mos_tcp_seg_t seg = {o.seq, o.ack, o.len, o.wnd, o.flags, &o.opt};
-        if (mos_tcp_host_accept(&h[1], &seg, fin_u32(&in), now)) goto out;
-    }
+    if (open_passive(h, &o, fin_u32(&in), cookie, now)) goto out;
     drain(&h[1], 1, &w, now);
     uint8_t buf[4096];
     for (int steps = 0; !fin_empty(&in) && steps < 2000; steps++) {

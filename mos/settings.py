@@ -53,7 +53,9 @@ app         (none)      module name (``middleboxes.midstat``) or ``.py`` file wi
 endhost     (none)      required iff mode is ``endhost``: ``addresses``, a list of
                         ``{port: NAME, address: 198.18.77.2/24}`` (IPv4 or IPv6
                         with its prefix); optional ``gateway4``, ``gateway6``,
-                        ``max_conns`` (65536) and ``tcp``: ``mss``, ``rcvbuf``,
+                        ``max_conns`` (65536), ``syncookies`` (1: SYN cookies
+                        when a listener's SYN queue is full, RFC 4987 3.6; 0
+                        never; 2 always) and ``tcp``: ``mss``, ``rcvbuf``,
                         ``sndbuf``, ``nodelay``, ``sack``, ``timestamps``.  In
                         inline or passive mode (both roles at once, afpacket):
                         the end host owns one port of its own (in no forward
@@ -215,6 +217,7 @@ class EndhostSpec:
     gateway4: str | None = None
     gateway6: str | None = None
     max_conns: int = 65536
+    syncookies: int = 1
     tcp: dict = field(default_factory=dict)
     #: ``serve: {root: DIR, port: 80}``: files ``mos run`` serves on the
     #: end host's addresses while it monitors (both roles at once)
@@ -227,7 +230,7 @@ class EndhostSpec:
         return self.addresses[0][0]
 
 
-_ENDHOST = ("addresses", "gateway4", "gateway6", "max_conns", "tcp", "serve")
+_ENDHOST = ("addresses", "gateway4", "gateway6", "max_conns", "syncookies", "tcp", "serve")
 _ENDHOST_TCP = {"mss": (536, 9000), "rcvbuf": (4096, 1 << 30), "sndbuf": (4096, 1 << 30),
                 "nodelay": (0, 1), "sack": (0, 1), "timestamps": (0, 1)}
 
@@ -544,6 +547,8 @@ class _Reader:
                 kw[key] = text
         if "max_conns" in m:
             kw["max_conns"] = self.integer(m["max_conns"][1], "endhost.max_conns", 16, 1 << 22)
+        if "syncookies" in m:
+            kw["syncookies"] = self.integer(m["syncookies"][1], "endhost.syncookies", 0, 2)
         if "tcp" in m:
             t = self.mapping(m["tcp"][1], "endhost.tcp", tuple(_ENDHOST_TCP))
             kw["tcp"] = {k: self.integer(v[1], f"endhost.tcp.{k}", *_ENDHOST_TCP[k])

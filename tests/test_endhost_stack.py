@@ -206,8 +206,10 @@ def test_readiness_events_and_eof():
     assert s in b.ready()
 
 
-def test_syn_queue_bound_drops_extra_syns():
-    a, b = pair()
+@pytest.mark.parametrize("syncookies", [0, 1])
+def test_syn_queue_bound_drops_extra_syns_or_answers_them_with_cookies(syncookies):
+    a = Stack(mac=MAC_A, addrs=["198.18.0.1/24", "2001:db8::1/64"])
+    b = Stack(mac=MAC_B, addrs=["198.18.0.2/24", "2001:db8::2/64"], syncookies=syncookies)
     b.listen(80, backlog=4)
     b.listen(81)
     a.connect("198.18.0.2", 81, now=0)    # neighbours resolved first
@@ -218,9 +220,13 @@ def test_syn_queue_bound_drops_extra_syns():
     for f in syns:
         b.input(f, 0)
     # a SYN queue of backlog * 1.5 + 1 (the connections wait in SYN-RECEIVED:
-    # nobody answers the SYN-ACKs here); the rest is dropped, the clients retry
-    assert b.stats()["syn_dropped"] == 20 - (4 + 2 + 1)
-    assert len(b.output(0)) == 7 and len(socks) == 20
+    # nobody answers the SYN-ACKs here); the rest is dropped, the clients
+    # retry, or with SYN cookies (RFC 4987 3.6) answered without state
+    st = b.stats()
+    assert st["syn_dropped"] == (20 - (4 + 2 + 1)) * (1 - syncookies)
+    assert st["syncookies_sent"] == (20 - (4 + 2 + 1)) * syncookies
+    assert st["conns"] == 7 + 1                      # and the one to port 81
+    assert len(b.output(0)) == 7 + st["syncookies_sent"] and len(socks) == 20
 
 
 def test_accept_queue_overflow_resets_the_extra_connection():

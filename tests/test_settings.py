@@ -397,6 +397,8 @@ def test_endhost_section_as_the_issue_writes_it():
     assert s.endhost.addresses == (("wire", "198.18.77.2/24"),)
     s = parse_settings(ENDHOST + "  gateway4: 198.18.77.1\n  tcp: {mss: 1400, nodelay: 1}\n")
     assert s.endhost.gateway4 == "198.18.77.1" and s.endhost.tcp == {"mss": 1400, "nodelay": 1}
+    assert s.endhost.syncookies == 1                 # as Linux's tcp_syncookies default
+    assert parse_settings(ENDHOST + "  syncookies: 0\n").endhost.syncookies == 0
 
 
 @pytest.mark.parametrize("text,msg", [
@@ -420,6 +422,8 @@ def test_endhost_section_as_the_issue_writes_it():
     (ENDHOST + "  gateway6: 198.18.0.1\n",
      "serve.yaml:6: endhost.gateway6: '198.18.0.1' is not an IPv6 address"),
     (ENDHOST + "  tcp: {mss: 10}\n", "serve.yaml:6: endhost.tcp.mss: 10 is out of range"),
+    (ENDHOST + "  syncookies: 3\n", "serve.yaml:6: endhost.syncookies: 3 is out of range 0..2"),
+    (ENDHOST + "  syncookies: yes\n", "serve.yaml:6: endhost.syncookies: "),
 ])
 def test_endhost_section_errors_name_file_line_and_key(text, msg):
     with pytest.raises(ConfigError) as e:

@@ -48,12 +48,14 @@ cdef extern from "stack.h" nogil:
         uint64_t seed
         uint16_t nworkers, worker
         uint8_t responder
+        uint8_t syncookies
     ctypedef struct mos_stack_t:
         pass
     ctypedef struct mos_stack_stats_t:
         uint64_t frames_in, frames_out, arp_in, arp_out, nd_in, nd_out, echo_replies
         uint64_t tcp_in, tcp_out, rst_out, syn_dropped, accept_overflow, bad_checksum
         uint64_t not_ours, malformed, no_route, neigh_drops, time_wait_evicted
+        uint64_t syncookies_sent, syncookies_ok, syncookies_failed
         uint32_t conns, listeners, time_wait, neighbours
     void mos_stack_cfg_default(mos_stack_cfg_t *cfg)
     mos_stack_t *mos_stack_new(const mos_stack_cfg_t *cfg)
@@ -128,9 +130,12 @@ cdef bytes _mac(str text):
 cdef class Stack:
     """One stack: ``mac``, ``addrs`` ("198.18.0.1/24", "2001:db8::1/64"),
     optional ``gateway4`` / ``gateway6``, ``max_conns``, ``max_time_wait``,
-    ``mtu``, ``seed`` (random if None), ``workers`` / ``worker`` / ``responder``
-    (several stacks on one port: stack.h), and TCP defaults as keyword options of
-    mos.tcp._host.Host (``mss``, ``rcvbuf``, ``sndbuf``, ...)."""
+    ``mtu``, ``seed`` (the ISN, port and SYN cookie secret; random if None),
+    ``syncookies`` (0 never; 1, the default, when a listener's SYN queue is
+    full; 2 always: RFC 4987 3.6, as Linux's tcp_syncookies), ``workers`` /
+    ``worker`` / ``responder`` (several stacks on one port: stack.h), and TCP
+    defaults as keyword options of mos.tcp._host.Host (``mss``, ``rcvbuf``,
+    ``sndbuf``, ...)."""
     cdef mos_stack_t *st
     cdef mos_frame_t frames[PUMP_BURST]
     cdef uint8_t *txbuf
@@ -139,8 +144,8 @@ cdef class Stack:
 
     def __cinit__(self, str mac="02:00:00:00:00:01", addrs=(), gateway4=None, gateway6=None,
                   uint32_t max_conns=4096, uint32_t max_time_wait=1024, uint16_t mtu=1500,
-                  seed=None, uint16_t workers=1, uint16_t worker=0, bint responder=True,
-                  **tcp):
+                  seed=None, int syncookies=1, uint16_t workers=1, uint16_t worker=0,
+                  bint responder=True, **tcp):
         cdef mos_stack_cfg_t c
         mos_stack_cfg_default(&c)
         m = _mac(mac)
@@ -174,6 +179,9 @@ cdef class Stack:
         if not workers or worker >= workers:
             raise ValueError(f"worker {worker} of {workers}: needs 0 <= worker < workers")
         c.nworkers, c.worker, c.responder = workers, worker, responder
+        if syncookies not in (0, 1, 2):
+            raise ValueError(f"syncookies: {syncookies!r} is not 0, 1 or 2")
+        c.syncookies = syncookies
         for k, v in tcp.items():
             if k == "mss": c.tcp.mss = v
             elif k == "rcvbuf": c.tcp.rcvbuf = v
@@ -377,6 +385,8 @@ cdef class Stack:
                 "accept_overflow": s.accept_overflow, "bad_checksum": s.bad_checksum,
                 "not_ours": s.not_ours, "malformed": s.malformed, "no_route": s.no_route,
                 "neigh_drops": s.neigh_drops, "time_wait_evicted": s.time_wait_evicted,
+                "syncookies_sent": s.syncookies_sent, "syncookies_ok": s.syncookies_ok,
+                "syncookies_failed": s.syncookies_failed,
                 "conns": s.conns, "listeners": s.listeners, "time_wait": s.time_wait,
                 "neighbours": s.neighbours}
 

@@ -95,8 +95,8 @@ def endhost_context(settings, worker: int = 0, ports=None):
     ctx = Context.on_port(ports, _mac(settings, spec),
                           *[a for p, a in eh.addresses if p == spec.name],
                           gateway4=eh.gateway4, gateway6=eh.gateway6,
-                          max_conns=eh.max_conns, workers=settings.workers, worker=worker,
-                          responder=worker == 0, **tcp)
+                          max_conns=eh.max_conns, syncookies=eh.syncookies,
+                          workers=settings.workers, worker=worker, responder=worker == 0, **tcp)
     return ctx, ports, spec
 
 

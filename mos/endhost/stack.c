@@ -32,6 +32,7 @@ typedef struct sock {
     /* listener */
     uint32_t backlog, nsyn, nacc;
     int32_t acc_head, acc_tail;
+    uint64_t cookies_at;    /* 1 + when it last answered a SYN with a cookie (0: never) */
     int err;                /* SO_ERROR not reported yet */
     uint32_t sndbuf, rcvbuf; /* a listener's SO_SNDBUF / SO_RCVBUF for its children (0: default) */
     uint32_t last_events;
@@ -86,6 +87,7 @@ struct mos_stack {
     uint8_t neigh_asking;   /* some neighbour was asked and has not answered: timers look */
     mos_stack_stats_t st;
     mos_rbuf_pool_t pool;
+    uint64_t sipkey[2];     /* SYN cookie MAC key, from cfg.seed */
 };
 
 /* ---------------------------------------------------------------- small helpers */
@@ -111,6 +113,36 @@ static uint32_t tuple_hash(const mos_stack_t *st, uint8_t ver, const uint8_t *la
         h = mix64(h ^ a ^ ((uint64_t)b << 32));
     }
     return (uint32_t)mix64(h ^ lp ^ ((uint64_t)rp << 16));
+}
+
+#define ROTL(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
+
+static void sip_rounds(uint64_t v[4], int n)
+{
+    while (n--) {
+        v[0] += v[1]; v[1] = ROTL(v[1], 13); v[1] ^= v[0]; v[0] = ROTL(v[0], 32);
+        v[2] += v[3]; v[3] = ROTL(v[3], 16); v[3] ^= v[2];
+        v[0] += v[3]; v[3] = ROTL(v[3], 21); v[3] ^= v[0];
+        v[2] += v[1]; v[1] = ROTL(v[1], 17); v[1] ^= v[2]; v[2] = ROTL(v[2], 32);
+    }
+}
+
+/* SipHash-2-4 (Aumasson and Bernstein, 2012) of n 64-bit words: a keyed
+ * PRF, so a SYN cookie's MAC cannot be computed without the key, as
+ * RFC 4987 3.6 asks of the secret. */
+static uint64_t siphash24(const uint64_t k[2], const uint64_t *m, unsigned n)
+{
+    uint64_t v[4] = {k[0] ^ 0x736f6d6570736575ull, k[1] ^ 0x646f72616e646f6dull,
+                     k[0] ^ 0x6c7967656e657261ull, k[1] ^ 0x7465646279746573ull};
+    for (unsigned i = 0; i <= n; i++) {
+        uint64_t w = i < n ? m[i] : (uint64_t)(8u * n) << 56; /* last block: the length */
+        v[3] ^= w;
+        sip_rounds(v, 2);
+        v[0] ^= w;
+    }
+    v[2] ^= 0xff;
+    sip_rounds(v, 4);
+    return v[0] ^ v[1] ^ v[2] ^ v[3];
 }
 
 static uint16_t csum_fold(uint32_t s)
@@ -214,7 +246,11 @@ static neigh_t *neigh_new(mos_stack_t *st, uint8_t ver, const uint8_t *ip)
     for (int i = 0; i < NEIGH_MAX; i++) {
         neigh_t *n = &st->neigh[i];
         if (!n->used) { victim = n; break; }
-        if (!victim || n->asked_at < victim->asked_at) victim = n;
+        /* one nobody answered goes first: SYN-ACKs to spoofed on-link
+         * sources must not push out the hosts we talk to */
+        if (!victim || (victim->resolved && !n->resolved) ||
+            (victim->resolved == n->resolved && n->asked_at < victim->asked_at))
+            victim = n;
     }
     neigh_drop_pending(victim);
     memset(victim, 0, sizeof *victim);
@@ -566,6 +602,33 @@ static int listener_find(const mos_stack_t *st, uint8_t ver, uint16_t port)
     return -1;
 }
 
+/* A connection socket for a 4-tuple (16-byte addresses), hashed; -1 if no
+ * socket or no memory is left. */
+static int conn_new(mos_stack_t *st, uint8_t ver, const uint8_t *la, uint16_t lp,
+                    const uint8_t *ra, uint16_t rp)
+{
+    int s = sk_alloc(st);
+    if (s < 0) return -1;
+    sock_t *k = &st->socks[s];
+    k->tcp = malloc(sizeof *k->tcp);
+    if (!k->tcp || mos_tcp_host_init(k->tcp, &st->cfg.tcp, &st->pool)) {
+        free(k->tcp);
+        k->tcp = NULL;
+        k->hnext = st->freelist;
+        st->freelist = s;
+        return -1;
+    }
+    k->kind = SK_CONN;
+    k->ver = ver;
+    memcpy(k->laddr, la, 16);
+    memcpy(k->raddr, ra, 16);
+    k->lport = lp;
+    k->rport = rp;
+    st->st.conns++;
+    hash_link(st, s);
+    return s;
+}
+
 static void sk_free(mos_stack_t *st, int s)
 {
     sock_t *k = &st->socks[s];
@@ -756,6 +819,181 @@ static uint32_t isn_for(const mos_stack_t *st, uint8_t ver, const uint8_t *la, u
     return tuple_hash(st, ver, la, lp, ra, rp) + (uint32_t)(now / 4000);
 }
 
+/* ---------------------------------------------------------------- SYN cookies
+ *
+ * RFC 4987 3.6: once a listener's SYN queue is full, its SYN-ACK's ISN is
+ * a cookie and nothing is kept; the ACK that completes the handshake
+ * brings it back (SEG.ACK - 1) and the connection is made from it.
+ *
+ *   bits 31-30  a 64 s counter's low bits: the cookie's age
+ *   bits 29-3   MAC: SipHash-2-4 keyed from cfg.seed over the 4-tuple,
+ *               the peer's ISN (SEG.SEQ - 1), the whole counter, and the
+ *               option bits below and in our TSval
+ *   bits 2-0    the peer's MSS as an index in a table, rounded down
+ *
+ * With timestamps (both sides) our TSval's low 5 bits hold the peer's
+ * window shift (15: none) and SACK-permitted; its ACK's TSecr returns them
+ * (Linux's idea).  Without timestamps the SYN-ACK offers neither option,
+ * so the connection runs without them.
+ */
+#define COOKIE_PERIOD (64000ull * MS)
+#define COOKIE_MAX_AGE 1        /* counter steps a cookie is taken after its own */
+#define COOKIE_TS_MASK 31u
+#define COOKIE_NO_WS 15u
+#define COOKIE_MAC_MASK 0x7FFFFFFu
+
+/* MSS values a cookie can name; 64 first: even the smallest MSS a host
+ * takes is never exceeded */
+static const uint16_t cookie_mss4[8] = {64, 536, 1200, 1360, 1400, 1440, 1460, 8960};
+static const uint16_t cookie_mss6[8] = {64, 536, 1220, 1280, 1380, 1420, 1440, 8940};
+
+/* The MAC of a cookie for the segment p's 4-tuple (a SYN or its ACK). */
+static uint32_t cookie_mac(const mos_stack_t *st, const mos_pkt_t *p, uint32_t peer_isn,
+                           uint64_t count, uint32_t extra)
+{
+    uint64_t m[6];
+    unsigned n = 2;
+    m[0] = (uint64_t)peer_isn << 32 | (uint32_t)p->dport << 16 | p->sport;
+    m[1] = count << 16 | (uint32_t)p->ipver << 12 | extra;
+    for (int i = 0; i < alen(p->ipver); i += 8) {
+        uint64_t a = 0, b = 0;
+        memcpy(&a, p->dst + i, p->ipver == 4 ? 4 : 8);
+        memcpy(&b, p->src + i, p->ipver == 4 ? 4 : 8);
+        m[n++] = p->ipver == 4 ? a << 32 | b : a;
+        if (p->ipver == 6) m[n++] = b;
+    }
+    return (uint32_t)siphash24(st->sipkey, m, n) & COOKIE_MAC_MASK;
+}
+
+/* Our TSval carrying the option bits: below our clock, never ahead of it,
+ * so later TSvals still grow (RFC 7323 5.4). */
+static uint32_t cookie_tsval(const mos_stack_t *st, uint32_t bits, uint64_t now)
+{
+    uint32_t clock = st->cfg.tcp.ts_base + (uint32_t)(now / MS);
+    uint32_t v = (clock & ~COOKIE_TS_MASK) | bits;
+    return (int32_t)(v - clock) > 0 ? v - (COOKIE_TS_MASK + 1) : v;
+}
+
+/* Answer the SYN p with a cookie SYN-ACK; nothing is kept. */
+static void syn_cookie(mos_stack_t *st, sock_t *lk, const mos_pkt_t *p,
+                       const mos_tcp_seg_t *seg, uint64_t now)
+{
+    const mos_tcp_opts_t *so = &p->tcpopt;
+    const uint16_t *tab = p->ipver == 4 ? cookie_mss4 : cookie_mss6;
+    /* no MSS option: the default, 536 or 1220 (RFC 9293 3.7.1) */
+    uint32_t mss = (so->opts & MOS_OPT_MSS) ? so->mss : p->ipver == 4 ? 536 : 1220;
+    uint32_t idx = 7, extra, tsval = 0;
+    while (idx && tab[idx] > mss) idx--;
+    extra = idx;
+    if (st->cfg.tcp.ts && (so->opts & MOS_OPT_TS)) {
+        uint32_t bits = ((so->opts & MOS_OPT_WSCALE) ? so->wscale : COOKIE_NO_WS) |
+                        ((st->cfg.tcp.sack && (so->opts & MOS_OPT_SACKOK)) ? 16u : 0u);
+        tsval = cookie_tsval(st, bits, now);
+        extra |= 8u | bits << 4;
+    }
+    uint64_t count = now / COOKIE_PERIOD;
+    uint32_t iss = (uint32_t)(count & 3) << 30 | cookie_mac(st, p, p->seq, count, extra) << 3 | idx;
+    mos_tcp_host_cfg_t cfg = st->cfg.tcp;
+    if (lk->rcvbuf) cfg.rcvbuf = lk->rcvbuf; /* the window its children offer */
+    mos_tcp_host_out_t o;
+    mos_tcp_host_synack(&cfg, seg, iss, tsval, &o);
+    lk->cookies_at = now + 1; /* 0 stays "never" */
+    st->st.syncookies_sent++;
+    send_tcp(st, p->ipver, p->dst, p->src, p->dport, p->sport, &o, NULL, now);
+}
+
+/* Is the ACK p's SEG.ACK - 1 a cookie we made lately?  Then o is what it
+ * remembers of the SYN. */
+static int cookie_valid(const mos_stack_t *st, const mos_pkt_t *p, uint64_t now,
+                        mos_tcp_syn_opts_t *o)
+{
+    uint32_t c = p->ack - 1, idx = c & 7, extra = idx, bits = 0;
+    uint64_t count = now / COOKIE_PERIOD, age = (count - (c >> 30)) & 3;
+    if (age > COOKIE_MAX_AGE || age > count) return 0;
+    int ts = st->cfg.tcp.ts && (p->tcpopt.opts & MOS_OPT_TS);
+    if (ts) {
+        bits = p->tcpopt.tsecr & COOKIE_TS_MASK;
+        extra |= 8u | bits << 4;
+    }
+    if (cookie_mac(st, p, p->seq - 1, count - age, extra) != ((c >> 3) & COOKIE_MAC_MASK))
+        return 0;
+    o->mss = (p->ipver == 4 ? cookie_mss4 : cookie_mss6)[idx];
+    o->ts = (uint8_t)ts;
+    o->wscale = ts && (bits & 15) != COOKIE_NO_WS ? (uint8_t)(bits & 15) : MOS_TCP_NO_WSCALE;
+    o->sack = ts && (bits & 16);
+    return 1;
+}
+
+/* An ACK to a listener with no connection for it: a cookie coming back?
+ * 1 if taken (a connection made, or dropped for a full accept queue). */
+static int cookie_ack(mos_stack_t *st, int l, const mos_pkt_t *p, const mos_tcp_seg_t *seg,
+                      uint64_t now)
+{
+    sock_t *lk = &st->socks[l];
+    mos_tcp_syn_opts_t o;
+    /* only while the listener sends cookies (as Linux): an ACK at other
+     * times costs no hash, and guessing has no chance */
+    if (!st->cfg.syncookies || !lk->cookies_at || now + 1 - lk->cookies_at > 2 * COOKIE_PERIOD)
+        return 0;
+    if (!cookie_valid(st, p, now, &o)) {
+        st->st.syncookies_failed++;
+        return 0;
+    }
+    if (lk->nacc >= lk->backlog) { /* dropped, as Linux: a retransmission may find room */
+        st->st.accept_overflow++;
+        return 1;
+    }
+    int c = conn_new(st, p->ipver, p->dst, p->dport, p->src, p->sport);
+    if (c < 0) {
+        st->st.accept_overflow++;
+        return 1;
+    }
+    st->socks[c].listener = l;
+    if (lk->sndbuf || lk->rcvbuf) /* before the handshake: the window our SYN-ACK gave */
+        mos_tcp_host_set_buffers(st->socks[c].tcp, lk->sndbuf, lk->rcvbuf);
+    lk->nsyn++; /* counted as a SYN queue entry until child_established moves it */
+    int ev = mos_tcp_host_accept_cookie(st->socks[c].tcp, seg, p->paylen ? p->payload : NULL, &o,
+                                        p->ack - 1, now);
+    if (ev < 0 || !(ev & MOS_HOST_EV_CONNECTED)) { /* not a handshake after all: as forged */
+        lk->nsyn--;
+        sk_free(st, c);
+        st->st.syncookies_failed++;
+        return 0;
+    }
+    st->st.syncookies_ok++;
+    settle(st, c, ev, now);
+    return 1;
+}
+
+/* A SYN for listener l: a SYN-RECEIVED entry in its SYN queue, or a cookie
+ * once that is full (RFC 4987 3.6), or nothing (the client retries). */
+static void syn_in(mos_stack_t *st, int l, const mos_pkt_t *p, const mos_tcp_seg_t *seg,
+                   uint64_t now)
+{
+    sock_t *lk = &st->socks[l];
+    int full = lk->nsyn + lk->nacc >= lk->backlog + lk->backlog / 2 + 1 || st->freelist < 0;
+    if (st->cfg.syncookies == 2 || (full && st->cfg.syncookies)) {
+        /* a full accept queue would drop the cookie's connection: the
+         * SYN goes now (as Linux) */
+        if (lk->nacc >= lk->backlog) st->st.syn_dropped++;
+        else syn_cookie(st, lk, p, seg, now);
+        return;
+    }
+    int c = full ? -1 : conn_new(st, p->ipver, p->dst, p->dport, p->src, p->sport);
+    if (c < 0) {
+        st->st.syn_dropped++;
+        return;
+    }
+    sock_t *k = &st->socks[c];
+    k->listener = l;
+    if (lk->sndbuf || lk->rcvbuf) /* the listener's buffer sizes, as Linux children inherit */
+        mos_tcp_host_set_buffers(k->tcp, lk->sndbuf, lk->rcvbuf);
+    lk->nsyn++;
+    mos_tcp_host_accept(k->tcp, seg, isn_for(st, k->ver, k->laddr, k->lport, k->raddr,
+                                             k->rport, now), now);
+    settle(st, c, 0, now);
+}
+
 static void tcp_in(mos_stack_t *st, const mos_pkt_t *p, uint64_t now)
 {
     st->st.tcp_in++;
@@ -786,45 +1024,15 @@ static void tcp_in(mos_stack_t *st, const mos_pkt_t *p, uint64_t now)
         }
     }
     int l = listener_find(st, p->ipver, p->dport);
-    if (l < 0 || (p->flags & (MOS_TH_SYN | MOS_TH_ACK | MOS_TH_RST)) != MOS_TH_SYN) {
+    uint8_t fl = p->flags & (MOS_TH_SYN | MOS_TH_ACK | MOS_TH_RST);
+    if (l >= 0 && fl == MOS_TH_ACK && cookie_ack(st, l, p, &seg, now)) return;
+    if (l < 0 || fl != MOS_TH_SYN) {
+        /* a forged or stale cookie too: any ACK in LISTEN draws a RST
+         * <SEQ=SEG.ACK> (RFC 9293 3.10.7.2), as Linux answers one */
         reset_for(st, p, now);
         return;
     }
-    sock_t *lk = &st->socks[l];
-    if (lk->nsyn + lk->nacc >= lk->backlog + lk->backlog / 2 + 1 || st->freelist < 0) {
-        st->st.syn_dropped++; /* the SYN queue is full: the client will retry */
-        return;
-    }
-    int c = sk_alloc(st);
-    if (c < 0) {
-        st->st.syn_dropped++;
-        return;
-    }
-    sock_t *k = &st->socks[c];
-    k->tcp = malloc(sizeof *k->tcp);
-    if (!k->tcp || mos_tcp_host_init(k->tcp, &st->cfg.tcp, &st->pool)) {
-        free(k->tcp);
-        k->tcp = NULL;
-        k->hnext = st->freelist;
-        st->freelist = c;
-        st->st.syn_dropped++;
-        return;
-    }
-    k->kind = SK_CONN;
-    k->ver = p->ipver;
-    memcpy(k->laddr, p->dst, 16);
-    memcpy(k->raddr, p->src, 16);
-    k->lport = p->dport;
-    k->rport = p->sport;
-    k->listener = l;
-    if (lk->sndbuf || lk->rcvbuf) /* the listener's buffer sizes, as Linux children inherit */
-        mos_tcp_host_set_buffers(k->tcp, lk->sndbuf, lk->rcvbuf);
-    st->st.conns++;
-    lk->nsyn++;
-    hash_link(st, c);
-    mos_tcp_host_accept(k->tcp, &seg, isn_for(st, k->ver, k->laddr, k->lport, k->raddr,
-                                              k->rport, now), now);
-    settle(st, c, 0, now);
+    syn_in(st, l, p, &seg, now);
 }
 
 /* ---------------------------------------------------------------- public */
@@ -843,6 +1051,7 @@ void mos_stack_cfg_default(mos_stack_cfg_t *c)
     c->responder = 1;
     mos_tcp_host_cfg_default(&c->tcp);
     c->tcp.mss = 1460;
+    c->syncookies = 1; /* as Linux's tcp_syncookies=1: only when a SYN queue overflows */
 }
 
 mos_stack_t *mos_stack_new(const mos_stack_cfg_t *cfg)
@@ -878,6 +1087,8 @@ mos_stack_t *mos_stack_new(const mos_stack_cfg_t *cfg)
     for (uint32_t i = 0; i < st->nsocks; i++) st->socks[i].hnext = (int32_t)i + 1;
     st->socks[st->nsocks - 1].hnext = -1;
     st->freelist = 0;
+    st->sipkey[0] = mix64(st->cfg.seed ^ 0x73796e636f6f6b31ull);
+    st->sipkey[1] = mix64(st->sipkey[0] ^ st->cfg.seed ^ 0x73796e636f6f6b32ull);
     st->eph_next = (uint16_t)(st->cfg.eph_lo + mix64(st->cfg.seed) % (st->cfg.eph_hi - st->cfg.eph_lo + 1u));
     mos_rbuf_pool_init(&st->pool, 0, 4096ull * MOS_RBUF_BLOCK);
     return st;
@@ -1094,26 +1305,11 @@ int mos_stack_connect_bufs(mos_stack_t *st, uint8_t ver, const uint8_t *dst, uin
     } else if (conn_find(st, ver, la, sport, ra, dport) >= 0) {
         return -MOS_SK_EADDRINUSE;
     }
-    int s = sk_alloc(st);
-    if (s < 0) return s;
+    if (st->freelist < 0) return -MOS_SK_EMFILE;
+    int s = conn_new(st, ver, la, sport, ra, dport);
+    if (s < 0) return -MOS_SK_ENOMEM;
     sock_t *k = &st->socks[s];
-    k->tcp = malloc(sizeof *k->tcp);
-    if (!k->tcp || mos_tcp_host_init(k->tcp, &st->cfg.tcp, &st->pool)) {
-        free(k->tcp);
-        k->tcp = NULL;
-        k->hnext = st->freelist;
-        st->freelist = s;
-        return -MOS_SK_ENOMEM;
-    }
-    k->kind = SK_CONN;
-    k->ver = ver;
-    memcpy(k->laddr, la, 16);
-    memcpy(k->raddr, ra, 16);
-    k->lport = sport;
-    k->rport = dport;
     k->accepted = 1;
-    st->st.conns++;
-    hash_link(st, s);
     if (sndbuf || rcvbuf) mos_tcp_host_set_buffers(k->tcp, sndbuf, rcvbuf); /* before the SYN */
     mos_tcp_host_connect(k->tcp, isn_for(st, ver, la, sport, ra, dport, now), now);
     settle(st, s, 0, now);

@@ -7,8 +7,8 @@
  * (and a gateway), answers ICMP echo (RFC 792) and ICMPv6 echo (RFC 4443
  * 4), and runs TCP: listeners with a bounded SYN queue and accept queue,
  * connections of mos/tcp/host.h (one TCP for the monitor and the end host),
- * RST for segments to no connection (RFC 9293 3.10.7.1), a bounded
- * TIME-WAIT table.  Sockets are small integers; readiness changes are
+ * SYN cookies when a SYN queue is full (RFC 4987 3.6), RST for segments
+ * to no connection (RFC 9293 3.10.7.1), a bounded TIME-WAIT table.  Sockets are small integers; readiness changes are
  * listed for an epoll layer (mos_stack_ready).
  */
 #ifndef MOS_STACK_H
@@ -37,7 +37,7 @@ typedef struct mos_stack_cfg {
     uint32_t neigh_timeout_ms;  /* an entry is asked again after this */
     uint16_t eph_lo, eph_hi;    /* ephemeral port range */
     mos_tcp_host_cfg_t tcp;     /* defaults of new connections */
-    uint64_t seed;              /* ISN and ephemeral port secret */
+    uint64_t seed;              /* ISN, ephemeral port and SYN cookie secret */
     /* Workers (one stack each) sharing a port: a steering rule sends a TCP
      * segment to worker steer_hash(sport, dport) % nworkers, so this one picks its
      * ephemeral ports where that is its own number, and only the
@@ -45,6 +45,7 @@ typedef struct mos_stack_cfg {
      * (every worker sees them and learns from them) */
     uint16_t nworkers, worker;
     uint8_t responder;
+    uint8_t syncookies;         /* 0 off; 1 (default) when a SYN queue is full; 2 always */
 } mos_stack_cfg_t;
 
 /* readiness bits (the values of epoll's EPOLLIN, OUT, ERR, HUP, RDHUP) */
@@ -103,6 +104,7 @@ typedef struct mos_stack_stats {
     uint64_t frames_in, frames_out, arp_in, arp_out, nd_in, nd_out, echo_replies;
     uint64_t tcp_in, tcp_out, rst_out, syn_dropped, accept_overflow, bad_checksum;
     uint64_t not_ours, malformed, no_route, neigh_drops, time_wait_evicted;
+    uint64_t syncookies_sent, syncookies_ok, syncookies_failed;
     uint32_t conns, listeners, time_wait, neighbours;
 } mos_stack_stats_t;
 const mos_stack_stats_t *mos_stack_stats(mos_stack_t *st);

@@ -449,6 +449,65 @@ int mos_tcp_host_accept(mos_tcp_host_t *h, const mos_tcp_seg_t *seg, uint32_t is
     return 0;
 }
 
+/* ---------------------------------------------------------------- SYN cookies */
+
+static void syn_options(const mos_tcp_host_cfg_t *cfg, uint8_t offered, uint32_t tsval,
+                        uint32_t tsecr, mos_tcp_opts_t *o);
+
+void mos_tcp_host_synack(const mos_tcp_host_cfg_t *cfg, const mos_tcp_seg_t *syn, uint32_t iss,
+                         uint32_t tsval, mos_tcp_host_out_t *out)
+{
+    const mos_tcp_opts_t *so = syn->opt;
+    uint8_t offered = (uint8_t)(((so->opts & MOS_OPT_WSCALE) ? MOS_EPF_WSCALE : 0) |
+                                ((so->opts & MOS_OPT_SACKOK) ? MOS_EPF_SACKOK : 0) |
+                                ((so->opts & MOS_OPT_TS) ? MOS_EPF_TS : 0));
+    uint32_t room = cfg->rcvbuf < cfg->mss ? cfg->mss : cfg->rcvbuf;
+    /* only our TSval can carry the peer's window shift and SACK-permitted
+     * back: without timestamps the SYN-ACK offers neither (as Linux) */
+    if (!cfg->ts || !(offered & MOS_EPF_TS)) offered = 0;
+    memset(out, 0, sizeof *out);
+    out->seq = iss;
+    out->ack = syn->seq + 1; /* data in the SYN is not acknowledged: no state keeps it */
+    out->flags = MOS_TH_SYN | MOS_TH_ACK;
+    out->wnd = (uint16_t)(room > 65535 ? 65535 : room); /* a SYN's window is unscaled */
+    syn_options(cfg, offered, tsval, so->tsval, &out->opt);
+}
+
+int mos_tcp_host_accept_cookie(mos_tcp_host_t *h, const mos_tcp_seg_t *ack, const uint8_t *payload,
+                               const mos_tcp_syn_opts_t *o, uint32_t iss, uint64_t now)
+{
+    mos_tcp_opts_t so, ao;
+    mos_tcp_seg_t syn, a2;
+    mos_tcp_host_out_t out;
+    if ((ack->flags & (MOS_TH_SYN | MOS_TH_ACK | MOS_TH_RST)) != MOS_TH_ACK || ack->ack != iss + 1)
+        return -1;
+    /* the SYN as the cookie remembers it */
+    memset(&so, 0, sizeof so);
+    so.opts = MOS_OPT_MSS;
+    so.mss = o->mss;
+    if (o->wscale != MOS_TCP_NO_WSCALE) {
+        so.opts |= MOS_OPT_WSCALE;
+        so.wscale = o->wscale;
+    }
+    if (o->sack) so.opts |= MOS_OPT_SACKOK;
+    if (o->ts && (ack->opt->opts & MOS_OPT_TS)) {
+        so.opts |= MOS_OPT_TS;
+        so.tsval = ack->opt->tsval;
+    }
+    syn = (mos_tcp_seg_t){ack->seq - 1, 0, 0, ack->wnd, MOS_TH_SYN, &so};
+    mos_tcp_host_accept(h, &syn, iss, now);
+    /* our SYN-ACK left earlier, from no state: the endpoint takes it as sent */
+    mos_tcp_host_output(h, now, &out);
+    h->segs_out = 0;
+    /* the ACK's TSecr echoes the cookie's TSval, whose low bits are options,
+     * not a send time: no RTT sample from it (RFC 7323 4.1 allows skipping) */
+    ao = *ack->opt;
+    ao.tsecr = 0;
+    a2 = *ack;
+    a2.opt = &ao;
+    return mos_tcp_host_input(h, &a2, payload, now);
+}
+
 /* ---------------------------------------------------------------- input */
 
 /* The ACK field of an acceptable segment: SND.UNA, the scoreboard, RTT,
@@ -782,6 +841,26 @@ static void sack_blocks(mos_tcp_host_t *h, mos_tcp_opts_t *o)
     }
 }
 
+/* The options of our SYN or SYN-ACK: MSS, and of window scale, SACK-permitted
+ * and timestamps those `offered` (MOS_EPF_*) names (RFC 7323 2.2, 3.2;
+ * RFC 2018 2: a SYN-ACK carries only what the SYN offered). */
+static void syn_options(const mos_tcp_host_cfg_t *cfg, uint8_t offered, uint32_t tsval,
+                        uint32_t tsecr, mos_tcp_opts_t *o)
+{
+    o->opts |= MOS_OPT_MSS;
+    o->mss = cfg->mss;
+    if (offered & MOS_EPF_WSCALE) {
+        o->opts |= MOS_OPT_WSCALE;
+        o->wscale = cfg->wscale;
+    }
+    if (cfg->sack && (offered & MOS_EPF_SACKOK)) o->opts |= MOS_OPT_SACKOK;
+    if (cfg->ts && (offered & MOS_EPF_TS)) {
+        o->opts |= MOS_OPT_TS;
+        o->tsval = tsval;
+        o->tsecr = tsecr;
+    }
+}
+
 /* Fill the fields every segment has, and account for it. */
 static void finish(mos_tcp_host_t *h, uint64_t now, mos_tcp_host_out_t *out)
 {
@@ -799,20 +878,11 @@ static void finish(mos_tcp_host_t *h, uint64_t now, mos_tcp_host_out_t *out)
     }
     h->adv_wnd = syn ? out->wnd : (uint32_t)out->wnd << h->rcv_shift;
     if (syn) {
-        mos_tcp_opts_t *o = &out->opt;
-        int passive = h->me.role & MOS_TCP_PASSIVE;
-        o->opts |= MOS_OPT_MSS;
-        o->mss = h->cfg.mss;
-        if (!passive || (h->peer.flags & MOS_EPF_WSCALE)) {
-            o->opts |= MOS_OPT_WSCALE;
-            o->wscale = h->cfg.wscale;
-        }
-        if (h->cfg.sack && (!passive || (h->peer.flags & MOS_EPF_SACKOK))) o->opts |= MOS_OPT_SACKOK;
-        if (h->cfg.ts && (!passive || (h->peer.flags & MOS_EPF_TS))) {
-            o->opts |= MOS_OPT_TS;
-            o->tsval = ts_now(h, now);
-            o->tsecr = (h->me.rflags & MOS_EPR_TSREC) ? h->me.ts_recent : 0;
-        }
+        /* a passive open answers only the options the SYN offered */
+        uint8_t offered = (h->me.role & MOS_TCP_PASSIVE)
+                              ? h->peer.flags : MOS_EPF_WSCALE | MOS_EPF_SACKOK | MOS_EPF_TS;
+        syn_options(&h->cfg, offered, ts_now(h, now),
+                    (h->me.rflags & MOS_EPR_TSREC) ? h->me.ts_recent : 0, &out->opt);
     } else if (h->ts_on) {
         out->opt.opts |= MOS_OPT_TS;
         out->opt.tsval = ts_now(h, now);

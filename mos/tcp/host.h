@@ -187,6 +187,29 @@ void mos_tcp_host_connect(mos_tcp_host_t *h, uint32_t iss, uint64_t now);
  * -1 if seg is not a SYN without ACK. */
 int mos_tcp_host_accept(mos_tcp_host_t *h, const mos_tcp_seg_t *seg, uint32_t iss, uint64_t now);
 
+/* What a SYN cookie keeps of the SYN (RFC 4987 3.6): the peer's options,
+ * coarsened (MSS from a table); the rest is rebuilt from the ACK. */
+#define MOS_TCP_NO_WSCALE 0xFF
+typedef struct mos_tcp_syn_opts {
+    uint16_t mss;          /* the peer's MSS, at most what it sent */
+    uint8_t wscale;        /* its window shift, or MOS_TCP_NO_WSCALE */
+    uint8_t sack, ts;      /* SACK-permitted, timestamps */
+} mos_tcp_syn_opts_t;
+
+/* The SYN-ACK a listener with these defaults answers `syn` with, without
+ * keeping any state (a SYN cookie's): sequence number iss, our TSval tsval
+ * (used only if both sides do timestamps). */
+void mos_tcp_host_synack(const mos_tcp_host_cfg_t *cfg, const mos_tcp_seg_t *syn, uint32_t iss,
+                         uint32_t tsval, mos_tcp_host_out_t *out);
+
+/* Passive open from a SYN cookie: `ack` completes a handshake whose SYN
+ * (its sequence number ack->seq - 1, options `o`) was answered statelessly
+ * with iss.  The connection is ESTABLISHED as if the SYN-ACK had been sent
+ * from here; ack's payload is taken.  Returns MOS_HOST_EV_* bits
+ * (MOS_HOST_EV_CONNECTED), or -1 if ack does not acknowledge iss. */
+int mos_tcp_host_accept_cookie(mos_tcp_host_t *h, const mos_tcp_seg_t *ack, const uint8_t *payload,
+                               const mos_tcp_syn_opts_t *o, uint32_t iss, uint64_t now);
+
 /* A segment for this connection (payload: seg->len bytes, or NULL).
  * Returns MOS_HOST_EV_* bits. */
 int mos_tcp_host_input(mos_tcp_host_t *h, const mos_tcp_seg_t *seg, const uint8_t *payload,
