@@ -155,7 +155,14 @@ def _one_run(tb, tmp, www, want, params, capture=None):
                 assert hashlib.sha256(out.read_bytes()).hexdigest() == want, "curl's copy differs"
                 out.unlink()
         finally:
+            # mos serve's last line: its stack's counters (resends, RTOs, probes)
+            serve.terminate()
+            try:
+                tail = serve.communicate(timeout=30)[0].decode(errors="replace").splitlines()
+            except subprocess.TimeoutExpired:
+                tail = []
             tb.stop(serve)
+            got["serve"] = json.loads(tail[-1]) if tail and tail[-1].startswith("{") else {}
         dump = _capture(tb, capture) if capture else None
         try:
             got["load_s"] = _load(tb, cfg, want)
@@ -217,6 +224,10 @@ def test_curl_downloads_from_mos_through_the_box_within_three_times_clean(runs, 
     # the box did impair (2 % of ~14,000 data segments a transfer and their ACKs)
     assert box["dropped"] > 100 and box["duplicated"] > 30 and box["reordered"] > 30, box
     _report(capsys, f"curl <- mos serve, 20 MB x {REPEAT}", clean, bad, "curl")
+    with capsys.disabled():
+        tcp = {k: v for k, v in bad.get("serve", {}).get("stack", {}).items()
+               if k.startswith("tcp_")}
+        print(f"  mos serve's TCP through the box: {json.dumps(tcp)}")
     assert bad["curl_s"] <= TARGET * clean["curl_s"], (clean["curl_s"], bad["curl_s"])
 
 

@@ -56,6 +56,7 @@ cdef extern from "stack.h" nogil:
         uint64_t tcp_in, tcp_out, rst_out, syn_dropped, accept_overflow, bad_checksum
         uint64_t not_ours, malformed, no_route, neigh_drops, time_wait_evicted
         uint64_t syncookies_sent, syncookies_ok, syncookies_failed
+        uint64_t tcp_rexmits, tcp_fast_rexmits, tcp_timeouts, tcp_probes
         uint32_t conns, listeners, time_wait, neighbours
     void mos_stack_cfg_default(mos_stack_cfg_t *cfg)
     mos_stack_t *mos_stack_new(const mos_stack_cfg_t *cfg)
@@ -387,6 +388,8 @@ cdef class Stack:
                 "neigh_drops": s.neigh_drops, "time_wait_evicted": s.time_wait_evicted,
                 "syncookies_sent": s.syncookies_sent, "syncookies_ok": s.syncookies_ok,
                 "syncookies_failed": s.syncookies_failed,
+                "tcp_rexmits": s.tcp_rexmits, "tcp_fast_rexmits": s.tcp_fast_rexmits,
+                "tcp_timeouts": s.tcp_timeouts, "tcp_probes": s.tcp_probes,
                 "conns": s.conns, "listeners": s.listeners, "time_wait": s.time_wait,
                 "neighbours": s.neighbours}
 

@@ -84,7 +84,8 @@ struct mos_stack {
     uint32_t nheap, capheap;
     uint16_t ip_id;
     uint16_t eph_next;
-    uint8_t neigh_asking;   /* some neighbour was asked and has not answered: timers look */
+    uint8_t neigh_asking;
+    uint64_t gone[4];       /* TCP counters of freed connections (stats' tcp_* sums) */   /* some neighbour was asked and has not answered: timers look */
     mos_stack_stats_t st;
     mos_rbuf_pool_t pool;
     uint64_t sipkey[2];     /* SYN cookie MAC key, from cfg.seed */
@@ -636,6 +637,10 @@ static void sk_free(mos_stack_t *st, int s)
         hash_unlink(st, s);
         if (k->in_tw) st->st.time_wait--;
         if (k->tcp) {
+            st->gone[0] += k->tcp->rexmits;
+            st->gone[1] += k->tcp->fast_rexmits;
+            st->gone[2] += k->tcp->timeouts;
+            st->gone[3] += k->tcp->probes;
             mos_tcp_host_free(k->tcp);
             free(k->tcp);
         }
@@ -1485,5 +1490,18 @@ const mos_stack_stats_t *mos_stack_stats(mos_stack_t *st)
     uint32_t nb = 0;
     for (int i = 0; i < NEIGH_MAX; i++) nb += st->neigh[i].used && st->neigh[i].resolved;
     st->st.neighbours = nb;
+    uint64_t sum[4] = {st->gone[0], st->gone[1], st->gone[2], st->gone[3]};
+    for (uint32_t i = 0; i < st->nsocks; i++) { /* the live ones: a stats call is rare */
+        const sock_t *k = &st->socks[i];
+        if (k->kind != SK_CONN || !k->tcp) continue;
+        sum[0] += k->tcp->rexmits;
+        sum[1] += k->tcp->fast_rexmits;
+        sum[2] += k->tcp->timeouts;
+        sum[3] += k->tcp->probes;
+    }
+    st->st.tcp_rexmits = sum[0];
+    st->st.tcp_fast_rexmits = sum[1];
+    st->st.tcp_timeouts = sum[2];
+    st->st.tcp_probes = sum[3];
     return &st->st;
 }

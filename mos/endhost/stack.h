@@ -105,6 +105,10 @@ typedef struct mos_stack_stats {
     uint64_t tcp_in, tcp_out, rst_out, syn_dropped, accept_overflow, bad_checksum;
     uint64_t not_ours, malformed, no_route, neigh_drops, time_wait_evicted;
     uint64_t syncookies_sent, syncookies_ok, syncookies_failed;
+    /* TCP, summed over every connection, past and present: segments resent,
+     * of them on three duplicate ACKs or RACK, retransmission timeouts, tail
+     * loss and zero-window probes */
+    uint64_t tcp_rexmits, tcp_fast_rexmits, tcp_timeouts, tcp_probes;
     uint32_t conns, listeners, time_wait, neighbours;
 } mos_stack_stats_t;
 const mos_stack_stats_t *mos_stack_stats(mos_stack_t *st);
