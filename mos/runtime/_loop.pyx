@@ -278,10 +278,11 @@ def run_ports(CoreEngine eng, ports, peers, should_stop, status=None, double sta
     loop spins ``idle_spin`` empty rounds, then with ``fds`` (the ports' file
     descriptors; their own rx should not wait: poll_ms 0) waits on them
     (1 ms) between rounds, else sleeps ``idle_sleep_us`` between rounds (0:
-    never sleeps, as a DPDK poll-mode loop).  Every ``check_every`` seconds
-    the engine is told the wall-clock time if its next deadline has passed
-    (timers, idle timeouts); with ``wall_time`` false (capture ports) the
-    frames' timestamps are the only time.  A port whose rx returns < 0 has
+    never sleeps, as a DPDK poll-mode loop).  After each round (every 64th
+    when busy) the engine is told the wall-clock time if its next deadline
+    has passed (timers, idle timeouts); with ``wall_time`` false (capture
+    ports) the frames' timestamps are the only time.  ``should_stop`` and
+    ``status`` are looked at every ``check_every`` seconds.  A port whose rx returns < 0 has
     ended; the loop ends when every port has.
     Per packet, everything stays in C."""
     cdef int n = len(ports), i, cnt, k, live
@@ -357,11 +358,15 @@ def run_ports(CoreEngine eng, ports, peers, should_stop, status=None, double sta
                     with nogil:
                         usleep(idle_sleep_us)
             now = _clock_ns(CLOCK_MONOTONIC)
+            if wall_time:
+                # timers are due to the millisecond (an idle round waits at
+                # most 1 ms in poll), not to the next check_every: a hold
+                # timer of an in-line app must not wait 50 ms
+                wall = _clock_ns(CLOCK_REALTIME)
+                if wall >= eng._deadline():
+                    eng._tick(wall)
             if now - last_check >= check_ns:
                 last_check = now
-                wall = _clock_ns(CLOCK_REALTIME)
-                if wall_time and wall >= eng._deadline():
-                    eng._tick(wall)
                 if should_stop():
                     break
                 if status is not None and now - last_status >= status_ns:
