@@ -297,3 +297,22 @@ def test_so_rcvbuf_grows_after_the_handshake_but_never_shrinks():
     assert c.getsockopt(S.SOL_SOCKET, S.SO_RCVBUF) == before * 2
     c.setsockopt(S.SOL_SOCKET, S.SO_RCVBUF, 1024)       # a window does not retract
     assert c.getsockopt(S.SOL_SOCKET, S.SO_RCVBUF) == before * 2
+
+
+def test_fionread_and_siocoutq_count_the_bytes_waiting():
+    sw, srv, cli = net()
+    ls = server(srv)
+    c = cli.socket()
+    c.connect(("198.18.0.2", 8080))
+    s, _ = ls.accept()
+    assert s.ioctl(S.FIONREAD) == 0
+    c.setblocking(False)                        # no pump: it waits for the next poll
+    assert c.send(b"x" * 5000) == 5000
+    assert c.ioctl(S.SIOCOUTQ) == 5000          # nothing acknowledged yet
+    s.settimeout(5)
+    s.ctx.wait_for(lambda: s.ioctl(S.FIONREAD) == 5000, 5)
+    assert s.ioctl(S.FIONREAD) == 5000
+    assert len(s.recv(1000)) == 1000 and s.ioctl(S.FIONREAD) == 4000
+    assert c.ioctl(S.SIOCOUTQ) == 0             # all acknowledged by now
+    with pytest.raises(OSError, match="FIONREAD"):
+        s.ioctl(0x1234)

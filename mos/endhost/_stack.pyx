@@ -25,7 +25,8 @@ from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.string cimport memset, memcpy
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 
-from mos.tcp._chost cimport mos_tcp_host_t, mos_tcp_host_cfg_t, mos_tcp_host_cfg_default
+from mos.tcp._chost cimport (mos_tcp_host_t, mos_tcp_host_cfg_t, mos_tcp_host_cfg_default,
+                             mos_tcp_host_readable)
 
 cdef extern from "stack.h" nogil:
     enum:
@@ -300,6 +301,16 @@ cdef class Stack:
         memcpy(a, <const char *>p, len(p))
         return _check(mos_stack_connect_bufs(self.st, ip.version, a, port, sport, now, sndbuf,
                                              rcvbuf), f"connect {host} port {port}")
+
+    def readable(self, int s):
+        """Bytes ready to read on a connection (FIONREAD); 0 if it has none."""
+        cdef mos_tcp_host_t *h = mos_stack_tcp(self.st, s)
+        return mos_tcp_host_readable(h) if h != NULL else 0
+
+    def unsent(self, int s):
+        """Bytes written and not yet acknowledged (SIOCOUTQ)."""
+        cdef mos_tcp_host_t *h = mos_stack_tcp(self.st, s)
+        return h.sb_len if h != NULL else 0
 
     def default_buffers(self):
         """(sndbuf, rcvbuf) of new connections (the stack's TCP defaults)."""

@@ -57,9 +57,10 @@ SO_ERROR, SO_REUSEADDR, SO_SNDBUF, SO_RCVBUF, SO_LINGER = (
     _pysocket.SO_ERROR, _pysocket.SO_REUSEADDR, _pysocket.SO_SNDBUF, _pysocket.SO_RCVBUF,
     _pysocket.SO_LINGER)
 TCP_NODELAY = _pysocket.TCP_NODELAY
+FIONREAD, SIOCOUTQ = 0x541B, 0x5411   # asm-generic/ioctls.h, linux/sockios.h (TIOCOUTQ)
 
 __all__ = ["Context", "Switch", "PortLink", "socket", "epoll", "EPOLLIN", "EPOLLOUT", "EPOLLERR",
-           "EPOLLHUP", "EPOLLRDHUP", "EPOLLET"]
+           "EPOLLHUP", "EPOLLRDHUP", "EPOLLET", "FIONREAD", "SIOCOUTQ"]
 
 
 def _oserror(code: int, what: str) -> OSError:
@@ -301,6 +302,17 @@ class socket:
 
     def gettimeout(self) -> Optional[float]:
         return self._timeout
+
+    def ioctl(self, request: int, arg=0) -> int:
+        """``FIONREAD``: bytes ready to read; ``SIOCOUTQ``: bytes written and
+        not acknowledged yet (what ``fcntl.ioctl`` gives for a kernel socket)."""
+        if self._sock is None or self._listening:
+            return 0
+        if request == FIONREAD:
+            return self.ctx.stack.readable(self._sock)
+        if request == SIOCOUTQ:
+            return self.ctx.stack.unsent(self._sock)
+        raise _oserror(_errno.EINVAL, f"ioctl: request {request:#x} (FIONREAD, SIOCOUTQ)")
 
     @property
     def tcp_state(self) -> Optional[str]:
