@@ -256,3 +256,46 @@ def test_an_aiohttp_application_runs_unchanged(pair):
     assert echo_ == (200, b"y" * 100_000)
     assert big_ == (200, blob)
     assert missing[0] == 404
+
+
+def test_tls_over_the_stack_with_asyncios_ssl(pair, tmp_path):
+    """asyncio's SSL layer runs over transports on mos sockets: a TLS echo
+    with a throwaway self-signed certificate (made here)."""
+    import datetime
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mos.test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("mos.test")]), False)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "k.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+    client_ctx = ssl.create_default_context(cafile=str(tmp_path / "c.pem"))
+    data = os.urandom(200_000)
+
+    async def main():
+        server = await asyncio.start_server(_echo, "198.18.0.2", 443, ssl=server_ctx)
+        async with server:
+            reader, writer = await asyncio.open_connection(
+                "198.18.0.2", 443, ssl=client_ctx, server_hostname="mos.test")
+            writer.write(data)
+            await writer.drain()
+            got = await reader.readexactly(len(data))
+            version = writer.get_extra_info("ssl_object").version()
+            writer.close()
+            return got, version
+    got, version = aio.run(main(), *pair)
+    assert got == data and version.startswith("TLSv1.")
