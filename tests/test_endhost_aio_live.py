@@ -18,6 +18,7 @@ import textwrap
 import time
 
 import pytest
+from netbed import live_skip_reason
 
 from mos.testing.testbed import SERVER_IP, SERVER_IP6
 
@@ -25,41 +26,35 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _why_not():
-    if os.geteuid() != 0:
-        return "needs root (namespaces, veths, AF_PACKET)"
-    for tool in ("ip", "ethtool", "curl", "ab"):
-        if shutil.which(tool) is None:
-            return f"needs {tool}"
-    try:
-        import aiohttp  # noqa: F401
-
-        import mos.ports._afpacket  # noqa: F401
-    except ImportError as e:
-        return f"missing {e.name}"
-    return None
+    why = live_skip_reason("ip", "ethtool", "curl", "ab")
+    if why is None:
+        try:
+            import aiohttp  # noqa: F401
+        except ImportError:
+            return "needs aiohttp"
+    return why
 
 
 WHY = _why_not()
 pytestmark = pytest.mark.skipif(WHY is not None, reason=f"asyncio live tests: {WHY}")
 
-ECHO = """
-import asyncio, sys
-import mos.aio
+def _documented_echo() -> str:
+    """mos.aio's documented echo server, as written there; only its address
+    (the docs' 198.18.77.2), its config path and a line saying it serves
+    are adapted to the test bed."""
+    import mos.aio
+    doc = mos.aio.__doc__
+    code = textwrap.dedent(doc[doc.index("    import asyncio, mos.aio"):
+                               doc.index("or, for code that takes a loop")])
+    code = code.replace('"198.18.77.2"', '"0.0.0.0"')
+    code = code.replace('config="serve.yaml"', "config=sys.argv[1]")
+    code = code.replace("    async with server:", '    print("serving", flush=True)\n'
+                                                  "    async with server:")
+    assert "config=sys.argv[1]" in code and '"serving"' in code, code
+    return "import sys\n" + code
 
-async def echo(reader, writer):
-    while data := await reader.read(65536):
-        writer.write(data)
-        await writer.drain()
-    writer.close()
 
-async def main():
-    server = await asyncio.start_server(echo, "0.0.0.0", 7)
-    print("serving", flush=True)
-    async with server:
-        await server.serve_forever()
-
-mos.aio.run(main(), config=sys.argv[1])
-"""
+ECHO = _documented_echo()
 
 WEB = """
 import sys

@@ -72,6 +72,16 @@ def curl(tb, url, *extra, timeout=120):
                           capture_output=True, timeout=timeout)
 
 
+def endhost_yaml(tb, path, *addresses):
+    """A `mode: endhost` configuration on c1 owning ``addresses`` (default
+    SERVER_IP/24); its path."""
+    addrs = ", ".join(f"{{port: wire, address: '{a}'}}" for a in
+                      (addresses or (f"{SERVER_IP}/24",)))
+    path.write_text(f"mode: endhost\nports:\n  - {{name: wire, driver: afpacket, iface: {tb.c1}}}\n"
+                    f"endhost:\n  addresses: [{addrs}]\n")
+    return path
+
+
 def listening(tb, port, timeout=10.0):
     """Until a server in the client namespace listens on ``port`` (a SYN
     before would be refused)."""
@@ -206,10 +216,7 @@ def test_mos_load_fetches_from_python_http_server_byte_identically(tmp_path, kee
     want = hashlib.sha256(data).hexdigest()
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with Testbed() as tb:
-        cfg = tmp_path / "load.yaml"
-        cfg.write_text("mode: endhost\nports:\n"
-                       f"  - {{name: wire, driver: afpacket, iface: {tb.c1}}}\n"
-                       f"endhost:\n  addresses: [{{port: wire, address: {SERVER_IP}/24}}]\n")
+        cfg = endhost_yaml(tb, tmp_path / "load.yaml")
         srv = subprocess.Popen(["ip", "netns", "exec", tb.client_ns, sys.executable, "-m",
                                 "http.server", "8000", "--bind", CLIENT_IP, "--directory",
                                 str(www)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -373,10 +380,7 @@ def test_mos_load_fetches_from_lighttpd_byte_identically(tmp_path):
                     f'server.bind = "{CLIENT_IP}"\nserver.max-keep-alive-requests = 1000\n')
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with Testbed() as tb:
-        cfg = tmp_path / "load.yaml"
-        cfg.write_text("mode: endhost\nports:\n"
-                       f"  - {{name: wire, driver: afpacket, iface: {tb.c1}}}\n"
-                       f"endhost:\n  addresses: [{{port: wire, address: {SERVER_IP}/24}}]\n")
+        cfg = endhost_yaml(tb, tmp_path / "load.yaml")
         srv = subprocess.Popen(["ip", "netns", "exec", tb.client_ns, "lighttpd", "-D", "-f",
                                 str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:

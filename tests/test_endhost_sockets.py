@@ -219,6 +219,22 @@ def test_mos_serve_refuses_bad_settings_with_file_line_and_key(tmp_path):
     assert "Traceback" not in p.stderr
 
 
+def pump_through(s, c, data, want=None) -> bytes:
+    """Write ``data`` on non-blocking ``s`` as it takes it while reading
+    ``want`` bytes (default len(data)) from ``c``."""
+    want = len(data) if want is None else want
+    got, view = bytearray(), memoryview(data)
+    c.settimeout(5)
+    while len(got) < want:
+        if view:
+            try:
+                view = view[s.send(view):]
+            except BlockingIOError:
+                pass
+        got += c.recv(65536)
+    return bytes(got)
+
+
 def test_so_rcvbuf_before_connect_bounds_the_window_and_data_still_flows():
     sw, srv, cli = net()
     ls = server(srv)
@@ -230,18 +246,8 @@ def test_so_rcvbuf_before_connect_bounds_the_window_and_data_still_flows():
     assert c.ctx.stack.state(c._sock) == "ESTABLISHED"
     data = bytes(range(256)) * 4000           # 1 MB through a 4 KB window
     s.setblocking(False)
-    got = bytearray()
-    view = memoryview(data)
-    while len(got) < len(data):
-        if view:
-            try:
-                view = view[s.send(view):]
-            except BlockingIOError:
-                pass
-        c.settimeout(5)
-        got += c.recv(65536)
-        assert c.ctx.stack.stats()["tcp_in"] < 100_000
-    assert bytes(got) == data
+    assert pump_through(s, c, data) == data
+    assert c.ctx.stack.stats()["tcp_in"] < 100_000
 
 
 def test_a_listeners_so_sndbuf_goes_to_the_connections_it_accepts():
@@ -274,16 +280,7 @@ def test_so_sndbuf_grows_with_queued_bytes_kept_in_order():
     got = bytearray(c.recv(1000))
     s.setsockopt(S.SOL_SOCKET, S.SO_SNDBUF, 1 << 20)   # grows while holding bytes
     assert s.getsockopt(S.SOL_SOCKET, S.SO_SNDBUF) == 1 << 20
-    view = memoryview(data)[sent:]
-    c.settimeout(5)
-    while len(got) < len(data):
-        if view:
-            try:
-                view = view[s.send(view):]
-            except BlockingIOError:
-                pass
-        got += c.recv(65536)
-    assert bytes(got) == data
+    assert bytes(got) + pump_through(s, c, memoryview(data)[sent:], len(data) - len(got)) == data
 
 
 def test_so_rcvbuf_grows_after_the_handshake_but_never_shrinks():
