@@ -336,7 +336,7 @@ def test_tail_loss_is_probed_and_recovered_without_an_rto():
     ci = w.ends["c"].info()
     assert bytes(sa.got) == data and len(lost) == 3
     assert ci["timeouts"] == 0 and ci["probes"] >= 1, ci
-    # the probe went before the RTO would have: two SRTTs, at least 10 ms
+    # the probe went before the RTO would have: two SRTTs, at least 2 ms
     first_loss = min(t for t, who, seg in w.log if who == "c" and seg.payload and
                      ((seg.seq - 0xFFFFF000 - 1) & 0xFFFFFFFF) >= size - 3 * 1448)
     resent = [t for t, who, seg in w.log if who == "c" and seg.payload and t > first_loss and
