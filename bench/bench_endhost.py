@@ -93,6 +93,18 @@ def measure(tb, base, seconds, conns):
             "bulk Gbit/s": wrk(tb, base + "/big", seconds, 4, close=False)["gbps"]}
 
 
+def table(title: str, results: dict, mos_row: str, linux_row: str) -> None:
+    """The figures of each server, then mos's over Linux's."""
+    cols = list(next(iter(results.values())))
+    print(f"{title:20} " + " ".join(f"{c:>12}" for c in cols))
+    for name, r in results.items():
+        print(f"{name:20} " + " ".join(f"{r[c]:12.2f}" if "Gbit" in c else f"{r[c]:12.0f}"
+                                       for c in cols))
+    m, lx = results[mos_row], results[linux_row]
+    print("ratio mos / Linux:   " + "  ".join(
+        f"{k} {m[k] / lx[k]:.2f}" if lx[k] else f"{k} -" for k in cols))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=int, default=5)
@@ -167,19 +179,10 @@ def main() -> int:
                     args.connections)
     print(f"wrk, {args.connections} connections, {args.seconds} s per figure; 64 B file "
           f"(conn/s: Connection: close; req/s: keep-alive); 20 MB file for bulk")
-    print(f"{'server':20} {'conn/s':>10} {'req/s':>10} {'bulk Gbit/s':>12}")
-    for name, r in results.items():
-        print(f"{name:20} {r['conn/s']:10.0f} {r['req/s']:10.0f} {r['bulk Gbit/s']:12.2f}")
-    m, lx = results["mos serve"], results["Linux + lighttpd"]
-    print("ratio mos / Linux:   " + "  ".join(
-        f"{k} {m[k] / lx[k]:.2f}" if lx[k] else f"{k} -" for k in m))
+    table("server", results, "mos serve", "Linux + lighttpd")
     if args.aiohttp:
-        print(f"\n{'aiohttp (same app)':20} {'conn/s':>10} {'req/s':>10}")
-        for name, r in aio_results.items():
-            print(f"{name:20} {r['conn/s']:10.0f} {r['req/s']:10.0f}")
-        a, k = aio_results["aiohttp on mos.aio"], aio_results["aiohttp on Linux"]
-        print("ratio mos / Linux:   " + "  ".join(
-            f"{x} {a[x] / k[x]:.2f}" if k[x] else f"{x} -" for x in a))
+        print()
+        table("aiohttp (same app)", aio_results, "aiohttp on mos.aio", "aiohttp on Linux")
     return 0
 
 

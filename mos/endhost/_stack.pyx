@@ -68,8 +68,6 @@ cdef extern from "stack.h" nogil:
     uint64_t mos_stack_deadline(const mos_stack_t *st)
     int mos_stack_listen(mos_stack_t *st, uint8_t ver, uint16_t port, uint32_t backlog)
     int mos_stack_accept(mos_stack_t *st, int lsock)
-    int mos_stack_connect(mos_stack_t *st, uint8_t ver, const uint8_t *dst, uint16_t dport,
-                          uint16_t sport, uint64_t now)
     int mos_stack_send(mos_stack_t *st, int sock, const uint8_t *data, uint32_t n)
     int mos_stack_recv(mos_stack_t *st, int sock, uint8_t *out, uint32_t n)
     int mos_stack_shutdown(mos_stack_t *st, int sock)

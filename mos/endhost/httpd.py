@@ -195,14 +195,6 @@ class Server:
                     c.close_after = c.close_after or bool(c.left)  # the file shrank
                     c.file.close()
                     c.file = None
-            if not c.out and c.file:
-                chunk = c.file.read(min(SLICE, c.left))
-                c.left -= len(chunk)
-                c.out += chunk
-                if not c.left or not chunk:
-                    c.close_after = c.close_after or bool(c.left)  # the file shrank
-                    c.file.close()
-                    c.file = None
             if not c.out:
                 break
             try:

@@ -32,8 +32,11 @@ from __future__ import annotations
 import errno as _errno
 import ipaddress
 import os
+import select
 import socket as _pysocket
+import struct
 import time
+import weakref
 from typing import Optional
 
 from ._stack import ERR, HUP, IN, OUT, RDHUP, Stack, StackError
@@ -136,7 +139,6 @@ class PortLink:
         self.c_port = self.c_ports[0]
         self.poller = None
         if all(hasattr(p, "fileno") for p in self.ports):
-            import select
             self.poller = select.poll()
             for p in self.ports:
                 self.poller.register(p.fileno(), select.POLLIN)
@@ -157,7 +159,6 @@ class Context:
     _count = 0
 
     def __init__(self, stack: Stack, link, mac: bytes):
-        import weakref
         self.stack = stack
         self.link = link
         self.mac = mac
@@ -344,7 +345,6 @@ class socket:
         elif (level, opt) == (SOL_SOCKET, SO_LINGER):
             # struct linger as the socket module packs it ("ii"); on with a
             # zero time, close() resets the connection (RST), as on Linux
-            import struct
             self._linger = struct.unpack("ii", bytes(value)[:8]) if not isinstance(value, int) \
                 else (int(bool(value)), 0)
         # SO_REUSEADDR: ports are reusable at once here (TIME-WAIT is per tuple)
@@ -360,7 +360,6 @@ class socket:
             i = 0 if opt == SO_SNDBUF else 1
             return got[i] if got else (self._bufs[i] or self.ctx.default_buffers()[i])
         if (level, opt) == (SOL_SOCKET, SO_LINGER):
-            import struct
             return struct.pack("ii", *self._linger) if buflen else self._linger[0]
         return 0
 
@@ -555,7 +554,6 @@ class epoll:
     default, EPOLLET for edge-triggered."""
 
     def __init__(self, ctx: Context):
-        import weakref
         self.ctx = ctx
         self._fds: dict = {}          # fd -> (mask, last events reported, edge)
         # Only sockets whose readiness may have changed (the stack's ready
