@@ -373,12 +373,10 @@ def test_the_receiver_reports_a_duplicate_with_a_dsack_block():
     assert ack.options["sack"] == [(seg.seq, seg.seq + 1448)] and ack.ack == seg.seq + 1448
 
 
-def test_a_recovery_whose_resends_all_come_back_dsacked_is_undone():
-    # segment 1 is only late: RACK marks it lost (three later ones SACKed,
-    # no reordering seen yet), the window is cut and it is resent; the
-    # original then arrives, the resend draws a D-SACK: the cut was for
-    # nothing (RFC 3708), the window before it comes back (RFC 4015), and
-    # RACK's reordering window grows (RFC 8985 6.2 step 4)
+def _late_first_segment():
+    """Five segments out, the first held back: segments 2-4 arrive and
+    their SACKs put the sender in recovery (RACK: three SACKed, no
+    reordering seen); returns (client, server, now, segments, cwnd before)."""
     c, s, now = _established()
     c.send(b"e" * 1448 * 5)
     segs = _data(c.output(now))
@@ -388,6 +386,16 @@ def test_a_recovery_whose_resends_all_come_back_dsacked_is_undone():
     for a in s.output(now + 300_000):
         c.input(a, now + 1 * MS)
     assert c.info()["in_recovery"] and c.info()["cwnd"] < before
+    return c, s, now, segs, before
+
+
+def test_a_recovery_whose_resends_all_come_back_dsacked_is_undone():
+    # segment 1 is only late: RACK marks it lost (three later ones SACKed,
+    # no reordering seen yet), the window is cut and it is resent; the
+    # original then arrives, the resend draws a D-SACK: the cut was for
+    # nothing (RFC 3708), the window before it comes back (RFC 4015), and
+    # RACK's reordering window grows (RFC 8985 6.2 step 4)
+    c, s, now, segs, before = _late_first_segment()
     resend = [x for x in _data(c.output(now + 1 * MS)) if x.seq == segs[0].seq]
     assert resend
     s.input(segs[0], now + 1 * MS)                   # the original, late
@@ -399,6 +407,64 @@ def test_a_recovery_whose_resends_all_come_back_dsacked_is_undone():
     assert seq_lt(dsack.options["sack"][0][0], dsack.ack)
     c.input(dsack, now + 2 * MS)
     assert c.info()["cwnd"] >= before and not c.info()["in_recovery"], c.info()
+
+
+def test_a_recovery_whose_lost_segment_arrives_before_its_resend_is_undone():
+    # the same late segment, but its ACK comes before the resend could
+    # leave (one burst of ACKs): nothing was lost, nothing needs a D-SACK,
+    # the cut goes back at once and nothing is resent
+    c, s, now, segs, before = _late_first_segment()
+    s.input(segs[0], now + 1 * MS)                   # the original, late
+    for a in s.output(now + 1 * MS):
+        c.input(a, now + 1 * MS + 10_000)             # same burst: no output between
+    info = c.info()
+    assert not info["in_recovery"] and info["cwnd"] >= before and info["undos"] == 1, info
+    assert _data(c.output(now + 1 * MS + 10_000)) == []   # no resend
+    assert c.info()["rexmits"] == 0
+
+
+def test_rtt_comes_from_send_times_below_the_timestamp_clock():
+    # timestamps tick in ms (RFC 7323 5.4): on a 0.3 ms path they say 0 or
+    # 1 ticks; the send time of each delivered segment says 0.3 ms, and
+    # min_rtt (RACK's reordering window) is that, never a resend's echo
+    data = bytes(200_000)
+    w, _ca, sa = converse(data, b"", rtt=300_000)
+    assert bytes(sa.got) == data
+    info = w.ends["c"].info()
+    assert 250_000 <= info["srtt_ns"] <= 450_000, info
+    assert 290_000 <= info["min_rtt_ns"] <= 310_000, info
+
+
+def test_a_lost_probe_is_followed_by_a_second_before_the_rto():
+    # the tail segment and the first probe are lost: a second probe, after
+    # twice the PTO, repairs it; no 200 ms RTO (arm_pto)
+    lost = []
+
+    def drop(who, seg, k):
+        if who == "c" and seg.payload and seg.seq + len(seg.payload) == end[0] and len(lost) < 2:
+            lost.append(seg.seq)
+            return True
+        return False
+    data = bytes(1448 * 4)
+    end = [None]
+    c, s = Host(), Host()
+    w = Wire(c, s, rtt=1 * MS, drop=drop)
+    c.connect(iss=1000, now=0)
+    syn = c.output(0)
+    s.accept(syn[0], iss=5000, now=w.rtt // 2)
+    w.now = w.rtt // 2
+    ca, sa = App(c, data), App(s, b"")
+    end[0] = 1001 + len(data)
+    for _ in range(10_000):
+        ca.pump()
+        sa.pump()
+        w.flush()
+        if not w.step() or len(sa.got) == len(data):
+            break
+    info = c.info()
+    assert bytes(sa.got) == data and len(lost) == 2
+    assert info["probes"] == 2 and info["timeouts"] == 0, info
+    assert w.now < 100 * MS, w.now
 
 
 def test_tiny_writes_with_nodelay_keep_the_scoreboard_bounded():

@@ -23,6 +23,7 @@ from socket import AF_INET as _AF_INET, AF_INET6 as _AF_INET6, inet_ntop as _ine
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, uintptr_t
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.string cimport memset, memcpy
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 
 from mos.tcp._chost cimport (mos_tcp_host_t, mos_tcp_host_cfg_t, mos_tcp_host_cfg_default,
@@ -57,13 +58,15 @@ cdef extern from "stack.h" nogil:
         uint64_t tcp_in, tcp_out, rst_out, syn_dropped, accept_overflow, bad_checksum
         uint64_t not_ours, malformed, no_route, neigh_drops, time_wait_evicted
         uint64_t syncookies_sent, syncookies_ok, syncookies_failed
-        uint64_t tcp_rexmits, tcp_fast_rexmits, tcp_timeouts, tcp_probes
+        uint64_t tcp_rexmits, tcp_fast_rexmits, tcp_timeouts, tcp_probes, tcp_undos
         uint32_t conns, listeners, time_wait, neighbours
     void mos_stack_cfg_default(mos_stack_cfg_t *cfg)
     mos_stack_t *mos_stack_new(const mos_stack_cfg_t *cfg)
     void mos_stack_free(mos_stack_t *st)
     void mos_stack_input(mos_stack_t *st, const uint8_t *frame, uint32_t len, uint64_t now)
     uint32_t mos_stack_output(mos_stack_t *st, uint8_t *buf, uint32_t cap, uint64_t now)
+    uint32_t mos_stack_output_queued(mos_stack_t *st, uint8_t *buf, uint32_t cap)
+    void mos_stack_flush_urgent(mos_stack_t *st, uint64_t now)
     void mos_stack_timer(mos_stack_t *st, uint64_t now)
     uint64_t mos_stack_deadline(const mos_stack_t *st)
     int mos_stack_listen(mos_stack_t *st, uint8_t ver, uint16_t port, uint32_t backlog)
@@ -208,20 +211,61 @@ cdef class Stack:
         PyMem_Free(self.txbuf)
         self.txbuf = NULL
 
+    cdef long _out(self, void *h, tx_fn tx, uint64_t now, bint make) noexcept nogil:
+        """Frames due leave by tx, in bursts (make: also those the
+        connections have to make; else only the ones already made)."""
+        cdef int n, sent
+        cdef uint32_t flen
+        cdef long nout = 0
+        while True:
+            n = 0
+            while n < PUMP_BURST:
+                if make:
+                    flen = mos_stack_output(self.st, self.txbuf + n * PUMP_FRAME, PUMP_FRAME, now)
+                else:
+                    flen = mos_stack_output_queued(self.st, self.txbuf + n * PUMP_FRAME, PUMP_FRAME)
+                if flen == 0:
+                    break
+                self.frames[n].data = self.txbuf + n * PUMP_FRAME
+                self.frames[n].caplen = flen
+                self.frames[n].wirelen = flen
+                self.frames[n].ts_ns = 0
+                self.frames[n].linktype = 1
+                self.frames[n].iface = 0
+                n += 1
+            if n == 0:
+                return nout
+            sent = tx(h, self.frames, n)
+            if sent < n:
+                self.tx_dropped += n - (sent if sent > 0 else 0)
+            nout += n
+            if n < PUMP_BURST:
+                return nout
+
     def pump(self, tuple port, uint64_t now, int burst=PUMP_BURST):
         """One round on a port given as its ``c_port()`` (handle, rx,
         rx_done, tx; native/port.h), all in C: timers due fire, every frame
-        due leaves, then up to ``burst`` received frames go in.  What the
-        frames in call for (ACKs, SYN-ACKs) leaves at the next pump, so a
-        reply the application writes in between carries it.  Returns
-        (frames in, frames out); frames in is -1 once the port has ended."""
+        due leaves, then up to ``burst`` received frames go in.  Of what the
+        frames in call for, data the ACKs let go, resends and the ACKs a
+        sender needs at once (out of order, every second segment) leave
+        before the round ends: that is ACK clocking, and a Python loop turn
+        between would add to every round trip.  A lone ACK for a request
+        leaves at the next pump, so a reply the application writes in
+        between carries it.  Returns (frames in, frames out); frames in is
+        -1 once the port has ended.
+
+        The frames in are timed when they are read: ``now`` plus what the
+        round took so far on the monotonic clock.  A burst out takes long
+        enough on a veth that the first frames' ACKs are back before it
+        ends, and timed at ``now`` they would give RTT samples of zero."""
         cdef void *h = <void *><uintptr_t>port[0]
         cdef rx_fn rx = <rx_fn><uintptr_t>port[1]
         cdef rx_done_fn rx_done = <rx_done_fn><uintptr_t>port[2]
         cdef tx_fn tx = <tx_fn><uintptr_t>port[3]
-        cdef int i, n, got, sent
-        cdef uint32_t flen
+        cdef int i, got
         cdef long nout = 0
+        cdef timespec t0, t1
+        cdef uint64_t now_in
         if burst > PUMP_BURST:
             burst = PUMP_BURST
         if self.txbuf == NULL:
@@ -229,34 +273,21 @@ cdef class Stack:
             if self.txbuf == NULL:
                 raise MemoryError()
         with nogil:
+            clock_gettime(CLOCK_MONOTONIC, &t0)
             mos_stack_timer(self.st, now)
-            while True:
-                n = 0
-                while n < PUMP_BURST:
-                    flen = mos_stack_output(self.st, self.txbuf + n * PUMP_FRAME, PUMP_FRAME, now)
-                    if flen == 0:
-                        break
-                    self.frames[n].data = self.txbuf + n * PUMP_FRAME
-                    self.frames[n].caplen = flen
-                    self.frames[n].wirelen = flen
-                    self.frames[n].ts_ns = 0
-                    self.frames[n].linktype = 1
-                    self.frames[n].iface = 0
-                    n += 1
-                if n == 0:
-                    break
-                sent = tx(h, self.frames, n)
-                if sent < n:
-                    self.tx_dropped += n - (sent if sent > 0 else 0)
-                nout += n
-                if n < PUMP_BURST:
-                    break
+            nout = self._out(h, tx, now, True)
             got = rx(h, self.frames, burst)
             if got > 0:
+                clock_gettime(CLOCK_MONOTONIC, &t1)
+                now_in = now + <uint64_t>((t1.tv_sec - t0.tv_sec) * 1000000000 +
+                                          (t1.tv_nsec - t0.tv_nsec))
                 for i in range(got):
-                    mos_stack_input(self.st, self.frames[i].data, self.frames[i].caplen, now)
+                    mos_stack_input(self.st, self.frames[i].data, self.frames[i].caplen, now_in)
             if got >= 0:
-                rx_done(h)
+                rx_done(h)      # self.frames point into the ring until here
+            if got > 0:
+                mos_stack_flush_urgent(self.st, now_in)
+                nout += self._out(h, tx, now_in, False)
         return got, nout
 
     def input(self, frame, uint64_t now):
@@ -399,6 +430,7 @@ cdef class Stack:
                 "syncookies_failed": s.syncookies_failed,
                 "tcp_rexmits": s.tcp_rexmits, "tcp_fast_rexmits": s.tcp_fast_rexmits,
                 "tcp_timeouts": s.tcp_timeouts, "tcp_probes": s.tcp_probes,
+                "tcp_undos": s.tcp_undos,
                 "conns": s.conns, "listeners": s.listeners, "time_wait": s.time_wait,
                 "neighbours": s.neighbours}
 

@@ -84,8 +84,8 @@ struct mos_stack {
     uint32_t nheap, capheap;
     uint16_t ip_id;
     uint16_t eph_next;
-    uint8_t neigh_asking;
-    uint64_t gone[4];       /* TCP counters of freed connections (stats' tcp_* sums) */   /* some neighbour was asked and has not answered: timers look */
+    uint8_t neigh_asking;   /* some neighbour was asked and has not answered: timers look */
+    uint64_t gone[5];       /* TCP counters of freed connections (stats' tcp_* sums) */
     mos_stack_stats_t st;
     mos_rbuf_pool_t pool;
     uint64_t sipkey[2];     /* SYN cookie MAC key, from cfg.seed */
@@ -630,6 +630,16 @@ static int conn_new(mos_stack_t *st, uint8_t ver, const uint8_t *la, uint16_t lp
     return s;
 }
 
+/* A connection's loss-recovery counters added to sum (stats' tcp_*). */
+static void tcp_counts(const mos_tcp_host_t *t, uint64_t sum[5])
+{
+    sum[0] += t->rexmits;
+    sum[1] += t->fast_rexmits;
+    sum[2] += t->timeouts;
+    sum[3] += t->probes;
+    sum[4] += t->undos;
+}
+
 static void sk_free(mos_stack_t *st, int s)
 {
     sock_t *k = &st->socks[s];
@@ -637,10 +647,7 @@ static void sk_free(mos_stack_t *st, int s)
         hash_unlink(st, s);
         if (k->in_tw) st->st.time_wait--;
         if (k->tcp) {
-            st->gone[0] += k->tcp->rexmits;
-            st->gone[1] += k->tcp->fast_rexmits;
-            st->gone[2] += k->tcp->timeouts;
-            st->gone[3] += k->tcp->probes;
+            tcp_counts(k->tcp, st->gone);
             mos_tcp_host_free(k->tcp);
             free(k->tcp);
         }
@@ -1150,13 +1157,16 @@ void mos_stack_input(mos_stack_t *st, const uint8_t *frame, uint32_t len, uint64
     else if (p.ipver == 6 && p.proto == 58) icmp6_in(st, &p, m, n, frame, now);
 }
 
-/* The output of connections that segments reached since the last output. */
-static void flush_dirty(mos_stack_t *st, uint64_t now)
+/* The output of connections that segments reached since the last output
+ * (with urgent, only of those mos_tcp_host_out_now says cannot wait). */
+static void flush_dirty(mos_stack_t *st, uint64_t now, int urgent)
 {
     for (uint32_t i = 0; i < st->ndirty && st->txn < TXQ; i++) {
         int32_t s = st->dirty[i];
-        st->socks[s].dirty = 0;
-        if (st->socks[s].kind == SK_CONN) settle(st, s, 0, now);
+        sock_t *k = &st->socks[s];
+        if (urgent && (k->kind != SK_CONN || !mos_tcp_host_out_now(k->tcp))) continue;
+        k->dirty = 0;
+        if (k->kind == SK_CONN) settle(st, s, 0, now);
     }
     uint32_t i = 0;
     while (i < st->ndirty && !st->socks[st->dirty[i]].dirty) i++;
@@ -1170,9 +1180,14 @@ static void flush_dirty(mos_stack_t *st, uint64_t now)
     }
 }
 
+void mos_stack_flush_urgent(mos_stack_t *st, uint64_t now)
+{
+    if (st->ndirty) flush_dirty(st, now, 1);
+}
+
 uint32_t mos_stack_output(mos_stack_t *st, uint8_t *buf, uint32_t cap, uint64_t now)
 {
-    if (st->ndirty) flush_dirty(st, now);
+    if (st->ndirty) flush_dirty(st, now, 0);
     if (st->nblocked && st->txn <= TXQ / 2) {
         /* room again: the sockets that stopped at a full queue go on */
         uint32_t n = st->nblocked;
@@ -1185,6 +1200,11 @@ uint32_t mos_stack_output(mos_stack_t *st, uint8_t *buf, uint32_t cap, uint64_t 
             if (k->kind == SK_CONN) settle(st, s, 0, now);
         }
     }
+    return mos_stack_output_queued(st, buf, cap);
+}
+
+uint32_t mos_stack_output_queued(mos_stack_t *st, uint8_t *buf, uint32_t cap)
+{
     if (!st->txn) return 0;
     uint32_t k = st->txhead, n = st->txlen[k];
     st->txhead = (st->txhead + 1) % TXQ;
@@ -1490,18 +1510,16 @@ const mos_stack_stats_t *mos_stack_stats(mos_stack_t *st)
     uint32_t nb = 0;
     for (int i = 0; i < NEIGH_MAX; i++) nb += st->neigh[i].used && st->neigh[i].resolved;
     st->st.neighbours = nb;
-    uint64_t sum[4] = {st->gone[0], st->gone[1], st->gone[2], st->gone[3]};
+    uint64_t sum[5];
+    memcpy(sum, st->gone, sizeof sum);
     for (uint32_t i = 0; i < st->nsocks; i++) { /* the live ones: a stats call is rare */
         const sock_t *k = &st->socks[i];
-        if (k->kind != SK_CONN || !k->tcp) continue;
-        sum[0] += k->tcp->rexmits;
-        sum[1] += k->tcp->fast_rexmits;
-        sum[2] += k->tcp->timeouts;
-        sum[3] += k->tcp->probes;
+        if (k->kind == SK_CONN && k->tcp) tcp_counts(k->tcp, sum);
     }
     st->st.tcp_rexmits = sum[0];
     st->st.tcp_fast_rexmits = sum[1];
     st->st.tcp_timeouts = sum[2];
     st->st.tcp_probes = sum[3];
+    st->st.tcp_undos = sum[4];
     return &st->st;
 }

@@ -69,6 +69,13 @@ void mos_stack_input(mos_stack_t *st, const uint8_t *frame, uint32_t len, uint64
 /* The next frame to send, copied into buf (cap bytes; 1514 is enough at MTU
  * 1500): its length, or 0 when nothing is due. */
 uint32_t mos_stack_output(mos_stack_t *st, uint8_t *buf, uint32_t cap, uint64_t now);
+/* Right after a burst in: output of the connections that cannot wait for
+ * the application (mos_tcp_host_out_now: data the ACKs let go, resends,
+ * ACKs a sender needs at once); the rest wait for mos_stack_output, so a
+ * reply written meanwhile carries their ACK. */
+void mos_stack_flush_urgent(mos_stack_t *st, uint64_t now);
+/* The next frame already made (mos_stack_output without making more). */
+uint32_t mos_stack_output_queued(mos_stack_t *st, uint8_t *buf, uint32_t cap);
 
 /* Timers due at now; the earliest deadline (0: none). */
 void mos_stack_timer(mos_stack_t *st, uint64_t now);
@@ -106,9 +113,10 @@ typedef struct mos_stack_stats {
     uint64_t not_ours, malformed, no_route, neigh_drops, time_wait_evicted;
     uint64_t syncookies_sent, syncookies_ok, syncookies_failed;
     /* TCP, summed over every connection, past and present: segments resent,
-     * of them on three duplicate ACKs or RACK, retransmission timeouts, tail
-     * loss and zero-window probes */
-    uint64_t tcp_rexmits, tcp_fast_rexmits, tcp_timeouts, tcp_probes;
+     * loss recoveries begun (duplicate ACKs or RACK), retransmission
+     * timeouts, tail loss and zero-window probes, and recoveries undone
+     * (every resend of theirs proved needless) */
+    uint64_t tcp_rexmits, tcp_fast_rexmits, tcp_timeouts, tcp_probes, tcp_undos;
     uint32_t conns, listeners, time_wait, neighbours;
 } mos_stack_stats_t;
 const mos_stack_stats_t *mos_stack_stats(mos_stack_t *st);

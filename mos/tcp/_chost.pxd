@@ -25,11 +25,12 @@ cdef extern from "host.h" nogil:
         uint8_t snd_shift, rcv_shift, ts_on, sack_on
         uint32_t cwnd, ssthresh, dupacks
         uint8_t in_recovery
-        uint64_t srtt, rttvar, rto
+        uint64_t srtt, rttvar, rto, min_rtt
         uint64_t rto_at, persist_at, delack_at, tw_at
         uint8_t err, eof
         uint64_t segs_out, segs_in, rexmits, fast_rexmits, timeouts, bytes_out, bytes_in
         uint64_t dup_in, ooo_in, paws_drops, probes
+        uint64_t undos
     ctypedef struct mos_tcp_host_out_t:
         uint32_t seq, ack
         uint16_t wnd

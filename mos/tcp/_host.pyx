@@ -226,11 +226,12 @@ cdef class Host:
         return {"state": self.state, "smss": h.smss, "snd_shift": h.snd_shift,
                 "rcv_shift": h.rcv_shift, "ts": bool(h.ts_on), "sack": bool(h.sack_on),
                 "cwnd": h.cwnd, "ssthresh": h.ssthresh, "snd_wnd": h.snd_wnd,
-                "srtt_ns": h.srtt, "rto_ns": h.rto, "in_recovery": bool(h.in_recovery),
+                "srtt_ns": h.srtt, "min_rtt_ns": h.min_rtt, "rto_ns": h.rto, "in_recovery": bool(h.in_recovery),
                 "segs_out": h.segs_out, "segs_in": h.segs_in, "rexmits": h.rexmits,
                 "fast_rexmits": h.fast_rexmits, "timeouts": h.timeouts,
                 "bytes_out": h.bytes_out, "bytes_in": h.bytes_in, "dup_in": h.dup_in,
-                "ooo_in": h.ooo_in, "paws_drops": h.paws_drops, "probes": h.probes}
+                "ooo_in": h.ooo_in, "paws_drops": h.paws_drops, "probes": h.probes,
+                "undos": h.undos}
 
 
 cdef void _fill(seg, mos_tcp_seg_t *s, mos_tcp_opts_t *o):

@@ -215,10 +215,14 @@ static void rack_delivered(mos_tcp_host_t *h, const mos_tcp_host_seg_t *r, uint3
          * cumulative ACKs: for a segment above a hole the receiver echoes
          * the TSval of the last in-order one (RFC 7323 4.3), older than
          * any resend, and every SACKed resend would look ambiguous */
-        if (rtt < h->min_rtt) return;
+        if (!h->min_rtt || rtt < h->min_rtt) return;
         if (tsecr && h->ts_on && (int32_t)(tsecr - ts_now(h, r->xmit)) < 0) return;
+    } else if (!h->min_rtt || rtt < h->min_rtt) {
+        /* only a segment sent once times the path (Karn): an ACK for the
+         * first copy of a resend would make min_RTT, and so the
+         * reordering window, near zero */
+        h->min_rtt = rtt ? rtt : 1;
     }
-    if (!h->min_rtt || rtt < h->min_rtt) h->min_rtt = rtt ? rtt : 1;
     if (sent_after(r->xmit, r->end, h->rack_xmit, h->rack_end)) {
         h->rack_rtt = rtt;
         h->rack_xmit = r->xmit;
@@ -265,14 +269,21 @@ static void rack_detect(mos_tcp_host_t *h, uint64_t now)
 }
 
 /* Records below SND.UNA are delivered: gone (a record cut by a partial
- * ACK keeps its rest). */
-static void sb_acked(mos_tcp_host_t *h, uint32_t ack, uint32_t tsecr, uint64_t now)
+ * ACK keeps its rest).  Returns an RTT sample (ns, 0: none): the time
+ * since the newest of them went, if it went once (Karn) and this ACK
+ * delivered it. */
+static uint64_t sb_acked(mos_tcp_host_t *h, uint32_t ack, uint32_t tsecr, uint64_t now)
 {
     uint32_t k = 0;
+    uint64_t sent = 0;
     while (k < h->nsegs && seq_leq(h->segs[k].end, ack)) {
         mos_tcp_host_seg_t *r = &h->segs[k++];
-        if (r->flags & MOS_SEG_SACKED) h->sacked_bytes -= seg_len(r);
-        else rack_delivered(h, r, tsecr, now);
+        if (r->flags & MOS_SEG_SACKED) {
+            h->sacked_bytes -= seg_len(r);
+        } else {
+            rack_delivered(h, r, tsecr, now);
+            if (!(r->flags & MOS_SEG_RETRANS) && r->xmit > sent) sent = r->xmit;
+        }
         if (r->flags & MOS_SEG_LOST) h->lost_bytes -= seg_len(r);
     }
     if (k) {
@@ -291,6 +302,7 @@ static void sb_acked(mos_tcp_host_t *h, uint32_t ack, uint32_t tsecr, uint64_t n
         h->segs = NULL;
         h->segs_cap = 0;
     }
+    return sent && now > sent ? now - sent : 0;
 }
 
 /* A D-SACK (RFC 2883 4: a first block below the ACK or inside the
@@ -300,6 +312,15 @@ static void sb_acked(mos_tcp_host_t *h, uint32_t ack, uint32_t tsecr, uint64_t n
  * episode is D-SACKed, the window it cut comes back (RFC 3708 3's test,
  * RFC 4015's response).  Copies the network made (no resend of ours)
  * change nothing. */
+static void undo_recovery(mos_tcp_host_t *h)
+{
+    h->undo_ok = 0;
+    if (h->cwnd < h->prior_cwnd) h->cwnd = h->prior_cwnd;
+    if (h->ssthresh < h->prior_ssthresh) h->ssthresh = h->prior_ssthresh;
+    h->in_recovery = 0;
+    h->undos++;
+}
+
 static void dsack(mos_tcp_host_t *h, uint32_t l, uint32_t r)
 {
     if (!seq_lt(l, r)) return;
@@ -308,12 +329,7 @@ static void dsack(mos_tcp_host_t *h, uint32_t l, uint32_t r)
         h->undo_seq[i] = h->undo_seq[--h->nundo];
         if (h->reo_mult < 16) h->reo_mult++;
         h->reo_persist = 16;
-        if (!h->nundo && h->undo_ok) {
-            h->undo_ok = 0;
-            if (h->cwnd < h->prior_cwnd) h->cwnd = h->prior_cwnd;
-            if (h->ssthresh < h->prior_ssthresh) h->ssthresh = h->prior_ssthresh;
-            h->in_recovery = 0;
-        }
+        if (!h->nundo && h->undo_ok) undo_recovery(h);
         return;
     }
 }
@@ -402,16 +418,23 @@ static void prr_ack(mos_tcp_host_t *h, uint32_t delivered)
  * than a whole flight, and a needless probe costs one segment (measured
  * through the impairment box, mos sending 20 MB: 4.8-5.5x clean with 10 ms
  * and 200 ms, 2.7-4.3x with these).  Never after the RTO.  Armed while
- * data is out and no probe is (7.3: after a probe, the RTO is next), in
- * recovery too: a lost resend that nothing sent later can reveal would
- * otherwise wait for the RTO. */
+ * data is out, in recovery too: a lost resend that nothing sent later can
+ * reveal would otherwise wait for the RTO.  A second probe follows an
+ * unanswered first one after twice the PTO, before the RTO (RFC 8985 7.3
+ * has the RTO next; kMaxTLPs = 2 as QUIC's recovery drafts had, whose RFC
+ * 9002 6.2 keeps probing with backoff): a lone ACK per flight is common
+ * from a receiver that coalesces its ACKs, and when it and one probe are
+ * lost, a 200 ms RTO costs more than a whole transfer on these paths. */
 static void arm_pto(mos_tcp_host_t *h, uint64_t now)
 {
     h->tlp_at = 0;
-    if (!h->srtt || h->tlp_out || h->after_rto || h->snd_una == h->me.snd_nxt) return;
+    if (!h->srtt || h->tlp_out >= MOS_HOST_MAX_PROBES || h->after_rto ||
+        h->snd_una == h->me.snd_nxt)
+        return;
     uint64_t pto = 2 * h->srtt;
     if (pto < 2 * MS) pto = 2 * MS;
     if (flight(h) <= h->smss) pto += 10 * MS;
+    pto <<= h->tlp_out;
     h->tlp_at = now + pto;
     if (h->rto_at && h->tlp_at > h->rto_at) h->tlp_at = 0;
 }
@@ -523,7 +546,7 @@ static int ack_in(mos_tcp_host_t *h, const mos_tcp_seg_t *seg, uint64_t now)
     uint32_t tsecr = (o->opts & MOS_OPT_TS) ? o->tsecr : 0;
     int advanced = seq_gt(ack, h->snd_una) && seq_leq(ack, h->me.snd_nxt);
     uint32_t una0 = h->snd_una, sacked0 = h->sacked_bytes; /* for RFC 6937's DeliveredData */
-    if (advanced) sb_acked(h, ack, tsecr, now);
+    uint64_t rtt = advanced ? sb_acked(h, ack, tsecr, now) : 0;
     if (h->sack_on && (o->opts & MOS_OPT_SACK) && seq_geq(ack, h->snd_una))
         sb_sacked(h, o, now);
     if (advanced) {
@@ -541,8 +564,14 @@ static int ack_in(mos_tcp_host_t *h, const mos_tcp_seg_t *seg, uint64_t now)
         }
         h->snd_una = ack;
         h->tlp_out = 0;
-        /* RTT (RFC 7323 4.1 with timestamps; else one timed segment, Karn) */
-        if (h->ts_on && (o->opts & MOS_OPT_TS) && o->tsecr) {
+        /* RTT: from the send time of the newest segment this ACK
+         * delivered (ns, where a timestamp has 1 ms: a sub-millisecond
+         * path needs it), else RFC 7323 4.1's timestamps (after resends),
+         * else one timed segment (Karn) */
+        if (rtt) {
+            rtt_sample(h, rtt);
+            if (h->rtt_start && seq_geq(ack, h->rtt_seq)) h->rtt_start = 0;
+        } else if (h->ts_on && (o->opts & MOS_OPT_TS) && o->tsecr) {
             uint32_t d = ts_now(h, now) - o->tsecr;
             if (d < 600000) rtt_sample(h, (uint64_t)d * MS + MS / 2);
         } else if (h->rtt_start && seq_geq(ack, h->rtt_seq)) {
@@ -552,7 +581,9 @@ static int ack_in(mos_tcp_host_t *h, const mos_tcp_seg_t *seg, uint64_t now)
         h->nretries = 0;
         if (h->after_rto && seq_geq(ack, h->recover)) h->after_rto = 0; /* all resent arrived */
         if (h->in_recovery) {
-            if (seq_geq(ack, h->recover)) { /* full ACK: recovery is over (RFC 6582 3.2 3) */
+            if (seq_geq(ack, h->recover) && h->undo_ok && !h->nundo) {
+                undo_recovery(h); /* nothing resent, or all D-SACKed: see below */
+            } else if (seq_geq(ack, h->recover)) { /* full ACK: over (RFC 6582 3.2 3) */
                 /* with SACK, PRR kept the pipe near ssthresh: cwnd = ssthresh
                  * (RFC 6937 3); else RFC 6582 3.2 3 (1), at least two
                  * segments so that a delayed ACK cannot stall the next round */
@@ -612,6 +643,11 @@ static int ack_in(mos_tcp_host_t *h, const mos_tcp_seg_t *seg, uint64_t now)
         rack_detect(h, now);
         if (h->lost_bytes) enter_recovery(h);
     }
+    /* every segment this recovery took for lost arrived after all, and
+     * whatever it resent came back D-SACKed (or nothing went yet): the
+     * network reordered, nothing was lost, and the window cut goes back
+     * (RFC 3708's test by arrival, RFC 4015's response) */
+    if (h->in_recovery && h->undo_ok && !h->nundo && !h->lost_bytes) undo_recovery(h);
     if (h->in_recovery && h->sack_on) {
         int64_t d = (int64_t)(uint32_t)(h->snd_una - una0) + (int64_t)h->sacked_bytes -
                     (int64_t)sacked0;
@@ -717,9 +753,11 @@ int mos_tcp_host_input(mos_tcp_host_t *h, const mos_tcp_seg_t *seg, const uint8_
             ev |= MOS_HOST_EV_READABLE;
             if (h->me.rbuf.nruns || h->quickack) {       /* a hole just filled, or quick */
                 h->ack_now = 1;
+                if (h->me.rbuf.nruns) h->ack_urgent = 1;
                 if (h->quickack) h->quickack--;
+                if (++h->unacked_segs >= 2) h->ack_urgent = 1;
             } else if (++h->unacked_segs >= 2) {
-                h->ack_now = 1;                              /* RFC 1122 4.2.3.2 */
+                h->ack_now = h->ack_urgent = 1;              /* RFC 1122 4.2.3.2 */
             } else if (!h->delack_at) {
                 h->delack_at = now + h->cfg.delack;
             }
@@ -741,7 +779,7 @@ int mos_tcp_host_input(mos_tcp_host_t *h, const mos_tcp_seg_t *seg, const uint8_
                     h->dsack_due = seq_lt(h->dsack_l, h->dsack_r);
                 }
             }
-            h->ack_now = 1; /* out of order or a duplicate: a duplicate ACK at once */
+            h->ack_now = h->ack_urgent = 1; /* out of order or a duplicate: a duplicate ACK at once */
             h->quickack = 8; /* the sender is recovering: no delayed ACKs for a while (Linux) */
         }
     } else if (seg->len && !eff.data_len) {
@@ -894,7 +932,7 @@ static void finish(mos_tcp_host_t *h, uint64_t now, mos_tcp_host_out_t *out)
     if (!syn && h->sack_on && (out->flags & MOS_TH_ACK) && !(out->flags & MOS_TH_RST))
         sack_blocks(h, &out->opt);
     if (out->flags & MOS_TH_ACK) {
-        h->ack_now = 0;
+        h->ack_now = h->ack_urgent = 0;
         h->unacked_segs = 0;
         h->delack_at = 0;
     }
@@ -935,12 +973,10 @@ static void sent_data(mos_tcp_host_t *h, uint64_t now, mos_tcp_host_out_t *out)
     if (h->in_recovery) h->prr_out += out->len + ((out->flags & MOS_TH_FIN) ? 1 : 0);
     if (h->tlp_due) {
         h->tlp_due = 0;
-        h->tlp_out = 1;
+        h->tlp_out++;
         h->probes++;
-        h->tlp_at = 0;
-    } else {
-        arm_pto(h, now);
     }
+    arm_pto(h, now);
 }
 
 /* Record r goes again (its bytes, a FIN it ends with). */
@@ -1143,6 +1179,7 @@ int mos_tcp_host_timer(mos_tcp_host_t *h, uint64_t now)
             h->ssthresh = f / 2 > 2u * h->smss ? f / 2 : 2u * h->smss; /* RFC 5681 (4) */
             h->cwnd = h->smss;                                        /* loss window */
             h->in_recovery = 0;
+            h->undo_ok = 0; /* an earlier recovery's D-SACKs no longer speak for cwnd */
             h->dupacks = 0;
             h->recover = h->me.snd_nxt;
             /* everything out is lost; SACKed bits go too (RFC 2018 8: the
@@ -1203,6 +1240,19 @@ uint64_t mos_tcp_host_deadline(const mos_tcp_host_t *h)
 }
 
 /* ---------------------------------------------------------------- user calls */
+
+int mos_tcp_host_out_now(const mos_tcp_host_t *h)
+{
+    if (h->ack_urgent || h->rst_pending || h->lost_bytes || h->tlp_due) return 1;
+    uint8_t st = h->me.state;
+    if (st != MOS_TCPS_ESTABLISHED && st != MOS_TCPS_CLOSE_WAIT) return 0;
+    uint64_t off = off_of(h, h->me.snd_nxt);
+    if (off >= sb_end(h) || fin_sent(h)) return 0;
+    uint32_t fl = flight(h), pipe = pipe_of(h);
+    /* a full segment, or the rest, fits both windows */
+    uint64_t want = sb_end(h) - off < h->smss ? sb_end(h) - off : h->smss;
+    return pipe + want <= h->cwnd && fl + want <= h->snd_wnd;
+}
 
 uint32_t mos_tcp_host_send(mos_tcp_host_t *h, const uint8_t *data, uint32_t n)
 {

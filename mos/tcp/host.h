@@ -61,6 +61,7 @@ enum {
 };
 
 #define MOS_HOST_MAX_SACK 4
+#define MOS_HOST_MAX_PROBES 2   /* tail loss probes before the RTO (arm_pto) */
 
 /* At most this many segments in flight: the scoreboard's bound (24 bytes
  * each) when an app with TCP_NODELAY writes a byte at a time; 2048 full
@@ -93,7 +94,7 @@ typedef struct mos_tcp_host {
     uint8_t after_rto;      /* resending what an RTO marked lost (until SND.UNA reaches recover) */
     uint8_t rexmit_credit;  /* resends allowed whatever the pipe (RFC 6675 5 (4.3), NewReno) */
     uint8_t tlp_due;        /* the PTO fired: one probe goes (RFC 8985 7.3) */
-    uint8_t tlp_out;        /* a probe is out and nothing new was delivered since */
+    uint8_t tlp_out;        /* probes out since something was last delivered */
     uint8_t rack_reord;     /* RACK.reord: the peer saw reordering (RFC 8985 6.2 step 3) */
     /* RACK (RFC 8985 6.1): the most recently sent segment that was delivered */
     uint64_t rack_xmit;     /* RACK.xmit_ts */
@@ -148,6 +149,8 @@ typedef struct mos_tcp_host {
     /* flags */
     uint8_t syn_pending;    /* our SYN (or SYN-ACK) is due */
     uint8_t ack_now;        /* an ACK is due at once (out of order, window update, ...) */
+    uint8_t ack_urgent;     /* ... and should not wait for a reply to carry it: out of
+                             * order, a hole filled, two segments unacknowledged */
     uint8_t unacked_segs;   /* full segments received since our last ACK */
     uint8_t fin_wanted;     /* the user closed its side: FIN after the data */
     uint8_t rst_pending;    /* abort: a RST is due */
@@ -161,6 +164,7 @@ typedef struct mos_tcp_host {
     /* counters */
     uint64_t segs_out, segs_in, rexmits, fast_rexmits, timeouts, bytes_out, bytes_in;
     uint64_t dup_in, ooo_in, paws_drops, probes;
+    uint64_t undos;         /* recoveries undone: their resends proved needless */
 } mos_tcp_host_t;
 
 /* One segment to send.  Payload: len bytes of the send buffer at stream
@@ -227,6 +231,11 @@ int mos_tcp_host_timer(mos_tcp_host_t *h, uint64_t now);
 
 /* The earliest armed timer (0: none). */
 uint64_t mos_tcp_host_deadline(const mos_tcp_host_t *h);
+
+/* Should output run now rather than wait for the application (1): an ACK
+ * the sender needs at once, a resend, a reset, or data the windows let go.
+ * A lone ACK for a request is not: the reply may carry it. */
+int mos_tcp_host_out_now(const mos_tcp_host_t *h);
 
 /* User calls.  send: bytes taken into the send buffer (0: full, or the
  * side is closed); recv: bytes copied (0 with mos_tcp_host_eof: the end). */
