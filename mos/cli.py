@@ -186,10 +186,6 @@ class _Records:
         self.out.flush()
 
 
-_STATE_NAME = {st: st.name for st in mos.TcpState}
-_SERVER, _CLIENT = mos.Side.SERVER, mos.Side.CLIENT
-
-
 class _Streams:
     """Writes one record per flow direction at CONN_END."""
 
@@ -250,21 +246,8 @@ class _Streams:
         if self.write_dir:
             for s in (mos.Side.CLIENT, mos.Side.SERVER):
                 self.on_data(flow, s, event, final=True)
-        # the line json.dumps would write for the record, formatted directly
-        # (a few microseconds per flow less): every string in it is ASCII
-        # with nothing to escape (addresses, hex digests, state names)
-        head = f'{{"client": "{flow.client_addr}", "server": "{flow.server_addr}", "direction": '
-        tail = (f', "client_state": "{_STATE_NAME[flow.client.state]}", '
-                f'"server_state": "{_STATE_NAME[flow.server.state]}"')
-        lines = []
-        for direction, s in (('"c2s"', _SERVER), ('"s2c"', _CLIENT)):
-            hashed, lost = flow.digest_info(s)
-            gaps = flow.gaps(s)
-            gj = json.dumps([[o, n] for o, n in gaps]) if gaps else "[]"
-            line = (f'{head}{direction}, "bytes": {hashed}, "sha256": "{flow.sha256(s)}", '
-                    f'"gaps": {gj}{tail}')
-            lines.append(line + (f', "lost": {lost}}}' if lost else "}"))
-        self.records.add(flow.id, lines[0], lines[1])
+        c2s, s2c = flow.streams_record()
+        self.records.add(flow.id, c2s, s2c)
 
 
 def cmd_streams(args) -> int:
@@ -529,7 +512,14 @@ def cmd_serve(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: the commands mos itself defines; any other word may be a plugin's
+BUILTIN = ("streams", "run", "demo", "serve", "load")
+
+
+def build_parser(extras: bool = True) -> argparse.ArgumentParser:
+    """The command line; extras=False leaves out the plugins' commands and
+    the test bed's (importing them costs a tenth of a second: a
+    `mos streams` over a small capture does not want it)."""
     p = argparse.ArgumentParser(prog="mos", description="Stateful TCP monitoring on a compiled dual stack.")
     p.add_argument("--version", action="version", version=f"mos {mos.__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -585,6 +575,8 @@ def build_parser() -> argparse.ArgumentParser:
     ld.add_argument("-s", type=float, default=30.0, dest="timeout",
                     help="seconds each request may take (default 30)")
     ld.set_defaults(func=cmd_load)
+    if not extras:
+        return p
     _plugin_commands(sub)
     try:
         from mos.testing.testbed import add_testbed_parser
@@ -596,7 +588,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    first = next((w for w in words if not w.startswith("-")), None)
+    lean = first in BUILTIN and not any(w in ("-h", "--help") for w in words)
+    args = build_parser(extras=not lean).parse_args(argv)
     try:
         return args.func(args)
     except MosError as exc:

@@ -151,3 +151,74 @@ def test_streams_into_a_closed_pipe_stops_writing_quietly(tmp_path):
     assert json.loads(first)["direction"] == "c2s"
     assert p.returncode == 0, err
     assert "Traceback" not in err and "BrokenPipe" not in err and "raised" not in err
+
+
+@pytest.mark.parametrize("v6", [False, True])
+def test_streams_record_is_the_json_of_the_flow_accessors(v6):
+    # Flow.streams_record formats `mos streams`'s lines by hand (no
+    # json.dumps per flow); it must say exactly what the accessors say,
+    # for a direction with a gap (a segment the receiver acknowledged past
+    # never came) and for IPv6's bracketed addresses
+    import hashlib
+
+    from tcpconv import CLIENT6, SERVER6, Conv
+    c = Conv(client=(CLIENT6, 40001), server=(SERVER6, 80)) if v6 else Conv()
+    c.handshake()
+    c.send("c", b"GET / HTTP/1.0\r\n\r\n")
+    c.ack("s")
+    c.send("s", b"A" * 100)
+    c.send("s", b"B" * 100, advance=False)          # lost on the way to the tap
+    c.s.nxt += 100
+    c.send("s", b"C" * 100)
+    c.ack("c")                                      # the client acknowledges past the hole
+    c.fin("c")
+    c.ack("s")
+    c.fin("s")
+    c.ack("c")
+    frames = [f for i, f in enumerate(c.frames) if i != 6]   # B
+    got = []
+
+    def on_end(flow, side, event):
+        want = []
+        for direction, s in (("c2s", mos.Side.SERVER), ("s2c", mos.Side.CLIENT)):
+            hashed, lost = flow.digest_info(s)
+            rec = {"client": flow.client_addr, "server": flow.server_addr,
+                   "direction": direction, "bytes": hashed, "sha256": flow.sha256(s),
+                   "gaps": [[o, n] for o, n in flow.gaps(s)],
+                   "client_state": flow.client.state.name,
+                   "server_state": flow.server.state.name}
+            if lost:
+                rec["lost"] = lost
+            want.append(rec)
+        got.append((flow.streams_record(), want))
+    mon = mos.Monitor(name="end", reads=True)
+    mon.on(mos.Event.CONN_END, on_end)
+    eng = mos.Engine(mos.Config(digest=True))
+    eng.attach(mon)
+    for ts, frame in frames:
+        eng.feed(frame, ts)
+    eng.close()
+    assert got                                      # CONN_END, once per side
+    for lines, want in got:
+        assert [json.loads(x) for x in lines] == want
+    s2c = want[1]
+    assert s2c["gaps"] == [[100, 100]] and s2c["bytes"] == 200, s2c
+    assert s2c["sha256"] == hashlib.sha256(b"A" * 100 + b"C" * 100).hexdigest()
+    assert want[0]["client"].startswith("[2001:db8::1]:" if v6 else "198.18.0.1:")
+
+
+def test_builtin_commands_skip_the_plugins_imports_and_help_lists_them():
+    # importing the plugins (mos ids loads its rule parser) and the test
+    # bed cost a tenth of a second: `mos streams` on a small capture does
+    # without them; --help still lists every command
+    code = ("import io, sys, contextlib\n"
+            "from mos import cli\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    rc = cli.main(['streams', {SAMPLE!r}])\n"
+            "print(rc, 'middleboxes.ids.rules' in sys.modules, 'mos.testing.testbed' in sys.modules)")
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                       cwd=ROOT, timeout=120)
+    assert r.stdout.split() == ["0", "False", "False"], r.stdout + r.stderr
+    h = run("--help")
+    assert h.returncode == 0 and "ids" in h.stdout and "testbed" in h.stdout, h.stdout

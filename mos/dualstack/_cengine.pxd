@@ -93,6 +93,7 @@ cdef extern from "engine.h" nogil:
     int mos_flow_reads(const mos_engine_t *e, const mos_flow_t *f, int side)
     int mos_flow_set_interest(mos_engine_t *e, mos_flow_t *f, const mos_interest_t *m)
     void mos_engine_set_checksum(mos_engine_t *e, int mode)
+    void mos_engine_set_views(mos_engine_t *e, void *const *views, uint32_t n)
     int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int start, int n,
                            uint64_t stop_ts)
     void mos_engine_advance(mos_engine_t *e, uint64_t now_ns)

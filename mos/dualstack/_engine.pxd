@@ -35,8 +35,10 @@ cdef class Flow:
     cdef readonly CoreEngine engine
     cdef readonly uint32_t slot
     cdef uint32_t gen
+    cdef uint64_t _rd0[2]       # monitor 0's read offsets, in the object's first cache line
     cdef list _uctx             # per monitor index: that monitor's user context
-    cdef uint64_t *_rd          # read offsets: [2*mi + side] for monitor index mi
+    cdef uint64_t *_rd          # read offsets: [2*mi + side] for monitor index mi (_rd0
+                                # while only monitor 0 has read)
     cdef uint32_t _nrd          # monitor indexes held in _rd (those that have read)
     cdef dict _local            # bit -> tuple of (monitor index, compiled tree)
     cdef list _local_regs       # (monitor index, Registration)

@@ -17,6 +17,7 @@
 #define CHUNK_SHIFT 10
 #define LRU_GRAIN 50000000ull /* ns: LRU order is exact to 50 ms */
 #define PREFETCH_AHEAD 4        /* packets between a flow entry's prefetch and its use */
+#define VIEW_AHEAD 2            /* ... and a flow view's (mos_engine_set_views) */
 #define CHUNK (1u << CHUNK_SHIFT)
 
 struct mos_engine {
@@ -61,6 +62,11 @@ struct mos_engine {
     mos_pkt_t *pkts;
     int8_t prerc[MOS_BURST_MAX];     /* mos_decode's answer */
     uint32_t phash[MOS_BURST_MAX];   /* the flow hash of a TCP packet */
+    /* the Python layer's objects by slot (mos_engine_set_views), asked for
+     * from memory like the flow entries: a handler's first touch of its
+     * flow's view was a cache miss per event */
+    void *const *views;
+    uint32_t nviews;
     uint8_t *verdict;
     struct pktref {             /* per packet, for edits made by handlers */
         uint32_t slot;          /* its flow's slot (MOS_NIL: none) */
@@ -1283,6 +1289,12 @@ void mos_flow_block(mos_engine_t *e, mos_flow_t *f)
     f->flags |= MOS_FF_BLOCKED;
 }
 
+void mos_engine_set_views(mos_engine_t *e, void *const *views, uint32_t n)
+{
+    e->views = views;
+    e->nviews = views ? n : 0;
+}
+
 int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int from, int n,
                        uint64_t stop_ts)
 {
@@ -1322,6 +1334,16 @@ int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int from, int
                 const uint8_t *fp = (const uint8_t *)slot_ptr(e, s);
                 __builtin_prefetch(fp, 0, 1);
                 __builtin_prefetch(fp + 64, 0, 1);
+                if (s < e->nviews) __builtin_prefetch(&e->views[s], 0, 1);
+            }
+        }
+        if (e->nviews && i + VIEW_AHEAD < n && e->prerc[i + VIEW_AHEAD] == MOS_DEC_TCP) {
+            uint32_t s = e->buckets[e->phash[i + VIEW_AHEAD] & (e->nbuckets - 1)];
+            if (s < e->nviews) {
+                const char *v = (const char *)e->views[s];
+                __builtin_prefetch(v, 1, 1);
+                __builtin_prefetch(v + 64, 0, 1);
+                __builtin_prefetch(v + 128, 0, 1);
             }
         }
         if (fr->ts_ns > stop_ts) break;

@@ -223,6 +223,11 @@ void mos_flow_block(mos_engine_t *e, mos_flow_t *f);
  * Returns the index reached.  Events land in mos_engine_events(); decoded
  * packets, verdicts and edits of the burst stay valid, by index in frames,
  * until the next burst starts. */
+/* Objects of the caller's, by flow slot (n of them; NULL entries allowed),
+ * that mos_engine_process asks for from memory a few packets before the
+ * packet of their flow: the pointers are only prefetched, never read
+ * through.  Valid until the next call; NULL clears. */
+void mos_engine_set_views(mos_engine_t *e, void *const *views, uint32_t n);
 int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int from, int n,
                        uint64_t stop_ts);
 #define MOS_BURST_MAX 256 /* frames of one burst (process takes at most these) */
