@@ -104,8 +104,9 @@ def glue(name, pyx):
     return e
 
 
-core = Extension(CORE, CORE_SOURCES, include_dirs=CORE_DIRS, extra_compile_args=CORE_CFLAGS,
-                 extra_link_args=["-ldl"], depends=HEADERS)
+core = Extension(CORE, CORE_SOURCES, include_dirs=CORE_DIRS,
+                 extra_compile_args=CORE_CFLAGS + ["-pthread"],
+                 extra_link_args=["-ldl", "-pthread"], depends=HEADERS)
 candidates = [
     glue("mos._native", "mos/_native.pyx"),
     glue("mos.tcp._stream", "mos/tcp/_stream.pyx"),

@@ -17,7 +17,7 @@ FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_CFLAGS := -g -O1 -std=gnu11 -fno-omit-frame-pointer -fno-strict-aliasing \
 	-Inative -Imos/tcp -Imos/dualstack -Imos/endhost $(FUZZ_SAN)
 FUZZ_CORE_SRC := native/capture.c native/pcapport.c native/decode.c native/defrag.c \
-	native/sha256.c $(wildcard mos/tcp/*.c) mos/dualstack/engine.c \
+	native/sha256.c $(wildcard mos/tcp/*.c) mos/dualstack/engine.c mos/dualstack/digestq.c \
 	$(wildcard mos/endhost/*.c)
 FUZZ_CORE_SRC := $(filter-out mos/tcp/_% mos/endhost/_%,$(FUZZ_CORE_SRC))
 FUZZ_CORE_OBJ := $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(FUZZ_CORE_SRC))
@@ -47,7 +47,7 @@ $(FUZZ_DIR)/obj/%.o: %.c $(FUZZ_HDRS)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 
 $(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_CORE_OBJ) $(FUZZ_HDRS)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_CORE_OBJ) -ldl -o $@
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(FUZZ_CORE_OBJ) -ldl -pthread -o $@
 
 fuzz: fuzz-build build
 	fuzz/run.sh long $(FUZZ_SECONDS) $(FUZZ_HARNESSES)

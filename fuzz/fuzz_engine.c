@@ -321,6 +321,9 @@ static void run_burst(h_t *h)
 {
     int n = h->nfr, i = 0, stalled = 0;
     if (!n) return;
+    /* the frames stay put for this burst: in digest mode, in-order bytes
+     * are hashed on the digest thread (digestq.c) until the end of it */
+    mos_engine_set_stable_frames(h->e, 1);
     while (i < n) {
         uint32_t nev;
         int c = mos_engine_process(h->e, h->fr, i, n, UINT64_MAX);
@@ -356,6 +359,7 @@ static void run_burst(h_t *h)
         }
     }
     reap(h);
+    mos_engine_set_stable_frames(h->e, 0); /* the frame buffers are reused */
     h->nfr = 0;
 }
 

@@ -28,6 +28,7 @@ cdef extern from "engine.h" nogil:
         uint64_t hashed_to
         uint64_t hashed_bytes
         uint64_t lost
+        uint32_t pending
 
     ctypedef struct mos_flow_t:
         uint32_t gen
@@ -94,6 +95,8 @@ cdef extern from "engine.h" nogil:
     int mos_flow_set_interest(mos_engine_t *e, mos_flow_t *f, const mos_interest_t *m)
     void mos_engine_set_checksum(mos_engine_t *e, int mode)
     void mos_engine_set_views(mos_engine_t *e, void *const *views, uint32_t n)
+    void mos_engine_set_stable_frames(mos_engine_t *e, int on)
+    void mos_flow_digest_wait(const mos_flow_t *f)
     int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int start, int n,
                            uint64_t stop_ts)
     void mos_engine_advance(mos_engine_t *e, uint64_t now_ns)

@@ -389,6 +389,7 @@ cdef class Flow:
             if self.engine.config.digest:  # no stream byte yet: nothing hashed
                 return _SHA256_EMPTY
             raise RuntimeError("stream digests are off: Config(digest=True) turns them on")
+        mos_flow_digest_wait(f)
         copy = f.digest[s].sha
         mos_sha256_final(&copy, out)
         return PyBytes_FromStringAndSize(<const char *>out, 32).hex()
@@ -425,6 +426,7 @@ cdef class Flow:
             if f.digest == NULL:
                 hashed, lost, sha = 0, 0, _SHA256_EMPTY
             else:
+                mos_flow_digest_wait(f)
                 hashed, lost = f.digest[s].hashed_bytes, f.digest[s].lost
                 copy = f.digest[s].sha
                 mos_sha256_final(&copy, out)

@@ -6,6 +6,7 @@
  * what they report into events, and keeps the receive buffers filled.
  */
 #include "engine.h"
+#include "digestq.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +68,8 @@ struct mos_engine {
      * flow's view was a cache miss per event */
     void *const *views;
     uint32_t nviews;
+    mos_digestq_t *dq;          /* digest mode on stable frames: the hashing thread's queue */
+    uint8_t stable;             /* mos_engine_set_stable_frames */
     uint8_t *verdict;
     struct pktref {             /* per packet, for edits made by handlers */
         uint32_t slot;          /* its flow's slot (MOS_NIL: none) */
@@ -282,6 +285,7 @@ static void digest_upto(mos_flow_t *f, int side, uint64_t upto)
     mos_digest_t *d = &f->digest[side];
     const mos_rbuf_t *rb = &f->ep[side].rbuf;
     uint64_t off = d->hashed_to;
+    if (off < upto) mos_digestq_wait(&d->pending); /* its queued bytes go first */
     if (upto > rb->head) upto = rb->head;
     while (off < upto) {
         uint32_t n;
@@ -777,6 +781,7 @@ static void flow_memory_free(mos_engine_t *e, mos_flow_t *f, uint32_t slot)
     }
     mos_rbuf_free(&f->ep[0].rbuf);
     mos_rbuf_free(&f->ep[1].rbuf);
+    if (f->digest) mos_flow_digest_wait(f); /* the hashing thread may hold it */
     free(f->digest);
     f->digest = NULL;
     free(f->interest);
@@ -831,7 +836,14 @@ __attribute__((noinline)) static void store_data(mos_engine_t *e, mos_flow_t *f,
         if (f->digest) {
             mos_digest_t *d = &f->digest[r];
             if (d->hashed_to == head0) {
-                mos_sha256_update(&d->sha, data, len);
+                const mos_frame_t *fr = &e->frames[pi];
+                /* bytes of a frame (not of a reassembled datagram) stay put */
+                if (!(e->dq && e->stable && data >= fr->data &&
+                      data + len <= fr->data + fr->caplen &&
+                      mos_digestq_push(e->dq, &d->sha, &d->pending, data, len) == 0)) {
+                    mos_digestq_wait(&d->pending);
+                    mos_sha256_update(&d->sha, data, len);
+                }
                 d->hashed_bytes += len;
                 d->hashed_to = head0 + len;
             }
@@ -1196,6 +1208,8 @@ mos_engine_t *mos_engine_new(const mos_config_t *cfg)
 void mos_engine_free(mos_engine_t *e)
 {
     if (!e) return;
+    mos_digestq_free(e->dq);
+    e->dq = NULL;
     for (uint32_t s = 0; s < e->nslots; s++) {
         mos_flow_t *f = slot_ptr(e, s);
         if (f->flags & (MOS_FF_LIVE | MOS_FF_DYING)) flow_memory_free(e, f, s);
@@ -1287,6 +1301,23 @@ void mos_flow_block(mos_engine_t *e, mos_flow_t *f)
 {
     (void)e;
     f->flags |= MOS_FF_BLOCKED;
+}
+
+void mos_engine_set_stable_frames(mos_engine_t *e, int on)
+{
+    if (on && e->cfg.digest && !e->dq) e->dq = mos_digestq_new(); /* NULL: hash here */
+    if (!on) { /* every job done, and no thread left idle between runs */
+        mos_digestq_free(e->dq);
+        e->dq = NULL;
+    }
+    e->stable = on != 0;
+}
+
+void mos_flow_digest_wait(const mos_flow_t *f)
+{
+    if (!f->digest) return;
+    mos_digestq_wait(&f->digest[0].pending);
+    mos_digestq_wait(&f->digest[1].pending);
 }
 
 void mos_engine_set_views(mos_engine_t *e, void *const *views, uint32_t n)

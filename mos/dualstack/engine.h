@@ -87,6 +87,7 @@ typedef struct mos_digest {
     uint64_t hashed_to;    /* stream offset hashed up to */
     uint64_t hashed_bytes;
     uint64_t lost;         /* present bytes that left the buffer before hashing */
+    uint32_t pending;      /* hashing jobs of sha not done yet (digestq.h) */
 } mos_digest_t;
 
 /* Payload edits that change lengths (in-line): map[side] translates the
@@ -223,6 +224,14 @@ void mos_flow_block(mos_engine_t *e, mos_flow_t *f);
  * Returns the index reached.  Events land in mos_engine_events(); decoded
  * packets, verdicts and edits of the burst stay valid, by index in frames,
  * until the next burst starts. */
+/* The frames given to mos_engine_process stay where they are until this
+ * is called with 0 (a capture file in memory): in digest mode, in-order
+ * bytes are then hashed from them on a second core (digestq.h).  Turning
+ * it off waits for every hash and ends that thread. */
+void mos_engine_set_stable_frames(mos_engine_t *e, int on);
+/* Until both digests of f are up to date (before reading them). */
+void mos_flow_digest_wait(const mos_flow_t *f);
+
 /* Objects of the caller's, by flow slot (n of them; NULL entries allowed),
  * that mos_engine_process asks for from memory a few packets before the
  * packet of their flow: the pointers are only prefetched, never read

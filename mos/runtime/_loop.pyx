@@ -19,7 +19,8 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 
 from mos._cnative cimport mos_frame_t, mos_capture_t, mos_capture_offset, mos_capture_size, \
     mos_capture_linktype
-from mos.dualstack._cengine cimport mos_rx_fn, mos_rx_done_fn, mos_tx_fn
+from mos.dualstack._cengine cimport mos_rx_fn, mos_rx_done_fn, mos_tx_fn, \
+    mos_engine_set_stable_frames
 from mos.dualstack._engine cimport CoreEngine, MAXPORTS, POLICY_LOG
 
 cdef extern from "<poll.h>" nogil:
@@ -228,6 +229,10 @@ def run_capture(CoreEngine eng, CaptureReader reader, PcapWriter writer=None, pr
     if eng.config.checksum == "auto":
         eng._decide_checksum(checksum_verdict(reader.path))
     cdef int policy = _run_policy(eng)
+    # the reader holds the whole file until it closes: in digest mode the
+    # engine may hash from the frames on another core (digestq.h); not in
+    # a box, whose handlers may edit what the digests are to cover
+    mos_engine_set_stable_frames(eng.e, writer is None)
     try:
         if writer is not None:
             # one box: the capture's side in, the writer out, both ways
@@ -256,6 +261,7 @@ def run_capture(CoreEngine eng, CaptureReader reader, PcapWriter writer=None, pr
         if close:
             eng.close()
     finally:
+        mos_engine_set_stable_frames(eng.e, 0)   # every hash done before the file goes
         eng._policy = policy
         if writer is not None:
             eng._detach_ports()
