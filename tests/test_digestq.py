@@ -8,6 +8,9 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import shutil
+import subprocess
+import sys
 
 import dpkt
 import pytest
@@ -87,3 +90,18 @@ def test_a_handler_reading_digests_mid_run_sees_every_byte_hashed():
     eng.attach(mon)
     run_capture(eng, mos.sample_capture())
     assert seen and all(a == b for a, b in seen)
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None or (os.cpu_count() or 1) < 2,
+                    reason="needs taskset and two CPUs")
+def test_on_one_cpu_the_engine_hashes_itself_with_the_same_result():
+    # pinned to one CPU the two threads would only take turns: no thread,
+    # same lines
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    argv = [sys.executable, "-m", "mos", "streams", mos.sample_capture()]
+    both = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    one = subprocess.run(["taskset", "-c", "0", *argv], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert both.returncode == 0 and one.returncode == 0, both.stderr + one.stderr
+    assert one.stdout == both.stdout and one.stdout.count("\n") == 14

@@ -1,5 +1,6 @@
 /* digestq.c: a single-producer, single-consumer ring of hashing jobs and
  * the thread that does them (digestq.h). */
+#define _GNU_SOURCE
 #include "digestq.h"
 
 #include <pthread.h>
@@ -63,6 +64,10 @@ static void *worker(void *arg)
 
 mos_digestq_t *mos_digestq_new(void)
 {
+    /* with one core to run on, the two threads would only take turns (and
+     * each wait would spin until the other got the core): hash in place */
+    cpu_set_t cpus;
+    if (sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) < 2) return NULL;
     return calloc(1, sizeof(mos_digestq_t));
 }
 

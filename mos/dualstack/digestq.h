@@ -16,6 +16,7 @@
 
 typedef struct mos_digestq mos_digestq_t;
 
+/* NULL when the process may run on one core only (the caller hashes). */
 mos_digestq_t *mos_digestq_new(void);
 /* Waits for every job, stops the worker, frees the queue. */
 void mos_digestq_free(mos_digestq_t *q);
