@@ -212,7 +212,7 @@ def _report(capsys, what, clean, bad, key):
 
 
 def test_curl_downloads_from_mos_through_the_box_within_three_times_clean(runs, capsys):
-    # 1.7-2.3x measured in seven runs, no RTO: RTT from send times, ACK
+    # 1.7-2.7x measured in nine runs, no RTO: RTT from send times, ACK
     # clocking in the pump, undo and a second tail probe (README)
     clean, bad = runs["clean"], runs["impaired"]
     box = bad["box"]
