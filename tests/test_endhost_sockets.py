@@ -27,6 +27,16 @@ def server(ctx, port=8080, family=S.AF_INET, backlog=64):
     return ls
 
 
+def connected(**kw):
+    """(switch, client socket, accepted server socket) over IPv4, connected."""
+    sw, srv, cli = net(**kw)
+    ls = server(srv)
+    c = cli.socket()
+    c.connect(("198.18.0.2", 8080))
+    s, _ = ls.accept()
+    return sw, c, s
+
+
 def test_doctest():
     import doctest
     res = doctest.testmod(S)
@@ -89,11 +99,7 @@ def test_connect_to_a_silent_address_times_out():
 
 
 def test_peer_reset_surfaces_as_connection_reset():
-    sw, srv, cli = net()
-    ls = server(srv)
-    c = cli.socket()
-    c.connect(("198.18.0.2", 8080))
-    s, _ = ls.accept()
+    sw, c, s = connected()
     s.abort()
     with pytest.raises(ConnectionResetError):
         c.recv(10)
@@ -297,11 +303,7 @@ def test_so_rcvbuf_grows_after_the_handshake_but_never_shrinks():
 
 
 def test_fionread_and_siocoutq_count_the_bytes_waiting():
-    sw, srv, cli = net()
-    ls = server(srv)
-    c = cli.socket()
-    c.connect(("198.18.0.2", 8080))
-    s, _ = ls.accept()
+    sw, c, s = connected()
     assert s.ioctl(S.FIONREAD) == 0
     c.setblocking(False)                        # no pump: it waits for the next poll
     assert c.send(b"x" * 5000) == 5000
