@@ -56,7 +56,9 @@ endhost     (none)      required iff mode is ``endhost``: ``addresses``, a list 
                         ``max_conns`` (65536), ``syncookies`` (1: SYN cookies
                         when a listener's SYN queue is full, RFC 4987 3.6; 0
                         never; 2 always) and ``tcp``: ``mss``, ``rcvbuf``,
-                        ``sndbuf``, ``nodelay``, ``sack``, ``timestamps``.  In
+                        ``rcvbuf_max`` (4 MiB: autotuning's bound, 0 off),
+                        ``sndbuf``, ``nodelay``, ``sack``, ``timestamps``,
+                        ``cubic`` (1: CUBIC, RFC 9438; 0: Reno).  In
                         inline or passive mode (both roles at once, afpacket):
                         the end host owns one port of its own (in no forward
                         pair) and ``serve: {root: DIR, port: 80}`` makes
@@ -231,8 +233,9 @@ class EndhostSpec:
 
 
 _ENDHOST = ("addresses", "gateway4", "gateway6", "max_conns", "syncookies", "tcp", "serve")
-_ENDHOST_TCP = {"mss": (536, 9000), "rcvbuf": (4096, 1 << 30), "sndbuf": (4096, 1 << 30),
-                "nodelay": (0, 1), "sack": (0, 1), "timestamps": (0, 1)}
+_ENDHOST_TCP = {"mss": (536, 9000), "rcvbuf": (4096, 1 << 30), "rcvbuf_max": (0, 1 << 30),
+                "sndbuf": (4096, 1 << 30), "nodelay": (0, 1), "sack": (0, 1), "timestamps": (0, 1),
+                "cubic": (0, 1)}
 
 
 @dataclass(frozen=True)

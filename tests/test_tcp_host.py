@@ -62,6 +62,13 @@ class Wire:
         for who, h in self.ends.items():
             self.push(who, h.output(self.now))
 
+    def next_time(self):
+        """When the next segment arrives or timer fires (None: idle)."""
+        times = [h.deadline for h in self.ends.values() if h.deadline is not None]
+        if self.q:
+            times.append(self.q[0][0])
+        return min(times) if times else None
+
     def step(self):
         """Deliver the next segment or fire the next timer; False when idle."""
         deadlines = [(h.deadline, w) for w, h in self.ends.items() if h.deadline is not None]
@@ -109,9 +116,11 @@ class App:
 
 
 def converse(cdata: bytes, sdata: bytes, *, max_time=600_000 * MS, max_steps=2_000_000,
-             client_kw=None, server_kw=None, reader=None, **wire_kw):
+             client_kw=None, server_kw=None, reader=None, wake=(), **wire_kw):
     """Connect, exchange both payloads, close both sides; returns the wire
-    and the two apps.  `reader(now) -> bool` may hold the server's reads."""
+    and the two apps.  `reader(now) -> bool` may hold the server's reads;
+    the apps also run at the times in `wake` (when the reader changes its
+    mind between two events)."""
     c, s = Host(**(client_kw or {})), Host(**(server_kw or {}))
     w = Wire(c, s, **wire_kw)
     c.connect(iss=0xFFFFF000, now=0)   # the sequence space wraps during the test
@@ -121,11 +130,16 @@ def converse(cdata: bytes, sdata: bytes, *, max_time=600_000 * MS, max_steps=2_0
     w.now = w.rtt // 2
     ca, sa = App(c, cdata), App(s, sdata)
     steps = 0
+    wake = sorted(wake)
     while steps < max_steps and w.now < max_time:
         sa.read = reader(w.now) if reader else True
         ca.pump()
         sa.pump()
         w.flush()
+        nxt = w.next_time()
+        if wake and (nxt is None or wake[0] < nxt):
+            w.now = max(w.now, wake.pop(0))
+            continue
         if not w.step():
             break
         steps += 1
@@ -555,6 +569,97 @@ def test_zero_window_probes_until_the_reader_reads():
     assert ci["probes"] >= 2
     zero = [seg for t, who, seg in w.log if who == "s" and seg.wnd == 0]
     assert zero
+
+
+def test_a_lost_window_update_is_sent_again_before_the_peers_persist_timer():
+    # the server's reader sleeps 5 s: its window closes.  When it reads, the
+    # one ACK that reopens the window is lost; without a second one the
+    # client would wait for its persist timer (seconds of backoff by then)
+    data = b"u" * 200_000
+    state = {"closed": False, "dropped": None}
+
+    def drop(who, seg, k):
+        if who != "s" or seg.payload:
+            return False
+        if seg.wnd == 0:
+            state["closed"] = True
+        elif state["closed"] and state["dropped"] is None:
+            state["dropped"] = seg
+            return True
+        return False
+
+    w, ca, sa = converse(data, b"", server_kw={"rcvbuf": 16384, "rcvbuf_max": 0}, drop=drop,
+                         reader=lambda now: now >= 5_000 * MS, wake=[5_000 * MS])
+    assert bytes(sa.got) == data and state["dropped"] is not None
+    t_drop = next(t for t, who, seg in w.log if seg is state["dropped"])
+    t_next = next(t for t, who, seg in w.log if t > t_drop and who == "c" and seg.payload)
+    si = w.ends["s"].info()
+    assert si["wupd_resends"] >= 1
+    # the resend went 2 RTTs + 1 ms later; the client's persist timer was
+    # backed off to seconds (5 s of zero window)
+    assert t_next - t_drop <= 2 * w.rtt + 1 * MS + w.rtt, (t_drop, t_next)
+
+
+def test_window_update_resends_stop_once_data_flows():
+    # nothing lost: the update reopens the window, data comes, no resend
+    data = b"v" * 200_000
+    w, ca, sa = converse(data, b"", server_kw={"rcvbuf": 16384, "rcvbuf_max": 0},
+                         reader=lambda now: now >= 5_000 * MS, wake=[5_000 * MS])
+    assert bytes(sa.got) == data
+    assert w.ends["s"].info()["wupd_resends"] == 0
+
+
+def _bulk(server_kw, *, mbps=0, n=3_000_000):
+    data = bytes(range(256)) * (n // 256)
+    w, ca, sa = converse(data, b"", server_kw=server_kw, client_kw={"sndbuf": 8 << 20},
+                         rtt=10 * MS, mbps=mbps)
+    assert bytes(sa.got) == data
+    return w, w.ends["s"].info()
+
+
+def test_receive_buffer_autotuning_grows_the_window_for_a_reader_that_keeps_up():
+    # 256 KB per 10 ms RTT is 210 Mbit/s: on a 1 Gbit/s link the window,
+    # not the link, would bound the transfer; autotuning lifts it
+    w_fixed, fixed = _bulk({"rcvbuf_max": 0}, mbps=1000)
+    w_auto, auto = _bulk({}, mbps=1000)
+    assert fixed["rcvbuf"] == 256 * 1024 and fixed["rcvbuf_grows"] == 0
+    assert auto["rcvbuf"] > 256 * 1024 and auto["rcvbuf_grows"] >= 1
+    assert auto["rcvbuf"] <= 4 * 1024 * 1024
+    assert 5 * MS <= auto["rcv_rtt_ns"] <= 40 * MS        # from the TSecr of the data
+    # the largest window the server offered, and the time the transfer took
+    big = max(seg.wnd << 7 for t, who, seg in w_auto.log if who == "s" and "S" not in seg.flags)
+    assert big > 256 * 1024
+    def last(w):
+        return max(t for t, who, seg in w.log if who == "c" and seg.payload)
+    assert last(w_auto) < 0.8 * last(w_fixed), (last(w_auto), last(w_fixed))
+
+
+def test_autotuning_leaves_a_slow_reader_and_an_explicit_rcvbuf_alone():
+    # the reader takes 8 KB every 5 ms (1.6 MB/s): the sender could go
+    # faster, but a larger window would only hold more unread bytes
+    c, s = Host(sndbuf=8 << 20), Host()
+    w = Wire(c, s, rtt=10 * MS)
+    c.connect(1, 0)
+    s.accept(c.output(0)[0], 2, 0)
+    ca = App(c, b"s" * 1_000_000, read=False)
+    got = bytearray()
+    tick = 0
+    while w.now < 2_000 * MS:
+        ca.pump()
+        w.flush()
+        nxt = w.next_time()
+        if nxt is None or nxt > tick:
+            w.now = max(w.now, tick)
+            got += s.recv(8192)
+            tick += 5 * MS
+            continue
+        w.step()
+    assert len(got) > 300_000 and s.info()["rcvbuf_grows"] == 0
+    assert s.info()["rcvbuf"] == 256 * 1024
+    # SO_RCVBUF fixes the size, as in Linux
+    h = Host()
+    h.set_buffers(rcvbuf=100_000)
+    assert h.info()["rcvbuf"] == 100_000
 
 
 # ---------------------------------------------------------------- closing and errors

@@ -59,6 +59,7 @@ cdef extern from "stack.h" nogil:
         uint64_t not_ours, malformed, no_route, neigh_drops, time_wait_evicted
         uint64_t syncookies_sent, syncookies_ok, syncookies_failed
         uint64_t tcp_rexmits, tcp_fast_rexmits, tcp_timeouts, tcp_probes, tcp_undos
+        uint64_t tcp_wnd_resends, tcp_rcvbuf_grows
         uint32_t conns, listeners, time_wait, neighbours
     void mos_stack_cfg_default(mos_stack_cfg_t *cfg)
     mos_stack_t *mos_stack_new(const mos_stack_cfg_t *cfg)
@@ -188,11 +189,13 @@ cdef class Stack:
         for k, v in tcp.items():
             if k == "mss": c.tcp.mss = v
             elif k == "rcvbuf": c.tcp.rcvbuf = v
+            elif k == "rcvbuf_max": c.tcp.rcvbuf_max = v
             elif k == "sndbuf": c.tcp.sndbuf = v
             elif k == "wscale": c.tcp.wscale = v
             elif k == "sack": c.tcp.sack = v
             elif k == "ts": c.tcp.ts = v
             elif k == "nodelay": c.tcp.nodelay = v
+            elif k == "cubic": c.tcp.cubic = v
             elif k == "time_wait": c.tcp.time_wait = v
             elif k == "rto_min": c.tcp.rto_min = v
             elif k == "syn_retries": c.tcp.syn_retries = v
@@ -430,7 +433,8 @@ cdef class Stack:
                 "syncookies_failed": s.syncookies_failed,
                 "tcp_rexmits": s.tcp_rexmits, "tcp_fast_rexmits": s.tcp_fast_rexmits,
                 "tcp_timeouts": s.tcp_timeouts, "tcp_probes": s.tcp_probes,
-                "tcp_undos": s.tcp_undos,
+                "tcp_undos": s.tcp_undos, "tcp_wnd_resends": s.tcp_wnd_resends,
+                "tcp_rcvbuf_grows": s.tcp_rcvbuf_grows,
                 "conns": s.conns, "listeners": s.listeners, "time_wait": s.time_wait,
                 "neighbours": s.neighbours}
 

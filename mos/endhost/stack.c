@@ -85,7 +85,7 @@ struct mos_stack {
     uint16_t ip_id;
     uint16_t eph_next;
     uint8_t neigh_asking;   /* some neighbour was asked and has not answered: timers look */
-    uint64_t gone[5];       /* TCP counters of freed connections (stats' tcp_* sums) */
+    uint64_t gone[7];       /* TCP counters of freed connections (stats' tcp_* sums) */
     mos_stack_stats_t st;
     mos_rbuf_pool_t pool;
     uint64_t sipkey[2];     /* SYN cookie MAC key, from cfg.seed */
@@ -631,13 +631,15 @@ static int conn_new(mos_stack_t *st, uint8_t ver, const uint8_t *la, uint16_t lp
 }
 
 /* A connection's loss-recovery counters added to sum (stats' tcp_*). */
-static void tcp_counts(const mos_tcp_host_t *t, uint64_t sum[5])
+static void tcp_counts(const mos_tcp_host_t *t, uint64_t sum[7])
 {
     sum[0] += t->rexmits;
     sum[1] += t->fast_rexmits;
     sum[2] += t->timeouts;
     sum[3] += t->probes;
     sum[4] += t->undos;
+    sum[5] += t->wupd_resends;
+    sum[6] += t->rcvbuf_grows;
 }
 
 static void sk_free(mos_stack_t *st, int s)
@@ -1510,7 +1512,7 @@ const mos_stack_stats_t *mos_stack_stats(mos_stack_t *st)
     uint32_t nb = 0;
     for (int i = 0; i < NEIGH_MAX; i++) nb += st->neigh[i].used && st->neigh[i].resolved;
     st->st.neighbours = nb;
-    uint64_t sum[5];
+    uint64_t sum[7];
     memcpy(sum, st->gone, sizeof sum);
     for (uint32_t i = 0; i < st->nsocks; i++) { /* the live ones: a stats call is rare */
         const sock_t *k = &st->socks[i];
@@ -1521,5 +1523,7 @@ const mos_stack_stats_t *mos_stack_stats(mos_stack_t *st)
     st->st.tcp_timeouts = sum[2];
     st->st.tcp_probes = sum[3];
     st->st.tcp_undos = sum[4];
+    st->st.tcp_wnd_resends = sum[5];
+    st->st.tcp_rcvbuf_grows = sum[6];
     return &st->st;
 }

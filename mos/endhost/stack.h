@@ -117,6 +117,7 @@ typedef struct mos_stack_stats {
      * timeouts, tail loss and zero-window probes, and recoveries undone
      * (every resend of theirs proved needless) */
     uint64_t tcp_rexmits, tcp_fast_rexmits, tcp_timeouts, tcp_probes, tcp_undos;
+    uint64_t tcp_wnd_resends, tcp_rcvbuf_grows; /* window updates sent again; autotuning steps */
     uint32_t conns, listeners, time_wait, neighbours;
 } mos_stack_stats_t;
 const mos_stack_stats_t *mos_stack_stats(mos_stack_t *st);

@@ -9,8 +9,8 @@ cdef extern from "host.h" nogil:
         MOS_HOST_EV_CLOSED, MOS_HOST_EV_OUTPUT
     ctypedef struct mos_tcp_host_cfg_t:
         uint16_t mss
-        uint8_t wscale, sack, ts, nodelay
-        uint32_t rcvbuf, sndbuf
+        uint8_t wscale, sack, ts, nodelay, cubic
+        uint32_t rcvbuf, rcvbuf_max, sndbuf
         uint64_t rto_init, rto_min, rto_max
         uint32_t syn_retries, retries
         uint64_t delack, time_wait
@@ -30,7 +30,7 @@ cdef extern from "host.h" nogil:
         uint8_t err, eof
         uint64_t segs_out, segs_in, rexmits, fast_rexmits, timeouts, bytes_out, bytes_in
         uint64_t dup_in, ooo_in, paws_drops, probes
-        uint64_t undos
+        uint64_t undos, wupd_resends, rcvbuf_grows, rcv_rtt
     ctypedef struct mos_tcp_host_out_t:
         uint32_t seq, ack
         uint16_t wnd
@@ -52,6 +52,7 @@ cdef extern from "host.h" nogil:
     uint64_t mos_tcp_host_deadline(const mos_tcp_host_t *h)
     uint32_t mos_tcp_host_send(mos_tcp_host_t *h, const uint8_t *data, uint32_t n)
     uint32_t mos_tcp_host_recv(mos_tcp_host_t *h, uint8_t *out, uint32_t n)
+    int mos_tcp_host_set_buffers(mos_tcp_host_t *h, uint32_t sndbuf, uint32_t rcvbuf)
     uint32_t mos_tcp_host_readable(const mos_tcp_host_t *h)
     uint32_t mos_tcp_host_writable(const mos_tcp_host_t *h)
     int mos_tcp_host_eof(const mos_tcp_host_t *h)

@@ -101,7 +101,7 @@ def _events(int ev):
 
 cdef class Host:
     """One connection's TCP.  Keyword options as ``mos_tcp_host_cfg_t``:
-    mss, wscale, sack, ts, nodelay, rcvbuf, sndbuf, rto_init, rto_min,
+    mss, wscale, sack, ts, nodelay, cubic, rcvbuf, rcvbuf_max, sndbuf, rto_init, rto_min,
     rto_max, syn_retries, retries, delack, time_wait (times in ns)."""
     cdef mos_tcp_host_t h
 
@@ -114,7 +114,9 @@ cdef class Host:
             elif k == "sack": c.sack = v
             elif k == "ts": c.ts = v
             elif k == "nodelay": c.nodelay = v
+            elif k == "cubic": c.cubic = v
             elif k == "rcvbuf": c.rcvbuf = v
+            elif k == "rcvbuf_max": c.rcvbuf_max = v
             elif k == "sndbuf": c.sndbuf = v
             elif k == "rto_init": c.rto_init = v
             elif k == "rto_min": c.rto_min = v
@@ -188,6 +190,11 @@ cdef class Host:
         cdef uint32_t got = mos_tcp_host_recv(&self.h, <uint8_t *>PyBytes_AS_STRING(out), n) if n else 0
         return out[:got]
 
+    def set_buffers(self, uint32_t sndbuf=0, uint32_t rcvbuf=0):
+        """SO_SNDBUF / SO_RCVBUF (0: unchanged); a receive size set here ends autotuning."""
+        if mos_tcp_host_set_buffers(&self.h, sndbuf, rcvbuf):
+            raise MemoryError("set_buffers: no memory for the send buffer")
+
     def shutdown(self):
         mos_tcp_host_shutdown(&self.h)
 
@@ -231,7 +238,8 @@ cdef class Host:
                 "fast_rexmits": h.fast_rexmits, "timeouts": h.timeouts,
                 "bytes_out": h.bytes_out, "bytes_in": h.bytes_in, "dup_in": h.dup_in,
                 "ooo_in": h.ooo_in, "paws_drops": h.paws_drops, "probes": h.probes,
-                "undos": h.undos}
+                "undos": h.undos, "wupd_resends": h.wupd_resends,
+                "rcvbuf": h.cfg.rcvbuf, "rcvbuf_grows": h.rcvbuf_grows, "rcv_rtt_ns": h.rcv_rtt}
 
 
 cdef void _fill(seg, mos_tcp_seg_t *s, mos_tcp_opts_t *o):

@@ -12,7 +12,9 @@ void mos_tcp_host_cfg_default(mos_tcp_host_cfg_t *c)
     c->mss = 1460;
     c->wscale = 7;
     c->sack = c->ts = 1;
+    c->cubic = 1;
     c->rcvbuf = 256 * 1024;
+    c->rcvbuf_max = 4 * 1024 * 1024;
     c->sndbuf = 256 * 1024;
     c->rto_init = 1000 * MS;
     c->rto_min = 200 * MS;
@@ -39,6 +41,7 @@ int mos_tcp_host_init(mos_tcp_host_t *h, const mos_tcp_host_cfg_t *cfg, mos_rbuf
     if (h->cfg.rcvbuf < h->cfg.mss) h->cfg.rcvbuf = h->cfg.mss;
     /* the window must fit the field once shifted (RFC 7323 2.3: shift <= 14) */
     if (h->cfg.rcvbuf > (65535u << h->cfg.wscale)) h->cfg.rcvbuf = 65535u << h->cfg.wscale;
+    if (h->cfg.rcvbuf_max > (65535u << h->cfg.wscale)) h->cfg.rcvbuf_max = 65535u << h->cfg.wscale;
     /* the send ring is taken with the first byte to send and given back
      * once everything sent is acknowledged: an idle connection holds none */
     h->sb_cap = pow2_at_least(cfg->sndbuf ? cfg->sndbuf : 1);
@@ -108,11 +111,33 @@ static inline uint32_t rcv_room(const mos_tcp_host_t *h)
     return unread >= h->cfg.rcvbuf ? 0 : h->cfg.rcvbuf - (uint32_t)unread;
 }
 
+/* Wait before sending a window update again: long enough for the data
+ * it lets go to arrive, far shorter than the peer's persist timer (an RTO
+ * at least, 200 ms in Linux). */
+static inline uint64_t wupd_gap(const mos_tcp_host_t *h)
+{
+    uint64_t rtt = h->rcv_rtt > h->srtt ? h->rcv_rtt : h->srtt;
+    uint64_t g = rtt ? 2 * rtt + 1 * MS : 10 * MS;
+    return g > 100 * MS ? 100 * MS : g;
+}
+
+/* The receiver's RTT from the TSecr of in-order data (RFC 7323 4.3: it
+ * echoes our TSval of the ACK that let the data go), smoothed as RFC 6298
+ * smooths SRTT.  The clock ticks in ms: a sample under a tick counts one. */
+static void rcv_rtt_sample(mos_tcp_host_t *h, uint64_t now, uint32_t tsecr)
+{
+    uint32_t d = ts_now(h, now) - tsecr;
+    if (d >= 60000) return; /* not one of ours, or wrapped: no sample */
+    uint64_t r = (uint64_t)(d ? d : 1) * MS;
+    h->rcv_rtt = h->rcv_rtt ? (7 * h->rcv_rtt + r) / 8 : r;
+}
+
 static void set_closed(mos_tcp_host_t *h, int err)
 {
     h->me.state = MOS_TCPS_CLOSED;
     if (!h->err) h->err = (uint8_t)err;
     h->rto_at = h->persist_at = h->delack_at = h->tw_at = h->rack_at = h->tlp_at = 0;
+    h->wupd_at = 0;
     h->syn_pending = h->ack_now = 0;
 }
 
@@ -154,6 +179,7 @@ static void negotiate(mos_tcp_host_t *h)
     if (!ws) {
         uint32_t lim = h->cfg.rcvbuf > 65535 ? 65535 : h->cfg.rcvbuf;
         h->cfg.rcvbuf = lim;
+        h->cfg.rcvbuf_max = 0; /* nothing larger can be said */
         mos_rbuf_set_limit(&h->me.rbuf, lim);
     }
 }
@@ -317,6 +343,8 @@ static void undo_recovery(mos_tcp_host_t *h)
     h->undo_ok = 0;
     if (h->cwnd < h->prior_cwnd) h->cwnd = h->prior_cwnd;
     if (h->ssthresh < h->prior_ssthresh) h->ssthresh = h->prior_ssthresh;
+    h->cub_wmax = h->prior_wmax;
+    h->cub_epoch = 0;
     h->in_recovery = 0;
     h->undos++;
 }
@@ -362,6 +390,83 @@ static void sb_sacked(mos_tcp_host_t *h, const mos_tcp_opts_t *o, uint64_t now)
     }
 }
 
+/* ---------------------------------------------------------------- congestion control */
+
+/* CUBIC's constants (RFC 9438 4.1-4.3): C, beta_cubic, alpha_cubic =
+ * 3 (1 - beta) / (1 + beta), the AIMD step that makes it as fair as Reno */
+#define CUBIC_C 0.4
+#define CUBIC_BETA 0.7
+#define CUBIC_ALPHA (3.0 * (1.0 - CUBIC_BETA) / (1.0 + CUBIC_BETA))
+
+static double cube_root(double x)
+{
+    if (x <= 0) return 0;
+    double r = x < 1 ? 1 : x / 3; /* Newton's method: r <- r - (r^3 - x) / 3r^2 */
+    for (int i = 0; i < 60; i++) {
+        double n = r - (r * r * r - x) / (3 * r * r);
+        if (n == r || (n > r ? n - r : r - n) < 1e-9 * r) return n;
+        r = n;
+    }
+    return r;
+}
+
+/* The slow start threshold after a congestion event (a recovery or an
+ * RTO) with f bytes in flight: Reno halves (RFC 5681 (4)); CUBIC keeps
+ * beta_cubic of it, and remembers the window it had (RFC 9438 4.6-4.7:
+ * less, if the last event was at a larger one: fast convergence). */
+static uint32_t cc_ssthresh(mos_tcp_host_t *h, uint32_t f)
+{
+    uint32_t s = f / 2;
+    if (h->cfg.cubic) {
+        double w = (double)h->cwnd / h->smss;
+        h->cub_wmax = w < h->cub_wmax ? w * (1.0 + CUBIC_BETA) / 2.0 : w;
+        h->cub_epoch = 0;
+        s = (uint32_t)((double)f * CUBIC_BETA);
+    }
+    return s > 2u * h->smss ? s : 2u * h->smss;
+}
+
+/* Congestion avoidance on an ACK that delivered `acked` bytes.  Reno: one
+ * SMSS per cwnd acknowledged, counted in bytes (RFC 5681 3.1).  CUBIC
+ * (RFC 9438 4.2-4.5): the window follows W_cubic(t) = C (t - K)^3 + W_max
+ * from the epoch's start, never below W_est, Reno's window over the same
+ * time: on a short round trip (a LAN, a veth) W_est leads, and CUBIC is
+ * AIMD with a gentler decrease. */
+static void cc_avoid(mos_tcp_host_t *h, uint32_t acked, uint64_t now)
+{
+    if (!h->cfg.cubic) {
+        h->ca_acked += acked;
+        if (h->ca_acked >= h->cwnd) {
+            h->ca_acked -= h->cwnd;
+            h->cwnd += h->smss;
+        }
+        return;
+    }
+    double smss = h->smss, cw = (double)h->cwnd / smss, segs = (double)acked / smss;
+    if (!h->cub_epoch) {
+        h->cub_epoch = now ? now : 1;
+        if (h->cub_wmax <= cw) {
+            h->cub_k = 0;
+            h->cub_wmax = cw;
+        } else {
+            h->cub_k = cube_root((h->cub_wmax - cw) / CUBIC_C);
+        }
+        h->cub_west = cw;
+    }
+    double t = (double)(now - h->cub_epoch) / 1e9;
+    double rtt = (double)(h->srtt ? h->srtt : MS) / 1e9;
+    double d = t - h->cub_k, e = t + rtt - h->cub_k;
+    double wt = CUBIC_C * d * d * d + h->cub_wmax;         /* W_cubic(t) */
+    double target = CUBIC_C * e * e * e + h->cub_wmax;     /* W_cubic(t + RTT), 4.2 */
+    if (target < cw) target = cw;
+    else if (target > 1.5 * cw) target = 1.5 * cw;
+    h->cub_west += (h->cub_west >= h->cub_wmax ? 1.0 : CUBIC_ALPHA) * segs / cw;
+    double next = wt < h->cub_west ? h->cub_west                 /* Reno-friendly, 4.3 */
+                                   : cw + (target - cw) * segs / cw; /* concave, convex: 4.4-4.5 */
+    double bytes = next * smss;
+    if (bytes > (double)h->cwnd && bytes < 4e9) h->cwnd = (uint32_t)bytes;
+}
+
 /* Loss found (RACK, duplicate ACKs or an early retransmit): fast recovery
  * (RFC 5681 3.2, RFC 6582 3.2 2; with SACK, RFC 6675 5: cwnd = ssthresh
  * and the pipe governs).  Not while an RTO's resends are going out: those
@@ -372,10 +477,11 @@ static void enter_recovery(mos_tcp_host_t *h)
     uint32_t f = flight(h);
     h->prior_cwnd = h->cwnd;
     h->prior_ssthresh = h->ssthresh;
+    h->prior_wmax = h->cub_wmax;
     h->undo_ok = 1;
     h->nundo = 0;
     if (h->reo_persist && !--h->reo_persist) h->reo_mult = 1; /* RFC 8985 6.2 step 4 */
-    h->ssthresh = f / 2 > 2u * h->smss ? f / 2 : 2u * h->smss;
+    h->ssthresh = cc_ssthresh(h, f);
     /* with SACK, PRR (RFC 6937) sets cwnd on each ACK from here */
     h->cwnd = h->sack_on ? h->ssthresh : h->ssthresh + 3u * h->smss;
     h->prr_delivered = h->prr_out = 0;
@@ -602,14 +708,7 @@ static int ack_in(mos_tcp_host_t *h, const mos_tcp_seg_t *seg, uint64_t now)
         } else if (h->cwnd < h->ssthresh) {
             h->cwnd += acked < h->smss ? acked : h->smss; /* slow start (RFC 5681 3.1) */
         } else {
-            /* congestion avoidance by bytes acknowledged, RFC 5681 3.1's
-             * recommendation: one SMSS per cwnd of data acknowledged,
-             * whether the peer ACKs every segment or every second one */
-            h->ca_acked += acked;
-            if (h->ca_acked >= h->cwnd) {
-                h->ca_acked -= h->cwnd;
-                h->cwnd += h->smss;
-            }
+            cc_avoid(h, acked, now);
         }
         h->dupacks = 0;
         h->rto_at = h->snd_una == h->me.snd_nxt ? 0 : now + h->rto;
@@ -749,8 +848,11 @@ int mos_tcp_host_input(mos_tcp_host_t *h, const mos_tcp_seg_t *seg, const uint8_
         mos_rbuf_insert(&h->me.rbuf, eff.data_off, payload ? payload + eff.data_skip : NULL,
                         eff.data_len, &res);
         h->bytes_in += eff.data_len;
+        h->wupd_at = 0; /* data flows: the peer knows the window */
         if (h->me.rbuf.head > head0) {
             ev |= MOS_HOST_EV_READABLE;
+            if (h->ts_on && (seg->opt->opts & MOS_OPT_TS) && seg->opt->tsecr)
+                rcv_rtt_sample(h, now, seg->opt->tsecr);
             if (h->me.rbuf.nruns || h->quickack) {       /* a hole just filled, or quick */
                 h->ack_now = 1;
                 if (h->me.rbuf.nruns) h->ack_urgent = 1;
@@ -788,6 +890,7 @@ int mos_tcp_host_input(mos_tcp_host_t *h, const mos_tcp_seg_t *seg, const uint8_
                st >= MOS_TCPS_ESTABLISHED && (h->peer.flags & MOS_EPF_ISN) &&
                seq_lt(seg->seq, rcv_nxt(h))) {
         h->ack_now = 1; /* an old sequence number (a window probe, a keepalive): ACK it */
+        h->wupd_at = 0; /* our ACK to it carries the window */
     }
     if (h->fin_held && !(h->me.rflags & MOS_EPR_FIN) &&
         seq_to_off(h->fin_held_seq, h->peer.ref_seq, h->peer.ref_off) ==
@@ -917,7 +1020,14 @@ static void finish(mos_tcp_host_t *h, uint64_t now, mos_tcp_host_out_t *out)
         uint32_t w = room >> h->rcv_shift;
         out->wnd = (uint16_t)(w > 65535 ? 65535 : w);
     }
+    uint32_t adv0 = h->adv_wnd;
     h->adv_wnd = syn ? out->wnd : (uint32_t)out->wnd << h->rcv_shift;
+    if (!syn && adv0 < h->cfg.mss && h->adv_wnd >= h->cfg.mss &&
+        h->me.state >= MOS_TCPS_ESTABLISHED && !(out->flags & MOS_TH_RST) &&
+        !(h->me.rflags & MOS_EPR_FIN)) {
+        h->wupd_at = now + wupd_gap(h);
+        h->wupd_n = 0;
+    }
     if (syn) {
         /* a passive open answers only the options the SYN offered */
         uint8_t offered = (h->me.role & MOS_TCP_PASSIVE)
@@ -1176,8 +1286,8 @@ int mos_tcp_host_timer(mos_tcp_host_t *h, uint64_t now)
             h->syn_pending = 1;
         } else if (h->snd_una != h->me.snd_nxt) {
             uint32_t f = flight(h);
-            h->ssthresh = f / 2 > 2u * h->smss ? f / 2 : 2u * h->smss; /* RFC 5681 (4) */
-            h->cwnd = h->smss;                                        /* loss window */
+            h->ssthresh = cc_ssthresh(h, f); /* RFC 5681 (4), RFC 9438 4.8 */
+            h->cwnd = h->smss;               /* loss window */
             h->in_recovery = 0;
             h->undo_ok = 0; /* an earlier recovery's D-SACKs no longer speak for cwnd */
             h->dupacks = 0;
@@ -1216,6 +1326,17 @@ int mos_tcp_host_timer(mos_tcp_host_t *h, uint64_t now)
             ev |= MOS_HOST_EV_OUTPUT;
         }
     }
+    if (h->wupd_at && h->wupd_at <= now) {
+        h->wupd_at = 0;
+        if (rcv_room(h) >= h->cfg.mss && !(h->me.rflags & MOS_EPR_FIN) &&
+            (h->me.state == MOS_TCPS_ESTABLISHED || h->me.state == MOS_TCPS_FIN_WAIT_1 ||
+             h->me.state == MOS_TCPS_FIN_WAIT_2)) {
+            h->ack_now = h->ack_urgent = 1;
+            h->wupd_resends++;
+            if (++h->wupd_n < 3) h->wupd_at = now + (wupd_gap(h) << h->wupd_n);
+            ev |= MOS_HOST_EV_OUTPUT;
+        }
+    }
     if (h->persist_at && h->persist_at <= now) {
         h->persist_at = 0;
         if (h->snd_wnd == 0 && off_of(h, h->me.snd_nxt) < sb_end(h)) {
@@ -1232,9 +1353,9 @@ int mos_tcp_host_timer(mos_tcp_host_t *h, uint64_t now)
 uint64_t mos_tcp_host_deadline(const mos_tcp_host_t *h)
 {
     uint64_t d = 0;
-    const uint64_t t[6] = {h->rto_at, h->persist_at, h->delack_at, h->tw_at, h->rack_at,
-                           h->tlp_at};
-    for (int i = 0; i < 6; i++)
+    const uint64_t t[7] = {h->rto_at, h->persist_at, h->delack_at, h->tw_at, h->rack_at,
+                           h->tlp_at, h->wupd_at};
+    for (int i = 0; i < 7; i++)
         if (t[i] && (!d || t[i] < d)) d = t[i];
     return d;
 }
@@ -1278,6 +1399,34 @@ uint32_t mos_tcp_host_send(mos_tcp_host_t *h, const uint8_t *data, uint32_t n)
     return n;
 }
 
+/* Receive buffer autotuning (dynamic right-sizing; Linux's
+ * tcp_rcv_space_adjust): once per receiver RTT, if the user read more than
+ * in any RTT before, the buffer becomes twice that plus 16 segments, so
+ * the window never limits a sender the reader keeps up with.  A slow
+ * reader reads little per RTT and keeps its buffer. */
+static void rcv_autotune(mos_tcp_host_t *h)
+{
+    uint64_t now = h->now;
+    if (!h->drs_at) {
+        h->drs_at = now;
+        h->drs_read = h->rcv_read;
+        return;
+    }
+    uint64_t rtt = h->rcv_rtt ? h->rcv_rtt : h->srtt;
+    if (!rtt || now - h->drs_at < rtt) return;
+    uint64_t copied = h->rcv_read - h->drs_read;
+    h->drs_at = now;
+    h->drs_read = h->rcv_read;
+    if (copied <= h->drs_space) return;
+    h->drs_space = copied;
+    uint64_t want = 2 * copied + 16ull * h->cfg.mss;
+    if (want > h->cfg.rcvbuf_max) want = h->cfg.rcvbuf_max;
+    if (want <= h->cfg.rcvbuf) return;
+    if (mos_rbuf_set_limit(&h->me.rbuf, (uint32_t)want) == UINT64_MAX) return;
+    h->cfg.rcvbuf = (uint32_t)want;
+    h->rcvbuf_grows++;
+}
+
 /* SO_SNDBUF and SO_RCVBUF (0: leave it).  The send limit never drops below
  * what is queued; a ring already taken grows with its bytes kept in order.
  * The receive limit is free until our SYN is out; after it, the window
@@ -1317,6 +1466,7 @@ int mos_tcp_host_set_buffers(mos_tcp_host_t *h, uint32_t sndbuf, uint32_t rcvbuf
         if (open && rcvbuf < h->cfg.rcvbuf) rcvbuf = h->cfg.rcvbuf;
         if (mos_rbuf_set_limit(&h->me.rbuf, rcvbuf) == UINT64_MAX) return -1;
         h->cfg.rcvbuf = rcvbuf;
+        h->cfg.rcvbuf_max = 0; /* the user's size: no autotuning (as Linux) */
     }
     return 0;
 }
@@ -1331,6 +1481,7 @@ uint32_t mos_tcp_host_recv(mos_tcp_host_t *h, uint8_t *out, uint32_t n)
     uint32_t before = rcv_room(h);
     h->rcv_read += got;
     mos_rbuf_release(rb, h->rcv_read);
+    if (h->cfg.rcvbuf_max > h->cfg.rcvbuf) rcv_autotune(h);
     /* a window update once the window opened enough (RFC 1122 4.2.3.3, SWS) */
     uint32_t after = rcv_room(h), step = h->cfg.rcvbuf / 2 < 2u * h->cfg.mss
                                              ? h->cfg.rcvbuf / 2 : 2u * h->cfg.mss;

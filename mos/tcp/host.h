@@ -17,7 +17,9 @@
  * recovery (RFC 6937), zero
  * window probes (RFC 9293 3.8.6.1), delayed ACKs (RFC 1122 4.2.3.2: at
  * least every second full segment, at most delack later), timestamps (RFC
- * 7323: RTT samples and PAWS) and TIME-WAIT.
+ * 7323: RTT samples and PAWS), TIME-WAIT, receive buffer autotuning (the
+ * window grows with what the reader takes per RTT) and a window update
+ * that reopens a closed window sent again until data comes.
  *
  * Nothing here reads a clock or touches a socket.  The caller feeds
  * received segments (mos_tcp_host_input) and user calls, asks what to send
@@ -35,7 +37,9 @@ typedef struct mos_tcp_host_cfg {
     uint8_t wscale;        /* our window scale shift (RFC 7323 2.3) */
     uint8_t sack, ts;      /* offer SACK-permitted, timestamps */
     uint8_t nodelay;       /* no Nagle (TCP_NODELAY) */
+    uint8_t cubic;         /* congestion control: CUBIC (RFC 9438, 1) or Reno (RFC 5681, 0) */
     uint32_t rcvbuf;       /* receive buffer bytes (SO_RCVBUF) */
+    uint32_t rcvbuf_max;   /* autotuning grows rcvbuf up to this (0: fixed; SO_RCVBUF fixes it) */
     uint32_t sndbuf;       /* send buffer bytes (SO_SNDBUF) */
     uint64_t rto_init;     /* RFC 6298 2.1: 1 s */
     uint64_t rto_min;      /* 2.4: 1 s in the RFC; 200 ms as Linux */
@@ -129,6 +133,12 @@ typedef struct mos_tcp_host {
     uint32_t dupacks;
     uint32_t ca_acked;      /* bytes acknowledged towards the next cwnd step in congestion avoidance */
     uint32_t recover;       /* NewReno: snd_max when recovery began */
+    /* CUBIC (RFC 9438 4), in segments and seconds */
+    double cub_wmax;        /* W_max: the window before the last reduction */
+    double cub_k;           /* K: when W_cubic climbs back to W_max, from the epoch */
+    double cub_west;        /* W_est: what Reno would have by now (4.3) */
+    uint64_t cub_epoch;     /* the congestion avoidance epoch's start (ns, 0: not begun) */
+    double prior_wmax;      /* W_max before this recovery (undo) */
     /* proportional rate reduction in recovery (RFC 6937 3) */
     uint32_t prr_delivered, prr_out, recover_fs;
     uint8_t in_recovery;
@@ -159,12 +169,24 @@ typedef struct mos_tcp_host {
     uint8_t probe_due;      /* the persist timer fired: a window probe is due */
     uint32_t rst_seq;       /* the RST's sequence number */
     uint32_t adv_wnd;       /* window we last advertised (unscaled bytes) */
+    /* a window update that reopened a closed window, sent again while
+     * nothing comes (its loss would leave the peer to its persist timer) */
+    uint64_t wupd_at;       /* next resend (0: off) */
+    uint8_t wupd_n;         /* resends so far */
+    /* receive buffer autotuning (dynamic right-sizing, as Linux's
+     * tcp_rcv_space_adjust): bytes the user read per receiver RTT */
+    uint64_t rcv_rtt;       /* receiver's RTT estimate from the TSecr of data (ns, 0: none) */
+    uint64_t drs_at;        /* when this measurement began (0: not yet) */
+    uint64_t drs_read;      /* rcv_read then */
+    uint64_t drs_space;     /* the most read in one RTT so far */
     uint64_t now;           /* time of the last call */
     uint64_t rcv_read;      /* stream offset the user has read up to */
     /* counters */
     uint64_t segs_out, segs_in, rexmits, fast_rexmits, timeouts, bytes_out, bytes_in;
     uint64_t dup_in, ooo_in, paws_drops, probes;
     uint64_t undos;         /* recoveries undone: their resends proved needless */
+    uint64_t wupd_resends;  /* window updates sent again (wupd_at) */
+    uint64_t rcvbuf_grows;  /* times autotuning grew the receive buffer */
 } mos_tcp_host_t;
 
 /* One segment to send.  Payload: len bytes of the send buffer at stream
