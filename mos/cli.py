@@ -454,7 +454,9 @@ def cmd_load(args) -> int:
     res = load.Result.merged(run_workers(settings, work))
     print(res.report(args.url, args.concurrency))
     print(json.dumps({"complete": res.complete, "failed": res.failed, "non2xx": res.non2xx,
-                      "seconds": round(res.seconds, 3), "bodies": res.bodies}))
+                      "seconds": round(res.seconds, 3), "bodies": res.bodies,
+                      "latencies_ms": [round(x * 1000, 1) for x in res.latencies[:1000]],
+                      "tcp": res.tcp}))
     return 0 if not res.failed else 1
 
 

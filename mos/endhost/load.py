@@ -41,6 +41,7 @@ class Result:
     connections: int = 0
     bodies: dict = field(default_factory=dict)   # sha256 -> count
     latencies: list = field(default_factory=list)  # seconds per request
+    tcp: dict = field(default_factory=dict)        # the stack's tcp_* counters at the end
 
     @classmethod
     def merged(cls, parts: list) -> "Result":
@@ -54,6 +55,8 @@ class Result:
             out.latencies += r.latencies
             for digest, n in r.bodies.items():
                 out.bodies[digest] = out.bodies.get(digest, 0) + n
+            for k, v in r.tcp.items():
+                out.tcp[k] = out.tcp.get(k, 0) + v
         return out
 
     def report(self, url: str, concurrency: int) -> str:
@@ -278,4 +281,7 @@ def run(ctx: Context, url: str, requests: int, concurrency: int, keepalive: bool
             res.failed += 1
             _close(r)
     res.seconds = time.monotonic() - t0
+    stats = getattr(getattr(ctx, "stack", None), "stats", None)
+    if stats is not None:
+        res.tcp = {k: v for k, v in stats().items() if k.startswith("tcp_")}
     return res
