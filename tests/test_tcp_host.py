@@ -557,6 +557,38 @@ def test_twenty_megabytes_through_an_impaired_wire_within_three_times_clean():
     assert info["timeouts"] == 0, info
 
 
+def test_cubic_after_an_idle_spell_does_not_jump_its_window():
+    # a transfer with a loss leaves slow start; after 10 s of silence
+    # W_cubic(t) would be huge: the epoch restarts instead (RFC 9438 5.8)
+    c, s = Host(sndbuf=8 << 20), Host()
+    w = Wire(c, s, rtt=10 * MS, drop=lambda who, seg, k: who == "c" and k == 40)
+    c.connect(1, 0)
+    s.accept(c.output(0)[0], 2, 0)
+
+    def run(until):
+        while w.now < until:
+            w.flush()
+            s.recv(1 << 20)
+            if not w.step():
+                break
+    c.send(b"a" * 400_000)
+    run(3_000 * MS)
+    first = c.info()
+    assert c.unacked == 0 and first["fast_rexmits"] + first["rexmits"] >= 1
+    assert first["cwnd"] < first["ssthresh"] * 2          # in congestion avoidance
+    w.now += 10_000 * MS
+    t0 = w.now
+    c.send(b"b" * 2_000_000)
+    top = 0
+    while w.now < t0 + 3 * w.rtt:                         # three round trips
+        w.flush()
+        s.recv(1 << 20)
+        top = max(top, c.info()["cwnd"])
+        if not w.step():
+            break
+    assert top <= first["cwnd"] + 8 * first["smss"], (first["cwnd"], top)
+
+
 # ---------------------------------------------------------------- flow control
 
 def test_zero_window_probes_until_the_reader_reads():

@@ -1079,6 +1079,10 @@ static void data_seg(mos_tcp_host_t *h, mos_tcp_host_out_t *out, uint64_t off, u
  * RFC 8985 7.2); a probe is out if the PTO sent it. */
 static void sent_data(mos_tcp_host_t *h, uint64_t now, mos_tcp_host_out_t *out)
 {
+    /* sending again after an idle spell: CUBIC's epoch restarts from this
+     * window, or W_cubic(t) would have grown with the idle time (RFC 9438
+     * 5.8: the window does not grow while the application sends nothing) */
+    if (out->len && h->snd_una == h->me.snd_nxt) h->cub_epoch = 0;
     finish(h, now, out);
     if (h->in_recovery) h->prr_out += out->len + ((out->flags & MOS_TH_FIN) ? 1 : 0);
     if (h->tlp_due) {
