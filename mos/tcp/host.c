@@ -453,7 +453,7 @@ static void cc_avoid(mos_tcp_host_t *h, uint32_t acked, uint64_t now)
         }
         h->cub_west = cw;
     }
-    double t = (double)(now - h->cub_epoch) / 1e9;
+    double t = now > h->cub_epoch ? (double)(now - h->cub_epoch) / 1e9 : 0;
     double rtt = (double)(h->srtt ? h->srtt : MS) / 1e9;
     double d = t - h->cub_k, e = t + rtt - h->cub_k;
     double wt = CUBIC_C * d * d * d + h->cub_wmax;         /* W_cubic(t) */
