@@ -281,7 +281,5 @@ def run(ctx: Context, url: str, requests: int, concurrency: int, keepalive: bool
             res.failed += 1
             _close(r)
     res.seconds = time.monotonic() - t0
-    stats = getattr(getattr(ctx, "stack", None), "stats", None)
-    if stats is not None:
-        res.tcp = {k: v for k, v in stats().items() if k.startswith("tcp_")}
+    res.tcp = {k: v for k, v in ctx.stack.stats().items() if k.startswith("tcp_")}
     return res

@@ -53,6 +53,11 @@ typedef struct neigh {
 
 typedef struct tentry { uint64_t at; int32_t sock; } tentry_t;
 
+/* The connections' loss-recovery counters, summed (stats' tcp_*). */
+typedef struct tcp_sums {
+    uint64_t rexmits, fast_rexmits, timeouts, probes, undos, wnd_resends, rcvbuf_grows;
+} tcp_sums_t;
+
 struct mos_stack {
     mos_stack_cfg_t cfg;
     sock_t *socks;
@@ -85,7 +90,7 @@ struct mos_stack {
     uint16_t ip_id;
     uint16_t eph_next;
     uint8_t neigh_asking;   /* some neighbour was asked and has not answered: timers look */
-    uint64_t gone[7];       /* TCP counters of freed connections (stats' tcp_* sums) */
+    tcp_sums_t gone;        /* TCP counters of freed connections (stats' tcp_* sums) */
     mos_stack_stats_t st;
     mos_rbuf_pool_t pool;
     uint64_t sipkey[2];     /* SYN cookie MAC key, from cfg.seed */
@@ -631,15 +636,15 @@ static int conn_new(mos_stack_t *st, uint8_t ver, const uint8_t *la, uint16_t lp
 }
 
 /* A connection's loss-recovery counters added to sum (stats' tcp_*). */
-static void tcp_counts(const mos_tcp_host_t *t, uint64_t sum[7])
+static void tcp_counts(const mos_tcp_host_t *t, tcp_sums_t *sum)
 {
-    sum[0] += t->rexmits;
-    sum[1] += t->fast_rexmits;
-    sum[2] += t->timeouts;
-    sum[3] += t->probes;
-    sum[4] += t->undos;
-    sum[5] += t->wupd_resends;
-    sum[6] += t->rcvbuf_grows;
+    sum->rexmits += t->rexmits;
+    sum->fast_rexmits += t->fast_rexmits;
+    sum->timeouts += t->timeouts;
+    sum->probes += t->probes;
+    sum->undos += t->undos;
+    sum->wnd_resends += t->wupd_resends;
+    sum->rcvbuf_grows += t->rcvbuf_grows;
 }
 
 static void sk_free(mos_stack_t *st, int s)
@@ -649,7 +654,7 @@ static void sk_free(mos_stack_t *st, int s)
         hash_unlink(st, s);
         if (k->in_tw) st->st.time_wait--;
         if (k->tcp) {
-            tcp_counts(k->tcp, st->gone);
+            tcp_counts(k->tcp, &st->gone);
             mos_tcp_host_free(k->tcp);
             free(k->tcp);
         }
@@ -1512,18 +1517,17 @@ const mos_stack_stats_t *mos_stack_stats(mos_stack_t *st)
     uint32_t nb = 0;
     for (int i = 0; i < NEIGH_MAX; i++) nb += st->neigh[i].used && st->neigh[i].resolved;
     st->st.neighbours = nb;
-    uint64_t sum[7];
-    memcpy(sum, st->gone, sizeof sum);
+    tcp_sums_t sum = st->gone;
     for (uint32_t i = 0; i < st->nsocks; i++) { /* the live ones: a stats call is rare */
         const sock_t *k = &st->socks[i];
-        if (k->kind == SK_CONN && k->tcp) tcp_counts(k->tcp, sum);
+        if (k->kind == SK_CONN && k->tcp) tcp_counts(k->tcp, &sum);
     }
-    st->st.tcp_rexmits = sum[0];
-    st->st.tcp_fast_rexmits = sum[1];
-    st->st.tcp_timeouts = sum[2];
-    st->st.tcp_probes = sum[3];
-    st->st.tcp_undos = sum[4];
-    st->st.tcp_wnd_resends = sum[5];
-    st->st.tcp_rcvbuf_grows = sum[6];
+    st->st.tcp_rexmits = sum.rexmits;
+    st->st.tcp_fast_rexmits = sum.fast_rexmits;
+    st->st.tcp_timeouts = sum.timeouts;
+    st->st.tcp_probes = sum.probes;
+    st->st.tcp_undos = sum.undos;
+    st->st.tcp_wnd_resends = sum.wnd_resends;
+    st->st.tcp_rcvbuf_grows = sum.rcvbuf_grows;
     return &st->st;
 }

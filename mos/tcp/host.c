@@ -410,11 +410,11 @@ static double cube_root(double x)
     return r;
 }
 
-/* The slow start threshold after a congestion event (a recovery or an
- * RTO) with f bytes in flight: Reno halves (RFC 5681 (4)); CUBIC keeps
+/* A congestion event (a recovery or an RTO) with f bytes in flight; returns
+ * the new slow start threshold.  Reno halves (RFC 5681 (4)); CUBIC keeps
  * beta_cubic of it, and remembers the window it had (RFC 9438 4.6-4.7:
  * less, if the last event was at a larger one: fast convergence). */
-static uint32_t cc_ssthresh(mos_tcp_host_t *h, uint32_t f)
+static uint32_t cc_congestion_event(mos_tcp_host_t *h, uint32_t f)
 {
     uint32_t s = f / 2;
     if (h->cfg.cubic) {
@@ -481,7 +481,7 @@ static void enter_recovery(mos_tcp_host_t *h)
     h->undo_ok = 1;
     h->nundo = 0;
     if (h->reo_persist && !--h->reo_persist) h->reo_mult = 1; /* RFC 8985 6.2 step 4 */
-    h->ssthresh = cc_ssthresh(h, f);
+    h->ssthresh = cc_congestion_event(h, f);
     /* with SACK, PRR (RFC 6937) sets cwnd on each ACK from here */
     h->cwnd = h->sack_on ? h->ssthresh : h->ssthresh + 3u * h->smss;
     h->prr_delivered = h->prr_out = 0;
@@ -1290,7 +1290,7 @@ int mos_tcp_host_timer(mos_tcp_host_t *h, uint64_t now)
             h->syn_pending = 1;
         } else if (h->snd_una != h->me.snd_nxt) {
             uint32_t f = flight(h);
-            h->ssthresh = cc_ssthresh(h, f); /* RFC 5681 (4), RFC 9438 4.8 */
+            h->ssthresh = cc_congestion_event(h, f); /* RFC 5681 (4), RFC 9438 4.8 */
             h->cwnd = h->smss;               /* loss window */
             h->in_recovery = 0;
             h->undo_ok = 0; /* an earlier recovery's D-SACKs no longer speak for cwnd */
