@@ -20,6 +20,10 @@
 
 static uint8_t mask[SHADOW];       /* versions written at each offset (bit v) */
 static uint8_t tmp[1u << 17];
+/* lend mode: inserts go through mos_rbuf_insert_lent with bytes that stay
+ * put until the input ends, as the frames of a mapped capture do */
+static uint8_t arena[1u << 22];
+static size_t arena_used;
 
 static const uint32_t LIMITS[16] = {0, 1, 7, 16, 100, 512, 1024, 4000, 4096, 8192,
                                     65535, 65536, 100000, 1u << 17, 3, 64};
@@ -35,6 +39,7 @@ typedef struct {
     mos_rbuf_t rb;
     uint64_t ob;   /* offset of shadow[0] */
     int exact;
+    int lend;
 } state_t;
 
 static int in_gap(const mos_rbuf_t *rb, uint64_t o)
@@ -92,10 +97,16 @@ static void op_insert(fuzz_in_t *in, state_t *s)
     int snapped = (a & 0x40) && (a & 1);
     unsigned v = s->exact ? 0 : (fin_u8(in) & 3);
     if (off - s->ob + len > SHADOW) len = (uint32_t)(SHADOW - (off - s->ob));
-    for (uint32_t i = 0; i < len; i++) tmp[i] = pattern(off + i, v);
+    uint8_t *src = tmp;
+    if (s->lend && !snapped && arena_used + len <= sizeof arena) {
+        src = arena + arena_used;
+        arena_used += len;
+    }
+    for (uint32_t i = 0; i < len; i++) src[i] = pattern(off + i, v);
     mos_rbuf_result_t res;
     uint64_t head0 = s->rb.head, base0 = s->rb.base;
-    mos_rbuf_insert(&s->rb, off, snapped ? NULL : tmp, len, &res);
+    if (src != tmp) mos_rbuf_insert_lent(&s->rb, off, src, len, &res);
+    else mos_rbuf_insert(&s->rb, off, snapped ? NULL : src, len, &res);
     if (!snapped)
         for (uint32_t i = 0; i < len; i++) mask[off - s->ob + i] |= (uint8_t)(1u << v);
     FUZZ_CHECK(s->rb.head - head0 == res.new_inorder, "head moved %llu, new_inorder %llu",
@@ -158,6 +169,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t c0 = fin_u8(&in), c1 = fin_u8(&in);
     s.ob = BASES[c0 >> 6];
     s.exact = c1 & 1;
+    s.lend = (c1 >> 4) & 1;
+    arena_used = 0;
     memset(mask, 0, sizeof mask);
     /* no pool, a pool without a cap, or a memcap of a few blocks (refusals) */
     static const uint64_t MEMCAPS[4] = {0, 0, 3 * MOS_RBUF_BLOCK + 256, 64u << 10};
@@ -215,6 +228,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             for (int i = 0; i < s.rb.nruns; i++) sum += s.rb.runs[i].len;
             FUZZ_CHECK(mos_rbuf_ooo_bytes(&s.rb) == sum, "ooo_bytes is not the sum of the runs");
             if (op & 0x80) mos_rbuf_set_policy(&s.rb, ((op >> 4) & 7) % MOS_OVERLAP_COUNT);
+            else if (op & 0x40) {
+                uint64_t head0 = s.rb.head;
+                mos_rbuf_unlend(&s.rb); /* may drop bytes under a memcap, never invent any */
+                FUZZ_CHECK(s.rb.nlent == 0 && s.rb.head == head0, "unlend left %u pieces",
+                           s.rb.nlent);
+            }
             break;
         }
         }

@@ -238,6 +238,18 @@ static inline void fz_check_rbuf(const mos_rbuf_t *rb)
         prev = r->off + r->len;
     }
     FUZZ_CHECK(rb->policy < MOS_OVERLAP_COUNT, "policy %u", rb->policy);
+    /* lent pieces: sorted, disjoint, non-empty, inside [base, head); none under LAST */
+    FUZZ_CHECK(rb->nlent <= MOS_RBUF_LENT, "%u lent pieces", rb->nlent);
+    FUZZ_CHECK(!rb->nlent || (rb->policy != MOS_OVERLAP_LAST && rb->limit), "lent under LAST or limit 0");
+    uint64_t lprev = rb->base;
+    for (int i = 0; i < rb->nlent; i++) {
+        uint64_t o = rb->base + (uint32_t)(rb->lent_off[i] - (uint32_t)rb->base);
+        FUZZ_CHECK(rb->lent_len[i] > 0, "lent piece %d empty", i);
+        FUZZ_CHECK(o >= lprev && o + rb->lent_len[i] <= rb->head,
+                   "lent piece %d [%llu,+%u) outside [%llu, head %llu)", i, (unsigned long long)o,
+                   rb->lent_len[i], (unsigned long long)lprev, (unsigned long long)rb->head);
+        lprev = o + rb->lent_len[i];
+    }
     /* origins: sorted, disjoint, non-empty, within the cap; each inside the
      * segment it names */
     if (rb->orig) {

@@ -59,6 +59,13 @@ class Model:
         for o in [o for o in self.present if o < nb]:
             del self.present[o]
 
+    def release(self, off):
+        """Forget the in-order bytes below off (at most head)."""
+        off = min(off, self.head)
+        if off > self.base:
+            self._forget_below(off)
+            self.base = off
+
     def insert(self, off, data, length=None):
         n = len(data) if length is None else length
         res = dict.fromkeys(RESULT_KEYS, 0)
@@ -283,6 +290,46 @@ def test_random_operations_match_model_after_every_step(limit, policy, start, op
             assert buf.flush() == m.flush()
         else:
             assert buf.set_limit(op[1]) == m.set_limit(op[1])
+        check_same(buf, m)
+
+
+@st.composite
+def lend_op_lists(draw):
+    """op_lists with a reader releasing what it read, and lent pieces copied
+    at random points (the frames going, as at the end of an offline run)."""
+    ops = draw(op_lists())
+    for _ in range(draw(st.integers(0, 12))):
+        op = ("release", draw(st.integers(0, 299))) if draw(st.booleans()) else ("unlend",)
+        ops.insert(draw(st.integers(0, len(ops))), op)
+    return ops
+
+
+@settings(deadline=None, max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(LIMITS), st.sampled_from(["first", "last"]),
+       st.sampled_from([0, 70000, 2**32 - 100, 2**64 - 300]), lend_op_lists())
+def test_lent_bytes_read_like_copied_ones_after_every_step(limit, policy, start, ops):
+    """Lending in-order bytes instead of copying them (mos_rbuf_insert_lent)
+    changes no result and no byte read: the model knows nothing of lending."""
+    buf, m = StreamBuffer(limit, policy, start=start), Model(limit, policy, start=start)
+    for op in ops:
+        if op[0] == "insert":
+            _, off, data, n = op
+            lend = data is not None
+            assert buf.insert(start + off, data, n, lend=lend) == m.insert(start + off, data, n)
+        elif op[0] == "skip":
+            assert buf.skip_to(start + op[1]) == m.skip_to(start + op[1])
+        elif op[0] == "flush":
+            assert buf.flush() == m.flush()
+        elif op[0] == "release":
+            buf.release(start + op[1])
+            m.release(start + op[1])
+        elif op[0] == "unlend":
+            assert buf.unlend() == 0 and buf.lent == []
+        else:
+            assert buf.set_limit(op[1]) == m.set_limit(op[1])
+        if policy == "last" or buf.limit == 0:
+            assert buf.lent == []  # LAST writes over held bytes: nothing is lent
+        assert all(buf.base <= o and o + n <= buf.head for o, n in buf.lent)
         check_same(buf, m)
 
 
@@ -726,3 +773,68 @@ def test_forget_gaps_keeps_gaps_inside_the_buffer():
     assert sb.read(0, 1100) == b"a" * 100   # stops at the gap
     assert sb.read(100, 900) == b""
     assert sb.read(1000, 100) == b"b" * 100
+
+
+# ---------------------------------------------------------------- lent bytes
+
+def test_lent_inorder_bytes_take_no_block_until_a_third_piece_is_copied():
+    buf = StreamBuffer(1 << 16)
+    a, b, c = b"a" * 1000, b"b" * 1000, b"c" * 1000
+    assert buf.insert(0, a, lend=True)["new_inorder"] == 1000
+    assert buf.insert(1000, b, lend=True)["new_inorder"] == 1000
+    assert buf.held == 0 and buf.lent == [(0, 1000), (1000, 1000)]
+    assert buf.insert(2000, c, lend=True)["new_inorder"] == 1000  # no free piece: copied
+    assert buf.held == 4096 and buf.lent == [(0, 1000), (1000, 1000)]
+    assert buf.read(0, 3000) == a + b + c
+    assert buf.contiguous(0) == a and buf.contiguous(1500) == b[500:]
+    assert buf.contiguous(2000) == c
+
+
+def test_release_drops_lent_pieces_below_base_and_cuts_a_straddling_one():
+    buf = StreamBuffer(1 << 16)
+    buf.insert(0, b"0123456789", lend=True)
+    buf.insert(10, b"abcdefghij", lend=True)
+    buf.release(15)
+    assert buf.base == 15 and buf.lent == [(15, 5)] and buf.read(15, 10) == b"fghij"
+    buf.release(20)
+    assert buf.lent == [] and buf.held == 0
+    buf.insert(20, b"xyz", lend=True)  # a piece is free again
+    assert buf.lent == [(20, 3)]
+
+
+def test_retransmission_over_lent_bytes_is_compared_and_keeps_them():
+    buf = StreamBuffer(1 << 16, "first")
+    buf.insert(0, b"hello world", lend=True)
+    r = buf.insert(6, b"WORLD")
+    assert r["overlap"] == 5 and r["overlap_diff"] == 5
+    assert buf.read(0, 11) == b"hello world" and buf.lent == [(0, 11)]
+
+
+def test_switching_to_last_policy_copies_lent_bytes_first():
+    buf = StreamBuffer(1 << 16, "first")
+    buf.insert(0, b"hello world", lend=True)
+    buf.policy = "last"
+    assert buf.lent == [] and buf.held == 4096
+    buf.insert(6, b"WORLD")  # LAST overwrites the held copy, never the lender's bytes
+    assert buf.read(0, 11) == b"hello WORLD"
+
+
+def test_unlend_copies_pieces_and_a_refused_one_drops_the_bytes_up_to_its_end():
+    buf = StreamBuffer(1 << 16)
+    data = bytes(range(256)) * 24
+    buf.insert(0, data[:1000], lend=True)
+    buf.insert(1000, data[1000:3000], lend=True)
+    assert buf.unlend() == 0 and buf.lent == []
+    assert buf.read(0, 3000) == data[:3000]
+    # a memcap of one block (and its table): the second piece needs a second block
+    capped = StreamBuffer(1 << 16, memcap=4200)
+    capped.insert(0, data[:3000], lend=True)
+    capped.insert(3000, data[3000:], lend=True)
+    assert capped.unlend() == len(data)  # everything below the refused piece's end goes
+    assert capped.base == capped.head == len(data) and capped.read(0, 10) == b""
+    assert capped.pool["refused_bytes"] == len(data) - 3000
+
+
+def test_lend_needs_immutable_bytes():
+    with pytest.raises(TypeError, match="bytearray"):
+        StreamBuffer(100).insert(0, bytearray(b"x"), lend=True)

@@ -224,6 +224,58 @@ def test_idle_read_flow_holds_no_blocks():
     assert eng.counters()["reassembly"]["in_use"] < 4096
 
 
+def test_offline_run_lends_frame_bytes_and_copies_them_before_the_capture_goes(tmp_path):
+    """Offline the capture stays mapped for the whole run, so the in-order
+    bytes a reader keeps are lent by the frames, not copied: the buffers hold
+    no block.  A flow still live when the run ends gets its own copy, so
+    reading it later works with the file gone."""
+    from test_bounded_memory import clean_flow
+    frames, payload = clean_flow(60_000)
+    path = tmp_path / "lend.pcap"
+    write_pcap(path, frames[:-3])  # no close: the flow outlives the run
+    eng = mos.Engine(mos.Config(checksum="verify", keep_read=False))
+    mon = mos.Monitor(reads=Side.SERVER)
+    got, in_use = [], []
+
+    def reader(f, s, e):
+        got.append(f.peek(s))
+        in_use.append(eng.counters()["reassembly"]["in_use"])
+    mon.on(Event.CONN_NEW_DATA, reader, side=Side.SERVER)
+    eng.attach(mon)
+    eng.run(str(path), close=False)
+    assert b"".join(got) == payload
+    assert max(in_use) < 4096  # block tables at most: every kept byte was lent
+    # the same capture fed frame by frame (no stable frames) copies its bytes
+    fed = mos.Engine(mos.Config(checksum="verify", keep_read=False))
+    fmon = mos.Monitor(reads=Side.SERVER)
+    fed_use = []
+    fmon.on(Event.CONN_NEW_DATA, lambda f, s, e: (f.peek(s), fed_use.append(
+        fed.counters()["reassembly"]["in_use"])), side=Side.SERVER)
+    fed.attach(fmon)
+    for ts, fr in frames[:-3]:
+        fed.feed(fr, ts)
+    assert max(fed_use) >= 4096
+
+    # a reader keeping what it reads: two segments, both lent during the
+    # run, copied when it ends, then read with the file gone
+    frames, payload = clean_flow(2000)
+    small = tmp_path / "keep.pcap"
+    write_pcap(small, frames[:-3])
+    keep = mos.Engine(mos.Config(checksum="verify"))
+    kmon = mos.Monitor(reads=Side.SERVER)
+    during = []
+    kmon.on(Event.CONN_NEW_DATA, lambda f, s, e: during.append(
+        keep.counters()["reassembly"]["in_use"]), side=Side.SERVER)
+    keep.attach(kmon)
+    keep.run(str(small), close=False)
+    small.unlink()
+    assert len(during) == 2 and max(during) < 4096
+    assert keep.counters()["reassembly"]["in_use"] >= 4096  # copied when the run ended
+    (flow,) = keep.live_flows()
+    assert flow.ppeek(Side.SERVER, 0, 4000) == payload
+    keep.close()
+
+
 def test_buffer_size_bounds_are_validated_with_clear_errors(tmp_path):
     with pytest.raises(mos.ConfigError, match=r"buffer_size.*2147483647.*1073741824"):
         mos.Config(buffer_size=0x7FFFFFFF)

@@ -856,6 +856,10 @@ __attribute__((noinline)) static void store_data(mos_engine_t *e, mos_flow_t *f,
     if (f->digest && rb->policy == MOS_OVERLAP_LAST && rb->limit &&
         doff + len > rb->base + rb->limit)
         digest_upto(f, r, doff + len - rb->limit); /* hash what is about to leave */
+    /* offline, the capture stays mapped for the whole run: in-order bytes
+     * of a frame are lent to the buffer, not copied (mos_rbuf_insert_lent) */
+    const mos_frame_t *fr = &e->frames[pi];
+    int lend = e->stable && data >= fr->data && data + have <= fr->data + fr->caplen;
     mos_rbuf_result_t res;
     uint64_t advanced = 0;
     int gaps = 0;
@@ -865,7 +869,8 @@ __attribute__((noinline)) static void store_data(mos_engine_t *e, mos_flow_t *f,
         uint64_t o = doff + (part ? have : 0);
         uint32_t n = part ? len - have : have;
         if (!n) continue;
-        mos_rbuf_insert(rb, o, part ? NULL : data, n, &res);
+        if (!part && lend) mos_rbuf_insert_lent(rb, o, data, n, &res);
+        else mos_rbuf_insert(rb, o, part ? NULL : data, n, &res);
         gaps += res.gaps_added;
         overlap_diff += res.overlap_diff;
         dropped_new += res.dropped_new;
@@ -1303,9 +1308,22 @@ void mos_flow_block(mos_engine_t *e, mos_flow_t *f)
     f->flags |= MOS_FF_BLOCKED;
 }
 
+/* The frames are about to go: every byte lent to a buffer is copied. */
+static void unlend_all(mos_engine_t *e)
+{
+    for (uint32_t s = 0; s < e->nslots; s++) {
+        mos_flow_t *f = slot_ptr(e, s); /* live or dying: both may still be read */
+        for (int side = 0; side < 2; side++) {
+            uint64_t lost = f->ep[side].rbuf.nlent ? mos_rbuf_unlend(&f->ep[side].rbuf) : 0;
+            if (lost) e->c.errors[MOS_ERR_MEMCAP]++; /* between runs: no event, counted */
+        }
+    }
+}
+
 void mos_engine_set_stable_frames(mos_engine_t *e, int on)
 {
     if (on && e->cfg.digest && !e->dq) e->dq = mos_digestq_new(); /* NULL: hash here */
+    if (!on && e->stable) unlend_all(e);
     if (!on) { /* every job done, and no thread left idle between runs */
         mos_digestq_free(e->dq);
         e->dq = NULL;

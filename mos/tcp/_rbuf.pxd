@@ -42,6 +42,9 @@ cdef extern from "rbuf.h" nogil:
         uint16_t runcap
         uint16_t ngaps
         uint8_t policy
+        uint8_t nlent
+        uint32_t lent_off[2]
+        uint32_t lent_len[2]
         uint32_t gap_overflow
 
     ctypedef struct mos_rbuf_result_t:
@@ -57,6 +60,11 @@ cdef extern from "rbuf.h" nogil:
         uint64_t in_gap
         uint64_t refused
 
+    enum:
+        MOS_RBUF_LENT
+    void mos_rbuf_insert_lent(mos_rbuf_t *rb, uint64_t off, const uint8_t *data, uint32_t len,
+                              mos_rbuf_result_t *res)
+    uint64_t mos_rbuf_unlend(mos_rbuf_t *rb)
     void mos_rbuf_pool_init(mos_rbuf_pool_t *p, uint64_t memcap, uint64_t max_free)
     void mos_rbuf_pool_drain(mos_rbuf_pool_t *p)
     int mos_rbuf_init(mos_rbuf_t *rb, uint32_t limit, int policy, mos_rbuf_pool_t *pool)

@@ -57,6 +57,7 @@ cdef class StreamBuffer:
     """
     cdef mos_rbuf_t rb
     cdef mos_rbuf_pool_t pool
+    cdef list _lent  # bytes objects lent to the buffer: alive while it may point into them
 
     def __cinit__(self, limit, policy="first", uint64_t start=0, memcap=0):
         cdef int code = _overlap.code(policy)
@@ -67,13 +68,17 @@ cdef class StreamBuffer:
         mos_rbuf_pool_init(&self.pool, memcap, 0)
         mos_rbuf_init(&self.rb, limit, code, &self.pool)
         self.rb.base = self.rb.head = start
+        self._lent = []
 
     def __dealloc__(self):
         mos_rbuf_free(&self.rb)
         mos_rbuf_pool_drain(&self.pool)
 
-    def insert(self, uint64_t offset, data, length=None):
-        """Store data (bytes-like, or None for uncaptured bytes) at offset."""
+    def insert(self, uint64_t offset, data, length=None, lend=False):
+        """Store data (bytes-like, or None for uncaptured bytes) at offset.
+        With lend=True (data must be bytes, which cannot change) in-order
+        bytes may stay in ``data`` instead of being copied, as an engine
+        lends the frames of a mapped capture (mos_rbuf_insert_lent)."""
         cdef const uint8_t[::1] view
         cdef const uint8_t *p = NULL
         cdef uint32_t n
@@ -93,9 +98,35 @@ cdef class StreamBuffer:
                 raise ValueError("length exceeds the data")
             else:
                 p = <const uint8_t *>"" # empty but not None
-        with nogil:
-            mos_rbuf_insert(&self.rb, offset, p, n, &res)
+        if lend and not isinstance(data, bytes):
+            raise TypeError(f"lend=True needs bytes, not {type(data).__name__}")
+        if lend:
+            if self.rb.nlent == 0:
+                self._lent.clear()  # nothing points into them any more
+            self._lent.append(data)
+            mos_rbuf_insert_lent(&self.rb, offset, p, n, &res)
+        else:
+            with nogil:
+                mos_rbuf_insert(&self.rb, offset, p, n, &res)
         return _result(&res)
+
+    def unlend(self):
+        """Copy every lent byte into the buffer's own blocks; returns the
+        present bytes lost because the memcap refused them."""
+        cdef uint64_t lost = mos_rbuf_unlend(&self.rb)
+        self._lent.clear()
+        return lost
+
+    @property
+    def lent(self):
+        """[(offset, length)] of the lent pieces, in order."""
+        cdef int k
+        cdef uint64_t o
+        out = []
+        for k in range(self.rb.nlent):
+            o = self.rb.base + <uint32_t>(self.rb.lent_off[k] - <uint32_t>self.rb.base)
+            out.append((o, self.rb.lent_len[k]))
+        return out
 
     def skip_to(self, uint64_t off):
         """Declare everything below off delivered: (gaps_declared, advanced)."""

@@ -60,6 +60,7 @@ static inline uint64_t bdist(uint64_t from, uint64_t to) { return (to - from) & 
 
 static inline uint64_t span_end(const mos_span_t *s) { return s->off + s->len; }
 static void orig_prune(mos_rbuf_t *rb);
+static uint64_t present_below(const mos_rbuf_t *rb, uint64_t to);
 static inline uint64_t min64(uint64_t a, uint64_t b) { return a < b ? a : b; }
 static inline uint64_t max64(uint64_t a, uint64_t b) { return a > b ? a : b; }
 
@@ -144,6 +145,59 @@ static inline uint8_t *blk_of(const mos_rbuf_t *rb, uint64_t off)
     return rb->slots[(off >> SH) & (rb->nslot - 1)];
 }
 
+/* ---- lent pieces (mos_rbuf_insert_lent) ---- */
+
+/* Full offset of piece k: it lies in [base, head), less than 2^32 wide. */
+static inline uint64_t lent_start(const mos_rbuf_t *rb, int k)
+{
+    return rb->base + (uint32_t)(rb->lent_off[k] - (uint32_t)rb->base);
+}
+
+/* The piece holding off (a present byte in [base, head)), or -1. */
+static inline int lent_at(const mos_rbuf_t *rb, uint64_t off)
+{
+    for (int k = 0; k < rb->nlent; k++)
+        if ((uint32_t)off - rb->lent_off[k] < rb->lent_len[k]) return k;
+    return -1;
+}
+
+/* How many of the n bytes from off (present, not lent) lie before the next
+ * piece: block storage may be read that far. */
+static inline uint64_t before_lent(const mos_rbuf_t *rb, uint64_t off, uint64_t n)
+{
+    for (int k = 0; k < rb->nlent; k++) {
+        uint32_t d = rb->lent_off[k] - (uint32_t)off; /* wraps for pieces behind off */
+        if (d < n) n = d;
+    }
+    return n;
+}
+
+/* base moved to nb: the pieces below it go, one straddling it is cut. */
+static void lent_drop_below(mos_rbuf_t *rb, uint64_t nb)
+{
+    int k = 0;
+    while (k < rb->nlent) {
+        uint64_t s = rb->base + (uint32_t)(rb->lent_off[k] - (uint32_t)rb->base);
+        if (s >= nb) break;
+        uint64_t e = s + rb->lent_len[k];
+        if (e > nb) {
+            rb->lent[k] += nb - s;
+            rb->lent_off[k] = (uint32_t)nb;
+            rb->lent_len[k] = (uint32_t)(e - nb);
+            break;
+        }
+        k++;
+    }
+    if (k) {
+        for (int j = k; j < rb->nlent; j++) {
+            rb->lent[j - k] = rb->lent[j];
+            rb->lent_off[j - k] = rb->lent_off[j];
+            rb->lent_len[j - k] = rb->lent_len[j];
+        }
+        rb->nlent = (uint8_t)(rb->nlent - k);
+    }
+}
+
 static void table_free(mos_rbuf_t *rb)
 {
     if (!rb->slots) return;
@@ -184,6 +238,7 @@ static int table_resize(mos_rbuf_t *rb, uint64_t n, uint64_t lo, uint64_t keep)
 static void set_base(mos_rbuf_t *rb, uint64_t nb)
 {
     uint64_t from = rb->base >> SH, to = nb >> SH;
+    if (rb->nlent) lent_drop_below(rb, nb); /* reads base: before it moves */
     rb->base = nb;
     if (!rb->nblk || (from == to && (nb != rb->head || rb->nruns))) return;
     /* nothing held at all (the reader took every byte): the block under base
@@ -259,12 +314,31 @@ static inline void ring_write(mos_rbuf_t *rb, uint64_t off, const uint8_t *src, 
     }
 }
 
+/* Where the present byte at off is held, and how many held bytes follow it
+ * there (at most n): a lent piece, or a block up to its end or the next piece. */
+static inline const uint8_t *held_at(const mos_rbuf_t *rb, uint64_t off, uint64_t n,
+                                     uint64_t *k)
+{
+    if (UNLIKELY(rb->nlent)) {
+        int j = lent_at(rb, off);
+        if (j >= 0) {
+            uint32_t d = (uint32_t)off - rb->lent_off[j];
+            *k = min64(n, rb->lent_len[j] - d);
+            return rb->lent[j] + d;
+        }
+        n = before_lent(rb, off, n);
+    }
+    uint32_t pos = (uint32_t)off & BMASK;
+    *k = min64(n, BLK - pos);
+    return blk_of(rb, off) + pos;
+}
+
 static inline void ring_read(const mos_rbuf_t *rb, uint64_t off, uint8_t *dst, uint64_t n)
 {
     while (n) {
-        uint32_t pos = (uint32_t)off & BMASK;
-        uint64_t k = min64(n, BLK - pos);
-        memcpy(dst, blk_of(rb, off) + pos, k);
+        uint64_t k;
+        const uint8_t *src = held_at(rb, off, n, &k);
+        memcpy(dst, src, k);
         off += k; dst += k; n -= k;
     }
 }
@@ -432,9 +506,9 @@ static uint64_t compare_stored(mos_rbuf_t *rb, uint64_t off, const uint8_t *src,
 {
     uint64_t diff = 0;
     while (n) {
-        uint32_t pos = (uint32_t)off & BMASK;
-        uint64_t k = min64(n, BLK - pos);
-        uint8_t *p = blk_of(rb, off) + pos;
+        uint64_t k;
+        /* lent bytes are never replaced: nothing is lent under LAST */
+        uint8_t *p = (uint8_t *)held_at(rb, off, n, &k);
         if (memcmp(p, src, k)) {
             for (uint64_t i = 0; i < k; i++) diff += p[i] != src[i];
             if (replace) memcpy(p, src, k);
@@ -684,6 +758,7 @@ int mos_rbuf_set_policy(mos_rbuf_t *rb, int policy)
 {
     if (policy < 0 || policy >= MOS_OVERLAP_COUNT) return -1;
     if (rb->orig) rb->orig->n = 0; /* origins recorded under another policy may be stale */
+    if (policy == MOS_OVERLAP_LAST) mos_rbuf_unlend(rb); /* LAST writes over held bytes */
     rb->policy = (uint8_t)policy;
     return 0;
 }
@@ -699,6 +774,7 @@ void mos_rbuf_free(mos_rbuf_t *rb)
     rb->limit = 0; /* consistent if used again: bookkeeping only */
     rb->nruns = rb->runcap = rb->ngaps = 0;
     rb->g0 = rb->gapcap = 0;
+    rb->nlent = 0;
 }
 
 /* Blocks for the part [s, e) above head refused: count it (it stays a hole). */
@@ -711,29 +787,52 @@ static inline void refuse(mos_rbuf_t *rb, uint64_t n, mos_rbuf_result_t *res)
     }
 }
 
-void mos_rbuf_insert(mos_rbuf_t *rb, uint64_t off, const uint8_t *data, uint32_t len,
-                     mos_rbuf_result_t *res)
+/* The common case: in order, nothing out of order, fits the window.  base
+ * trails by at most limit - len; when it moves it stays <= head.  With
+ * `lend`, the bytes join the last lent piece or take a free one. */
+static inline int inorder_fits(const mos_rbuf_t *rb, uint64_t off, const uint8_t *data,
+                               uint32_t len)
 {
-    memset(res, 0, sizeof *res);
-    if (UNLIKELY(len == 0)) return;
+    return off == rb->head && rb->nruns == 0 && data != NULL && len <= rb->limit &&
+           len <= OFF_END - off;
+}
 
-    /* Common case: in order, nothing out of order, fits the window.  base
-     * trails by at most limit - len; when it moves it stays <= head. */
-    if (LIKELY(off == rb->head && rb->nruns == 0 && data != NULL && len <= rb->limit &&
-               len <= OFF_END - off)) {
-        uint64_t end = off + len;
-        if (end - rb->base > rb->limit) {
-            res->dropped_old_from = rb->base;
-            res->dropped_old_to = end - rb->limit;
-            set_base(rb, end - rb->limit);
-        }
+static inline void append_inorder(mos_rbuf_t *rb, uint64_t off, const uint8_t *data,
+                                  uint32_t len, int lend, mos_rbuf_result_t *res)
+{
+    uint64_t end = off + len;
+    if (end - rb->base > rb->limit) {
+        res->dropped_old_from = rb->base;
+        res->dropped_old_to = end - rb->limit;
+        set_base(rb, end - rb->limit);
+    }
+    int k = rb->nlent;
+    if (lend && k && rb->lent[k - 1] + rb->lent_len[k - 1] == data &&
+        (uint32_t)off - rb->lent_off[k - 1] == rb->lent_len[k - 1]) {
+        rb->lent_len[k - 1] += len; /* continues the last piece in memory too */
+    } else if (lend && k < MOS_RBUF_LENT) {
+        rb->lent[k] = data;
+        rb->lent_off[k] = (uint32_t)off;
+        rb->lent_len[k] = len;
+        rb->nlent++;
+    } else {
         if (UNLIKELY(reserve(rb, off, end))) {
             refuse(rb, len, res);
             return;
         }
         ring_write(rb, off, data, len);
-        rb->head = end;
-        res->new_inorder = len;
+    }
+    rb->head = end;
+    res->new_inorder = len;
+}
+
+void mos_rbuf_insert(mos_rbuf_t *rb, uint64_t off, const uint8_t *data, uint32_t len,
+                     mos_rbuf_result_t *res)
+{
+    memset(res, 0, sizeof *res);
+    if (UNLIKELY(len == 0)) return;
+    if (LIKELY(inorder_fits(rb, off, data, len))) {
+        append_inorder(rb, off, data, len, 0, res);
         return;
     }
 
@@ -773,6 +872,44 @@ void mos_rbuf_insert(mos_rbuf_t *rb, uint64_t off, const uint8_t *data, uint32_t
         return;
     }
     insert_above_head(rb, off, data, n, seg_s, end, res);
+}
+
+void mos_rbuf_insert_lent(mos_rbuf_t *rb, uint64_t off, const uint8_t *data, uint32_t len,
+                          mos_rbuf_result_t *res)
+{
+
+    if (!(len && inorder_fits(rb, off, data, len) && rb->policy != MOS_OVERLAP_LAST)) {
+        mos_rbuf_insert(rb, off, data, len, res);
+        return;
+    }
+    memset(res, 0, sizeof *res);
+    append_inorder(rb, off, data, len, 1, res);
+}
+
+uint64_t mos_rbuf_unlend(mos_rbuf_t *rb)
+{
+    uint64_t lost = 0;
+    while (rb->nlent) {
+        uint64_t s = lent_start(rb, 0), n = rb->lent_len[0];
+        const uint8_t *src = rb->lent[0];
+        rb->nlent--; /* piece 0 leaves the list first: the blocks take its bytes */
+        for (int j = 0; j < rb->nlent; j++) {
+            rb->lent[j] = rb->lent[j + 1];
+            rb->lent_off[j] = rb->lent_off[j + 1];
+            rb->lent_len[j] = rb->lent_len[j + 1];
+        }
+        if (reserve(rb, s, s + n) == 0) {
+            ring_write(rb, s, src, n);
+        } else { /* no block for it: everything up to its end goes */
+            lost += present_below(rb, s + n);
+            if (rb->pool) {
+                rb->pool->refused_segments++;
+                rb->pool->refused_bytes += n;
+            }
+            set_base(rb, s + n);
+        }
+    }
+    return lost;
 }
 
 int mos_rbuf_skip_to(mos_rbuf_t *rb, uint64_t off, uint64_t *advanced)
@@ -827,9 +964,10 @@ const uint8_t *mos_rbuf_ptr(const mos_rbuf_t *rb, uint64_t off, uint32_t *len)
         *len = 0;
         return NULL;
     }
-    uint32_t pos = (uint32_t)off & BMASK;
-    *len = (uint32_t)min64(k, BLK - pos);
-    return blk_of(rb, off) + pos;
+    uint64_t n;
+    const uint8_t *p = held_at(rb, off, k, &n);
+    *len = (uint32_t)n;
+    return p;
 }
 
 const mos_span_t *mos_rbuf_gap_after(const mos_rbuf_t *rb, uint64_t off)
@@ -875,6 +1013,7 @@ uint64_t mos_rbuf_set_limit(mos_rbuf_t *rb, uint32_t limit)
     if (limit == 0) {
         dropped = present_below(rb, rb->head) + mos_rbuf_ooo_bytes(rb);
         table_free(rb);
+        rb->nlent = 0;
         free(rb->orig);
         rb->orig = NULL;
         rb->limit = 0;

@@ -65,6 +65,12 @@ typedef struct mos_rbuf_pool {
     uint32_t nfree, max_free;
 } mos_rbuf_pool_t;
 
+/* Most lent pieces per buffer (mos_rbuf_insert_lent): a reader that keeps
+ * up holds the segments its receiver has not acknowledged yet, usually one
+ * or two; a third is copied. */
+#define MOS_RBUF_LENT 2
+_Static_assert(MOS_RBUF_LENT == 2, "mos/tcp/_rbuf.pxd declares 2 pieces");
+
 typedef struct mos_rbuf {
     uint8_t **slots;      /* block of block number b at slots[b & (nslot - 1)], or NULL */
     mos_rbuf_pool_t *pool;/* NULL: plain malloc, no cap */
@@ -80,10 +86,15 @@ typedef struct mos_rbuf {
     uint16_t nruns, runcap;
     uint16_t ngaps;
     uint8_t policy;       /* MOS_OVERLAP_* */
-    uint8_t _pad;
+    uint8_t nlent;        /* lent pieces (mos_rbuf_insert_lent) */
     uint32_t gap_overflow; /* holes merged into the previous gap: MOS_RBUF_MAX_GAPS reached */
     mos_origins_t *orig;  /* target-based policies: origins of the bytes above head
                            * (sorted, disjoint; bytes with none count as first) */
+    /* In-order bytes left where a stable frame holds them: piece k is
+     * [o, o + lent_len[k]) at lent[k], o's low 32 bits in lent_off[k] (every
+     * piece lies in [base, head), which spans less than 2^32).  Sorted. */
+    const uint8_t *lent[MOS_RBUF_LENT];
+    uint32_t lent_off[MOS_RBUF_LENT], lent_len[MOS_RBUF_LENT];
 } mos_rbuf_t;
 
 /* What one insert did (all fields zeroed by the call). */
@@ -132,7 +143,7 @@ static inline void mos_rbuf_release(mos_rbuf_t *rb, uint64_t off)
 {
     if (off > rb->head) off = rb->head;
     if (off <= rb->base) return;
-    if (rb->nblk) mos_rbuf_release_slow(rb, off);
+    if (rb->nblk | rb->nlent) mos_rbuf_release_slow(rb, off);
     else rb->base = off;
 }
 
@@ -156,6 +167,20 @@ uint64_t mos_rbuf_set_limit(mos_rbuf_t *rb, uint32_t limit);
  * head moves to the new base (then past any run it reaches). */
 void mos_rbuf_insert(mos_rbuf_t *rb, uint64_t off, const uint8_t *data, uint32_t len,
                      mos_rbuf_result_t *res);
+
+/* As mos_rbuf_insert, but in-order bytes that would be copied may instead
+ * be lent: the buffer keeps the pointer, not the bytes, so `data` must stay
+ * valid and unchanged until the buffer releases them or mos_rbuf_unlend.
+ * For frames of a capture mapped for the whole run: in-order bytes then cost
+ * no copy and no block.  Nothing is lent under the LAST policy (it writes
+ * over held bytes). */
+void mos_rbuf_insert_lent(mos_rbuf_t *rb, uint64_t off, const uint8_t *data, uint32_t len,
+                          mos_rbuf_result_t *res);
+
+/* Copy every lent byte into the buffer's blocks (the frames are about to
+ * go).  Bytes the pool refuses are dropped as base moves past them; returns
+ * the count of present bytes so lost (0 normally). */
+uint64_t mos_rbuf_unlend(mos_rbuf_t *rb);
 
 /* Declare everything below `off` delivered: holes in [head, off) become gaps,
  * runs below off merge into the in-order data, and head = max(head, off),
