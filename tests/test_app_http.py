@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import mos
+from mos.dualstack._engine import Flow
 from test_ids_evasion import Talk
 
 http = pytest.importorskip("mos.app.http")
@@ -199,8 +200,13 @@ def test_flow_http_is_none_without_a_parser_and_for_non_http_engines():
 
     def start(flow, side, event):
         seen.append(flow.http)
-        with pytest.raises(AttributeError, match="no attribute 'htpp'"):
+        with pytest.raises(AttributeError, match="'Flow' object has no attribute 'htpp'"):
             flow.htpp  # noqa: B018
+        assert isinstance(flow, Flow) and type(flow).__name__ == "Flow"
+        # no lookup hook of its own: CPython calls flow.peek(...) without
+        # building a bound method per call
+        assert type(flow).__getattribute__ is object.__getattribute__
+        assert not hasattr(flow, "__dict__")
     mon.on(mos.Event.CONN_START, start)
     for ts, fr in talk(GET, OK).frames:
         eng.feed(fr, ts)

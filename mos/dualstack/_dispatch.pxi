@@ -103,7 +103,7 @@ cdef class _Dispatch(_EngineState):
         else:
             self._pyflows.extend([None] * (mos_engine_slots(self.e) - len(self._pyflows)))
         cdef mos_flow_t *f = mos_engine_flow_any(self.e, slot)
-        fo = Flow.__new__(Flow)
+        fo = Flow.__new__(_AppFlow)
         fo.engine = self
         fo.slot = slot
         fo.gen = f.gen

@@ -5,10 +5,6 @@
 _SHA256_EMPTY = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 
-#: name -> getter(flow): attributes application-layer modules add to Flow
-_FLOW_ATTRIBUTES = {}
-
-
 def flow_attribute(name, getter):
     """Add ``flow.<name>``: ``getter(flow)`` gives its value (an application
     layer's view of the flow, e.g. ``flow.http``).  A name Flow already has
@@ -19,7 +15,7 @@ def flow_attribute(name, getter):
         raise ValueError(f"Flow already has an attribute {name!r}")
     if not callable(getter):
         raise TypeError(f"getter for flow.{name} must be callable, not {getter!r}")
-    _FLOW_ATTRIBUTES[name] = getter
+    setattr(_AppFlow, name, property(getter, doc=getattr(getter, "__doc__", None)))
 
 
 cdef class Flow:
@@ -283,7 +279,7 @@ cdef class Flow:
         cdef uint64_t avail
         if off < rb.base:
             off = rb.base  # overrun: those bytes are gone (an ERROR OVERRUN said so)
-        g = mos_rbuf_gap_after(rb, off)
+        g = mos_rbuf_gap_after(rb, off) if rb.ngaps else NULL
         if g != NULL and g.off <= off:
             off = g.off + g.len
             g = mos_rbuf_gap_after(rb, off)
@@ -360,14 +356,6 @@ cdef class Flow:
         if st == NULL:
             return None
         return PyCapsule_New(st, b"mos.cstate", NULL)
-
-    def __getattr__(self, name):
-        """Attributes added by application-layer modules (``flow.http``):
-        see mos.flow_attribute."""
-        getter = _FLOW_ATTRIBUTES.get(name)
-        if getter is None:
-            raise AttributeError(f"'Flow' object has no attribute {name!r}")
-        return getter(self)
 
     def gaps(self, side):
         """Holes declared in ``side``'s stream: [(offset, length), ...]."""
@@ -584,3 +572,16 @@ cdef class Flow:
         if self._cache is None and not self.alive:
             return f"<Flow {self._id} ended>"
         return f"<Flow {self._id} {self.client_addr} -> {self.server_addr} {st}>"
+
+
+class _AppFlow(Flow):
+    """The flows handlers get: Flow plus the attributes application layers
+    add (flow_attribute), as properties of this class.  A __getattr__ on
+    Flow would do the same, but a type with its own attribute lookup loses
+    CPython's fast method call: every ``flow.peek(side)`` would build a
+    bound method (and feed the cyclic GC)."""
+    __slots__ = ()
+
+
+_AppFlow.__name__ = _AppFlow.__qualname__ = "Flow"  # what users and messages see
+_AppFlow.__module__ = Flow.__module__
