@@ -15,12 +15,15 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_RECORD (256u * 1024u * 1024u)  /* larger records are corruption, not traffic */
@@ -61,10 +64,20 @@ struct mos_capture {
     uint32_t nifaces, capifaces;
     int failed;
     uint64_t populated;    /* mapped file bytes whose page tables are filled */
+    /* a big mapped file: a helper thread fills the page tables ahead of the
+     * reader, on another core (see filler_main) */
+    pthread_t filler;
+    int filler_on;
+    pid_t filler_pid;             /* a forked child has no filler thread to join */
+    _Atomic uint64_t reader_at;   /* the reader's offset, for the filler */
+    _Atomic int filler_stop;
     char *name;
     char errmsg[512];
     mos_capture_stats_t stats;
 };
+
+static void filler_start(mos_capture_t *c);
+static void filler_end(mos_capture_t *c);
 
 /* ---- byte order helpers: unaligned loads via memcpy (one mov each) ---- */
 
@@ -529,7 +542,60 @@ mos_capture_t *mos_capture_open(const char *path, char *err, size_t errlen)
         return NULL;
     }
     c->own = own;
+    filler_start(c);
     return c;
+}
+
+/* The filler: page tables of a mapped file, filled by MADV_POPULATE_READ
+ * at most FILL_LEAD ahead of the reader.  Filling them costs a sixth of a
+ * bare engine run on a cached file (a walk of every page, its rmap and
+ * memcg accounting); done here, that work leaves the reader's core.  The
+ * lead bounds how much of a file too big for memory is pulled in early. */
+#define FILL_LEAD (256ull << 20)
+#define FILL_MIN (4 * POPULATE)   /* smaller files: the reader fills them itself */
+
+static void *filler_main(void *arg)
+{
+    mos_capture_t *c = arg;
+    uint64_t at = 0;
+    while (at < c->size && !atomic_load_explicit(&c->filler_stop, memory_order_relaxed)) {
+        uint64_t r = atomic_load_explicit(&c->reader_at, memory_order_relaxed);
+        if (at > r + FILL_LEAD) {
+            struct timespec ts = {0, 1000000}; /* 1 ms: the reader moves on meanwhile */
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        if (at + POPULATE < r) at = r & ~4095ull; /* fell behind: no use filling the past */
+        uint64_t len = c->size - at < POPULATE ? c->size - at : POPULATE;
+#ifdef MADV_POPULATE_READ
+        if (madvise((void *)(c->base + at), len, MADV_POPULATE_READ) != 0) break;
+#else
+        break;
+#endif
+        at += len;
+    }
+    return NULL;
+}
+
+static void filler_start(mos_capture_t *c)
+{
+    if (c->own != OWN_MMAP || c->size < FILL_MIN) return;
+    atomic_store(&c->reader_at, 0);
+    atomic_store(&c->filler_stop, 0);
+    if (pthread_create(&c->filler, NULL, filler_main, c) == 0) {
+        c->filler_on = 1;
+        c->filler_pid = getpid();
+        c->populated = c->size; /* the reader asks no more */
+    }
+}
+
+static void filler_end(mos_capture_t *c)
+{
+    if (!c->filler_on) return;
+    c->filler_on = 0;
+    if (c->filler_pid != getpid()) return; /* the thread stayed in the parent */
+    atomic_store(&c->filler_stop, 1);
+    pthread_join(c->filler, NULL);
 }
 
 /* Fill the page tables of the next window of a mapped file in one call
@@ -557,7 +623,9 @@ int mos_capture_next(mos_capture_t *c, mos_frame_t *frames, int max, char *err, 
         seterr(err, errlen, "%s", c->errmsg);
         return -1;
     }
-    if (c->own == OWN_MMAP && c->off + POPULATE / 2 > c->populated && c->populated < c->size)
+    if (c->filler_on)
+        atomic_store_explicit(&c->reader_at, c->off, memory_order_relaxed);
+    else if (c->own == OWN_MMAP && c->off + POPULATE / 2 > c->populated && c->populated < c->size)
         populate(c);
     int n = 0;
     while (n < max && c->off < c->size) {
@@ -588,6 +656,7 @@ void mos_capture_close(mos_capture_t *c)
 {
     if (!c)
         return;
+    filler_end(c); /* before the mapping goes */
     if (c->own == OWN_MMAP)
         munmap((void *)c->base, c->size);
     else if (c->own == OWN_MALLOC)

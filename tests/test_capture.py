@@ -62,6 +62,34 @@ def test_pcap_matches_path_and_memory(tmp_path):
     assert list(Capture(p)) == frames_of(buf)
 
 
+def test_big_mapped_file_read_whole_closed_early_and_after_fork(tmp_path):
+    """A mapped file of 40 MB or more gets a helper thread that fills its
+    page tables ahead of the reader: the frames are the same as from memory,
+    closing mid-file stops the thread, and a forked child (which has no
+    such thread) can close its copy."""
+    recs = [(1_600_000_000_000_000_000 + i * 1000, N.simple_tcp_frame(i, b"%08d" % i * 180))
+            for i in range(30_000)]
+    buf = N.pcap(recs)
+    assert len(buf) > 40 << 20
+    p = write(tmp_path, "big.pcap", buf)
+    whole = list(Capture(p))
+    assert len(whole) == len(recs) and whole == frames_of(buf)
+    c = Capture(p)
+    it = iter(c)
+    first = [next(it) for _ in range(10)]
+    assert first == whole[:10]
+    pid = os.fork()
+    if pid == 0:  # the child closes its copy and reads nothing more
+        try:
+            c.close()
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert next(it) == whole[10]  # the parent's reader goes on
+    c.close()  # joins the filler in the parent
+
+
 def test_empty_and_header_only(tmp_path):
     assert list(Capture(write(tmp_path, "empty.pcap", b""))) == []
     assert frames_of(b"") == []
