@@ -1381,8 +1381,9 @@ int mos_engine_process(mos_engine_t *e, const mos_frame_t *frames, int from, int
             uint32_t s = e->buckets[e->phash[i + PREFETCH_AHEAD] & (e->nbuckets - 1)];
             if (s != MOS_NIL) {
                 const uint8_t *fp = (const uint8_t *)slot_ptr(e, s);
-                __builtin_prefetch(fp, 0, 1);
-                __builtin_prefetch(fp + 64, 0, 1);
+                /* the whole entry: the sender's and the receiver's models
+                 * span its last lines (bench_ab: +11 % over the first two) */
+                for (unsigned l = 0; l < sizeof(mos_flow_t); l += 64) __builtin_prefetch(fp + l, 0, 1);
                 if (s < e->nviews) __builtin_prefetch(&e->views[s], 0, 1);
             }
         }
