@@ -243,7 +243,7 @@ static inline void fz_check_rbuf(const mos_rbuf_t *rb)
     FUZZ_CHECK(!rb->nlent || (rb->policy != MOS_OVERLAP_LAST && rb->limit), "lent under LAST or limit 0");
     uint64_t lprev = rb->base;
     for (int i = 0; i < rb->nlent; i++) {
-        uint64_t o = rb->base + (uint32_t)(rb->lent_off[i] - (uint32_t)rb->base);
+        uint64_t o = mos_rbuf_lent_start(rb, i);
         FUZZ_CHECK(rb->lent_len[i] > 0, "lent piece %d empty", i);
         FUZZ_CHECK(o >= lprev && o + rb->lent_len[i] <= rb->head,
                    "lent piece %d [%llu,+%u) outside [%llu, head %llu)", i, (unsigned long long)o,

@@ -585,7 +585,6 @@ static void filler_start(mos_capture_t *c)
     if (pthread_create(&c->filler, NULL, filler_main, c) == 0) {
         c->filler_on = 1;
         c->filler_pid = getpid();
-        c->populated = c->size; /* the reader asks no more */
     }
 }
 
@@ -623,7 +622,7 @@ int mos_capture_next(mos_capture_t *c, mos_frame_t *frames, int max, char *err, 
         seterr(err, errlen, "%s", c->errmsg);
         return -1;
     }
-    if (c->filler_on)
+    if (c->filler_on) /* the filler fills the page tables ahead of this */
         atomic_store_explicit(&c->reader_at, c->off, memory_order_relaxed);
     else if (c->own == OWN_MMAP && c->off + POPULATE / 2 > c->populated && c->populated < c->size)
         populate(c);

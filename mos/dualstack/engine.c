@@ -807,6 +807,15 @@ static void free_flow(mos_engine_t *e, uint32_t slot)
 
 /* ---------------------------------------------------------------- packets */
 
+/* Do these bytes lie in frame pi while frames are stable (mos_engine_set_
+ * stable_frames)?  Not those of a reassembled datagram: that buffer goes. */
+static inline int in_stable_frame(const mos_engine_t *e, uint32_t pi, const uint8_t *data,
+                                  uint32_t len)
+{
+    const mos_frame_t *fr = &e->frames[pi];
+    return e->stable && data >= fr->data && data + len <= fr->data + fr->caplen;
+}
+
 /* Store the bytes the receiver `r` accepted (mos_tcp_ep_input: len bytes at
  * stream offset doff, after skip bytes of the payload) in its buffer, and
  * raise what follows.  Scalars, not the effects record: taking its address
@@ -836,10 +845,7 @@ __attribute__((noinline)) static void store_data(mos_engine_t *e, mos_flow_t *f,
         if (f->digest) {
             mos_digest_t *d = &f->digest[r];
             if (d->hashed_to == head0) {
-                const mos_frame_t *fr = &e->frames[pi];
-                /* bytes of a frame (not of a reassembled datagram) stay put */
-                if (!(e->dq && e->stable && data >= fr->data &&
-                      data + len <= fr->data + fr->caplen &&
+                if (!(e->dq && in_stable_frame(e, pi, data, len) &&
                       mos_digestq_push(e->dq, &d->sha, &d->pending, data, len) == 0)) {
                     mos_digestq_wait(&d->pending);
                     mos_sha256_update(&d->sha, data, len);
@@ -858,8 +864,7 @@ __attribute__((noinline)) static void store_data(mos_engine_t *e, mos_flow_t *f,
         digest_upto(f, r, doff + len - rb->limit); /* hash what is about to leave */
     /* offline, the capture stays mapped for the whole run: in-order bytes
      * of a frame are lent to the buffer, not copied (mos_rbuf_insert_lent) */
-    const mos_frame_t *fr = &e->frames[pi];
-    int lend = e->stable && data >= fr->data && data + have <= fr->data + fr->caplen;
+    int lend = in_stable_frame(e, pi, data, have);
     mos_rbuf_result_t res;
     uint64_t advanced = 0;
     int gaps = 0;

@@ -65,6 +65,7 @@ cdef extern from "rbuf.h" nogil:
     void mos_rbuf_insert_lent(mos_rbuf_t *rb, uint64_t off, const uint8_t *data, uint32_t len,
                               mos_rbuf_result_t *res)
     uint64_t mos_rbuf_unlend(mos_rbuf_t *rb)
+    uint64_t mos_rbuf_lent_start(const mos_rbuf_t *rb, int k)
     void mos_rbuf_pool_init(mos_rbuf_pool_t *p, uint64_t memcap, uint64_t max_free)
     void mos_rbuf_pool_drain(mos_rbuf_pool_t *p)
     int mos_rbuf_init(mos_rbuf_t *rb, uint32_t limit, int policy, mos_rbuf_pool_t *pool)

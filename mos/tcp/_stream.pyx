@@ -121,12 +121,8 @@ cdef class StreamBuffer:
     def lent(self):
         """[(offset, length)] of the lent pieces, in order."""
         cdef int k
-        cdef uint64_t o
-        out = []
-        for k in range(self.rb.nlent):
-            o = self.rb.base + <uint32_t>(self.rb.lent_off[k] - <uint32_t>self.rb.base)
-            out.append((o, self.rb.lent_len[k]))
-        return out
+        return [(mos_rbuf_lent_start(&self.rb, k), self.rb.lent_len[k])
+                for k in range(self.rb.nlent)]
 
     def skip_to(self, uint64_t off):
         """Declare everything below off delivered: (gaps_declared, advanced)."""

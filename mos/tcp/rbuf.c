@@ -147,12 +147,6 @@ static inline uint8_t *blk_of(const mos_rbuf_t *rb, uint64_t off)
 
 /* ---- lent pieces (mos_rbuf_insert_lent) ---- */
 
-/* Full offset of piece k: it lies in [base, head), less than 2^32 wide. */
-static inline uint64_t lent_start(const mos_rbuf_t *rb, int k)
-{
-    return rb->base + (uint32_t)(rb->lent_off[k] - (uint32_t)rb->base);
-}
-
 /* The piece holding off (a present byte in [base, head)), or -1. */
 static inline int lent_at(const mos_rbuf_t *rb, uint64_t off)
 {
@@ -172,12 +166,23 @@ static inline uint64_t before_lent(const mos_rbuf_t *rb, uint64_t off, uint64_t 
     return n;
 }
 
+/* The first k pieces leave the list. */
+static void lent_shift(mos_rbuf_t *rb, int k)
+{
+    for (int j = k; j < rb->nlent; j++) {
+        rb->lent[j - k] = rb->lent[j];
+        rb->lent_off[j - k] = rb->lent_off[j];
+        rb->lent_len[j - k] = rb->lent_len[j];
+    }
+    rb->nlent = (uint8_t)(rb->nlent - k);
+}
+
 /* base moved to nb: the pieces below it go, one straddling it is cut. */
 static void lent_drop_below(mos_rbuf_t *rb, uint64_t nb)
 {
     int k = 0;
     while (k < rb->nlent) {
-        uint64_t s = rb->base + (uint32_t)(rb->lent_off[k] - (uint32_t)rb->base);
+        uint64_t s = mos_rbuf_lent_start(rb, k);
         if (s >= nb) break;
         uint64_t e = s + rb->lent_len[k];
         if (e > nb) {
@@ -188,14 +193,7 @@ static void lent_drop_below(mos_rbuf_t *rb, uint64_t nb)
         }
         k++;
     }
-    if (k) {
-        for (int j = k; j < rb->nlent; j++) {
-            rb->lent[j - k] = rb->lent[j];
-            rb->lent_off[j - k] = rb->lent_off[j];
-            rb->lent_len[j - k] = rb->lent_len[j];
-        }
-        rb->nlent = (uint8_t)(rb->nlent - k);
-    }
+    lent_shift(rb, k);
 }
 
 static void table_free(mos_rbuf_t *rb)
@@ -787,9 +785,7 @@ static inline void refuse(mos_rbuf_t *rb, uint64_t n, mos_rbuf_result_t *res)
     }
 }
 
-/* The common case: in order, nothing out of order, fits the window.  base
- * trails by at most limit - len; when it moves it stays <= head.  With
- * `lend`, the bytes join the last lent piece or take a free one. */
+/* The common case: in order, nothing out of order, fits the window. */
 static inline int inorder_fits(const mos_rbuf_t *rb, uint64_t off, const uint8_t *data,
                                uint32_t len)
 {
@@ -797,6 +793,9 @@ static inline int inorder_fits(const mos_rbuf_t *rb, uint64_t off, const uint8_t
            len <= OFF_END - off;
 }
 
+/* Store the common case.  base trails by at most limit - len; when it
+ * moves it stays <= head.  With `lend`, the bytes join the last lent piece
+ * or take a free one. */
 static inline void append_inorder(mos_rbuf_t *rb, uint64_t off, const uint8_t *data,
                                   uint32_t len, int lend, mos_rbuf_result_t *res)
 {
@@ -877,7 +876,6 @@ void mos_rbuf_insert(mos_rbuf_t *rb, uint64_t off, const uint8_t *data, uint32_t
 void mos_rbuf_insert_lent(mos_rbuf_t *rb, uint64_t off, const uint8_t *data, uint32_t len,
                           mos_rbuf_result_t *res)
 {
-
     if (!(len && inorder_fits(rb, off, data, len) && rb->policy != MOS_OVERLAP_LAST)) {
         mos_rbuf_insert(rb, off, data, len, res);
         return;
@@ -890,14 +888,9 @@ uint64_t mos_rbuf_unlend(mos_rbuf_t *rb)
 {
     uint64_t lost = 0;
     while (rb->nlent) {
-        uint64_t s = lent_start(rb, 0), n = rb->lent_len[0];
+        uint64_t s = mos_rbuf_lent_start(rb, 0), n = rb->lent_len[0];
         const uint8_t *src = rb->lent[0];
-        rb->nlent--; /* piece 0 leaves the list first: the blocks take its bytes */
-        for (int j = 0; j < rb->nlent; j++) {
-            rb->lent[j] = rb->lent[j + 1];
-            rb->lent_off[j] = rb->lent_off[j + 1];
-            rb->lent_len[j] = rb->lent_len[j + 1];
-        }
+        lent_shift(rb, 1); /* piece 0 leaves the list first: the blocks take its bytes */
         if (reserve(rb, s, s + n) == 0) {
             ring_write(rb, s, src, n);
         } else { /* no block for it: everything up to its end goes */

@@ -97,6 +97,12 @@ typedef struct mos_rbuf {
     uint32_t lent_off[MOS_RBUF_LENT], lent_len[MOS_RBUF_LENT];
 } mos_rbuf_t;
 
+/* Stream offset of lent piece k (k < nlent). */
+static inline uint64_t mos_rbuf_lent_start(const mos_rbuf_t *rb, int k)
+{
+    return rb->base + (uint32_t)(rb->lent_off[k] - (uint32_t)rb->base);
+}
+
 /* What one insert did (all fields zeroed by the call). */
 typedef struct mos_rbuf_result {
     uint64_t new_inorder;  /* bytes by which head advanced */
